@@ -1,0 +1,380 @@
+/**
+ * The deploy API: Knative serving.knative.dev/v1 over Kubernetes-shaped REST
+ * paths, JSON or YAML in and out, Kubernetes Status objects for errors.
+ *
+ *   /apis/serving.knative.dev/v1/namespaces/{ns}/{services|configurations|revisions|routes}[/{name}]
+ *
+ * Services and Configurations are writable; Revisions are read-only (deletable);
+ * Routes are read-only (they change through their Service).
+ */
+
+import type { Context } from "hono";
+import { Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import { bodyLimit } from "hono/body-limit";
+import { apply as mergePatch } from "json-merge-patch";
+import type { Registry } from "prom-client";
+import { stringify as toYaml } from "yaml";
+import { applyConfiguration, applyService, type WriteMode } from "../../src/control/apply.ts";
+import { deleteConfiguration, deleteRevision, deleteService } from "../../src/control/delete.ts";
+import {
+  BadRequestError,
+  ForbiddenError,
+  NotFoundError,
+  TooLargeError,
+  UnauthorizedError,
+} from "../../src/errors.ts";
+import type { Logger } from "../../src/logging.ts";
+import { silentLogger } from "../../src/logging.ts";
+import { httpServerMetrics } from "../../src/metrics.ts";
+import { isDns1123Label } from "../../src/model/index.ts";
+import { API_VERSION, KINDS, type Plural, type Resource } from "../../src/model/types.ts";
+import type { Store } from "../../src/store/store.ts";
+import { readObject } from "./body.ts";
+import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
+import { statusBody, successStatus, toSkiffError } from "./status.ts";
+
+export interface ApiOptions {
+  store: Store;
+  /** Constant-time token check; requests without a valid bearer token get 401. */
+  verifyToken: (token: string) => boolean;
+  domain: string;
+  scheme?: string;
+  bodyLimitBytes: number;
+  limits: WriteLimits;
+  registry: Registry;
+  logger?: Logger;
+}
+
+const BASE = "/apis/serving.knative.dev/v1";
+const PLURALS = Object.keys(KINDS) as Plural[];
+
+export function createApiApp(options: ApiOptions): Hono {
+  const { store, registry } = options;
+  const logger = options.logger ?? silentLogger;
+  const scheme = options.scheme ?? "http";
+  const metrics = httpServerMetrics(registry, "skiff_api");
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    const e = toSkiffError(err);
+    if (e.code === "INTERNAL") logger.error({ err, path: c.req.path }, "request failed");
+    return c.json(statusBody(e), e.status as 500);
+  });
+  app.notFound((c) => {
+    const e = new NotFoundError(
+      `the server could not find the requested resource: ${c.req.method} ${c.req.path}`,
+    );
+    return c.json(statusBody(e), 404);
+  });
+
+  app.use("*", async (c, next) => {
+    const started = performance.now();
+    await next();
+    const route = c.req.routePath || "unmatched";
+    metrics.requests.inc({ method: c.req.method, route, code: String(c.res.status) });
+    metrics.duration.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
+  });
+
+  app.get("/healthz", (c) => c.text("ok"));
+  app.get("/readyz", async (c) => {
+    try {
+      await store.ping();
+      return c.text("ok");
+    } catch (err) {
+      return c.text(`store unavailable: ${(err as Error).message}`, 503);
+    }
+  });
+  app.get("/metrics", async (c) => {
+    c.header("Content-Type", registry.contentType);
+    return c.body(await registry.metrics());
+  });
+
+  app.use(
+    "/apis/*",
+    bearerAuth({
+      verifyToken: (token) => options.verifyToken(token),
+      realm: "skiff",
+      noAuthenticationHeader: {
+        message: authMessage(
+          "missing bearer token; pass --token, set SKIFF_TOKEN, or run skiff login",
+        ),
+      },
+      invalidAuthenticationHeader: {
+        message: statusBody(
+          new BadRequestError(
+            "malformed Authorization header; expected: Authorization: Bearer <token>",
+          ),
+        ),
+      },
+      invalidToken: { message: authMessage("invalid bearer token") },
+    }),
+  );
+  app.use(
+    "/apis/*",
+    bodyLimit({
+      maxSize: options.bodyLimitBytes,
+      onError: (c) => {
+        const e = new TooLargeError(
+          `request body larger than the ${options.bodyLimitBytes}-byte limit (api.bodyLimitBytes)`,
+        );
+        return c.json(statusBody(e), 413);
+      },
+    }),
+  );
+
+  app.get(BASE, (c) =>
+    c.json({
+      kind: "APIResourceList",
+      apiVersion: "v1",
+      groupVersion: API_VERSION,
+      resources: PLURALS.map((name) => ({
+        name,
+        singularName: KINDS[name].toLowerCase(),
+        namespaced: true,
+        kind: KINDS[name],
+        verbs: verbsOf(name),
+      })),
+    }),
+  );
+
+  app.get(`${BASE}/:plural`, async (c) => {
+    const plural = pluralOf(c.req.param("plural"));
+    const items = await store.list(plural, undefined, {
+      labels: labelSelector(c.req.query("labelSelector")),
+    });
+    return respond(c, listOf(plural, items));
+  });
+
+  const ns = `${BASE}/namespaces/:ns/:plural`;
+  app.get(ns, async (c) => {
+    const plural = pluralOf(c.req.param("plural"));
+    const items = await store.list(plural, namespaceOf(c), {
+      labels: labelSelector(c.req.query("labelSelector")),
+    });
+    return respond(c, listOf(plural, items));
+  });
+  app.get(`${ns}/:name`, async (c) => {
+    const plural = pluralOf(c.req.param("plural"));
+    const namespace = namespaceOf(c);
+    const name = c.req.param("name");
+    const obj = await store.get(plural, namespace, name);
+    if (!obj) throw notFound(plural, namespace, name);
+    return respond(c, obj);
+  });
+
+  const writeCtx = { domain: options.domain, scheme };
+
+  app.post(ns, async (c) => {
+    const plural = writable(pluralOf(c.req.param("plural")), "create");
+    return write(c, plural, namespaceOf(c), undefined, "create");
+  });
+  app.put(`${ns}/:name`, async (c) => {
+    const plural = writable(pluralOf(c.req.param("plural")), "replace");
+    return write(c, plural, namespaceOf(c), c.req.param("name"), "replace");
+  });
+  app.patch(`${ns}/:name`, async (c) => {
+    const plural = writable(pluralOf(c.req.param("plural")), "patch");
+    const namespace = namespaceOf(c);
+    const name = c.req.param("name");
+    const patch = await readObject(c);
+    const current = await store.get(plural, namespace, name);
+    if (!current) throw notFound(plural, namespace, name);
+    // The patch applies to the user's view of the object (status is not theirs).
+    const merged = mergePatch(userView(current), structuredClone(patch)) as Record<string, unknown>;
+    return writeObject(c, plural, namespace, name, merged, "replace");
+  });
+  app.delete(`${ns}/:name`, async (c) => {
+    const plural = pluralOf(c.req.param("plural"));
+    const namespace = namespaceOf(c);
+    const name = c.req.param("name");
+    const dryRun = isDryRun(c);
+    const remove =
+      plural === "services"
+        ? deleteService
+        : plural === "configurations"
+          ? deleteConfiguration
+          : plural === "revisions"
+            ? deleteRevision
+            : undefined;
+    if (!remove) throw routesReadOnly("delete");
+    await store.transact((tx) => remove(tx, namespace, name), { dryRun });
+    logger.info({ kind: plural, namespace, name, dryRun }, "deleted");
+    return respond(
+      c,
+      successStatus(`${plural} "${name}" deleted`, {
+        name,
+        group: "serving.knative.dev",
+        kind: plural,
+      }),
+    );
+  });
+
+  async function write(
+    c: Context,
+    plural: "services" | "configurations",
+    namespace: string,
+    name: string | undefined,
+    mode: WriteMode,
+  ): Promise<Response> {
+    const body = await readObject(c);
+    return writeObject(c, plural, namespace, name, body, mode);
+  }
+
+  async function writeObject(
+    c: Context,
+    plural: "services" | "configurations",
+    namespace: string,
+    name: string | undefined,
+    body: Record<string, unknown>,
+    mode: WriteMode,
+  ): Promise<Response> {
+    const dryRun = isDryRun(c);
+    let result: Resource;
+    if (plural === "services") {
+      const { parsed, worker } = await prepareService(body, {
+        namespace,
+        name,
+        limits: options.limits,
+      });
+      result = (
+        await store.transact((tx) => applyService(tx, parsed, { mode, worker, ...writeCtx }), {
+          dryRun,
+        })
+      ).value;
+    } else {
+      const { parsed, worker } = await prepareConfiguration(body, {
+        namespace,
+        name,
+        limits: options.limits,
+      });
+      result = (
+        await store.transact(
+          (tx) => applyConfiguration(tx, parsed, { mode, worker, ...writeCtx }),
+          {
+            dryRun,
+          },
+        )
+      ).value;
+    }
+    logger.info(
+      {
+        kind: plural,
+        namespace,
+        name: result.metadata.name,
+        generation: result.metadata.generation,
+        dryRun,
+      },
+      mode === "create" ? "created" : "updated",
+    );
+    return respond(c, result, mode === "create" ? 201 : 200);
+  }
+
+  return app;
+}
+
+function authMessage(message: string) {
+  return statusBody(new UnauthorizedError(message));
+}
+
+function verbsOf(plural: Plural): string[] {
+  if (plural === "routes") return ["get", "list"];
+  if (plural === "revisions") return ["get", "list", "delete"];
+  return ["get", "list", "create", "update", "patch", "delete"];
+}
+
+function pluralOf(value: string): Plural {
+  if ((PLURALS as string[]).includes(value)) return value as Plural;
+  throw new NotFoundError(
+    `the server could not find the requested resource: "${value}" is not one of ${PLURALS.join(", ")}`,
+  );
+}
+
+function namespaceOf(c: Context): string {
+  const ns = c.req.param("ns") ?? "";
+  if (!isDns1123Label(ns)) {
+    throw new BadRequestError(
+      `namespace "${ns}" is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters`,
+    );
+  }
+  return ns;
+}
+
+function writable(plural: Plural, verb: string): "services" | "configurations" {
+  if (plural === "services" || plural === "configurations") return plural;
+  if (plural === "routes") throw routesReadOnly(verb);
+  throw new ForbiddenError(
+    `revisions cannot be ${verb === "create" ? "created" : "changed"} directly: they are immutable snapshots created from a Configuration's template; change the Service or Configuration instead`,
+    { kind: "revisions" },
+  );
+}
+
+function routesReadOnly(verb: string): ForbiddenError {
+  return new ForbiddenError(
+    `routes cannot be ${verb === "delete" ? "deleted" : verb === "create" ? "created" : "changed"} directly: a Route is managed by its Service; change spec.traffic of the Service (skiff service update NAME --traffic ...)`,
+    { kind: "routes" },
+  );
+}
+
+function notFound(plural: Plural, namespace: string, name: string): NotFoundError {
+  return new NotFoundError(`${plural} "${name}" not found in namespace "${namespace}"`, {
+    kind: plural,
+    name,
+  });
+}
+
+function isDryRun(c: Context): boolean {
+  const value = c.req.query("dryRun");
+  if (value === undefined) return false;
+  if (value === "All") return true;
+  throw new BadRequestError(`dryRun must be "All" when given, not "${value}"`);
+}
+
+/** Equality-only label selectors: `a=b,c==d`. */
+function labelSelector(value: string | undefined): Record<string, string> | undefined {
+  if (!value) return undefined;
+  const out: Record<string, string> = {};
+  for (const part of value.split(",")) {
+    const m = /^\s*([^=!\s]+)\s*==?\s*([^=\s]*)\s*$/.exec(part);
+    if (!m) {
+      throw new BadRequestError(
+        `unsupported labelSelector term "${part}"; only equality terms like key=value are supported`,
+      );
+    }
+    out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+function listOf(plural: Plural, items: Resource[]) {
+  return {
+    apiVersion: API_VERSION,
+    kind: `${KINDS[plural]}List`,
+    metadata: {},
+    items: items.sort((a, b) =>
+      a.metadata.namespace === b.metadata.namespace
+        ? a.metadata.name.localeCompare(b.metadata.name)
+        : a.metadata.namespace.localeCompare(b.metadata.namespace),
+    ),
+  };
+}
+
+/** What a user may PATCH: identity, labels, annotations, resourceVersion and spec. */
+function userView(obj: Resource): Record<string, unknown> {
+  const { name, namespace, labels, annotations, resourceVersion } = obj.metadata;
+  return {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
+    metadata: { name, namespace, labels, annotations, resourceVersion },
+    spec: structuredClone(obj.spec),
+  };
+}
+
+function respond(c: Context, body: unknown, status: 200 | 201 = 200): Response {
+  const accept = c.req.header("accept") ?? "";
+  if (/\b(application|text)\/(x-)?yaml\b/.test(accept)) {
+    c.header("Content-Type", "application/yaml; charset=utf-8");
+    return c.body(toYaml(body), status);
+  }
+  return c.json(body, status);
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian/Ubuntu machine:
+#   bash scripts/test.sh
+# Installs what is missing (Node 24 into a cache folder; redis-server and
+# docker.io with apt when root), starts dockerd when none answers, installs
+# npm dependencies, then format check + lint + type-check + every test.
+# The test run starts its own private redis-server unless REDIS_URL is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+. scripts/node-env.sh
+say "node $(node --version), npm $(npm --version 2>/dev/null)"
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    say "apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing: ${need_apt[*]} (run as root, or: sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+# Docker: use a running engine, else start one (root only).
+if ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    say "starting dockerd"
+    # A killed dockerd leaves its pid file behind and the next one refuses to start.
+    if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+      rm -f /var/run/docker.pid
+    fi
+    nohup dockerd >/tmp/skiff-dockerd.log 2>&1 &
+    for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /tmp/skiff-dockerd.log" >&2; tail -20 /tmp/skiff-dockerd.log >&2; exit 1; }
+  else
+    echo "no Docker engine answers and we are not root to start one" >&2
+    exit 1
+  fi
+fi
+
+say "npm ci"
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+
+say "format + lint (biome)"
+npx biome check .
+say "type-check (tsc)"
+npx tsc -p tsconfig.json
+
+say "tests (vitest)"
+npx vitest run "$@"

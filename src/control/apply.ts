@@ -1,0 +1,366 @@
+/**
+ * Writes of Services and Configurations, done the way Knative's controllers
+ * would, but synchronously inside one store transaction: the Service, its
+ * Configuration and Route, and a new immutable Revision (only when the template
+ * changed) land together or not at all. Readiness-dependent status is filled in
+ * later by the scaler through the same status functions.
+ */
+import { ConflictError, ForbiddenError, ValidationError } from "../errors.ts";
+import { revisionNameFor, templatesEqual } from "../model/index.ts";
+import type {
+  Configuration,
+  Resource,
+  Revision,
+  RevisionTemplate,
+  Route,
+  Service,
+  TrafficTarget,
+  WorkerArtifact,
+} from "../model/types.ts";
+import { API_VERSION, Labels } from "../model/types.ts";
+import type { Tx } from "../store/store.ts";
+import { canonicalJson, compactRecord, controllerOf, newMeta, ownerRef } from "./objects.ts";
+import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
+
+/** What the model's parser returns for a Service or Configuration body. */
+export interface ParsedMeta {
+  name: string;
+  namespace: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** Sent back by the client for optimistic concurrency; checked when present. */
+  resourceVersion?: string;
+}
+
+export interface ParsedService {
+  metadata: ParsedMeta;
+  spec: { template: RevisionTemplate; traffic: TrafficTarget[] };
+}
+
+export interface ParsedConfiguration {
+  metadata: ParsedMeta;
+  spec: { template: RevisionTemplate };
+}
+
+/** A compiled worker bundle, prepared before the transaction (compiling is slow and pure). */
+export interface CompiledWorker {
+  code: string;
+  sha256: string;
+  bytes: number;
+}
+
+export type WriteMode = "create" | "replace";
+
+export interface ApplyContext {
+  mode: WriteMode;
+  domain: string;
+  scheme: string;
+  worker?: CompiledWorker;
+}
+
+/** Apply a Service write. Returns the stored Service (resourceVersion filled at commit). */
+export async function applyService(
+  tx: Tx,
+  input: ParsedService,
+  ctx: ApplyContext,
+): Promise<Service> {
+  const { name, namespace } = input.metadata;
+  const existing = await tx.get("services", namespace, name);
+  checkExistence("services", "Service", existing, input.metadata, ctx.mode);
+
+  const service: Service = existing
+    ? structuredClone(existing)
+    : {
+        apiVersion: API_VERSION,
+        kind: "Service",
+        metadata: newMeta(name, namespace),
+        spec: input.spec,
+        status: {},
+      };
+  setUserMeta(service, input.metadata);
+  if (existing && canonicalJson(existing.spec) !== canonicalJson(input.spec))
+    service.metadata.generation += 1;
+  service.spec = input.spec;
+
+  const config = await writeConfiguration(tx, service, input.spec.template, ctx);
+  const route = await writeRoute(tx, service, config, ctx);
+  service.status = serviceStatus(service, config, route);
+  tx.put(service);
+  return service;
+}
+
+/** Apply a stand-alone Configuration write (one not owned by a Service). */
+export async function applyConfiguration(
+  tx: Tx,
+  input: ParsedConfiguration,
+  ctx: ApplyContext,
+): Promise<Configuration> {
+  const { name, namespace } = input.metadata;
+  const existing = await tx.get("configurations", namespace, name);
+  checkExistence("configurations", "Configuration", existing, input.metadata, ctx.mode);
+  const owner = existing && controllerOf(existing);
+  if (owner) {
+    throw new ForbiddenError(
+      `configuration "${name}" is owned by ${owner.kind} "${owner.name}"; change the ${owner.kind} instead`,
+      { kind: "configurations", name },
+    );
+  }
+  const config = await upsertConfiguration(
+    tx,
+    existing,
+    input.metadata,
+    input.spec.template,
+    undefined,
+    ctx,
+  );
+  return config;
+}
+
+function checkExistence(
+  kind: string,
+  kindName: string,
+  existing: Resource | undefined,
+  meta: ParsedMeta,
+  mode: WriteMode,
+): void {
+  if (mode === "create" && existing) {
+    throw new ConflictError(
+      `${kind} "${meta.name}" already exists in namespace "${meta.namespace}"`,
+      {
+        kind,
+        name: meta.name,
+      },
+    );
+  }
+  if (mode === "replace" && !existing) {
+    throw new ValidationError(
+      `${kindName} "${meta.name}" does not exist in namespace "${meta.namespace}"; create it with POST first`,
+      [],
+      { kind, name: meta.name },
+    );
+  }
+  if (
+    existing &&
+    meta.resourceVersion &&
+    meta.resourceVersion !== existing.metadata.resourceVersion
+  ) {
+    throw new ConflictError(
+      `the object has been modified: ${kind} "${meta.name}" is at resourceVersion ${existing.metadata.resourceVersion}, not ${meta.resourceVersion}; read it again and reapply your change`,
+      { kind, name: meta.name },
+    );
+  }
+}
+
+function setUserMeta(obj: Resource, meta: ParsedMeta): void {
+  const labels = compactRecord(meta.labels);
+  const annotations = compactRecord(meta.annotations);
+  if (labels) obj.metadata.labels = labels;
+  else delete obj.metadata.labels;
+  if (annotations) obj.metadata.annotations = annotations;
+  else delete obj.metadata.annotations;
+}
+
+async function writeConfiguration(
+  tx: Tx,
+  service: Service,
+  template: RevisionTemplate,
+  ctx: ApplyContext,
+): Promise<Configuration> {
+  const { name, namespace } = service.metadata;
+  const existing = await tx.get("configurations", namespace, name);
+  assertOwnedBy(existing, service, "configurations");
+  const meta: ParsedMeta = {
+    name,
+    namespace,
+    labels: { ...service.metadata.labels, [Labels.service]: name },
+    annotations: service.metadata.annotations,
+  };
+  return upsertConfiguration(tx, existing, meta, template, service, ctx);
+}
+
+/** Write a Configuration, minting a Revision when the template changed. */
+async function upsertConfiguration(
+  tx: Tx,
+  existing: Configuration | undefined,
+  meta: ParsedMeta,
+  template: RevisionTemplate,
+  owner: Service | undefined,
+  ctx: ApplyContext,
+): Promise<Configuration> {
+  const config: Configuration = existing
+    ? structuredClone(existing)
+    : {
+        apiVersion: API_VERSION,
+        kind: "Configuration",
+        metadata: newMeta(meta.name, meta.namespace, {
+          ownerReferences: owner ? [ownerRef(owner)] : undefined,
+        }),
+        spec: { template },
+        status: {},
+      };
+  setUserMeta(config, meta);
+
+  const changed = !existing || !templatesEqual(existing.spec.template, template);
+  if (changed) {
+    if (existing) config.metadata.generation += 1;
+    config.spec = { template };
+    const revision = await mintRevision(tx, config, existing, owner, ctx);
+    config.status = { ...config.status, latestCreatedRevisionName: revision.metadata.name };
+  }
+  config.status = configurationStatus(
+    config,
+    await statusContext(tx, config.metadata.namespace, ctx),
+  );
+  tx.put(config);
+  return config;
+}
+
+async function mintRevision(
+  tx: Tx,
+  config: Configuration,
+  previous: Configuration | undefined,
+  owner: Service | undefined,
+  ctx: ApplyContext,
+): Promise<Revision> {
+  const { namespace } = config.metadata;
+  const template = config.spec.template;
+  const chosen = template.metadata.name;
+  const field = owner ? "spec.template.metadata.name" : "spec.template.metadata.name";
+  if (chosen && previous?.spec.template.metadata.name === chosen) {
+    throw ValidationError.of(
+      [
+        {
+          field,
+          message: `"${chosen}" names the current revision, but the template changed; give the new template a new name (or remove the name to get ${revisionNameFor(config.metadata.name, config.metadata.generation)})`,
+        },
+      ],
+      { kind: owner ? "services" : "configurations", name: config.metadata.name },
+    );
+  }
+  const name = chosen ?? revisionNameFor(config.metadata.name, config.metadata.generation);
+  if (await tx.get("revisions", namespace, name)) {
+    throw new ConflictError(
+      chosen
+        ? `revision "${name}" already exists; choose another ${field}`
+        : `revision "${name}" already exists (a previous template was given that name); set ${field} to a new name`,
+      { kind: "revisions", name },
+    );
+  }
+  const labels: Record<string, string> = {
+    ...template.metadata.labels,
+    [Labels.configuration]: config.metadata.name,
+    [Labels.configurationGeneration]: String(config.metadata.generation),
+  };
+  if (owner) labels[Labels.service] = owner.metadata.name;
+  const revision: Revision = {
+    apiVersion: API_VERSION,
+    kind: "Revision",
+    metadata: newMeta(name, namespace, {
+      labels,
+      annotations: template.metadata.annotations,
+      ownerReferences: [ownerRef(config)],
+    }),
+    spec: template.spec,
+    status: {
+      observedGeneration: 1,
+      conditions: [],
+    },
+  };
+  if (template.spec.worker) {
+    if (!ctx.worker) throw new Error("internal: worker template without a compiled bundle");
+    const artifact: WorkerArtifact = { sha256: ctx.worker.sha256, bytes: ctx.worker.bytes };
+    revision.status.workerArtifact = artifact;
+    tx.putArtifact(namespace, name, ctx.worker.code);
+  }
+  revision.status.conditions = [
+    {
+      type: "Ready",
+      status: "Unknown",
+      reason: "Deploying",
+      message: "Waiting for the first instance to pass readiness.",
+      lastTransitionTime: revision.metadata.creationTimestamp,
+    },
+  ];
+  tx.put(revision);
+  return revision;
+}
+
+async function writeRoute(
+  tx: Tx,
+  service: Service,
+  config: Configuration,
+  ctx: ApplyContext,
+): Promise<Route> {
+  const { name, namespace } = service.metadata;
+  const existing = await tx.get("routes", namespace, name);
+  assertOwnedBy(existing, service, "routes");
+  const traffic = await checkedTraffic(tx, service);
+  const route: Route = existing
+    ? structuredClone(existing)
+    : {
+        apiVersion: API_VERSION,
+        kind: "Route",
+        metadata: newMeta(name, namespace, { ownerReferences: [ownerRef(service)] }),
+        spec: { traffic },
+        status: {},
+      };
+  route.metadata.labels = { ...service.metadata.labels, [Labels.service]: name };
+  if (existing && canonicalJson(existing.spec.traffic) !== canonicalJson(traffic))
+    route.metadata.generation += 1;
+  route.spec = { traffic };
+  const sctx = await statusContext(tx, namespace, ctx);
+  route.status = routeStatus(route, (n) => (n === config.metadata.name ? config : undefined), sctx);
+  tx.put(route);
+  return route;
+}
+
+/**
+ * The Service's traffic as the Route stores it (latest targets name the
+ * Configuration), after checking that every named revision exists.
+ */
+async function checkedTraffic(tx: Tx, service: Service): Promise<TrafficTarget[]> {
+  const { name, namespace } = service.metadata;
+  const causes = [];
+  const out: TrafficTarget[] = [];
+  for (const [i, target] of service.spec.traffic.entries()) {
+    if (target.revisionName) {
+      const rev = await tx.get("revisions", namespace, target.revisionName);
+      if (!rev) {
+        causes.push({
+          field: `spec.traffic[${i}].revisionName`,
+          reason: "FieldValueNotFound",
+          message: `revision "${target.revisionName}" does not exist in namespace "${namespace}"; list revisions with: skiff revision list -s ${name}`,
+        });
+      }
+      out.push(target);
+    } else {
+      const { latestRevision: _l, ...rest } = target;
+      out.push({ ...rest, configurationName: name, latestRevision: true });
+    }
+  }
+  if (causes.length) throw ValidationError.of(causes, { kind: "services", name });
+  return out;
+}
+
+function assertOwnedBy(obj: Resource | undefined, owner: Service, kind: string): void {
+  if (!obj) return;
+  const ref = controllerOf(obj);
+  if (ref?.kind === "Service" && ref.name === owner.metadata.name && ref.uid === owner.metadata.uid)
+    return;
+  throw new ConflictError(
+    `${kind} "${obj.metadata.name}" already exists and is not owned by service "${owner.metadata.name}"; delete it or choose another service name`,
+    { kind, name: obj.metadata.name },
+  );
+}
+
+/** Status lookups see revisions read or staged in this transaction. */
+export async function statusContext(
+  tx: Tx,
+  namespace: string,
+  ctx: { domain: string; scheme: string },
+): Promise<StatusContext> {
+  const revisions = new Map(
+    (await tx.list("revisions", namespace)).map((r) => [r.metadata.name, r]),
+  );
+  return { domain: ctx.domain, scheme: ctx.scheme, revision: (n) => revisions.get(n) };
+}

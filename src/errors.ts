@@ -1,0 +1,140 @@
+/**
+ * One error hierarchy for all of Skiff. Every error has a stable `code` (what
+ * scripts and tests match on), the HTTP status it maps to, and for validation
+ * failures a list of causes naming the exact field. The deploy API turns these
+ * into Kubernetes Status objects; the CLI prints `message` and the causes.
+ */
+
+/** Kubernetes StatusReason values we emit, keyed by our stable codes. */
+export const ErrorCodes = {
+  BAD_REQUEST: { status: 400, reason: "BadRequest" },
+  UNAUTHORIZED: { status: 401, reason: "Unauthorized" },
+  FORBIDDEN: { status: 403, reason: "Forbidden" },
+  NOT_FOUND: { status: 404, reason: "NotFound" },
+  METHOD_NOT_ALLOWED: { status: 405, reason: "MethodNotAllowed" },
+  ALREADY_EXISTS: { status: 409, reason: "AlreadyExists" },
+  CONFLICT: { status: 409, reason: "Conflict" },
+  TOO_LARGE: { status: 413, reason: "RequestEntityTooLarge" },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, reason: "UnsupportedMediaType" },
+  INVALID: { status: 422, reason: "Invalid" },
+  UNAVAILABLE: { status: 503, reason: "ServiceUnavailable" },
+  TIMEOUT: { status: 504, reason: "Timeout" },
+  INTERNAL: { status: 500, reason: "InternalError" },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** One precise complaint about one field (Kubernetes StatusCause). */
+export interface Cause {
+  /** Dotted path into the submitted object, e.g. `spec.traffic[1].percent`. */
+  field: string;
+  message: string;
+  /** Kubernetes cause reason, e.g. FieldValueInvalid, FieldValueRequired. */
+  reason?: string;
+}
+
+export interface ErrorOptions {
+  causes?: Cause[];
+  /** The object the error is about, for Status.details. */
+  kind?: string;
+  name?: string;
+  cause?: unknown;
+}
+
+export class SkiffError extends Error {
+  readonly code: ErrorCode;
+  readonly causes: Cause[];
+  readonly kind: string | undefined;
+  readonly resourceName: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "SkiffError";
+    this.code = code;
+    this.causes = options.causes ?? [];
+    this.kind = options.kind;
+    this.resourceName = options.name;
+  }
+
+  get status(): number {
+    return ErrorCodes[this.code].status;
+  }
+
+  get reason(): string {
+    return ErrorCodes[this.code].reason;
+  }
+}
+
+export class BadRequestError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("BAD_REQUEST", message, options);
+  }
+}
+
+export class UnauthorizedError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("UNAUTHORIZED", message, options);
+  }
+}
+
+export class ForbiddenError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("FORBIDDEN", message, options);
+  }
+}
+
+export class NotFoundError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("NOT_FOUND", message, options);
+  }
+}
+
+export class AlreadyExistsError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("ALREADY_EXISTS", message, options);
+  }
+}
+
+/** A write lost a race or named a stale resourceVersion. */
+export class ConflictError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("CONFLICT", message, options);
+  }
+}
+
+export class TooLargeError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("TOO_LARGE", message, options);
+  }
+}
+
+export class UnsupportedMediaTypeError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("UNSUPPORTED_MEDIA_TYPE", message, options);
+  }
+}
+
+/** The submitted object is well-formed but breaks a rule; `causes` name the fields. */
+export class ValidationError extends SkiffError {
+  constructor(message: string, causes: Cause[], options: Omit<ErrorOptions, "causes"> = {}) {
+    super("INVALID", message, { ...options, causes });
+  }
+
+  /** Build from causes alone: the message lists them, so it stands on its own. */
+  static of(causes: Cause[], options: Omit<ErrorOptions, "causes"> = {}): ValidationError {
+    const what =
+      options.kind && options.name ? `${options.kind} "${options.name}" is invalid` : "invalid";
+    const list = causes.map((c) => (c.field ? `${c.field}: ${c.message}` : c.message)).join("; ");
+    return new ValidationError(`${what}: ${list}`, causes, options);
+  }
+}
+
+export class UnavailableError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("UNAVAILABLE", message, options);
+  }
+}
+
+export function isSkiffError(err: unknown): err is SkiffError {
+  return err instanceof SkiffError;
+}

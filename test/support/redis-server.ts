@@ -1,0 +1,7 @@
+// The suite uses the same private-server launcher as `skiff up`.
+export {
+  freePort,
+  type RedisServer,
+  type StartRedisOptions,
+  startRedisServer,
+} from "../../src/redis-server.ts";
