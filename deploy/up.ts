@@ -120,6 +120,7 @@ async function answers(url: string): Promise<boolean> {
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
   });
+  probe.on("error", () => {}); // a refused connection is the answer we look for
   try {
     await probe.connect();
     await probe.ping();

@@ -82,6 +82,7 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
         maxRetriesPerRequest: 0,
         retryStrategy: () => null,
       });
+      probe.on("error", () => {}); // refused while starting: expected, retried below
       try {
         await probe.connect();
         await probe.ping();

@@ -1,0 +1,875 @@
+/**
+ * ContainerRuntime: runs revision instances as Docker containers on one host.
+ *
+ * Networking: every instance uses host networking and listens on a port this
+ * runtime allocates on the agent's data address (PORT is set to it, and HOST
+ * to the address, for apps that honour it). Nothing is published or NATed and
+ * no traffic ever goes to a bridge address. An app that binds 0.0.0.0 is also
+ * reachable on the data address (and on the host's other addresses: the price
+ * of host networking; use an image that honours HOST where that matters).
+ *
+ * Lifecycle: start() resolves only once the readiness probe passes; a later
+ * unexpected exit is reported by an "exit" event at once (from one Docker
+ * events subscription) with a readable reason. stop() drains, then SIGTERM,
+ * grace, SIGKILL, remove. adopt() picks up the containers of a previous run of
+ * the same agent (by labels). Restart policy is the caller's (see supervise.ts).
+ */
+import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks";
+import Docker from "dockerode";
+import { z } from "zod";
+import { AlreadyExistsError, SkiffError } from "../../src/errors.ts";
+import { dockerMessage, dockerStatus, InstanceError, type InstanceFailure } from "./errors.ts";
+import { ContainerEvents } from "./events.ts";
+import { ImageResolver, type ResolvedImage } from "./images.ts";
+import { tailLogs } from "./logs.ts";
+import { PortAllocator } from "./ports.ts";
+import { describeTarget, type ProbeTarget, probeOnce, probeTarget } from "./probe.ts";
+import {
+  buildCreateOptions,
+  declaredPort,
+  type InstanceSpec,
+  type InstanceSpecInput,
+  InstanceSpecSchema,
+  labelKeys,
+  parseWith,
+  protocolOf,
+} from "./spec.ts";
+
+/** Enough for images that start as root and step down to a user; nothing network-wide. */
+export const DEFAULT_CAP_ADD = [
+  "CHOWN",
+  "DAC_OVERRIDE",
+  "FOWNER",
+  "FSETID",
+  "KILL",
+  "SETGID",
+  "SETUID",
+];
+
+const port = z.number().int().min(1).max(65535);
+
+export const ContainerRuntimeOptionsSchema = z.object({
+  /** A dockerode instance; when absent one is made for `socketPath`. */
+  docker: z
+    .custom<Docker>(
+      (v) => typeof v === "object" && v !== null && "createContainer" in v,
+      "must be a dockerode instance",
+    )
+    .optional(),
+  socketPath: z.string().min(1).default("/var/run/docker.sock"),
+  /** The agent's id: labels every container so that agents sharing an engine never adopt each other's. */
+  owner: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "use letters, digits, '_', '.', '-'")
+    .default("skiff"),
+  /** Address instances listen on and gateways connect to (loopback in tests). */
+  dataAddress: z.ipv4().default("127.0.0.1"),
+  /** Serving ports are allocated from here; keep it clear of the ephemeral range (32768+). */
+  portRange: z
+    .object({ min: port, max: port })
+    .refine((r) => r.min <= r.max, "min must not exceed max")
+    .default({ min: 20000, max: 29999 }),
+  labelPrefix: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]*\.$/, 'use a lower-case prefix ending in ".", e.g. "skiff."')
+    .default("skiff."),
+  /** Container names are `${namePrefix}${instanceId}`. */
+  namePrefix: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)
+    .default("skiff-"),
+  /** Pull missing images from here; without it only local images are used. */
+  registry: z
+    .object({
+      address: z.string().min(1),
+      username: z.string().optional(),
+      password: z.string().optional(),
+      insecure: z.boolean().default(false),
+      pullTimeoutMs: z.number().int().positive().default(300_000),
+      reachTimeoutMs: z.number().int().positive().default(2_000),
+    })
+    .optional(),
+  /** SIGTERM -> SIGKILL grace on stop; default: the revision's timeoutSeconds (Knative). */
+  stopGraceSeconds: z.number().int().min(0).optional(),
+  /** A container not ready within this long is removed and start() fails. */
+  startupTimeoutMs: z.number().int().positive().default(60_000),
+  /** Probe period until first ready (Knative: 50 ms; tens of ms keeps cold starts short). */
+  probeIntervalMs: z.number().int().min(1).max(1_000).default(10),
+  /** Per-probe timeout unless the probe sets timeoutSeconds. */
+  probeTimeoutMs: z.number().int().positive().default(1_000),
+  /** Probe period once ready, unless the probe sets periodSeconds. */
+  readyProbePeriodMs: z.number().int().positive().default(10_000),
+  /** Env var carrying the data address for apps that bind what they are told; null: none. */
+  bindAddressEnv: z.string().min(1).nullable().default("HOST"),
+  capAdd: z.array(z.string()).default(DEFAULT_CAP_ADD),
+  pidsLimit: z.number().int().positive().default(4096),
+  /** Size of the /tmp tmpfs ("64m"); default: the kernel's (counted against the memory limit). */
+  tmpfsSize: z.string().optional(),
+  logMaxSize: z.string().default("10m"),
+  /** Log lines quoted in failure messages. */
+  logTailLines: z.number().int().min(0).max(1000).default(20),
+  /** Remove a container once its exit has been reported (logs are quoted in the message first). */
+  removeExited: z.boolean().default(true),
+});
+
+export type ContainerRuntimeOptions = z.input<typeof ContainerRuntimeOptionsSchema>;
+type Options = z.output<typeof ContainerRuntimeOptionsSchema>;
+
+export interface Endpoint {
+  host: string;
+  port: number;
+  protocol: "http1" | "h2c";
+}
+
+export interface StartTimings {
+  /** Local image lookup (and pull, if any). */
+  imageMs: number;
+  /** Port allocation and docker create. */
+  createMs: number;
+  /** docker start. */
+  startMs: number;
+  /** From started to the first passing readiness probe. */
+  readyMs: number;
+  totalMs: number;
+}
+
+export interface StartedInstance extends Endpoint {
+  instanceId: string;
+  containerId: string;
+  image: ResolvedImage;
+  timings: StartTimings;
+}
+
+/** An instance that had been ready (or adopted) exited without stop(). */
+export interface ExitEvent extends InstanceFailure {
+  instanceId: string;
+  containerId: string;
+  namespace: string;
+  revision: string;
+}
+
+export interface ReadinessEvent {
+  instanceId: string;
+  revision: string;
+  ready: boolean;
+  message: string;
+}
+
+export interface AdoptedInstance extends Endpoint {
+  instanceId: string;
+  containerId: string;
+  spec: InstanceSpec;
+  imageId: string;
+  /** Whether one probe just now passed (periodic probing continues either way). */
+  ready: boolean;
+}
+
+export interface AdoptResult {
+  running: AdoptedInstance[];
+  /** Containers of this owner found dead: reported (and removed when removeExited). */
+  exited: ExitEvent[];
+}
+
+export interface StopOptions {
+  /** Resolves when the caller knows in-flight requests are done (e.g. from the gateway). */
+  drained?: PromiseLike<unknown>;
+  /** Without `drained`: wait this long before SIGTERM (default 0). */
+  drainMs?: number;
+  /** SIGTERM -> SIGKILL grace; default options.stopGraceSeconds, else the spec's timeoutSeconds. */
+  graceSeconds?: number;
+}
+
+export type InstanceState = "starting" | "ready" | "unready" | "stopping";
+
+export interface InstanceInfo extends Endpoint {
+  instanceId: string;
+  containerId: string;
+  state: InstanceState;
+  namespace: string;
+  revision: string;
+}
+
+export interface RuntimeEvents {
+  exit: [ExitEvent];
+  readiness: [ReadinessEvent];
+  /** Something went wrong in the background (events stream lost, removal failed). */
+  warning: [Error];
+}
+
+interface Tracked extends Endpoint {
+  spec: InstanceSpec;
+  containerId: string;
+  state: InstanceState;
+  failure?: InstanceFailure;
+  dying: boolean;
+  forgotten: boolean;
+  oomSeen: boolean;
+  /** Settles when the container exited or stop() was called: wakes the readiness loop. */
+  interrupted: Promise<void>;
+  interrupt: () => void;
+  probeTimer?: NodeJS.Timeout;
+  stopping?: Promise<void>;
+}
+
+export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
+  readonly options: Readonly<Options>;
+  readonly docker: Docker;
+  readonly #keys: ReturnType<typeof labelKeys>;
+  readonly #ports: PortAllocator;
+  readonly #images: ImageResolver;
+  readonly #events: ContainerEvents;
+  readonly #byId = new Map<string, Tracked>();
+  readonly #byContainer = new Map<string, Tracked>();
+  readonly #claimed = new Set<string>();
+  #closed = false;
+
+  constructor(options: ContainerRuntimeOptions = {}) {
+    super();
+    this.options = parseWith(ContainerRuntimeOptionsSchema, options, {
+      kind: "ContainerRuntimeOptions",
+    });
+    this.docker = this.options.docker ?? new Docker({ socketPath: this.options.socketPath });
+    this.#keys = labelKeys(this.options.labelPrefix);
+    this.#ports = new PortAllocator(this.options.dataAddress, this.options.portRange);
+    this.#images = new ImageResolver(this.docker, this.options.registry);
+    this.#events = new ContainerEvents(this.docker, [`${this.#keys.owner}=${this.options.owner}`]);
+    this.#events.on("die", (e) => {
+      this.#onDie(e.containerId, e.exitCode).catch((err: Error) => this.emit("warning", err));
+    });
+    this.#events.on("oom", (e) => {
+      const t = this.#byContainer.get(e.containerId);
+      if (t) t.oomSeen = true;
+    });
+    this.#events.on("reconnect", () => void this.#recheckAll());
+    this.#events.on("warning", (err) => this.emit("warning", err));
+  }
+
+  /** Whether the Docker engine answers (for the agent's advertised runtimes). */
+  async available(timeoutMs = 2_000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.docker.ping().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs);
+        }),
+      ]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Create and start one instance; resolves once it passes readiness. Rejects with InstanceError. */
+  async start(input: InstanceSpecInput): Promise<StartedInstance> {
+    if (this.#closed) throw new Error("ContainerRuntime is closed");
+    const spec = parseWith(InstanceSpecSchema, input, {
+      kind: "Instance",
+      ...(typeof input?.instanceId === "string" ? { name: input.instanceId } : {}),
+    });
+    const id = spec.instanceId;
+    if (this.#byId.has(id) || this.#claimed.has(id)) {
+      throw new AlreadyExistsError(
+        `instance ${id} is already running on this agent; stop it first`,
+        {
+          kind: "Instance",
+          name: id,
+        },
+      );
+    }
+    this.#claimed.add(id);
+    try {
+      return await this.#start(spec);
+    } catch (err) {
+      if (err instanceof SkiffError) throw err;
+      // The engine itself failed us (socket gone, daemon error): still a readable start failure.
+      throw new InstanceError(
+        id,
+        { reason: "StartFailed", message: `docker engine error: ${dockerMessage(err)}` },
+        { cause: err },
+      );
+    } finally {
+      this.#claimed.delete(id);
+    }
+  }
+
+  async #start(spec: InstanceSpec): Promise<StartedInstance> {
+    const id = spec.instanceId;
+    const t0 = performance.now();
+    const [image] = await Promise.all([
+      this.#images.resolve(id, spec.container.image),
+      this.#events.open(),
+    ]);
+    const t1 = performance.now();
+    const port = await this.#ports.allocate();
+    let containerId: string;
+    try {
+      containerId = await this.#create(spec, image, port);
+    } catch (err) {
+      this.#ports.release(port);
+      throw err;
+    }
+    const t = this.#track(
+      spec,
+      containerId,
+      { host: this.options.dataAddress, port, protocol: protocolOf(spec.container) },
+      "starting",
+    );
+    const t2 = performance.now();
+    try {
+      await this.docker.getContainer(containerId).start();
+    } catch (err) {
+      await this.#discard(t);
+      throw new InstanceError(
+        id,
+        { reason: "StartFailed", message: `container failed to start: ${dockerMessage(err)}` },
+        { cause: err },
+      );
+    }
+    const t3 = performance.now();
+    const target = probeTarget(
+      spec.container.readinessProbe,
+      t.host,
+      port,
+      declaredPort(spec.container),
+    );
+    try {
+      await this.#waitReady(t, target, t3);
+    } catch (err) {
+      if (t.state !== "stopping") await this.#discard(t);
+      throw err;
+    }
+    t.state = "ready";
+    this.#schedulePeriodic(t, target);
+    const t4 = performance.now();
+    const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
+    return {
+      instanceId: id,
+      containerId,
+      host: t.host,
+      port,
+      protocol: t.protocol,
+      image,
+      timings: {
+        imageMs: ms(t0, t1),
+        createMs: ms(t1, t2),
+        startMs: ms(t2, t3),
+        readyMs: ms(t3, t4),
+        totalMs: ms(t0, t4),
+      },
+    };
+  }
+
+  async #create(spec: InstanceSpec, image: ResolvedImage, port: number): Promise<string> {
+    const name = `${this.options.namePrefix}${spec.instanceId}`;
+    const body = buildCreateOptions(spec, {
+      name,
+      // The resolved ID, so that what runs is exactly what was checked (and reported).
+      image: image.id,
+      address: this.options.dataAddress,
+      port,
+      owner: this.options.owner,
+      labelPrefix: this.options.labelPrefix,
+      bindAddressEnv: this.options.bindAddressEnv,
+      capAdd: this.options.capAdd,
+      pidsLimit: this.options.pidsLimit,
+      tmpfsSize: this.options.tmpfsSize,
+      logMaxSize: this.options.logMaxSize,
+    });
+    const fail = (err: unknown) =>
+      new InstanceError(
+        spec.instanceId,
+        dockerStatus(err) === 404
+          ? {
+              reason: "ImageNotFound",
+              message: `image ${spec.container.image} (${image.id}) vanished before the container was created`,
+            }
+          : {
+              reason: "StartFailed",
+              message: `docker could not create the container: ${dockerMessage(err)}`,
+            },
+        { cause: err },
+      );
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return (await this.docker.createContainer(body)).id;
+      } catch (err) {
+        if (dockerStatus(err) !== 409 || attempt > 0) throw fail(err);
+        // A container of that name exists: a dead leftover is removed, a live one is someone's instance.
+        const old = await this.docker
+          .getContainer(name)
+          .inspect()
+          .catch(() => undefined);
+        if (old?.State.Running) {
+          throw new AlreadyExistsError(
+            `container ${name} is already running; adopt() it or stop instance ${spec.instanceId} first`,
+            { kind: "Instance", name: spec.instanceId },
+          );
+        }
+        await this.#remove(name);
+      }
+    }
+  }
+
+  #track(
+    spec: InstanceSpec,
+    containerId: string,
+    endpoint: Endpoint,
+    state: InstanceState,
+  ): Tracked {
+    let interrupt!: () => void;
+    const interrupted = new Promise<void>((resolve) => {
+      interrupt = resolve;
+    });
+    const t: Tracked = {
+      ...endpoint,
+      spec,
+      containerId,
+      state,
+      dying: false,
+      forgotten: false,
+      oomSeen: false,
+      interrupted,
+      interrupt,
+    };
+    this.#byId.set(spec.instanceId, t);
+    this.#byContainer.set(containerId, t);
+    this.#ports.reserve(endpoint.port);
+    return t;
+  }
+
+  /** Untrack and free the port (idempotent). */
+  #forget(t: Tracked): void {
+    if (t.forgotten) return;
+    t.forgotten = true;
+    clearTimeout(t.probeTimer);
+    if (this.#byId.get(t.spec.instanceId) === t) this.#byId.delete(t.spec.instanceId);
+    this.#byContainer.delete(t.containerId);
+    this.#ports.release(t.port);
+    t.interrupt();
+  }
+
+  async #discard(t: Tracked): Promise<void> {
+    this.#forget(t);
+    await this.#remove(t.containerId);
+  }
+
+  async #remove(idOrName: string): Promise<void> {
+    try {
+      await this.docker.getContainer(idOrName).remove({ force: true });
+    } catch (err) {
+      const status = dockerStatus(err);
+      // 404: gone already; 409: a removal is already in progress.
+      if (status !== 404 && status !== 409) {
+        this.emit("warning", new Error(`removing container ${idOrName}: ${dockerMessage(err)}`));
+      }
+    }
+  }
+
+  /** Probe every probeIntervalMs until ready; throws on exit, stop() or the startup deadline. */
+  async #waitReady(t: Tracked, target: ProbeTarget, startedAt: number): Promise<void> {
+    const probe = t.spec.container.readinessProbe;
+    const deadline = startedAt + this.options.startupTimeoutMs;
+    const timeoutMs = probe?.timeoutSeconds
+      ? probe.timeoutSeconds * 1000
+      : this.options.probeTimeoutMs;
+    const needed = probe?.successThreshold ?? 1;
+    if (probe?.initialDelaySeconds) await this.#pause(t, probe.initialDelaySeconds * 1000);
+    let successes = 0;
+    let lastCheck = performance.now();
+    for (;;) {
+      this.#throwIfInterrupted(t);
+      const left = deadline - performance.now();
+      const ok = await probeOnce(target, Math.max(1, Math.min(timeoutMs, left)));
+      this.#throwIfInterrupted(t);
+      successes = ok ? successes + 1 : 0;
+      if (successes >= needed) return;
+      const now = performance.now();
+      if (now >= deadline) {
+        const logs = await tailLogs(this.docker, t.containerId, this.options.logTailLines);
+        throw new InstanceError(t.spec.instanceId, {
+          reason: "ReadinessTimeout",
+          message:
+            `container did not become ready within ${this.options.startupTimeoutMs / 1000}s: ` +
+            `${describeTarget(target)} never succeeded (does the app listen on $PORT?)` +
+            logSuffix(logs),
+          logs,
+        });
+      }
+      // Belt and braces next to the events stream: look at the container now and then.
+      if (now - lastCheck >= 250) {
+        lastCheck = now;
+        await this.#checkAlive(t);
+        continue;
+      }
+      await this.#pause(t, this.options.probeIntervalMs);
+    }
+  }
+
+  #throwIfInterrupted(t: Tracked): void {
+    if (t.failure) throw new InstanceError(t.spec.instanceId, t.failure);
+    if (t.state === "stopping") {
+      throw new InstanceError(t.spec.instanceId, {
+        reason: "Stopped",
+        message: "instance was stopped before it became ready",
+      });
+    }
+  }
+
+  async #pause(t: Tracked, ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+      t.interrupted,
+    ]);
+    clearTimeout(timer);
+  }
+
+  async #checkAlive(t: Tracked): Promise<void> {
+    try {
+      const info = await this.docker.getContainer(t.containerId).inspect();
+      if (
+        !info.State.Running &&
+        info.State.FinishedAt &&
+        !info.State.FinishedAt.startsWith("0001")
+      ) {
+        await this.#onDie(t.containerId, info.State.ExitCode);
+      }
+    } catch (err) {
+      if (dockerStatus(err) === 404) await this.#onDie(t.containerId, undefined);
+    }
+  }
+
+  async #recheckAll(): Promise<void> {
+    await Promise.all([...this.#byContainer.values()].map((t) => this.#checkAlive(t))).catch(
+      (err: Error) => this.emit("warning", err),
+    );
+  }
+
+  /** A container of ours died: describe why, then report it (or hand it to start()/stop()). */
+  async #onDie(containerId: string, exitCodeHint: number | undefined): Promise<void> {
+    const t = this.#byContainer.get(containerId);
+    if (!t || t.dying || t.failure) return;
+    t.dying = true;
+    const failure = await this.#describeExit(containerId, t.spec, exitCodeHint, t.oomSeen);
+    t.failure = failure;
+    t.interrupt();
+    // start() and stop() clean up after themselves; only a running instance's exit is news.
+    if (t.state === "starting" || t.state === "stopping") return;
+    this.#forget(t);
+    this.emit("exit", {
+      instanceId: t.spec.instanceId,
+      containerId,
+      namespace: t.spec.namespace,
+      revision: t.spec.revision,
+      ...failure,
+    });
+    if (this.options.removeExited) await this.#remove(containerId);
+  }
+
+  async #describeExit(
+    containerId: string,
+    spec: InstanceSpec,
+    exitCodeHint: number | undefined,
+    oomSeen: boolean,
+  ): Promise<InstanceFailure> {
+    const [info, logs] = await Promise.all([
+      this.docker
+        .getContainer(containerId)
+        .inspect()
+        .catch(() => undefined),
+      tailLogs(this.docker, containerId, this.options.logTailLines),
+    ]);
+    const exitCode = info?.State.ExitCode ?? exitCodeHint ?? -1;
+    const oomKilled = info?.State.OOMKilled === true || (oomSeen && exitCode === 137);
+    if (oomKilled) {
+      const limit = spec.container.resources?.limits?.memory;
+      return {
+        reason: "OOMKilled",
+        message:
+          `container was OOMKilled: it went over its memory limit` +
+          `${limit ? ` of ${limit}` : ""} and was killed (exit code ${exitCode}); ` +
+          "raise resources.limits.memory or lower its usage" +
+          logSuffix(logs),
+        exitCode,
+        oomKilled: true,
+        logs,
+      };
+    }
+    const dockerError = info?.State.Error ? ` (${info.State.Error})` : "";
+    return {
+      reason: `ExitCode${exitCode}`,
+      message: `container exited with code ${exitCode}${dockerError}${logSuffix(logs)}`,
+      exitCode,
+      oomKilled: false,
+      logs,
+    };
+  }
+
+  #schedulePeriodic(t: Tracked, target: ProbeTarget): void {
+    const probe = t.spec.container.readinessProbe;
+    const period = probe?.periodSeconds
+      ? probe.periodSeconds * 1000
+      : this.options.readyProbePeriodMs;
+    const timeoutMs = probe?.timeoutSeconds
+      ? probe.timeoutSeconds * 1000
+      : this.options.probeTimeoutMs;
+    const failureThreshold = probe?.failureThreshold ?? 3;
+    const successThreshold = probe?.successThreshold ?? 1;
+    let failures = 0;
+    let successes = 0;
+    const live = () => !t.forgotten && (t.state === "ready" || t.state === "unready");
+    const tick = async () => {
+      if (!live()) return;
+      const ok = await probeOnce(target, timeoutMs);
+      if (!live()) return;
+      if (ok) {
+        failures = 0;
+        successes++;
+        if (t.state === "unready" && successes >= successThreshold) {
+          t.state = "ready";
+          this.#emitReadiness(t, true, `${describeTarget(target)} succeeds again`);
+        }
+      } else {
+        successes = 0;
+        failures++;
+        if (t.state === "ready" && failures >= failureThreshold) {
+          t.state = "unready";
+          this.#emitReadiness(
+            t,
+            false,
+            `${describeTarget(target)} failed ${failures} times in a row`,
+          );
+        }
+      }
+      t.probeTimer = setTimeout(tick, period).unref();
+    };
+    t.probeTimer = setTimeout(tick, period).unref();
+  }
+
+  #emitReadiness(t: Tracked, ready: boolean, message: string): void {
+    this.emit("readiness", {
+      instanceId: t.spec.instanceId,
+      revision: t.spec.revision,
+      ready,
+      message,
+    });
+  }
+
+  /**
+   * Stop an instance: the caller has already withdrawn its endpoint. Waits for
+   * `drained` (or `drainMs`), bounded by the revision's timeoutSeconds, then
+   * docker stop (SIGTERM, grace, SIGKILL) and remove. Idempotent; an instance
+   * this runtime does not track is still stopped if a container of this owner
+   * carries its id.
+   */
+  stop(instanceId: string, options: StopOptions = {}): Promise<void> {
+    const t = this.#byId.get(instanceId);
+    if (!t) return this.#stopUntracked(instanceId, options);
+    t.stopping ??= this.#stop(t, options);
+    return t.stopping;
+  }
+
+  async #stop(t: Tracked, options: StopOptions): Promise<void> {
+    const was = t.state;
+    t.state = "stopping";
+    clearTimeout(t.probeTimer);
+    t.interrupt();
+    if (was !== "starting" && !t.failure) {
+      let timer: NodeJS.Timeout | undefined;
+      const drain = options.drained
+        ? Promise.resolve(options.drained).then(
+            () => undefined,
+            () => undefined,
+          )
+        : new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, options.drainMs ?? 0);
+          });
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        drain,
+        new Promise<void>((resolve) => {
+          bound = setTimeout(resolve, t.spec.timeoutSeconds * 1000);
+        }),
+      ]);
+      clearTimeout(timer);
+      clearTimeout(bound);
+    }
+    const grace = options.graceSeconds ?? this.options.stopGraceSeconds ?? t.spec.timeoutSeconds;
+    await this.#stopContainer(t.containerId, grace);
+    this.#forget(t);
+    await this.#remove(t.containerId);
+  }
+
+  async #stopContainer(containerId: string, graceSeconds: number): Promise<void> {
+    try {
+      await this.docker.getContainer(containerId).stop({ t: graceSeconds });
+    } catch (err) {
+      const status = dockerStatus(err);
+      if (status !== 304 && status !== 404) {
+        this.emit("warning", new Error(`stopping container ${containerId}: ${dockerMessage(err)}`));
+      }
+    }
+  }
+
+  async #stopUntracked(instanceId: string, options: StopOptions): Promise<void> {
+    const found = await this.#list([`${this.#keys.instance}=${instanceId}`]);
+    await Promise.all(
+      found.map(async (c) => {
+        let grace = options.graceSeconds ?? this.options.stopGraceSeconds;
+        if (grace === undefined) grace = this.#specFromLabels(c.Labels)?.timeoutSeconds ?? 10;
+        await this.#stopContainer(c.Id, grace);
+        await this.#remove(c.Id);
+      }),
+    );
+  }
+
+  #list(extraLabels: string[] = []): Promise<Docker.ContainerInfo[]> {
+    return this.docker.listContainers({
+      all: true,
+      filters: {
+        label: [
+          `${this.#keys.managed}=true`,
+          `${this.#keys.owner}=${this.options.owner}`,
+          ...extraLabels,
+        ],
+      },
+    });
+  }
+
+  #specFromLabels(labels: Record<string, string>): InstanceSpec | undefined {
+    const raw = labels[this.#keys.spec];
+    if (!raw) return undefined;
+    try {
+      const parsed = InstanceSpecSchema.safeParse(JSON.parse(raw));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * After an agent restart: take over this owner's containers. Running ones are
+   * tracked again (ports reserved, exits watched, readiness probed) and
+   * returned with their specs and endpoints; dead ones are reported (and removed).
+   * Attach the "exit" listener first: an adopted instance that dies during
+   * adopt() is reported as an exit event, not in the result.
+   */
+  async adopt(): Promise<AdoptResult> {
+    if (this.#closed) throw new Error("ContainerRuntime is closed");
+    await this.#events.open(); // subscribe first so that no exit falls between list and track
+    const result: AdoptResult = { running: [], exited: [] };
+    for (const c of await this.#list()) {
+      if (this.#byContainer.has(c.Id)) continue;
+      const spec = this.#specFromLabels(c.Labels);
+      const host = c.Labels[this.#keys.address];
+      const port = Number(c.Labels[this.#keys.port]);
+      if (!spec || !host || !Number.isInteger(port)) {
+        this.emit(
+          "warning",
+          new Error(`container ${c.Id.slice(0, 12)} has unreadable Skiff labels; left alone`),
+        );
+        continue;
+      }
+      if (this.#byId.has(spec.instanceId)) {
+        this.emit(
+          "warning",
+          new Error(
+            `container ${c.Id.slice(0, 12)} duplicates tracked instance ${spec.instanceId}; left alone`,
+          ),
+        );
+        continue;
+      }
+      if (c.State !== "running") {
+        const failure: InstanceFailure =
+          c.State === "created"
+            ? {
+                reason: "StartFailed",
+                message:
+                  "container was created but never started (the agent stopped while starting it)",
+              }
+            : await this.#describeExit(c.Id, spec, undefined, false);
+        result.exited.push({
+          instanceId: spec.instanceId,
+          containerId: c.Id,
+          namespace: spec.namespace,
+          revision: spec.revision,
+          ...failure,
+        });
+        if (this.options.removeExited) await this.#remove(c.Id);
+        continue;
+      }
+      const t = this.#track(
+        spec,
+        c.Id,
+        { host, port, protocol: protocolOf(spec.container) },
+        "ready",
+      );
+      const target = probeTarget(
+        spec.container.readinessProbe,
+        host,
+        port,
+        declaredPort(spec.container),
+      );
+      const [ready] = await Promise.all([
+        probeOnce(target, this.options.probeTimeoutMs),
+        this.#checkAlive(t),
+      ]);
+      if (t.forgotten) continue; // it died meanwhile: reported as an exit event
+      if (!ready) t.state = "unready";
+      this.#schedulePeriodic(t, target);
+      result.running.push({
+        instanceId: spec.instanceId,
+        containerId: c.Id,
+        host,
+        port,
+        protocol: t.protocol,
+        spec,
+        imageId: c.ImageID,
+        ready,
+      });
+    }
+    return result;
+  }
+
+  /** The instances this runtime tracks now. */
+  list(): InstanceInfo[] {
+    return [...this.#byId.values()].map((t) => this.#info(t));
+  }
+
+  get(instanceId: string): InstanceInfo | undefined {
+    const t = this.#byId.get(instanceId);
+    return t && this.#info(t);
+  }
+
+  #info(t: Tracked): InstanceInfo {
+    return {
+      instanceId: t.spec.instanceId,
+      containerId: t.containerId,
+      state: t.state,
+      host: t.host,
+      port: t.port,
+      protocol: t.protocol,
+      namespace: t.spec.namespace,
+      revision: t.spec.revision,
+    };
+  }
+
+  /** Stop watching and probing. Containers keep running (a new runtime can adopt them). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#events.close();
+    for (const t of this.#byId.values()) {
+      clearTimeout(t.probeTimer);
+      t.interrupt();
+    }
+  }
+}
+
+function logSuffix(logs: string[]): string {
+  return logs.length ? `; last log lines:\n${logs.join("\n")}` : "; it wrote no logs";
+}

@@ -1,0 +1,255 @@
+/**
+ * What start() is asked to run (an InstanceSpec), validated at the boundary,
+ * and how it becomes a Docker container: the Knative runtime contract (PORT,
+ * K_SERVICE, K_CONFIGURATION, K_REVISION, command/args, limits, writable /tmp)
+ * on host networking, plus the labels that let a restarted agent adopt it.
+ */
+import type Docker from "dockerode";
+import { z } from "zod";
+import { type Cause, ValidationError } from "../../src/errors.ts";
+import type { Container } from "../../src/model/types.ts";
+import { parseCpu, parseMemory } from "./quantity.ts";
+
+/** Docker refuses memory limits below 6 MiB. */
+const MIN_MEMORY = 6 * 2 ** 20;
+
+/** Env names the runtime contract owns; a user value for them is ignored. */
+export const RESERVED_ENV = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"] as const;
+
+/** Knative's default serving port when the template declares none. */
+export const DEFAULT_CONTAINER_PORT = 8080;
+
+const cpuQuantity = z
+  .string()
+  .refine((q) => (parseCpu(q) ?? 0) > 0, 'must be a positive CPU quantity such as "500m" or "1"');
+const memoryQuantity = z
+  .string()
+  .refine(
+    (q) => (parseMemory(q) ?? 0) >= MIN_MEMORY,
+    'must be a memory quantity of at least 6Mi (Docker\'s minimum), such as "128Mi" or "1Gi"',
+  );
+const resourceList = z.object({ cpu: cpuQuantity.optional(), memory: memoryQuantity.optional() });
+const port = z.number().int().min(1).max(65535);
+
+const probeSchema = z.object({
+  tcpSocket: z.object({ port: port.optional() }).optional(),
+  httpGet: z
+    .object({
+      path: z.string().min(1),
+      port: port.optional(),
+      httpHeaders: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
+    })
+    .optional(),
+  initialDelaySeconds: z.number().min(0).optional(),
+  periodSeconds: z.number().min(0).optional(),
+  timeoutSeconds: z.number().min(0).optional(),
+  successThreshold: z.number().int().min(1).optional(),
+  failureThreshold: z.number().int().min(1).optional(),
+});
+
+const containerSchema = z.object({
+  name: z.string().optional(),
+  image: z.string().min(1, "give the image reference to run, e.g. example/hello:1"),
+  command: z.array(z.string()).optional(),
+  args: z.array(z.string()).optional(),
+  workingDir: z.string().optional(),
+  env: z
+    .array(
+      z.object({
+        name: z.string().regex(/^[^=\0]+$/, "must be non-empty and contain neither '=' nor NUL"),
+        value: z.string(),
+      }),
+    )
+    .optional(),
+  ports: z
+    .array(
+      z.object({
+        containerPort: port,
+        name: z.string().optional(),
+        protocol: z.literal("TCP").optional(),
+      }),
+    )
+    .max(1, "a revision serves on exactly one port; list at most one")
+    .optional(),
+  resources: z
+    .object({ limits: resourceList.optional(), requests: resourceList.optional() })
+    .optional(),
+  readinessProbe: probeSchema.optional(),
+}) satisfies z.ZodType<Container>;
+
+export const InstanceSpecSchema = z.object({
+  /** Unique per agent; becomes the container name (after the name prefix). */
+  instanceId: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}$/, "use letters, digits, '_', '.', '-' (max 101)"),
+  namespace: z.string().min(1),
+  service: z.string().min(1).optional(),
+  configuration: z.string().min(1),
+  revision: z.string().min(1),
+  /** The revision's single container, as in spec.containers[0]. */
+  container: containerSchema,
+  containerConcurrency: z.number().int().min(0).max(1000).default(0),
+  timeoutSeconds: z.number().int().min(1).max(3600).default(300),
+  /** Extra env from the agent (beats the user's env, loses to the contract's names). */
+  extraEnv: z.record(z.string(), z.string()).optional(),
+});
+
+export type InstanceSpecInput = z.input<typeof InstanceSpecSchema>;
+export type InstanceSpec = z.output<typeof InstanceSpecSchema>;
+
+/** Parse with zod; failures become one ValidationError naming each field. */
+export function parseWith<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  what: { kind: string; name?: string; prefix?: string },
+): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw ValidationError.of(issuesToCauses(result.error.issues, what.prefix ?? ""), {
+    kind: what.kind,
+    ...(what.name === undefined ? {} : { name: what.name }),
+  });
+}
+
+function issuesToCauses(issues: z.core.$ZodIssue[], prefix: string): Cause[] {
+  return issues.map((issue) => {
+    let field = prefix;
+    for (const key of issue.path) {
+      field += typeof key === "number" ? `[${key}]` : field ? `.${String(key)}` : String(key);
+    }
+    return {
+      field,
+      message: issue.message,
+      reason: issue.code === "invalid_type" ? "FieldValueRequired" : "FieldValueInvalid",
+    };
+  });
+}
+
+/** The declared serving port (what probes and ports[] speak of). */
+export function declaredPort(container: Container): number {
+  return container.ports?.[0]?.containerPort ?? DEFAULT_CONTAINER_PORT;
+}
+
+export function protocolOf(container: Container): "http1" | "h2c" {
+  return container.ports?.[0]?.name === "h2c" ? "h2c" : "http1";
+}
+
+/** Label keys, all under the runtime's prefix (default "skiff."). */
+export function labelKeys(prefix: string) {
+  return {
+    managed: `${prefix}managed`,
+    owner: `${prefix}owner`,
+    instance: `${prefix}instance`,
+    namespace: `${prefix}namespace`,
+    service: `${prefix}service`,
+    configuration: `${prefix}configuration`,
+    revision: `${prefix}revision`,
+    address: `${prefix}address`,
+    port: `${prefix}port`,
+    spec: `${prefix}spec`,
+  };
+}
+
+export interface CreateContext {
+  name: string;
+  image: string;
+  address: string;
+  port: number;
+  owner: string;
+  labelPrefix: string;
+  /** Env var telling the app which address to bind (null: don't set one). */
+  bindAddressEnv: string | null;
+  capAdd: string[];
+  pidsLimit: number;
+  tmpfsSize: string | undefined;
+  logMaxSize: string;
+}
+
+/** Environment in precedence order: bind hint < user env < agent extras < contract. */
+export function buildEnv(
+  spec: InstanceSpec,
+  ctx: Pick<CreateContext, "address" | "port" | "bindAddressEnv">,
+) {
+  const env = new Map<string, string>();
+  if (ctx.bindAddressEnv) env.set(ctx.bindAddressEnv, ctx.address);
+  const reserved = new Set<string>(RESERVED_ENV);
+  for (const e of spec.container.env ?? []) if (!reserved.has(e.name)) env.set(e.name, e.value);
+  for (const [k, v] of Object.entries(spec.extraEnv ?? {})) if (!reserved.has(k)) env.set(k, v);
+  env.set("PORT", String(ctx.port));
+  if (spec.service) env.set("K_SERVICE", spec.service);
+  env.set("K_CONFIGURATION", spec.configuration);
+  env.set("K_REVISION", spec.revision);
+  return [...env].map(([k, v]) => `${k}=${v}`);
+}
+
+export function buildLabels(spec: InstanceSpec, ctx: CreateContext): Record<string, string> {
+  const k = labelKeys(ctx.labelPrefix);
+  return {
+    [k.managed]: "true",
+    [k.owner]: ctx.owner,
+    [k.instance]: spec.instanceId,
+    [k.namespace]: spec.namespace,
+    ...(spec.service ? { [k.service]: spec.service } : {}),
+    [k.configuration]: spec.configuration,
+    [k.revision]: spec.revision,
+    [k.address]: ctx.address,
+    [k.port]: String(ctx.port),
+    // The whole spec, so that adopt() can hand the agent back exactly what it started.
+    [k.spec]: JSON.stringify(spec),
+  };
+}
+
+/** The docker create body for one instance. */
+export function buildCreateOptions(
+  spec: InstanceSpec,
+  ctx: CreateContext,
+): Docker.ContainerCreateOptions {
+  const c = spec.container;
+  const limits = c.resources?.limits;
+  const requests = c.resources?.requests;
+  const memory = limits?.memory ? parseMemory(limits.memory) : undefined;
+  const cpu = limits?.cpu ? parseCpu(limits.cpu) : undefined;
+  const cpuRequest = requests?.cpu ? parseCpu(requests.cpu) : undefined;
+  const memoryRequest = requests?.memory ? parseMemory(requests.memory) : undefined;
+  const tmpfs = [
+    "rw",
+    "nosuid",
+    "nodev",
+    "mode=1777",
+    ...(ctx.tmpfsSize ? [`size=${ctx.tmpfsSize}`] : []),
+  ];
+  return {
+    name: ctx.name,
+    Image: ctx.image,
+    Env: buildEnv(spec, ctx),
+    // Kubernetes semantics: command replaces ENTRYPOINT (and drops CMD), args replace CMD.
+    ...(c.command ? { Entrypoint: c.command } : {}),
+    ...(c.args ? { Cmd: c.args } : {}),
+    ...(c.workingDir ? { WorkingDir: c.workingDir } : {}),
+    Labels: buildLabels(spec, ctx),
+    AttachStdin: false,
+    OpenStdin: false, // stdin at EOF, as the contract says
+    Tty: false,
+    HostConfig: {
+      // Host networking: the app listens on PORT on the data address; no bridge,
+      // no NAT, no docker-proxy between the gateway and the instance.
+      NetworkMode: "host",
+      ...(memory ? { Memory: memory, MemorySwap: memory } : {}),
+      ...(memoryRequest && (!memory || memoryRequest <= memory)
+        ? { MemoryReservation: memoryRequest }
+        : {}),
+      ...(cpu ? { NanoCpus: Math.round(cpu * 1e9) } : {}),
+      ...(cpuRequest ? { CpuShares: Math.max(2, Math.round(cpuRequest * 1024)) } : {}),
+      Tmpfs: { "/tmp": tmpfs.join(",") },
+      Privileged: false,
+      // Drop everything, give back what images that start as root and step down need.
+      // NET_RAW and NET_BIND_SERVICE stay dropped: this is the host's network namespace.
+      CapDrop: ["ALL"],
+      CapAdd: ctx.capAdd,
+      SecurityOpt: ["no-new-privileges:true"],
+      PidsLimit: ctx.pidsLimit,
+      RestartPolicy: { Name: "no" }, // restarts are the agent's decision (with backoff)
+      LogConfig: { Type: "json-file", Config: { "max-size": ctx.logMaxSize, "max-file": "2" } },
+    },
+  };
+}

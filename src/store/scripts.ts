@@ -1,0 +1,128 @@
+/**
+ * The store's Lua scripts and a runner that uses EVALSHA and falls back to EVAL
+ * when Redis does not know the script yet (first use, or after a restart).
+ * Each script runs atomically: that is what makes a commit all-or-nothing.
+ */
+import { createHash } from "node:crypto";
+import type { Redis } from "ioredis";
+
+export interface LuaScript {
+  readonly source: string;
+  readonly sha1: string;
+  run(redis: Redis, keys: string[], args: string[]): Promise<unknown>;
+}
+
+export function luaScript(source: string): LuaScript {
+  const sha1 = createHash("sha1").update(source).digest("hex");
+  return {
+    source,
+    sha1,
+    async run(redis, keys, args) {
+      try {
+        return await redis.evalsha(sha1, keys.length, ...keys, ...args);
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
+        return redis.eval(source, keys.length, ...keys, ...args);
+      }
+    },
+  };
+}
+
+/**
+ * A snapshot of one collection: its version and every member.
+ * KEYS: idx, cv. ARGV: the members' object-key prefix ("{p}obj:{kind}:{ns}:").
+ * Returns { cv or "", name1, rv1, json1, name2, ... }.
+ */
+export const LIST = luaScript(`
+local out = { redis.call("GET", KEYS[2]) or "" }
+for _, name in ipairs(redis.call("SMEMBERS", KEYS[1])) do
+  local o = redis.call("HMGET", ARGV[1] .. name, "rv", "json")
+  if o[1] then
+    out[#out + 1] = name
+    out[#out + 1] = o[1]
+    out[#out + 1] = o[2]
+  end
+end
+return out
+`);
+
+/**
+ * Check every version the transaction read, then apply its writes and announce
+ * them. Nothing is written when a check fails.
+ *
+ * KEYS[1] = rv counter; then per check: the key; per object op: obj, idx,
+ * namespaces set, collection version, artifact; per artifact: its key.
+ * ARGV[1] = events channel, ARGV[2..4] = #checks, #ops, #artifacts; then per
+ * check: type ("o" object rv, "c" collection version), expected ("" = absent);
+ * per op: "p"|"d", kind, namespace, name, json ("" for deletes), has-artifact
+ * ("1"|"0"); per artifact: content.
+ * Returns { 0, conflicting key } or { 1, resourceVersion or "" }.
+ */
+export const COMMIT = luaScript(`
+local nChecks, nOps, nArts = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local k, a = 2, 5
+for _ = 1, nChecks do
+  local have
+  if ARGV[a] == "o" then
+    have = redis.call("HGET", KEYS[k], "rv")
+  else
+    have = redis.call("GET", KEYS[k])
+  end
+  if (have or "") ~= ARGV[a + 1] then
+    return { 0, KEYS[k] }
+  end
+  k, a = k + 1, a + 2
+end
+
+local rv = false
+local function version()
+  if not rv then rv = tostring(redis.call("INCR", KEYS[1])) end
+  return rv
+end
+
+local events = {}
+local function announce(change, kind, ns, name)
+  events[#events + 1] = cjson.encode({
+    type = change, kind = kind, namespace = ns, name = name, resourceVersion = rv,
+  })
+end
+
+for _ = 1, nOps do
+  local obj, idx, nsSet, cv, art = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local op, kind, ns, name, json, hasArt =
+    ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  if op == "p" then
+    local v = version()
+    redis.call("HSET", obj, "rv", v, "json", json)
+    if redis.call("SADD", idx, name) == 1 then
+      redis.call("SADD", nsSet, ns)
+      redis.call("SET", cv, v)
+    end
+    announce("put", kind, ns, name)
+  else
+    local existed = redis.call("DEL", obj) == 1
+    local hadArt = hasArt == "1" and redis.call("DEL", art) == 1
+    if existed then
+      local v = version()
+      redis.call("SREM", idx, name)
+      redis.call("SET", cv, v)
+      if redis.call("SCARD", idx) == 0 then redis.call("SREM", nsSet, ns) end
+      announce("delete", kind, ns, name)
+    elseif hadArt then
+      version()
+    end
+  end
+  k, a = k + 5, a + 6
+end
+
+for _ = 1, nArts do
+  version()
+  redis.call("SET", KEYS[k], ARGV[a])
+  k, a = k + 1, a + 1
+end
+
+for _, e in ipairs(events) do
+  redis.call("PUBLISH", ARGV[1], e)
+end
+return { 1, rv or "" }
+`);

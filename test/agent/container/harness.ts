@@ -1,0 +1,111 @@
+/**
+ * Shared set-up for the container runtime tests: the hello image, a unique
+ * owner label per test file (so files running in parallel never see each
+ * other's containers), and a cleanup that force-removes everything the file
+ * created, whatever state the test left behind.
+ */
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import Docker from "dockerode";
+import {
+  ContainerRuntime,
+  type ContainerRuntimeOptions,
+} from "../../../agent/container/runtime.ts";
+import type { InstanceSpecInput } from "../../../agent/container/spec.ts";
+import { helloImage } from "../../support/images.ts";
+
+export interface Harness {
+  docker: Docker;
+  owner: string;
+  image: string;
+  /** A runtime for this file's owner; closed by cleanup(). */
+  runtime(options?: ContainerRuntimeOptions): ContainerRuntime;
+  /** A spec for the hello image with a fresh instanceId. */
+  spec(overrides?: Partial<InstanceSpecInput>, env?: Record<string, string>): InstanceSpecInput;
+  /** This owner's containers (any state). */
+  containers(): Promise<Docker.ContainerInfo[]>;
+  exists(containerId: string): Promise<boolean>;
+  cleanup(): Promise<void>;
+}
+
+export async function createHarness(label: string): Promise<Harness> {
+  const docker = new Docker();
+  const image = await helloImage(docker);
+  const owner = `test-${label}-${randomBytes(3).toString("hex")}`;
+  const runtimes: ContainerRuntime[] = [];
+  let n = 0;
+  const containers = () =>
+    docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
+  return {
+    docker,
+    owner,
+    image,
+    runtime(options = {}) {
+      const rt = new ContainerRuntime({ owner, startupTimeoutMs: 15_000, ...options });
+      runtimes.push(rt);
+      return rt;
+    },
+    spec(overrides = {}, env = {}) {
+      n++;
+      return {
+        instanceId: `${label}-${n}-${randomBytes(2).toString("hex")}`,
+        namespace: "default",
+        service: "hello",
+        configuration: "hello",
+        revision: `hello-0000${n}`,
+        timeoutSeconds: 30,
+        containerConcurrency: 0,
+        ...overrides,
+        container: {
+          image,
+          env: Object.entries(env).map(([name, value]) => ({ name, value })),
+          ...overrides.container,
+        },
+      };
+    },
+    containers,
+    async exists(containerId) {
+      try {
+        await docker.getContainer(containerId).inspect();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async cleanup() {
+      await Promise.all(runtimes.splice(0).map((rt) => rt.close()));
+      const left = await containers();
+      await Promise.all(
+        left.map((c) =>
+          docker
+            .getContainer(c.Id)
+            .remove({ force: true })
+            .catch(() => {}),
+        ),
+      );
+    },
+  };
+}
+
+/** Poll until `check` returns a value other than undefined/false, or fail after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** One request without connection reuse (instances come and go between requests). */
+export async function get(
+  url: string,
+): Promise<{ status: number; body: string; headers: Headers }> {
+  const res = await fetch(url, { headers: { connection: "close" } });
+  return { status: res.status, body: await res.text(), headers: res.headers };
+}

@@ -1,0 +1,248 @@
+/** ContainerRuntime against the real Docker engine: start, contract, failures. */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { InstanceError } from "../../../agent/container/errors.ts";
+import type { ExitEvent, ReadinessEvent } from "../../../agent/container/runtime.ts";
+import { AlreadyExistsError } from "../../../src/errors.ts";
+import { missingImage } from "../../support/images.ts";
+import { createHarness, get, type Harness, waitFor } from "./harness.ts";
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness("rt");
+});
+afterEach(() => h.cleanup());
+afterAll(() => h?.cleanup());
+
+async function startFailure(promise: Promise<unknown>): Promise<InstanceError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(InstanceError);
+  return err as InstanceError;
+}
+
+describe("ContainerRuntime.start", () => {
+  test("starts an instance that answers with its TARGET and K_REVISION on the data address, then removes it", async () => {
+    const rt = h.runtime({ dataAddress: "127.0.0.2" });
+    const spec = h.spec({ revision: "hello-00042" }, { TARGET: "Skiff" });
+    const started = await rt.start(spec);
+    expect(started.host).toBe("127.0.0.2");
+    expect(started.port).toBeGreaterThanOrEqual(20000);
+    expect(rt.get(spec.instanceId)?.state).toBe("ready");
+
+    const res = await get(`http://127.0.0.2:${started.port}/`);
+    expect(res.status).toBe(200);
+    expect(res.body).toBe("Hello Skiff!\n");
+    expect(res.headers.get("k-revision")).toBe("hello-00042");
+
+    await rt.stop(spec.instanceId, { graceSeconds: 5 });
+    expect(await h.exists(started.containerId)).toBe(false);
+    expect(rt.list()).toEqual([]);
+  });
+
+  test("gives the container the runtime contract: PORT, K_* env, args, a writable /tmp", async () => {
+    const rt = h.runtime();
+    const spec = h.spec(
+      {
+        service: "svc",
+        configuration: "cfg",
+        revision: "cfg-00003",
+        container: {
+          image: h.image,
+          args: ["first", "second"],
+          // Reserved names are the runtime's: a user value must not win.
+          env: [
+            { name: "PORT", value: "1" },
+            { name: "K_REVISION", value: "spoofed" },
+          ],
+        },
+      },
+      {},
+    );
+    const started = await rt.start(spec);
+    const info = (await (await fetch(`http://127.0.0.1:${started.port}/info`)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(info).toMatchObject({
+      port: String(started.port),
+      host: "127.0.0.1",
+      service: "svc",
+      configuration: "cfg",
+      revision: "cfg-00003",
+      tmpWritable: true,
+      uid: 65532, // the image's USER is kept
+      argv: ["/hello", "first", "second"],
+    });
+  });
+
+  test("enforces resources.limits and runs unprivileged on the host network with Skiff labels", async () => {
+    const rt = h.runtime();
+    const spec = h.spec({
+      container: { image: h.image, resources: { limits: { cpu: "500m", memory: "64Mi" } } },
+    });
+    const started = await rt.start(spec);
+    const info = await h.docker.getContainer(started.containerId).inspect();
+    expect(info.HostConfig.NanoCpus).toBe(500_000_000);
+    expect(info.HostConfig.Memory).toBe(64 * 2 ** 20);
+    expect(info.HostConfig.NetworkMode).toBe("host");
+    expect(info.HostConfig.Privileged).toBe(false);
+    expect(info.HostConfig.CapDrop).toEqual(["ALL"]);
+    expect(info.HostConfig.SecurityOpt).toContain("no-new-privileges:true");
+    expect(Object.keys(info.HostConfig.Tmpfs ?? {})).toEqual(["/tmp"]);
+    expect(info.Config.Labels).toMatchObject({
+      "skiff.instance": spec.instanceId,
+      "skiff.revision": spec.revision,
+      "skiff.namespace": "default",
+      "skiff.owner": h.owner,
+      "skiff.port": String(started.port),
+    });
+  });
+
+  test("rejects a missing image at once with a readable ImageNotFound message and creates nothing", async () => {
+    const rt = h.runtime();
+    const image = missingImage();
+    const err = await startFailure(rt.start(h.spec({ container: { image } })));
+    expect(err.failure.reason).toBe("ImageNotFound");
+    expect(err.message).toBe(`image ${image} not found locally and no registry configured`);
+    expect(await h.containers()).toEqual([]);
+  });
+
+  test("does not pull from a registry that is not the image's, and says which one it would need", async () => {
+    const rt = h.runtime({ registry: { address: "127.0.0.1:1", insecure: true } });
+    const image = missingImage();
+    const err = await startFailure(rt.start(h.spec({ container: { image } })));
+    expect(err.failure.reason).toBe("ImageNotFound");
+    expect(err.message).toBe(
+      `image ${image} not found locally and its registry docker.io is not the configured registry 127.0.0.1:1`,
+    );
+  });
+
+  test("reports an unreachable configured registry quickly instead of hanging in a pull", async () => {
+    // Nothing listens on 127.0.0.1:1: the reachability check fails at once.
+    const rt = h.runtime({
+      registry: { address: "127.0.0.1:1", insecure: true, reachTimeoutMs: 1_000 },
+    });
+    const image = "127.0.0.1:1/skiff/absent:1";
+    const err = await startFailure(rt.start(h.spec({ container: { image } })));
+    expect(err.failure.reason).toBe("ImageNotFound");
+    expect(err.message).toMatch(
+      /^image 127\.0\.0\.1:1\/skiff\/absent:1 not found locally and registry 127\.0\.0\.1:1 is unreachable/,
+    );
+    expect(await h.containers()).toEqual([]);
+  });
+
+  test("waits for an httpGet readiness probe to pass, not just for the port to open", async () => {
+    const rt = h.runtime();
+    const spec = h.spec(
+      { container: { image: h.image, readinessProbe: { httpGet: { path: "/healthz" } } } },
+      { HEALTHZ_DELAY_MS: "400" },
+    );
+    const started = await rt.start(spec);
+    // A TCP probe would have passed long before /healthz turns 200.
+    expect((await get(`http://127.0.0.1:${started.port}/healthz`)).status).toBe(200);
+  });
+
+  test("fails with the exit code and log lines when the container exits before it is ready", async () => {
+    const rt = h.runtime();
+    const err = await startFailure(rt.start(h.spec({}, { EXIT_ON_START: "4" })));
+    expect(err.failure.reason).toBe("ExitCode4");
+    expect(err.failure.exitCode).toBe(4);
+    expect(err.message).toContain("container exited with code 4");
+    expect(err.message).toContain("fatal: EXIT_ON_START=4");
+    await waitFor("container removal", async () => (await h.containers()).length === 0);
+  });
+
+  test("fails with ReadinessTimeout and removes the container when the app never listens", async () => {
+    const rt = h.runtime({ startupTimeoutMs: 800 });
+    const err = await startFailure(rt.start(h.spec({}, { STARTUP_DELAY_MS: "60000" })));
+    expect(err.failure.reason).toBe("ReadinessTimeout");
+    expect(err.message).toMatch(
+      /did not become ready within 0.8s: TCP connect to 127\.0\.0\.1:\d+ never succeeded/,
+    );
+    expect(await h.containers()).toEqual([]);
+  });
+
+  test("fails with StartFailed naming the command when it does not exist in the image", async () => {
+    const rt = h.runtime();
+    const err = await startFailure(
+      rt.start(h.spec({ container: { image: h.image, command: ["/no-such-binary"] } })),
+    );
+    expect(err.failure.reason).toBe("StartFailed");
+    expect(err.message).toContain("/no-such-binary");
+    expect(await h.containers()).toEqual([]);
+  });
+});
+
+describe("ContainerRuntime readiness after start", () => {
+  test("keeps probing a ready instance and reports it unready, then ready again", async () => {
+    const rt = h.runtime({ readyProbePeriodMs: 30 });
+    const spec = h.spec({
+      container: { image: h.image, readinessProbe: { httpGet: { path: "/healthz" } } },
+    });
+    const started = await rt.start(spec);
+    const events: ReadinessEvent[] = [];
+    rt.on("readiness", (e) => events.push(e));
+
+    await get(`http://127.0.0.1:${started.port}/healthz/fail`);
+    await waitFor("unready", () => rt.get(spec.instanceId)?.state === "unready");
+    expect(events).toEqual([
+      expect.objectContaining({
+        instanceId: spec.instanceId,
+        ready: false,
+        message: expect.stringContaining("/healthz"),
+      }),
+    ]);
+
+    await get(`http://127.0.0.1:${started.port}/healthz/ok`);
+    await waitFor("ready again", () => rt.get(spec.instanceId)?.state === "ready");
+    expect(events.map((e) => e.ready)).toEqual([false, true]);
+  });
+
+  test("refuses to start a second instance with the same id", async () => {
+    const rt = h.runtime();
+    const spec = h.spec();
+    await rt.start(spec);
+    await expect(rt.start(spec)).rejects.toBeInstanceOf(AlreadyExistsError);
+    expect(await h.containers()).toHaveLength(1);
+  });
+});
+
+describe("ContainerRuntime exit events", () => {
+  test("reports a crash of a ready instance with its exit code and last log lines, then removes it", async () => {
+    const rt = h.runtime();
+    const spec = h.spec();
+    const started = await rt.start(spec);
+    const exited = new Promise<ExitEvent>((resolve) => rt.once("exit", resolve));
+    await get(`http://127.0.0.1:${started.port}/crash?code=3`).catch(() => {});
+    const ev = await exited;
+    expect(ev).toMatchObject({
+      instanceId: spec.instanceId,
+      containerId: started.containerId,
+      revision: spec.revision,
+      reason: "ExitCode3",
+      exitCode: 3,
+      oomKilled: false,
+    });
+    expect(ev.message).toContain("container exited with code 3");
+    expect(ev.message).toContain("crash requested: exiting with code 3");
+    expect(rt.get(spec.instanceId)).toBeUndefined();
+    await waitFor("container removal", async () => !(await h.exists(started.containerId)));
+  });
+
+  test("reports OOMKilled when the instance goes over its memory limit", async () => {
+    const rt = h.runtime();
+    const spec = h.spec({
+      container: { image: h.image, resources: { limits: { memory: "32Mi" } } },
+    });
+    const started = await rt.start(spec);
+    const exited = new Promise<ExitEvent>((resolve) => rt.once("exit", resolve));
+    await get(`http://127.0.0.1:${started.port}/?bloat=64`).catch(() => {});
+    const ev = await exited;
+    expect(ev.reason).toBe("OOMKilled");
+    expect(ev.oomKilled).toBe(true);
+    expect(ev.exitCode).toBe(137);
+    expect(ev.message).toContain("memory limit of 32Mi");
+  });
+});

@@ -1,0 +1,92 @@
+/** A real deploy API on a free loopback port, over the run's Redis, with its own key prefix. */
+import { parseConfig } from "../../src/config.ts";
+import { silentLogger } from "../../src/logging.ts";
+import { createRegistry } from "../../src/metrics.ts";
+import { type ApiServer, startApiServer } from "../../deploy/api/server.ts";
+import { redisUrl, uniquePrefix } from "./redis.ts";
+
+export const BASE = "/apis/serving.knative.dev/v1";
+export const TOKEN = "test-token-0123456789abcdef";
+
+export interface TestApi extends ApiServer {
+  prefix: string;
+  token: string;
+  /** Call the API; JSON bodies by default, or raw text with a content type. */
+  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
+  ns(plural: string, name?: string, namespace?: string): string;
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  text: string;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+  json: any;
+}
+
+export async function startTestApi(
+  options: { prefix?: string; token?: string; config?: Record<string, unknown> } = {},
+): Promise<TestApi> {
+  const prefix = options.prefix ?? uniquePrefix("api");
+  const token = options.token ?? TOKEN;
+  const config = parseConfig({
+    redisUrl: redisUrl(),
+    redisPrefix: prefix,
+    api: { port: 0, token },
+    ...options.config,
+  });
+  const server = await startApiServer({
+    config,
+    logger: silentLogger,
+    registry: createRegistry({ component: "api" }),
+  });
+  return {
+    ...server,
+    prefix,
+    token,
+    ns: (plural, name, namespace = "default") =>
+      `${BASE}/namespaces/${namespace}/${plural}${name ? `/${name}` : ""}`,
+    async call(method, path, body, headers = {}) {
+      const h: Record<string, string> = { authorization: `Bearer ${token}`, ...headers };
+      let payload: string | undefined;
+      if (body !== undefined) {
+        if (typeof body === "string") payload = body;
+        else {
+          payload = JSON.stringify(body);
+          h["content-type"] ??= "application/json";
+        }
+      }
+      const res = await fetch(new URL(path, server.url), { method, headers: h, body: payload ?? null });
+      const text = await res.text();
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      return { status: res.status, headers: res.headers, text, json };
+    },
+  };
+}
+
+/** A minimal valid Service body. */
+export function serviceBody(name: string, extra: { env?: Record<string, string>; traffic?: unknown[] } = {}) {
+  return {
+    apiVersion: "serving.knative.dev/v1",
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      template: {
+        spec: {
+          containers: [
+            {
+              image: "ghcr.io/knative/helloworld-go:latest",
+              env: Object.entries(extra.env ?? { TARGET: "World" }).map(([n, v]) => ({ name: n, value: v })),
+            },
+          ],
+        },
+      },
+      ...(extra.traffic ? { traffic: extra.traffic } : {}),
+    },
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * Builds the test images under test/images/ locally (no registry, no base
+ * image): the C sources are compiled on the host with `gcc -static` and copied
+ * into a `FROM scratch` image. Tags carry a hash of the sources and build
+ * flags, so a repeated run (or a second test file in the same run) finds the
+ * image already built and reuses it.
+ */
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import Docker from "dockerode";
+
+const run = promisify(execFile);
+const IMAGES_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "images");
+const CFLAGS = ["-static", "-O2", "-pthread", "-Wall"];
+
+interface ImageRecipe {
+  /** Folder under test/images/ holding `<name>.c` and a Dockerfile. */
+  name: string;
+  repository: string;
+}
+
+const HELLO: ImageRecipe = { name: "hello", repository: "skiff-test/hello" };
+
+const built = new Map<string, Promise<string>>();
+
+/** The hello/autoscale test image, built at most once per process; resolves to its tag. */
+export function helloImage(docker: Docker = new Docker()): Promise<string> {
+  return buildOnce(docker, HELLO);
+}
+
+/** A reference that is certainly not present locally (for "image not found" tests). */
+export function missingImage(): string {
+  return `skiff-test/missing:${randomBytes(4).toString("hex")}`;
+}
+
+function buildOnce(docker: Docker, recipe: ImageRecipe): Promise<string> {
+  let pending = built.get(recipe.name);
+  if (!pending) {
+    pending = ensureBuilt(docker, recipe);
+    built.set(recipe.name, pending);
+    pending.catch(() => built.delete(recipe.name));
+  }
+  return pending;
+}
+
+async function ensureBuilt(docker: Docker, recipe: ImageRecipe): Promise<string> {
+  const dir = join(IMAGES_DIR, recipe.name);
+  const source = await readFile(join(dir, `${recipe.name}.c`));
+  const dockerfile = await readFile(join(dir, "Dockerfile"));
+  const hash = createHash("sha256")
+    .update(source)
+    .update("\0")
+    .update(dockerfile)
+    .update("\0")
+    .update(CFLAGS.join(" "))
+    .digest("hex")
+    .slice(0, 12);
+  const tag = `${recipe.repository}:${hash}`;
+  if (await exists(docker, tag)) return tag;
+
+  const work = await mkdtemp(join(tmpdir(), `skiff-image-${recipe.name}-`));
+  try {
+    await run("gcc", [...CFLAGS, "-o", join(work, recipe.name), join(dir, `${recipe.name}.c`)]);
+    await copyFile(join(dir, "Dockerfile"), join(work, "Dockerfile"));
+    const stream = await docker.buildImage(
+      { context: work, src: ["Dockerfile", recipe.name] },
+      { t: tag, rm: true, forcerm: true, labels: { "skiff.test-image": recipe.name } },
+    );
+    const output = await new Promise<Array<{ error?: string }>>((resolve, reject) => {
+      docker.modem.followProgress(stream, (err: Error | null, out: Array<{ error?: string }>) =>
+        err ? reject(err) : resolve(out),
+      );
+    });
+    const failed = output.find((line) => line.error);
+    if (failed) throw new Error(`docker build of ${tag} failed: ${failed.error}`);
+    if (!(await exists(docker, tag))) throw new Error(`docker build of ${tag} produced no image`);
+    return tag;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function exists(docker: Docker, ref: string): Promise<boolean> {
+  try {
+    await docker.getImage(ref).inspect();
+    return true;
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return false;
+    throw err;
+  }
+}
