@@ -49,7 +49,7 @@ say "npm ci"
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
 
 say "format + lint (biome)"
-npx biome check .
+npx biome check --error-on-warnings .
 say "type-check (tsc)"
 npx tsc -p tsconfig.json
 

@@ -12,6 +12,7 @@ import type { Context } from "hono";
 import { Hono } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
 import { apply as mergePatch } from "json-merge-patch";
 import type { Registry } from "prom-client";
 import { stringify as toYaml } from "yaml";
@@ -57,6 +58,8 @@ export function createApiApp(options: ApiOptions): Hono {
   const app = new Hono();
 
   app.onError((err, c) => {
+    // hono's own middleware (bearer auth) throws responses it already shaped.
+    if (err instanceof HTTPException) return err.getResponse();
     const e = toSkiffError(err);
     if (e.code === "INTERNAL") logger.error({ err, path: c.req.path }, "request failed");
     return c.json(statusBody(e), e.status as 500);

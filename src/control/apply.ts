@@ -5,7 +5,13 @@
  * changed) land together or not at all. Readiness-dependent status is filled in
  * later by the scaler through the same status functions.
  */
-import { ConflictError, ForbiddenError, ValidationError } from "../errors.ts";
+import {
+  AlreadyExistsError,
+  ConflictError,
+  ForbiddenError,
+  NotFoundError,
+  ValidationError,
+} from "../errors.ts";
 import { revisionNameFor, templatesEqual } from "../model/index.ts";
 import type {
   Configuration,
@@ -66,7 +72,7 @@ export async function applyService(
 ): Promise<Service> {
   const { name, namespace } = input.metadata;
   const existing = await tx.get("services", namespace, name);
-  checkExistence("services", "Service", existing, input.metadata, ctx.mode);
+  checkExistence("services", existing, input.metadata, ctx.mode);
 
   const service: Service = existing
     ? structuredClone(existing)
@@ -97,7 +103,7 @@ export async function applyConfiguration(
 ): Promise<Configuration> {
   const { name, namespace } = input.metadata;
   const existing = await tx.get("configurations", namespace, name);
-  checkExistence("configurations", "Configuration", existing, input.metadata, ctx.mode);
+  checkExistence("configurations", existing, input.metadata, ctx.mode);
   const owner = existing && controllerOf(existing);
   if (owner) {
     throw new ForbiddenError(
@@ -118,27 +124,23 @@ export async function applyConfiguration(
 
 function checkExistence(
   kind: string,
-  kindName: string,
   existing: Resource | undefined,
   meta: ParsedMeta,
   mode: WriteMode,
 ): void {
   if (mode === "create" && existing) {
-    throw new ConflictError(
-      `${kind} "${meta.name}" already exists in namespace "${meta.namespace}"`,
-      {
-        kind,
-        name: meta.name,
-      },
-    );
-  }
-  if (mode === "replace" && !existing) {
-    throw new ValidationError(
-      `${kindName} "${meta.name}" does not exist in namespace "${meta.namespace}"; create it with POST first`,
-      [],
+    throw new AlreadyExistsError(
+      `${kind} "${meta.name}" already exists in namespace "${meta.namespace}"; change it with PUT or PATCH (skiff service update)`,
       { kind, name: meta.name },
     );
   }
+  if (mode === "replace" && !existing) {
+    throw new NotFoundError(
+      `${kind} "${meta.name}" not found in namespace "${meta.namespace}"; create it with POST (skiff service create) first`,
+      { kind, name: meta.name },
+    );
+  }
+
   if (
     existing &&
     meta.resourceVersion &&
@@ -239,7 +241,7 @@ async function mintRevision(
   }
   const name = chosen ?? revisionNameFor(config.metadata.name, config.metadata.generation);
   if (await tx.get("revisions", namespace, name)) {
-    throw new ConflictError(
+    throw new AlreadyExistsError(
       chosen
         ? `revision "${name}" already exists; choose another ${field}`
         : `revision "${name}" already exists (a previous template was given that name); set ${field} to a new name`,

@@ -102,6 +102,8 @@ export interface Container {
   ports?: ContainerPort[];
   resources?: { limits?: ResourceList; requests?: ResourceList };
   readinessProbe?: Probe;
+  /** As in Kubernetes (unset: Always for ":latest" or untagged images, else IfNotPresent). */
+  imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
 }
 
 /** One ES module of a worker, as written by the user. */

@@ -28,7 +28,11 @@ export interface StoreEvent extends ResourceKey {
 
 export interface Tx {
   /** Read one object; the commit fails (and the callback re-runs) if it changes meanwhile. */
-  get<P extends Plural>(kind: P, namespace: string, name: string): Promise<ResourceOf<P> | undefined>;
+  get<P extends Plural>(
+    kind: P,
+    namespace: string,
+    name: string,
+  ): Promise<ResourceOf<P> | undefined>;
   /** Read a whole collection; the commit fails if any member is added or removed meanwhile. */
   list<P extends Plural>(kind: P, namespace: string): Promise<ResourceOf<P>[]>;
   /** Stage a write. metadata.resourceVersion is assigned at commit. */
@@ -58,9 +62,17 @@ export interface ListOptions {
 }
 
 export interface Store {
-  get<P extends Plural>(kind: P, namespace: string, name: string): Promise<ResourceOf<P> | undefined>;
+  get<P extends Plural>(
+    kind: P,
+    namespace: string,
+    name: string,
+  ): Promise<ResourceOf<P> | undefined>;
   /** All objects of a kind in one namespace, or in all namespaces when namespace is undefined. */
-  list<P extends Plural>(kind: P, namespace?: string, options?: ListOptions): Promise<ResourceOf<P>[]>;
+  list<P extends Plural>(
+    kind: P,
+    namespace?: string,
+    options?: ListOptions,
+  ): Promise<ResourceOf<P>[]>;
   transact<T>(fn: (tx: Tx) => Promise<T>, options?: TransactOptions): Promise<CommitResult<T>>;
   getArtifact(namespace: string, revision: string): Promise<string | undefined>;
   /** Subscribe to committed changes. Resolves once the subscription is live. */

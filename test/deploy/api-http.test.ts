@@ -4,7 +4,9 @@ import { BASE, serviceBody, startTestApi, type TestApi } from "../support/api.ts
 
 let api: TestApi;
 beforeAll(async () => {
-  api = await startTestApi({ config: { api: { port: 0, token: "test-token-0123456789abcdef", bodyLimitBytes: 64 * 1024 } } });
+  api = await startTestApi({
+    config: { api: { port: 0, token: "test-token-0123456789abcdef", bodyLimitBytes: 64 * 1024 } },
+  });
   const r = await api.call("POST", api.ns("services"), serviceBody("base"));
   expect(r.status).toBe(201);
 });
@@ -12,7 +14,12 @@ afterAll(async () => {
   await api?.close();
 });
 
-function expectStatus(r: { status: number; json: { kind: string; code: number; reason: string; message: string } }, code: number, reason: string, fragment: string | RegExp) {
+function expectStatus(
+  r: { status: number; json: { kind: string; code: number; reason: string; message: string } },
+  code: number,
+  reason: string,
+  fragment: string | RegExp,
+) {
   expect(r.status).toBe(code);
   expect(r.json.kind).toBe("Status");
   expect(r.json.code).toBe(code);
@@ -23,7 +30,7 @@ function expectStatus(r: { status: number; json: { kind: string; code: number; r
 describe("authentication", () => {
   it("a read without a token is 401 with a hint", async () => {
     const res = await fetch(new URL(api.ns("services"), api.url));
-    const body = await res.json();
+    const body = (await res.json()) as { message: string };
     expect(res.status).toBe(401);
     expect(res.headers.get("www-authenticate")).toMatch(/Bearer/);
     expect(body.message).toMatch(/missing bearer token/);
@@ -65,13 +72,17 @@ describe("bodies", () => {
       "      containers:",
       "        - image: example/app:1",
     ].join("\n");
-    const r = await api.call("POST", api.ns("services"), yaml, { "content-type": "application/yaml" });
+    const r = await api.call("POST", api.ns("services"), yaml, {
+      "content-type": "application/yaml",
+    });
     expect(r.status).toBe(201);
     expect(r.json.status.latestCreatedRevisionName).toBe("from-yaml-00001");
   });
 
   it("responses come as YAML when asked", async () => {
-    const r = await api.call("GET", api.ns("services", "base"), undefined, { accept: "application/yaml" });
+    const r = await api.call("GET", api.ns("services", "base"), undefined, {
+      accept: "application/yaml",
+    });
     expect(r.headers.get("content-type")).toMatch(/yaml/);
     expect(r.text).toMatch(/^apiVersion: serving.knative.dev\/v1/m);
   });
@@ -82,22 +93,30 @@ describe("bodies", () => {
   });
 
   it("an unsupported Content-Type is 415 naming the accepted ones", async () => {
-    const r = await api.call("POST", api.ns("services"), "a=b", { "content-type": "application/x-www-form-urlencoded" });
+    const r = await api.call("POST", api.ns("services"), "a=b", {
+      "content-type": "application/x-www-form-urlencoded",
+    });
     expectStatus(r, 415, "UnsupportedMediaType", /application\/json or application\/yaml/);
   });
 
   it("malformed JSON is 400", async () => {
-    const r = await api.call("POST", api.ns("services"), "{not json", { "content-type": "application/json" });
+    const r = await api.call("POST", api.ns("services"), "{not json", {
+      "content-type": "application/json",
+    });
     expectStatus(r, 400, "BadRequest", /not valid JSON/);
   });
 
   it("several YAML documents in one request are 400", async () => {
-    const r = await api.call("POST", api.ns("services"), "a: 1\n---\nb: 2\n", { "content-type": "application/yaml" });
+    const r = await api.call("POST", api.ns("services"), "a: 1\n---\nb: 2\n", {
+      "content-type": "application/yaml",
+    });
     expectStatus(r, 400, "BadRequest", /2 YAML documents/);
   });
 
   it("a body that is not an object is 400", async () => {
-    const r = await api.call("POST", api.ns("services"), "[1,2]", { "content-type": "application/json" });
+    const r = await api.call("POST", api.ns("services"), "[1,2]", {
+      "content-type": "application/json",
+    });
     expectStatus(r, 400, "BadRequest", /one object/);
   });
 
@@ -118,6 +137,11 @@ describe("status codes", () => {
   it("an unknown resource kind is 404", async () => {
     const r = await api.call("GET", `${BASE}/namespaces/default/widgets`);
     expectStatus(r, 404, "NotFound", /not one of services, configurations, revisions, routes/);
+  });
+
+  it("replacing a service that does not exist is 404", async () => {
+    const r = await api.call("PUT", api.ns("services", "ghost"), serviceBody("ghost"));
+    expectStatus(r, 404, "NotFound", /create it with POST/);
   });
 
   it("creating an existing service is 409 AlreadyExists", async () => {
@@ -177,14 +201,26 @@ describe("status codes", () => {
   });
 
   it("lists across namespaces and by label selector", async () => {
-    const other = await api.call("POST", api.ns("services", undefined, "team-b"), serviceBody("base"));
+    const other = await api.call(
+      "POST",
+      api.ns("services", undefined, "team-b"),
+      serviceBody("base"),
+    );
     expect(other.status).toBe(201);
     const all = await api.call("GET", `${BASE}/services`);
-    const keys = all.json.items.map((s: { metadata: { namespace: string; name: string } }) => `${s.metadata.namespace}/${s.metadata.name}`);
+    const keys = all.json.items.map(
+      (s: { metadata: { namespace: string; name: string } }) =>
+        `${s.metadata.namespace}/${s.metadata.name}`,
+    );
     expect(keys).toContain("default/base");
     expect(keys).toContain("team-b/base");
-    const revs = await api.call("GET", `${api.ns("revisions")}?labelSelector=serving.knative.dev/service=from-yaml`);
-    expect(revs.json.items.map((r: { metadata: { name: string } }) => r.metadata.name)).toEqual(["from-yaml-00001"]);
+    const revs = await api.call(
+      "GET",
+      `${api.ns("revisions")}?labelSelector=serving.knative.dev/service=from-yaml`,
+    );
+    expect(revs.json.items.map((r: { metadata: { name: string } }) => r.metadata.name)).toEqual([
+      "from-yaml-00001",
+    ]);
   });
 });
 
@@ -192,17 +228,25 @@ describe("deletes", () => {
   it("a routed revision cannot be deleted (409), an unrouted older one can", async () => {
     expect((await api.call("POST", api.ns("services"), serviceBody("del"))).status).toBe(201);
     // hello-00002 becomes latest; pin traffic to 00001.
-    const put = await api.call("PUT", api.ns("services", "del"), serviceBody("del", {
-      env: { TARGET: "v2" },
-      traffic: [{ revisionName: "del-00001", percent: 100 }],
-    }));
+    const put = await api.call(
+      "PUT",
+      api.ns("services", "del"),
+      serviceBody("del", {
+        env: { TARGET: "v2" },
+        traffic: [{ revisionName: "del-00001", percent: 100 }],
+      }),
+    );
     expect(put.status).toBe(200);
     const routed = await api.call("DELETE", api.ns("revisions", "del-00001"));
     expectStatus(routed, 409, "Conflict", /receives traffic from route "del"/);
     const latest = await api.call("DELETE", api.ns("revisions", "del-00002"));
     expectStatus(latest, 409, "Conflict", /latest revision/);
     // Move traffic to latest; then 00001 is neither routed nor latest.
-    const moved = await api.call("PUT", api.ns("services", "del"), serviceBody("del", { env: { TARGET: "v2" } }));
+    const moved = await api.call(
+      "PUT",
+      api.ns("services", "del"),
+      serviceBody("del", { env: { TARGET: "v2" } }),
+    );
     expect(moved.status).toBe(200);
     expect(moved.json.status.latestCreatedRevisionName).toBe("del-00002");
     const ok = await api.call("DELETE", api.ns("revisions", "del-00001"));

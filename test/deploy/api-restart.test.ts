@@ -1,9 +1,9 @@
 /** `skiff api` as a real process: restarting it on the same Redis loses nothing. */
 import { afterEach, describe, expect, it } from "vitest";
-import { startCliServer, type ServerProcess } from "../support/cli.ts";
-import { freePort } from "../support/redis-server.ts";
-import { redisUrl, uniquePrefix } from "../support/redis.ts";
 import { BASE, serviceBody } from "../support/api.ts";
+import { type ServerProcess, startCliServer } from "../support/cli.ts";
+import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { freePort } from "../support/redis-server.ts";
 
 let servers: ServerProcess[] = [];
 afterEach(async () => {
@@ -27,7 +27,8 @@ async function call(port: number, token: string, method: string, path: string, b
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     body: body === undefined ? null : JSON.stringify(body),
   });
-  return { status: res.status, json: await res.json() };
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+  return { status: res.status, json: (await res.json()) as any };
 }
 
 describe("skiff api process", () => {
@@ -38,7 +39,13 @@ describe("skiff api process", () => {
     const token = (await first.waitFor(/Generated API token[^:]*: (\S+)/))[1]!;
     const ns = `${BASE}/namespaces/default/services`;
     expect((await call(port, token, "POST", ns, serviceBody("keep"))).status).toBe(201);
-    const put = await call(port, token, "PUT", `${ns}/keep`, serviceBody("keep", { env: { TARGET: "two" } }));
+    const put = await call(
+      port,
+      token,
+      "PUT",
+      `${ns}/keep`,
+      serviceBody("keep", { env: { TARGET: "two" } }),
+    );
     expect(put.status).toBe(200);
     const before = await call(port, token, "GET", `${ns}/keep`);
     await first.kill("SIGKILL");
@@ -49,7 +56,9 @@ describe("skiff api process", () => {
     expect(after.status).toBe(200);
     expect(after.json).toEqual(before.json);
     const revs = await call(port, token, "GET", `${BASE}/namespaces/default/revisions`);
-    expect(revs.json.items.map((r: { metadata: { name: string } }) => r.metadata.name).sort()).toEqual(["keep-00001", "keep-00002"]);
+    expect(
+      revs.json.items.map((r: { metadata: { name: string } }) => r.metadata.name).sort(),
+    ).toEqual(["keep-00001", "keep-00002"]);
     expect((await call(port, "wrong-token-wrong-token", "GET", ns)).status).toBe(401);
   });
 });

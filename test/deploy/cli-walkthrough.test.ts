@@ -28,7 +28,16 @@ async function service(name: string) {
 
 describe("walkthrough with the CLI", () => {
   it("service create makes hello-00001 with 100% to latest", async () => {
-    const out = await skiff("service", "create", "hello", "--image", "ghcr.io/knative/helloworld-go:latest", "--env", "TARGET=World", "--no-wait");
+    const out = await skiff(
+      "service",
+      "create",
+      "hello",
+      "--image",
+      "ghcr.io/knative/helloworld-go:latest",
+      "--env",
+      "TARGET=World",
+      "--no-wait",
+    );
     expect(out).toMatch(/Service 'hello' created .*hello-00001/);
     expect(out).toMatch(/http:\/\/hello\.default\.localhost/);
     const svc = await service("hello");
@@ -38,21 +47,34 @@ describe("walkthrough with the CLI", () => {
   it("--traffic hello-00001=100 pins the traffic", async () => {
     await skiff("service", "update", "hello", "--traffic", "hello-00001=100", "--no-wait");
     const svc = await service("hello");
-    expect(svc.spec.traffic).toEqual([{ revisionName: "hello-00001", latestRevision: false, percent: 100 }]);
+    expect(svc.spec.traffic).toEqual([
+      { revisionName: "hello-00001", latestRevision: false, percent: 100 },
+    ]);
   });
 
   it("--env TARGET=Knative mints hello-00002 and traffic stays on hello-00001", async () => {
     await skiff("service", "update", "hello", "--env", "TARGET=Knative", "--no-wait");
     const svc = await service("hello");
     expect(svc.status.latestCreatedRevisionName).toBe("hello-00002");
-    expect(svc.status.traffic).toEqual([{ revisionName: "hello-00001", latestRevision: false, percent: 100 }]);
+    expect(svc.status.traffic).toEqual([
+      { revisionName: "hello-00001", latestRevision: false, percent: 100 },
+    ]);
     const list = await skiff("revision", "list");
     expect(list).toMatch(/hello-00002\s+hello\s+/);
     expect(list).toMatch(/hello-00001\s+hello\s+100%/);
   });
 
   it("--traffic hello-00001=50 --traffic @latest=50 is stored as given", async () => {
-    await skiff("service", "update", "hello", "--traffic", "hello-00001=50", "--traffic", "@latest=50", "--no-wait");
+    await skiff(
+      "service",
+      "update",
+      "hello",
+      "--traffic",
+      "hello-00001=50",
+      "--traffic",
+      "@latest=50",
+      "--no-wait",
+    );
     const svc = await service("hello");
     expect(svc.spec.traffic).toEqual([
       { revisionName: "hello-00001", latestRevision: false, percent: 50 },
@@ -65,9 +87,16 @@ describe("walkthrough with the CLI", () => {
     await skiff("service", "update", "hello", "--tag", "hello-00002=canary", "--no-wait");
     const route = JSON.parse(await skiff("route", "describe", "hello", "-o", "json"));
     expect(route.status.traffic).toContainEqual(
-      expect.objectContaining({ tag: "canary", revisionName: "hello-00002", percent: 0, url: "http://canary-hello.default.localhost" }),
+      expect.objectContaining({
+        tag: "canary",
+        revisionName: "hello-00002",
+        percent: 0,
+        url: "http://canary-hello.default.localhost",
+      }),
     );
-    expect(await skiff("route", "describe", "hello")).toMatch(/#canary http:\/\/canary-hello\.default\.localhost/);
+    expect(await skiff("route", "describe", "hello")).toMatch(
+      /#canary http:\/\/canary-hello\.default\.localhost/,
+    );
   });
 
   it("--untag canary removes the tag", async () => {
@@ -99,14 +128,26 @@ describe("walkthrough with the CLI", () => {
   it("apply -f - reads standard input", async () => {
     const r = await runCli(["apply", "-f", "-"], {
       env,
-      input: "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: piped}\nspec:\n  template:\n    spec:\n      containers: [{image: example/p}]\n",
+      input:
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: piped}\nspec:\n  template:\n    spec:\n      containers: [{image: example/p}]\n",
     });
     expect(r.code).toBe(0);
     expect(r.stdout).toBe("service/piped created\n");
   });
 
   it("a worker from --source gets compiled and stored", async () => {
-    const out = await skiff("service", "create", "hello-ts", "--source", "examples/workers/hello.ts", "--env", "TARGET=Skiff", "--no-wait", "-o", "json");
+    const out = await skiff(
+      "service",
+      "create",
+      "hello-ts",
+      "--source",
+      "examples/workers/hello.ts",
+      "--env",
+      "TARGET=Skiff",
+      "--no-wait",
+      "-o",
+      "json",
+    );
     const svc = JSON.parse(out);
     expect(svc.spec.template.spec.worker.language).toBe("typescript");
     const rev = JSON.parse(await skiff("revision", "describe", "hello-ts-00001", "-o", "json"));
@@ -121,25 +162,35 @@ describe("walkthrough with the CLI", () => {
   });
 
   it("traffic percents that do not add up are refused before any request", async () => {
-    const r = await runCli(["service", "update", "hello", "--traffic", "hello-00001=60", "--no-wait"], { env });
+    const r = await runCli(
+      ["service", "update", "hello", "--traffic", "hello-00001=60", "--no-wait"],
+      { env },
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/add up to 60, they must add up to 100/);
   });
 
   it("a wrong token exits non-zero with a 401 message", async () => {
-    const r = await runCli(["service", "list"], { env: { ...env, SKIFF_TOKEN: "wrong-wrong-wrong-wrong" } });
+    const r = await runCli(["service", "list"], {
+      env: { ...env, SKIFF_TOKEN: "wrong-wrong-wrong-wrong" },
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/invalid bearer token/);
   });
 
   it("an unreachable API says so and how to point at one", async () => {
-    const r = await runCli(["service", "list"], { env: { ...env, SKIFF_API_URL: "http://127.0.0.1:1" } });
+    const r = await runCli(["service", "list"], {
+      env: { ...env, SKIFF_API_URL: "http://127.0.0.1:1" },
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot reach the Skiff API at http:\/\/127\.0\.0\.1:1/);
   });
 
   it("--wait reports progress and times out while no revision can become ready", async () => {
-    const r = await runCli(["service", "create", "waiter", "--image", "example/w", "--wait-timeout", "1"], { env });
+    const r = await runCli(
+      ["service", "create", "waiter", "--image", "example/w", "--wait-timeout", "1"],
+      { env },
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Unknown RevisionDeploying/);
     expect(r.stderr).toMatch(/not ready after 1s/);

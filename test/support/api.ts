@@ -1,8 +1,9 @@
 /** A real deploy API on a free loopback port, over the run's Redis, with its own key prefix. */
+
+import { type ApiServer, startApiServer } from "../../deploy/api/server.ts";
 import { parseConfig } from "../../src/config.ts";
 import { silentLogger } from "../../src/logging.ts";
 import { createRegistry } from "../../src/metrics.ts";
-import { type ApiServer, startApiServer } from "../../deploy/api/server.ts";
 import { redisUrl, uniquePrefix } from "./redis.ts";
 
 export const BASE = "/apis/serving.knative.dev/v1";
@@ -12,7 +13,12 @@ export interface TestApi extends ApiServer {
   prefix: string;
   token: string;
   /** Call the API; JSON bodies by default, or raw text with a content type. */
-  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Reply>;
+  call(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<Reply>;
   ns(plural: string, name?: string, namespace?: string): string;
 }
 
@@ -48,15 +54,20 @@ export async function startTestApi(
       `${BASE}/namespaces/${namespace}/${plural}${name ? `/${name}` : ""}`,
     async call(method, path, body, headers = {}) {
       const h: Record<string, string> = { authorization: `Bearer ${token}`, ...headers };
-      let payload: string | undefined;
+      let payload: string | Uint8Array | undefined;
       if (body !== undefined) {
-        if (typeof body === "string") payload = body;
+        // Bytes, so fetch adds no Content-Type of its own: tests choose it.
+        if (typeof body === "string") payload = new TextEncoder().encode(body);
         else {
           payload = JSON.stringify(body);
           h["content-type"] ??= "application/json";
         }
       }
-      const res = await fetch(new URL(path, server.url), { method, headers: h, body: payload ?? null });
+      const res = await fetch(new URL(path, server.url), {
+        method,
+        headers: h,
+        body: payload ?? null,
+      });
       const text = await res.text();
       let json: unknown;
       try {
@@ -70,7 +81,10 @@ export async function startTestApi(
 }
 
 /** A minimal valid Service body. */
-export function serviceBody(name: string, extra: { env?: Record<string, string>; traffic?: unknown[] } = {}) {
+export function serviceBody(
+  name: string,
+  extra: { env?: Record<string, string>; traffic?: unknown[] } = {},
+) {
   return {
     apiVersion: "serving.knative.dev/v1",
     kind: "Service",
@@ -81,7 +95,10 @@ export function serviceBody(name: string, extra: { env?: Record<string, string>;
           containers: [
             {
               image: "ghcr.io/knative/helloworld-go:latest",
-              env: Object.entries(extra.env ?? { TARGET: "World" }).map(([n, v]) => ({ name: n, value: v })),
+              env: Object.entries(extra.env ?? { TARGET: "World" }).map(([n, v]) => ({
+                name: n,
+                value: v,
+              })),
             },
           ],
         },

@@ -10,7 +10,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; input?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { ...process.env, SKIFF_CONFIG_FILE: "/nonexistent/skiff-cli.json", ...options.env },
@@ -64,8 +67,13 @@ export function startCliServer(args: string[], env: Record<string, string> = {})
       const m = out.match(pattern);
       if (m) return Promise.resolve(m);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; output:\n${out}`)), timeoutMs);
-        child.once("exit", (code) => reject(new Error(`exited (${code}) before ${pattern}; output:\n${out}`)));
+        const timer = setTimeout(
+          () => reject(new Error(`timed out waiting for ${pattern}; output:\n${out}`)),
+          timeoutMs,
+        );
+        child.once("exit", (code) =>
+          reject(new Error(`exited (${code}) before ${pattern}; output:\n${out}`)),
+        );
         waiters.push({
           pattern,
           resolve: (x) => {

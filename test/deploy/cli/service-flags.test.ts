@@ -20,7 +20,9 @@ describe("service flags", () => {
 
   it("--env KEY- removes a variable and KEY=V replaces in place", () => {
     const m = applyServiceFlags(base(), { env: ["A=1", "TARGET=Knative", "A-"] });
-    expect(m.spec.template.spec.containers![0]!.env).toEqual([{ name: "TARGET", value: "Knative" }]);
+    expect(m.spec.template.spec.containers![0]!.env).toEqual([
+      { name: "TARGET", value: "Knative" },
+    ]);
   });
 
   it("--scale-* flags become autoscaling annotations on the template", () => {
@@ -33,14 +35,18 @@ describe("service flags", () => {
   });
 
   it("--concurrency-limit sets containerConcurrency", () => {
-    expect(applyServiceFlags(base(), { concurrencyLimit: "3" }).spec.template.spec.containerConcurrency).toBe(3);
+    expect(
+      applyServiceFlags(base(), { concurrencyLimit: "3" }).spec.template.spec.containerConcurrency,
+    ).toBe(3);
   });
 
   it("a template change drops an old chosen revision name unless a new one is given", () => {
     const named = applyServiceFlags(base(), { revisionName: "hello-v1" });
     expect(named.spec.template.metadata.name).toBe("hello-v1");
     expect(applyServiceFlags(named, { env: ["X=1"] }).spec.template.metadata.name).toBeUndefined();
-    expect(applyServiceFlags(named, { traffic: ["hello-v1=100"] }).spec.template.metadata.name).toBe("hello-v1");
+    expect(
+      applyServiceFlags(named, { traffic: ["hello-v1=100"] }).spec.template.metadata.name,
+    ).toBe("hello-v1");
   });
 
   it("--port accepts h2c:PORT", () => {
@@ -61,7 +67,11 @@ describe("traffic flags", () => {
   });
 
   it("--traffic with @latest keeps a latest target", () => {
-    expect(applyTraffic([{ revisionName: "hello-00001", percent: 100 }], { traffic: ["hello-00001=50", "@latest=50"] })).toEqual([
+    expect(
+      applyTraffic([{ revisionName: "hello-00001", percent: 100 }], {
+        traffic: ["hello-00001=50", "@latest=50"],
+      }),
+    ).toEqual([
       { revisionName: "hello-00001", latestRevision: false, percent: 50 },
       { latestRevision: true, percent: 50 },
     ]);
@@ -79,16 +89,22 @@ describe("traffic flags", () => {
   });
 
   it("--tag adds a 0% target, --untag removes it again", () => {
-    const tagged = applyTraffic([{ latestRevision: true, percent: 100 }], { tag: ["hello-00002=canary"] });
+    const tagged = applyTraffic([{ latestRevision: true, percent: 100 }], {
+      tag: ["hello-00002=canary"],
+    });
     expect(tagged).toEqual([
       { latestRevision: true, percent: 100 },
       { tag: "canary", revisionName: "hello-00002", latestRevision: false, percent: 0 },
     ]);
-    expect(applyTraffic(tagged, { untag: ["canary"] })).toEqual([{ latestRevision: true, percent: 100 }]);
+    expect(applyTraffic(tagged, { untag: ["canary"] })).toEqual([
+      { latestRevision: true, percent: 100 },
+    ]);
   });
 
   it("--tag @latest=current tags the latest target", () => {
-    expect(applyTraffic([], { tag: ["@latest=current"] })).toEqual([{ tag: "current", latestRevision: true, percent: 100 }]);
+    expect(applyTraffic([], { tag: ["@latest=current"] })).toEqual([
+      { tag: "current", latestRevision: true, percent: 100 },
+    ]);
   });
 
   it("percents that do not sum to 100 are refused", () => {
@@ -96,7 +112,9 @@ describe("traffic flags", () => {
   });
 
   it("a tag in use is refused", () => {
-    expect(() => applyTraffic([{ revisionName: "a", percent: 100, tag: "x" }], { tag: ["b=x"] })).toThrow(/already used/);
+    expect(() =>
+      applyTraffic([{ revisionName: "a", percent: 100, tag: "x" }], { tag: ["b=x"] }),
+    ).toThrow(/already used/);
   });
 
   it("--untag of an unknown tag is refused", () => {
