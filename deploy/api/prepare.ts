@@ -3,13 +3,15 @@
  * compiled bundle. Runs before the store transaction: parsing and compiling
  * are pure, so a transaction retry never repeats them.
  */
-import type {
-  CompiledWorker,
-  ParsedConfiguration,
-  ParsedService,
-} from "../../src/control/apply.ts";
-import { compileWorker, parseConfiguration, parseService } from "../../src/model/index.ts";
-import type { WorkerSpec } from "../../src/model/types.ts";
+import {
+  type CompiledWorker,
+  compileWorker,
+  type ParsedConfiguration,
+  type ParsedService,
+  parseConfiguration,
+  parseService,
+  type WorkerSpec,
+} from "../../src/model/index.ts";
 
 export interface WriteLimits {
   maxWorkerSourceBytes: number;
@@ -26,8 +28,7 @@ export async function prepareService(
   body: Record<string, unknown>,
   ctx: PrepareContext,
 ): Promise<{ parsed: ParsedService; worker?: CompiledWorker }> {
-  const parsed = parseService(body, ctx) as ParsedService;
-  parsed.metadata.resourceVersion = resourceVersionOf(body);
+  const parsed = parseService(body, ctx);
   const worker = await compileIfWorker(parsed.spec.template.spec.worker, ctx.limits);
   return worker ? { parsed, worker } : { parsed };
 }
@@ -36,8 +37,7 @@ export async function prepareConfiguration(
   body: Record<string, unknown>,
   ctx: PrepareContext,
 ): Promise<{ parsed: ParsedConfiguration; worker?: CompiledWorker }> {
-  const parsed = parseConfiguration(body, ctx) as ParsedConfiguration;
-  parsed.metadata.resourceVersion = resourceVersionOf(body);
+  const parsed = parseConfiguration(body, ctx);
   const worker = await compileIfWorker(parsed.spec.template.spec.worker, ctx.limits);
   return worker ? { parsed, worker } : { parsed };
 }
@@ -51,13 +51,4 @@ async function compileIfWorker(
     maxSourceBytes: limits.maxWorkerSourceBytes,
     fieldPrefix: "spec.template.spec.worker",
   });
-}
-
-function resourceVersionOf(body: Record<string, unknown>): string | undefined {
-  const meta = body.metadata;
-  if (meta && typeof meta === "object" && "resourceVersion" in meta) {
-    const rv = (meta as { resourceVersion?: unknown }).resourceVersion;
-    if (typeof rv === "string" && rv) return rv;
-  }
-  return undefined;
 }

@@ -12,7 +12,15 @@ import {
   NotFoundError,
   ValidationError,
 } from "../errors.ts";
-import { revisionNameFor, templatesEqual } from "../model/index.ts";
+import {
+  type CompiledWorker,
+  canonicalJson,
+  type ParsedConfiguration,
+  type ParsedMetadata as ParsedMeta,
+  type ParsedService,
+  revisionNameFor,
+  templatesEqual,
+} from "../model/index.ts";
 import type {
   Configuration,
   Resource,
@@ -25,35 +33,8 @@ import type {
 } from "../model/types.ts";
 import { API_VERSION, Labels } from "../model/types.ts";
 import type { Tx } from "../store/store.ts";
-import { canonicalJson, compactRecord, controllerOf, newMeta, ownerRef } from "./objects.ts";
+import { compactRecord, controllerOf, newMeta, ownerRef } from "./objects.ts";
 import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
-
-/** What the model's parser returns for a Service or Configuration body. */
-export interface ParsedMeta {
-  name: string;
-  namespace: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  /** Sent back by the client for optimistic concurrency; checked when present. */
-  resourceVersion?: string;
-}
-
-export interface ParsedService {
-  metadata: ParsedMeta;
-  spec: { template: RevisionTemplate; traffic: TrafficTarget[] };
-}
-
-export interface ParsedConfiguration {
-  metadata: ParsedMeta;
-  spec: { template: RevisionTemplate };
-}
-
-/** A compiled worker bundle, prepared before the transaction (compiling is slow and pure). */
-export interface CompiledWorker {
-  code: string;
-  sha256: string;
-  bytes: number;
-}
 
 export type WriteMode = "create" | "replace";
 

@@ -43,20 +43,6 @@ export function controllerOf(obj: Resource): OwnerReference | undefined {
   return obj.metadata.ownerReferences?.find((o) => o.controller);
 }
 
-/** Canonical JSON (sorted keys) so structural equality ignores key order. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => {
-    if (v && typeof v === "object" && !Array.isArray(v)) {
-      return Object.fromEntries(
-        Object.entries(v as Record<string, unknown>).sort(([a], [b]) =>
-          a < b ? -1 : a > b ? 1 : 0,
-        ),
-      );
-    }
-    return v;
-  });
-}
-
 /** Drop empty maps so that `{}` and a missing field compare (and print) the same. */
 export function compactRecord(
   r: Record<string, string> | undefined,
