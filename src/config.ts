@@ -85,19 +85,16 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** Settings read from SKIFF_* environment variables (and REDIS_URL). */
+/** Settings read from SKIFF_* environment variables (and REDIS_URL); empty means unset. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const v = (name: string) => env[name] || undefined;
   return mergeConfig({
-    redisUrl: env.REDIS_URL,
-    redisPrefix: env.SKIFF_REDIS_PREFIX,
-    domain: env.SKIFF_DOMAIN,
-    api: {
-      token: env.SKIFF_TOKEN || undefined,
-      port: env.SKIFF_API_PORT,
-      host: env.SKIFF_API_HOST,
-    },
-    gateway: { port: env.SKIFF_GATEWAY_PORT, host: env.SKIFF_GATEWAY_HOST },
-    log: { level: env.SKIFF_LOG_LEVEL },
+    redisUrl: v("REDIS_URL"),
+    redisPrefix: v("SKIFF_REDIS_PREFIX"),
+    domain: v("SKIFF_DOMAIN"),
+    api: { token: v("SKIFF_TOKEN"), port: v("SKIFF_API_PORT"), host: v("SKIFF_API_HOST") },
+    gateway: { port: v("SKIFF_GATEWAY_PORT"), host: v("SKIFF_GATEWAY_HOST") },
+    log: { level: v("SKIFF_LOG_LEVEL") },
   });
 }
 

@@ -39,7 +39,8 @@ export function resolveSettings(
   env: NodeJS.ProcessEnv = process.env,
 ): Required<Pick<CliSettings, "apiUrl">> & CliSettings {
   const file = readSettings(settingsPath(env));
-  const apiUrl = flags.apiUrl ?? env.SKIFF_API_URL ?? file.apiUrl ?? DEFAULT_API_URL;
-  const token = flags.token ?? env.SKIFF_TOKEN ?? file.token;
+  // An empty variable counts as unset, as in most shells' tools.
+  const apiUrl = flags.apiUrl || env.SKIFF_API_URL || file.apiUrl || DEFAULT_API_URL;
+  const token = flags.token || env.SKIFF_TOKEN || file.token;
   return token ? { apiUrl, token } : { apiUrl };
 }

@@ -1,0 +1,19 @@
+/** The isolate runtime of the node agent: a pool of workerd processes running worker revisions. */
+export {
+  DEFAULT_COMPATIBILITY_DATE,
+  ISOLATE_ERROR_HEADER,
+  REVISION_HEADER,
+  type RevisionCodeInput,
+  type WorkerdPoolOptions,
+  type WorkerdPoolOptionsInput,
+} from "./options.ts";
+export {
+  type IsolateEndpoint,
+  type IsolateEvent,
+  type IsolateEventType,
+  type LogEvent,
+  type SlotStats,
+  type SpawnEvent,
+  WorkerdPool,
+  type WorkerdPoolEvents,
+} from "./pool.ts";

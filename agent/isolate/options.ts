@@ -1,0 +1,128 @@
+/**
+ * Options of the workerd pool and of one registered revision, validated with
+ * zod at the boundary. Defaults are chosen from measurements (see
+ * bench/RESULTS-isolate.md).
+ */
+import { isIP } from "node:net";
+import { availableParallelism } from "node:os";
+import { Registry } from "prom-client";
+import { z } from "zod";
+import { type Cause, ValidationError } from "../../src/errors.ts";
+
+/** The header the router reads the revision key from. The gateway strips client copies. */
+export const REVISION_HEADER = "x-skiff-revision";
+/** Set by the router (never by a worker) on responses it produced itself. */
+export const ISOLATE_ERROR_HEADER = "x-skiff-isolate-error";
+/** Compatibility date of revisions that do not name one. */
+export const DEFAULT_COMPATIBILITY_DATE = "2025-09-01";
+
+const specificIp = z
+  .string()
+  .refine((v) => isIP(v) !== 0, "must be an IP address such as 127.0.0.1")
+  .refine(
+    (v) => v !== "0.0.0.0" && v !== "::",
+    "must be one specific address (e.g. 127.0.0.1), not a wildcard: the router trusts the revision header",
+  );
+
+const date = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, "must be a date written YYYY-MM-DD, e.g. 2025-09-01");
+
+export const WorkerdPoolOptionsSchema = z.object({
+  /** Long-lived workerd processes; revisions are sharded across them. */
+  processes: z
+    .number()
+    .int()
+    .min(1, "must be at least 1")
+    .max(256)
+    .default(() => availableParallelism()),
+  /** Address the processes serve requests on. */
+  host: specificIp.default("127.0.0.1"),
+  /** 0: each process gets an ephemeral port; otherwise process i listens on basePort + i. */
+  basePort: z.number().int().min(0).max(65535).default(0),
+  /** Distinct revisions loaded into one process before it is replaced (loader entries are never evicted). */
+  maxLoaderEntries: z.number().int().min(1).default(500),
+  watchdog: z
+    .object({
+      /** Pause between two health probes of one process. */
+      intervalMs: z.number().int().min(5).default(50),
+      /** A probe unanswered for this long means the process is stalled (runaway CPU). */
+      stallMs: z.number().int().min(20).default(150),
+    })
+    .prefault({}),
+  /** Path of the workerd binary; defaults to the one the `workerd` npm package installs. */
+  workerdPath: z.string().min(1).optional(),
+  /** Where configs and the pid file go; a fresh temporary directory when not set. */
+  stateDir: z.string().min(1).optional(),
+  /** How long a recycled process may take to finish its in-flight requests. */
+  drainTimeoutMs: z.number().int().min(0).default(30_000),
+  /** On stop(): how long processes may drain before SIGKILL. */
+  stopGraceMs: z.number().int().min(0).default(2_000),
+  /** V8 heap limit per isolate (MB). Exceeding it aborts the whole process, which is then restarted. */
+  maxHeapMb: z.number().int().min(16).optional(),
+  /** Report which revisions had requests in flight when a process stalled (costs a stdout line per busy/idle edge). */
+  trackInFlight: z.boolean().default(true),
+  /** Where metrics go; none when not set. */
+  metrics: z
+    .custom<Registry>((v) => v instanceof Registry, "must be a prom-client Registry")
+    .optional(),
+});
+
+export type WorkerdPoolOptionsInput = z.input<typeof WorkerdPoolOptionsSchema>;
+export type WorkerdPoolOptions = z.output<typeof WorkerdPoolOptionsSchema>;
+
+/** Kubernetes-style env var names (C identifiers plus `-` and `.`). */
+const envName = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+
+/** Revision keys travel in a header, a loader name and a log line: keep them plain. */
+export const revisionKeySchema = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,252}$/,
+    "must be 1-253 characters of letters, digits and . _ : / @ -, starting with a letter or digit (e.g. default/hello-00001)",
+  );
+
+export const RevisionCodeSchema = z.object({
+  /** One bundled ES module whose default export is `{ fetch(request, env, ctx) }`. */
+  code: z.string().min(1, "must be the compiled JavaScript of the worker, not empty"),
+  env: z
+    .record(
+      z.string().regex(envName, "env names must match [-._a-zA-Z][-._a-zA-Z0-9]*"),
+      z.string(),
+    )
+    .default({}),
+  network: z.enum(["none", "internet"]).default("none"),
+  compatibilityDate: date.optional(),
+  compatibilityFlags: z
+    .array(z.string().regex(/^[a-z0-9_]+$/, "must be a workerd flag such as nodejs_compat"))
+    .default([]),
+});
+
+export type RevisionCodeInput = z.input<typeof RevisionCodeSchema>;
+export type RevisionCode = z.output<typeof RevisionCodeSchema>;
+
+/** Parse with zod; failures become a ValidationError naming each field. */
+export function parseOrThrow<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  what: { kind: string; name: string; field?: string },
+): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const causes: Cause[] = result.error.issues.map((issue) => ({
+    field: fieldPath(what.field, issue.path),
+    message: issue.message,
+    reason: "FieldValueInvalid",
+  }));
+  throw ValidationError.of(causes, { kind: what.kind, name: what.name });
+}
+
+/** `env.FOO`, `compatibilityFlags[1]`: the notation of ValidationError causes. */
+function fieldPath(prefix: string | undefined, path: readonly PropertyKey[]): string {
+  let out = prefix ?? "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += out ? `.${String(part)}` : String(part);
+  }
+  return out;
+}

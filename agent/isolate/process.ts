@@ -1,0 +1,202 @@
+/**
+ * One workerd process of the pool: spawning it on the pool's listening
+ * descriptor, learning its control port, probing its health, following which
+ * revisions have requests in flight (from the router's stdout lines), and
+ * turning its death into a readable reason.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { Client } from "undici";
+import { SOCKET_CONTROL, SOCKET_HTTP } from "./config.ts";
+
+export interface WorkerdProcessOptions {
+  /** `<slot>.<generation>`, sent by the router when it fetches code. */
+  id: string;
+  binary: string;
+  configPath: string;
+  /** Working directory (the pool's state dir: nothing else of the host's). */
+  cwd: string;
+  /** The pool's listening socket for this slot. */
+  listenFd: number;
+  token: string;
+  onLog?: (stream: "stdout" | "stderr", line: string) => void;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const STDERR_TAIL = 30;
+const MAX_LINE = 64 * 1024;
+
+/** Split a stream into lines without unbounded buffering. */
+function onLines(stream: NodeJS.ReadableStream | null, each: (line: string) => void): void {
+  if (!stream) return;
+  let partial = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    const text = partial + chunk;
+    const lines = text.split("\n");
+    partial = lines.pop() ?? "";
+    if (partial.length > MAX_LINE) partial = partial.slice(-MAX_LINE);
+    for (const line of lines) each(line);
+  });
+  stream.on("end", () => {
+    if (partial) each(partial);
+    partial = "";
+  });
+}
+
+export class WorkerdProcess {
+  readonly id: string;
+  readonly child: ChildProcess;
+  readonly startedAt = performance.now();
+  /** Resolves once both sockets listen; rejects if the process dies first. */
+  readonly ready: Promise<void>;
+  readonly exited: Promise<ExitInfo>;
+  /** Revisions this process fetched code for (= its loader entries). */
+  readonly loaded = new Set<string>();
+  /** Revision -> when it last became busy; present while it has requests in flight. */
+  readonly busy = new Map<string, number>();
+  readonly stderrTail: string[] = [];
+  controlPort: number | undefined;
+  exitInfo: ExitInfo | undefined;
+  /** Why the pool killed it (stall, recycle, stop); undefined for a crash. */
+  killReason: string | undefined;
+  /** A probe started at this time has not answered yet. */
+  probeStartedAt: number | undefined;
+  #client: Client | undefined;
+  readonly #token: string;
+
+  constructor(options: WorkerdProcessOptions) {
+    this.id = options.id;
+    this.#token = options.token;
+    this.child = spawn(
+      options.binary,
+      [
+        "serve",
+        "--experimental",
+        options.configPath,
+        "--socket-fd",
+        `${SOCKET_HTTP}=3`,
+        "--control-fd",
+        "4",
+      ],
+      {
+        stdio: ["ignore", "pipe", "pipe", options.listenFd, "pipe"],
+        cwd: options.cwd,
+        // Only what the config reads: the agent's own environment stays out.
+        env: { SKIFF_TOKEN: options.token, SKIFF_PROCESS: options.id },
+      },
+    );
+    this.exited = new Promise((resolve) => {
+      // "close", not "exit": stderr (the abort message) has been read by then.
+      this.child.once("close", (code, signal) => {
+        this.exitInfo = { code, signal };
+        this.#client?.destroy().catch(() => {});
+        resolve(this.exitInfo);
+      });
+    });
+    const prefix = `${options.token} `;
+    onLines(this.child.stdout, (line) => {
+      if (line.startsWith(prefix)) this.#track(line.slice(prefix.length));
+      else options.onLog?.("stdout", line);
+    });
+    onLines(this.child.stderr, (line) => {
+      this.stderrTail.push(line.length > 500 ? line.slice(0, 500) : line);
+      if (this.stderrTail.length > STDERR_TAIL) this.stderrTail.shift();
+      options.onLog?.("stderr", line);
+    });
+    this.ready = new Promise<void>((resolve, reject) => {
+      const listening = new Set<string>();
+      onLines(this.child.stdio[4] as NodeJS.ReadableStream | null, (line) => {
+        let event: { event?: string; socket?: string; port?: number };
+        try {
+          event = JSON.parse(line);
+        } catch {
+          return;
+        }
+        if (event.event !== "listen" || !event.socket) return;
+        if (event.socket === SOCKET_CONTROL) this.controlPort = event.port;
+        listening.add(event.socket);
+        if (listening.has(SOCKET_HTTP) && listening.has(SOCKET_CONTROL)) resolve();
+      });
+      this.child.once("error", (err) =>
+        reject(
+          new Error(`cannot run workerd at ${options.binary} (option workerdPath): ${err.message}`),
+        ),
+      );
+      void this.exited.then(() =>
+        reject(new Error(`workerd exited before listening: ${this.exitReason()}`)),
+      );
+    });
+    // Callers may never await ready (e.g. when it is killed first).
+    this.ready.catch(() => {});
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get alive(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  /** `b <rev>` when a revision gets its first request in flight, `i <rev>` when its last one ends. */
+  #track(message: string): void {
+    const revision = message.slice(2);
+    if (message.startsWith("b ")) this.busy.set(revision, Date.now());
+    else if (message.startsWith("i ")) this.busy.delete(revision);
+  }
+
+  /** Revisions with requests in flight, most recently busy first. */
+  inFlight(): string[] {
+    return [...this.busy.entries()].sort((a, b) => b[1] - a[1]).map(([revision]) => revision);
+  }
+
+  #control(): Client {
+    if (this.controlPort === undefined) throw new Error("workerd control port not known yet");
+    this.#client ??= new Client(`http://127.0.0.1:${this.controlPort}`, {
+      pipelining: 1,
+      keepAliveTimeout: 10_000,
+    });
+    return this.#client;
+  }
+
+  /** One health request on the control socket; true when it answered 200. */
+  async probe(): Promise<boolean> {
+    const response = await this.#control().request({ path: "/health", method: "GET" });
+    await response.body.dump();
+    return response.statusCode === 200;
+  }
+
+  /** Tell the router to stop serving a revision it has loaded. */
+  async forget(revision: string): Promise<void> {
+    const response = await this.#control().request({
+      path: `/forget?revision=${encodeURIComponent(revision)}`,
+      method: "POST",
+    });
+    await response.body.dump();
+  }
+
+  kill(signal: NodeJS.Signals, reason: string): void {
+    this.killReason ??= reason;
+    if (this.alive) this.child.kill(signal);
+  }
+
+  /** A readable account of why the process ended. */
+  exitReason(): string {
+    const info = this.exitInfo;
+    if (!info) return "still running";
+    const stderr = this.stderrTail.join("\n");
+    if (/heap out of memory|Reached heap limit|OOM error/i.test(stderr)) {
+      return "a worker exceeded its memory limit (JavaScript heap out of memory); workerd aborted";
+    }
+    if (info.signal) {
+      const last = this.stderrTail.findLast((line) => /error|fatal|failed/i.test(line));
+      return `workerd was killed by ${info.signal}${last ? `: ${last.trim()}` : ""}`;
+    }
+    const last = this.stderrTail.findLast((line) => line.trim() !== "");
+    return `workerd exited with code ${info.code}${last ? `: ${last.trim()}` : ""}`;
+  }
+}

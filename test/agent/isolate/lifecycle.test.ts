@@ -1,0 +1,172 @@
+import { execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { type IsolateEvent, WorkerdPool } from "../../../agent/isolate/index.ts";
+import { alive, send } from "./support.ts";
+
+let pool: WorkerdPool | undefined;
+
+afterEach(async () => {
+  await pool?.stop();
+  pool = undefined;
+});
+
+/** workerd processes running the config in `dir`, from the process table. */
+function workerdProcessesUsing(dir: string): number[] {
+  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
+  return out
+    .split("\n")
+    .filter((line) => line.includes("workerd") && line.includes(join(dir, "workerd.capnp")))
+    .map((line) => Number.parseInt(line.trim(), 10));
+}
+
+const numbered = (i: number) =>
+  `export default { async fetch() { await new Promise((r) => setTimeout(r, ${i % 2 === 0 ? 20 : 0})); return new Response("w${i}"); } };`;
+
+describe("WorkerdPool lifecycle", () => {
+  it("recycles a process after maxLoaderEntries and keeps answering on the same port", async () => {
+    pool = new WorkerdPool({ processes: 1, maxLoaderEntries: 3, watchdog: { stallMs: 3_000 } });
+    const recycles: IsolateEvent[] = [];
+    pool.on("recycle", (e) => recycles.push(e));
+    await pool.start();
+    const { port, pid: firstPid } = pool.stats()[0]!;
+    const keys = Array.from({ length: 10 }, (_, i) => `default/many-${i}`);
+    keys.forEach((key, i) => {
+      pool!.register(key, { code: numbered(i) });
+    });
+
+    // Requests overlap the hand-over: each revision is asked twice, concurrently.
+    for (const [i, key] of keys.entries()) {
+      const answers = await Promise.all([send(pool, key), send(pool, key)]);
+      for (const answer of answers) {
+        expect(answer.status).toBe(200);
+        expect(answer.body).toBe(`w${i}`);
+      }
+    }
+
+    expect(recycles.length).toBeGreaterThanOrEqual(2);
+    expect(recycles[0]?.pid).toBe(firstPid);
+    expect(recycles[0]?.reason).toMatch(/loaded revisions \(limit 3\)/);
+    const now = pool.stats()[0]!;
+    expect(now.port).toBe(port);
+    expect(now.pid).not.toBe(firstPid);
+    expect(now.loaderEntries).toBeLessThanOrEqual(3);
+    // Revisions loaded before the recycle load again in the fresh process.
+    expect((await send(pool, keys[0]!)).body).toBe("w0");
+    // Drained processes exit by themselves.
+    await expect.poll(() => alive(firstPid!), { timeout: 10_000 }).toBe(false);
+  });
+
+  it("lets an in-flight request of a recycled process finish", async () => {
+    pool = new WorkerdPool({ processes: 1, maxLoaderEntries: 2, watchdog: { stallMs: 3_000 } });
+    await pool.start();
+    pool.register("default/slow-00001", {
+      code: `export default { async fetch() { await new Promise((r) => setTimeout(r, 600)); return new Response("slow done"); } };`,
+    });
+    pool.register("default/quick-00001", { code: numbered(1) });
+    const recycled = new Promise<IsolateEvent>((resolve) => pool!.on("recycle", resolve));
+    const slow = send(pool, "default/slow-00001");
+    // The second loaded revision reaches the bound while the slow request runs.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await send(pool, "default/quick-00001", { fresh: true })).body).toBe("w1");
+    const event = await recycled;
+    expect(event.revisions).toEqual(["default/slow-00001"]);
+    const answer = await slow;
+    expect(answer.status).toBe(200);
+    expect(answer.body).toBe("slow done");
+  });
+
+  it("leaves no workerd process and no state behind after stop()", async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), "skiff-isolate-test-"));
+    try {
+      pool = new WorkerdPool({ processes: 2, stateDir, watchdog: { stallMs: 3_000 } });
+      await pool.start();
+      pool.register("default/bye-00001", { code: numbered(1) });
+      expect((await send(pool, "default/bye-00001")).status).toBe(200);
+      const pids = pool.pids();
+      expect(pids).toHaveLength(2);
+      expect(workerdProcessesUsing(stateDir).sort()).toEqual([...pids].sort());
+
+      await pool.stop();
+      for (const pid of pids) expect(alive(pid)).toBe(false);
+      expect(workerdProcessesUsing(stateDir)).toEqual([]);
+      expect(pool.pids()).toEqual([]);
+      expect(await readdir(stateDir)).toEqual([]);
+      // The port is closed too: nothing accepts there any more.
+      await expect(send(pool, "default/bye-00001", { fresh: true })).rejects.toThrow();
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it("kills workerd processes a previous agent left running in its state dir", async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), "skiff-isolate-test-"));
+    const poolModule = new URL("../../../agent/isolate/index.ts", import.meta.url).href;
+    // A real agent process, killed with SIGKILL once its pool runs: its workerd
+    // processes outlive it (nothing tells them their parent died).
+    const agent = spawn(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `const { WorkerdPool } = await import(${JSON.stringify(poolModule)});
+         const pool = new WorkerdPool({ processes: 1, stateDir: ${JSON.stringify(stateDir)} });
+         await pool.start();
+         console.log(JSON.stringify(pool.pids()));`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let orphans: number[] = [];
+    try {
+      const [line] = (await once(agent.stdout!, "data")) as [Buffer];
+      orphans = JSON.parse(line.toString());
+      agent.kill("SIGKILL");
+      await once(agent, "exit");
+      expect(orphans).toHaveLength(1);
+      expect(alive(orphans[0]!)).toBe(true);
+
+      pool = new WorkerdPool({ processes: 1, stateDir, watchdog: { stallMs: 3_000 } });
+      await pool.start();
+      await expect.poll(() => alive(orphans[0]!), { timeout: 5_000 }).toBe(false);
+      expect(workerdProcessesUsing(stateDir)).toEqual(pool.pids());
+    } finally {
+      agent.kill("SIGKILL");
+      for (const pid of orphans) if (alive(pid)) process.kill(pid, "SIGKILL");
+      await pool?.stop();
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it("fails to start with a clear message when its port is taken, leaving nothing running", async () => {
+    const taken = createServer();
+    taken.listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    try {
+      const { port } = taken.address() as AddressInfo;
+      pool = new WorkerdPool({ processes: 1, basePort: port });
+      await expect(pool.start()).rejects.toThrow(
+        new RegExp(`cannot listen on 127.0.0.1:${port}: .*EADDRINUSE`),
+      );
+      expect(pool.pids()).toEqual([]);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("fails to start with a clear message when the workerd binary cannot run", async () => {
+    pool = new WorkerdPool({ processes: 1, workerdPath: "/nonexistent/workerd" });
+    await expect(pool.start()).rejects.toThrow(/cannot run workerd at \/nonexistent\/workerd/);
+    expect(pool.pids()).toEqual([]);
+  });
+
+  it("refuses options that would break the runtime, naming the field", () => {
+    expect(() => new WorkerdPool({ processes: 0 })).toThrow(/processes: must be at least 1/);
+    expect(() => new WorkerdPool({ host: "0.0.0.0" })).toThrow(/host: .*not a wildcard/);
+    expect(() => new WorkerdPool({ host: "localhost" })).toThrow(/host: must be an IP address/);
+  });
+});

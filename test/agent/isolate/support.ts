@@ -1,0 +1,82 @@
+/** Shared bits of the isolate pool tests: real HTTP against real workerd. */
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Agent, request } from "undici";
+import type { WorkerdPool } from "../../../agent/isolate/index.ts";
+
+export interface Answer {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/**
+ * One request to a revision through its pool endpoint, as a gateway sends it.
+ * `fresh` opens a new connection (no keep-alive reuse).
+ */
+export async function send(
+  pool: WorkerdPool,
+  revision: string,
+  options: { path?: string; headers?: Record<string, string>; fresh?: boolean } = {},
+): Promise<Answer> {
+  const ep = pool.endpointFor(revision);
+  const dispatcher = options.fresh ? new Agent({ pipelining: 0 }) : undefined;
+  try {
+    const res = await request(`http://${ep.host}:${ep.port}${options.path ?? "/"}`, {
+      headers: { ...options.headers, [ep.header.name]: ep.header.value },
+      dispatcher,
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
+    return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
+  } finally {
+    await dispatcher?.close();
+  }
+}
+
+/** A revision key that the pool places on `slot` (tests pick co-located revisions). */
+export function keyOnSlot(pool: WorkerdPool, prefix: string, slot: number): string {
+  for (let i = 0; i < 10_000; i++) {
+    const key = `${prefix}-${i}`;
+    if (pool.endpointFor(key).slot === slot) return key;
+  }
+  throw new Error(`no key with prefix ${prefix} maps to slot ${slot}`);
+}
+
+/** A loopback HTTP server that counts the requests it receives. */
+export async function countingServer(): Promise<{
+  url: string;
+  hits: () => number;
+  close: () => Promise<void>;
+}> {
+  let hits = 0;
+  const server: Server = createServer((_req, res) => {
+    hits++;
+    res.end("reached");
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    hits: () => hits,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** True while a process with this pid runs (a zombie nobody reaped yet counts as gone). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Field 3, after the parenthesised command name, is the state.
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
