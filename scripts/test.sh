@@ -45,8 +45,11 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
-say "npm ci"
-if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+say "npm install"
+# `npm install` honours package-lock.json's versions. Not `npm ci`: npm 11.19
+# writes lockfiles without other platforms' optional packages and then its own
+# `npm ci` refuses them as out of sync.
+npm install --no-audit --no-fund --loglevel=error
 
 say "format + lint (biome)"
 npx biome check --error-on-warnings .
