@@ -10,6 +10,10 @@
  *                                              PEXPIREd with each heartbeat, so it dies with the agent)
  *   {p}fleet:endpoints:{ns}:{rev}      HASH    instance id -> Endpoint JSON (agent writes, ready only)
  *   {p}fleet:endpoint-revisions        SET     "{ns}/{rev}" that have (or had) endpoints, for resync
+ *   {p}fleet:agent-endpoints:{agentId} HASH    instance id -> "{ns}/{rev}": the endpoints an agent
+ *                                              published (no TTL), so that its own resync, its
+ *                                              deregistration and the pruning of a dead agent
+ *                                              find them without scanning every revision
  *
  *   channel {p}fleet:desired           agent id whose desired set changed
  *   channel {p}fleet:endpoints         "{ns}/{rev}" whose endpoints changed
@@ -24,6 +28,8 @@ export interface FleetKeys {
   instances(agentId: string): string;
   endpoints(namespace: string, revision: string): string;
   endpointRevisions: string;
+  /** Added with the agent: index of one agent's published endpoints. */
+  agentEndpoints(agentId: string): string;
   channels: {
     desired: string;
     endpoints: string;
@@ -41,6 +47,7 @@ export function fleetKeys(prefix: string): FleetKeys {
     instances: (agentId) => `${p}instances:${agentId}`,
     endpoints: (ns, rev) => `${p}endpoints:${ns}:${rev}`,
     endpointRevisions: `${p}endpoint-revisions`,
+    agentEndpoints: (agentId) => `${p}agent-endpoints:${agentId}`,
     channels: {
       desired: `${p}desired`,
       endpoints: `${p}endpoints`,

@@ -21,6 +21,22 @@ export async function send(
   revision: string,
   options: { path?: string; headers?: Record<string, string>; fresh?: boolean } = {},
 ): Promise<Answer> {
+  try {
+    return await sendOnce(pool, revision, options);
+  } catch (err) {
+    // A recycled process closes its idle keep-alive connections; a request that
+    // picked one at that instant fails before any response byte. The gateway
+    // retries exactly this case once, so the tests do the same (and only this).
+    if ((err as { code?: string }).code !== "UND_ERR_SOCKET") throw err;
+    return sendOnce(pool, revision, { ...options, fresh: true });
+  }
+}
+
+async function sendOnce(
+  pool: WorkerdPool,
+  revision: string,
+  options: { path?: string; headers?: Record<string, string>; fresh?: boolean },
+): Promise<Answer> {
   const ep = pool.endpointFor(revision);
   const dispatcher = options.fresh ? new Agent({ pipelining: 0 }) : undefined;
   try {

@@ -1,0 +1,698 @@
+/**
+ * The node agent: turns the scaler's desired instances for this host into
+ * running containers and isolates, and tells the rest of Skiff about them.
+ *
+ * - Membership: registers in Redis with its id, data address, capacity and
+ *   runtimes, and heartbeats with a TTL so a dead host is noticed within
+ *   seconds. A graceful stop drains and deregisters.
+ * - Reconcile: desired -> actual, one pass at a time, triggered by the
+ *   desired channel (edge) and a periodic resync (level). Starts and stops
+ *   run in the background; a pass only decides. Each pass also checks that
+ *   Redis holds exactly the endpoints and reports it should (so a lost write,
+ *   a pruning while the agent looked dead, or a previous run's leftovers are
+ *   repaired).
+ * - Instances: an endpoint is published only once the instance is ready and
+ *   withdrawn at once when it is not (crash, exit, stall, unready, stop);
+ *   each instance's Redis writes go through its own chain, in order.
+ * - Status: failures (and first readiness) land on the Revision's conditions
+ *   and are propagated to its Configuration, Route and Service.
+ * - Restart: containers of a previous run are adopted, not duplicated.
+ */
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { Redis } from "ioredis";
+import { Registry } from "prom-client";
+import { conditionForFailure, type RevisionHealth } from "../src/control/revision-health.ts";
+import { Fleet } from "../src/fleet/fleet.ts";
+import type {
+  AgentRecord,
+  DesiredInstance,
+  Endpoint,
+  InstanceStatus,
+  RuntimeKind,
+} from "../src/fleet/types.ts";
+import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
+import { createLogger, type Logger } from "../src/logging.ts";
+import { canonicalJson } from "../src/model/index.ts";
+import type { Revision } from "../src/model/types.ts";
+import { createRedisStore, type RedisStore } from "../src/store/index.ts";
+import { ContainerRuntime } from "./container/index.ts";
+import { ContainerDriver } from "./containers.ts";
+import {
+  agentId,
+  agentRecord,
+  type Capacity,
+  detectCapacity,
+  offeredRuntimes,
+} from "./identity.ts";
+import {
+  type Failure,
+  type Instance,
+  type InstanceSink,
+  newInstance,
+  type ReadyAt,
+  StartError,
+  statusOf,
+} from "./instance.ts";
+import { WorkerdPool } from "./isolate/index.ts";
+import { IsolateDriver } from "./isolates.ts";
+import { type AgentMetrics, agentMetrics } from "./metrics.ts";
+import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
+import { planReconcile, type ReconcileReason, SerialRunner } from "./reconcile.ts";
+import { RevisionHealthReporter } from "./revision-health.ts";
+
+export type AgentState = "new" | "starting" | "running" | "draining" | "stopped";
+
+export class Agent {
+  readonly options: AgentOptions;
+  readonly id: string;
+  readonly registry: Registry;
+  readonly log: Logger;
+  readonly capacity: Capacity;
+  #runtimes: RuntimeKind[] = ["isolate"];
+  #state: AgentState = "new";
+  #startedAt = new Date();
+  #redis: Redis | undefined;
+  #fleet: Fleet | undefined;
+  #store: RedisStore | undefined;
+  #containers: ContainerDriver | undefined;
+  #isolates: IsolateDriver | undefined;
+  #pool: WorkerdPool | undefined;
+  readonly #instances = new Map<string, Instance>();
+  readonly #runner: SerialRunner;
+  readonly #metrics: AgentMetrics;
+  #health: RevisionHealthReporter | undefined;
+  #watch: FleetWatch | undefined;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #beating = false;
+  #lastBeat = 0;
+  #reconciled = false;
+  #stopping: Promise<void> | undefined;
+
+  constructor(input: AgentOptionsInput = {}) {
+    this.options = parseAgentOptions(input);
+    const o = this.options;
+    this.id = agentId({ address: o.address, ...(o.id ? { id: o.id } : {}) });
+    this.log = (o.logger ?? createLogger({ component: "agent" })).child({ agent: this.id });
+    this.registry = o.registry ?? new Registry();
+    this.capacity = detectCapacity(o.capacity);
+    this.#metrics = agentMetrics(this.registry, () =>
+      [...this.#instances.values()].map((i) => ({ phase: i.phase, runtime: i.desired.runtime })),
+    );
+    this.#runner = new SerialRunner(
+      (reasons) => this.#reconcile(reasons),
+      (err) => this.log.error({ err }, "reconcile pass failed"),
+    );
+  }
+
+  get state(): AgentState {
+    return this.#state;
+  }
+
+  get runtimes(): RuntimeKind[] {
+    return [...this.#runtimes];
+  }
+
+  /** Running, reconciled at least once, and its last heartbeat landed within the TTL. */
+  get ready(): boolean {
+    return (
+      this.#state === "running" &&
+      this.#reconciled &&
+      Date.now() - this.#lastBeat < this.options.heartbeatTtlMs
+    );
+  }
+
+  /** What the agent holds now, as it reports it. */
+  instances(): InstanceStatus[] {
+    return [...this.#instances.values()].map((i) => statusOf(i, this.id));
+  }
+
+  /** The fleet handle (tests and the HTTP server use it). */
+  get fleet(): Fleet {
+    if (!this.#fleet) throw new Error("agent is not started");
+    return this.#fleet;
+  }
+
+  get pool(): WorkerdPool | undefined {
+    return this.#pool;
+  }
+
+  /** Run a reconcile pass now and wait for it. */
+  reconcileNow(): Promise<void> {
+    return this.#runner.trigger("manual");
+  }
+
+  /** Wait until revision status writes in progress are done (tests). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.#instances.values()].map((i) => i.chain));
+    await this.#health?.idle();
+  }
+
+  // ---- lifecycle -----------------------------------------------------------
+
+  async start(): Promise<void> {
+    if (this.#state !== "new") throw new Error(`agent cannot start: it is ${this.#state}`);
+    this.#state = "starting";
+    this.#startedAt = new Date();
+    const o = this.options;
+    try {
+      const redis = new Redis(o.redisUrl, {
+        connectionName: `skiff-agent-${this.id}`,
+        lazyConnect: true,
+        maxRetriesPerRequest: 2,
+        retryStrategy: (times: number) =>
+          Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
+      });
+      redis.on("error", (err: Error) => this.log.warn({ err }, "redis connection error"));
+      this.#redis = redis;
+      try {
+        await redis.connect();
+      } catch (err) {
+        throw new Error(`cannot reach Redis at ${o.redisUrl}: ${(err as Error).message}`);
+      }
+      this.#fleet = new Fleet({ redis, prefix: o.redisPrefix, logger: this.log });
+      this.#store = await createRedisStore({ redis, prefix: o.redisPrefix, logger: this.log });
+      this.#health = new RevisionHealthReporter({
+        store: this.#store,
+        domain: o.domain,
+        scheme: o.urlScheme,
+        holdFailureMs: o.statusHoldMs,
+        logger: this.log,
+      });
+      const sink = this.#sink();
+
+      if (o.containers) {
+        const runtime = new ContainerRuntime({
+          owner: this.id,
+          dataAddress: o.address,
+          socketPath: o.dockerSocket,
+          startupTimeoutMs: o.startupTimeoutMs,
+          ...(o.portRange ? { portRange: o.portRange } : {}),
+          ...(o.imageRegistry ? { registry: o.imageRegistry } : {}),
+        });
+        if (await runtime.available()) {
+          this.#containers = new ContainerDriver({
+            runtime,
+            sink,
+            metrics: this.#metrics,
+            backoff: o.restartBackoff,
+            logger: this.log,
+          });
+        } else {
+          await runtime.close();
+          this.log.warn(
+            { socket: o.dockerSocket },
+            "no Docker engine answered: this agent offers isolates only",
+          );
+        }
+      }
+      this.#runtimes = offeredRuntimes(this.#containers !== undefined);
+
+      this.#pool = new WorkerdPool({
+        host: o.address,
+        metrics: this.registry,
+        ...(o.isolateProcesses ? { processes: o.isolateProcesses } : {}),
+        // Stable per agent id: a restart after SIGKILL finds and kills its predecessor's workerd.
+        stateDir: o.isolateStateDir ?? join(this.#defaultStateDir(), "isolate"),
+      });
+      this.#pool.on("log", (e) => this.log.debug(e, "workerd"));
+      await this.#pool.start();
+      this.#isolates = new IsolateDriver({
+        pool: this.#pool,
+        store: this.#store,
+        sink,
+        metrics: this.#metrics,
+        logger: this.log,
+      });
+
+      await this.#adopt();
+
+      await this.#fleet.registerAgent(this.#record(), o.heartbeatTtlMs);
+      this.#lastBeat = Date.now();
+      this.#heartbeatTimer = setInterval(() => void this.#beat(), o.heartbeatIntervalMs);
+
+      this.#state = "running";
+      this.#watch = await watchFleet({
+        fleet: this.#fleet,
+        channel: "desired",
+        filter: (m) => m === this.id,
+        onMessage: () => {
+          void this.#runner.trigger("message");
+        },
+        resync: (reason) => this.#runner.trigger(reason),
+        intervalMs: o.resyncIntervalMs,
+        logger: this.log,
+      });
+      this.log.info(
+        { address: o.address, runtimes: this.#runtimes, capacity: this.capacity },
+        "agent started",
+      );
+    } catch (err) {
+      await this.#teardown().catch(() => {});
+      this.#state = "stopped";
+      throw err;
+    }
+  }
+
+  /**
+   * Graceful stop (SIGTERM): stop taking work, withdraw every endpoint, let
+   * in-flight requests finish (bounded by each revision's timeoutSeconds), stop
+   * every instance, deregister. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#gracefulStop();
+    return this.#stopping;
+  }
+
+  async #gracefulStop(): Promise<void> {
+    if (this.#state === "new" || this.#state === "stopped") {
+      this.#state = "stopped";
+      return;
+    }
+    this.#state = "draining";
+    this.log.info({ instances: this.#instances.size }, "agent draining");
+    await this.#watch?.stop();
+    await this.#runner.stop();
+    // Announce the draining record so that the scaler places nothing new here.
+    await this.#fleet
+      ?.heartbeat(this.#record(), this.options.heartbeatTtlMs, { announce: true })
+      .catch((err: unknown) => this.log.warn({ err }, "announcing the drain failed"));
+    const all = [...this.#instances.values()];
+    // Withdraw everything first, so that gateways stop sending before anything stops.
+    for (const inst of all) this.#enterStopping(inst);
+    await Promise.all(all.map((inst) => this.#push(inst)));
+    await Promise.all(all.map((inst) => this.#stopInstance(inst)));
+    await this.#health?.idle();
+    await this.#teardown({ deregister: true });
+    if (!this.options.isolateStateDir) {
+      // Nothing of ours runs any more: the default state directory has served its purpose.
+      await rm(this.#defaultStateDir(), { recursive: true, force: true }).catch(() => {});
+    }
+    this.#state = "stopped";
+    this.log.info("agent stopped");
+  }
+
+  async #teardown(options: { deregister?: boolean } = {}): Promise<void> {
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
+    this.#health?.close();
+    await this.#watch?.stop().catch(() => {});
+    await this.#pool?.stop().catch((err: unknown) => this.log.warn({ err }, "pool stop failed"));
+    await this.#containers?.close().catch(() => {});
+    if (options.deregister && this.#fleet) {
+      await this.#fleet
+        .deregisterAgent(this.id)
+        .catch((err: unknown) => this.log.warn({ err }, "deregistering failed"));
+    }
+    await this.#store?.close().catch(() => {});
+    await this.#fleet?.close().catch(() => {});
+    if (this.#redis) {
+      await this.#redis.quit().catch(() => this.#redis?.disconnect());
+    }
+  }
+
+  #defaultStateDir(): string {
+    return join(tmpdir(), `skiff-agent-${this.id}`);
+  }
+
+  #record(draining = this.#state === "draining"): AgentRecord {
+    return agentRecord({
+      id: this.id,
+      address: this.options.address,
+      runtimes: this.#runtimes,
+      capacity: this.capacity,
+      labels: this.options.labels,
+      startedAt: this.#startedAt,
+      draining,
+    });
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#beating || !this.#fleet) return;
+    this.#beating = true;
+    try {
+      const { rejoined } = await this.#fleet.heartbeat(this.#record(), this.options.heartbeatTtlMs);
+      this.#lastBeat = Date.now();
+      if (rejoined && this.#state === "running") {
+        // Taken for dead (and pruned) meanwhile: put endpoints and reports back.
+        this.log.warn("heartbeat found the agent record expired; rejoined the fleet");
+        void this.#runner.trigger("event");
+      }
+    } catch (err) {
+      this.log.warn({ err }, "heartbeat failed");
+    } finally {
+      this.#beating = false;
+    }
+  }
+
+  // ---- adoption ------------------------------------------------------------
+
+  async #adopt(): Promise<void> {
+    if (!this.#containers) return;
+    const { running, exited } = await this.#containers.adopt();
+    for (const a of running) {
+      const desired: DesiredInstance = {
+        id: a.instanceId,
+        namespace: a.spec.namespace,
+        revision: a.spec.revision,
+        runtime: "container",
+      };
+      const inst = newInstance(desired);
+      inst.coldStartRecorded = true; // it was started by a previous run
+      // Redis may still hold its endpoint and report from that run: overwrite or withdraw them.
+      inst.dirty = true;
+      this.#instances.set(inst.id, inst);
+      this.#containers.attachAdopted(inst, a);
+    }
+    for (const e of exited) {
+      this.#healthFailure(e.namespace, e.revision, e);
+    }
+    if (running.length || exited.length) {
+      this.log.info(
+        { running: running.map((a) => a.instanceId), exited: exited.map((e) => e.instanceId) },
+        "adopted containers of a previous run",
+      );
+    }
+  }
+
+  // ---- reconcile -----------------------------------------------------------
+
+  async #reconcile(reasons: ReconcileReason[]): Promise<void> {
+    const fleet = this.#fleet;
+    if (!fleet || this.#state !== "running") return;
+    const started = performance.now();
+    const desired = await fleet.readDesired(this.id);
+    if (this.#state !== "running") return;
+    const plan = planReconcile(
+      desired,
+      [...this.#instances.values()].map((i) => ({ id: i.id, stopping: i.stopping })),
+    );
+    for (const id of plan.stop) {
+      const inst = this.#instances.get(id);
+      if (inst) void this.#stopInstance(inst);
+    }
+    for (const d of plan.start) this.#startInstance(d);
+    // Failures that may have gone away (revision created late, room freed) are retried now and then.
+    if (reasons.some((r) => r !== "message" && r !== "event")) {
+      const wanted = new Map(desired.map((d) => [d.id, d]));
+      for (const inst of [...this.#instances.values()]) {
+        const d = wanted.get(inst.id);
+        if (d && inst.phase === "failed" && inst.retryable && !inst.stopping) {
+          this.#instances.delete(inst.id);
+          this.#startInstance(d, inst);
+        }
+      }
+    }
+    await this.#syncFleet();
+    this.#reassertHealth();
+    this.#reconciled = true;
+    this.#metrics.reconcile.observe((performance.now() - started) / 1000);
+  }
+
+  /** `previous`: a failed instance retried; it keeps its report until the outcome differs. */
+  #startInstance(desired: DesiredInstance, previous?: Instance): void {
+    const inst = newInstance(desired);
+    if (previous) {
+      inst.chain = previous.chain;
+      inst.reported = previous.reported;
+      inst.published = previous.published;
+      inst.restarts = previous.restarts;
+      inst.phase = previous.phase;
+      inst.reason = previous.reason;
+      inst.message = previous.message;
+      inst.since = previous.since;
+    }
+    this.#instances.set(inst.id, inst);
+    const active = [...this.#instances.values()].filter((i) => !i.stopping).length;
+    if (active > this.capacity.maxInstances) {
+      this.#setFailed(inst, {
+        reason: "AgentFull",
+        message: `agent ${this.id} already runs its maximum of ${this.capacity.maxInstances} instances; place this one elsewhere`,
+      });
+      inst.retryable = true;
+      return;
+    }
+    if (!previous) void this.#push(inst);
+    void this.#launch(inst);
+  }
+
+  async #launch(inst: Instance): Promise<void> {
+    const { namespace, revision: name, runtime } = inst.desired;
+    try {
+      const revision = await this.#readRevision(namespace, name);
+      if (inst.stopping) return;
+      if (!revision) {
+        throw new StartError(
+          "RevisionNotFound",
+          `revision "${name}" not found in namespace "${namespace}": it was deleted or never existed`,
+          { retryable: true, health: false },
+        );
+      }
+      const kind: RuntimeKind = revision.spec.worker ? "isolate" : "container";
+      if (kind !== runtime) {
+        throw new StartError(
+          "RuntimeMismatch",
+          `revision "${name}" is a ${kind} revision, but the instance asks for the ${runtime} runtime`,
+          { health: false },
+        );
+      }
+      if (kind === "container") {
+        if (!this.#containers) {
+          throw new StartError(
+            "RuntimeUnavailable",
+            `agent ${this.id} offers no container runtime (no Docker engine answered at ${this.options.dockerSocket})`,
+            { retryable: true, health: false },
+          );
+        }
+        this.#containers.start(inst, revision);
+      } else {
+        await this.#isolates?.start(inst, revision);
+      }
+    } catch (err) {
+      if (inst.stopping) return;
+      const failure =
+        err instanceof StartError
+          ? { reason: err.reason, message: err.message }
+          : { reason: "StartFailed", message: (err as Error)?.message ?? String(err) };
+      inst.retryable = err instanceof StartError && err.retryable;
+      if (!this.#setFailed(inst, failure)) return; // a retry that failed the same way
+      this.#metrics.failures.inc({ runtime, reason: failure.reason });
+      if (!(err instanceof StartError) || err.health) {
+        this.#healthFailure(namespace, name, failure);
+      }
+    }
+  }
+
+  async #readRevision(namespace: string, name: string): Promise<Revision | undefined> {
+    return this.#store?.get("revisions", namespace, name);
+  }
+
+  #enterStopping(inst: Instance): void {
+    if (inst.stopping) return;
+    inst.drainOnStop = inst.phase === "ready";
+    inst.stopping = true;
+    this.#setPhase(inst, "stopping");
+  }
+
+  /** Withdraw first, then drain and stop; the instance leaves the agent's books when done. */
+  #stopInstance(inst: Instance): Promise<void> {
+    this.#enterStopping(inst);
+    inst.stopped ??= (async () => {
+      await this.#push(inst);
+      // Only an instance that was routable has requests to drain.
+      const drainMs = inst.drainOnStop ? this.options.drainDelayMs : 0;
+      try {
+        if (inst.desired.runtime === "container") await this.#containers?.stop(inst, drainMs);
+        else await this.#isolates?.stop(inst, drainMs);
+      } catch (err) {
+        this.log.warn({ err, instance: inst.id }, "stopping instance failed");
+      }
+      if (this.#instances.get(inst.id) === inst) this.#instances.delete(inst.id);
+      inst.chain = inst.chain.then(() =>
+        this.#fleet?.removeInstanceStatus(this.id, inst.id).catch((err: unknown) => {
+          this.log.warn({ err, instance: inst.id }, "removing instance report failed");
+        }),
+      );
+      await inst.chain;
+      this.log.info({ instance: inst.id, revision: inst.desired.revision }, "instance stopped");
+      // It may be desired again (a later pass starts it now that it is gone).
+      if (this.#state === "running") void this.#runner.trigger("event");
+    })();
+    return inst.stopped;
+  }
+
+  // ---- instance state -> Redis ---------------------------------------------
+
+  #sink(): InstanceSink {
+    return {
+      ready: (inst, at, health) => this.#onReady(inst, at, health),
+      starting: (inst, detail) => {
+        if (inst.stopping) return;
+        this.#setPhase(inst, "starting", detail);
+      },
+      failed: (inst, phase, failure, health = true) => {
+        if (inst.stopping) return;
+        this.#setPhase(inst, phase, failure);
+        if (health) this.#healthFailure(inst.desired.namespace, inst.desired.revision, failure);
+      },
+    };
+  }
+
+  #onReady(inst: Instance, at: ReadyAt, health: { imageDigest?: string } = {}): void {
+    if (inst.stopping) return;
+    const endpoint: Endpoint = {
+      instanceId: inst.id,
+      agentId: this.id,
+      runtime: inst.desired.runtime,
+      host: at.host,
+      port: at.port,
+      protocol: at.protocol,
+      containerConcurrency: at.containerConcurrency,
+      readyAt: Date.now(),
+    };
+    if (at.header) endpoint.header = at.header;
+    inst.endpoint = endpoint;
+    inst.readyHealth = health;
+    if (!inst.coldStartRecorded) {
+      inst.coldStartRecorded = true;
+      this.#metrics.coldStart.observe(
+        { runtime: inst.desired.runtime },
+        (performance.now() - inst.startedAt) / 1000,
+      );
+    }
+    this.#setPhase(inst, "ready");
+    this.log.info(
+      { instance: inst.id, revision: inst.desired.revision, host: at.host, port: at.port },
+      "instance ready",
+    );
+    this.#reportReady(inst);
+  }
+
+  #reportReady(inst: Instance): void {
+    const report: RevisionHealth = { ready: true };
+    if (inst.readyHealth.imageDigest) report.imageDigest = inst.readyHealth.imageDigest;
+    this.#health?.report(inst.desired.namespace, inst.desired.revision, report);
+  }
+
+  #setFailed(inst: Instance, failure: Failure): boolean {
+    return this.#setPhase(inst, "failed", failure);
+  }
+
+  /** Returns whether anything changed (and so was queued for Redis). */
+  #setPhase(inst: Instance, phase: Instance["phase"], detail?: Failure): boolean {
+    const changed =
+      inst.phase !== phase || inst.reason !== detail?.reason || inst.message !== detail?.message;
+    if (!changed) return false;
+    if (inst.phase !== phase) inst.since = Date.now();
+    inst.phase = phase;
+    inst.reason = detail?.reason;
+    inst.message = detail?.message;
+    if (phase === "backoff" || phase === "failed") {
+      this.log.warn({ instance: inst.id, phase, ...detail }, "instance not running");
+    }
+    void this.#push(inst);
+    return true;
+  }
+
+  #healthFailure(namespace: string, revision: string, failure: Failure): void {
+    this.#health?.report(namespace, revision, {
+      ready: false,
+      condition: conditionForFailure(failure.reason),
+      reason: failure.reason,
+      message: failure.message,
+    });
+  }
+
+  /** Revisions this agent serves are re-asserted ready now and then (another agent may have said otherwise). */
+  #reassertHealth(): void {
+    const seen = new Set<string>();
+    for (const inst of this.#instances.values()) {
+      if (inst.phase !== "ready" || inst.stopping) continue;
+      const key = `${inst.desired.namespace}/${inst.desired.revision}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      this.#reportReady(inst);
+    }
+  }
+
+  #wantEndpoint(inst: Instance): Endpoint | undefined {
+    if (inst.stopping || inst.phase !== "ready") return undefined;
+    if (this.#state !== "running" && this.#state !== "starting") return undefined;
+    return inst.endpoint;
+  }
+
+  /** Queue a write of the instance's endpoint and report, in order, as they are when it runs. */
+  #push(inst: Instance): Promise<void> {
+    inst.chain = inst.chain
+      .then(() => this.#sync(inst))
+      .catch((err: unknown) => {
+        inst.dirty = true;
+        this.log.warn({ err, instance: inst.id }, "writing instance state to Redis failed");
+      });
+    return inst.chain;
+  }
+
+  async #sync(inst: Instance): Promise<void> {
+    const fleet = this.#fleet;
+    if (!fleet) return;
+    const { namespace, revision } = inst.desired;
+    const want = this.#wantEndpoint(inst);
+    const wantJson = want ? JSON.stringify(want) : undefined;
+    if (wantJson !== inst.published || inst.dirty) {
+      if (want) await fleet.publishEndpoint(namespace, revision, want);
+      else await fleet.withdrawEndpoint(namespace, revision, inst.id, this.id);
+      inst.published = wantJson;
+    }
+    if (this.#instances.get(inst.id) !== inst && inst.stopped) return;
+    const report = statusOf(inst, this.id);
+    const reportJson = canonicalJson(report);
+    if (reportJson !== inst.reported || inst.dirty) {
+      await fleet.writeInstanceStatus(report, this.options.heartbeatTtlMs);
+      inst.reported = reportJson;
+    }
+    inst.dirty = false;
+  }
+
+  /**
+   * Level-triggered repair: Redis must hold exactly the endpoints and reports
+   * of the instances this agent holds (leftovers of a previous run, writes
+   * lost while Redis was away, a pruning while the agent looked dead).
+   */
+  async #syncFleet(): Promise<void> {
+    const fleet = this.#fleet;
+    if (!fleet) return;
+    const [published, reports] = await Promise.all([
+      fleet.agentEndpoints(this.id),
+      fleet.readInstanceStatuses(this.id),
+    ]);
+    const publishedIds = new Set(published.map((p) => p.instanceId));
+    const stale: Promise<unknown>[] = [];
+    for (const p of published) {
+      if (!this.#instances.has(p.instanceId)) {
+        stale.push(fleet.withdrawEndpoint(p.namespace, p.revision, p.instanceId, this.id));
+      }
+    }
+    const reported = new Map(reports.map((r) => [r.id, canonicalJson(r)]));
+    for (const r of reports) {
+      if (!this.#instances.has(r.id)) stale.push(fleet.removeInstanceStatus(this.id, r.id));
+    }
+    await Promise.all(stale);
+    for (const inst of this.#instances.values()) {
+      const endpointWrong = (this.#wantEndpoint(inst) !== undefined) !== publishedIds.has(inst.id);
+      const reportWrong = reported.get(inst.id) !== inst.reported;
+      if (endpointWrong || reportWrong || inst.dirty) {
+        inst.dirty = true;
+        void this.#push(inst);
+      }
+    }
+  }
+}
+
+/** Create and start an agent. */
+export async function createAgent(options: AgentOptionsInput = {}): Promise<Agent> {
+  const agent = new Agent(options);
+  await agent.start();
+  return agent;
+}

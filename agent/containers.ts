@@ -1,0 +1,202 @@
+/**
+ * Container instances: a Revision becomes an InstanceSpec for the
+ * ContainerRuntime, kept running by `supervise` (restart with backoff); what
+ * the runtime and the supervisor see is told to the agent through its sink.
+ * Containers a previous run of this agent left running are adopted (they
+ * carry their spec in labels) and supervised from their next exit on.
+ */
+import type { Logger } from "../src/logging.ts";
+import { Labels, type Revision } from "../src/model/types.ts";
+import {
+  type AdoptResult,
+  type ContainerRuntime,
+  type ExitEvent,
+  type InstanceFailure,
+  type ReadinessEvent,
+  type SupervisorStatus,
+  supervise,
+} from "./container/index.ts";
+import type { InstanceSpecInput } from "./container/spec.ts";
+import type { Instance, InstanceSink } from "./instance.ts";
+import type { AgentMetrics } from "./metrics.ts";
+
+export interface ContainerDriverOptions {
+  runtime: ContainerRuntime;
+  sink: InstanceSink;
+  metrics: AgentMetrics;
+  backoff: { initialMs: number; maxMs: number };
+  logger: Logger;
+}
+
+/** The runtime contract's view of a Revision: what one of its containers runs. */
+export function containerSpecFor(instanceId: string, revision: Revision): InstanceSpecInput {
+  const container = revision.spec.containers?.[0];
+  if (!container) throw new Error(`revision ${revision.metadata.name} has no container`);
+  const labels = revision.metadata.labels ?? {};
+  const spec: InstanceSpecInput = {
+    instanceId,
+    namespace: revision.metadata.namespace,
+    configuration: labels[Labels.configuration] ?? revision.metadata.name,
+    revision: revision.metadata.name,
+    container,
+    containerConcurrency: revision.spec.containerConcurrency,
+    timeoutSeconds: revision.spec.timeoutSeconds,
+  };
+  const service = labels[Labels.service];
+  if (service) spec.service = service;
+  return spec;
+}
+
+export class ContainerDriver {
+  readonly runtime: ContainerRuntime;
+  readonly #sink: InstanceSink;
+  readonly #metrics: AgentMetrics;
+  readonly #backoff: { initialMs: number; maxMs: number };
+  readonly #log: Logger;
+  /** Instances by id, for the runtime's events. */
+  readonly #byId = new Map<string, Instance>();
+
+  constructor(options: ContainerDriverOptions) {
+    this.runtime = options.runtime;
+    this.#sink = options.sink;
+    this.#metrics = options.metrics;
+    this.#backoff = options.backoff;
+    this.#log = options.logger;
+    // One exit listener per supervised instance: hundreds are expected, not a leak.
+    this.runtime.setMaxListeners(0);
+    this.runtime.on("exit", (e) => this.#onExit(e));
+    this.runtime.on("readiness", (e) => this.#onReadiness(e));
+    this.runtime.on("warning", (err) => this.#log.warn({ err }, "container runtime warning"));
+  }
+
+  /** Take over the containers a previous run left (call once, before reconciling). */
+  adopt(): Promise<AdoptResult> {
+    return this.runtime.adopt();
+  }
+
+  /** Track an adopted container as `inst`; it is routable as soon as it probes ready. */
+  attachAdopted(inst: Instance, adopted: AdoptResult["running"][number]): void {
+    inst.adopted = true;
+    inst.spec = adopted.spec;
+    inst.timeoutSeconds = adopted.spec.timeoutSeconds;
+    inst.containerConcurrency = adopted.spec.containerConcurrency;
+    this.#byId.set(inst.id, inst);
+    if (adopted.ready) {
+      this.#sink.ready(inst, {
+        host: adopted.host,
+        port: adopted.port,
+        protocol: adopted.protocol,
+        containerConcurrency: inst.containerConcurrency,
+      });
+    } else {
+      this.#sink.starting(inst, {
+        reason: "Adopted",
+        message: "adopted after an agent restart; waiting for its readiness probe",
+      });
+    }
+  }
+
+  start(inst: Instance, revision: Revision): void {
+    const spec = containerSpecFor(inst.id, revision);
+    inst.spec = spec;
+    inst.timeoutSeconds = revision.spec.timeoutSeconds;
+    inst.containerConcurrency = revision.spec.containerConcurrency;
+    this.#byId.set(inst.id, inst);
+    this.#supervise(inst, spec);
+  }
+
+  #supervise(inst: Instance, spec: InstanceSpecInput): void {
+    const base = inst.restarts;
+    inst.supervisor = supervise(this.runtime, spec, {
+      initialBackoffMs: this.#backoff.initialMs,
+      maxBackoffMs: this.#backoff.maxMs,
+      onStatus: (s) => this.#onStatus(inst, s, base),
+    });
+    inst.supervisor.done.catch((err: unknown) =>
+      this.#log.error({ err, instance: inst.id }, "container supervisor failed"),
+    );
+  }
+
+  #onStatus(inst: Instance, s: SupervisorStatus, base: number): void {
+    if (inst.stopping) return;
+    switch (s.state) {
+      case "starting":
+        this.#metrics.starts.inc({ runtime: "container" });
+        inst.restarts = base + s.attempt - 1;
+        this.#sink.starting(inst);
+        return;
+      case "ready":
+        this.#sink.ready(
+          inst,
+          {
+            host: s.instance.host,
+            port: s.instance.port,
+            protocol: s.instance.protocol,
+            containerConcurrency: inst.containerConcurrency,
+          },
+          s.instance.image.digest ? { imageDigest: s.instance.image.digest } : {},
+        );
+        return;
+      case "backoff":
+        this.#fail(inst, "backoff", s.failure);
+        return;
+      case "stopped":
+        if (s.failure) this.#fail(inst, "failed", s.failure);
+        return;
+    }
+  }
+
+  #fail(inst: Instance, phase: "backoff" | "failed", failure: InstanceFailure): void {
+    this.#metrics.failures.inc({ runtime: "container", reason: failure.reason });
+    this.#sink.failed(inst, phase, { reason: failure.reason, message: failure.message });
+  }
+
+  /** Supervised instances learn of exits from their supervisor; adopted ones from here. */
+  #onExit(e: ExitEvent): void {
+    const inst = this.#byId.get(e.instanceId);
+    if (!inst || inst.supervisor || inst.stopping || !inst.spec) return;
+    this.#fail(inst, "backoff", e);
+    const spec = inst.spec;
+    inst.restartTimer = setTimeout(() => {
+      inst.restartTimer = undefined;
+      if (inst.stopping) return;
+      inst.restarts += 1;
+      this.#supervise(inst, spec);
+    }, this.#backoff.initialMs);
+  }
+
+  #onReadiness(e: ReadinessEvent): void {
+    const inst = this.#byId.get(e.instanceId);
+    if (!inst || inst.stopping) return;
+    if (!e.ready) {
+      this.#sink.starting(inst, { reason: "ReadinessProbeFailed", message: e.message });
+      return;
+    }
+    const info = this.runtime.get(inst.id);
+    if (!info) return;
+    this.#sink.ready(inst, {
+      host: info.host,
+      port: info.port,
+      protocol: info.protocol,
+      containerConcurrency: inst.containerConcurrency,
+    });
+  }
+
+  /**
+   * The endpoint is withdrawn already: give gateways `drainMs` (bounded by
+   * timeoutSeconds in the runtime), then SIGTERM, grace, SIGKILL, remove.
+   */
+  async stop(inst: Instance, drainMs: number): Promise<void> {
+    clearTimeout(inst.restartTimer);
+    try {
+      if (inst.supervisor) await inst.supervisor.stop({ drainMs });
+      else if (inst.spec) await this.runtime.stop(inst.id, { drainMs });
+    } finally {
+      this.#byId.delete(inst.id);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.runtime.close();
+  }
+}

@@ -1,0 +1,71 @@
+/** The agent's Prometheus series. */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { InstancePhase, RuntimeKind } from "../src/fleet/types.ts";
+
+export interface AgentMetrics {
+  starts: Counter<"runtime">;
+  failures: Counter<"runtime" | "reason">;
+  coldStart: Histogram<"runtime">;
+  reconcile: Histogram;
+}
+
+function existing<T>(registry: Registry, name: string): T | undefined {
+  return registry.getSingleMetric(name) as T | undefined;
+}
+
+/**
+ * `count()` is read at scrape time, so the instances gauge is always what the
+ * agent holds right now.
+ */
+export function agentMetrics(
+  registry: Registry,
+  count: () => Iterable<{ phase: InstancePhase; runtime: RuntimeKind }>,
+): AgentMetrics {
+  if (!existing(registry, "skiff_agent_instances")) {
+    new Gauge({
+      name: "skiff_agent_instances",
+      help: "Instances this agent holds, by phase and runtime",
+      labelNames: ["phase", "runtime"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const i of count()) this.inc({ phase: i.phase, runtime: i.runtime });
+      },
+    });
+  }
+  return {
+    starts:
+      existing(registry, "skiff_agent_instance_starts_total") ??
+      new Counter({
+        name: "skiff_agent_instance_starts_total",
+        help: "Instance start attempts (first starts and restarts), by runtime",
+        labelNames: ["runtime"] as const,
+        registers: [registry],
+      }),
+    failures:
+      existing(registry, "skiff_agent_instance_failures_total") ??
+      new Counter({
+        name: "skiff_agent_instance_failures_total",
+        help: "Instance failures (could not start, crashed, stalled), by runtime and reason",
+        labelNames: ["runtime", "reason"] as const,
+        registers: [registry],
+      }),
+    coldStart:
+      existing(registry, "skiff_agent_cold_start_seconds") ??
+      new Histogram({
+        name: "skiff_agent_cold_start_seconds",
+        help: "From the decision to start an instance to its endpoint being ready, by runtime",
+        labelNames: ["runtime"] as const,
+        buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+        registers: [registry],
+      }),
+    reconcile:
+      existing(registry, "skiff_agent_reconcile_duration_seconds") ??
+      new Histogram({
+        name: "skiff_agent_reconcile_duration_seconds",
+        help: "Duration of one reconcile pass (desired read, starts/stops decided, Redis checked)",
+        buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+        registers: [registry],
+      }),
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Options of the node agent (`skiff agent`), validated with zod at the
+ * boundary; inside, they are trusted. Every default is chosen so that a bare
+ * `skiff agent` on a developer machine joins the local Redis and serves on
+ * loopback.
+ */
+import { Registry } from "prom-client";
+import { z } from "zod";
+import { ValidationError } from "../src/errors.ts";
+import { ID_PATTERN } from "../src/fleet/schemas.ts";
+import type { Logger } from "../src/logging.ts";
+
+const port = z.number().int().min(0).max(65535);
+const ms = (min: number) => z.number().int().min(min);
+
+export const AgentOptionsSchema = z
+  .object({
+    redisUrl: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
+      .default("redis://127.0.0.1:6379"),
+    redisPrefix: z.string().regex(/^\S+$/, "must be a non-empty prefix").default("skiff:"),
+    /** Stable agent id; derived from hostname + data address when absent. */
+    id: z
+      .string()
+      .regex(
+        ID_PATTERN,
+        "use 1-101 letters, digits, '_', '.', '-', starting with one of the first two",
+      )
+      .optional(),
+    /** Data address: instances listen here and gateways connect here. */
+    address: z.ipv4().default("127.0.0.1"),
+    /** The agent's own HTTP server (/healthz, /readyz, /metrics). */
+    host: z.string().min(1).default("127.0.0.1"),
+    port: port.default(8091),
+    /** Advertised capacity; each defaults to what the host has. */
+    capacity: z
+      .object({
+        cpuMillis: z.number().int().positive().optional(),
+        memoryBytes: z.number().int().positive().optional(),
+        maxInstances: z.number().int().positive().optional(),
+      })
+      .prefault({}),
+    labels: z.record(z.string(), z.string()).default({}),
+    heartbeatIntervalMs: ms(10).default(1_000),
+    /** A host silent for this long is dead (its record expires). */
+    heartbeatTtlMs: ms(50).default(5_000),
+    /** Level-triggered reconcile period (desired set re-read, endpoints and reports checked). */
+    resyncIntervalMs: ms(10).default(5_000),
+    /** false: never offer containers (no Docker engine needed). */
+    containers: z.boolean().default(true),
+    dockerSocket: z.string().min(1).default("/var/run/docker.sock"),
+    /** Serving ports of containers are allocated from here. */
+    portRange: z
+      .object({ min: port.min(1), max: port.min(1) })
+      .refine((r) => r.min <= r.max, "min must not exceed max")
+      .optional(),
+    /** Pull missing images from here; without it only local images run. */
+    imageRegistry: z
+      .object({
+        address: z.string().min(1),
+        username: z.string().optional(),
+        password: z.string().optional(),
+        insecure: z.boolean().optional(),
+      })
+      .optional(),
+    /** A container not ready within this long counts as failed (and is restarted with backoff). */
+    startupTimeoutMs: ms(100).default(60_000),
+    /** workerd processes; default: one per core. */
+    isolateProcesses: z.number().int().min(1).max(256).optional(),
+    /** Where the isolate pool keeps its config and pid file (lets a restart kill strays). */
+    isolateStateDir: z.string().min(1).optional(),
+    /**
+     * After withdrawing an endpoint, how long gateways get to notice before the
+     * instance is told to stop (bounded by the revision's timeoutSeconds).
+     */
+    drainDelayMs: ms(0).default(1_000),
+    restartBackoff: z
+      .object({
+        initialMs: ms(1).default(1_000),
+        maxMs: ms(1).default(300_000),
+      })
+      .prefault({}),
+    /** A failure on a serving revision stays on its status at least this long. */
+    statusHoldMs: ms(0).default(10_000),
+    /** Used in the URLs of Route/Service status the agent recomputes. */
+    domain: z.string().min(1).default("localhost"),
+    urlScheme: z.enum(["http", "https"]).default("http"),
+    logger: z
+      .custom<Logger>(
+        (v) => typeof v === "object" && v !== null && typeof (v as Logger).info === "function",
+        "must be a pino logger",
+      )
+      .optional(),
+    registry: z
+      .custom<Registry>((v) => v instanceof Registry, "must be a prom-client Registry")
+      .optional(),
+  })
+  .refine((o) => o.heartbeatTtlMs >= 2 * o.heartbeatIntervalMs, {
+    message: "must be at least twice heartbeatIntervalMs, so that one late heartbeat is not death",
+    path: ["heartbeatTtlMs"],
+  });
+
+export type AgentOptionsInput = z.input<typeof AgentOptionsSchema>;
+export type AgentOptions = z.output<typeof AgentOptionsSchema>;
+
+export function parseAgentOptions(input: unknown): AgentOptions {
+  const r = AgentOptionsSchema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  throw ValidationError.of(
+    r.error.issues.map((i) => ({
+      field: i.path.map(String).join("."),
+      message: i.message,
+      reason: "FieldValueInvalid",
+    })),
+    { kind: "AgentOptions", name: "options" },
+  );
+}

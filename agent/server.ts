@@ -1,0 +1,94 @@
+/**
+ * `skiff agent`: the node agent plus its small HTTP server (/healthz,
+ * /readyz, /metrics) on --host/--port. The CLI parses flags into
+ * AgentOptionsInput and calls startAgent; SIGTERM/SIGINT drain and stop.
+ */
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { Hono } from "hono";
+import { Agent } from "./agent.ts";
+import type { AgentOptionsInput } from "./options.ts";
+
+export interface StartAgentOptions extends AgentOptionsInput {
+  /** Stop gracefully on SIGTERM and SIGINT (the CLI sets this). Default false. */
+  handleSignals?: boolean;
+}
+
+export interface RunningAgent {
+  agent: Agent;
+  /** http://host:port of the agent's own server. */
+  url: string;
+  /** Graceful stop: drain and stop every instance, deregister, close the server. */
+  stop(): Promise<void>;
+}
+
+export function createAgentApp(agent: Agent): Hono {
+  const app = new Hono();
+  app.get("/healthz", (c) => c.text("ok"));
+  app.get("/readyz", async (c) => {
+    if (!agent.ready) return c.text(`not ready: agent is ${agent.state}`, 503);
+    try {
+      await agent.fleet.ping();
+    } catch (err) {
+      return c.text(`not ready: redis: ${(err as Error).message}`, 503);
+    }
+    return c.text("ok");
+  });
+  app.get("/metrics", async (c) => {
+    c.header("content-type", agent.registry.contentType);
+    return c.body(await agent.registry.metrics());
+  });
+  return app;
+}
+
+/** Start the agent, then its HTTP server; resolves once both run. */
+export async function startAgent(options: StartAgentOptions = {}): Promise<RunningAgent> {
+  const { handleSignals = false, ...agentOptions } = options;
+  const agent = new Agent(agentOptions);
+  await agent.start();
+  const { host, port } = agent.options;
+  const server = serve({ fetch: createAgentApp(agent).fetch, hostname: host, port });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("listening", resolve);
+      server.once("error", (err) =>
+        reject(new Error(`agent cannot listen on ${host}:${port}: ${err.message}`)),
+      );
+    });
+  } catch (err) {
+    await agent.stop();
+    throw err;
+  }
+  const address = server.address() as AddressInfo;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
+  agent.log.info({ url, id: agent.id }, "agent listening");
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+      await agent.stop();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+    })();
+    return stopping;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    agent.log.info({ signal }, "stopping gracefully");
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        agent.log.error({ err }, "graceful stop failed");
+        process.exit(1);
+      },
+    );
+  };
+  if (handleSignals) {
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  }
+  return { agent, url, stop };
+}

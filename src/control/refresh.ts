@@ -1,0 +1,112 @@
+/**
+ * Recompute the readiness-dependent status of a Configuration and of the
+ * Service and Route that own/route it, after a Revision's conditions changed
+ * (an agent saw an instance become ready or fail; later the scaler). Uses the
+ * same pure functions as apply.ts, so both always agree. Writes only what
+ * changed, so agents reporting the same thing commit nothing.
+ */
+import { canonicalJson, getCondition } from "../model/index.ts";
+import type { Configuration, Revision } from "../model/types.ts";
+import { Labels } from "../model/types.ts";
+import type { Tx } from "../store/store.ts";
+import { controllerOf } from "./objects.ts";
+import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
+
+export interface RefreshContext {
+  domain: string;
+  scheme: string;
+}
+
+export interface RefreshResult {
+  /** Kinds whose status was staged for writing. */
+  changed: ("configurations" | "routes" | "services")[];
+}
+
+/** The Configuration's generation a revision was minted at (its label), or -1. */
+function generationOf(rev: Revision): number {
+  const n = Number(rev.metadata.labels?.[Labels.configurationGeneration]);
+  return Number.isInteger(n) ? n : -1;
+}
+
+function isReady(rev: Revision): boolean {
+  return getCondition(rev.status.conditions, "Ready")?.status === "True";
+}
+
+/**
+ * The newest revision of the configuration that is ready. It only moves
+ * forward: an older ready revision never replaces a newer one that is (still)
+ * recorded, unless that one was deleted.
+ */
+export function latestReadyRevision(
+  config: Configuration,
+  revisions: readonly Revision[],
+): string | undefined {
+  const mine = revisions.filter((r) => {
+    const owner = controllerOf(r);
+    return owner
+      ? owner.kind === "Configuration" && owner.uid === config.metadata.uid
+      : r.metadata.labels?.[Labels.configuration] === config.metadata.name;
+  });
+  const byName = new Map(mine.map((r) => [r.metadata.name, r]));
+  let best: Revision | undefined;
+  for (const r of mine) {
+    if (isReady(r) && (!best || generationOf(r) > generationOf(best))) best = r;
+  }
+  const current = config.status.latestReadyRevisionName;
+  const recorded = current ? byName.get(current) : undefined;
+  if (recorded && (!best || generationOf(recorded) >= generationOf(best))) return current;
+  return best?.metadata.name;
+}
+
+/**
+ * Recompute and stage the status of the Configuration `configurationName`
+ * and, when a Service owns it, of that Service and its Route. Reads through
+ * `tx` (so revisions staged earlier in the same transaction count).
+ */
+export async function refreshStatusesFor(
+  tx: Tx,
+  namespace: string,
+  configurationName: string,
+  ctx: RefreshContext,
+): Promise<RefreshResult> {
+  const changed: RefreshResult["changed"] = [];
+  const existing = await tx.get("configurations", namespace, configurationName);
+  if (!existing) return { changed };
+  const revisions = await tx.list("revisions", namespace);
+  const byName = new Map(revisions.map((r) => [r.metadata.name, r]));
+  const sctx: StatusContext = { ...ctx, revision: (n) => byName.get(n) };
+
+  const config = structuredClone(existing);
+  const latestReady = latestReadyRevision(config, revisions);
+  if (latestReady) config.status.latestReadyRevisionName = latestReady;
+  else delete config.status.latestReadyRevisionName;
+  config.status = configurationStatus(config, sctx);
+  if (canonicalJson(config.status) !== canonicalJson(existing.status)) {
+    tx.put(config);
+    changed.push("configurations");
+  }
+
+  const owner = controllerOf(config);
+  if (owner?.kind !== "Service") return { changed };
+  const service = await tx.get("services", namespace, owner.name);
+  const route = await tx.get("routes", namespace, owner.name);
+  if (!service || service.metadata.uid !== owner.uid || !route) return { changed };
+
+  const nextRoute = structuredClone(route);
+  nextRoute.status = routeStatus(
+    nextRoute,
+    (n) => (n === config.metadata.name ? config : undefined),
+    sctx,
+  );
+  if (canonicalJson(nextRoute.status) !== canonicalJson(route.status)) {
+    tx.put(nextRoute);
+    changed.push("routes");
+  }
+  const nextService = structuredClone(service);
+  nextService.status = serviceStatus(nextService, config, nextRoute);
+  if (canonicalJson(nextService.status) !== canonicalJson(service.status)) {
+    tx.put(nextService);
+    changed.push("services");
+  }
+  return { changed };
+}

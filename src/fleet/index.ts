@@ -1,0 +1,26 @@
+/** The fleet state in Redis: agents, desired instances, instance reports, endpoints. */
+export {
+  createFleet,
+  Fleet,
+  type FleetChannel,
+  type FleetOptions,
+  type PublishedRef,
+} from "./fleet.ts";
+export { type FleetKeys, fleetKeys, parseRevisionRef, revisionRef } from "./keys.ts";
+export {
+  agentRecordSchema,
+  desiredInstanceSchema,
+  endpointSchema,
+  fleetId,
+  ID_PATTERN,
+  instanceStatusSchema,
+} from "./schemas.ts";
+export type {
+  AgentRecord,
+  DesiredInstance,
+  Endpoint,
+  InstancePhase,
+  InstanceStatus,
+  RuntimeKind,
+} from "./types.ts";
+export { type FleetWatch, type WatchFleetOptions, watchFleet } from "./watch.ts";

@@ -1,0 +1,233 @@
+/**
+ * The agent against a real Docker engine and real Redis: the test plays the
+ * scaler (writes desired instances) and reads what the agent publishes, as a
+ * gateway would.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { Agent } from "../../agent/agent.ts";
+import { helloImage, missingImage } from "../support/images.ts";
+import {
+  type AgentTestEnv,
+  agentTestEnv,
+  call,
+  condition,
+  helloService,
+  waitFor,
+} from "./support.ts";
+
+let env: AgentTestEnv;
+let agent: Agent;
+let image: string;
+
+beforeAll(async () => {
+  env = await agentTestEnv("agc");
+  image = await helloImage(env.docker);
+  agent = await env.startAgent();
+});
+afterAll(() => env?.cleanup());
+
+async function oneEndpoint(revision: string, after = 0) {
+  return waitFor(`an endpoint of ${revision}`, async () => {
+    const eps = await env.endpoints(revision);
+    return eps.length === 1 && (eps[0]?.readyAt ?? 0) > after ? eps[0] : undefined;
+  });
+}
+
+async function instanceContainers(instanceId: string) {
+  return env.docker.listContainers({
+    all: true,
+    filters: { label: [`skiff.owner=${env.agentId}`, `skiff.instance=${instanceId}`] },
+  });
+}
+
+describe("container instances", () => {
+  test("a desired instance starts, is published with a loopback address, answers with its revision and TARGET, and is removed when no longer desired", async () => {
+    const rev = await env.createService(
+      helloService("hello", image, { TARGET: "Skiff" }, { containerConcurrency: 4 }),
+    );
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container");
+
+    const ep = await oneEndpoint(name);
+    expect(ep.instanceId).toBe(id);
+    expect(ep.containerConcurrency).toBe(4);
+    expect(ep.agentId).toBe(env.agentId);
+    expect(ep.runtime).toBe("container");
+    expect(ep.host).toBe("127.0.0.1");
+    const res = await call(ep);
+    expect(res.status).toBe(200);
+    expect(res.body).toContain("Hello Skiff!");
+    expect(res.headers.get("k-revision")).toBe(name);
+
+    const report = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
+    expect(report?.phase).toBe("ready");
+    expect(await instanceContainers(id)).toHaveLength(1);
+
+    await env.undesire(id);
+    await waitFor(
+      "the endpoint to be withdrawn",
+      async () => (await env.endpoints(name)).length === 0,
+    );
+    await waitFor(
+      "the container to be removed",
+      async () => (await instanceContainers(id)).length === 0,
+    );
+    await waitFor("the report to be removed", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).every((r) => r.id !== id),
+    );
+    expect(agent.instances().some((i) => i.id === id)).toBe(false);
+  });
+
+  test("the first ready instance makes the Revision, Configuration and Service ready", async () => {
+    const rev = await env.createService(helloService("ready", image));
+    const name = rev.metadata.name;
+    expect(condition(rev, "Ready")?.status).toBe("Unknown");
+    await env.desire(name, "container");
+    await oneEndpoint(name);
+    const ready = await waitFor("the revision to be Ready", async () => {
+      const r = await env.revision(name);
+      return condition(r, "Ready")?.status === "True" ? r : undefined;
+    });
+    expect(condition(ready, "ContainerHealthy")?.status).toBe("True");
+    expect(condition(ready, "ResourcesAvailable")?.status).toBe("True");
+    const service = await waitFor("the service to be Ready", async () => {
+      const s = await env.store.get("services", "default", "ready");
+      return s?.status.conditions?.find((c) => c.type === "Ready")?.status === "True"
+        ? s
+        : undefined;
+    });
+    expect(service.status.latestReadyRevisionName).toBe(name);
+    expect(service.status.traffic?.[0]?.revisionName).toBe(name);
+    const config = await env.store.get("configurations", "default", "ready");
+    expect(config?.status.latestReadyRevisionName).toBe(name);
+  });
+
+  test("a missing image puts a readable ImageNotFound message on the Revision, not a hang", async () => {
+    const missing = missingImage();
+    const rev = await env.createService(helloService("missing", missing));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container");
+    const cond = await waitFor("ResourcesAvailable to be False", async () => {
+      const c = condition(await env.revision(name), "ResourcesAvailable");
+      return c?.status === "False" ? c : undefined;
+    });
+    expect(cond.reason).toBe("ImageNotFound");
+    expect(cond.message).toContain(missing);
+    expect(cond.message).toMatch(/not found/);
+    const revision = await env.revision(name);
+    expect(condition(revision, "Ready")).toMatchObject({
+      status: "False",
+      reason: "ImageNotFound",
+    });
+    const service = await waitFor("the service to show the failure", async () => {
+      const s = await env.store.get("services", "default", "missing");
+      const ready = s?.status.conditions?.find((c) => c.type === "Ready");
+      return ready?.status === "False" ? ready : undefined;
+    });
+    expect(service.message).toContain(missing);
+    const report = await waitFor("a backoff report", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).find(
+        (r) => r.id === id && r.phase === "backoff",
+      ),
+    );
+    expect(report.reason).toBe("ImageNotFound");
+    expect(await env.endpoints(name)).toEqual([]);
+    await env.undesire(id);
+  });
+
+  test("a container that crashes on start puts its exit code and last log lines on the Revision", async () => {
+    const rev = await env.createService(helloService("crash", image, { EXIT_ON_START: "3" }));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container");
+    const cond = await waitFor("ContainerHealthy to be False", async () => {
+      const c = condition(await env.revision(name), "ContainerHealthy");
+      return c?.status === "False" ? c : undefined;
+    });
+    expect(cond.reason).toBe("ExitCode3");
+    expect(cond.message).toMatch(/exited with code 3/);
+    expect(cond.message).toContain("EXIT_ON_START=3");
+    expect(condition(await env.revision(name), "Ready")).toMatchObject({
+      status: "False",
+      reason: "ExitCode3",
+    });
+    expect(await env.endpoints(name)).toEqual([]);
+    await env.undesire(id);
+  });
+
+  test("a crash after readiness withdraws the endpoint at once and republishes it after the restart", async () => {
+    const rev = await env.createService(helloService("flaky", image));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container");
+    const first = await oneEndpoint(name);
+    const withdrawn: string[] = [];
+    const off = await env.fleet.subscribe("endpoints", (m) => withdrawn.push(m));
+    await call(first, "/crash?code=7").catch(() => undefined);
+    const second = await oneEndpoint(name, first.readyAt);
+    await off();
+    expect(second.instanceId).toBe(id);
+    // The withdrawal and the republication were both announced.
+    expect(withdrawn.filter((m) => m === `default/${name}`).length).toBeGreaterThanOrEqual(2);
+    expect((await call(second)).status).toBe(200);
+    const report = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
+    expect(report?.restarts).toBe(1);
+    // The revision had served: the crash shows on ContainerHealthy, Ready stays True.
+    const revision = await waitFor("the crash on the revision", async () => {
+      const r = await env.revision(name);
+      return condition(r, "ContainerHealthy")?.status === "False" ? r : undefined;
+    });
+    expect(condition(revision, "ContainerHealthy")?.reason).toBe("ExitCode7");
+    expect(condition(revision, "Ready")?.status).toBe("True");
+    await env.undesire(id);
+  });
+
+  test("an instance of a revision that does not exist is reported failed with a message", async () => {
+    const id = await env.desire("nosuch-00001", "container");
+    const report = await waitFor("a failed report", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).find(
+        (r) => r.id === id && r.phase === "failed",
+      ),
+    );
+    expect(report.reason).toBe("RevisionNotFound");
+    expect(report.message).toMatch(/revision "nosuch-00001" not found in namespace "default"/);
+    await env.undesire(id);
+    await waitFor("the report to go", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).every((r) => r.id !== id),
+    );
+  });
+});
+
+describe("graceful stop", () => {
+  test("withdraws the endpoint first, lets an in-flight slow request finish, then stops the container and deregisters", async () => {
+    const id2 = `${env.agentId}-g`;
+    const stopping = await env.startAgent({ id: id2, address: "127.0.0.2", drainDelayMs: 200 });
+    const rev = await env.createService(helloService("drain", image));
+    const name = rev.metadata.name;
+    const instance = await env.desire(name, "container", id2);
+    const ep = await oneEndpoint(name);
+    expect(ep.host).toBe("127.0.0.2");
+
+    let finished = false;
+    const slow = call(ep, "/?sleep=1500").finally(() => {
+      finished = true;
+    });
+    await waitFor("the slow request to be in flight", async () => {
+      const stats = await call(ep, "/stats");
+      return (JSON.parse(stats.body) as { inflight: number }).inflight >= 1;
+    });
+    const stopped = stopping.stop();
+    await waitFor(
+      "the endpoint to be withdrawn",
+      async () => (await env.endpoints(name)).length === 0,
+    );
+    expect(finished).toBe(false);
+
+    const res = await slow;
+    expect(res.status).toBe(200);
+    expect(res.body).toContain("Slept for 1500 milliseconds.");
+    await stopped;
+    expect(await env.ownerContainers(id2)).toEqual([]);
+    expect(await env.fleet.getAgent(id2)).toBeUndefined();
+    expect(await env.fleet.readInstanceStatuses(id2)).toEqual([]);
+    expect(instance).toBeTruthy();
+  });
+});

@@ -1,0 +1,153 @@
+/**
+ * The agent's isolate instances against real workerd and real Redis: worker
+ * revisions created through apply (so the compiled bundle is stored), desired
+ * instances written by the test (playing the scaler).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { Agent } from "../../agent/agent.ts";
+import {
+  type AgentTestEnv,
+  agentTestEnv,
+  call,
+  condition,
+  waitFor,
+  workerService,
+} from "./support.ts";
+
+let env: AgentTestEnv;
+let agent: Agent;
+
+beforeAll(async () => {
+  env = await agentTestEnv("agi");
+  // No Docker needed for isolates; the pool watchdog at its default (150 ms stall).
+  agent = await env.startAgent({ containers: false, address: "127.0.0.2" });
+});
+afterAll(() => env?.cleanup());
+
+async function oneEndpoint(revision: string, after = 0) {
+  return waitFor(`an endpoint of ${revision}`, async () => {
+    const eps = await env.endpoints(revision);
+    return eps.length === 1 && (eps[0]?.readyAt ?? 0) > after ? eps[0] : undefined;
+  });
+}
+
+describe("isolate instances", () => {
+  test("an agent without Docker offers only isolates", async () => {
+    expect(agent.runtimes).toEqual(["isolate"]);
+    const record = await env.fleet.getAgent(env.agentId);
+    expect(record?.runtimes).toEqual(["isolate"]);
+    expect(record?.address).toBe("127.0.0.2");
+  });
+
+  test("a desired isolate is published with the pool's loopback address and revision header, and answers with its env", async () => {
+    const rev = await env.createService(workerService("hello", "Isolates"));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "isolate");
+    const ep = await oneEndpoint(name);
+    expect(ep.instanceId).toBe(id);
+    expect(ep.runtime).toBe("isolate");
+    expect(ep.host).toBe("127.0.0.2");
+    expect(ep.header).toEqual({ name: "x-skiff-revision", value: `default/${name}` });
+    const res = await call(ep);
+    expect(res.status).toBe(200);
+    expect(res.body).toBe(`Hello Isolates! revision=${name} service=hello`);
+    await waitFor(
+      "the revision to be Ready",
+      async () => condition(await env.revision(name), "Ready")?.status === "True",
+    );
+    const config = await waitFor(
+      "the configuration's latest ready revision",
+      async () =>
+        (await env.store.get("configurations", "default", "hello"))?.status.latestReadyRevisionName,
+    );
+    expect(config).toBe(name);
+  });
+
+  test("an isolate no longer desired is withdrawn and its revision stops answering", async () => {
+    const rev = await env.createService(workerService("gone", "Gone"));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "isolate");
+    const ep = await oneEndpoint(name);
+    expect((await call(ep)).status).toBe(200);
+    await env.undesire(id);
+    await waitFor(
+      "the endpoint to be withdrawn",
+      async () => (await env.endpoints(name)).length === 0,
+    );
+    await waitFor("the revision to be unregistered", async () => (await call(ep)).status === 404);
+    await waitFor("the report to go", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).every((r) => r.id !== id),
+    );
+  });
+
+  test("two instances of one revision share the registration; stopping one keeps the other serving", async () => {
+    const rev = await env.createService(workerService("pair", "Pair"));
+    const name = rev.metadata.name;
+    const a = await env.desire(name, "isolate");
+    const b = await env.desire(name, "isolate");
+    await waitFor("both endpoints", async () => (await env.endpoints(name)).length === 2);
+    await env.undesire(a);
+    await waitFor("one endpoint left", async () => {
+      const eps = await env.endpoints(name);
+      return eps.length === 1 && eps[0]?.instanceId === b;
+    });
+    const [ep] = await env.endpoints(name);
+    expect((await call(ep!)).body).toBe(`Hello Pair! revision=${name} service=pair`);
+    await env.undesire(b);
+  });
+
+  test("a stalled worker: the endpoint is withdrawn, the reason lands on the revision, and the endpoint is back once workerd is", async () => {
+    const rev = await env.createService(workerService("spin", "Spin"));
+    const name = rev.metadata.name;
+    await env.desire(name, "isolate");
+    const first = await oneEndpoint(name);
+    expect((await call(first)).status).toBe(200);
+    const announced: string[] = [];
+    const off = await env.fleet.subscribe("endpoints", (m) => announced.push(m));
+
+    await call(first, "/?spin").catch(() => undefined);
+
+    const healthy = await waitFor("ContainerHealthy to be False", async () => {
+      const c = condition(await env.revision(name), "ContainerHealthy");
+      return c?.status === "False" ? c : undefined;
+    });
+    expect(healthy.reason).toBe("WorkerStalled");
+    expect(healthy.message).toMatch(/exceeded CPU/);
+    expect(healthy.message).toContain(`default/${name}`);
+    // The revision had served: Ready stays True while the failure is shown.
+    expect(condition(await env.revision(name), "Ready")?.status).toBe("True");
+
+    const again = await oneEndpoint(name, first.readyAt);
+    await off();
+    // Withdrawn, then republished: two announcements at least.
+    expect(announced.filter((m) => m === `default/${name}`).length).toBeGreaterThanOrEqual(2);
+    expect((await call(again)).body).toBe(`Hello Spin! revision=${name} service=spin`);
+  });
+
+  test("an endpoint lost from Redis is republished by the periodic resync", async () => {
+    const rev = await env.createService(workerService("lost", "Lost"));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "isolate");
+    await oneEndpoint(name);
+    await env.fleet.withdrawEndpoint("default", name, id);
+    expect(await env.endpoints(name)).toEqual([]);
+    const back = await oneEndpoint(name);
+    expect(back.instanceId).toBe(id);
+  });
+
+  test("an agent pruned while alive (taken for dead) rejoins at its next heartbeat and republishes", async () => {
+    const rev = await env.createService(workerService("pruned", "Pruned"));
+    const name = rev.metadata.name;
+    await env.desire(name, "isolate");
+    await oneEndpoint(name);
+    // What listLiveAgents does to an agent whose record expired.
+    await env.fleet.redis.del(env.fleet.keys.agent(env.agentId));
+    await env.fleet.listLiveAgents();
+    expect(await env.endpoints(name)).toEqual([]);
+    await waitFor(
+      "the agent to rejoin",
+      async () => (await env.fleet.getAgent(env.agentId)) !== undefined,
+    );
+    await oneEndpoint(name);
+  });
+});

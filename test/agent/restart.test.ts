@@ -1,0 +1,149 @@
+/**
+ * The agent as a real process (test/agent/agent-process.ts): killed with
+ * SIGKILL it leaves its containers running; started again with the same id
+ * it adopts them instead of leaking or duplicating them. SIGTERM drains and
+ * deregisters.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { helloImage } from "../support/images.ts";
+import { redisUrl } from "../support/redis.ts";
+import { alive } from "./isolate/support.ts";
+import { type AgentTestEnv, agentTestEnv, call, helloService, waitFor } from "./support.ts";
+
+const SCRIPT = fileURLToPath(new URL("./agent-process.ts", import.meta.url));
+
+let env: AgentTestEnv;
+let image: string;
+const children = new Set<ChildProcess>();
+
+beforeAll(async () => {
+  env = await agentTestEnv("agr");
+  image = await helloImage(env.docker);
+});
+afterAll(async () => {
+  for (const child of children) child.kill("SIGKILL");
+  await env?.cleanup();
+});
+
+interface AgentProcess {
+  child: ChildProcess;
+  url: string;
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+}
+
+/** Start the agent process and wait for its READY line. */
+async function spawnAgent(): Promise<AgentProcess> {
+  const options = {
+    redisUrl: redisUrl(),
+    redisPrefix: env.prefix,
+    id: env.agentId,
+    address: "127.0.0.1",
+    port: 0,
+    isolateProcesses: 1,
+    heartbeatIntervalMs: 200,
+    heartbeatTtlMs: 1_000,
+    resyncIntervalMs: 1_000,
+    drainDelayMs: 100,
+    restartBackoff: { initialMs: 500, maxMs: 5_000 },
+  };
+  const child = spawn(process.execPath, [SCRIPT, JSON.stringify(options)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+  exited.then(() => children.delete(child));
+  let output = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agent did not start:\n${output}`)), 20_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const m = /^READY (\S+)$/m.exec(output);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    void exited.then(([code, signal]) => {
+      clearTimeout(timer);
+      reject(new Error(`agent exited (${code ?? signal}) before it was ready:\n${output}`));
+    });
+  });
+  return { child, url, exited };
+}
+
+async function byInstance(): Promise<Map<string, { id: string; state: string }>> {
+  const list = await env.ownerContainers();
+  return new Map(
+    list.map((c) => [c.Labels["skiff.instance"] as string, { id: c.Id, state: c.State }]),
+  );
+}
+
+describe("agent restart", () => {
+  test("after SIGKILL, a restarted agent adopts its running containers, stops the ones no longer desired, and republishes the rest", async () => {
+    const first = await spawnAgent();
+    expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
+    const rev = await env.createService(helloService("adopt", image, { TARGET: "Adopt" }));
+    const name = rev.metadata.name;
+    const keep = await env.desire(name, "container");
+    const drop = await env.desire(name, "container");
+    await waitFor("two endpoints", async () => (await env.endpoints(name)).length === 2);
+    const before = await byInstance();
+    expect(before.size).toBe(2);
+    const workerdPids = JSON.parse(
+      readFileSync(join(tmpdir(), `skiff-agent-${env.agentId}`, "isolate", "workerd.pids"), "utf8"),
+    ) as number[];
+    expect(workerdPids.length).toBe(1);
+
+    first.child.kill("SIGKILL");
+    await first.exited;
+    // The containers outlive the agent.
+    const orphaned = await byInstance();
+    expect([...orphaned.values()].map((c) => c.state)).toEqual(["running", "running"]);
+    await env.undesire(drop);
+
+    const second = await spawnAgent();
+    // The first run's workerd (orphaned by SIGKILL) was killed by the second.
+    await waitFor("the orphaned workerd to be gone", () => workerdPids.every((pid) => !alive(pid)));
+    await waitFor(
+      "the undesired container to be stopped",
+      async () => (await byInstance()).size === 1,
+    );
+    const after = await byInstance();
+    // The same container, not a new one.
+    expect(after.get(keep)?.id).toBe(before.get(keep)?.id);
+    expect(after.has(drop)).toBe(false);
+
+    const ep = await waitFor("only the kept endpoint", async () => {
+      const eps = await env.endpoints(name);
+      return eps.length === 1 && eps[0]?.instanceId === keep ? eps[0] : undefined;
+    });
+    const res = await call(ep);
+    expect(res.body).toContain("Hello Adopt!");
+    expect(res.headers.get("k-revision")).toBe(name);
+    const report = await waitFor("a ready report for the kept instance", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).find(
+        (r) => r.id === keep && r.phase === "ready",
+      ),
+    );
+    expect(report.restarts).toBe(0);
+    await waitFor("ready", async () => (await fetch(`${second.url}/readyz`)).status === 200);
+
+    // SIGTERM: graceful stop, then exit 0 with nothing left behind.
+    second.child.kill("SIGTERM");
+    const [code] = await second.exited;
+    expect(code).toBe(0);
+    expect(await env.ownerContainers()).toEqual([]);
+    expect(await env.endpoints(name)).toEqual([]);
+    expect(await env.fleet.getAgent(env.agentId)).toBeUndefined();
+  });
+});

@@ -1,0 +1,222 @@
+/**
+ * Shared set-up of the agent tests: Services created the way the deploy API
+ * creates them (prepare + apply in one store transaction, so the Revision and
+ * a worker's bundle exist), an agent with a unique id (= container owner) and
+ * key prefix per test file, the test plays the scaler by writing desired
+ * instances, and a cleanup that force-removes the file's containers.
+ */
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import Docker from "dockerode";
+import { Agent } from "../../agent/agent.ts";
+import type { AgentOptionsInput } from "../../agent/options.ts";
+import { prepareService } from "../../deploy/api/prepare.ts";
+import { applyService } from "../../src/control/apply.ts";
+import { Fleet } from "../../src/fleet/fleet.ts";
+import type { DesiredInstance, Endpoint } from "../../src/fleet/types.ts";
+import { silentLogger } from "../../src/logging.ts";
+import type { Revision } from "../../src/model/types.ts";
+import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
+import { redisUrl, uniquePrefix } from "../support/redis.ts";
+
+export const DOMAIN = "example.test";
+
+export interface AgentTestEnv {
+  prefix: string;
+  store: RedisStore;
+  fleet: Fleet;
+  docker: Docker;
+  /** Unique per file: the agent id and so the container owner label. */
+  agentId: string;
+  /** Options for an agent of this file (merge your own on top). */
+  agentOptions(extra?: AgentOptionsInput): AgentOptionsInput;
+  startAgent(extra?: AgentOptionsInput): Promise<Agent>;
+  /** Create a Service (and its first Revision) as the deploy API would; returns the revision. */
+  createService(body: Record<string, unknown>): Promise<Revision>;
+  revision(name: string): Promise<Revision | undefined>;
+  /** Play the scaler: ask the agent for one instance of a revision. */
+  desire(revision: string, runtime: DesiredInstance["runtime"], agentId?: string): Promise<string>;
+  undesire(instanceId: string, agentId?: string): Promise<void>;
+  endpoints(revision: string): Promise<Endpoint[]>;
+  ownerContainers(owner?: string): Promise<Docker.ContainerInfo[]>;
+  cleanup(): Promise<void>;
+}
+
+export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
+  const prefix = uniquePrefix(label);
+  const store = await createRedisStore({ url: redisUrl(), prefix });
+  const fleet = new Fleet({ url: redisUrl(), prefix });
+  const docker = new Docker();
+  const agentId = `test-${label}-${randomBytes(3).toString("hex")}`;
+  const agents: Agent[] = [];
+  const owners = new Set([agentId]);
+  let n = 0;
+
+  const agentOptions = (extra: AgentOptionsInput = {}): AgentOptionsInput => ({
+    redisUrl: redisUrl(),
+    redisPrefix: prefix,
+    id: agentId,
+    address: "127.0.0.1",
+    port: 0,
+    isolateProcesses: 1,
+    heartbeatIntervalMs: 200,
+    heartbeatTtlMs: 1_000,
+    resyncIntervalMs: 1_000,
+    drainDelayMs: 100,
+    startupTimeoutMs: 15_000,
+    restartBackoff: { initialMs: 500, maxMs: 5_000 },
+    statusHoldMs: 2_000,
+    domain: DOMAIN,
+    logger: silentLogger,
+    ...extra,
+  });
+
+  const ownerContainers = (owner = agentId) =>
+    docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
+
+  return {
+    prefix,
+    store,
+    fleet,
+    docker,
+    agentId,
+    agentOptions,
+    async startAgent(extra = {}) {
+      const agent = new Agent(agentOptions(extra));
+      if (extra.id) owners.add(extra.id);
+      agents.push(agent);
+      await agent.start();
+      return agent;
+    },
+    async createService(body) {
+      const { parsed, worker } = await prepareService(body, {
+        namespace: "default",
+        name: undefined,
+        limits: { maxWorkerSourceBytes: 1024 * 1024 },
+      });
+      const { value: service } = await store.transact((tx) =>
+        applyService(tx, parsed, { mode: "create", domain: DOMAIN, scheme: "http", worker }),
+      );
+      const name = service.status.latestCreatedRevisionName as string;
+      return (await store.get("revisions", "default", name)) as Revision;
+    },
+    revision: (name) => store.get("revisions", "default", name),
+    async desire(revision, runtime, agent = agentId) {
+      const id = `${revision}-${++n}-${randomBytes(2).toString("hex")}`;
+      await fleet.putDesired(agent, [{ id, namespace: "default", revision, runtime }]);
+      return id;
+    },
+    async undesire(instanceId, agent = agentId) {
+      await fleet.removeDesired(agent, [instanceId]);
+    },
+    endpoints: (revision) => fleet.readEndpoints("default", revision),
+    ownerContainers,
+    async cleanup() {
+      await Promise.all(agents.splice(0).map((a) => a.stop().catch(() => {})));
+      for (const owner of owners) {
+        const left = await ownerContainers(owner).catch(() => []);
+        await Promise.all(
+          left.map((c) =>
+            docker
+              .getContainer(c.Id)
+              .remove({ force: true })
+              .catch(() => {}),
+          ),
+        );
+      }
+      await fleet.close();
+      await store.close();
+    },
+  };
+}
+
+/** A Service running the hello test image. */
+export function helloService(
+  name: string,
+  image: string,
+  env: Record<string, string> = {},
+  extra: Record<string, unknown> = {},
+) {
+  return {
+    apiVersion: "serving.knative.dev/v1",
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      template: {
+        spec: {
+          timeoutSeconds: 30,
+          ...extra,
+          containers: [
+            { image, env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })) },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/** A worker Service: answers TARGET and K_REVISION from its env; `?spin` loops forever. */
+export function workerService(name: string, target: string) {
+  return {
+    apiVersion: "serving.knative.dev/v1",
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      template: {
+        spec: {
+          timeoutSeconds: 30,
+          worker: {
+            language: "typescript",
+            source: [
+              "export default {",
+              "  fetch(request: Request, env: Record<string, string>): Response {",
+              "    const url = new URL(request.url);",
+              '    if (url.searchParams.has("spin")) for (;;) {}',
+              '    return new Response("Hello " + env.TARGET + "! revision=" + env.K_REVISION + " service=" + env.K_SERVICE);',
+              "  },",
+              "};",
+            ].join("\n"),
+            env: [{ name: "TARGET", value: target }],
+          },
+        },
+      },
+    },
+  };
+}
+
+/** Poll until `check` returns something other than undefined/false. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    }
+    await sleep(25);
+  }
+}
+
+/** One request to an endpoint as a gateway sends it (with the isolate header if any). */
+export async function call(
+  ep: Endpoint,
+  path = "/",
+): Promise<{ status: number; body: string; headers: Headers }> {
+  const headers: Record<string, string> = { connection: "close" };
+  if (ep.header) headers[ep.header.name] = ep.header.value;
+  const res = await fetch(`http://${ep.host}:${ep.port}${path}`, { headers });
+  return { status: res.status, body: await res.text(), headers: res.headers };
+}
+
+export function condition(rev: Revision | undefined, type: string) {
+  return rev?.status.conditions?.find((c) => c.type === type);
+}

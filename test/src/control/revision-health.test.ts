@@ -1,0 +1,196 @@
+/** Revision health onto conditions, propagated to Configuration, Route and Service (real Redis store). */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { prepareService } from "../../../deploy/api/prepare.ts";
+import { applyService } from "../../../src/control/apply.ts";
+import {
+  applyRevisionHealth,
+  type RevisionHealth,
+  reportRevisionHealth,
+} from "../../../src/control/revision-health.ts";
+import type { Revision } from "../../../src/model/types.ts";
+import { createRedisStore, type RedisStore } from "../../../src/store/index.ts";
+import { redisUrl, uniquePrefix } from "../../support/redis.ts";
+
+const ctx = { domain: "example.test", scheme: "http" };
+let store: RedisStore;
+
+beforeAll(async () => {
+  store = await createRedisStore({ url: redisUrl(), prefix: uniquePrefix("health") });
+});
+afterAll(() => store?.close());
+
+async function deploy(name: string, target = "A", mode: "create" | "replace" = "create") {
+  const { parsed } = await prepareService(
+    {
+      apiVersion: "serving.knative.dev/v1",
+      kind: "Service",
+      metadata: { name },
+      spec: {
+        template: {
+          spec: {
+            containers: [{ image: "example/hello:1", env: [{ name: "TARGET", value: target }] }],
+          },
+        },
+      },
+    },
+    {
+      namespace: "default",
+      name: mode === "replace" ? name : undefined,
+      limits: { maxWorkerSourceBytes: 1 << 20 },
+    },
+  );
+  const { value } = await store.transact((tx) => applyService(tx, parsed, { mode, ...ctx }));
+  return value.status.latestCreatedRevisionName as string;
+}
+
+const cond = (r: { status: { conditions?: { type: string }[] } } | undefined, type: string) =>
+  r?.status.conditions?.find((c) => c.type === type) as
+    | { status: string; reason?: string; message?: string }
+    | undefined;
+
+const failure = (reason: string, message: string): RevisionHealth => ({
+  ready: false,
+  condition: reason === "ImageNotFound" ? "ResourcesAvailable" : "ContainerHealthy",
+  reason,
+  message,
+});
+
+describe("reportRevisionHealth", () => {
+  test("ready makes the revision, configuration, route and service ready", async () => {
+    const rev = await deploy("ok");
+    expect(await reportRevisionHealth(store, "default", rev, { ready: true }, ctx)).toEqual({
+      outcome: "changed",
+    });
+    const r = await store.get("revisions", "default", rev);
+    for (const t of ["Ready", "ContainerHealthy", "ResourcesAvailable"]) {
+      expect(cond(r, t)?.status).toBe("True");
+    }
+    const config = await store.get("configurations", "default", "ok");
+    expect(config?.status.latestReadyRevisionName).toBe(rev);
+    expect(cond(config, "Ready")?.status).toBe("True");
+    const route = await store.get("routes", "default", "ok");
+    expect(route?.status.traffic?.[0]?.revisionName).toBe(rev);
+    expect(cond(route, "Ready")?.status).toBe("True");
+    const service = await store.get("services", "default", "ok");
+    expect(cond(service, "Ready")?.status).toBe("True");
+    expect(service?.status.latestReadyRevisionName).toBe(rev);
+  });
+
+  test("a failure before any readiness makes Ready False with the same reason and message, up to the service", async () => {
+    const rev = await deploy("bad");
+    await reportRevisionHealth(
+      store,
+      "default",
+      rev,
+      failure("ImageNotFound", "image x not found locally"),
+      ctx,
+    );
+    const r = await store.get("revisions", "default", rev);
+    expect(cond(r, "ResourcesAvailable")).toMatchObject({
+      status: "False",
+      reason: "ImageNotFound",
+    });
+    expect(cond(r, "Ready")).toMatchObject({
+      status: "False",
+      reason: "ImageNotFound",
+      message: "image x not found locally",
+    });
+    const service = await store.get("services", "default", "bad");
+    expect(cond(service, "Ready")?.status).toBe("False");
+    expect(cond(service, "ConfigurationsReady")?.message).toContain("image x not found locally");
+  });
+
+  test("a failure after readiness shows on ContainerHealthy only; Ready stays True", async () => {
+    const rev = await deploy("flaky");
+    await reportRevisionHealth(store, "default", rev, { ready: true }, ctx);
+    await reportRevisionHealth(
+      store,
+      "default",
+      rev,
+      failure("ExitCode3", "container exited with code 3"),
+      ctx,
+    );
+    const r = await store.get("revisions", "default", rev);
+    expect(cond(r, "ContainerHealthy")).toMatchObject({ status: "False", reason: "ExitCode3" });
+    expect(cond(r, "Ready")?.status).toBe("True");
+  });
+
+  test("a ready report is held while a failure on a serving revision is younger than the hold, then clears it", async () => {
+    const rev = await deploy("held");
+    await reportRevisionHealth(store, "default", rev, { ready: true }, ctx);
+    await reportRevisionHealth(store, "default", rev, failure("WorkerStalled", "stalled"), ctx);
+    const failedAt = Date.parse(
+      (((await store.get("revisions", "default", rev)) as Revision).status.conditions ?? []).find(
+        (c) => c.type === "ContainerHealthy",
+      )?.lastTransitionTime as string,
+    );
+    const early = await store.transact((tx) =>
+      applyRevisionHealth(
+        tx,
+        "default",
+        rev,
+        { ready: true },
+        {
+          ...ctx,
+          holdFailureMs: 10_000,
+          now: new Date(failedAt + 4_000),
+        },
+      ),
+    );
+    expect(early.value).toEqual({ outcome: "held", retryInMs: 6_000 });
+    expect(early.resourceVersion).toBe("");
+    const late = await store.transact((tx) =>
+      applyRevisionHealth(
+        tx,
+        "default",
+        rev,
+        { ready: true },
+        {
+          ...ctx,
+          holdFailureMs: 10_000,
+          now: new Date(failedAt + 10_001),
+        },
+      ),
+    );
+    expect(late.value).toEqual({ outcome: "changed" });
+    expect(cond(await store.get("revisions", "default", rev), "ContainerHealthy")?.status).toBe(
+      "True",
+    );
+  });
+
+  test("reporting what the revision already says writes nothing", async () => {
+    const rev = await deploy("same");
+    await reportRevisionHealth(store, "default", rev, { ready: true }, ctx);
+    const before = (await store.get("revisions", "default", rev))?.metadata.resourceVersion;
+    const again = await store.transact((tx) =>
+      applyRevisionHealth(tx, "default", rev, { ready: true }, ctx),
+    );
+    expect(again.value).toEqual({ outcome: "unchanged" });
+    expect(again.resourceVersion).toBe("");
+    expect((await store.get("revisions", "default", rev))?.metadata.resourceVersion).toBe(before);
+  });
+
+  test("latestReadyRevisionName moves to the newest ready revision and never back", async () => {
+    const a = await deploy("roll", "A");
+    await reportRevisionHealth(store, "default", a, { ready: true }, ctx);
+    const latest = async () =>
+      (await store.get("configurations", "default", "roll"))?.status.latestReadyRevisionName;
+    expect(await latest()).toBe(a);
+    const b = await deploy("roll", "B", "replace");
+    const c = await deploy("roll", "C", "replace");
+    expect(await latest()).toBe(a);
+    await reportRevisionHealth(store, "default", c, { ready: true }, ctx);
+    expect(await latest()).toBe(c);
+    // An older revision becoming ready later does not take over.
+    await reportRevisionHealth(store, "default", b, { ready: true }, ctx);
+    expect(await latest()).toBe(c);
+  });
+
+  test("a revision that is gone is reported missing", async () => {
+    expect(
+      await reportRevisionHealth(store, "default", "nosuch-00001", { ready: true }, ctx),
+    ).toEqual({
+      outcome: "missing",
+    });
+  });
+});
