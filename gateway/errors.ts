@@ -1,0 +1,34 @@
+/** Why the gateway answers a request itself instead of an instance. */
+import { SkiffError, UnavailableError } from "../src/errors.ts";
+
+/** No response started within the revision's timeout: 504. */
+export class GatewayTimeoutError extends SkiffError {
+  constructor(message: string) {
+    super("TIMEOUT", message);
+    this.name = "GatewayTimeoutError";
+  }
+}
+
+/** The revision's queue is full: 503. */
+export class QueueFullError extends UnavailableError {
+  constructor(message: string) {
+    super(message);
+    this.name = "QueueFullError";
+  }
+}
+
+/** The client went away; nobody is left to answer. */
+export class ClientGoneError extends Error {
+  constructor() {
+    super("the client closed the connection");
+    this.name = "ClientGoneError";
+  }
+}
+
+/** The gateway is shutting down. */
+export class ShuttingDownError extends UnavailableError {
+  constructor() {
+    super("the gateway is shutting down; retry");
+    this.name = "ShuttingDownError";
+  }
+}

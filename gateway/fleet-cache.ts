@@ -1,0 +1,226 @@
+/**
+ * The gateway's in-memory view of the fleet: each revision's ready endpoints
+ * (`{p}fleet:endpoints:{ns}:{rev}`) and the agents behind them
+ * (`{p}fleet:agent:{id}`, which carries a TTL). An endpoint counts only while
+ * its agent's record is known to exist: an agent that died stops
+ * heartbeating, its record expires without any message, and a periodic check
+ * (every `agentCheckIntervalMs`, plus the record's own expiry time seen
+ * locally) drops its endpoints.
+ *
+ * Reads go over one connection and are applied as their replies arrive, so a
+ * later read always wins over an earlier one.
+ */
+import type { Redis } from "ioredis";
+import { z } from "zod";
+import { fleetKeys, parseRevisionRef } from "../src/fleet/keys.ts";
+import type { Endpoint } from "../src/fleet/types.ts";
+import type { Logger } from "../src/logging.ts";
+
+const endpointSchema = z
+  .object({
+    instanceId: z.string().min(1),
+    agentId: z.string().min(1),
+    runtime: z.enum(["container", "isolate"]),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535),
+    protocol: z.enum(["http1", "h2c"]).default("http1"),
+    header: z.object({ name: z.string().min(1), value: z.string() }).optional(),
+    containerConcurrency: z.number().int().min(0).default(0),
+    readyAt: z.number().default(0),
+  })
+  .loose();
+
+interface AgentState {
+  /** Local time after which the record is presumed expired (Infinity: no TTL). */
+  expiresAt: number;
+  alive: boolean;
+}
+
+export class FleetCache {
+  readonly #redis: Redis;
+  readonly #keys;
+  readonly #log: Logger;
+  readonly #onChange: (ref: string) => void;
+  /** Endpoints as stored, by "{ns}/{rev}". */
+  readonly #raw = new Map<string, Endpoint[]>();
+  /** Endpoints whose agent is alive, by "{ns}/{rev}": what routing uses. */
+  readonly #usable = new Map<string, readonly Endpoint[]>();
+  readonly #agents = new Map<string, AgentState>();
+
+  constructor(redis: Redis, prefix: string, logger: Logger, onChange: (ref: string) => void) {
+    this.#redis = redis;
+    this.#keys = fleetKeys(prefix);
+    this.#log = logger;
+    this.#onChange = onChange;
+  }
+
+  get channels(): string[] {
+    return [this.#keys.channels.endpoints, this.#keys.channels.agents];
+  }
+
+  /** Ready endpoints of a revision whose agents are alive (empty when none). */
+  endpoints(ref: string): readonly Endpoint[] {
+    return this.#usable.get(ref) ?? [];
+  }
+
+  /** Handle a channel message; returns false when the channel is not the fleet's. */
+  onMessage(channel: string, message: string): boolean {
+    if (channel === this.#keys.channels.endpoints) {
+      if (parseRevisionRef(message)) void this.refreshRevision(message);
+      return true;
+    }
+    if (channel === this.#keys.channels.agents) {
+      void this.refreshAgents([message]);
+      return true;
+    }
+    return false;
+  }
+
+  /** Re-read one revision's endpoints. */
+  async refreshRevision(ref: string): Promise<void> {
+    const parsed = parseRevisionRef(ref);
+    if (!parsed) return;
+    try {
+      const hash = await this.#redis.hgetall(
+        this.#keys.endpoints(parsed.namespace, parsed.revision),
+      );
+      this.#setRaw(ref, hash);
+      await this.#fetchUnknownAgents();
+    } catch (err) {
+      this.#log.warn({ err, revision: ref }, "reading endpoints failed; the next resync retries");
+    }
+  }
+
+  /** Re-read every revision's endpoints and every agent they run on. */
+  async resync(): Promise<void> {
+    const refs = await this.#redis.smembers(this.#keys.endpointRevisions);
+    const listed = new Set(refs);
+    const pipeline = this.#redis.pipeline();
+    const valid: string[] = [];
+    for (const ref of refs) {
+      const parsed = parseRevisionRef(ref);
+      if (!parsed) continue;
+      valid.push(ref);
+      pipeline.hgetall(this.#keys.endpoints(parsed.namespace, parsed.revision));
+    }
+    const replies = valid.length > 0 ? ((await pipeline.exec()) ?? []) : [];
+    replies.forEach(([err, hash], i) => {
+      const ref = valid[i] as string;
+      if (err) {
+        this.#log.warn({ err, revision: ref }, "reading endpoints failed");
+        return;
+      }
+      this.#setRaw(ref, hash as Record<string, string>);
+    });
+    // Revisions no longer listed have no endpoints.
+    for (const ref of [...this.#raw.keys()]) {
+      if (!listed.has(ref)) this.#setRaw(ref, {});
+    }
+    await this.checkAgents();
+  }
+
+  /** Re-read the record of every agent that has endpoints (the periodic liveness check). */
+  async checkAgents(): Promise<void> {
+    const ids = new Set<string>();
+    for (const eps of this.#raw.values()) for (const ep of eps) ids.add(ep.agentId);
+    // Forget agents nothing refers to.
+    for (const id of [...this.#agents.keys()]) if (!ids.has(id)) this.#agents.delete(id);
+    await this.refreshAgents([...ids]);
+  }
+
+  async refreshAgents(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const pipeline = this.#redis.pipeline();
+    for (const id of ids) pipeline.pttl(this.#keys.agent(id));
+    let replies: [Error | null, unknown][];
+    try {
+      replies = (await pipeline.exec()) ?? [];
+    } catch (err) {
+      this.#log.warn({ err }, "checking agents failed; the next check retries");
+      return;
+    }
+    const now = performance.now();
+    const changed = new Set<string>();
+    replies.forEach(([err, pttl], i) => {
+      if (err) return;
+      const id = ids[i] as string;
+      const ttl = Number(pttl);
+      // -2: no such key (expired or deleted); -1: no expiry set.
+      const state: AgentState =
+        ttl === -2
+          ? { alive: false, expiresAt: 0 }
+          : { alive: true, expiresAt: ttl === -1 ? Number.POSITIVE_INFINITY : now + ttl };
+      const prev = this.#agents.get(id);
+      this.#agents.set(id, state);
+      if (!prev || prev.alive !== state.alive) changed.add(id);
+    });
+    this.#recompute(changed);
+  }
+
+  /** Drop endpoints of agents whose record has expired by the local clock. */
+  expireAgents(): void {
+    const now = performance.now();
+    const changed = new Set<string>();
+    for (const [id, state] of this.#agents) {
+      if (state.alive && state.expiresAt <= now) {
+        state.alive = false;
+        changed.add(id);
+      }
+    }
+    this.#recompute(changed);
+  }
+
+  async #fetchUnknownAgents(): Promise<void> {
+    const unknown = new Set<string>();
+    for (const eps of this.#raw.values()) {
+      for (const ep of eps) if (!this.#agents.has(ep.agentId)) unknown.add(ep.agentId);
+    }
+    if (unknown.size > 0) await this.refreshAgents([...unknown]);
+  }
+
+  #setRaw(ref: string, hash: Record<string, string>): void {
+    const endpoints: Endpoint[] = [];
+    for (const [field, json] of Object.entries(hash)) {
+      try {
+        const parsed = endpointSchema.safeParse(JSON.parse(json));
+        if (parsed.success) endpoints.push(parsed.data as Endpoint);
+        else
+          this.#log.warn({ revision: ref, instance: field }, "ignoring malformed endpoint record");
+      } catch {
+        this.#log.warn(
+          { revision: ref, instance: field },
+          "ignoring endpoint record that is not JSON",
+        );
+      }
+    }
+    endpoints.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
+    if (endpoints.length === 0) this.#raw.delete(ref);
+    else this.#raw.set(ref, endpoints);
+    this.#update(ref);
+  }
+
+  #recompute(agents: Set<string>): void {
+    if (agents.size === 0) return;
+    for (const [ref, eps] of this.#raw) {
+      if (eps.some((ep) => agents.has(ep.agentId))) this.#update(ref);
+    }
+  }
+
+  #update(ref: string): void {
+    const eps = this.#raw.get(ref) ?? [];
+    const usable = eps.filter((ep) => this.#agents.get(ep.agentId)?.alive === true);
+    const prev = this.#usable.get(ref) ?? [];
+    if (sameEndpoints(prev, usable)) return;
+    if (usable.length === 0) this.#usable.delete(ref);
+    else this.#usable.set(ref, usable);
+    this.#onChange(ref);
+  }
+}
+
+function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (JSON.stringify(a[i]) !== JSON.stringify(b[i])) return false;
+  }
+  return true;
+}

@@ -1,0 +1,378 @@
+/**
+ * `skiff gateway`: the gateway tier as a process. Wires the caches (routing
+ * tables, endpoints, agents), the per-revision dispatchers, the Redis side
+ * (slots, activation, counters) and two HTTP servers: user traffic on
+ * host:port (a Hono app whose catch-all route proxies, plus the raw 'upgrade'
+ * event for WebSockets) and /metrics, /healthz, /readyz on adminHost:adminPort,
+ * so no user host can collide with them.
+ */
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { createAdaptorServer, type HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import { Hono } from "hono";
+import { Redis } from "ioredis";
+import { Agent, type Dispatcher } from "undici";
+import type { SkiffConfig } from "../src/config.ts";
+import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../src/control/routing.ts";
+import { parseRevisionRef } from "../src/fleet/keys.ts";
+import { createLogger } from "../src/logging.ts";
+import { createRegistry, type Registry } from "../src/metrics.ts";
+import { Activator } from "./activation.ts";
+import { CounterPublisher } from "./counters.ts";
+import { RevisionDispatcher } from "./dispatcher.ts";
+import { ShuttingDownError } from "./errors.ts";
+import { FleetCache } from "./fleet-cache.ts";
+import { type GatewayMetrics, gatewayMetrics } from "./metrics.ts";
+import { type GatewayOptions, type GatewayOptionsInput, parseGatewayOptions } from "./options.ts";
+import { type ProxyContext, proxyHttp } from "./proxy.ts";
+import { RouteTable } from "./routes.ts";
+import { Slots } from "./slots.ts";
+import { proxyUpgrade } from "./upgrade.ts";
+import { type ChannelWatch, watchChannels } from "./watch.ts";
+
+export interface Gateway {
+  readonly id: string;
+  /** User traffic, e.g. http://127.0.0.1:8080 */
+  readonly url: string;
+  readonly port: number;
+  /** /metrics, /healthz, /readyz */
+  readonly adminUrl: string;
+  readonly options: GatewayOptions;
+  readonly registry: Registry;
+  /** Re-read routing tables, endpoints and agents now. */
+  resync(): Promise<void>;
+  /** Requests this gateway holds waiting for the revision right now. */
+  queued(namespace: string, revision: string): number;
+  /** Publish counters now (normally every publishPeriodMs). */
+  publishCounters(): Promise<void>;
+  /** Stop taking requests, let those in flight finish (up to graceMs), release everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** A revision no request touched for this long is forgotten (its counters restart). */
+const IDLE_REVISION_MS = 5 * 60_000;
+
+/** Gateway options from the global configuration (flags and env already merged in). */
+export function gatewayOptionsFromConfig(config: SkiffConfig): GatewayOptionsInput {
+  return {
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
+    domain: config.domain,
+    host: config.gateway.host,
+    port: config.gateway.port,
+  };
+}
+
+export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gateway> {
+  const options = parseGatewayOptions(input);
+  const logger =
+    options.logger?.child({ component: "gateway", gateway: options.id }) ??
+    createLogger({ component: "gateway" }).child({ gateway: options.id });
+  const registry = options.registry ?? createRegistry({ component: "gateway", defaults: true });
+  const prefix = options.redisPrefix;
+
+  const redis = new Redis(options.redisUrl, {
+    lazyConnect: true,
+    connectionName: "skiff-gateway",
+    // Fail a command fast while Redis is away: slots retry, counters publish next period.
+    maxRetriesPerRequest: 2,
+    retryStrategy: (times: number) => Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
+  });
+  redis.on("error", (err: Error) => logger.warn({ err }, "gateway redis connection error"));
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`cannot reach Redis at ${options.redisUrl}: ${(err as Error).message}`);
+  }
+
+  const routes = new RouteTable();
+  const rKeys = routingKeys(prefix);
+  const dispatchers = new Map<string, RevisionDispatcher>();
+  const slots = new Slots({
+    redis,
+    prefix,
+    gatewayId: options.id,
+    leaseMs: options.slotLeaseMs,
+    logger,
+  });
+  try {
+    await slots.load();
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`cannot load the gateway's scripts into Redis: ${(err as Error).message}`);
+  }
+  const activator = new Activator({
+    redis,
+    prefix,
+    gatewayId: options.id,
+    ttlMs: options.activationTtlMs,
+    logger,
+  });
+  const fleet = new FleetCache(redis, prefix, logger, (ref) => {
+    dispatchers.get(ref)?.setEndpoints(fleet.endpoints(ref));
+  });
+  const metrics: GatewayMetrics = gatewayMetrics(registry, {
+    *revisions() {
+      for (const d of dispatchers.values()) {
+        yield {
+          namespace: d.namespace,
+          revision: d.revision,
+          queued: d.queued,
+          inflight: d.stats.inflight,
+        };
+      }
+    },
+  });
+
+  let closing = false;
+  const dispatcherFor = (namespace: string, revision: string): RevisionDispatcher => {
+    const ref = `${namespace}/${revision}`;
+    let d = dispatchers.get(ref);
+    if (!d) {
+      d = new RevisionDispatcher({
+        namespace,
+        revision,
+        queueDepth: options.queueDepth,
+        slots,
+        activator,
+        logger,
+        hooks: { coldStartServed: (s) => metrics.coldStartWait.observe(s) },
+      });
+      if (closing) d.close(new ShuttingDownError());
+      dispatchers.set(ref, d);
+      const eps = fleet.endpoints(ref);
+      if (eps.length > 0) d.setEndpoints(eps);
+    }
+    return d;
+  };
+
+  const agentOptions = {
+    keepAliveTimeout: 4_000,
+    keepAliveMaxTimeout: 60_000,
+    pipelining: 1,
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    connect: { timeout: 5_000 },
+  };
+  const http1 = new Agent(agentOptions);
+  let h2c: Agent | undefined;
+  const agentFor = (protocol: "http1" | "h2c"): Dispatcher => {
+    if (protocol === "http1") return http1;
+    // undici 8's Pool reads the top-level useH2c (not in its types), its Client h2Options.useH2c.
+    const h2cOptions = {
+      ...agentOptions,
+      allowH2: true,
+      useH2c: true,
+      h2Options: { useH2c: true },
+    };
+    h2c ??= new Agent(h2cOptions);
+    return h2c;
+  };
+
+  const ctx: ProxyContext = {
+    routes,
+    dispatcher: dispatcherFor,
+    agentFor,
+    metrics,
+    trustForwarded: options.trustForwardedHeaders,
+    logger,
+  };
+
+  // --- Redis: routing tables and fleet, by pub/sub plus periodic resync.
+  const refreshHost = async (host: string) => {
+    try {
+      const json = await redis.hget(rKeys.hosts, host);
+      routes.set(host, json === null ? undefined : parseEntry(host, json));
+    } catch (err) {
+      logger.warn({ err, host }, "reading a routing entry failed; the next resync retries");
+    }
+  };
+  const parseEntry = (host: string, json: string): RoutingEntry | undefined => {
+    const entry = parseRoutingEntry(json);
+    if (!entry) logger.warn({ host }, "ignoring malformed routing entry");
+    return entry;
+  };
+  let watch: ChannelWatch | undefined;
+  let synced = false;
+  watch = await watchChannels({
+    redis,
+    channels: [rKeys.channel, ...fleet.channels, slots.channel],
+    intervalMs: options.resyncIntervalMs,
+    logger,
+    onMessage(channel, message) {
+      if (channel === rKeys.channel) void refreshHost(message);
+      else if (channel === slots.channel) {
+        if (parseRevisionRef(message)) dispatchers.get(message)?.slotFreed();
+      } else fleet.onMessage(channel, message);
+    },
+    async resync() {
+      const all = await redis.hgetall(rKeys.hosts);
+      const entries = new Map<string, RoutingEntry>();
+      for (const [host, json] of Object.entries(all)) {
+        const entry = parseEntry(host, json);
+        if (entry) entries.set(host, entry);
+      }
+      routes.replaceAll(entries);
+      await fleet.resync();
+      synced = true;
+    },
+  }).catch((err: unknown) => {
+    redis.disconnect();
+    throw err;
+  });
+
+  const agentTimer = setInterval(() => {
+    fleet.expireAgents();
+    void fleet.checkAgents().catch((err: unknown) => logger.warn({ err }, "agent check failed"));
+  }, options.agentCheckIntervalMs);
+  agentTimer.unref();
+
+  slots.start();
+  const publisher = new CounterPublisher({
+    redis,
+    prefix,
+    gatewayId: options.id,
+    periodMs: options.publishPeriodMs,
+    ttlMs: options.counterTtlMs,
+    logger,
+    source: {
+      *revisions() {
+        for (const d of dispatchers.values()) {
+          yield { ref: d.ref, stats: d.stats, instances: () => d.instances() };
+        }
+      },
+    },
+    onTick() {
+      for (const [ref, d] of dispatchers) {
+        d.tick();
+        if (d.queued === 0 && d.stats.idleFor(IDLE_REVISION_MS)) dispatchers.delete(ref);
+      }
+    },
+  });
+  publisher.start();
+
+  // --- User traffic.
+  const app = new Hono<{ Bindings: HttpBindings }>();
+  app.all("*", async (c) => {
+    await proxyHttp(ctx, c.env.incoming, c.env.outgoing);
+    return RESPONSE_ALREADY_SENT;
+  });
+  const server = createAdaptorServer({
+    fetch: app.fetch,
+    // The proxy consumes request bodies itself (streaming them to the instance).
+    autoCleanupIncoming: false,
+    serverOptions: {
+      // Timeouts are the revision's (timeoutSeconds); uploads may take long.
+      requestTimeout: 0,
+      keepAliveTimeout: 65_000,
+    },
+  }) as Server;
+  const upgrades = new Set<Duplex>();
+  server.on("upgrade", (req, socket: Duplex, head: Buffer) => {
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    void proxyUpgrade(ctx, req, socket, head, (s) => {
+      upgrades.add(s);
+      s.once("close", () => upgrades.delete(s));
+    });
+  });
+  server.on("clientError", (_err, socket: Duplex) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    else socket.destroy();
+  });
+
+  // --- Admin: metrics and probes.
+  const admin = new Hono();
+  admin.get("/healthz", (c) => c.text("ok\n"));
+  admin.get("/readyz", (c) => {
+    const ready = synced && !closing && redis.status === "ready";
+    return c.text(ready ? "ready\n" : "not ready\n", ready ? 200 : 503);
+  });
+  admin.get("/metrics", async (c) => {
+    c.header("content-type", registry.contentType);
+    return c.body(await registry.metrics());
+  });
+  const adminServer = createAdaptorServer({ fetch: admin.fetch }) as Server;
+
+  const teardown = async () => {
+    clearInterval(agentTimer);
+    slots.stop();
+    await watch?.stop();
+    await publisher.stop();
+    await Promise.allSettled([http1.close(), h2c?.close()]);
+    redis.disconnect();
+  };
+
+  try {
+    await listen(server, options.host, options.port);
+    await listen(adminServer, options.adminHost, options.adminPort);
+  } catch (err) {
+    server.close();
+    adminServer.close();
+    await teardown();
+    throw err;
+  }
+  const port = (server.address() as AddressInfo).port;
+  const adminPort = (adminServer.address() as AddressInfo).port;
+  const url = `http://${hostForUrl(options.host)}:${port}`;
+  const adminUrl = `http://${hostForUrl(options.adminHost)}:${adminPort}`;
+  logger.info({ url, adminUrl, domain: options.domain }, "gateway listening");
+
+  let closed: Promise<void> | undefined;
+  return {
+    id: options.id,
+    url,
+    port,
+    adminUrl,
+    options,
+    registry,
+    resync: () => watch?.resyncNow() ?? Promise.resolve(),
+    queued: (namespace, revision) => dispatchers.get(`${namespace}/${revision}`)?.queued ?? 0,
+    publishCounters: () => publisher.publish(),
+    close(graceMs = 10_000) {
+      closed ??= (async () => {
+        closing = true;
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        for (const d of dispatchers.values()) d.close(new ShuttingDownError());
+        // Let requests in flight finish, then cut what is left.
+        const deadline = Date.now() + graceMs;
+        while (
+          Date.now() < deadline &&
+          [...dispatchers.values()].some((d) => d.stats.inflight > 0)
+        ) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        server.closeAllConnections();
+        for (const s of upgrades) s.destroy();
+        await stopped;
+        await new Promise<void>((resolve) => adminServer.close(() => resolve()));
+        adminServer.closeAllConnections();
+        await teardown();
+        logger.info("gateway stopped");
+      })();
+      return closed;
+    },
+  };
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) =>
+      reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+}
