@@ -1,7 +1,6 @@
 /** Skiff's container runtime: revision instances as Docker containers. */
 export { type FailureReason, InstanceError, type InstanceFailure } from "./errors.ts";
 export type { RegistryConfig, ResolvedImage } from "./images.ts";
-export { parseCpu, parseMemory, parseQuantity } from "./quantity.ts";
 export {
   type AdoptedInstance,
   type AdoptResult,

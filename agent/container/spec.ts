@@ -7,8 +7,8 @@
 import type Docker from "dockerode";
 import { z } from "zod";
 import { type Cause, ValidationError } from "../../src/errors.ts";
+import { parseCpu, parseMemory, parseQuantity } from "../../src/model/quantity.ts";
 import type { Container } from "../../src/model/types.ts";
-import { parseCpu, parseMemory } from "./quantity.ts";
 
 /** Docker refuses memory limits below 6 MiB. */
 const MIN_MEMORY = 6 * 2 ** 20;
@@ -21,11 +21,14 @@ export const DEFAULT_CONTAINER_PORT = 8080;
 
 const cpuQuantity = z
   .string()
-  .refine((q) => (parseCpu(q) ?? 0) > 0, 'must be a positive CPU quantity such as "500m" or "1"');
+  .refine(
+    (q) => (parseQuantity(q) ?? 0) > 0,
+    'must be a positive CPU quantity such as "500m" or "1"',
+  );
 const memoryQuantity = z
   .string()
   .refine(
-    (q) => (parseMemory(q) ?? 0) >= MIN_MEMORY,
+    (q) => (parseQuantity(q) ?? 0) >= MIN_MEMORY,
     'must be a memory quantity of at least 6Mi (Docker\'s minimum), such as "128Mi" or "1Gi"',
   );
 const resourceList = z.object({ cpu: cpuQuantity.optional(), memory: memoryQuantity.optional() });
@@ -238,8 +241,9 @@ export function buildCreateOptions(
       ...(memoryRequest && (!memory || memoryRequest <= memory)
         ? { MemoryReservation: memoryRequest }
         : {}),
-      ...(cpu ? { NanoCpus: Math.round(cpu * 1e9) } : {}),
-      ...(cpuRequest ? { CpuShares: Math.max(2, Math.round(cpuRequest * 1024)) } : {}),
+      // parseCpu gives millicores: Docker wants nano-CPUs and shares of 1024 per core.
+      ...(cpu ? { NanoCpus: cpu * 1e6 } : {}),
+      ...(cpuRequest ? { CpuShares: Math.max(2, Math.round((cpuRequest * 1024) / 1000)) } : {}),
       Tmpfs: { "/tmp": tmpfs.join(",") },
       Privileged: false,
       // Drop everything, give back what images that start as root and step down need.

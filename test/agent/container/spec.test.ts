@@ -1,7 +1,6 @@
 /** Pure parts of the container runtime: quantities, spec validation, env and create options. */
 import { describe, expect, test } from "vitest";
 import { registryOf } from "../../../agent/container/images.ts";
-import { parseCpu, parseMemory } from "../../../agent/container/quantity.ts";
 import { ContainerRuntime } from "../../../agent/container/runtime.ts";
 import {
   buildCreateOptions,
@@ -51,23 +50,6 @@ function validationError(fn: () => unknown): ValidationError {
   }
   throw new Error("expected a ValidationError");
 }
-
-describe("quantities", () => {
-  test("parses Kubernetes CPU quantities into cores", () => {
-    expect(parseCpu("500m")).toBe(0.5);
-    expect(parseCpu("2")).toBe(2);
-    expect(parseCpu("1.5")).toBe(1.5);
-    expect(parseCpu("lots")).toBeUndefined();
-  });
-
-  test("parses Kubernetes memory quantities into bytes", () => {
-    expect(parseMemory("128Mi")).toBe(128 * 2 ** 20);
-    expect(parseMemory("1Gi")).toBe(2 ** 30);
-    expect(parseMemory("500M")).toBe(500_000_000);
-    expect(parseMemory("1e3")).toBe(1000);
-    expect(parseMemory("12Qi")).toBeUndefined();
-  });
-});
 
 describe("image references", () => {
   test("finds the registry host of a reference, Docker Hub when there is none", () => {
