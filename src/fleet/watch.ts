@@ -1,15 +1,9 @@
 /**
  * Edge- plus level-triggered reaction to one fleet channel, the same pattern
- * as the store's watchAndResync (src/store/resync.ts): subscribe first, then
- * resync at start, every `intervalMs` (jittered) and whenever the subscriber
- * came back after a loss. Messages make reactions fast, resyncs make a lost
- * message harmless. Handlers never run concurrently; resync requests that
- * pile up while one waits collapse into it.
+ * as the store's watchAndResync, run by the same loop (src/store/resync.ts).
  */
-import { z } from "zod";
-import { ValidationError } from "../errors.ts";
-import { type Logger, silentLogger } from "../logging.ts";
-import type { ResyncReason } from "../store/resync.ts";
+import type { Logger } from "../logging.ts";
+import { type ResyncReason, startResyncLoop } from "../store/resync.ts";
 import type { Fleet, FleetChannel } from "./fleet.ts";
 
 export interface WatchFleetOptions {
@@ -33,86 +27,20 @@ export interface FleetWatch {
   stop(): Promise<void>;
 }
 
-const optionsSchema = z.object({
-  intervalMs: z.number().int().min(1).default(30_000),
-  jitter: z.number().min(0).max(1).default(0.2),
-});
-
 /** Subscribes, then resyncs once; resolves when that first resync has run. */
-export async function watchFleet(options: WatchFleetOptions): Promise<FleetWatch> {
-  const parsed = optionsSchema.safeParse({
-    intervalMs: options.intervalMs,
-    jitter: options.jitter,
+export function watchFleet(options: WatchFleetOptions): Promise<FleetWatch> {
+  const { fleet, filter } = options;
+  return startResyncLoop<string>({
+    subscribe: (handler) =>
+      fleet.subscribe(options.channel, (message) => {
+        if (!filter || filter(message)) handler(message);
+      }),
+    onResubscribe: (listener) => fleet.onResubscribe(listener),
+    onMessage: options.onMessage,
+    resync: options.resync,
+    ...(options.intervalMs !== undefined ? { intervalMs: options.intervalMs } : {}),
+    ...(options.jitter !== undefined ? { jitter: options.jitter } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+    name: "WatchFleet",
   });
-  if (!parsed.success) {
-    throw ValidationError.of(
-      parsed.error.issues.map((i) => ({ field: i.path.join("."), message: i.message })),
-      { kind: "WatchFleet", name: "options" },
-    );
-  }
-  const { intervalMs, jitter } = parsed.data;
-  const { fleet, onMessage, resync, filter } = options;
-  const log = options.logger ?? silentLogger;
-
-  let stopped = false;
-  let tail: Promise<void> = Promise.resolve();
-  let waiting: { promise: Promise<void>; reason: ResyncReason } | undefined;
-  let timer: NodeJS.Timeout | undefined;
-
-  const enqueue = (task: () => void | Promise<void>, what: string): Promise<void> => {
-    tail = tail.then(async () => {
-      if (stopped) return;
-      try {
-        await task();
-      } catch (err) {
-        log.error({ err }, `${what} failed`);
-      }
-    });
-    return tail;
-  };
-
-  const requestResync = (reason: ResyncReason): Promise<void> => {
-    if (waiting) {
-      if (reason !== "interval") waiting.reason = reason;
-      return waiting.promise;
-    }
-    const entry = { promise: Promise.resolve(), reason };
-    entry.promise = enqueue(() => {
-      waiting = undefined;
-      return resync(entry.reason);
-    }, "fleet resync");
-    waiting = entry;
-    return entry.promise;
-  };
-
-  const schedule = () => {
-    if (stopped) return;
-    const delay = intervalMs * (1 - jitter + 2 * jitter * Math.random());
-    timer = setTimeout(() => {
-      void requestResync("interval").then(schedule);
-    }, delay);
-    timer.unref();
-  };
-
-  const unsubscribe = await fleet.subscribe(options.channel, (message) => {
-    if (filter && !filter(message)) return;
-    void enqueue(() => onMessage(message), "fleet message handler");
-  });
-  const offResubscribe = fleet.onResubscribe(() => {
-    void requestResync("resubscribe");
-  });
-  await requestResync("start");
-  schedule();
-
-  return {
-    resyncNow: () => (stopped ? Promise.resolve() : requestResync("manual")),
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      offResubscribe();
-      await unsubscribe();
-      await tail;
-    },
-  };
 }

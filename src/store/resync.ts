@@ -45,8 +45,27 @@ const optionsSchema = z.object({
   jitter: z.number().min(0).max(1).default(0.2),
 });
 
-/** Subscribes, then resyncs once; resolves when that first resync has run. */
-export async function watchAndResync(options: WatchAndResyncOptions): Promise<WatchAndResync> {
+/** Any source of change notices: the store's events, a fleet channel, ... */
+export interface ResyncLoopOptions<M> {
+  /** Start delivering notices to `handler`; resolves once live, with an unsubscribe. */
+  subscribe(handler: (message: M) => void): Promise<() => void | Promise<void>>;
+  /** Called back when the subscription was lost and is live again (notices were missed). */
+  onResubscribe?(listener: () => void): () => void;
+  onMessage(message: M): void | Promise<void>;
+  resync(reason: ResyncReason): void | Promise<void>;
+  intervalMs?: number;
+  jitter?: number;
+  logger?: Logger;
+  /** Names the loop in option errors and logs. */
+  name: string;
+}
+
+/**
+ * The one edge + level loop: subscribes, then resyncs once; resolves when that
+ * first resync has run. Notices and resyncs share one queue, so handlers never
+ * overlap, and resync requests that pile up while one waits collapse into it.
+ */
+export async function startResyncLoop<M>(options: ResyncLoopOptions<M>): Promise<WatchAndResync> {
   const parsed = optionsSchema.safeParse({
     intervalMs: options.intervalMs,
     jitter: options.jitter,
@@ -54,11 +73,11 @@ export async function watchAndResync(options: WatchAndResyncOptions): Promise<Wa
   if (!parsed.success) {
     throw ValidationError.of(
       parsed.error.issues.map((i) => ({ field: i.path.join("."), message: i.message })),
-      { kind: "WatchAndResync", name: "options" },
+      { kind: options.name, name: "options" },
     );
   }
   const { intervalMs, jitter } = parsed.data;
-  const { store, onEvent, resync } = options;
+  const { onMessage, resync } = options;
   const log = options.logger ?? silentLogger;
 
   let stopped = false;
@@ -72,7 +91,7 @@ export async function watchAndResync(options: WatchAndResyncOptions): Promise<Wa
       try {
         await task();
       } catch (err) {
-        log.error({ err }, `${what} failed`);
+        log.error({ err }, `${options.name}: ${what} failed`);
       }
     });
     return tail;
@@ -108,10 +127,10 @@ export async function watchAndResync(options: WatchAndResyncOptions): Promise<Wa
   };
 
   // Subscribe before the first resync, so nothing falls between the two.
-  const unwatch = await store.watch((event) => {
-    void enqueue(() => onEvent(event), "event handler");
+  const unsubscribe = await options.subscribe((message) => {
+    void enqueue(() => onMessage(message), "message handler");
   });
-  const offResubscribe = store.onResubscribe?.(() => {
+  const offResubscribe = options.onResubscribe?.(() => {
     void requestResync("resubscribe");
   });
   await requestResync("start");
@@ -124,8 +143,23 @@ export async function watchAndResync(options: WatchAndResyncOptions): Promise<Wa
       stopped = true;
       if (timer) clearTimeout(timer);
       offResubscribe?.();
-      await unwatch();
+      await unsubscribe();
       await tail;
     },
   };
+}
+
+/** Subscribes to the store's events, then resyncs once; resolves when that first resync has run. */
+export function watchAndResync(options: WatchAndResyncOptions): Promise<WatchAndResync> {
+  const { store } = options;
+  return startResyncLoop<StoreEvent>({
+    subscribe: (handler) => store.watch(handler),
+    ...(store.onResubscribe ? { onResubscribe: (l) => store.onResubscribe!(l) } : {}),
+    onMessage: options.onEvent,
+    resync: options.resync,
+    ...(options.intervalMs !== undefined ? { intervalMs: options.intervalMs } : {}),
+    ...(options.jitter !== undefined ? { jitter: options.jitter } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+    name: "WatchAndResync",
+  });
 }
