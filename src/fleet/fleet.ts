@@ -12,6 +12,7 @@ import { Redis } from "ioredis";
 import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
+import { quitRedis } from "../redis.ts";
 import { type FleetKeys, fleetKeys, parseRevisionRef, revisionRef } from "./keys.ts";
 import {
   agentRecordSchema,
@@ -488,16 +489,8 @@ export class Fleet {
     this.#closed = true;
     this.#handlers.clear();
     this.#resubscribeListeners.clear();
-    const quit = async (r: Redis) => {
-      if (r.status !== "ready") return r.disconnect();
-      try {
-        await r.quit();
-      } catch {
-        r.disconnect();
-      }
-    };
-    if (this.#subscriber) await quit(this.#subscriber);
-    if (this.#owned) await quit(this.#redis);
+    if (this.#subscriber) await quitRedis(this.#subscriber);
+    if (this.#owned) await quitRedis(this.#redis);
   }
 
   // ---- helpers -------------------------------------------------------------

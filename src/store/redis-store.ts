@@ -19,6 +19,7 @@ import {
 } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
 import { KINDS, type Plural, type Resource, type ResourceOf } from "../model/types.ts";
+import { quitRedis } from "../redis.ts";
 import { checkSegment, type KeySpace, keySpace } from "./keys.ts";
 import { COMMIT, LIST } from "./scripts.ts";
 import type { CommitResult, ListOptions, Store, StoreEvent, TransactOptions, Tx } from "./store.ts";
@@ -601,16 +602,7 @@ class RedisStoreImpl implements RedisStore {
     this.#closed = true;
     this.#handlers.clear();
     this.#resubscribeListeners.clear();
-    // QUIT lets pending replies arrive; a connection that is not up is just dropped.
-    const quit = async (r: Redis) => {
-      if (r.status !== "ready") return r.disconnect();
-      try {
-        await r.quit();
-      } catch {
-        r.disconnect();
-      }
-    };
-    if (this.#subscriber) await quit(this.#subscriber);
-    if (this.#owned) await quit(this.#redis);
+    if (this.#subscriber) await quitRedis(this.#subscriber);
+    if (this.#owned) await quitRedis(this.#redis);
   }
 }
