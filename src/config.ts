@@ -6,17 +6,11 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { gcSettingsSchema } from "../scaler/gc.ts";
 import { BadRequestError } from "./errors.ts";
+import { scalingDefaultsSchema } from "./model/scaling.ts";
 
 const MiB = 1024 * 1024;
-
-const listen = (port: number) =>
-  z
-    .object({
-      host: z.string().min(1).default("127.0.0.1"),
-      port: z.coerce.number().int().min(0).max(65535).default(port),
-    })
-    .prefault({});
 
 export const configSchema = z.object({
   /** Redis holding every object, routing table and counter. */
@@ -47,7 +41,76 @@ export const configSchema = z.object({
         .default(8 * MiB),
     })
     .prefault({}),
-  gateway: listen(8080),
+  /**
+   * The gateway (`skiff gateway`, and the one in `skiff up`). Fields left out
+   * take the gateway's own defaults (gateway/options.ts), which also checks
+   * their ranges.
+   */
+  gateway: z
+    .object({
+      host: z.string().min(1).default("127.0.0.1"),
+      port: z.coerce.number().int().min(0).max(65535).default(8080),
+      /** /metrics, /healthz, /readyz: never on the user-facing port. */
+      adminHost: z.string().min(1).default("127.0.0.1"),
+      adminPort: z.coerce.number().int().min(0).max(65535).default(8081),
+      queueDepth: z.coerce.number().int().optional(),
+      publishPeriodMs: z.coerce.number().int().optional(),
+      counterTtlMs: z.coerce.number().int().optional(),
+      resyncIntervalMs: z.coerce.number().int().optional(),
+      agentCheckIntervalMs: z.coerce.number().int().optional(),
+      slotLeaseMs: z.coerce.number().int().optional(),
+      activationTtlMs: z.coerce.number().int().optional(),
+      trustForwardedHeaders: z.boolean().optional(),
+    })
+    .prefault({}),
+  /**
+   * The agent `skiff up` runs (`skiff agent` takes flags). Fields left out take
+   * the agent's own defaults (agent/options.ts).
+   */
+  agent: z
+    .object({
+      /** Stable agent id (default: derived from hostname and data address). */
+      id: z.string().min(1).optional(),
+      /** /healthz, /readyz, /metrics. */
+      host: z.string().min(1).default("127.0.0.1"),
+      port: z.coerce.number().int().min(0).max(65535).default(8091),
+      /** Data address: instances listen here and gateways connect here. */
+      address: z.string().min(1).default("127.0.0.1"),
+      /** false: isolates only, never ask Docker. */
+      containers: z.boolean().default(true),
+      dockerSocket: z.string().min(1).optional(),
+      isolateProcesses: z.coerce.number().int().optional(),
+      heartbeatIntervalMs: z.coerce.number().int().optional(),
+      heartbeatTtlMs: z.coerce.number().int().optional(),
+      resyncIntervalMs: z.coerce.number().int().optional(),
+      drainDelayMs: z.coerce.number().int().optional(),
+      startupTimeoutMs: z.coerce.number().int().optional(),
+    })
+    .prefault({}),
+  /**
+   * Global autoscaler settings (Knative's config-autoscaler): stableWindow,
+   * scaleToZeroGracePeriod, tickInterval, targetConcurrency, ... Durations as
+   * Go durations ("60s") or milliseconds. Per-revision annotations override
+   * the per-revision ones.
+   */
+  autoscaler: scalingDefaultsSchema.prefault({}),
+  /** The scaler process (`skiff scaler`): admin listener, leader lease, resync and GC. */
+  scaler: z
+    .object({
+      host: z.string().min(1).default("127.0.0.1"),
+      port: z.coerce.number().int().min(0).max(65535).default(8092),
+      /** Leader lease; a standby takes over within about this long. */
+      leaseMs: z.coerce.number().int().min(300).max(600_000).default(3_000),
+      /** How often gateway counters are read (default 1 s, or the tick interval when shorter). */
+      scrapeIntervalMs: z.coerce.number().int().min(100).max(1_000).optional(),
+      /** Full re-read of objects, agents and routing tables. */
+      resyncIntervalMs: z.coerce.number().int().min(200).default(10_000),
+      /** Revision garbage collection period. */
+      gcIntervalMs: z.coerce.number().int().min(1_000).default(60_000),
+      /** Knative's config-gc: retainSinceCreateTime, retainSinceLastActiveTime, min/maxNonActiveRevisions. */
+      gc: gcSettingsSchema.prefault({}),
+    })
+    .prefault({}),
   limits: z
     .object({
       /** Largest worker source (all modules together). */
@@ -85,15 +148,43 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** "stableWindow" -> "STABLE_WINDOW". */
+const envName = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+
+/** An env value as the autoscaler schema takes it: numbers and booleans typed, durations as text. */
+function envValue(text: string): unknown {
+  if (/^[+-]?(\d+\.?\d*|\.\d+)$/.test(text.trim())) return Number(text);
+  if (text === "true" || text === "false") return text === "true";
+  return text;
+}
+
+/** Every autoscaler setting from SKIFF_AUTOSCALER_{KEY} (e.g. SKIFF_AUTOSCALER_STABLE_WINDOW=6s). */
+function autoscalerFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(scalingDefaultsSchema.shape)) {
+    const text = env[`SKIFF_AUTOSCALER_${envName(key)}`];
+    if (text) out[key] = envValue(text);
+  }
+  return out;
+}
+
 /** Settings read from SKIFF_* environment variables (and REDIS_URL); empty means unset. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const v = (name: string) => env[name] || undefined;
   return mergeConfig({
+    autoscaler: autoscalerFromEnv(env),
+    scaler: { host: v("SKIFF_SCALER_HOST"), port: v("SKIFF_SCALER_PORT") },
     redisUrl: v("REDIS_URL"),
     redisPrefix: v("SKIFF_REDIS_PREFIX"),
     domain: v("SKIFF_DOMAIN"),
     api: { token: v("SKIFF_TOKEN"), port: v("SKIFF_API_PORT"), host: v("SKIFF_API_HOST") },
-    gateway: { port: v("SKIFF_GATEWAY_PORT"), host: v("SKIFF_GATEWAY_HOST") },
+    gateway: {
+      port: v("SKIFF_GATEWAY_PORT"),
+      host: v("SKIFF_GATEWAY_HOST"),
+      adminPort: v("SKIFF_GATEWAY_ADMIN_PORT"),
+      adminHost: v("SKIFF_GATEWAY_ADMIN_HOST"),
+    },
+    agent: { port: v("SKIFF_AGENT_PORT"), host: v("SKIFF_AGENT_HOST") },
     log: { level: v("SKIFF_LOG_LEVEL") },
   });
 }

@@ -1,0 +1,65 @@
+/**
+ * One consistent-enough look at the fleet for a scaling pass: the live
+ * agents (dead ones are pruned on the way, their endpoints withdrawn), what
+ * the scaler wants on each (desired sets), what each agent reports, and the
+ * ready endpoints of every revision, keyed "{ns}/{rev}".
+ */
+import type { Fleet } from "../src/fleet/fleet.ts";
+import { revisionRef } from "../src/fleet/keys.ts";
+import type { AgentRecord, DesiredInstance, Endpoint, InstanceStatus } from "../src/fleet/types.ts";
+
+export interface FleetView {
+  /** Live agents (heartbeat within its TTL), draining ones included. */
+  agents: AgentRecord[];
+  byId: Map<string, AgentRecord>;
+  /** agent id -> the instances the scaler wants there. */
+  desired: Map<string, DesiredInstance[]>;
+  /** instance id -> the agent's report on it. */
+  statuses: Map<string, InstanceStatus>;
+  /** "{ns}/{rev}" -> ready endpoints on live agents. */
+  endpoints: Map<string, Endpoint[]>;
+}
+
+export async function readFleetView(fleet: Fleet): Promise<FleetView> {
+  const agents = await fleet.listLiveAgents();
+  const byId = new Map(agents.map((a) => [a.id, a]));
+  const [desiredLists, statusLists, allEndpoints] = await Promise.all([
+    Promise.all(agents.map((a) => fleet.readDesired(a.id))),
+    Promise.all(agents.map((a) => fleet.readInstanceStatuses(a.id))),
+    fleet.readAllEndpoints(),
+  ]);
+  const desired = new Map<string, DesiredInstance[]>();
+  agents.forEach((a, i) => {
+    desired.set(a.id, desiredLists[i] ?? []);
+  });
+  const statuses = new Map<string, InstanceStatus>();
+  for (const list of statusLists) for (const s of list) statuses.set(s.id, s);
+  const endpoints = new Map<string, Endpoint[]>();
+  for (const [ref, list] of allEndpoints) {
+    // An endpoint counts only while its agent is alive (gateways apply the same rule).
+    const live = list.filter((e) => byId.has(e.agentId));
+    if (live.length > 0) endpoints.set(ref, live);
+  }
+  return { agents, byId, desired, statuses, endpoints };
+}
+
+/** Ready instances of a revision: its endpoints on live agents. */
+export function readyCount(view: FleetView, ref: string): number {
+  return view.endpoints.get(ref)?.length ?? 0;
+}
+
+/** Every desired instance with its agent, keyed by revision ref. */
+export function desiredByRevision(
+  view: FleetView,
+): Map<string, { agentId: string; instance: DesiredInstance }[]> {
+  const out = new Map<string, { agentId: string; instance: DesiredInstance }[]>();
+  for (const [agentId, list] of view.desired) {
+    for (const instance of list) {
+      const ref = revisionRef(instance.namespace, instance.revision);
+      const arr = out.get(ref) ?? [];
+      arr.push({ agentId, instance });
+      out.set(ref, arr);
+    }
+  }
+  return out;
+}

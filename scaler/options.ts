@@ -1,0 +1,134 @@
+/**
+ * Options of the running scaler (`skiff scaler`), validated once at the
+ * boundary with zod; inside, they are trusted. The autoscaler's global
+ * defaults (Knative's config-autoscaler) come from the model's
+ * scalingDefaultsSchema, so the config file, the CLI flags and `skiff up`
+ * share one definition.
+ */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { z } from "zod";
+import type { SkiffConfig } from "../src/config.ts";
+import { ValidationError } from "../src/errors.ts";
+import type { Logger } from "../src/logging.ts";
+import { Registry } from "../src/metrics.ts";
+import { scalingDefaultsSchema } from "../src/model/scaling.ts";
+import { gcSettingsSchema } from "./gc.ts";
+import { placementOptionsSchema } from "./placement.ts";
+
+const port = z.number().int().min(0).max(65535);
+const ms = (min: number, max: number) => z.number().int().min(min).max(max);
+
+export const scalerOptionsSchema = z
+  .object({
+    redisUrl: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
+      .default("redis://127.0.0.1:6379"),
+    redisPrefix: z
+      .string()
+      .regex(/^\S+$/, 'must be a non-empty prefix without spaces, e.g. "skiff:"')
+      .default("skiff:"),
+    /** Names this replica in the leader lease and logs; unique per running scaler. */
+    id: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/,
+        'use letters, digits, ".", "_" and "-" (e.g. "scaler-host1")',
+      )
+      .optional(),
+    /** /healthz, /readyz and /metrics. */
+    host: z.string().min(1).default("127.0.0.1"),
+    port: port.default(8092),
+    /** Used in the URLs of Route/Service status and in routing hosts. */
+    domain: z
+      .string()
+      .regex(
+        /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
+        'a DNS name such as "example.com"',
+      )
+      .default("localhost"),
+    urlScheme: z.enum(["http", "https"]).default("http"),
+    /** Global autoscaler settings (stable window, grace period, tick interval, ...). */
+    autoscaler: scalingDefaultsSchema.prefault({}),
+    /** The leader lease: a standby takes over within about this long of the leader dying. */
+    leaseMs: ms(300, 600_000).default(3_000),
+    /**
+     * How often the gateways' counters are read into 1-second buckets
+     * (default: every second, or every tick when ticks are faster). Knative
+     * scrapes every second; faster gives no finer buckets.
+     */
+    scrapeIntervalMs: ms(100, 1_000).optional(),
+    /** Level-triggered re-read of every object, agent and routing table. */
+    resyncIntervalMs: ms(200, 3_600_000).default(10_000),
+    /** Revision garbage collection period (Knative's defaults in `gc`). */
+    gcIntervalMs: ms(1_000, 86_400_000).default(60_000),
+    gc: gcSettingsSchema.prefault({}),
+    /** Requests assumed for instances whose revision names none. */
+    placement: placementOptionsSchema.prefault({}),
+    /** A revision started from zero that shows no ready instance this long goes back to zero. */
+    activationTimeoutMs: ms(1_000, 3_600_000).default(610_000),
+    logger: z
+      .custom<Logger>(
+        (v) => typeof v === "object" && v !== null && typeof (v as Logger).warn === "function",
+        "must be a pino logger",
+      )
+      .optional(),
+    registry: z
+      .custom<Registry>((v) => v instanceof Registry, "must be a prom-client Registry")
+      .optional(),
+  })
+  .transform((o) => ({
+    ...o,
+    scrapeIntervalMs:
+      o.scrapeIntervalMs ?? Math.max(100, Math.min(1_000, o.autoscaler.tickInterval)),
+  }))
+  .refine((o) => o.scrapeIntervalMs <= Math.max(100, o.autoscaler.tickInterval), {
+    message: "must not be longer than autoscaler.tickInterval",
+    path: ["scrapeIntervalMs"],
+  });
+
+export type ScalerOptionsInput = z.input<typeof scalerOptionsSchema>;
+export type ScalerOptions = z.output<typeof scalerOptionsSchema> & { id: string };
+
+export function defaultScalerId(): string {
+  const host = hostname()
+    .replace(/[^A-Za-z0-9._-]/g, "-")
+    .slice(0, 60);
+  return `${host || "scaler"}-${randomBytes(3).toString("hex")}`;
+}
+
+export function parseScalerOptions(input: ScalerOptionsInput = {}): ScalerOptions {
+  const parsed = scalerOptionsSchema.safeParse(input);
+  if (!parsed.success) {
+    throw ValidationError.of(
+      parsed.error.issues.map((i) => ({
+        field: i.path.map(String).join("."),
+        message: i.message,
+        reason: "FieldValueInvalid",
+      })),
+      { kind: "ScalerOptions", name: "options" },
+    );
+  }
+  return { ...parsed.data, id: parsed.data.id ?? defaultScalerId() };
+}
+
+/** Scaler options from the global configuration (file, env and flags already merged). */
+export function scalerOptionsFromConfig(config: SkiffConfig): ScalerOptionsInput {
+  return {
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
+    domain: config.domain,
+    urlScheme: config.urlScheme,
+    host: config.scaler.host,
+    port: config.scaler.port,
+    autoscaler: config.autoscaler,
+    leaseMs: config.scaler.leaseMs,
+    ...(config.scaler.scrapeIntervalMs === undefined
+      ? {}
+      : { scrapeIntervalMs: config.scaler.scrapeIntervalMs }),
+    resyncIntervalMs: config.scaler.resyncIntervalMs,
+    gcIntervalMs: config.scaler.gcIntervalMs,
+    gc: config.scaler.gc,
+  };
+}

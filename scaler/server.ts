@@ -1,0 +1,245 @@
+/**
+ * `skiff scaler`: the scaler as a process. Several may run; they contend for
+ * a Redis lease (leader.ts) and only the holder acts (scaler.ts). Leadership
+ * won starts a fresh ScalerLoop; leadership lost stops it at once (and the
+ * lease check in every desired-set write refuses anything still on its way).
+ * /healthz, /readyz and /metrics are served on host:port whatever the role.
+ */
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { Hono } from "hono";
+import { Redis } from "ioredis";
+import { Fleet } from "../src/fleet/fleet.ts";
+import { createLogger, type Logger } from "../src/logging.ts";
+import { createRegistry, type Registry } from "../src/metrics.ts";
+import { createRedisStore, type RedisStore } from "../src/store/index.ts";
+import { type LeaderElection, type Leadership, startLeaderElection } from "./leader.ts";
+import { scalerMetrics } from "./metrics.ts";
+import { parseScalerOptions, type ScalerOptions, type ScalerOptionsInput } from "./options.ts";
+import { type RevisionScaleState, ScalerLoop } from "./scaler.ts";
+
+export interface StartScalerOptions extends ScalerOptionsInput {
+  /** Stop on SIGTERM and SIGINT (the CLI sets this). Default false. */
+  handleSignals?: boolean;
+}
+
+export interface RunningScaler {
+  readonly id: string;
+  readonly options: ScalerOptions;
+  /** http://host:port of /healthz, /readyz, /metrics. */
+  readonly adminUrl: string;
+  readonly registry: Registry;
+  readonly isLeader: boolean;
+  readonly leadership: Leadership | undefined;
+  /** Resolves once this scaler leads and its first pass ran. */
+  whenLeading(): Promise<void>;
+  /** Leader only: run a scaling pass now (no-op on a standby). */
+  tickNow(): Promise<void>;
+  /** Leader only: read the gateways' counters now. */
+  scrapeNow(): Promise<void>;
+  /** Leader only: re-read every object and reconcile every route now. */
+  resyncNow(): Promise<void>;
+  /** Leader only: run revision garbage collection now. */
+  collectNow(): Promise<void>;
+  /** Leader only: the last pass's numbers for "{ns}/{rev}". */
+  revisionState(ref: string): RevisionScaleState | undefined;
+  /**
+   * Stop acting and close. `release: false` keeps the lease until it expires
+   * (what a crash looks like to the standby).
+   */
+  stop(options?: { release?: boolean }): Promise<void>;
+}
+
+/** The lease key of an install's scalers. */
+export const leaderKey = (prefix: string) => `${prefix}scaler:leader`;
+
+export async function startScaler(input: StartScalerOptions = {}): Promise<RunningScaler> {
+  const { handleSignals = false, ...rest } = input;
+  const options = parseScalerOptions(rest);
+  const log: Logger = (options.logger ?? createLogger({ component: "scaler" })).child({
+    scaler: options.id,
+  });
+  const registry = options.registry ?? createRegistry({ component: "scaler", defaults: true });
+  const metrics = scalerMetrics(registry);
+  metrics.leader.set(0);
+
+  const connect = async (name: string) => {
+    const r = new Redis(options.redisUrl, {
+      lazyConnect: true,
+      connectionName: name,
+      maxRetriesPerRequest: 2,
+      retryStrategy: (times: number) =>
+        Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
+    });
+    r.on("error", (err: Error) => log.warn({ err, connection: name }, "redis connection error"));
+    try {
+      await r.connect();
+    } catch (err) {
+      r.disconnect();
+      throw new Error(`cannot reach Redis at ${options.redisUrl}: ${(err as Error).message}`);
+    }
+    return r;
+  };
+  const redis = await connect("skiff-scaler");
+  let leaseRedis: Redis;
+  try {
+    leaseRedis = await connect("skiff-scaler:lease");
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+  const store: RedisStore = await createRedisStore({
+    redis,
+    prefix: options.redisPrefix,
+    logger: log,
+  });
+  const fleet = new Fleet({ redis, prefix: options.redisPrefix, logger: log });
+
+  let loop: ScalerLoop | undefined;
+  let starting: Promise<void> | undefined;
+  let leading = false;
+  const waiters: (() => void)[] = [];
+  let closed = false;
+
+  const onElected = async (l: Leadership) => {
+    const next = new ScalerLoop({
+      options,
+      redis,
+      store,
+      fleet,
+      leaseKey: leaderKey(options.redisPrefix),
+      leaseValue: () => (election.leadership?.value === l.value ? l.value : undefined),
+      metrics,
+      logger: log.child({ fencingToken: l.fencingToken }),
+    });
+    loop = next;
+    metrics.leader.set(1);
+    starting = next.start().then(
+      () => {
+        if (loop !== next) return;
+        leading = true;
+        for (const w of waiters.splice(0)) w();
+        log.info({ fencingToken: l.fencingToken }, "leading: scaling");
+      },
+      (err: unknown) => log.error({ err }, "starting the scaler loop failed"),
+    );
+    await starting;
+  };
+  const onDeposed = async () => {
+    metrics.leader.set(0);
+    leading = false;
+    const current = loop;
+    loop = undefined;
+    await current?.stop();
+  };
+
+  const election: LeaderElection = startLeaderElection({
+    redis: leaseRedis,
+    key: leaderKey(options.redisPrefix),
+    id: options.id,
+    leaseMs: options.leaseMs,
+    onElected,
+    onDeposed,
+    logger: log,
+  });
+
+  const app = new Hono();
+  app.get("/healthz", (c) => c.text("ok"));
+  app.get("/readyz", async (c) => {
+    try {
+      await redis.ping();
+    } catch (err) {
+      return c.text(`not ready: redis: ${(err as Error).message}`, 503);
+    }
+    if (election.isLeader && !leading) return c.text("not ready: leader starting", 503);
+    return c.text(election.isLeader ? "ok (leader)" : "ok (standby)");
+  });
+  app.get("/metrics", async (c) => {
+    c.header("content-type", registry.contentType);
+    return c.body(await registry.metrics());
+  });
+  const server = serve({ fetch: app.fetch, hostname: options.host, port: options.port });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("listening", resolve);
+      server.once("error", (err) =>
+        reject(
+          new Error(`scaler cannot listen on ${options.host}:${options.port}: ${err.message}`),
+        ),
+      );
+    });
+  } catch (err) {
+    await election.stop();
+    await store.close().catch(() => {});
+    await fleet.close().catch(() => {});
+    redis.disconnect();
+    leaseRedis.disconnect();
+    throw err;
+  }
+  const { port } = server.address() as AddressInfo;
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  const adminUrl = `http://${host}:${port}`;
+  log.info({ adminUrl }, "scaler listening");
+
+  let stopping: Promise<void> | undefined;
+  const stop = ({ release = true }: { release?: boolean } = {}) => {
+    stopping ??= (async () => {
+      closed = true;
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+      await election.stop({ release });
+      await starting?.catch(() => {});
+      await loop?.stop();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      await fleet.close().catch(() => {});
+      await store.close().catch(() => {});
+      await redis.quit().catch(() => redis.disconnect());
+      await leaseRedis.quit().catch(() => leaseRedis.disconnect());
+      for (const w of waiters.splice(0)) w();
+      log.info("scaler stopped");
+    })();
+    return stopping;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal }, "stopping");
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "stop failed");
+        process.exit(1);
+      },
+    );
+  };
+  if (handleSignals) {
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  }
+
+  return {
+    id: options.id,
+    options,
+    adminUrl,
+    registry,
+    get isLeader() {
+      return election.isLeader;
+    },
+    get leadership() {
+      return election.leadership;
+    },
+    whenLeading() {
+      if (leading || closed) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        waiters.push(resolve);
+      });
+    },
+    tickNow: () => loop?.tickNow() ?? Promise.resolve(),
+    scrapeNow: () => loop?.scrapeNow() ?? Promise.resolve(),
+    resyncNow: () => loop?.resyncNow() ?? Promise.resolve(),
+    collectNow: () => loop?.collectNow() ?? Promise.resolve(),
+    revisionState: (ref) => loop?.revisionState(ref),
+    stop,
+  };
+}

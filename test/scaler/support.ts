@@ -1,0 +1,226 @@
+/**
+ * Shared parts of the scaler's closed-loop tests: every component is the real
+ * one (deploy API, agents, gateways, scalers) started in-process over the
+ * run's Redis with one key prefix per file, plus small helpers to deploy
+ * worker Services, read routing tables and poll.
+ *
+ * Autoscaler windows are shortened through the scaler's global settings so a
+ * whole scale-out / scale-to-zero cycle fits in seconds: stable window 6 s
+ * (Knative's minimum), scale-to-zero grace 2 s, decisions every 500 ms.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
+import { Registry } from "prom-client";
+import { Agent as HttpAgent, request } from "undici";
+import { type RunningAgent, startAgent } from "../../agent/server.ts";
+import { type Gateway, startGateway } from "../../gateway/server.ts";
+import { type RunningScaler, type StartScalerOptions, startScaler } from "../../scaler/server.ts";
+import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/control/routing.ts";
+import { createLogger, type Logger, silentLogger } from "../../src/logging.ts";
+import { redisUrl } from "../support/redis.ts";
+
+export const DOMAIN = "localhost";
+
+/** Shortened global autoscaler settings (see the header). */
+export const SHORT_AUTOSCALER = {
+  stableWindow: "6s",
+  scaleToZeroGracePeriod: "2s",
+  tickInterval: "500ms",
+} as const;
+
+/** SKIFF_TEST_SCALER_LOG=debug|info|warn shows the scaler's own log while debugging a test. */
+const scalerLogger = (): Logger => {
+  const level = process.env.SKIFF_TEST_SCALER_LOG;
+  return level ? createLogger({ component: "scaler", level }) : silentLogger;
+};
+
+export function startTestScaler(
+  prefix: string,
+  extra: StartScalerOptions = {},
+): Promise<RunningScaler> {
+  return startScaler({
+    redisUrl: redisUrl(),
+    redisPrefix: prefix,
+    port: 0,
+    domain: DOMAIN,
+    autoscaler: SHORT_AUTOSCALER,
+    scrapeIntervalMs: 500,
+    resyncIntervalMs: 2_000,
+    leaseMs: 1_000,
+    logger: scalerLogger(),
+    registry: new Registry(),
+    ...extra,
+  });
+}
+
+export function startTestAgent(
+  prefix: string,
+  id: string,
+  extra: Parameters<typeof startAgent>[0] = {},
+): Promise<RunningAgent> {
+  return startAgent({
+    redisUrl: redisUrl(),
+    redisPrefix: prefix,
+    id,
+    address: "127.0.0.1",
+    port: 0,
+    containers: false,
+    isolateProcesses: 1,
+    heartbeatIntervalMs: 200,
+    heartbeatTtlMs: 1_000,
+    resyncIntervalMs: 1_000,
+    drainDelayMs: 200,
+    startupTimeoutMs: 15_000,
+    restartBackoff: { initialMs: 500, maxMs: 5_000 },
+    domain: DOMAIN,
+    logger: silentLogger,
+    registry: new Registry(),
+    ...extra,
+  });
+}
+
+export function startTestGateway(prefix: string): Promise<Gateway> {
+  return startGateway({
+    redisUrl: redisUrl(),
+    redisPrefix: prefix,
+    port: 0,
+    adminPort: 0,
+    domain: DOMAIN,
+    resyncIntervalMs: 1_000,
+    logger: silentLogger,
+    registry: new Registry(),
+  });
+}
+
+/**
+ * A worker Service answering "Hello {TARGET}! ({K_REVISION})"; `?sleep=ms`
+ * waits before answering (a slow handler for load tests).
+ */
+export function workerService(
+  name: string,
+  options: { target?: string; annotations?: Record<string, string> } = {},
+) {
+  return {
+    apiVersion: "serving.knative.dev/v1",
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      template: {
+        ...(options.annotations ? { metadata: { annotations: options.annotations } } : {}),
+        spec: {
+          timeoutSeconds: 30,
+          worker: {
+            source: [
+              "export default {",
+              "  async fetch(request, env) {",
+              "    const ms = Number(new URL(request.url).searchParams.get('sleep') ?? 0);",
+              "    if (ms > 0) await new Promise((r) => setTimeout(r, ms));",
+              "    return new Response('Hello ' + env.TARGET + '! (' + env.K_REVISION + ')');",
+              "  },",
+              "};",
+            ].join("\n"),
+            env: [{ name: "TARGET", value: options.target ?? "World" }],
+          },
+        },
+      },
+    },
+  };
+}
+
+/** Every published host -> its entry. */
+export async function routingHosts(
+  redis: Redis,
+  prefix: string,
+): Promise<Record<string, RoutingEntry>> {
+  const all = await redis.hgetall(routingKeys(prefix).hosts);
+  const out: Record<string, RoutingEntry> = {};
+  for (const [host, json] of Object.entries(all)) {
+    const e = parseRoutingEntry(json);
+    if (e) out[host] = e;
+  }
+  return out;
+}
+
+/** host -> "revision:percent" list, compact for assertions. */
+export async function routingSummary(
+  redis: Redis,
+  prefix: string,
+): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const [host, e] of Object.entries(await routingHosts(redis, prefix))) {
+    out[host] = e.targets.map((t) => `${t.revision}:${t.percent}`);
+  }
+  return out;
+}
+
+/**
+ * Wait until the scaler published `host` (optionally with targets passing
+ * `check`), then have the gateway re-read its tables: it applies a routing
+ * message asynchronously, so a request right after the publish could race it.
+ */
+export async function waitRouted(
+  redis: Redis,
+  prefix: string,
+  gateway: Gateway,
+  host: string,
+  check: (targets: string[]) => boolean = () => true,
+  timeoutMs = 15_000,
+): Promise<string[]> {
+  const targets = await waitFor(
+    `${host} routed`,
+    async () => {
+      const t = (await routingSummary(redis, prefix))[host];
+      return t && check(t) ? t : undefined;
+    },
+    timeoutMs,
+  );
+  await gateway.resync();
+  return targets;
+}
+
+/** Poll until `check` returns something other than undefined/false. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 15_000,
+  everyMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`,
+      );
+    }
+    await sleep(everyMs);
+  }
+}
+
+const http = new HttpAgent({ connections: 256 });
+
+export interface Answer {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/** One request through a gateway with the given Host. */
+export async function hit(gatewayUrl: string, host: string, path = "/"): Promise<Answer> {
+  const res = await request(`${gatewayUrl}${path}`, {
+    headers: { host },
+    dispatcher: http,
+    headersTimeout: 60_000,
+    bodyTimeout: 60_000,
+  });
+  return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
+}
+
+export const serviceHost = (service: string, tag?: string) =>
+  tag ? `${tag}-${service}.default.${DOMAIN}` : `${service}.default.${DOMAIN}`;
