@@ -1,25 +1,22 @@
-/**
- * Options of the node agent (`skiff agent`), validated with zod at the
- * boundary; inside, they are trusted. Every default is chosen so that a bare
- * `skiff agent` on a developer machine joins the local Redis and serves on
- * loopback.
- */
-import { Registry } from "prom-client";
 import { z } from "zod";
-import { ValidationError } from "../src/errors.ts";
 import { ID_PATTERN } from "../src/fleet/schemas.ts";
-import type { Logger } from "../src/logging.ts";
+import {
+  domainSchema,
+  loggerSchema,
+  parseOptions,
+  portSchema,
+  redisPrefixSchema,
+  redisUrlSchema,
+  registrySchema,
+} from "../src/options.ts";
 
-const port = z.number().int().min(0).max(65535);
+const port = portSchema;
 const ms = (min: number) => z.number().int().min(min);
 
 export const AgentOptionsSchema = z
   .object({
-    redisUrl: z
-      .string()
-      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
-      .default("redis://127.0.0.1:6379"),
-    redisPrefix: z.string().regex(/^\S+$/, "must be a non-empty prefix").default("skiff:"),
+    redisUrl: redisUrlSchema,
+    redisPrefix: redisPrefixSchema,
     /** Stable agent id; derived from hostname + data address when absent. */
     id: z
       .string()
@@ -84,17 +81,10 @@ export const AgentOptionsSchema = z
     /** A failure on a serving revision stays on its status at least this long. */
     statusHoldMs: ms(0).default(10_000),
     /** Used in the URLs of Route/Service status the agent recomputes. */
-    domain: z.string().min(1).default("localhost"),
+    domain: domainSchema,
     urlScheme: z.enum(["http", "https"]).default("http"),
-    logger: z
-      .custom<Logger>(
-        (v) => typeof v === "object" && v !== null && typeof (v as Logger).info === "function",
-        "must be a pino logger",
-      )
-      .optional(),
-    registry: z
-      .custom<Registry>((v) => v instanceof Registry, "must be a prom-client Registry")
-      .optional(),
+    logger: loggerSchema.optional(),
+    registry: registrySchema.optional(),
   })
   .refine((o) => o.heartbeatTtlMs >= 2 * o.heartbeatIntervalMs, {
     message: "must be at least twice heartbeatIntervalMs, so that one late heartbeat is not death",
@@ -105,14 +95,5 @@ export type AgentOptionsInput = z.input<typeof AgentOptionsSchema>;
 export type AgentOptions = z.output<typeof AgentOptionsSchema>;
 
 export function parseAgentOptions(input: unknown): AgentOptions {
-  const r = AgentOptionsSchema.safeParse(input ?? {});
-  if (r.success) return r.data;
-  throw ValidationError.of(
-    r.error.issues.map((i) => ({
-      field: i.path.map(String).join("."),
-      message: i.message,
-      reason: "FieldValueInvalid",
-    })),
-    { kind: "AgentOptions", name: "options" },
-  );
+  return parseOptions(AgentOptionsSchema, input, "AgentOptions");
 }

@@ -2,31 +2,26 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { z } from "zod";
-import { ValidationError } from "../src/errors.ts";
-import type { Logger } from "../src/logging.ts";
-import { Registry } from "../src/metrics.ts";
+import {
+  domainSchema,
+  loggerSchema,
+  parseOptions,
+  portSchema,
+  redisPrefixSchema,
+  redisUrlSchema,
+  registrySchema,
+  replicaIdSchema,
+} from "../src/options.ts";
 
-const port = z.number().int().min(0).max(65535);
+const port = portSchema;
 const ms = (min: number, max: number) => z.number().int().min(min).max(max);
 
 export const gatewayOptionsSchema = z
   .object({
-    redisUrl: z
-      .string()
-      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
-      .default("redis://127.0.0.1:6379"),
-    redisPrefix: z
-      .string()
-      .regex(/^\S+$/, 'must be a non-empty prefix without spaces, e.g. "skiff:"')
-      .default("skiff:"),
+    redisUrl: redisUrlSchema,
+    redisPrefix: redisPrefixSchema,
     /** Names this replica's counters in Redis; unique per running gateway. */
-    id: z
-      .string()
-      .regex(
-        /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/,
-        'use letters, digits, ".", "_" and "-" (e.g. "gw-host1")',
-      )
-      .optional(),
+    id: replicaIdSchema("gw-host1").optional(),
     /** Where user traffic is served. */
     host: z.string().min(1).default("127.0.0.1"),
     port: port.default(8080),
@@ -34,13 +29,7 @@ export const gatewayOptionsSchema = z
     adminHost: z.string().min(1).default("127.0.0.1"),
     adminPort: port.default(8081),
     /** Hosts are `{service}.{namespace}.{domain}`. */
-    domain: z
-      .string()
-      .regex(
-        /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
-        'a DNS name such as "example.com"',
-      )
-      .default("localhost"),
+    domain: domainSchema,
     /** Requests one revision may hold waiting (no instance or no free slot); 503 beyond. */
     queueDepth: z.number().int().min(1).max(1_000_000).default(10_000),
     /** How often counters go to Redis. */
@@ -60,15 +49,8 @@ export const gatewayOptionsSchema = z
      * when a trusted proxy sits in front. Otherwise they are replaced.
      */
     trustForwardedHeaders: z.boolean().default(false),
-    logger: z
-      .custom<Logger>(
-        (v) => typeof v === "object" && v !== null && typeof (v as Logger).warn === "function",
-        "must be a pino logger",
-      )
-      .optional(),
-    registry: z
-      .custom<Registry>((v) => v instanceof Registry, "must be a prom-client Registry")
-      .optional(),
+    logger: loggerSchema.optional(),
+    registry: registrySchema.optional(),
   })
   .refine((o) => o.counterTtlMs > o.publishPeriodMs, {
     message: "must be longer than publishPeriodMs, or counters would expire between publishes",
@@ -86,16 +68,6 @@ export function defaultGatewayId(): string {
 }
 
 export function parseGatewayOptions(input: GatewayOptionsInput): GatewayOptions {
-  const parsed = gatewayOptionsSchema.safeParse(input);
-  if (!parsed.success) {
-    throw ValidationError.of(
-      parsed.error.issues.map((i) => ({
-        field: i.path.join("."),
-        message: i.message,
-        reason: "FieldValueInvalid",
-      })),
-      { kind: "GatewayOptions", name: "options" },
-    );
-  }
-  return { ...parsed.data, id: parsed.data.id ?? defaultGatewayId() };
+  const data = parseOptions(gatewayOptionsSchema, input, "GatewayOptions");
+  return { ...data, id: data.id ?? defaultGatewayId() };
 }

@@ -9,45 +9,34 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { z } from "zod";
 import type { SkiffConfig } from "../src/config.ts";
-import { ValidationError } from "../src/errors.ts";
-import type { Logger } from "../src/logging.ts";
-import { Registry } from "../src/metrics.ts";
 import { scalingDefaultsSchema } from "../src/model/scaling.ts";
+import {
+  domainSchema,
+  loggerSchema,
+  parseOptions,
+  portSchema,
+  redisPrefixSchema,
+  redisUrlSchema,
+  registrySchema,
+  replicaIdSchema,
+} from "../src/options.ts";
 import { gcSettingsSchema } from "./gc.ts";
 import { placementOptionsSchema } from "./placement.ts";
 
-const port = z.number().int().min(0).max(65535);
+const port = portSchema;
 const ms = (min: number, max: number) => z.number().int().min(min).max(max);
 
 export const scalerOptionsSchema = z
   .object({
-    redisUrl: z
-      .string()
-      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
-      .default("redis://127.0.0.1:6379"),
-    redisPrefix: z
-      .string()
-      .regex(/^\S+$/, 'must be a non-empty prefix without spaces, e.g. "skiff:"')
-      .default("skiff:"),
+    redisUrl: redisUrlSchema,
+    redisPrefix: redisPrefixSchema,
     /** Names this replica in the leader lease and logs; unique per running scaler. */
-    id: z
-      .string()
-      .regex(
-        /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/,
-        'use letters, digits, ".", "_" and "-" (e.g. "scaler-host1")',
-      )
-      .optional(),
+    id: replicaIdSchema("scaler-host1").optional(),
     /** /healthz, /readyz and /metrics. */
     host: z.string().min(1).default("127.0.0.1"),
     port: port.default(8092),
     /** Used in the URLs of Route/Service status and in routing hosts. */
-    domain: z
-      .string()
-      .regex(
-        /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
-        'a DNS name such as "example.com"',
-      )
-      .default("localhost"),
+    domain: domainSchema,
     urlScheme: z.enum(["http", "https"]).default("http"),
     /** Global autoscaler settings (stable window, grace period, tick interval, ...). */
     autoscaler: scalingDefaultsSchema.prefault({}),
@@ -68,15 +57,8 @@ export const scalerOptionsSchema = z
     placement: placementOptionsSchema.prefault({}),
     /** A revision started from zero that shows no ready instance this long goes back to zero. */
     activationTimeoutMs: ms(1_000, 3_600_000).default(610_000),
-    logger: z
-      .custom<Logger>(
-        (v) => typeof v === "object" && v !== null && typeof (v as Logger).warn === "function",
-        "must be a pino logger",
-      )
-      .optional(),
-    registry: z
-      .custom<Registry>((v) => v instanceof Registry, "must be a prom-client Registry")
-      .optional(),
+    logger: loggerSchema.optional(),
+    registry: registrySchema.optional(),
   })
   .transform((o) => ({
     ...o,
@@ -99,18 +81,8 @@ export function defaultScalerId(): string {
 }
 
 export function parseScalerOptions(input: ScalerOptionsInput = {}): ScalerOptions {
-  const parsed = scalerOptionsSchema.safeParse(input);
-  if (!parsed.success) {
-    throw ValidationError.of(
-      parsed.error.issues.map((i) => ({
-        field: i.path.map(String).join("."),
-        message: i.message,
-        reason: "FieldValueInvalid",
-      })),
-      { kind: "ScalerOptions", name: "options" },
-    );
-  }
-  return { ...parsed.data, id: parsed.data.id ?? defaultScalerId() };
+  const data = parseOptions(scalerOptionsSchema, input, "ScalerOptions");
+  return { ...data, id: data.id ?? defaultScalerId() };
 }
 
 /** Scaler options from the global configuration (file, env and flags already merged). */
