@@ -1,30 +1,56 @@
 /**
- * `skiff up`: a complete single-host Skiff in one process. For now it runs the
- * store (REDIS_URL, or a private redis-server with AOF under the state folder)
- * and the deploy API; the gateway, scaler and agent join as they land.
+ * `skiff up` (what `npm start` runs): a complete single-host Skiff in one
+ * process. The store (REDIS_URL, or a private redis-server with AOF under the
+ * state folder), the deploy API, the agent (isolates always, containers when
+ * a Docker engine answers), the scaler and the gateway, each the same code as
+ * its own command, wired to one configuration. Stops in the reverse order of
+ * the data flow: scaler (no new decisions), gateway (requests in flight
+ * finish), agent (instances drained), API, store.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { Redis } from "ioredis";
-import { loadConfig } from "../src/config.ts";
-import { createLogger } from "../src/logging.ts";
+import { pino } from "pino";
+import { type RunningAgent, startAgent } from "../agent/server.ts";
+import { type Gateway, gatewayOptionsFromConfig, startGateway } from "../gateway/server.ts";
+import { scalerOptionsFromConfig } from "../scaler/options.ts";
+import { type RunningScaler, startScaler } from "../scaler/server.ts";
+import {
+  configFromEnv,
+  loadConfig,
+  mergeConfig,
+  readConfigFile,
+  type SkiffConfig,
+} from "../src/config.ts";
+import type { RuntimeKind } from "../src/fleet/types.ts";
+import type { Logger } from "../src/logging.ts";
+import { createRegistry } from "../src/metrics.ts";
 import { type RedisServer, startRedisServer } from "../src/redis-server.ts";
-import { startApiServer } from "./api/server.ts";
+import { type ApiServer, startApiServer } from "./api/server.ts";
 
 export interface UpOptions {
   configFile?: string | undefined;
   stateDir?: string | undefined;
+  /** Highest precedence (flags), in the configuration's shape. */
   overrides?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
   /** Where the human-readable start-up lines go. */
   log?: (line: string) => void;
+  /** Structured logs of every component (default: JSON on stderr at the configured level). */
+  logger?: Logger;
 }
 
 export interface Up {
   apiUrl: string;
+  /** User traffic: http://host:port, services answer on Host {name}.{ns}.{domain}. */
+  gatewayUrl: string;
   /** The token, when this start generated it or it was given. */
   token?: string;
   redisUrl: string;
+  /** What the agent offers: "isolate" always, "container" when Docker answered. */
+  runtimes: RuntimeKind[];
+  config: SkiffConfig;
   close(): Promise<void>;
 }
 
@@ -34,48 +60,163 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
 
 export async function startUp(options: UpOptions = {}): Promise<Up> {
   const log = options.log ?? (() => {});
-  const stateDir = options.stateDir ?? defaultStateDir();
-  const explicitRedis = Boolean(
-    (options.overrides as { redisUrl?: string } | undefined)?.redisUrl || process.env.REDIS_URL,
-  );
-  let redisServer: RedisServer | undefined;
+  const env = options.env ?? process.env;
+  const stateDir = options.stateDir ?? defaultStateDir(env);
+  const configFile = options.configFile ?? env.SKIFF_CONFIG;
   let overrides = options.overrides ?? {};
-  if (!explicitRedis) {
-    const local = await localRedis(stateDir);
-    redisServer = local.server;
-    overrides = { ...overrides, redisUrl: local.url };
+
+  // Redis named anywhere (file, env, flag) is used as is; otherwise a private one.
+  const named = mergeConfig(
+    configFile ? readConfigFile(configFile) : {},
+    configFromEnv(env),
+    overrides,
+  ).redisUrl;
+  let stopRedis: (() => Promise<void>) | undefined;
+  if (!named) {
+    const local = await localRedis(stateDir, env);
+    stopRedis = local.stop;
+    overrides = mergeConfig(overrides, { redisUrl: local.url });
     log(
-      `Store: ${local.reused ? "running" : "started"} redis-server at ${local.url} (data in ${join(stateDir, "redis")}, append-only)`,
+      `Store:    ${local.reused ? "running" : "started"} redis-server at ${local.url} (data in ${join(stateDir, "redis")}, append-only)`,
     );
   }
-  const config = loadConfig({ file: options.configFile, overrides });
-  if (explicitRedis) log(`Store: Redis at ${config.redisUrl}`);
-  const logger = createLogger({ component: "up", level: config.log.level });
-  let api: Awaited<ReturnType<typeof startApiServer>>;
+
+  const stops: { name: string; stop: () => Promise<void> }[] = [];
+  const stopAll = async (logger?: Logger) => {
+    for (const { name, stop } of stops.splice(0).reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        logger?.warn({ err, component: name }, "stop failed");
+      }
+    }
+  };
+  if (stopRedis) stops.push({ name: "redis", stop: stopRedis });
+
   try {
-    api = await startApiServer({ config, logger: logger.child({ component: "api" }) });
+    const config = loadConfig({ file: configFile, env, overrides });
+    if (named) log(`Store:    Redis at ${config.redisUrl} (prefix ${config.redisPrefix})`);
+    const logger =
+      options.logger ??
+      pino({ level: config.log.level, base: { pid: process.pid } }, pino.destination(2));
+
+    const api: ApiServer = await startApiServer({
+      config,
+      logger: logger.child({ component: "api" }),
+    });
+    stops.push({ name: "api", stop: () => api.close() });
+    log(`API:      ${api.url}`);
+    const token = api.generatedToken ?? config.api.token;
+    if (api.generatedToken) log(`Token:    ${api.generatedToken}   (generated now and shown once)`);
+    else if (!config.api.token)
+      log("Token:    the one generated on first start (kept in your CLI settings)");
+
+    // The agent registers before the scaler's first pass, so that the instances it
+    // adopts after a crash are not taken for a dead host's; the gateway meanwhile.
+    const [agentR, gatewayR] = await Promise.allSettled([
+      startAgent(agentOptions(config, stateDir, logger)),
+      startGateway({
+        ...gatewayOptionsFromConfig(config),
+        logger,
+        registry: createRegistry({ component: "gateway" }),
+      }),
+    ]);
+    // Registered in start order: stopAll runs scaler, gateway, agent, API, store.
+    if (agentR.status === "fulfilled") {
+      const running = agentR.value;
+      stops.push({ name: "agent", stop: () => running.stop() });
+    }
+    if (gatewayR.status === "fulfilled") {
+      const running = gatewayR.value;
+      stops.push({ name: "gateway", stop: () => running.close(5_000) });
+    }
+    for (const r of [agentR, gatewayR]) if (r.status === "rejected") throw r.reason;
+    const agent = (agentR as PromiseFulfilledResult<RunningAgent>).value;
+    const gateway = (gatewayR as PromiseFulfilledResult<Gateway>).value;
+    const scaler: RunningScaler = await startScaler({
+      ...scalerOptionsFromConfig(config),
+      logger: logger.child({ component: "scaler" }),
+      registry: createRegistry({ component: "scaler" }),
+    });
+    stops.push({ name: "scaler", stop: () => scaler.stop() });
+
+    log(`Gateway:  ${gateway.url}`);
+    const port = gateway.port === 80 ? "" : `:${gateway.port}`;
+    log(
+      `Services: http://{name}.default.${config.domain}${port} (other namespaces: {name}.{namespace})`,
+    );
+    const runtimes = agent.agent.runtimes;
+    const socket = agent.agent.options.dockerSocket;
+    if (runtimes.includes("container")) {
+      log(`Runtimes: isolates and containers (Docker at ${socket})`);
+    } else if (!config.agent.containers) {
+      log("Runtimes: isolates only (containers turned off: --no-containers or agent.containers)");
+    } else {
+      log(
+        `Runtimes: isolates only: no Docker engine answered at ${socket}; container revisions report RuntimeUnavailable until Docker runs and skiff up restarts`,
+      );
+    }
+    const a = config.autoscaler;
+    log(
+      `Scaling:  stable window ${seconds(a.stableWindow)}, scale to zero after ${seconds(a.scaleToZeroGracePeriod)} more without traffic${a.enableScaleToZero ? "" : " (disabled)"}`,
+    );
+    log(
+      `Admin:    gateway ${gateway.adminUrl}, agent ${agent.url}, scaler ${scaler.adminUrl} (/healthz /readyz /metrics)`,
+    );
+    await scaler.whenLeading();
+
+    const result: Up = {
+      apiUrl: api.url,
+      gatewayUrl: gateway.url,
+      redisUrl: config.redisUrl,
+      runtimes,
+      config,
+      close: () => stopAll(logger),
+    };
+    if (token) result.token = token;
+    return result;
   } catch (err) {
-    await redisServer?.stop();
+    await stopAll();
     throw err;
   }
-  log(`API:     ${api.url}`);
-  const token = api.generatedToken ?? config.api.token;
-  if (api.generatedToken) log(`Token:   ${api.generatedToken}   (generated now and shown once)`);
-  else if (!config.api.token)
-    log("Token:   the one generated on first start (kept in your CLI settings)");
-  log(
-    `Gateway: not part of this build yet (services get URLs like http://NAME.default.${config.domain}:${config.gateway.port})`,
-  );
-  const result: Up = {
-    apiUrl: api.url,
+}
+
+const seconds = (ms: number) => `${Number((ms / 1000).toFixed(3))}s`;
+
+function agentOptions(
+  config: SkiffConfig,
+  stateDir: string,
+  logger: Logger,
+): Parameters<typeof startAgent>[0] {
+  const { host, port, address, containers, ...tuning } = config.agent;
+  const options: Record<string, unknown> = {
     redisUrl: config.redisUrl,
-    async close() {
-      await api.close();
-      await redisServer?.stop();
-    },
+    redisPrefix: config.redisPrefix,
+    domain: config.domain,
+    urlScheme: config.urlScheme,
+    host,
+    port,
+    address,
+    containers,
+    // Under the state folder: a restart after a crash finds and stops stray workerd processes.
+    isolateStateDir: join(stateDir, "isolate"),
+    logger: logger.child({ component: "agent" }),
+    registry: createRegistry({ component: "agent" }),
   };
-  if (token) result.token = token;
-  return result;
+  for (const [key, value] of Object.entries(tuning)) if (value !== undefined) options[key] = value;
+  return options;
+}
+
+/** Whether an executable of this name is on PATH. */
+function onPath(name: string, env: NodeJS.ProcessEnv): boolean {
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return true;
+    } catch {}
+  }
+  return false;
 }
 
 /**
@@ -84,7 +225,8 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
  */
 async function localRedis(
   stateDir: string,
-): Promise<{ url: string; server?: RedisServer; reused: boolean }> {
+  env: NodeJS.ProcessEnv,
+): Promise<{ url: string; stop: () => Promise<void>; reused: boolean }> {
   const dir = join(stateDir, "redis");
   mkdirSync(dir, { recursive: true });
   const portFile = join(stateDir, "redis.port");
@@ -93,25 +235,52 @@ async function localRedis(
     previous = Number(readFileSync(portFile, "utf8").trim()) || undefined;
   } catch {}
   if (previous && (await answers(`redis://127.0.0.1:${previous}`))) {
-    return { url: `redis://127.0.0.1:${previous}`, reused: true };
+    // Left running by a run that was killed: ours again, stopped with us.
+    const url = `redis://127.0.0.1:${previous}`;
+    return { url, stop: () => shutdownRedis(url), reused: true };
+  }
+  if (!onPath("redis-server", env)) {
+    throw new Error(
+      "no Redis: REDIS_URL is not set and redis-server is not on PATH; install it (sudo apt-get install -y redis-server) or pass --redis-url redis://HOST:PORT",
+    );
   }
   let server: RedisServer;
   try {
     server = await startRedisServer({
       appendonly: true,
       dir,
+      detached: true,
       ...(previous ? { port: previous } : {}),
     });
   } catch (err) {
-    if (previous) server = await startRedisServer({ appendonly: true, dir });
-    else {
+    if (!previous) {
       throw new Error(
-        `no REDIS_URL given and cannot start a local redis-server: ${(err as Error).message}. Install it (apt-get install redis-server) or pass --redis-url`,
+        `cannot start a local redis-server: ${(err as Error).message}; pass --redis-url to use another Redis`,
       );
     }
+    // The port of the last run is taken by something else: any free one will do.
+    server = await startRedisServer({ appendonly: true, dir, detached: true });
   }
   writeFileSync(portFile, `${server.port}\n`);
-  return { url: server.url, server, reused: false };
+  return { url: server.url, stop: () => server.stop(), reused: false };
+}
+
+/** Stop a redis-server an earlier run started: SHUTDOWN syncs the AOF first. */
+async function shutdownRedis(url: string): Promise<void> {
+  const r = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  r.on("error", () => {});
+  try {
+    await r.connect();
+    await r.shutdown();
+  } catch {
+    // SHUTDOWN closes the connection instead of replying.
+  } finally {
+    r.disconnect();
+  }
 }
 
 async function answers(url: string): Promise<boolean> {

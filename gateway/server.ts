@@ -56,13 +56,21 @@ const IDLE_REVISION_MS = 5 * 60_000;
 
 /** Gateway options from the global configuration (flags and env already merged in). */
 export function gatewayOptionsFromConfig(config: SkiffConfig): GatewayOptionsInput {
-  return {
+  const { host, port, adminHost, adminPort, ...tuning } = config.gateway;
+  const options: GatewayOptionsInput = {
     redisUrl: config.redisUrl,
     redisPrefix: config.redisPrefix,
     domain: config.domain,
-    host: config.gateway.host,
-    port: config.gateway.port,
+    host,
+    port,
+    adminHost,
+    adminPort,
   };
+  // Only what the configuration sets: the rest keeps the gateway's defaults.
+  for (const [key, value] of Object.entries(tuning)) {
+    if (value !== undefined) (options as Record<string, unknown>)[key] = value;
+  }
+  return options;
 }
 
 export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gateway> {

@@ -38,6 +38,11 @@ export interface StartRedisOptions {
   port?: number;
   /** redis-server binary; default from PATH. */
   binary?: string;
+  /**
+   * Own process group, so a Ctrl-C meant for the parent does not stop Redis
+   * under it while it shuts down (`skiff up` stops it last).
+   */
+  detached?: boolean;
 }
 
 export async function startRedisServer(options: StartRedisOptions = {}): Promise<RedisServer> {
@@ -59,7 +64,7 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
       "--protected-mode",
       "yes",
     ],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    { stdio: ["ignore", "ignore", "pipe"], detached: options.detached ?? false },
   );
   let stderr = "";
   child.stderr?.on("data", (d) => {

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /**
- * `skiff`: the servers (api, up, later gateway/scaler/agent) and the client
- * commands (apply, service, revision, route, login).
+ * `skiff`: the servers (api, gateway, scaler, agent, and up: all in one) and
+ * the client commands (apply, service, revision, route, login).
  */
 import { Command, CommanderError } from "commander";
 import { isSkiffError } from "../../src/errors.ts";
 import { ApiClient, ApiError } from "./client.ts";
+import { registerGatewayCommand } from "./commands/gateway.ts";
 import { registerResourceCommands } from "./commands/resources.ts";
 import { registerServerCommands } from "./commands/servers.ts";
 import { FlagError } from "./service-flags.ts";
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
 
   registerResourceCommands(program, client);
   registerServerCommands(program);
+  registerGatewayCommand(program);
 
   program
     .command("login")

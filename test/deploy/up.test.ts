@@ -9,12 +9,22 @@ import { freePort } from "../support/redis-server.ts";
 
 const stateDir = mkdtempSync(join(tmpdir(), "skiff-up-"));
 const configHome = mkdtempSync(join(tmpdir(), "skiff-cfg-"));
-const env = { XDG_CONFIG_HOME: configHome, REDIS_URL: "", SKIFF_TOKEN: "" };
+const env = {
+  XDG_CONFIG_HOME: configHome,
+  REDIS_URL: "",
+  SKIFF_TOKEN: "",
+  // Gateway, agent and scaler listeners on OS-chosen ports (the defaults may be taken).
+  SKIFF_GATEWAY_PORT: "0",
+  SKIFF_GATEWAY_ADMIN_PORT: "0",
+  SKIFF_AGENT_PORT: "0",
+  SKIFF_SCALER_PORT: "0",
+};
 let server: ServerProcess | undefined;
 
 afterAll(async () => {
-  await server?.kill("SIGKILL");
-  // A SIGKILLed `up` leaves its redis-server running (the next start reuses it): stop it.
+  // SIGTERM: `up` stops its agent's workerd processes and containers on the way out.
+  await server?.kill("SIGTERM");
+  // Should `up` not have stopped its redis-server (a failed test), stop it.
   try {
     const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
     const r = new Redis(port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0 });
@@ -37,7 +47,7 @@ describe("skiff up", () => {
     const apiPort = await freePort();
     const s = await up(apiPort);
     expect(s.output()).toMatch(
-      /Store: started redis-server at redis:\/\/127\.0\.0\.1:\d+ .*append-only/,
+      /Store:\s+started redis-server at redis:\/\/127\.0\.0\.1:\d+ .*append-only/,
     );
     expect(s.output()).toMatch(/Token:\s+skf_\S+\s+\(generated now and shown once\)/);
     const settings = JSON.parse(readFileSync(join(configHome, "skiff", "cli.json"), "utf8"));

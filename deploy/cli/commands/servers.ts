@@ -1,10 +1,13 @@
-/** Server commands: `skiff api` and `skiff up` (more components join in later issues). */
+/** Server commands: `skiff api`, `skiff agent`, `skiff scaler` and `skiff up`. */
 import type { Command } from "commander";
 import { startAgent } from "../../../agent/server.ts";
+import { scalerOptionsFromConfig } from "../../../scaler/options.ts";
+import { startScaler } from "../../../scaler/server.ts";
 import { loadConfig, mergeConfig } from "../../../src/config.ts";
+import { createLogger } from "../../../src/logging.ts";
 import { startApiServer } from "../../api/server.ts";
 import { startUp } from "../../up.ts";
-import { writeSettings } from "../settings.ts";
+import { readSettings, writeSettings } from "../settings.ts";
 
 interface ServerFlags {
   config?: string;
@@ -16,7 +19,7 @@ interface ServerFlags {
 }
 
 /** Stop cleanly on SIGINT/SIGTERM: close servers, then exit. */
-function untilSignal(close: () => Promise<void>): void {
+export function untilSignal(close: () => Promise<void>): void {
   let closing = false;
   const stop = (signal: string) => {
     if (closing) process.exit(1);
@@ -35,7 +38,7 @@ function untilSignal(close: () => Promise<void>): void {
 }
 
 /** A numeric flag, or undefined when absent; refuses junk with the flag's name. */
-function num(value: string | undefined, flag: string): number | undefined {
+export function num(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n)) throw new Error(`${flag} ${value}: expected a number`);
@@ -74,6 +77,27 @@ interface AgentFlags extends ServerFlags {
   imageRegistry?: string;
 }
 
+interface ScalerFlags extends ServerFlags {
+  redisPrefix?: string;
+  id?: string;
+  stableWindow?: string;
+  panicWindowPercentage?: string;
+  scaleToZeroGrace?: string;
+  tickInterval?: string;
+  targetConcurrency?: string;
+  targetUtilization?: string;
+  enableScaleToZero?: boolean;
+  lease?: string;
+  resyncInterval?: string;
+  gcInterval?: string;
+}
+
+/** A duration flag: Go duration text ("6s") as given, bare digits as milliseconds. */
+function duration(value: string | undefined): string | number | undefined {
+  if (value === undefined) return undefined;
+  return /^\d+$/.test(value) ? Number(value) : value;
+}
+
 export function registerServerCommands(program: Command): void {
   program
     .command("api")
@@ -87,7 +111,9 @@ export function registerServerCommands(program: Command): void {
       "bearer token clients must send; env SKIFF_TOKEN (generated on first start when absent)",
     )
     .option("--domain <domain>", "domain of service URLs (default localhost)")
-    .action(async (flags: ServerFlags) => {
+    .action(async (_flags: ServerFlags, cmd: Command) => {
+      // --token is also the client commands' global flag: commander files it there.
+      const flags = cmd.optsWithGlobals<ServerFlags>();
       const config = loadConfig({
         file: flags.config,
         overrides: mergeConfig({
@@ -179,10 +205,75 @@ export function registerServerCommands(program: Command): void {
     });
 
   program
+    .command("scaler")
+    .description(
+      "run the scaler: Knative's autoscaler, placement on agents, routing tables, revision GC (several may run; one leads)",
+    )
+    .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
+    .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
+    .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
+    .option("--id <id>", "scaler id in the leader lease (default: hostname and a random suffix)")
+    .option("--host <host>", "listen address of /healthz, /readyz, /metrics (default 127.0.0.1)")
+    .option("--port <port>", "listen port of /healthz, /readyz, /metrics (default 8092)")
+    .option("--domain <domain>", "domain of service URLs (default localhost)")
+    .option("--stable-window <duration>", "autoscaler stable window, e.g. 60s (6s..1h)")
+    .option("--panic-window-percentage <percent>", "panic window as % of the stable window (10)")
+    .option(
+      "--scale-to-zero-grace <duration>",
+      "wait after going inactive before removing the last instance, e.g. 30s",
+    )
+    .option("--tick-interval <duration>", "autoscaler decision period, e.g. 2s")
+    .option("--target-concurrency <n>", "default in-flight requests per instance (100)")
+    .option("--target-utilization <percent>", "share of the target aimed for (70)")
+    .option("--no-enable-scale-to-zero", "keep at least one instance of every revision")
+    .option("--lease <ms>", "leader lease; a standby takes over within about this long (3000)")
+    .option("--resync-interval <ms>", "full re-read of objects, agents and routes (10000)")
+    .option("--gc-interval <ms>", "revision garbage collection period (60000)")
+    .action(async (flags: ScalerFlags) => {
+      const config = loadConfig({
+        file: flags.config,
+        overrides: mergeConfig({
+          redisUrl: flags.redisUrl,
+          redisPrefix: flags.redisPrefix,
+          domain: flags.domain,
+          scaler: {
+            host: flags.host,
+            port: flags.port,
+            leaseMs: flags.lease,
+            resyncIntervalMs: flags.resyncInterval,
+            gcIntervalMs: flags.gcInterval,
+          },
+          autoscaler: {
+            stableWindow: duration(flags.stableWindow),
+            panicWindowPercentage: num(flags.panicWindowPercentage, "--panic-window-percentage"),
+            scaleToZeroGracePeriod: duration(flags.scaleToZeroGrace),
+            tickInterval: duration(flags.tickInterval),
+            targetConcurrency: num(flags.targetConcurrency, "--target-concurrency"),
+            targetUtilizationPercentage: num(flags.targetUtilization, "--target-utilization"),
+            // Only an explicit --no-enable-scale-to-zero overrides the config file.
+            enableScaleToZero: flags.enableScaleToZero === false ? false : undefined,
+          },
+        }),
+      });
+      const scaler = await startScaler({
+        ...scalerOptionsFromConfig(config),
+        logger: createLogger({ component: "scaler", level: config.log.level }),
+        ...(flags.id ? { id: flags.id } : {}),
+        handleSignals: true,
+      });
+      process.stdout.write(
+        `Skiff scaler ${scaler.id} running (leads when it holds the lease); health and metrics at ${scaler.adminUrl}\n`,
+      );
+    });
+
+  program
     .command("up")
-    .description("run a complete single-host Skiff (for now: Redis + the deploy API)")
+    .description(
+      "run a complete single-host Skiff: store, deploy API, gateway, scaler and agent in one process",
+    )
     .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
     .option("--redis-url <url>", "use this Redis instead of a local one; env REDIS_URL")
+    .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
     .option("--host <host>", "listen address of the API and gateway (default 127.0.0.1)")
     .option("--api-port <port>", "deploy API port (default 8090); env SKIFF_API_PORT")
     .option("--gateway-port <port>", "gateway port (default 8080); env SKIFF_GATEWAY_PORT")
@@ -192,26 +283,76 @@ export function registerServerCommands(program: Command): void {
       "where local state lives (default ~/.local/state/skiff); env SKIFF_STATE_DIR",
     )
     .option("--token <token>", "API token; env SKIFF_TOKEN (generated on first start when absent)")
-    .action(
-      async (
-        flags: ServerFlags & { apiPort?: string; gatewayPort?: string; stateDir?: string },
-      ) => {
-        const up = await startUp({
-          configFile: flags.config,
-          stateDir: flags.stateDir ?? process.env.SKIFF_STATE_DIR,
-          overrides: mergeConfig({
-            redisUrl: flags.redisUrl,
-            domain: flags.domain,
-            api: { host: flags.host, port: flags.apiPort, token: flags.token },
-            gateway: { host: flags.host, port: flags.gatewayPort },
-          }),
-          log: (line) => process.stdout.write(`${line}\n`),
-        });
-        if (up.token) {
-          const path = writeSettings({ apiUrl: up.apiUrl, token: up.token });
-          process.stdout.write(`CLI settings written to ${path}\n`);
-        }
-        untilSignal(() => up.close());
-      },
-    );
+    .option("--no-containers", "offer isolates only (do not look for a Docker engine)")
+    .option("--docker-socket <path>", "Docker engine socket (default /var/run/docker.sock)")
+    .option(
+      "--stable-window <duration>",
+      "autoscaler stable window, e.g. 60s (6s..1h); env SKIFF_AUTOSCALER_STABLE_WINDOW",
+    )
+    .option("--panic-window-percentage <percent>", "panic window as % of the stable window (10)")
+    .option(
+      "--scale-to-zero-grace <duration>",
+      "wait after going inactive before removing the last instance, e.g. 30s; env SKIFF_AUTOSCALER_SCALE_TO_ZERO_GRACE_PERIOD",
+    )
+    .option("--tick-interval <duration>", "autoscaler decision period, e.g. 2s")
+    .option("--target-concurrency <n>", "default in-flight requests per instance (100)")
+    .option("--target-utilization <percent>", "share of the target aimed for (70)")
+    .option("--no-enable-scale-to-zero", "keep at least one instance of every revision")
+    .action(async (_flags: UpFlags, cmd: Command) => {
+      // --token is also the client commands' global flag: commander files it there.
+      const flags = cmd.optsWithGlobals<UpFlags>();
+      const up = await startUp({
+        configFile: flags.config,
+        stateDir: flags.stateDir ?? (process.env.SKIFF_STATE_DIR || undefined),
+        overrides: mergeConfig({
+          redisUrl: flags.redisUrl,
+          redisPrefix: flags.redisPrefix,
+          domain: flags.domain,
+          api: { host: flags.host, port: flags.apiPort, token: flags.token },
+          gateway: { host: flags.host, port: flags.gatewayPort },
+          // Only an explicit --no-containers overrides the config file.
+          agent: {
+            containers: flags.containers === false ? false : undefined,
+            dockerSocket: flags.dockerSocket,
+          },
+          autoscaler: {
+            stableWindow: duration(flags.stableWindow),
+            panicWindowPercentage: num(flags.panicWindowPercentage, "--panic-window-percentage"),
+            scaleToZeroGracePeriod: duration(flags.scaleToZeroGrace),
+            tickInterval: duration(flags.tickInterval),
+            targetConcurrency: num(flags.targetConcurrency, "--target-concurrency"),
+            targetUtilizationPercentage: num(flags.targetUtilization, "--target-utilization"),
+            enableScaleToZero: flags.enableScaleToZero === false ? false : undefined,
+          },
+        }),
+        log: (line) => process.stdout.write(`${line}\n`),
+      });
+      // The token is known when generated now or given; otherwise keep the saved one
+      // and only point the CLI at this run's API.
+      const token = up.token ?? readSettings().token;
+      if (token) {
+        const path = writeSettings({ apiUrl: up.apiUrl, token });
+        process.stdout.write(`CLI settings written to ${path}\n`);
+      }
+      process.stdout.write(
+        "Skiff is up. Try: skiff service create hello --source examples/workers/hello.ts (Ctrl-C stops everything)\n",
+      );
+      untilSignal(() => up.close());
+    });
+}
+
+interface UpFlags extends ServerFlags {
+  redisPrefix?: string;
+  apiPort?: string;
+  gatewayPort?: string;
+  stateDir?: string;
+  containers?: boolean;
+  dockerSocket?: string;
+  stableWindow?: string;
+  panicWindowPercentage?: string;
+  scaleToZeroGrace?: string;
+  tickInterval?: string;
+  targetConcurrency?: string;
+  targetUtilization?: string;
+  enableScaleToZero?: boolean;
 }

@@ -1,0 +1,352 @@
+/**
+ * End-to-end helpers: every Skiff part runs as the real `skiff` command in its
+ * own process group (so that cleanup can stop a process and whatever it
+ * started, even after a failed assertion), plus a bounded closed-loop load
+ * generator that keeps every status and body, and Redis / Docker read-outs.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import Docker from "dockerode";
+import type { Redis } from "ioredis";
+import { Agent as HttpAgent, request } from "undici";
+import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/control/routing.ts";
+import { fleetKeys } from "../../src/fleet/keys.ts";
+import type { Endpoint } from "../../src/fleet/types.ts";
+import { CLI } from "../support/cli.ts";
+
+// ---------------------------------------------------------------- processes
+
+export interface Proc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  output(): string;
+  /** The first match of `pattern` in the output so far or to come. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  readonly exited: Promise<number | null>;
+  alive(): boolean;
+  /** SIGKILL to the whole process group (the process and everything it started). */
+  killGroup(): void;
+  /** SIGTERM, wait up to graceMs for the exit, then SIGKILL the group. Resolves to the exit code. */
+  stop(graceMs?: number): Promise<number | null>;
+}
+
+const running = new Set<Proc>();
+
+/** `skiff ...args` as a child process in its own process group. */
+export function spawnSkiff(name: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, SKIFF_LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let out = "";
+  const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  const onData = (d: Buffer) => {
+    out += d;
+    for (const w of [...waiters]) {
+      const m = out.match(w.pattern);
+      if (m) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  };
+  child.stdout!.on("data", onData);
+  child.stderr!.on("data", onData);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null))),
+  );
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  const killGroup = () => {
+    try {
+      process.kill(-child.pid!, "SIGKILL");
+    } catch {}
+  };
+  const proc: Proc = {
+    name,
+    child,
+    output: () => out,
+    exited,
+    alive,
+    killGroup,
+    waitFor(pattern, timeoutMs = 30_000) {
+      const m = out.match(pattern);
+      if (m) return Promise.resolve(m);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${name}: timed out waiting for ${pattern}; output:\n${out}`)),
+          timeoutMs,
+        );
+        void exited.then((code) => {
+          clearTimeout(timer);
+          reject(new Error(`${name} exited (${code}) before ${pattern}; output:\n${out}`));
+        });
+        waiters.push({
+          pattern,
+          resolve: (x) => {
+            clearTimeout(timer);
+            resolve(x);
+          },
+        });
+      });
+    },
+    async stop(graceMs = 20_000) {
+      if (alive()) {
+        child.kill("SIGTERM");
+        const code = await Promise.race([exited, sleep(graceMs).then(() => "timeout" as const)]);
+        // Anything it started and left behind goes too.
+        killGroup();
+        if (code === "timeout") return exited;
+        return code;
+      }
+      killGroup();
+      return exited;
+    },
+  };
+  running.add(proc);
+  void exited.then(() => running.delete(proc));
+  return proc;
+}
+
+/** Stop every process spawned here that still runs (for afterAll, also after failures). */
+export async function stopAllProcesses(graceMs = 20_000): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop(graceMs)));
+}
+
+/** The tail of every process's output, for a failed test's report. */
+export function outputs(procs: Proc[], lines = 40): string {
+  return procs
+    .map((p) => `--- ${p.name} ---\n${p.output().split("\n").slice(-lines).join("\n")}`)
+    .join("\n");
+}
+
+// ---------------------------------------------------------------- docker
+
+const docker = new Docker();
+
+/** Containers an agent started (label skiff.owner), running or not. */
+export async function containersOf(agentId: string): Promise<Docker.ContainerInfo[]> {
+  return docker.listContainers({
+    all: true,
+    filters: { label: [`skiff.owner=${agentId}`] },
+  });
+}
+
+/** Remove every container the given agents started. */
+export async function removeContainers(agentIds: string[]): Promise<void> {
+  for (const id of agentIds) {
+    for (const c of await containersOf(id).catch(() => [])) {
+      await docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => {});
+    }
+  }
+}
+
+/** SIGKILL an agent's containers (what a host losing power does to them). */
+export async function killContainers(agentId: string): Promise<number> {
+  const list = (await containersOf(agentId)).filter((c) => c.State === "running");
+  await Promise.all(list.map((c) => docker.getContainer(c.Id).kill({ signal: "SIGKILL" })));
+  return list.length;
+}
+
+// ---------------------------------------------------------------- fleet read-outs
+
+/** Ready instances of a revision by agent, counting only agents that are alive. */
+export async function readyByAgent(
+  redis: Redis,
+  prefix: string,
+  revision: string,
+  namespace = "default",
+): Promise<Record<string, number>> {
+  const keys = fleetKeys(prefix);
+  const all = await redis.hgetall(keys.endpoints(namespace, revision));
+  const out: Record<string, number> = {};
+  const alive = new Map<string, boolean>();
+  for (const json of Object.values(all)) {
+    const e = JSON.parse(json) as Endpoint;
+    if (!alive.has(e.agentId))
+      alive.set(e.agentId, (await redis.exists(keys.agent(e.agentId))) > 0);
+    if (alive.get(e.agentId)) out[e.agentId] = (out[e.agentId] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** The routing table entry published for a host (what the gateways serve by). */
+export async function routingEntry(
+  redis: Redis,
+  prefix: string,
+  host: string,
+): Promise<RoutingEntry | undefined> {
+  const json = await redis.hget(routingKeys(prefix).hosts, host);
+  return json ? parseRoutingEntry(json) : undefined;
+}
+
+/**
+ * Wait until the table for `host` sends everything to `revisions` (sorted
+ * names), then a little longer for the gateways to apply it: `service create
+ * / update` return once the Service is Ready, which can be a few ms before the
+ * scaler has published the new table.
+ */
+export async function published(
+  redis: Redis,
+  prefix: string,
+  host: string,
+  revisions: string[],
+): Promise<void> {
+  await waitUntil(`${host} -> ${revisions.join(", ")} published`, async () => {
+    const entry = await routingEntry(redis, prefix, host);
+    const names = (entry?.targets ?? []).map((t) => t.revision).sort();
+    return JSON.stringify(names) === JSON.stringify([...revisions].sort());
+  });
+  await sleep(200);
+}
+
+export const total = (byAgent: Record<string, number>) =>
+  Object.values(byAgent).reduce((a, b) => a + b, 0);
+
+/** Poll until `check` returns something other than undefined/false. */
+export async function waitUntil<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+  everyMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`,
+      );
+    }
+    await sleep(everyMs);
+  }
+}
+
+// ---------------------------------------------------------------- traffic
+
+const http = new HttpAgent({ connections: 64, keepAliveTimeout: 4_000 });
+
+export interface Answer {
+  status: number;
+  body: string;
+}
+
+/** One GET through a gateway with the given Host. */
+export async function hit(gatewayUrl: string, host: string, path = "/"): Promise<Answer> {
+  const res = await request(`${gatewayUrl}${path}`, {
+    headers: { host },
+    dispatcher: http,
+    headersTimeout: 60_000,
+    bodyTimeout: 60_000,
+  });
+  return { status: res.statusCode, body: (await res.body.text()).trim() };
+}
+
+/** `n` GETs, at most `concurrency` at once; returns body -> count (non-200 as "HTTP {status}: body"). */
+export async function tally(
+  gatewayUrl: string,
+  host: string,
+  n: number,
+  concurrency = 8,
+): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        const a = await hit(gatewayUrl, host);
+        const key = a.status === 200 ? a.body : `HTTP ${a.status}: ${a.body}`;
+        counts[key] = (counts[key] ?? 0) + 1;
+      }
+    }),
+  );
+  return counts;
+}
+
+export interface LoadResult {
+  requests: number;
+  ok: number;
+  /** Non-2xx answers and errors, with what they said (first 20 kept). */
+  failures: number;
+  failureSamples: string[];
+  /** First lines of 2xx bodies -> count. */
+  bodies: Record<string, number>;
+  durationMs: number;
+}
+
+export interface Load {
+  /** Stop sending, wait for the requests in flight, and report. */
+  stop(): Promise<LoadResult>;
+  /** A snapshot of the result so far. */
+  current(): LoadResult;
+}
+
+/**
+ * A closed loop: `connections` workers, each sending its next GET when the
+ * previous answered, spread over the gateways round-robin. Bounded by
+ * `maxMs` even if nobody calls stop().
+ */
+export function startLoad(options: {
+  gateways: string[];
+  host: string;
+  path?: string;
+  connections: number;
+  maxMs?: number;
+}): Load {
+  const { gateways, host, path = "/", connections, maxMs = 60_000 } = options;
+  const started = Date.now();
+  const deadline = started + maxMs;
+  let stopped = false;
+  const r: LoadResult = {
+    requests: 0,
+    ok: 0,
+    failures: 0,
+    failureSamples: [],
+    bodies: {},
+    durationMs: 0,
+  };
+  const fail = (what: string) => {
+    r.failures++;
+    if (r.failureSamples.length < 20) r.failureSamples.push(what);
+  };
+  const workers = Array.from({ length: connections }, async (_, i) => {
+    const gateway = gateways[i % gateways.length]!;
+    while (!stopped && Date.now() < deadline) {
+      r.requests++;
+      try {
+        const a = await hit(gateway, host, path);
+        if (a.status >= 200 && a.status < 300) {
+          r.ok++;
+          const line = a.body.split("\n")[0]!;
+          r.bodies[line] = (r.bodies[line] ?? 0) + 1;
+        } else fail(`HTTP ${a.status} via ${gateway}: ${a.body.slice(0, 200)}`);
+      } catch (err) {
+        fail(`error via ${gateway}: ${(err as Error).message}`);
+      }
+    }
+  });
+  const snapshot = () => ({
+    ...r,
+    failureSamples: [...r.failureSamples],
+    bodies: { ...r.bodies },
+    durationMs: Date.now() - started,
+  });
+  return {
+    async stop() {
+      stopped = true;
+      await Promise.all(workers);
+      return snapshot();
+    },
+    current: snapshot,
+  };
+}

@@ -1,0 +1,340 @@
+/**
+ * End to end with `skiff up` (what `npm start` runs) as a child process: its
+ * private redis-server with AOF under a temporary state folder, the deploy
+ * API, gateway, scaler and agent in one process, real Docker and workerd, and
+ * the `skiff` CLI with the settings file `up` writes (XDG_CONFIG_HOME is a
+ * temporary folder too). Every port is 0 (chosen by the OS, printed by `up`).
+ *
+ * Shortened by configuration (so the walkthrough fits in seconds): autoscaler
+ * stable window 6 s (Knative's minimum), scale-to-zero grace 3 s, decisions
+ * every 500 ms, agent heartbeat 250 ms.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../support/cli.ts";
+import { helloImage } from "../support/images.ts";
+import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import {
+  containersOf,
+  hit,
+  type Proc,
+  published,
+  removeContainers,
+  spawnSkiff,
+  stopAllProcesses,
+  tally,
+} from "./support.ts";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const WORKER = join(ROOT, "examples", "workers", "hello.ts");
+
+const temp: string[] = [];
+const tempDir = (label: string) => {
+  const dir = mkdtempSync(join(tmpdir(), `skiff-e2e-${label}-`));
+  temp.push(dir);
+  return dir;
+};
+
+/** The environment of a clean machine: no Redis, token or config from the developer's shell. */
+const clean = {
+  REDIS_URL: "",
+  SKIFF_TOKEN: "",
+  SKIFF_API_URL: "",
+  SKIFF_CONFIG: "",
+  SKIFF_STATE_DIR: "",
+};
+
+/** Stop a private redis-server that a killed `up` left behind in this state folder. */
+async function shutdownStateRedis(stateDir: string): Promise<void> {
+  try {
+    const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
+    const r = new Redis(port, "127.0.0.1", {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    r.on("error", () => {});
+    await r.connect();
+    await r.shutdown("NOSAVE").catch(() => {});
+    r.disconnect();
+  } catch {}
+}
+
+const agentIds: string[] = [];
+const stateDirs: string[] = [];
+
+afterAll(async () => {
+  await stopAllProcesses();
+  await removeContainers(agentIds);
+  for (const dir of stateDirs) await shutdownStateRedis(dir);
+  for (const dir of temp) rmSync(dir, { recursive: true, force: true });
+}, 90_000);
+
+/** A config file for `up`: every listener on an OS-chosen port, the given agent id. */
+function upConfig(agentId: string, extra = ""): string {
+  const file = join(tempDir("config"), "skiff.yaml");
+  writeFileSync(
+    file,
+    [
+      "api: { port: 0 }",
+      "gateway: { adminPort: 0, resyncIntervalMs: 1000 }",
+      `agent: { id: ${agentId}, port: 0, heartbeatIntervalMs: 250, heartbeatTtlMs: 1500, isolateProcesses: 1 }`,
+      "scaler: { port: 0, leaseMs: 1000, resyncIntervalMs: 2000 }",
+      "autoscaler: { tickInterval: 500ms }",
+      extra,
+    ].join("\n"),
+  );
+  return file;
+}
+
+describe("the walkthrough with skiff up", () => {
+  const agentId = `e2e-up-${randomBytes(3).toString("hex")}`;
+  const stateDir = tempDir("state");
+  const configHome = tempDir("xdg");
+  const cliEnv = { ...clean, SKIFF_CONFIG_FILE: join(configHome, "skiff", "cli.json") };
+  let up: Proc;
+  let gateway: string;
+  let image: string;
+  /** up's private Redis, to see when the scaler has published a routing table. */
+  let redis: Redis;
+
+  beforeAll(async () => {
+    agentIds.push(agentId);
+    stateDirs.push(stateDir);
+    image = await helloImage();
+    up = spawnSkiff(
+      "up",
+      [
+        "up",
+        "--state-dir",
+        stateDir,
+        "--config",
+        upConfig(agentId),
+        "--api-port",
+        "0",
+        "--gateway-port",
+        "0",
+        "--stable-window",
+        "6s",
+        "--scale-to-zero-grace",
+        "3s",
+      ],
+      { ...clean, XDG_CONFIG_HOME: configHome },
+    );
+    await up.waitFor(/Skiff is up/, 60_000);
+    gateway = up.output().match(/Gateway:\s+(\S+)/)![1]!;
+    redis = new Redis(up.output().match(/Store:\s+started redis-server at (\S+)/)![1]!, {
+      maxRetriesPerRequest: 1,
+    });
+    redis.on("error", () => {}); // it goes away with `up` in the last test
+  }, 90_000);
+
+  afterAll(() => redis?.disconnect());
+
+  async function skiff(...args: string[]) {
+    const r = await runCli(args, { env: cliEnv });
+    expect(r.code, `skiff ${args.join(" ")}\n${r.stdout}\n${r.stderr}\n${up.output()}`).toBe(0);
+    return r.stdout;
+  }
+
+  it("prints the store, API, token, gateway, service URL pattern and runtimes, and writes the CLI settings", () => {
+    const out = up.output();
+    expect(out).toMatch(
+      /Store:\s+started redis-server at redis:\/\/127\.0\.0\.1:\d+ .*append-only/,
+    );
+    expect(out).toMatch(/API:\s+http:\/\/127\.0\.0\.1:\d+/);
+    expect(out).toMatch(/Token:\s+skf_\S+\s+\(generated now and shown once\)/);
+    expect(out).toMatch(/Gateway:\s+http:\/\/127\.0\.0\.1:\d+/);
+    const port = gateway.split(":").at(-1);
+    expect(out).toContain(`Services: http://{name}.default.localhost:${port}`);
+    expect(out).toMatch(/Runtimes:\s+isolates and containers/);
+    expect(out).toMatch(/Scaling:\s+stable window 6s, scale to zero after 3s/);
+    const settings = JSON.parse(readFileSync(cliEnv.SKIFF_CONFIG_FILE, "utf8"));
+    expect(settings.apiUrl).toBe(out.match(/API:\s+(\S+)/)![1]);
+    expect(settings.token).toMatch(/^skf_/);
+  });
+
+  it("service create hello --image ... --env TARGET=World waits until Ready, and the gateway answers Hello World!", async () => {
+    const started = Date.now();
+    const out = await skiff(
+      "service",
+      "create",
+      "hello",
+      "--image",
+      image,
+      "--env",
+      "TARGET=World",
+    );
+    console.log(`service create hello (container) until Ready: ${Date.now() - started} ms`);
+    expect(out).toMatch(/Service 'hello' created .*hello-00001/);
+    expect(out).toContain("http://hello.default.localhost");
+    const svc = JSON.parse(await skiff("service", "describe", "hello", "-o", "json"));
+    expect(svc.status.conditions.find((c: { type: string }) => c.type === "Ready").status).toBe(
+      "True",
+    );
+    await published(redis, "skiff:", "hello.default.localhost", ["hello-00001"]);
+    expect(await hit(gateway, "hello.default.localhost")).toEqual({
+      status: 200,
+      body: "Hello World!",
+    });
+  });
+
+  it("after pinning traffic to hello-00001, --env TARGET=Knative makes hello-00002 and answers stay Hello World!", async () => {
+    await skiff("service", "update", "hello", "--traffic", "hello-00001=100");
+    await skiff("service", "update", "hello", "--env", "TARGET=Knative");
+    const svc = JSON.parse(await skiff("service", "describe", "hello", "-o", "json"));
+    expect(svc.status.latestCreatedRevisionName).toBe("hello-00002");
+    expect(svc.status.latestReadyRevisionName).toBe("hello-00002");
+    expect(svc.status.traffic).toEqual([
+      { revisionName: "hello-00001", latestRevision: false, percent: 100 },
+    ]);
+    expect(await skiff("revision", "list")).toMatch(/hello-00002/);
+    expect(await tally(gateway, "hello.default.localhost", 20)).toEqual({ "Hello World!": 20 });
+  });
+
+  it("--traffic hello-00001=50 --traffic @latest=50 serves both answers within binomial bounds", async () => {
+    await skiff(
+      "service",
+      "update",
+      "hello",
+      "--traffic",
+      "hello-00001=50",
+      "--traffic",
+      "@latest=50",
+    );
+    // Every request below must see the 50/50 table (see `published`).
+    const returned = Date.now();
+    await published(redis, "skiff:", "hello.default.localhost", ["hello-00001", "hello-00002"]);
+    console.log(`50/50 table published ${Date.now() - returned - 200} ms after the CLI returned`);
+    const n = 200;
+    const counts = await tally(gateway, "hello.default.localhost", n);
+    console.log(`50/50 split over ${n} requests: ${JSON.stringify(counts)}`);
+    expect(Object.keys(counts).sort()).toEqual(["Hello Knative!", "Hello World!"]);
+    // Binomial(200, 0.5): mean 100, sd 7.07; [70, 130] is +-4.2 sd (p ~ 3e-5 of a false alarm).
+    expect(counts["Hello World!"]).toBeGreaterThanOrEqual(70);
+    expect(counts["Hello World!"]).toBeLessThanOrEqual(130);
+  });
+
+  it("--tag hello-00002=canary answers Hello Knative! at canary-hello.default.localhost", async () => {
+    const out = await skiff("service", "update", "hello", "--tag", "hello-00002=canary");
+    expect(out).toContain("http://hello.default.localhost");
+    const route = JSON.parse(await skiff("route", "describe", "hello", "-o", "json"));
+    expect(route.status.traffic).toContainEqual(
+      expect.objectContaining({
+        revisionName: "hello-00002",
+        tag: "canary",
+        url: "http://canary-hello.default.localhost",
+      }),
+    );
+    await published(redis, "skiff:", "canary-hello.default.localhost", ["hello-00002"]);
+    expect(await tally(gateway, "canary-hello.default.localhost", 10)).toEqual({
+      "Hello Knative!": 10,
+    });
+  });
+
+  it("a worker service from examples/workers/hello.ts answers through the same gateway", async () => {
+    const started = Date.now();
+    await skiff("service", "create", "hello-ts", "--source", WORKER, "--env", "TARGET=Skiff");
+    console.log(`service create hello-ts (worker) until Ready: ${Date.now() - started} ms`);
+    await published(redis, "skiff:", "hello-ts.default.localhost", ["hello-ts-00001"]);
+    expect(await hit(gateway, "hello-ts.default.localhost")).toEqual({
+      status: 200,
+      body: "Hello Skiff!",
+    });
+  });
+
+  it("SIGTERM stops everything: exit 0, its containers removed", async () => {
+    expect((await containersOf(agentId)).length).toBeGreaterThan(0);
+    redis.disconnect();
+    const started = Date.now();
+    expect(await up.stop(30_000)).toBe(0);
+    console.log(`skiff up stopped gracefully in ${Date.now() - started} ms`);
+    expect(await containersOf(agentId)).toEqual([]);
+  });
+});
+
+describe("skiff up on a machine without Docker or redis-server", () => {
+  it("with no Docker engine it offers isolates only, says so, and a container service reports RuntimeUnavailable", async () => {
+    const agentId = `e2e-nodocker-${randomBytes(3).toString("hex")}`;
+    const prefix = uniquePrefix("e2e-up");
+    agentIds.push(agentId);
+    const configHome = tempDir("xdg");
+    const up = spawnSkiff(
+      "up-no-docker",
+      [
+        "up",
+        "--state-dir",
+        tempDir("state"),
+        "--config",
+        upConfig(agentId),
+        "--docker-socket",
+        "/nonexistent/docker.sock",
+        "--api-port",
+        "0",
+        "--gateway-port",
+        "0",
+      ],
+      {
+        ...clean,
+        // The run's Redis this time (REDIS_URL given: no private redis-server).
+        REDIS_URL: redisUrl(),
+        SKIFF_REDIS_PREFIX: prefix,
+        XDG_CONFIG_HOME: configHome,
+      },
+    );
+    await up.waitFor(/Skiff is up/, 60_000);
+    expect(up.output()).toMatch(/Store:\s+Redis at redis:\/\/127\.0\.0\.1:\d+/);
+    const notice = up.output().match(/^Runtimes:.*$/m)![0];
+    expect(notice).toMatch(
+      /isolates only: no Docker engine answered at \/nonexistent\/docker.sock/,
+    );
+    const env = { ...clean, SKIFF_CONFIG_FILE: join(configHome, "skiff", "cli.json") };
+
+    const failed = await runCli(
+      ["service", "create", "c", "--image", "skiff-test/hello:any", "--wait-timeout", "30"],
+      { env },
+    );
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toMatch(
+      /Error: service "c" failed: Revision "c-00001" failed with message: no live agent offers the container runtime \(agents: e2e-nodocker-\w+ \[isolate\]\)/,
+    );
+    const rev = JSON.parse(
+      (await runCli(["revision", "describe", "c-00001", "-o", "json"], { env })).stdout,
+    );
+    expect(rev.status.conditions).toContainEqual(
+      expect.objectContaining({ type: "Ready", status: "False", reason: "RuntimeUnavailable" }),
+    );
+
+    const worker = await runCli(["service", "create", "w", "--source", WORKER], { env });
+    expect(worker.code, worker.stderr).toBe(0);
+    const gateway = up.output().match(/Gateway:\s+(\S+)/)![1]!;
+    const redis = connect();
+    try {
+      await published(redis, prefix, "w.default.localhost", ["w-00001"]);
+    } finally {
+      redis.disconnect();
+    }
+    expect(await hit(gateway, "w.default.localhost")).toEqual({
+      status: 200,
+      body: "Hello World!",
+    });
+    expect(await up.stop(30_000)).toBe(0);
+  }, 90_000);
+
+  it("with no REDIS_URL and no redis-server on PATH it fails with one line saying what to do", async () => {
+    const up = spawnSkiff("up-no-redis", ["up", "--state-dir", tempDir("state")], {
+      ...clean,
+      PATH: "/nonexistent",
+      XDG_CONFIG_HOME: tempDir("xdg"),
+    });
+    expect(await up.exited).toBe(1);
+    expect(up.output().trim()).toBe(
+      "Error: no Redis: REDIS_URL is not set and redis-server is not on PATH; install it (sudo apt-get install -y redis-server) or pass --redis-url redis://HOST:PORT",
+    );
+  });
+});
