@@ -37,6 +37,7 @@ import {
   routingKeys,
   routingTables,
 } from "../src/control/routing.ts";
+import { trafficFingerprint } from "../src/control/status.ts";
 import type { Logger } from "../src/logging.ts";
 import { getCondition } from "../src/model/index.ts";
 import type { Revision, Route } from "../src/model/types.ts";
@@ -148,10 +149,35 @@ export class RouteReconciler {
     if (!o.canWrite()) return { outcome: "held", reason: "not the leader" };
     const changed = await publishRouting(o.redis, o.prefix, tables);
     this.#published.set(routeKey(namespace, name), tables);
+    await this.#markPublished(route);
     if (changed.length > 0) {
       o.logger.info({ route: routeKey(namespace, name), changed }, "routing tables published");
     }
     return { outcome: "published", hosts: Object.keys(tables.hosts), changed };
+  }
+
+  /**
+   * Record on the Route that its resolved traffic is what gateways now serve,
+   * so its (and its Service's) Ready turns True only from here on. Skipped when
+   * the traffic changed meanwhile: the next reconcile publishes and marks that.
+   */
+  async #markPublished(published: Route): Promise<void> {
+    const o = this.#o;
+    const fingerprint = trafficFingerprint(published.status.traffic ?? []);
+    if (published.status.publishedTraffic === fingerprint || !o.canWrite()) return;
+    const { namespace, name } = published.metadata;
+    await o.store.transact(async (tx) => {
+      const route = await tx.get("routes", namespace, name);
+      if (!route || trafficFingerprint(route.status.traffic ?? []) !== fingerprint) return;
+      if (route.status.publishedTraffic === fingerprint) return;
+      const next = structuredClone(route);
+      next.status.publishedTraffic = fingerprint;
+      tx.put(next);
+      const owner = controllerOf(route);
+      if (owner?.kind === "Service") {
+        await refreshStatusesFor(tx, namespace, owner.name, { domain: o.domain, scheme: o.scheme });
+      }
+    });
   }
 
   /** Remove a Route's hosts (it was deleted). */

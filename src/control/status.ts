@@ -3,7 +3,9 @@
  * Pure: the deploy API calls it on every write, and the scaler calls it again
  * whenever a revision's readiness changes, so both always agree.
  */
+import { createHash } from "node:crypto";
 import { setCondition } from "../model/conditions.ts";
+import { canonicalJson } from "../model/equal.ts";
 import { resolveTraffic } from "../model/status.ts";
 import type {
   Condition,
@@ -70,6 +72,11 @@ export function configurationStatus(
   return status;
 }
 
+/** A short, order-sensitive digest of a resolved traffic list. */
+export function trafficFingerprint(traffic: readonly TrafficTarget[]): string {
+  return createHash("sha256").update(canonicalJson(traffic)).digest("hex").slice(0, 16);
+}
+
 /** Route status: traffic resolved to concrete revisions, tag URLs, RoutesReady. */
 export function routeStatus(
   route: Route,
@@ -123,6 +130,14 @@ export function routeStatus(
     scheme: ctx.scheme,
   });
   const url = `${ctx.scheme}://${name}.${namespace}.${ctx.domain}`;
+  // Resolved is not yet routable: gateways serve what the scaler published.
+  if (!problems.length && route.status.publishedTraffic !== trafficFingerprint(traffic)) {
+    problems.push({
+      status: "Unknown",
+      reason: "IngressNotConfigured",
+      message: "Waiting for the scaler to publish this traffic to the gateways.",
+    });
+  }
   const first = problems.find((p) => p.status === "False") ?? problems[0];
   const status: Route["status"] = {
     ...route.status,

@@ -191,6 +191,12 @@ export interface RouteStatusFields {
   url?: string;
   address?: { url: string };
   traffic?: TrafficTarget[];
+  /**
+   * Route only: fingerprint of the resolved traffic the gateways' routing
+   * tables were last published for (set by the scaler). The Route is Ready
+   * only when it matches `traffic`, as Knative waits for IngressReady.
+   */
+  publishedTraffic?: string;
 }
 
 export interface Service {

@@ -78,7 +78,7 @@ describe("container instances", () => {
     expect(agent.instances().some((i) => i.id === id)).toBe(false);
   });
 
-  test("the first ready instance makes the Revision, Configuration and Service ready", async () => {
+  test("the first ready instance makes the Revision and Configuration ready and resolves the Service's traffic", async () => {
     const rev = await env.createService(helloService("ready", image));
     const name = rev.metadata.name;
     expect(condition(rev, "Ready")?.status).toBe("Unknown");
@@ -90,12 +90,16 @@ describe("container instances", () => {
     });
     expect(condition(ready, "ContainerHealthy")?.status).toBe("True");
     expect(condition(ready, "ResourcesAvailable")?.status).toBe("True");
-    const service = await waitFor("the service to be Ready", async () => {
+    // Service Ready also needs the scaler to publish routing tables (no scaler here).
+    const service = await waitFor("the service's configuration to be ready", async () => {
       const s = await env.store.get("services", "default", "ready");
-      return s?.status.conditions?.find((c) => c.type === "Ready")?.status === "True"
+      return s?.status.conditions?.find((c) => c.type === "ConfigurationsReady")?.status === "True"
         ? s
         : undefined;
     });
+    expect(service.status.conditions?.find((c) => c.type === "RoutesReady")?.reason).toBe(
+      "IngressNotConfigured",
+    );
     expect(service.status.latestReadyRevisionName).toBe(name);
     expect(service.status.traffic?.[0]?.revisionName).toBe(name);
     const config = await env.store.get("configurations", "default", "ready");

@@ -113,14 +113,19 @@ describe("walkthrough routing", () => {
 
   it("pinning to hello-00001 and minting hello-00002 keeps all traffic on hello-00001", async () => {
     await patchTraffic("hello", [{ revisionName: "hello-00001", percent: 100 }]);
-    const svc = (await api.call("GET", api.ns("services", "hello"))).json;
-    svc.spec.template.spec.worker.env = [{ name: "TARGET", value: "Knative" }];
-    const r = await api.call("PUT", api.ns("services", "hello"), {
-      apiVersion: svc.apiVersion,
-      kind: svc.kind,
-      metadata: { name: "hello", resourceVersion: svc.metadata.resourceVersion },
-      spec: svc.spec,
-    });
+    // Read-modify-write as clients do: the scaler's status writes move the
+    // resourceVersion too, so a 409 means read again and retry (as `skiff` does).
+    let r = { status: 409 };
+    for (let attempt = 0; attempt < 5 && r.status === 409; attempt++) {
+      const svc = (await api.call("GET", api.ns("services", "hello"))).json;
+      svc.spec.template.spec.worker.env = [{ name: "TARGET", value: "Knative" }];
+      r = await api.call("PUT", api.ns("services", "hello"), {
+        apiVersion: svc.apiVersion,
+        kind: svc.kind,
+        metadata: { name: "hello", resourceVersion: svc.metadata.resourceVersion },
+        spec: svc.spec,
+      });
+    }
     expect(r.status).toBe(200);
     // hello-00002 comes up once (initial scale) and becomes Ready, but takes no traffic.
     await waitFor("hello-00002 ready", async () => ready(await revision("hello-00002")) === "True");

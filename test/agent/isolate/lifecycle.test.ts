@@ -42,7 +42,10 @@ describe("WorkerdPool lifecycle", () => {
 
     // Requests overlap the hand-over: each revision is asked twice, concurrently.
     for (const [i, key] of keys.entries()) {
-      const answers = await Promise.all([send(pool, key), send(pool, key)]);
+      const answers = await Promise.all([
+        send(pool, key, { retryClosed: true }),
+        send(pool, key, { retryClosed: true }),
+      ]);
       for (const answer of answers) {
         expect(answer.status).toBe(200);
         expect(answer.body).toBe(`w${i}`);
@@ -57,7 +60,7 @@ describe("WorkerdPool lifecycle", () => {
     expect(now.pid).not.toBe(firstPid);
     expect(now.loaderEntries).toBeLessThanOrEqual(3);
     // Revisions loaded before the recycle load again in the fresh process.
-    expect((await send(pool, keys[0]!)).body).toBe("w0");
+    expect((await send(pool, keys[0]!, { retryClosed: true })).body).toBe("w0");
     // Drained processes exit by themselves.
     await expect.poll(() => alive(firstPid!), { timeout: 10_000 }).toBe(false);
   });

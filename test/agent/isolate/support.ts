@@ -19,15 +19,21 @@ export interface Answer {
 export async function send(
   pool: WorkerdPool,
   revision: string,
-  options: { path?: string; headers?: Record<string, string>; fresh?: boolean } = {},
+  options: {
+    path?: string;
+    headers?: Record<string, string>;
+    fresh?: boolean;
+    /** Retry once on a fresh connection when the socket closes before any answer. */
+    retryClosed?: boolean;
+  } = {},
 ): Promise<Answer> {
   try {
     return await sendOnce(pool, revision, options);
   } catch (err) {
     // A recycled process closes its idle keep-alive connections; a request that
     // picked one at that instant fails before any response byte. The gateway
-    // retries exactly this case once, so the tests do the same (and only this).
-    if ((err as { code?: string }).code !== "UND_ERR_SOCKET") throw err;
+    // retries that case once; tests of recycling opt in to do the same.
+    if (!options.retryClosed || (err as { code?: string }).code !== "UND_ERR_SOCKET") throw err;
     return sendOnce(pool, revision, { ...options, fresh: true });
   }
 }

@@ -56,7 +56,7 @@ const failure = (reason: string, message: string): RevisionHealth => ({
 });
 
 describe("reportRevisionHealth", () => {
-  test("ready makes the revision, configuration, route and service ready", async () => {
+  test("ready makes the revision and configuration ready; the route waits for its tables to be published", async () => {
     const rev = await deploy("ok");
     expect(await reportRevisionHealth(store, "default", rev, { ready: true }, ctx)).toEqual({
       outcome: "changed",
@@ -70,9 +70,18 @@ describe("reportRevisionHealth", () => {
     expect(cond(config, "Ready")?.status).toBe("True");
     const route = await store.get("routes", "default", "ok");
     expect(route?.status.traffic?.[0]?.revisionName).toBe(rev);
-    expect(cond(route, "Ready")?.status).toBe("True");
+    // Nothing published the routing tables (that is the scaler's job): not Ready yet.
+    expect(cond(route, "Ready")).toMatchObject({
+      status: "Unknown",
+      reason: "IngressNotConfigured",
+    });
     const service = await store.get("services", "default", "ok");
-    expect(cond(service, "Ready")?.status).toBe("True");
+    expect(cond(service, "ConfigurationsReady")?.status).toBe("True");
+    expect(cond(service, "RoutesReady")).toMatchObject({
+      status: "Unknown",
+      reason: "IngressNotConfigured",
+    });
+    expect(cond(service, "Ready")?.status).toBe("Unknown");
     expect(service?.status.latestReadyRevisionName).toBe(rev);
   });
 
