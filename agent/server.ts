@@ -6,6 +6,7 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
+import { handleShutdownSignals } from "../src/signals.ts";
 import { Agent } from "./agent.ts";
 import type { AgentOptionsInput } from "./options.ts";
 
@@ -66,8 +67,7 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Runni
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      process.off("SIGTERM", onSignal);
-      process.off("SIGINT", onSignal);
+      signals?.detach();
       await agent.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -76,19 +76,6 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Runni
     })();
     return stopping;
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    agent.log.info({ signal }, "stopping gracefully");
-    stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        agent.log.error({ err }, "graceful stop failed");
-        process.exit(1);
-      },
-    );
-  };
-  if (handleSignals) {
-    process.once("SIGTERM", onSignal);
-    process.once("SIGINT", onSignal);
-  }
+  const signals = handleSignals ? handleShutdownSignals(stop, (m) => agent.log.info(m)) : undefined;
   return { agent, url, stop };
 }

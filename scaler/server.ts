@@ -12,6 +12,7 @@ import { Redis } from "ioredis";
 import { Fleet } from "../src/fleet/fleet.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
+import { handleShutdownSignals } from "../src/signals.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { type LeaderElection, type Leadership, startLeaderElection } from "./leader.ts";
 import { scalerMetrics } from "./metrics.ts";
@@ -185,8 +186,7 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
   const stop = ({ release = true }: { release?: boolean } = {}) => {
     stopping ??= (async () => {
       closed = true;
-      process.off("SIGTERM", onSignal);
-      process.off("SIGINT", onSignal);
+      signals?.detach();
       await election.stop({ release });
       await starting?.catch(() => {});
       await loop?.stop();
@@ -203,20 +203,12 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
     })();
     return stopping;
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    log.info({ signal }, "stopping");
-    stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, "stop failed");
-        process.exit(1);
-      },
-    );
-  };
-  if (handleSignals) {
-    process.once("SIGTERM", onSignal);
-    process.once("SIGINT", onSignal);
-  }
+  const signals = handleSignals
+    ? handleShutdownSignals(
+        () => stop(),
+        (m) => log.info(m),
+      )
+    : undefined;
 
   return {
     id: options.id,

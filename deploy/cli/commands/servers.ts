@@ -5,6 +5,7 @@ import { scalerOptionsFromConfig } from "../../../scaler/options.ts";
 import { startScaler } from "../../../scaler/server.ts";
 import { loadConfig, mergeConfig } from "../../../src/config.ts";
 import { createLogger } from "../../../src/logging.ts";
+import { handleShutdownSignals } from "../../../src/signals.ts";
 import { startApiServer } from "../../api/server.ts";
 import { startUp } from "../../up.ts";
 import { readSettings, writeSettings } from "../settings.ts";
@@ -20,21 +21,7 @@ interface ServerFlags {
 
 /** Stop cleanly on SIGINT/SIGTERM: close servers, then exit. */
 export function untilSignal(close: () => Promise<void>): void {
-  let closing = false;
-  const stop = (signal: string) => {
-    if (closing) process.exit(1);
-    closing = true;
-    process.stderr.write(`skiff: ${signal}, shutting down\n`);
-    close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`skiff: error while stopping: ${(err as Error).message}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.once("SIGINT", () => stop("SIGINT"));
-  process.once("SIGTERM", () => stop("SIGTERM"));
+  handleShutdownSignals(close);
 }
 
 /** A numeric flag, or undefined when absent; refuses junk with the flag's name. */
