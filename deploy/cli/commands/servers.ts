@@ -64,16 +64,9 @@ interface AgentFlags extends ServerFlags {
   imageRegistry?: string;
 }
 
-interface ScalerFlags extends ServerFlags {
+interface ScalerFlags extends ServerFlags, AutoscalerFlags {
   redisPrefix?: string;
   id?: string;
-  stableWindow?: string;
-  panicWindowPercentage?: string;
-  scaleToZeroGrace?: string;
-  tickInterval?: string;
-  targetConcurrency?: string;
-  targetUtilization?: string;
-  enableScaleToZero?: boolean;
   lease?: string;
   resyncInterval?: string;
   gcInterval?: string;
@@ -83,6 +76,48 @@ interface ScalerFlags extends ServerFlags {
 function duration(value: string | undefined): string | number | undefined {
   if (value === undefined) return undefined;
   return /^\d+$/.test(value) ? Number(value) : value;
+}
+
+/** Global autoscaler settings, shared by `skiff scaler` and `skiff up`. */
+interface AutoscalerFlags {
+  stableWindow?: string;
+  panicWindowPercentage?: string;
+  scaleToZeroGrace?: string;
+  tickInterval?: string;
+  targetConcurrency?: string;
+  targetUtilization?: string;
+  enableScaleToZero?: boolean;
+}
+
+function withAutoscalerOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--stable-window <duration>",
+      "autoscaler stable window, e.g. 60s (6s..1h); env SKIFF_AUTOSCALER_STABLE_WINDOW",
+    )
+    .option("--panic-window-percentage <percent>", "panic window as % of the stable window (10)")
+    .option(
+      "--scale-to-zero-grace <duration>",
+      "wait after going inactive before removing the last instance, e.g. 30s; env SKIFF_AUTOSCALER_SCALE_TO_ZERO_GRACE_PERIOD",
+    )
+    .option("--tick-interval <duration>", "autoscaler decision period, e.g. 2s")
+    .option("--target-concurrency <n>", "default in-flight requests per instance (100)")
+    .option("--target-utilization <percent>", "share of the target aimed for (70)")
+    .option("--no-enable-scale-to-zero", "keep at least one instance of every revision");
+}
+
+/** The config file's `autoscaler:` section, from flags (absent flags override nothing). */
+function autoscalerOverrides(flags: AutoscalerFlags): Record<string, unknown> {
+  return {
+    stableWindow: duration(flags.stableWindow),
+    panicWindowPercentage: num(flags.panicWindowPercentage, "--panic-window-percentage"),
+    scaleToZeroGracePeriod: duration(flags.scaleToZeroGrace),
+    tickInterval: duration(flags.tickInterval),
+    targetConcurrency: num(flags.targetConcurrency, "--target-concurrency"),
+    targetUtilizationPercentage: num(flags.targetUtilization, "--target-utilization"),
+    // Only an explicit --no-enable-scale-to-zero overrides the config file.
+    enableScaleToZero: flags.enableScaleToZero === false ? false : undefined,
+  };
 }
 
 export function registerServerCommands(program: Command): void {
@@ -191,8 +226,7 @@ export function registerServerCommands(program: Command): void {
       );
     });
 
-  program
-    .command("scaler")
+  withAutoscalerOptions(program.command("scaler"))
     .description(
       "run the scaler: Knative's autoscaler, placement on agents, routing tables, revision GC (several may run; one leads)",
     )
@@ -203,16 +237,6 @@ export function registerServerCommands(program: Command): void {
     .option("--host <host>", "listen address of /healthz, /readyz, /metrics (default 127.0.0.1)")
     .option("--port <port>", "listen port of /healthz, /readyz, /metrics (default 8092)")
     .option("--domain <domain>", "domain of service URLs (default localhost)")
-    .option("--stable-window <duration>", "autoscaler stable window, e.g. 60s (6s..1h)")
-    .option("--panic-window-percentage <percent>", "panic window as % of the stable window (10)")
-    .option(
-      "--scale-to-zero-grace <duration>",
-      "wait after going inactive before removing the last instance, e.g. 30s",
-    )
-    .option("--tick-interval <duration>", "autoscaler decision period, e.g. 2s")
-    .option("--target-concurrency <n>", "default in-flight requests per instance (100)")
-    .option("--target-utilization <percent>", "share of the target aimed for (70)")
-    .option("--no-enable-scale-to-zero", "keep at least one instance of every revision")
     .option("--lease <ms>", "leader lease; a standby takes over within about this long (3000)")
     .option("--resync-interval <ms>", "full re-read of objects, agents and routes (10000)")
     .option("--gc-interval <ms>", "revision garbage collection period (60000)")
@@ -230,16 +254,7 @@ export function registerServerCommands(program: Command): void {
             resyncIntervalMs: flags.resyncInterval,
             gcIntervalMs: flags.gcInterval,
           },
-          autoscaler: {
-            stableWindow: duration(flags.stableWindow),
-            panicWindowPercentage: num(flags.panicWindowPercentage, "--panic-window-percentage"),
-            scaleToZeroGracePeriod: duration(flags.scaleToZeroGrace),
-            tickInterval: duration(flags.tickInterval),
-            targetConcurrency: num(flags.targetConcurrency, "--target-concurrency"),
-            targetUtilizationPercentage: num(flags.targetUtilization, "--target-utilization"),
-            // Only an explicit --no-enable-scale-to-zero overrides the config file.
-            enableScaleToZero: flags.enableScaleToZero === false ? false : undefined,
-          },
+          autoscaler: autoscalerOverrides(flags),
         }),
       });
       const scaler = await startScaler({
@@ -253,8 +268,7 @@ export function registerServerCommands(program: Command): void {
       );
     });
 
-  program
-    .command("up")
+  withAutoscalerOptions(program.command("up"))
     .description(
       "run a complete single-host Skiff: store, deploy API, gateway, scaler and agent in one process",
     )
@@ -272,19 +286,6 @@ export function registerServerCommands(program: Command): void {
     .option("--token <token>", "API token; env SKIFF_TOKEN (generated on first start when absent)")
     .option("--no-containers", "offer isolates only (do not look for a Docker engine)")
     .option("--docker-socket <path>", "Docker engine socket (default /var/run/docker.sock)")
-    .option(
-      "--stable-window <duration>",
-      "autoscaler stable window, e.g. 60s (6s..1h); env SKIFF_AUTOSCALER_STABLE_WINDOW",
-    )
-    .option("--panic-window-percentage <percent>", "panic window as % of the stable window (10)")
-    .option(
-      "--scale-to-zero-grace <duration>",
-      "wait after going inactive before removing the last instance, e.g. 30s; env SKIFF_AUTOSCALER_SCALE_TO_ZERO_GRACE_PERIOD",
-    )
-    .option("--tick-interval <duration>", "autoscaler decision period, e.g. 2s")
-    .option("--target-concurrency <n>", "default in-flight requests per instance (100)")
-    .option("--target-utilization <percent>", "share of the target aimed for (70)")
-    .option("--no-enable-scale-to-zero", "keep at least one instance of every revision")
     .action(async (_flags: UpFlags, cmd: Command) => {
       // --token is also the client commands' global flag: commander files it there.
       const flags = cmd.optsWithGlobals<UpFlags>();
@@ -302,15 +303,7 @@ export function registerServerCommands(program: Command): void {
             containers: flags.containers === false ? false : undefined,
             dockerSocket: flags.dockerSocket,
           },
-          autoscaler: {
-            stableWindow: duration(flags.stableWindow),
-            panicWindowPercentage: num(flags.panicWindowPercentage, "--panic-window-percentage"),
-            scaleToZeroGracePeriod: duration(flags.scaleToZeroGrace),
-            tickInterval: duration(flags.tickInterval),
-            targetConcurrency: num(flags.targetConcurrency, "--target-concurrency"),
-            targetUtilizationPercentage: num(flags.targetUtilization, "--target-utilization"),
-            enableScaleToZero: flags.enableScaleToZero === false ? false : undefined,
-          },
+          autoscaler: autoscalerOverrides(flags),
         }),
         log: (line) => process.stdout.write(`${line}\n`),
       });
@@ -328,18 +321,11 @@ export function registerServerCommands(program: Command): void {
     });
 }
 
-interface UpFlags extends ServerFlags {
+interface UpFlags extends ServerFlags, AutoscalerFlags {
   redisPrefix?: string;
   apiPort?: string;
   gatewayPort?: string;
   stateDir?: string;
   containers?: boolean;
   dockerSocket?: string;
-  stableWindow?: string;
-  panicWindowPercentage?: string;
-  scaleToZeroGrace?: string;
-  tickInterval?: string;
-  targetConcurrency?: string;
-  targetUtilization?: string;
-  enableScaleToZero?: boolean;
 }
