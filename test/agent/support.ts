@@ -5,8 +5,8 @@
  * key prefix per test file, the test plays the scaler by writing desired
  * instances, and a cleanup that force-removes the file's containers.
  */
+
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import Docker from "dockerode";
 import { Agent } from "../../agent/agent.ts";
 import type { AgentOptionsInput } from "../../agent/options.ts";
@@ -18,6 +18,7 @@ import { silentLogger } from "../../src/logging.ts";
 import type { Revision } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
 import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "example.test";
 
@@ -184,27 +185,7 @@ export function workerService(name: string, target: string) {
   };
 }
 
-/** Poll until `check` returns something other than undefined/false. */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    }
-    await sleep(25);
-  }
-}
+export { waitFor };
 
 /** One request to an endpoint as a gateway sends it (with the isolate header if any). */
 export async function call(

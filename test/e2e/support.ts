@@ -4,6 +4,7 @@
  * started, even after a failed assertion), plus a bounded closed-loop load
  * generator that keeps every status and body, and Redis / Docker read-outs.
  */
+
 import { type ChildProcess, spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import Docker from "dockerode";
@@ -13,6 +14,7 @@ import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/con
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import type { Endpoint } from "../../src/fleet/types.ts";
 import { CLI } from "../support/cli.ts";
+import { waitFor } from "../support/wait.ts";
 
 // ---------------------------------------------------------------- processes
 
@@ -206,29 +208,14 @@ export async function published(
 export const total = (byAgent: Record<string, number>) =>
   Object.values(byAgent).reduce((a, b) => a + b, 0);
 
-/** Poll until `check` returns something other than undefined/false. */
-export async function waitUntil<T>(
+/** Poll until `check` returns something; e2e waits are longer and coarser by default. */
+export function waitUntil<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = 30_000,
   everyMs = 50,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`,
-      );
-    }
-    await sleep(everyMs);
-  }
+  return waitFor(what, check, timeoutMs, everyMs);
 }
 
 // ---------------------------------------------------------------- traffic

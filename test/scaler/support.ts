@@ -1,14 +1,3 @@
-/**
- * Shared parts of the scaler's closed-loop tests: every component is the real
- * one (deploy API, agents, gateways, scalers) started in-process over the
- * run's Redis with one key prefix per file, plus small helpers to deploy
- * worker Services, read routing tables and poll.
- *
- * Autoscaler windows are shortened through the scaler's global settings so a
- * whole scale-out / scale-to-zero cycle fits in seconds: stable window 6 s
- * (Knative's minimum), scale-to-zero grace 2 s, decisions every 500 ms.
- */
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { Agent as HttpAgent, request } from "undici";
@@ -18,6 +7,7 @@ import { type RunningScaler, type StartScalerOptions, startScaler } from "../../
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/control/routing.ts";
 import { createLogger, type Logger, silentLogger } from "../../src/logging.ts";
 import { redisUrl } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "localhost";
 
@@ -178,30 +168,7 @@ export async function waitRouted(
   return targets;
 }
 
-/** Poll until `check` returns something other than undefined/false. */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 15_000,
-  everyMs = 25,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`,
-      );
-    }
-    await sleep(everyMs);
-  }
-}
+export { waitFor };
 
 const http = new HttpAgent({ connections: 256 });
 
