@@ -3,15 +3,24 @@
  * validates Redis URLs, ids, domains, loggers and registries the same way and
  * reports bad options as one ValidationError naming each field.
  */
+import { Redis } from "ioredis";
 import { z } from "zod";
 import { ValidationError } from "./errors.ts";
 import type { Logger } from "./logging.ts";
 import { Registry } from "./metrics.ts";
 
-export const redisUrlSchema = z
+/** A Redis URL with no default (for "url or an existing connection" options). */
+export const redisUrlTextSchema = z
   .string()
-  .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
-  .default("redis://127.0.0.1:6379");
+  .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"');
+
+export const redisUrlSchema = redisUrlTextSchema.default("redis://127.0.0.1:6379");
+
+/** An existing ioredis connection handed in by the caller. */
+export const redisInstanceSchema = z.custom<Redis>(
+  (v) => v instanceof Redis,
+  "must be an ioredis Redis instance",
+);
 
 export const redisPrefixSchema = z
   .string()

@@ -8,10 +8,12 @@
  * Writes that must land together (a record and its index, a change and its
  * announcement) are one Lua script or one MULTI.
  */
+
 import { Redis } from "ioredis";
 import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
+import { redisInstanceSchema, redisPrefixSchema, redisUrlTextSchema } from "../options.ts";
 import { quitRedis } from "../redis.ts";
 import { type FleetKeys, fleetKeys, parseRevisionRef, revisionRef } from "./keys.ts";
 import {
@@ -53,17 +55,9 @@ export interface PublishedRef {
 
 const optionsSchema = z
   .object({
-    url: z
-      .string()
-      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
-      .optional(),
-    redis: z
-      .custom<Redis>((v) => v instanceof Redis, "must be an ioredis Redis instance")
-      .optional(),
-    prefix: z
-      .string()
-      .regex(/^\S+$/, "must be a non-empty prefix without spaces")
-      .default("skiff:"),
+    url: redisUrlTextSchema.optional(),
+    redis: redisInstanceSchema.optional(),
+    prefix: redisPrefixSchema,
   })
   .refine((o) => (o.url === undefined) !== (o.redis === undefined), {
     message: "give exactly one of url and redis",

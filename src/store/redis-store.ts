@@ -7,6 +7,7 @@
  * member's rv) and the commit script applies the staged writes only if all of
  * them still hold; otherwise the callback re-runs against fresh data.
  */
+
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { z } from "zod";
@@ -19,6 +20,12 @@ import {
 } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
 import { KINDS, type Plural, type Resource, type ResourceOf } from "../model/types.ts";
+import {
+  loggerSchema,
+  redisInstanceSchema,
+  redisPrefixSchema,
+  redisUrlTextSchema,
+} from "../options.ts";
 import { quitRedis } from "../redis.ts";
 import { checkSegment, type KeySpace, keySpace } from "./keys.ts";
 import { COMMIT, LIST } from "./scripts.ts";
@@ -49,23 +56,10 @@ const PING_TIMEOUT_MS = 2000;
 
 const optionsSchema = z
   .object({
-    url: z
-      .string()
-      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
-      .optional(),
-    redis: z
-      .custom<Redis>((v) => v instanceof Redis, "must be an ioredis Redis instance")
-      .optional(),
-    prefix: z
-      .string()
-      .regex(/^\S+$/, 'must be a non-empty prefix without spaces, e.g. "skiff:"')
-      .default("skiff:"),
-    logger: z
-      .custom<Logger>(
-        (v) => typeof v === "object" && v !== null && typeof (v as Logger).warn === "function",
-        "must be a pino logger",
-      )
-      .optional(),
+    url: redisUrlTextSchema.optional(),
+    redis: redisInstanceSchema.optional(),
+    prefix: redisPrefixSchema,
+    logger: loggerSchema.optional(),
   })
   .refine((o) => (o.url === undefined) !== (o.redis === undefined), {
     message: "give exactly one of url and redis",
