@@ -13,7 +13,7 @@ import { Agent as HttpAgent, request } from "undici";
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/control/routing.ts";
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import type { Endpoint } from "../../src/fleet/types.ts";
-import { CLI } from "../support/cli.ts";
+import { CLI, watchOutput } from "../support/cli.ts";
 import { waitFor } from "../support/wait.ts";
 
 // ---------------------------------------------------------------- processes
@@ -41,20 +41,7 @@ export function spawnSkiff(name: string, args: string[], env: Record<string, str
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
-  let out = "";
-  const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  const onData = (d: Buffer) => {
-    out += d;
-    for (const w of [...waiters]) {
-      const m = out.match(w.pattern);
-      if (m) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(m);
-      }
-    }
-  };
-  child.stdout!.on("data", onData);
-  child.stderr!.on("data", onData);
+  const watched = watchOutput(child, { name, defaultTimeoutMs: 30_000 });
   const exited = new Promise<number | null>((resolve) =>
     child.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null))),
   );
@@ -67,31 +54,11 @@ export function spawnSkiff(name: string, args: string[], env: Record<string, str
   const proc: Proc = {
     name,
     child,
-    output: () => out,
+    output: watched.output,
     exited,
     alive,
     killGroup,
-    waitFor(pattern, timeoutMs = 30_000) {
-      const m = out.match(pattern);
-      if (m) return Promise.resolve(m);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`${name}: timed out waiting for ${pattern}; output:\n${out}`)),
-          timeoutMs,
-        );
-        void exited.then((code) => {
-          clearTimeout(timer);
-          reject(new Error(`${name} exited (${code}) before ${pattern}; output:\n${out}`));
-        });
-        waiters.push({
-          pattern,
-          resolve: (x) => {
-            clearTimeout(timer);
-            resolve(x);
-          },
-        });
-      });
-    },
+    waitFor: watched.waitFor,
     async stop(graceMs = 20_000) {
       if (alive()) {
         child.kill("SIGTERM");

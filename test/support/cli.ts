@@ -41,11 +41,12 @@ export interface ServerProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function startCliServer(args: string[], env: Record<string, string> = {}): ServerProcess {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, SKIFF_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+/** Collects a child's stdout+stderr and resolves waits for a pattern in it. */
+export function watchOutput(
+  child: ChildProcess,
+  options: { name?: string; defaultTimeoutMs: number },
+): { output(): string; waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray> } {
+  const label = options.name ? `${options.name}: ` : "";
   let out = "";
   const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   const onData = (d: Buffer) => {
@@ -61,19 +62,19 @@ export function startCliServer(args: string[], env: Record<string, string> = {})
   child.stdout!.on("data", onData);
   child.stderr!.on("data", onData);
   return {
-    child,
     output: () => out,
-    waitFor(pattern, timeoutMs = 15_000) {
+    waitFor(pattern, timeoutMs = options.defaultTimeoutMs) {
       const m = out.match(pattern);
       if (m) return Promise.resolve(m);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new Error(`timed out waiting for ${pattern}; output:\n${out}`)),
+          () => reject(new Error(`${label}timed out waiting for ${pattern}; output:\n${out}`)),
           timeoutMs,
         );
-        child.once("exit", (code) =>
-          reject(new Error(`exited (${code}) before ${pattern}; output:\n${out}`)),
-        );
+        child.once("exit", (code) => {
+          clearTimeout(timer);
+          reject(new Error(`${label}exited (${code}) before ${pattern}; output:\n${out}`));
+        });
         waiters.push({
           pattern,
           resolve: (x) => {
@@ -83,6 +84,18 @@ export function startCliServer(args: string[], env: Record<string, string> = {})
         });
       });
     },
+  };
+}
+
+export function startCliServer(args: string[], env: Record<string, string> = {}): ServerProcess {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, SKIFF_LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const watched = watchOutput(child, { defaultTimeoutMs: 15_000 });
+  return {
+    child,
+    ...watched,
     async kill(signal = "SIGTERM") {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));
