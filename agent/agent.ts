@@ -22,7 +22,7 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { conditionForFailure, type RevisionHealth } from "../src/control/revision-health.ts";
 import { Fleet } from "../src/fleet/fleet.ts";
@@ -37,6 +37,7 @@ import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { canonicalJson } from "../src/model/index.ts";
 import type { Revision } from "../src/model/types.ts";
+import { connectRedis } from "../src/redis.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { ContainerRuntime } from "./container/index.ts";
 import { ContainerDriver } from "./containers.ts";
@@ -158,7 +159,7 @@ export class Agent {
     this.#startedAt = new Date();
     const o = this.options;
     try {
-      const redis = new Redis(o.redisUrl, {
+      const redis = connectRedis(o.redisUrl, {
         connectionName: `skiff-agent-${this.id}`,
         lazyConnect: true,
         maxRetriesPerRequest: 2,

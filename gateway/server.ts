@@ -12,13 +12,13 @@ import type { Duplex } from "node:stream";
 import { createAdaptorServer, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
-import { Redis } from "ioredis";
 import { Agent, type Dispatcher } from "undici";
 import type { SkiffConfig } from "../src/config.ts";
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../src/control/routing.ts";
 import { parseRevisionRef } from "../src/fleet/keys.ts";
 import { createLogger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
+import { connectRedis } from "../src/redis.ts";
 import { Activator } from "./activation.ts";
 import { CounterPublisher } from "./counters.ts";
 import { RevisionDispatcher } from "./dispatcher.ts";
@@ -81,7 +81,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   const registry = options.registry ?? createRegistry({ component: "gateway", defaults: true });
   const prefix = options.redisPrefix;
 
-  const redis = new Redis(options.redisUrl, {
+  const redis = connectRedis(options.redisUrl, {
     lazyConnect: true,
     connectionName: "skiff-gateway",
     // Fail a command fast while Redis is away: slots retry, counters publish next period.

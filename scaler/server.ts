@@ -8,10 +8,11 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { Fleet } from "../src/fleet/fleet.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
+import { connectRedis } from "../src/redis.ts";
 import { handleShutdownSignals } from "../src/signals.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { type LeaderElection, type Leadership, startLeaderElection } from "./leader.ts";
@@ -65,7 +66,7 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
   metrics.leader.set(0);
 
   const connect = async (name: string) => {
-    const r = new Redis(options.redisUrl, {
+    const r = connectRedis(options.redisUrl, {
       lazyConnect: true,
       connectionName: name,
       maxRetriesPerRequest: 2,

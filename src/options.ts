@@ -9,16 +9,27 @@ import { ValidationError } from "./errors.ts";
 import type { Logger } from "./logging.ts";
 import { Registry } from "./metrics.ts";
 
-/** A Redis URL with no default (for "url or an existing connection" options). */
+/**
+ * A Redis URL with no default (for "url or an existing connection" options).
+ * `memory://NAME` is the in-process Redis of a single-process `skiff up`.
+ */
 export const redisUrlTextSchema = z
   .string()
-  .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"');
+  .regex(
+    /^(rediss?:\/\/|memory:\/\/)/,
+    'must be a redis:// or rediss:// URL (e.g. "redis://127.0.0.1:6379"), or memory://NAME for the in-process store of one process',
+  );
 
 export const redisUrlSchema = redisUrlTextSchema.default("redis://127.0.0.1:6379");
 
-/** An existing ioredis connection handed in by the caller. */
+/** An existing ioredis connection handed in by the caller (a real or an in-process one). */
 export const redisInstanceSchema = z.custom<Redis>(
-  (v) => v instanceof Redis,
+  (v) =>
+    v instanceof Redis ||
+    (typeof v === "object" &&
+      v !== null &&
+      typeof (v as Redis).duplicate === "function" &&
+      typeof (v as Redis).evalsha === "function"),
   "must be an ioredis Redis instance",
 );
 

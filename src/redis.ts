@@ -1,5 +1,6 @@
 /** Small helpers shared by everything that owns an ioredis connection. */
-import type { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
+import { connectMemoryRedis, isMemoryRedisUrl } from "./redis-memory.ts";
 
 /** QUIT lets pending replies arrive; a connection that is not up is just dropped. */
 export async function quitRedis(r: Redis): Promise<void> {
@@ -9,4 +10,12 @@ export async function quitRedis(r: Redis): Promise<void> {
   } catch {
     r.disconnect();
   }
+}
+
+/**
+ * Open a connection: `redis://` / `rediss://` URLs reach a Redis server,
+ * `memory://NAME` the in-process one (src/redis-memory.ts).
+ */
+export function connectRedis(url: string, options: RedisOptions = {}): Redis {
+  return isMemoryRedisUrl(url) ? connectMemoryRedis(url, options) : new Redis(url, options);
 }

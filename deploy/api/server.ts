@@ -1,11 +1,11 @@
 /** `skiff api`: the deploy API as a process, on Redis. */
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { Redis } from "ioredis";
 import type { SkiffConfig } from "../../src/config.ts";
 import type { Logger } from "../../src/logging.ts";
 import { createLogger } from "../../src/logging.ts";
 import { createRegistry, type Registry } from "../../src/metrics.ts";
+import { connectRedis } from "../../src/redis.ts";
 import { createRedisStore } from "../../src/store/index.ts";
 import { createApiApp } from "./app.ts";
 import { resolveApiToken } from "./token.ts";
@@ -27,7 +27,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   const { config } = options;
   const logger = options.logger ?? createLogger({ component: "api", level: config.log.level });
   const registry = options.registry ?? createRegistry({ component: "api", defaults: true });
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 3 });
+  const redis = connectRedis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 3 });
   try {
     await redis.connect();
   } catch (err) {

@@ -9,12 +9,12 @@
  * announcement) are one Lua script or one MULTI.
  */
 
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
 import { redisInstanceSchema, redisPrefixSchema, redisUrlTextSchema } from "../options.ts";
-import { quitRedis } from "../redis.ts";
+import { connectRedis, quitRedis } from "../redis.ts";
 import { type FleetKeys, fleetKeys, parseRevisionRef, revisionRef } from "./keys.ts";
 import {
   agentRecordSchema,
@@ -107,7 +107,7 @@ export class Fleet {
     this.#owned = opts.redis === undefined;
     this.#redis =
       opts.redis ??
-      new Redis(opts.url as string, {
+      connectRedis(opts.url as string, {
         connectionName: "skiff-fleet",
         maxRetriesPerRequest: 2,
         retryStrategy: (times: number) =>

@@ -9,7 +9,7 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { z } from "zod";
 import {
   ConflictError,
@@ -26,7 +26,7 @@ import {
   redisPrefixSchema,
   redisUrlTextSchema,
 } from "../options.ts";
-import { quitRedis } from "../redis.ts";
+import { connectRedis, quitRedis } from "../redis.ts";
 import { checkSegment, type KeySpace, keySpace } from "./keys.ts";
 import { COMMIT, LIST } from "./scripts.ts";
 import type { CommitResult, ListOptions, Store, StoreEvent, TransactOptions, Tx } from "./store.ts";
@@ -102,7 +102,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   const owned = opts.redis === undefined;
   const redis =
     opts.redis ??
-    new Redis(opts.url as string, {
+    connectRedis(opts.url as string, {
       connectionName: "skiff-store",
       // While Redis is away, fail a command after a few quick reconnect attempts
       // (~1 s) instead of queueing it for long: callers answer 503 and retry.
