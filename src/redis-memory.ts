@@ -9,6 +9,7 @@
  * integer replies inside Lua, the `cjson` library that real Redis gives Lua
  * scripts, and ioredis's `status` field.
  */
+import { createHash } from "node:crypto";
 import type { Redis, RedisOptions } from "ioredis";
 import RedisMock from "ioredis-mock";
 
@@ -175,15 +176,62 @@ function withPrelude(script: unknown): unknown {
 interface Mock {
   connected: boolean;
   eval(...args: unknown[]): Promise<unknown>;
+  evalsha(...args: unknown[]): Promise<unknown>;
+  script(...args: unknown[]): Promise<unknown>;
   duplicate(override?: object): Mock;
+}
+
+type ReplyTransformer = (result: unknown, context?: unknown) => unknown;
+
+/**
+ * ioredis 6's reply transformers (e.g. for ZRANGE) need the reply context that
+ * ioredis passes and the mock does not; give them the RESP2 default when it is
+ * missing. Real connections always pass one, so they are unaffected.
+ */
+{
+  const reply = (
+    RedisMock as unknown as { Command: { transformers: { reply: Record<string, ReplyTransformer> } } }
+  ).Command.transformers.reply;
+  const resp2 = { protocol: 2, replyMapping: "legacy" };
+  for (const [name, transform] of Object.entries(reply)) {
+    reply[name] = (result, context) => transform(result, context ?? resp2);
+  }
+}
+
+/** SCRIPT LOAD / EVALSHA for the mock (it has no SCRIPT and caches per connection). */
+const scripts = new Map<string, string>();
+
+function remember(source: string): string {
+  const sha = createHash("sha1").update(source).digest("hex");
+  scripts.set(sha, source);
+  return sha;
 }
 
 /** Give a mock connection what Skiff's code expects of an ioredis one. */
 function adapt(mock: Mock): Redis {
   const evalScript = mock.eval.bind(mock);
-  mock.eval = (script: unknown, ...rest: unknown[]) => evalScript(withPrelude(script), ...rest);
-  // Scripts are cached per connection in the mock; an unknown sha answers
-  // NOSCRIPT and the caller falls back to EVAL (src/store/scripts.ts).
+  mock.eval = (script: unknown, ...rest: unknown[]) => {
+    if (typeof script === "string") remember(script);
+    return evalScript(withPrelude(script), ...rest);
+  };
+  mock.evalsha = async (sha: unknown, ...rest: unknown[]) => {
+    const source = scripts.get(String(sha).toLowerCase());
+    if (source === undefined) throw new Error("NOSCRIPT No matching script. Please use EVAL.");
+    return mock.eval(source, ...rest);
+  };
+  mock.script = async (sub: unknown, ...args: unknown[]) => {
+    switch (String(sub).toUpperCase()) {
+      case "LOAD":
+        return remember(String(args[0]));
+      case "EXISTS":
+        return args.map((sha) => (scripts.has(String(sha).toLowerCase()) ? 1 : 0));
+      case "FLUSH":
+        scripts.clear();
+        return "OK";
+      default:
+        throw new Error(`ERR unknown subcommand '${String(sub)}' for SCRIPT in the in-process store`);
+    }
+  };
   Object.defineProperty(mock, "status", {
     get: () => (mock.connected ? "ready" : "end"),
   });

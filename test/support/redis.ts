@@ -1,10 +1,11 @@
 /** Per-test-file Redis access: the run's shared server, a unique key prefix each. */
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { connectRedis } from "../../src/redis.ts";
 import { inject } from "vitest";
 
 export function redisUrl(): string {
-  return inject("redisUrl");
+  return process.env.SKIFF_TEST_REDIS === "memory" ? "memory://test" : inject("redisUrl");
 }
 
 /** A key prefix no other test uses, so files can share one redis-server. */
@@ -13,5 +14,5 @@ export function uniquePrefix(label = "t"): string {
 }
 
 export function connect(): Redis {
-  return new Redis(redisUrl(), { maxRetriesPerRequest: 2 });
+  return connectRedis(redisUrl(), { maxRetriesPerRequest: 2 });
 }
