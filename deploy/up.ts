@@ -1,7 +1,8 @@
 /**
  * `skiff up` (what `npm start` runs): a complete single-host Skiff in one
- * process. The store (REDIS_URL, or a private redis-server with AOF under the
- * state folder), the deploy API, the agent (isolates always, containers when
+ * process. The store (REDIS_URL; else a private redis-server with AOF under
+ * the state folder; else, with no redis-server installed, an in-process Redis
+ * saved to a file in the state folder), the deploy API, the agent (isolates always, containers when
  * a Docker engine answers), the scaler and the gateway, each the same code as
  * its own command, wired to one configuration. Stops in the reverse order of
  * the data flow: scaler (no new decisions), gateway (requests in flight
@@ -26,6 +27,7 @@ import {
 import type { RuntimeKind } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
 import { createRegistry } from "../src/metrics.ts";
+import { openMemoryRedisFile } from "../src/redis-memory-file.ts";
 import { type RedisServer, startRedisServer } from "../src/redis-server.ts";
 import { type ApiServer, startApiServer } from "./api/server.ts";
 
@@ -73,12 +75,10 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
   ).redisUrl;
   let stopRedis: (() => Promise<void>) | undefined;
   if (!named) {
-    const local = await localRedis(stateDir, env);
+    const local = await localStore(stateDir, env, log);
     stopRedis = local.stop;
     overrides = mergeConfig(overrides, { redisUrl: local.url });
-    log(
-      `Store:    ${local.reused ? "running" : "started"} redis-server at ${local.url} (data in ${join(stateDir, "redis")}, append-only)`,
-    );
+    log(`Store:    ${local.describe}`);
   }
 
   const stops: { name: string; stop: () => Promise<void> }[] = [];
@@ -219,14 +219,24 @@ function onPath(name: string, env: NodeJS.ProcessEnv): boolean {
   return false;
 }
 
+interface LocalStore {
+  url: string;
+  stop: () => Promise<void>;
+  /** The start-up line saying which store is in use. */
+  describe: string;
+}
+
 /**
- * Reuse the redis-server this state folder already runs (a previous `skiff up`
- * that was killed), or start one with AOF so that nothing is lost on restart.
+ * The store when no Redis is named: reuse the redis-server this state folder
+ * already runs (a previous `skiff up` that was killed), or start one with AOF
+ * so that nothing is lost on restart; without redis-server on PATH, the
+ * in-process Redis kept in a snapshot file under the state folder.
  */
-async function localRedis(
+async function localStore(
   stateDir: string,
   env: NodeJS.ProcessEnv,
-): Promise<{ url: string; stop: () => Promise<void>; reused: boolean }> {
+  log: (line: string) => void,
+): Promise<LocalStore> {
   const dir = join(stateDir, "redis");
   mkdirSync(dir, { recursive: true });
   const portFile = join(stateDir, "redis.port");
@@ -237,12 +247,24 @@ async function localRedis(
   if (previous && (await answers(`redis://127.0.0.1:${previous}`))) {
     // Left running by a run that was killed: ours again, stopped with us.
     const url = `redis://127.0.0.1:${previous}`;
-    return { url, stop: () => shutdownRedis(url), reused: true };
+    return {
+      url,
+      stop: () => shutdownRedis(url),
+      describe: `running redis-server at ${url} (data in ${dir}, append-only)`,
+    };
   }
   if (!onPath("redis-server", env)) {
-    throw new Error(
-      "no Redis: REDIS_URL is not set and redis-server is not on PATH; install it (sudo apt-get install -y redis-server) or pass --redis-url redis://HOST:PORT",
-    );
+    const file = join(stateDir, "store.json");
+    const mem = await openMemoryRedisFile({
+      file,
+      onError: (err) => log(`Store:    saving ${file} failed (retrying): ${err.message}`),
+    });
+    const kept = mem.restored ? `, ${mem.restored} keys restored` : "";
+    return {
+      url: mem.url,
+      stop: () => mem.stop(),
+      describe: `in-process (redis-server is not on PATH), saved to ${file}${kept}; install redis-server (or pass --redis-url) for a store that separate processes can share`,
+    };
   }
   let server: RedisServer;
   try {
@@ -262,7 +284,11 @@ async function localRedis(
     server = await startRedisServer({ appendonly: true, dir, detached: true });
   }
   writeFileSync(portFile, `${server.port}\n`);
-  return { url: server.url, stop: () => server.stop(), reused: false };
+  return {
+    url: server.url,
+    stop: () => server.stop(),
+    describe: `started redis-server at ${server.url} (data in ${dir}, append-only)`,
+  };
 }
 
 /** Stop a redis-server an earlier run started: SHUTDOWN syncs the AOF first. */

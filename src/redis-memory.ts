@@ -122,6 +122,7 @@ end
  * entries as `false`. The mock's bridge hands over every JS number as a float
  * (`tostring(redis.call("INCR", k))` would give "1.0") and arrays as JS
  * proxies whose missing entries are a truthy JS null. Convert replies back.
+ * (One difference stays: the mock hands an empty string reply over as nil.)
  */
 const REPLIES_LUA = `
 do
@@ -175,6 +176,7 @@ function withPrelude(script: unknown): unknown {
 /** The mock's own fields that the adapter uses. */
 interface Mock {
   connected: boolean;
+  context: { modifiedKeyEvents: { setMaxListeners(n: number): void } };
   eval(...args: unknown[]): Promise<unknown>;
   evalsha(...args: unknown[]): Promise<unknown>;
   script(...args: unknown[]): Promise<unknown>;
@@ -190,7 +192,9 @@ type ReplyTransformer = (result: unknown, context?: unknown) => unknown;
  */
 {
   const reply = (
-    RedisMock as unknown as { Command: { transformers: { reply: Record<string, ReplyTransformer> } } }
+    RedisMock as unknown as {
+      Command: { transformers: { reply: Record<string, ReplyTransformer> } };
+    }
   ).Command.transformers.reply;
   const resp2 = { protocol: 2, replyMapping: "legacy" };
   for (const [name, transform] of Object.entries(reply)) {
@@ -212,7 +216,8 @@ function adapt(mock: Mock): Redis {
   const evalScript = mock.eval.bind(mock);
   mock.eval = (script: unknown, ...rest: unknown[]) => {
     if (typeof script === "string") remember(script);
-    return evalScript(withPrelude(script), ...rest);
+    // A nil reply is null from ioredis, undefined from the mock.
+    return evalScript(withPrelude(script), ...rest).then((reply) => reply ?? null);
   };
   mock.evalsha = async (sha: unknown, ...rest: unknown[]) => {
     const source = scripts.get(String(sha).toLowerCase());
@@ -229,12 +234,16 @@ function adapt(mock: Mock): Redis {
         scripts.clear();
         return "OK";
       default:
-        throw new Error(`ERR unknown subcommand '${String(sub)}' for SCRIPT in the in-process store`);
+        throw new Error(
+          `ERR unknown subcommand '${String(sub)}' for SCRIPT in the in-process store`,
+        );
     }
   };
   Object.defineProperty(mock, "status", {
     get: () => (mock.connected ? "ready" : "end"),
   });
+  // Every connection listens on its keyspace's emitter; a process has dozens.
+  mock.context.modifiedKeyEvents.setMaxListeners(0);
   const duplicate = mock.duplicate.bind(mock);
   mock.duplicate = (override?: object) => adapt(duplicate(override)) as unknown as Mock;
   return mock as unknown as Redis;
@@ -251,4 +260,64 @@ export function connectMemoryRedis(url: string, options: RedisOptions = {}): Red
     lazyConnect: options.lazyConnect ?? false,
   });
   return adapt(mock as unknown as Mock);
+}
+
+/**
+ * Every key without a TTL, read in one script so the copy is consistent.
+ * Keys with a TTL (heartbeats, leases, counters) describe running processes
+ * and are rebuilt by them after a restart.
+ */
+const SNAPSHOT_LUA = `
+local out = {}
+for _, k in ipairs(redis.call("KEYS", "*")) do
+  if redis.call("PTTL", k) == -1 then
+    local t = redis.call("TYPE", k)
+    if type(t) == "table" then t = t.ok end
+    local v
+    -- The mock hands an empty string to Lua as nil (false).
+    if t == "string" then v = redis.call("GET", k) or ""
+    elseif t == "hash" then v = redis.call("HGETALL", k)
+    elseif t == "set" then v = redis.call("SMEMBERS", k)
+    elseif t == "zset" then v = redis.call("ZRANGE", k, 0, -1, "WITHSCORES")
+    elseif t == "list" then v = redis.call("LRANGE", k, 0, -1)
+    end
+    -- The mock keeps a collection whose last member was removed; Redis drops it.
+    if v and not (type(v) == "table" and #v == 0) then out[#out + 1] = { k, t, v } end
+  end
+end
+return out
+`;
+
+type SnapshotEntry = [key: string, type: string, value: string | string[]];
+
+/** A JSON copy of the in-process Redis's durable keys (see SNAPSHOT_LUA). */
+export async function snapshotMemoryRedis(redis: Redis): Promise<string> {
+  const entries = (await redis.eval(SNAPSHOT_LUA, 0)) as SnapshotEntry[];
+  entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return JSON.stringify({ version: 1, keys: entries });
+}
+
+/** Write a snapshot back (into an empty keyspace, before anything else uses it). */
+export async function restoreMemoryRedis(redis: Redis, json: string): Promise<number> {
+  const parsed = JSON.parse(json) as { version?: number; keys?: SnapshotEntry[] };
+  if (parsed.version !== 1 || !Array.isArray(parsed.keys)) {
+    throw new Error("not a Skiff in-process store snapshot (version 1)");
+  }
+  let restored = 0;
+  for (const [key, type, value] of parsed.keys) {
+    const items = Array.isArray(value) ? value.map(String) : [String(value)];
+    if (Array.isArray(value) && items.length === 0) continue;
+    restored++;
+    if (type === "string") await redis.set(key, String(value));
+    else if (type === "hash") await redis.hset(key, ...items);
+    else if (type === "set") await redis.sadd(key, ...items);
+    else if (type === "list") await redis.rpush(key, ...items);
+    else if (type === "zset") {
+      // Stored as member, score pairs; ZADD takes score, member.
+      const pairs: string[] = [];
+      for (let i = 0; i + 1 < items.length; i += 2) pairs.push(items[i + 1]!, items[i]!);
+      await redis.zadd(key, ...pairs);
+    } else throw new Error(`snapshot key ${key} has an unknown type ${type}`);
+  }
+  return restored;
 }

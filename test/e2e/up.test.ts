@@ -258,7 +258,7 @@ describe("the walkthrough with skiff up", () => {
   });
 });
 
-describe("skiff up on a machine without Docker or redis-server", () => {
+describe("skiff up on a machine without Docker", () => {
   it("with no Docker engine it offers isolates only, says so, and a container service reports RuntimeUnavailable", async () => {
     const agentId = `e2e-nodocker-${randomBytes(3).toString("hex")}`;
     const prefix = uniquePrefix("e2e-up");
@@ -325,16 +325,78 @@ describe("skiff up on a machine without Docker or redis-server", () => {
     });
     expect(await up.stop(30_000)).toBe(0);
   }, 90_000);
+});
 
-  it("with no REDIS_URL and no redis-server on PATH it fails with one line saying what to do", async () => {
-    const up = spawnSkiff("up-no-redis", ["up", "--state-dir", tempDir("state")], {
-      ...clean,
-      PATH: "/nonexistent",
-      XDG_CONFIG_HOME: tempDir("xdg"),
-    });
-    expect(await up.exited).toBe(1);
-    expect(up.output().trim()).toBe(
-      "Error: no Redis: REDIS_URL is not set and redis-server is not on PATH; install it (sudo apt-get install -y redis-server) or pass --redis-url redis://HOST:PORT",
+describe("skiff up without redis-server: the in-process store", () => {
+  const agentId = `e2e-mem-${randomBytes(3).toString("hex")}`;
+  const stateDir = tempDir("state-mem");
+  const configHome = tempDir("xdg");
+  const cliEnv = { ...clean, SKIFF_CONFIG_FILE: join(configHome, "skiff", "cli.json") };
+  const args = [
+    "up",
+    "--state-dir",
+    stateDir,
+    "--config",
+    upConfig(agentId),
+    "--api-port",
+    "0",
+    "--gateway-port",
+    "0",
+  ];
+  // No redis-server on PATH (nothing is: node is started by its full path).
+  const env = { ...clean, PATH: "/nonexistent", XDG_CONFIG_HOME: configHome };
+
+  async function skiff(up: Proc, ...argv: string[]) {
+    const r = await runCli(argv, { env: cliEnv });
+    expect(r.code, `skiff ${argv.join(" ")}\n${r.stdout}\n${r.stderr}\n${up.output()}`).toBe(0);
+    return r.stdout;
+  }
+
+  it("says it uses the in-process store, serves a worker and a container, and keeps them across a restart", async () => {
+    agentIds.push(agentId);
+    const image = await helloImage();
+    let up = spawnSkiff("up-memory", args, env);
+    await up.waitFor(/Skiff is up/, 60_000);
+    const file = join(stateDir, "store.json");
+    expect(up.output()).toContain(
+      `Store:    in-process (redis-server is not on PATH), saved to ${file}; install redis-server (or pass --redis-url) for a store that separate processes can share`,
     );
-  });
+    let gateway = up.output().match(/Gateway:\s+(\S+)/)![1]!;
+
+    // `service create` waits for Ready, and a Route is Ready only once the
+    // scaler has published its traffic: the gateway serves right away.
+    await skiff(up, "service", "create", "w", "--source", WORKER, "--env", "TARGET=Memory");
+    expect(await hit(gateway, "w.default.localhost")).toEqual({
+      status: 200,
+      body: "Hello Memory!",
+    });
+    await skiff(up, "service", "create", "hello", "--image", image, "--env", "TARGET=World");
+    expect(await hit(gateway, "hello.default.localhost")).toEqual({
+      status: 200,
+      body: "Hello World!",
+    });
+
+    expect(await up.stop(30_000)).toBe(0);
+    expect(await containersOf(agentId)).toEqual([]);
+    expect(JSON.parse(readFileSync(file, "utf8")).version).toBe(1);
+
+    up = spawnSkiff("up-memory-again", args, env);
+    await up.waitFor(/Skiff is up/, 60_000);
+    expect(up.output()).toMatch(/Store:\s+in-process .*, \d+ keys restored;/);
+    gateway = up.output().match(/Gateway:\s+(\S+)/)![1]!;
+    const list = await skiff(up, "service", "list");
+    expect(list).toMatch(/^hello\s/m);
+    expect(list).toMatch(/^w\s/m);
+    // The restored routes are served at once: the gateway holds the first
+    // request while the scaler places an instance again.
+    expect(await hit(gateway, "w.default.localhost")).toEqual({
+      status: 200,
+      body: "Hello Memory!",
+    });
+    expect(await hit(gateway, "hello.default.localhost")).toEqual({
+      status: 200,
+      body: "Hello World!",
+    });
+    expect(await up.stop(30_000)).toBe(0);
+  }, 180_000);
 });

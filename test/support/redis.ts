@@ -1,8 +1,8 @@
 /** Per-test-file Redis access: the run's shared server, a unique key prefix each. */
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
-import { connectRedis } from "../../src/redis.ts";
 import { inject } from "vitest";
+import { connectRedis } from "../../src/redis.ts";
 
 export function redisUrl(): string {
   return process.env.SKIFF_TEST_REDIS === "memory" ? "memory://test" : inject("redisUrl");

@@ -18,7 +18,10 @@ describe("in-process store specifics", () => {
     const name = `memory://${uniquePrefix("mem")}`;
     const a = await createRedisStore({ url: name, prefix: "skiff:" });
     const b = await createRedisStore({ url: name, prefix: "skiff:" });
-    const other = await createRedisStore({ url: `memory://${uniquePrefix("mem")}`, prefix: "skiff:" });
+    const other = await createRedisStore({
+      url: `memory://${uniquePrefix("mem")}`,
+      prefix: "skiff:",
+    });
     try {
       await a.transact(async (tx) => tx.put(service("default", "hello")));
       expect((await b.get("services", "default", "hello"))?.metadata.name).toBe("hello");
