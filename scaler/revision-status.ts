@@ -1,7 +1,8 @@
 /**
  * What the scaler says on a Revision: desiredReplicas / actualReplicas, the
  * `Active` condition (Knative's PodAutoscaler state: True while serving,
- * False/NoTraffic at zero, Unknown while instances are on their way), why
+ * False/NoTraffic at zero, Unknown while instances are on their way), Ready
+ * for a revision that starts at zero (initial-scale 0), why
  * instances could not be placed (ResourcesAvailable False), whether its
  * autoscaling annotations still parse, and its routing state (label
  * `serving.knative.dev/routingState` + annotation
@@ -39,6 +40,12 @@ export interface ScaleReport {
   /** Ready instances. */
   actual: number;
   state: ActiveState;
+  /**
+   * The autoscaler's scale target is initialized (Knative's
+   * ScaleTargetInitialized): its first instances were ready, or it needed
+   * none (initial-scale 0 with min-scale 0).
+   */
+  initialized?: boolean;
   /** Set while some wanted instances could not be placed. */
   placement?: { reason: PlacementProblem; message: string };
   /** Set while the autoscaling annotations do not parse (the defaults are used). */
@@ -121,6 +128,20 @@ export function scaledRevision(
         },
         now,
       );
+    }
+  }
+
+  // Initialized without an instance (initial-scale 0): Ready at once, as in
+  // Knative, where the first request starts it. A failure reported by the
+  // agent or by placement is never overruled.
+  if (report.initialized && report.actual === 0 && !report.placement && !wasReady) {
+    const failed = ["ResourcesAvailable", "ContainerHealthy", "Ready"].some(
+      (type) => getCondition(conditions, type)?.status === "False",
+    );
+    if (!failed) {
+      for (const type of ["ResourcesAvailable", "ContainerHealthy", "Ready"]) {
+        conditions = setCondition(conditions, { type, status: "True" }, now);
+      }
     }
   }
 

@@ -607,6 +607,7 @@ export class ScalerLoop {
         desired: decision.desired,
         actual: ready,
         state: decision.state,
+        initialized: decision.initialized,
         routingState: routing.get(ref) ?? "reserve",
         ...(problem ? { placement: { reason: problem.reason, message: problem.message } } : {}),
         ...(s.problem ? { scalingProblem: s.problem } : {}),

@@ -29,6 +29,7 @@ import type { Logger } from "../../src/logging.ts";
 import { silentLogger } from "../../src/logging.ts";
 import { httpServerMetrics } from "../../src/metrics.ts";
 import { isDns1123Label } from "../../src/model/index.ts";
+import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import { API_VERSION, KINDS, type Plural, type Resource } from "../../src/model/types.ts";
 import type { Store } from "../../src/store/store.ts";
 import { readObject } from "./body.ts";
@@ -43,6 +44,8 @@ export interface ApiOptions {
   scheme?: string;
   bodyLimitBytes: number;
   limits: WriteLimits;
+  /** The cluster's autoscaler settings, which bound the autoscaling annotations (e.g. allowZeroInitialScale). */
+  scaling?: ScalingDefaults;
   registry: Registry;
   logger?: Logger;
 }
@@ -239,6 +242,7 @@ export function createApiApp(options: ApiOptions): Hono {
         namespace,
         name,
         limits: options.limits,
+        ...(options.scaling ? { scaling: options.scaling } : {}),
       });
       result = (
         await store.transact((tx) => applyService(tx, parsed, { mode, worker, ...writeCtx }), {
@@ -250,6 +254,7 @@ export function createApiApp(options: ApiOptions): Hono {
         namespace,
         name,
         limits: options.limits,
+        ...(options.scaling ? { scaling: options.scaling } : {}),
       });
       result = (
         await store.transact(

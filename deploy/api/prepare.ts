@@ -12,6 +12,7 @@ import {
   parseService,
   type WorkerSpec,
 } from "../../src/model/index.ts";
+import type { ScalingDefaults } from "../../src/model/scaling.ts";
 
 export interface WriteLimits {
   maxWorkerSourceBytes: number;
@@ -22,6 +23,8 @@ export interface PrepareContext {
   /** The name in the URL (PUT/PATCH); the body's name must agree. */
   name: string | undefined;
   limits: WriteLimits;
+  /** Cluster autoscaler settings the annotations are checked against (default: Knative's). */
+  scaling?: ScalingDefaults;
 }
 
 export async function prepareService(

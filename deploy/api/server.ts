@@ -47,6 +47,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     scheme: config.urlScheme,
     bodyLimitBytes: config.api.bodyLimitBytes,
     limits: config.limits,
+    scaling: config.autoscaler,
     registry,
     logger,
   });

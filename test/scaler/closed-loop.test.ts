@@ -20,6 +20,7 @@ import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import {
   hit,
   routingSummary,
+  SHORT_AUTOSCALER,
   serviceHost,
   startTestAgent,
   startTestGateway,
@@ -101,13 +102,16 @@ beforeAll(async () => {
   image = await helloImage(docker);
   redis = connect();
   fleet = new Fleet({ url: redisUrl(), prefix });
-  api = await startTestApi({ prefix });
+  // The cluster allows initial-scale 0 (Knative's allow-zero-initial-scale).
+  api = await startTestApi({ prefix, config: { autoscaler: { allowZeroInitialScale: true } } });
   agents = await Promise.all([
     startTestAgent(prefix, "loop-a", { containers: true, address: "127.0.0.1" }),
     startTestAgent(prefix, "loop-b", { address: "127.0.0.2" }),
   ]);
   gateway = await startTestGateway(prefix);
-  scaler = await startTestScaler(prefix);
+  scaler = await startTestScaler(prefix, {
+    autoscaler: { ...SHORT_AUTOSCALER, allowZeroInitialScale: true },
+  });
   await scaler.whenLeading();
   // Deployed together so that they reach zero together.
   await create(workerService("cold"));
@@ -187,6 +191,34 @@ describe("scale to zero and back", () => {
     expect(zero.metadata.labels?.["serving.knative.dev/routingState"]).toBe("reserve");
     expect((await routingSummary(redis, prefix))[serviceHost("cold")]).toEqual(["cold-00001:100"]);
   }, 40_000);
+});
+
+describe("initial-scale 0", () => {
+  it("a revision with initial-scale 0 is Ready without ever starting an instance, and the first request starts it", async () => {
+    await create(
+      workerService("lazy", { annotations: { "autoscaling.knative.dev/initial-scale": "0" } }),
+    );
+    const svc = await waitFor(
+      "service lazy Ready",
+      async () => {
+        const got = (await api.call("GET", api.ns("services", "lazy"))).json;
+        return got.status?.conditions?.find((c: Condition) => c.type === "Ready")?.status === "True"
+          ? got
+          : undefined;
+      },
+      15_000,
+    );
+    expect(svc.status.latestReadyRevisionName).toBe("lazy-00001");
+    const rev = await revision("lazy-00001");
+    expect(condition(rev, "Active")).toMatchObject({ status: "False", reason: "NoTraffic" });
+    expect(rev.status.actualReplicas).toBe(0);
+    expect(await placedOn("lazy-00001")).toEqual({});
+    expect(await endpoints("lazy-00001")).toBe(0);
+
+    await waitRouted(redis, prefix, gateway, serviceHost("lazy"));
+    const answer = await hit(gateway.url, serviceHost("lazy"));
+    expect(answer).toMatchObject({ status: 200, body: "Hello World! (lazy-00001)" });
+  }, 30_000);
 });
 
 describe("scaling out under load", () => {

@@ -69,6 +69,39 @@ describe("scaledRevision", () => {
     expect(getCondition(next.status.conditions, "Ready")?.status).toBe("True");
   });
 
+  it("a revision initialized at zero (initial-scale 0) becomes Ready without an instance, as in Knative", () => {
+    const deploying = [
+      { type: "Ready", status: "Unknown" as const, reason: "Deploying" },
+      { type: "ResourcesAvailable", status: "Unknown" as const, reason: "Deploying" },
+      { type: "ContainerHealthy", status: "Unknown" as const, reason: "Deploying" },
+    ];
+    const atZero = report({ desired: 0, actual: 0, state: "Inactive", initialized: true });
+    const next = scaledRevision(revision(deploying), atZero, T1)!;
+    for (const type of ["Ready", "ResourcesAvailable", "ContainerHealthy"]) {
+      expect(getCondition(next.status.conditions, type)?.status).toBe("True");
+    }
+    expect(getCondition(next.status.conditions, "Active")?.reason).toBe("NoTraffic");
+    // Not before the autoscaler says so (initial-scale 1 waits for its instance).
+    const waiting = scaledRevision(revision(deploying), { ...atZero, initialized: false }, T1)!;
+    expect(getCondition(waiting.status.conditions, "Ready")?.status).toBe("Unknown");
+  });
+
+  it("initialized at zero never overrules a failure", () => {
+    const failed = [
+      { type: "Ready", status: "False" as const, reason: "ImagePullBackOff" },
+      { type: "ContainerHealthy", status: "False" as const, reason: "ImagePullBackOff" },
+    ];
+    const atZero = report({ desired: 0, actual: 0, state: "Inactive", initialized: true });
+    const next = scaledRevision(revision(failed), atZero, T1)!;
+    expect(getCondition(next.status.conditions, "Ready")?.status).toBe("False");
+    const unplaced = scaledRevision(
+      revision([{ type: "Ready", status: "Unknown" as const, reason: "Deploying" }]),
+      { ...atZero, placement: { reason: "NoAgents", message: "no agents" } },
+      T1,
+    )!;
+    expect(getCondition(unplaced.status.conditions, "Ready")?.status).toBe("False");
+  });
+
   it("returns undefined when the revision already says all of it", () => {
     const once = scaledRevision(revision(READY), report(), T1)!;
     expect(scaledRevision(once, report(), new Date("2026-05-01T11:00:00Z"))).toBeUndefined();
