@@ -92,6 +92,12 @@ function upConfig(agentId: string, extra = ""): string {
   return file;
 }
 
+/** `skiff up` on OS-chosen ports with a state folder and the config above. */
+function upArgs(stateDir: string, agentId: string, ...extra: string[]): string[] {
+  const ports = ["--api-port", "0", "--gateway-port", "0"];
+  return ["up", "--state-dir", stateDir, "--config", upConfig(agentId), ...ports, ...extra];
+}
+
 describe("the walkthrough with skiff up", () => {
   const agentId = `e2e-up-${randomBytes(3).toString("hex")}`;
   const stateDir = tempDir("state");
@@ -109,21 +115,7 @@ describe("the walkthrough with skiff up", () => {
     image = await helloImage();
     up = spawnSkiff(
       "up",
-      [
-        "up",
-        "--state-dir",
-        stateDir,
-        "--config",
-        upConfig(agentId),
-        "--api-port",
-        "0",
-        "--gateway-port",
-        "0",
-        "--stable-window",
-        "6s",
-        "--scale-to-zero-grace",
-        "3s",
-      ],
+      upArgs(stateDir, agentId, "--stable-window", "6s", "--scale-to-zero-grace", "3s"),
       { ...clean, XDG_CONFIG_HOME: configHome },
     );
     await up.waitFor(/Skiff is up/, 60_000);
@@ -266,19 +258,7 @@ describe("skiff up on a machine without Docker", () => {
     const configHome = tempDir("xdg");
     const up = spawnSkiff(
       "up-no-docker",
-      [
-        "up",
-        "--state-dir",
-        tempDir("state"),
-        "--config",
-        upConfig(agentId),
-        "--docker-socket",
-        "/nonexistent/docker.sock",
-        "--api-port",
-        "0",
-        "--gateway-port",
-        "0",
-      ],
+      upArgs(tempDir("state"), agentId, "--docker-socket", "/nonexistent/docker.sock"),
       {
         ...clean,
         // The run's Redis this time (REDIS_URL given: no private redis-server).
@@ -332,17 +312,7 @@ describe("skiff up without redis-server: the in-process store", () => {
   const stateDir = tempDir("state-mem");
   const configHome = tempDir("xdg");
   const cliEnv = { ...clean, SKIFF_CONFIG_FILE: join(configHome, "skiff", "cli.json") };
-  const args = [
-    "up",
-    "--state-dir",
-    stateDir,
-    "--config",
-    upConfig(agentId),
-    "--api-port",
-    "0",
-    "--gateway-port",
-    "0",
-  ];
+  const args = upArgs(stateDir, agentId);
   // No redis-server on PATH (nothing is: node is started by its full path).
   const env = { ...clean, PATH: "/nonexistent", XDG_CONFIG_HOME: configHome };
 
