@@ -11,6 +11,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../src/logging.ts";
+import { RedisSubscriber } from "../src/redis-subscriber.ts";
 
 export type RefreshReason = "start" | "interval" | "resubscribe" | "manual";
 
@@ -34,19 +35,7 @@ export interface ChannelWatch {
 export async function watchChannels(options: ChannelWatchOptions): Promise<ChannelWatch> {
   const { channels, onMessage, resync, intervalMs, logger } = options;
   const jitter = options.jitter ?? 0.2;
-  const sub = options.redis.duplicate({
-    connectionName: "skiff-gateway:sub",
-    // A subscriber waits for the server as long as it takes; resync covers the gap.
-    maxRetriesPerRequest: null,
-  });
-  sub.on("error", (err: Error) => logger.warn({ err }, "gateway subscriber connection error"));
-  sub.on("message", (channel: string, message: string) => {
-    try {
-      onMessage(channel, message);
-    } catch (err) {
-      logger.error({ err, channel }, "gateway message handler threw");
-    }
-  });
+  const sub = new RedisSubscriber({ redis: options.redis, name: "gateway", logger });
 
   let stopped = false;
   let running: Promise<void> | undefined;
@@ -82,26 +71,14 @@ export async function watchChannels(options: ChannelWatchOptions): Promise<Chann
     timer.unref();
   };
 
-  let live = false;
-  // ioredis re-sends SUBSCRIBE right after "ready" on a reconnect; subscribing
-  // again and awaiting it tells us when the subscription is live.
-  sub.on("ready", () => {
-    if (!live || stopped) return;
-    sub.subscribe(...channels).then(
-      () => {
-        logger.info("gateway subscriber reconnected; resyncing");
-        void requestResync("resubscribe");
-      },
-      (err: unknown) => logger.warn({ err }, "gateway resubscribe failed"),
-    );
-  });
+  sub.onResubscribe(() => void requestResync("resubscribe"));
   try {
-    await sub.subscribe(...channels);
+    const handler = (message: string, channel: string) => onMessage(channel, message);
+    await Promise.all(channels.map((channel) => sub.subscribe(channel, handler)));
   } catch (err) {
-    sub.disconnect();
+    await sub.close();
     throw err;
   }
-  live = true;
   await requestResync("start");
   schedule();
 
@@ -112,7 +89,7 @@ export async function watchChannels(options: ChannelWatchOptions): Promise<Chann
       stopped = true;
       if (timer) clearTimeout(timer);
       await (waiting ?? running);
-      sub.disconnect();
+      await sub.close();
     },
   };
 }

@@ -15,6 +15,7 @@ import { ValidationError } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
 import { redisInstanceSchema, redisPrefixSchema, redisUrlTextSchema } from "../options.ts";
 import { connectRedis, quitRedis } from "../redis.ts";
+import { RedisSubscriber } from "../redis-subscriber.ts";
 import { type FleetKeys, fleetKeys, parseRevisionRef, revisionRef } from "./keys.ts";
 import {
   agentRecordSchema,
@@ -96,10 +97,7 @@ export class Fleet {
   readonly #owned: boolean;
   readonly #log: Logger;
   readonly #channels: Record<FleetChannel, string>;
-  readonly #handlers = new Map<string, Set<(message: string) => void>>();
-  readonly #resubscribeListeners = new Set<() => void>();
-  #subscriber: Redis | undefined;
-  #live = false;
+  readonly #subscriber: RedisSubscriber;
   #closed = false;
 
   constructor(options: FleetOptions) {
@@ -121,6 +119,11 @@ export class Fleet {
     }
     this.keys = fleetKeys(opts.prefix);
     this.#channels = this.keys.channels;
+    this.#subscriber = new RedisSubscriber({
+      redis: this.#redis,
+      name: "fleet",
+      logger: this.#log,
+    });
   }
 
   /** The Redis connection commands go through (shared with the store in the agent). */
@@ -391,36 +394,12 @@ export class Fleet {
    * Receive the messages of one channel (agent ids, or "{ns}/{rev}" for
    * endpoints). Resolves once the subscription is live; returns an unsubscribe.
    */
-  async subscribe(
+  subscribe(
     channel: FleetChannel,
     handler: (message: string) => void,
   ): Promise<() => Promise<void>> {
-    if (this.#closed) throw new Error("Fleet is closed");
-    const name = this.#channels[channel];
-    let set = this.#handlers.get(name);
-    const first = !set;
-    if (!set) {
-      set = new Set();
-      this.#handlers.set(name, set);
-    }
-    set.add(handler);
-    try {
-      const sub = this.#ensureSubscriber();
-      if (first) await sub.subscribe(name);
-      this.#live = true;
-    } catch (err) {
-      set.delete(handler);
-      if (set.size === 0) this.#handlers.delete(name);
-      throw err;
-    }
-    return async () => {
-      const s = this.#handlers.get(name);
-      if (!s?.delete(handler) || s.size > 0) return;
-      this.#handlers.delete(name);
-      if (this.#subscriber && !this.#closed) {
-        await this.#subscriber.unsubscribe(name).catch(() => {});
-      }
-    };
+    if (this.#closed) return Promise.reject(new Error("Fleet is closed"));
+    return this.#subscriber.subscribe(this.#channels[channel], (message) => handler(message));
   }
 
   /**
@@ -428,50 +407,7 @@ export class Fleet {
    * subscriptions are live again: messages meanwhile were missed, so resync.
    */
   onResubscribe(listener: () => void): () => void {
-    this.#resubscribeListeners.add(listener);
-    return () => {
-      this.#resubscribeListeners.delete(listener);
-    };
-  }
-
-  #ensureSubscriber(): Redis {
-    if (this.#subscriber) return this.#subscriber;
-    const sub = this.#redis.duplicate({
-      connectionName: `${this.#redis.options.connectionName ?? "skiff-fleet"}:sub`,
-      // Waits for the server as long as it takes; resync covers the gap.
-      maxRetriesPerRequest: null,
-    });
-    this.#subscriber = sub;
-    sub.on("error", (err: Error) => this.#log.warn({ err }, "fleet subscriber connection error"));
-    sub.on("message", (channel: string, message: string) => {
-      for (const handler of this.#handlers.get(channel) ?? []) {
-        try {
-          handler(message);
-        } catch (err) {
-          this.#log.error({ err, channel }, "fleet message handler threw");
-        }
-      }
-    });
-    // ioredis re-sends SUBSCRIBE after a reconnect; subscribing again and
-    // awaiting it tells us when the subscriptions are live again.
-    sub.on("ready", () => {
-      if (!this.#live || this.#closed) return;
-      const names = [...this.#handlers.keys()];
-      if (names.length === 0) return;
-      sub.subscribe(...names).then(
-        () => {
-          for (const listener of this.#resubscribeListeners) {
-            try {
-              listener();
-            } catch (err) {
-              this.#log.error({ err }, "fleet resubscribe listener threw");
-            }
-          }
-        },
-        (err: unknown) => this.#log.warn({ err }, "fleet resubscribe failed"),
-      );
-    });
-    return sub;
+    return this.#subscriber.onResubscribe(listener);
   }
 
   async ping(): Promise<void> {
@@ -481,9 +417,7 @@ export class Fleet {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#handlers.clear();
-    this.#resubscribeListeners.clear();
-    if (this.#subscriber) await quitRedis(this.#subscriber);
+    await this.#subscriber.close();
     if (this.#owned) await quitRedis(this.#redis);
   }
 

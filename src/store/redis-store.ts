@@ -27,6 +27,7 @@ import {
   redisUrlTextSchema,
 } from "../options.ts";
 import { connectRedis, quitRedis } from "../redis.ts";
+import { RedisSubscriber } from "../redis-subscriber.ts";
 import { checkSegment, type KeySpace, keySpace } from "./keys.ts";
 import { COMMIT, LIST } from "./scripts.ts";
 import type { CommitResult, ListOptions, Store, StoreEvent, TransactOptions, Tx } from "./store.ts";
@@ -346,9 +347,9 @@ class RedisStoreImpl implements RedisStore {
   readonly #owned: boolean;
   readonly #log: Logger;
   readonly #handlers = new Set<(event: StoreEvent) => void>();
-  readonly #resubscribeListeners = new Set<() => void>();
-  #subscriber: Redis | undefined;
-  #subscribed: Promise<void> | undefined;
+  readonly #subscriber: RedisSubscriber;
+  /** The events channel's subscription, made by the first watch and kept until close(). */
+  #subscribed: Promise<unknown> | undefined;
   #closed = false;
 
   constructor(redis: Redis, owned: boolean, keys: KeySpace, logger: Logger) {
@@ -356,6 +357,7 @@ class RedisStoreImpl implements RedisStore {
     this.#owned = owned;
     this.keys = keys;
     this.#log = logger;
+    this.#subscriber = new RedisSubscriber({ redis, name: "store", logger });
   }
 
   async get<P extends Plural>(
@@ -504,55 +506,16 @@ class RedisStoreImpl implements RedisStore {
   }
 
   onResubscribe(listener: () => void): () => void {
-    this.#resubscribeListeners.add(listener);
-    return () => {
-      this.#resubscribeListeners.delete(listener);
-    };
+    return this.#subscriber.onResubscribe(listener);
   }
 
-  #subscribe(): Promise<void> {
-    if (this.#subscribed) return this.#subscribed;
-    const sub = this.#redis.duplicate({
-      connectionName: `${this.#redis.options.connectionName ?? "skiff-store"}:sub`,
-      // A subscriber waits for the server as long as it takes; resync covers the gap.
-      maxRetriesPerRequest: null,
+  #subscribe(): Promise<unknown> {
+    this.#subscribed ??= guard(
+      this.#subscriber.subscribe(this.keys.events, (message) => this.#dispatch(message)),
+    ).catch((err: unknown) => {
+      this.#subscribed = undefined;
+      throw err;
     });
-    this.#subscriber = sub;
-    let live = false;
-    sub.on("error", (err: Error) => this.#log.warn({ err }, "store subscriber connection error"));
-    sub.on("message", (channel: string, message: string) => {
-      if (channel === this.keys.events) this.#dispatch(message);
-    });
-    // ioredis re-sends SUBSCRIBE on reconnect right after "ready"; subscribing
-    // again and awaiting it tells us when the subscription is live, and only
-    // then may listeners resync without missing anything.
-    sub.on("ready", () => {
-      if (!live || this.#closed) return;
-      sub.subscribe(this.keys.events).then(
-        () => {
-          this.#log.info("store subscriber reconnected; listeners resync");
-          for (const listener of this.#resubscribeListeners) {
-            try {
-              listener();
-            } catch (err) {
-              this.#log.error({ err }, "store resubscribe listener threw");
-            }
-          }
-        },
-        (err: unknown) => this.#log.warn({ err }, "store resubscribe failed"),
-      );
-    });
-    this.#subscribed = guard(sub.subscribe(this.keys.events)).then(
-      () => {
-        live = true;
-      },
-      (err: unknown) => {
-        this.#subscribed = undefined;
-        this.#subscriber = undefined;
-        sub.disconnect();
-        throw err;
-      },
-    );
     return this.#subscribed;
   }
 
@@ -595,8 +558,7 @@ class RedisStoreImpl implements RedisStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#handlers.clear();
-    this.#resubscribeListeners.clear();
-    if (this.#subscriber) await quitRedis(this.#subscriber);
+    await this.#subscriber.close();
     if (this.#owned) await quitRedis(this.#redis);
   }
 }
