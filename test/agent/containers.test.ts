@@ -167,10 +167,13 @@ describe("container instances", () => {
     const off = await env.fleet.subscribe("endpoints", (m) => withdrawn.push(m));
     await call(first, "/crash?code=7").catch(() => undefined);
     const second = await oneEndpoint(name, first.readyAt);
-    await off();
     expect(second.instanceId).toBe(id);
-    // The withdrawal and the republication were both announced.
-    expect(withdrawn.filter((m) => m === `default/${name}`).length).toBeGreaterThanOrEqual(2);
+    // The withdrawal and the republication were both announced (the second
+    // message may still be on its way when the endpoint can be read).
+    await expect
+      .poll(() => withdrawn.filter((m) => m === `default/${name}`).length)
+      .toBeGreaterThanOrEqual(2);
+    await off();
     expect((await call(second)).status).toBe(200);
     const report = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
     expect(report?.restarts).toBe(1);
