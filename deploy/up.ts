@@ -27,6 +27,7 @@ import {
 import type { RuntimeKind } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
 import { createRegistry } from "../src/metrics.ts";
+import { isMemoryRedisUrl } from "../src/redis-memory.ts";
 import { openMemoryRedisFile } from "../src/redis-memory-file.ts";
 import { type RedisServer, startRedisServer } from "../src/redis-server.ts";
 import { type ApiServer, startApiServer } from "./api/server.ts";
@@ -95,7 +96,11 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
 
   try {
     const config = loadConfig({ file: configFile, env, overrides });
-    if (named) log(`Store:    Redis at ${config.redisUrl} (prefix ${config.redisPrefix})`);
+    if (named && isMemoryRedisUrl(config.redisUrl)) {
+      log(
+        `Store:    in-process (${config.redisUrl}), kept in memory only: gone when this process stops`,
+      );
+    } else if (named) log(`Store:    Redis at ${config.redisUrl} (prefix ${config.redisPrefix})`);
     const logger =
       options.logger ??
       pino({ level: config.log.level, base: { pid: process.pid } }, pino.destination(2));

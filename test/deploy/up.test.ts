@@ -88,3 +88,28 @@ describe("skiff up", () => {
     expect(JSON.parse(got.stdout).status.latestCreatedRevisionName).toBe("persist-00001");
   });
 });
+
+describe("skiff up --redis-url memory://NAME", () => {
+  it("runs on the in-process store and says it is kept in memory only", async () => {
+    const s = startCliServer(
+      [
+        "up",
+        "--state-dir",
+        mkdtempSync(join(tmpdir(), "skiff-up-mem-")),
+        "--api-port",
+        "0",
+        "--redis-url",
+        "memory://explicit",
+      ],
+      { ...env, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "skiff-cfg-")) },
+    );
+    try {
+      await s.waitFor(/CLI settings written/);
+      expect(s.output()).toContain(
+        "Store:    in-process (memory://explicit), kept in memory only: gone when this process stops",
+      );
+    } finally {
+      await s.kill("SIGTERM");
+    }
+  });
+});
