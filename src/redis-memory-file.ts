@@ -1,15 +1,21 @@
 /**
  * Keep the in-process Redis of `skiff up` in a file, so a restart finds its
- * Services again: loaded once at start, saved whenever it changed (checked
- * every `intervalMs`) and at stop. Each save is a consistent snapshot written
- * to a temporary file and renamed over the old one, so a crash mid-save leaves
- * the previous copy whole. A crash loses at most the last interval.
+ * Services again: loaded once at start, saved when a durable key changed
+ * (checked every `intervalMs`) and at stop. Each save is a consistent snapshot
+ * written to a temporary file and renamed over the old one, so a crash
+ * mid-save leaves the previous copy whole. A crash loses at most the last
+ * interval.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { quitRedis } from "./redis.ts";
-import { connectMemoryRedis, restoreMemoryRedis, snapshotMemoryRedis } from "./redis-memory.ts";
+import {
+  connectMemoryRedis,
+  onDurableChange,
+  restoreMemoryRedis,
+  snapshotMemoryRedis,
+} from "./redis-memory.ts";
 
 export interface MemoryRedisFileOptions {
   /** Snapshot file, e.g. {stateDir}/store.json. */
@@ -54,9 +60,14 @@ export async function openMemoryRedisFile(
   }
   await mkdir(dirname(options.file), { recursive: true });
 
+  let dirty = false;
+  const stopWatching = onDurableChange(redis, () => {
+    dirty = true;
+  });
   let saving: Promise<void> = Promise.resolve();
   const saveNow = async () => {
-    const text = await snapshotMemoryRedis(redis);
+    dirty = false;
+    const text = snapshotMemoryRedis(redis);
     if (text === last) return;
     const tmp = `${options.file}.${process.pid}.tmp`;
     await writeFile(tmp, text);
@@ -69,7 +80,11 @@ export async function openMemoryRedisFile(
     return saving;
   };
   const timer = setInterval(() => {
-    save().catch((err: Error) => options.onError?.(err));
+    if (!dirty) return;
+    save().catch((err: Error) => {
+      dirty = true; // try again on the next tick
+      options.onError?.(err);
+    });
   }, options.intervalMs ?? 500);
   timer.unref();
 
@@ -79,6 +94,7 @@ export async function openMemoryRedisFile(
     save,
     async stop() {
       clearInterval(timer);
+      stopWatching();
       try {
         await save();
       } finally {

@@ -262,39 +262,64 @@ export function connectMemoryRedis(url: string, options: RedisOptions = {}): Red
   return adapt(mock as unknown as Mock);
 }
 
-/**
- * Every key without a TTL, read in one script so the copy is consistent.
- * Keys with a TTL (heartbeats, leases, counters) describe running processes
- * and are rebuilt by them after a restart.
- */
-const SNAPSHOT_LUA = `
-local out = {}
-for _, k in ipairs(redis.call("KEYS", "*")) do
-  if redis.call("PTTL", k) == -1 then
-    local t = redis.call("TYPE", k)
-    if type(t) == "table" then t = t.ok end
-    local v
-    -- The mock hands an empty string to Lua as nil (false).
-    if t == "string" then v = redis.call("GET", k) or ""
-    elseif t == "hash" then v = redis.call("HGETALL", k)
-    elseif t == "set" then v = redis.call("SMEMBERS", k)
-    elseif t == "zset" then v = redis.call("ZRANGE", k, 0, -1, "WITHSCORES")
-    elseif t == "list" then v = redis.call("LRANGE", k, 0, -1)
-    end
-    -- The mock keeps a collection whose last member was removed; Redis drops it.
-    if v and not (type(v) == "table" and #v == 0) then out[#out + 1] = { k, t, v } end
-  end
-end
-return out
-`;
-
 type SnapshotEntry = [key: string, type: string, value: string | string[]];
 
-/** A JSON copy of the in-process Redis's durable keys (see SNAPSHOT_LUA). */
-export async function snapshotMemoryRedis(redis: Redis): Promise<string> {
-  const entries = (await redis.eval(SNAPSHOT_LUA, 0)) as SnapshotEntry[];
-  entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+/** The mock's keyspace, shared by every connection to one name (its internals, pinned by tests). */
+interface MockContext {
+  data: { keys(): string[]; get(key: string): unknown };
+  expires: { has(key: string): boolean };
+  modifiedKeyEvents: {
+    on(event: "modified", listener: (key: string) => void): void;
+    off(event: "modified", listener: (key: string) => void): void;
+  };
+}
+
+const contextOf = (redis: Redis) => (redis as unknown as { context: MockContext }).context;
+
+/**
+ * A JSON copy of the durable keys (those without a TTL: heartbeats, leases and
+ * counters are rebuilt by the processes that own them), taken synchronously
+ * from the keyspace, so it is consistent: no script or command runs meanwhile.
+ * Reading the mock's data directly costs milliseconds where a Lua script
+ * over the same keys would block for a second on a few megabytes.
+ */
+export function snapshotMemoryRedis(redis: Redis): string {
+  const { data, expires } = contextOf(redis);
+  const entries: SnapshotEntry[] = [];
+  for (const key of data.keys().sort()) {
+    if (expires.has(key)) continue;
+    const v = data.get(key);
+    if (typeof v === "string" || Buffer.isBuffer(v)) entries.push([key, "string", String(v)]);
+    else if (v instanceof Set) {
+      if (v.size > 0) entries.push([key, "set", [...v].map(String).sort()]);
+    } else if (v instanceof Map) {
+      // Sorted sets: member -> { score, value }; stored as member, score pairs.
+      const pairs: string[] = [];
+      for (const [member, { score }] of v as Map<string, { score: number }>) {
+        pairs.push(String(member), String(score));
+      }
+      if (pairs.length > 0) entries.push([key, "zset", pairs]);
+    } else if (Array.isArray(v)) {
+      if (v.length > 0) entries.push([key, "list", v.map(String)]);
+    } else if (v !== null && typeof v === "object") {
+      const pairs = Object.entries(v).flatMap(([field, value]) => [field, String(value)]);
+      if (pairs.length > 0) entries.push([key, "hash", pairs]);
+    }
+    // A collection emptied by removal stays as an empty key in the mock; Redis drops it.
+  }
   return JSON.stringify({ version: 1, keys: entries });
+}
+
+/**
+ * Call `listener` after each change of a durable key (one without a TTL),
+ * e.g. to save a snapshot only when there is something new. Returns a stop.
+ */
+export function onDurableChange(redis: Redis, listener: (key: string) => void): () => void {
+  const { expires, modifiedKeyEvents } = contextOf(redis);
+  // A command sets a key's TTL after writing it: look once the command is done.
+  const onModified = (key: string) => queueMicrotask(() => expires.has(key) || listener(key));
+  modifiedKeyEvents.on("modified", onModified);
+  return () => modifiedKeyEvents.off("modified", onModified);
 }
 
 /** Write a snapshot back (into an empty keyspace, before anything else uses it). */

@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
   connectMemoryRedis,
+  onDurableChange,
   restoreMemoryRedis,
   snapshotMemoryRedis,
 } from "../../src/redis-memory.ts";
@@ -89,6 +90,24 @@ describe("in-process Redis", () => {
     expect(await copy.lrange("l", 0, -1)).toEqual(["1", "2"]);
     expect(await copy.exists("volatile")).toBe(0);
     expect(await snapshotMemoryRedis(copy)).toBe(snap);
+  });
+
+  it("reports changes of durable keys, not of keys with a TTL", async () => {
+    const r = fresh();
+    const changed: string[] = [];
+    const stop = onDurableChange(r, (key) => changed.push(key));
+    await r.set("heartbeat", "1", "PX", 60_000);
+    await r.hset("h", "a", "1");
+    await r.eval(`redis.call("SADD", KEYS[1], "x")`, 1, "s");
+    await expect.poll(() => [...new Set(changed)]).toEqual(["h", "s"]);
+    changed.length = 0;
+    await r.del("h");
+    await expect.poll(() => [...new Set(changed)]).toEqual(["h"]);
+    stop();
+    changed.length = 0;
+    await r.set("after", "1");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(changed).toEqual([]);
   });
 
   it("refuses a file that is not a snapshot", async () => {
