@@ -509,13 +509,14 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   #throwIfInterrupted(t: Tracked): void {
-    if (t.failure) throw new InstanceError(t.spec.instanceId, t.failure);
+    // A stop explains the exit it causes (ExitCode137 after its SIGKILL): say Stopped.
     if (t.state === "stopping") {
       throw new InstanceError(t.spec.instanceId, {
         reason: "Stopped",
         message: "instance was stopped before it became ready",
       });
     }
+    if (t.failure) throw new InstanceError(t.spec.instanceId, t.failure);
   }
 
   async #pause(t: Tracked, ms: number): Promise<void> {
