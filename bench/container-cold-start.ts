@@ -27,6 +27,7 @@ import Docker from "dockerode";
 import { PortAllocator } from "../agent/container/ports.ts";
 import { ContainerRuntime, type StartTimings } from "../agent/container/runtime.ts";
 import { helloImage } from "../test/support/images.ts";
+import { quantile } from "./stats.ts";
 
 const { values } = parseArgs({ options: { n: { type: "string", default: "10" } } });
 const N = Number(values.n);
@@ -150,11 +151,6 @@ async function cleanup(): Promise<void> {
         .catch(() => {}),
     ),
   );
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] ?? Number.NaN;
 }
 
 const fmt = (x: number) => x.toFixed(1);

@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Pool, request } from "undici";
 import { WorkerdPool } from "../agent/isolate/index.ts";
+import { type Summary, summarize } from "./stats.ts";
 
 const N_COLD = 50;
 const N_COLD_BIG = 20;
@@ -29,26 +30,6 @@ const N_WARM = 500;
 const N_RAW = 20;
 const N_STALL = 5;
 const THROUGHPUT_S = 4;
-
-interface Summary {
-  n: number;
-  p50: number;
-  p95: number;
-  min: number;
-  max: number;
-}
-
-function summarize(samples: number[]): Summary {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] ?? Number.NaN;
-  return {
-    n: s.length,
-    p50: at(0.5),
-    p95: at(0.95),
-    min: s[0] ?? Number.NaN,
-    max: s.at(-1) ?? Number.NaN,
-  };
-}
 
 const ms = (v: number) => v.toFixed(2);
 const row = (name: string, s: Summary) =>

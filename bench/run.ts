@@ -8,8 +8,10 @@ import { readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const dir = fileURLToPath(new URL(".", import.meta.url));
+/** Files in bench/ that are helpers, not benchmarks. */
+const HELPERS = new Set(["run.ts", "stats.ts"]);
 const all = readdirSync(dir)
-  .filter((f) => f.endsWith(".ts") && f !== "run.ts")
+  .filter((f) => f.endsWith(".ts") && !HELPERS.has(f))
   .map((f) => f.slice(0, -3))
   .sort();
 const wanted = process.argv.slice(2);

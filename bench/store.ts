@@ -17,23 +17,11 @@ import { cpus, totalmem } from "node:os";
 import type { Service } from "../src/model/types.ts";
 import { startRedisServer } from "../src/redis-server.ts";
 import { createRedisStore, type RedisStore } from "../src/store/redis-store.ts";
+import { type Summary, summarize } from "./stats.ts";
 
 const N = 500;
 const LIST_SIZE = 100;
 const WRITERS = 8;
-
-interface Summary {
-  n: number;
-  p50: number;
-  p95: number;
-  max: number;
-}
-
-function summarize(samples: number[]): Summary {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] ?? Number.NaN;
-  return { n: s.length, p50: at(0.5), p95: at(0.95), max: s.at(-1) ?? Number.NaN };
-}
 
 function service(name: string, generation = 1): Service {
   return {
