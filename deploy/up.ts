@@ -2,11 +2,12 @@
  * `skiff up` (what `npm start` runs): a complete single-host Skiff in one
  * process. The store (REDIS_URL; else a private redis-server with AOF under
  * the state folder; else, with no redis-server installed, an in-process Redis
- * saved to a file in the state folder), the deploy API, the agent (isolates always, containers when
- * a Docker engine answers), the scaler and the gateway, each the same code as
- * its own command, wired to one configuration. Stops in the reverse order of
- * the data flow: scaler (no new decisions), gateway (requests in flight
- * finish), agent (instances drained), API, store.
+ * saved to a file in the state folder), the deploy API, the agent (isolates
+ * always, containers when a Docker engine answers), the scaler and the
+ * gateway, each the same code as its own command, wired to one
+ * configuration. Stops in the reverse order of the data flow: scaler (no new
+ * decisions), gateway (requests in flight finish), agent (instances drained),
+ * API, store.
  */
 import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -243,7 +244,6 @@ async function localStore(
   log: (line: string) => void,
 ): Promise<LocalStore> {
   const dir = join(stateDir, "redis");
-  mkdirSync(dir, { recursive: true });
   const portFile = join(stateDir, "redis.port");
   let previous: number | undefined;
   try {
@@ -271,6 +271,7 @@ async function localStore(
       describe: `in-process (redis-server is not on PATH), saved to ${file}${kept}; install redis-server (or pass --redis-url) for a store that separate processes can share`,
     };
   }
+  mkdirSync(dir, { recursive: true });
   let server: RedisServer;
   try {
     server = await startRedisServer({

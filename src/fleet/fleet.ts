@@ -399,7 +399,7 @@ export class Fleet {
     handler: (message: string) => void,
   ): Promise<() => Promise<void>> {
     if (this.#closed) return Promise.reject(new Error("Fleet is closed"));
-    return this.#subscriber.subscribe(this.#channels[channel], (message) => handler(message));
+    return this.#subscriber.subscribe(this.#channels[channel], handler);
   }
 
   /**
