@@ -13,6 +13,7 @@ import { createAdaptorServer, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import { Agent, type Dispatcher } from "undici";
+import { ensureClusterIdentity } from "../src/cluster.ts";
 import type { SkiffConfig } from "../src/config.ts";
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../src/control/routing.ts";
 import { parseRevisionRef } from "../src/fleet/keys.ts";
@@ -29,7 +30,7 @@ import { type GatewayOptions, type GatewayOptionsInput, parseGatewayOptions } fr
 import { type ProxyContext, proxyHttp } from "./proxy.ts";
 import { RouteTable } from "./routes.ts";
 import { Slots } from "./slots.ts";
-import { proxyUpgrade } from "./upgrade.ts";
+import { closeAfterWrite, proxyUpgrade } from "./upgrade.ts";
 import { type ChannelWatch, watchChannels } from "./watch.ts";
 
 export interface Gateway {
@@ -94,6 +95,16 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   } catch (err) {
     redis.disconnect();
     throw new Error(`cannot reach Redis at ${options.redisUrl}: ${(err as Error).message}`);
+  }
+
+  let clusterSecret = options.clusterSecret;
+  if (clusterSecret === undefined) {
+    try {
+      clusterSecret = (await ensureClusterIdentity(redis, prefix)).secret;
+    } catch (err) {
+      redis.disconnect();
+      throw new Error(`cannot read the cluster identity from Redis: ${(err as Error).message}`);
+    }
   }
 
   const routes = new RouteTable();
@@ -186,6 +197,8 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     agentFor,
     metrics,
     trustForwarded: options.trustForwardedHeaders,
+    maxBodyBytes: options.maxBodyBytes,
+    gatewayAuth: clusterSecret,
     logger,
   };
 
@@ -273,11 +286,17 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     // The proxy consumes request bodies itself (streaming them to the instance).
     autoCleanupIncoming: false,
     serverOptions: {
-      // Timeouts are the revision's (timeoutSeconds); uploads may take long.
+      // Whole-request time is the revision's (timeoutSeconds); uploads may take long.
       requestTimeout: 0,
-      keepAliveTimeout: 65_000,
+      // Set explicitly: with requestTimeout 0 Node would leave headers unbounded (slowloris).
+      headersTimeout: options.headersTimeoutMs,
+      // Node checks headersTimeout on this period; keep it well under the timeout.
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, options.headersTimeoutMs / 4)),
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      maxHeaderSize: options.maxHeaderBytes,
     },
   }) as Server;
+  server.maxConnections = options.maxConnections;
   const upgrades = new Set<Duplex>();
   server.on("upgrade", (req, socket: Duplex, head: Buffer) => {
     if (closing) {
@@ -289,9 +308,22 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
       s.once("close", () => upgrades.delete(s));
     });
   });
-  server.on("clientError", (_err, socket: Duplex) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-    else socket.destroy();
+  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
+    // A request Node's parser refused (malformed, oversized head, headers too slow):
+    // answered at once on that connection only; never routed.
+    if (!socket.writable || err.code === "ECONNRESET") {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? "431 Request Header Fields Too Large"
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? "408 Request Timeout"
+          : "400 Bad Request";
+    metrics.requests.inc({ code: status.slice(0, 3), namespace: "", service: "" });
+    socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    closeAfterWrite(socket);
   });
 
   // --- Admin: metrics and probes.
