@@ -37,26 +37,18 @@ export async function proxyUpgrade(
 ): Promise<void> {
   socket.on("error", () => socket.destroy());
   const arrived = performance.now();
+  // An upgrade request's body would reach the instance only after a 101 (as tunnel bytes): refuse it.
   const problem = checkRequest(req, 0);
-  if (problem) {
-    ctx.metrics.requests.inc({ code: String(problem.status), namespace: "", service: "" });
-    rawReply(
-      socket,
-      problem.status,
-      problem.status === 413 ? "Payload Too Large" : "Bad Request",
-      problem.status === 413
-        ? "bad request: an upgrade request cannot carry a body through the gateway"
-        : problem.message,
-    );
-    return;
-  }
-  if (req.headers["transfer-encoding"] !== undefined) {
+  const withBody = problem?.status === 413 || req.headers["transfer-encoding"] !== undefined;
+  if (problem || withBody) {
     ctx.metrics.requests.inc({ code: "400", namespace: "", service: "" });
     rawReply(
       socket,
       400,
       "Bad Request",
-      "bad request: an upgrade request cannot carry a body through the gateway",
+      withBody || !problem
+        ? "bad request: an upgrade request cannot carry a body through the gateway"
+        : problem.message,
     );
     return;
   }
