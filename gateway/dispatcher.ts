@@ -44,10 +44,18 @@ export interface DispatcherHooks {
   coldStartServed(seconds: number): void;
 }
 
+/** Requests waiting across every revision of this gateway, and their bound (maxQueued). */
+export interface QueueBudget {
+  queued: number;
+  readonly max: number;
+}
+
 export interface DispatcherOptions {
   namespace: string;
   revision: string;
   queueDepth: number;
+  /** Shared by all dispatchers of one gateway. */
+  budget: QueueBudget;
   slots: Slots;
   activator: Activator;
   hooks: DispatcherHooks;
@@ -169,6 +177,16 @@ export class RevisionDispatcher {
       );
       return w;
     }
+    const budget = this.#o.budget;
+    if (budget.queued >= budget.max) {
+      w.done = true;
+      w.reject(
+        new QueueFullError(
+          `the gateway already holds ${budget.max} requests waiting for instances across all revisions (its maxQueued limit); retry later`,
+        ),
+      );
+      return w;
+    }
     const wait = Math.max(0, deadline - performance.now());
     w.timer = setTimeout(() => {
       this.#drop(
@@ -187,6 +205,7 @@ export class RevisionDispatcher {
       this.#queue.push(w);
     }
     this.stats.queued++;
+    budget.queued++;
     if (this.#upstreams.length === 0) {
       this.#o.activator.signal(this.namespace, this.revision);
       return w;
@@ -239,6 +258,7 @@ export class RevisionDispatcher {
     w.done = true;
     if (w.timer) clearTimeout(w.timer);
     this.stats.queued--;
+    this.#o.budget.queued--;
     w.reject(reason);
     this.#compact();
     if (this.stats.queued === 0) this.#leaveWaiters();
@@ -320,6 +340,7 @@ export class RevisionDispatcher {
     if (w.timer) clearTimeout(w.timer);
     w.done = true;
     this.stats.queued--;
+    this.#o.budget.queued--;
     w.resolve(this.#grant(up, lease, w, performance.now() - w.enqueuedAt));
   }
 

@@ -32,6 +32,8 @@ export const gatewayOptionsSchema = z
     domain: domainSchema,
     /** Requests one revision may hold waiting (no instance or no free slot); 503 beyond. */
     queueDepth: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** Requests the gateway may hold waiting across all revisions together; 503 beyond. */
+    maxQueued: z.number().int().min(1).max(10_000_000).default(50_000),
     /** How often counters go to Redis. */
     publishPeriodMs: ms(50, 60_000).default(500),
     /** Counters of a gateway that stopped publishing vanish after this. */

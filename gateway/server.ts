@@ -22,7 +22,7 @@ import { createRegistry, type Registry } from "../src/metrics.ts";
 import { connectRedis } from "../src/redis.ts";
 import { Activator } from "./activation.ts";
 import { CounterPublisher } from "./counters.ts";
-import { RevisionDispatcher } from "./dispatcher.ts";
+import { type QueueBudget, RevisionDispatcher } from "./dispatcher.ts";
 import { ShuttingDownError } from "./errors.ts";
 import { FleetCache } from "./fleet-cache.ts";
 import { type GatewayMetrics, gatewayMetrics } from "./metrics.ts";
@@ -147,6 +147,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   });
 
   let closing = false;
+  const budget: QueueBudget = { queued: 0, max: options.maxQueued };
   const dispatcherFor = (namespace: string, revision: string): RevisionDispatcher => {
     const ref = `${namespace}/${revision}`;
     let d = dispatchers.get(ref);
@@ -155,6 +156,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
         namespace,
         revision,
         queueDepth: options.queueDepth,
+        budget,
         slots,
         activator,
         logger,
