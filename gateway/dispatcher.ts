@@ -10,6 +10,8 @@
  *   the scaler is told at once (activation.ts); they go out in arrival order
  *   the moment an endpoint is published, and fail only at their own deadline.
  */
+
+import { UnavailableError } from "../src/errors.ts";
 import type { Endpoint } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
 import type { Activator } from "./activation.ts";
@@ -64,6 +66,8 @@ export interface DispatcherOptions {
   suspectMs?: number;
   /** How often waiters for a hard-limit slot retry without a release notice. */
   slotPollMs?: number;
+  /** Whether Redis is reachable (activation and shared slots need it). Default: always. */
+  redisUp?: () => boolean;
 }
 
 const SUSPECT_MS = 1_000;
@@ -159,6 +163,12 @@ export class RevisionDispatcher {
       w.reject(this.#closed);
       return w;
     }
+    if (cold && !this.#redisUp()) {
+      // Nothing could activate it, and no endpoint could be learnt: answer now, not at the deadline.
+      w.done = true;
+      w.reject(this.#unactivatable());
+      return w;
+    }
     // Fast path: no limit, nobody ahead, an instance ready.
     if (this.limit === 0 && this.#waitingCount() === 0 && !cold) {
       const up = this.#pick();
@@ -237,6 +247,34 @@ export class RevisionDispatcher {
     if (this.#waitingCount() === 0) return;
     if (this.#upstreams.length === 0) this.#o.activator.signal(this.namespace, this.revision);
     else this.#pump();
+  }
+
+  /**
+   * Redis is gone: requests waiting for a revision with no instance can be
+   * neither activated nor told of a new endpoint, so they get their 503 now;
+   * requests waiting for a hard-limit slot go on with locally counted slots.
+   */
+  redisLost(): void {
+    if (this.#waitingCount() === 0) return;
+    if (this.#upstreams.length > 0) {
+      this.#pump();
+      return;
+    }
+    const err = this.#unactivatable();
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const w = this.#queue[i] as Waiter;
+      if (!w.done) this.#drop(w, err);
+    }
+  }
+
+  #redisUp(): boolean {
+    return this.#o.redisUp?.() ?? true;
+  }
+
+  #unactivatable(): Error {
+    return new UnavailableError(
+      `revision ${this.ref} has no ready instance known to this gateway, and Redis (needed to activate it) is unreachable; retry shortly`,
+    );
   }
 
   /** Fail every waiting request (shutdown). */
@@ -327,10 +365,8 @@ export class RevisionDispatcher {
         if (released) return;
         released = true;
         up.inflight--;
-        if (lease) {
-          this.#o.slots.release(lease, this.namespace, this.revision);
-          if (this.#waitingCount() > 0) this.#pump();
-        }
+        if (lease) this.#o.slots.release(lease, this.namespace, this.revision);
+        if (this.limit > 0 && this.#waitingCount() > 0) this.#pump();
       },
     };
   }
@@ -358,7 +394,29 @@ export class RevisionDispatcher {
       }
       return;
     }
+    if (!this.#redisUp()) {
+      this.#pumpLocal(candidates);
+      return;
+    }
     this.#pumpSlots(candidates);
+  }
+
+  /**
+   * Hard limit while Redis is unreachable: slots counted by this gateway
+   * alone (its own in-flight per instance), so traffic keeps flowing; with
+   * several gateways the limit may be exceeded until Redis is back.
+   */
+  #pumpLocal(candidates: Upstream[]): void {
+    for (;;) {
+      let best: Upstream | undefined;
+      for (const u of candidates) {
+        if (u.inflight < this.limit && (!best || u.inflight < best.inflight)) best = u;
+      }
+      if (!best) return;
+      const w = this.#shift();
+      if (!w) return;
+      this.#serve(w, best, undefined);
+    }
   }
 
   #pumpSlots(candidates: Upstream[]): void {
@@ -407,7 +465,10 @@ export class RevisionDispatcher {
         },
         (err: unknown) => {
           this.#acquiring = false;
-          this.#o.logger.warn({ err, revision: this.ref }, "acquiring slots failed; retrying");
+          // While Redis is away this is expected (slots are then counted locally): no warning.
+          if (this.#redisUp()) {
+            this.#o.logger.warn({ err, revision: this.ref }, "acquiring slots failed; retrying");
+          }
           this.#retryLater(performance.now() + (this.#o.slotPollMs ?? SLOT_POLL_MS));
         },
       );

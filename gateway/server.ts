@@ -28,6 +28,7 @@ import { FleetCache } from "./fleet-cache.ts";
 import { type GatewayMetrics, gatewayMetrics } from "./metrics.ts";
 import { type GatewayOptions, type GatewayOptionsInput, parseGatewayOptions } from "./options.ts";
 import { type ProxyContext, proxyHttp } from "./proxy.ts";
+import { RedisHealth } from "./redis-health.ts";
 import { RouteTable } from "./routes.ts";
 import { Slots } from "./slots.ts";
 import { closeAfterWrite, proxyUpgrade } from "./upgrade.ts";
@@ -89,13 +90,17 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     maxRetriesPerRequest: 2,
     retryStrategy: (times: number) => Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
   });
-  redis.on("error", (err: Error) => logger.warn({ err }, "gateway redis connection error"));
+  // Connection errors are summed up by RedisHealth (one line per lost / back).
+  redis.on("error", () => {});
   try {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
     throw new Error(`cannot reach Redis at ${options.redisUrl}: ${(err as Error).message}`);
   }
+  const health = new RedisHealth(redis, logger);
+  // The background Redis work logs here: quiet while Redis is away.
+  const redisLog = health.quietLogger;
 
   let clusterSecret = options.clusterSecret;
   if (clusterSecret === undefined) {
@@ -115,7 +120,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     prefix,
     gatewayId: options.id,
     leaseMs: options.slotLeaseMs,
-    logger,
+    logger: redisLog,
   });
   try {
     await slots.load();
@@ -128,9 +133,9 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     prefix,
     gatewayId: options.id,
     ttlMs: options.activationTtlMs,
-    logger,
+    logger: redisLog,
   });
-  const fleet = new FleetCache(redis, prefix, logger, (ref) => {
+  const fleet = new FleetCache(redis, prefix, redisLog, (ref) => {
     dispatchers.get(ref)?.setEndpoints(fleet.endpoints(ref));
   });
   const metrics: GatewayMetrics = gatewayMetrics(registry, {
@@ -160,6 +165,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
         slots,
         activator,
         logger,
+        redisUp: () => health.up,
         hooks: { coldStartServed: (s) => metrics.coldStartWait.observe(s) },
       });
       if (closing) d.close(new ShuttingDownError());
@@ -210,7 +216,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
       const json = await redis.hget(rKeys.hosts, host);
       routes.set(host, json === null ? undefined : parseEntry(host, json));
     } catch (err) {
-      logger.warn({ err, host }, "reading a routing entry failed; the next resync retries");
+      redisLog.warn({ err, host }, "reading a routing entry failed; the next resync retries");
     }
   };
   const parseEntry = (host: string, json: string): RoutingEntry | undefined => {
@@ -224,7 +230,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     redis,
     channels: [rKeys.channel, ...fleet.channels, slots.channel],
     intervalMs: options.resyncIntervalMs,
-    logger,
+    logger: redisLog,
     onMessage(channel, message) {
       if (channel === rKeys.channel) void refreshHost(message);
       else if (channel === slots.channel) {
@@ -247,11 +253,22 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     throw err;
   });
 
+  // Agents are checked against Redis only; while it is away nothing is dropped.
   const agentTimer = setInterval(() => {
-    fleet.expireAgents();
-    void fleet.checkAgents().catch((err: unknown) => logger.warn({ err }, "agent check failed"));
+    if (!health.up) return;
+    void fleet.checkAgents().catch((err: unknown) => redisLog.warn({ err }, "agent check failed"));
   }, options.agentCheckIntervalMs);
   agentTimer.unref();
+
+  health.onChange((up) => {
+    if (up) {
+      fleet.redisBack();
+      // Messages published while away were missed: read everything again.
+      void watch?.resyncNow();
+      return;
+    }
+    for (const d of dispatchers.values()) d.redisLost();
+  });
 
   slots.start();
   const publisher = new CounterPublisher({
@@ -260,7 +277,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     gatewayId: options.id,
     periodMs: options.publishPeriodMs,
     ttlMs: options.counterTtlMs,
-    logger,
+    logger: redisLog,
     source: {
       *revisions() {
         for (const d of dispatchers.values()) {
@@ -331,8 +348,10 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   // --- Admin: metrics and probes.
   const admin = new Hono();
   admin.get("/healthz", (c) => c.text("ok\n"));
+  // Ready means "can serve": routes were loaded once. A Redis outage does not
+  // stop serving (routes and endpoints are in memory), so it does not count here.
   admin.get("/readyz", (c) => {
-    const ready = synced && !closing && redis.status === "ready";
+    const ready = synced && !closing;
     return c.text(ready ? "ready\n" : "not ready\n", ready ? 200 : 503);
   });
   admin.get("/metrics", async (c) => {
