@@ -6,6 +6,7 @@
  * event for WebSockets) and /metrics, /healthz, /readyz on adminHost:adminPort,
  * so no user host can collide with them.
  */
+import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
@@ -316,6 +317,13 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     },
   }) as Server;
   server.maxConnections = options.maxConnections;
+  const fdLimit = openFileLimit();
+  if (fdLimit !== undefined && options.maxConnections > fdLimit / 2) {
+    logger.warn(
+      { maxConnections: options.maxConnections, openFileLimit: fdLimit },
+      "maxConnections is above half the process's open-file limit: a connection flood could exhaust descriptors the rest of the process needs; lower maxConnections or raise ulimit -n",
+    );
+  }
   const upgrades = new Set<Duplex>();
   server.on("upgrade", (req, socket: Duplex, head: Buffer) => {
     if (closing) {
@@ -420,6 +428,16 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
       return closed;
     },
   };
+}
+
+/** The soft RLIMIT_NOFILE of this process (Linux), if it can be read. */
+function openFileLimit(): number | undefined {
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return line ? Number(line[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function hostForUrl(host: string): string {
