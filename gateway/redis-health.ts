@@ -21,6 +21,7 @@ export class RedisHealth {
   #up: boolean;
   #lostAt = 0;
   #lastError: string | undefined;
+  #closed = false;
 
   constructor(redis: Redis, logger: Logger) {
     this.#log = logger;
@@ -45,8 +46,14 @@ export class RedisHealth {
     this.#listeners.add(listener);
   }
 
+  /** The gateway is closing its connection: that is not an outage. */
+  close(): void {
+    this.#closed = true;
+    this.#listeners.clear();
+  }
+
   #set(up: boolean): void {
-    if (up === this.#up) return;
+    if (this.#closed || up === this.#up) return;
     this.#up = up;
     if (up) {
       this.#lastError = undefined;

@@ -374,6 +374,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     await watch?.stop();
     await publisher.stop();
     await Promise.allSettled([http1.close(), h2c?.close()]);
+    health.close();
     redis.disconnect();
   };
 

@@ -212,5 +212,11 @@ describe("a Redis outage", () => {
     expect(redisLines.map((l) => l.redis)).toEqual(["lost", "back"]);
     expect(loud.length).toBeLessThanOrEqual(2);
     expect(stacks).toEqual([]);
+    // Closing the gateway (and its connection) is not an outage.
+    await gw.close(1_000);
+    expect(lines.filter((l) => l.redis !== undefined).map((l) => l.redis)).toEqual([
+      "lost",
+      "back",
+    ]);
   }, 60_000);
 });
