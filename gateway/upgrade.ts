@@ -254,8 +254,14 @@ function tunnel(
         connected = true;
       });
     });
+    let relaying = false;
     upstream.on("error", (err: Error) => {
       if (settled) return;
+      if (relaying) {
+        // The plain answer broke off midway: cut the client (its status line is out).
+        client.destroy();
+        return;
+      }
       if (!connected) settle({ kind: "refused" });
       else
         settle({ kind: "failed", message: `instance ${grant.upstream.id} failed: ${err.message}` });
@@ -287,6 +293,7 @@ function tunnel(
         return;
       }
       clearTimeout(timer);
+      relaying = true;
       // Not switching protocols: a plain response, then the connection ends.
       relayResponse(res, client);
       const status = res.statusCode ?? 502;
