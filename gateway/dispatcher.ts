@@ -10,6 +10,8 @@
  *   the scaler is told at once (activation.ts); they go out in arrival order
  *   the moment an endpoint is published, and fail only at their own deadline.
  */
+
+import { UnavailableError } from "../src/errors.ts";
 import type { Endpoint } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
 import type { Activator } from "./activation.ts";
@@ -44,10 +46,18 @@ export interface DispatcherHooks {
   coldStartServed(seconds: number): void;
 }
 
+/** Requests waiting across every revision of this gateway, and their bound (maxQueued). */
+export interface QueueBudget {
+  queued: number;
+  readonly max: number;
+}
+
 export interface DispatcherOptions {
   namespace: string;
   revision: string;
   queueDepth: number;
+  /** Shared by all dispatchers of one gateway. */
+  budget: QueueBudget;
   slots: Slots;
   activator: Activator;
   hooks: DispatcherHooks;
@@ -56,6 +66,8 @@ export interface DispatcherOptions {
   suspectMs?: number;
   /** How often waiters for a hard-limit slot retry without a release notice. */
   slotPollMs?: number;
+  /** Whether Redis is reachable (activation and shared slots need it). Default: always. */
+  redisUp?: () => boolean;
 }
 
 const SUSPECT_MS = 1_000;
@@ -151,6 +163,12 @@ export class RevisionDispatcher {
       w.reject(this.#closed);
       return w;
     }
+    if (cold && !this.#redisUp()) {
+      // Nothing could activate it, and no endpoint could be learnt: answer now, not at the deadline.
+      w.done = true;
+      w.reject(this.#unactivatable());
+      return w;
+    }
     // Fast path: no limit, nobody ahead, an instance ready.
     if (this.limit === 0 && this.#waitingCount() === 0 && !cold) {
       const up = this.#pick();
@@ -165,6 +183,16 @@ export class RevisionDispatcher {
       w.reject(
         new QueueFullError(
           `revision ${this.ref} already has ${this.#o.queueDepth} requests waiting for an instance (the gateway's queue limit); retry later`,
+        ),
+      );
+      return w;
+    }
+    const budget = this.#o.budget;
+    if (budget.queued >= budget.max) {
+      w.done = true;
+      w.reject(
+        new QueueFullError(
+          `the gateway already holds ${budget.max} requests waiting for instances across all revisions (its maxQueued limit); retry later`,
         ),
       );
       return w;
@@ -187,6 +215,7 @@ export class RevisionDispatcher {
       this.#queue.push(w);
     }
     this.stats.queued++;
+    budget.queued++;
     if (this.#upstreams.length === 0) {
       this.#o.activator.signal(this.namespace, this.revision);
       return w;
@@ -220,6 +249,34 @@ export class RevisionDispatcher {
     else this.#pump();
   }
 
+  /**
+   * Redis is gone: requests waiting for a revision with no instance can be
+   * neither activated nor told of a new endpoint, so they get their 503 now;
+   * requests waiting for a hard-limit slot go on with locally counted slots.
+   */
+  redisLost(): void {
+    if (this.#waitingCount() === 0) return;
+    if (this.#upstreams.length > 0) {
+      this.#pump();
+      return;
+    }
+    const err = this.#unactivatable();
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const w = this.#queue[i] as Waiter;
+      if (!w.done) this.#drop(w, err);
+    }
+  }
+
+  #redisUp(): boolean {
+    return this.#o.redisUp?.() ?? true;
+  }
+
+  #unactivatable(): Error {
+    return new UnavailableError(
+      `revision ${this.ref} has no ready instance known to this gateway, and Redis (needed to activate it) is unreachable; retry shortly`,
+    );
+  }
+
   /** Fail every waiting request (shutdown). */
   close(reason: Error): void {
     this.#closed = reason;
@@ -239,6 +296,7 @@ export class RevisionDispatcher {
     w.done = true;
     if (w.timer) clearTimeout(w.timer);
     this.stats.queued--;
+    this.#o.budget.queued--;
     w.reject(reason);
     this.#compact();
     if (this.stats.queued === 0) this.#leaveWaiters();
@@ -307,10 +365,8 @@ export class RevisionDispatcher {
         if (released) return;
         released = true;
         up.inflight--;
-        if (lease) {
-          this.#o.slots.release(lease, this.namespace, this.revision);
-          if (this.#waitingCount() > 0) this.#pump();
-        }
+        if (lease) this.#o.slots.release(lease, this.namespace, this.revision);
+        if (this.limit > 0 && this.#waitingCount() > 0) this.#pump();
       },
     };
   }
@@ -320,6 +376,7 @@ export class RevisionDispatcher {
     if (w.timer) clearTimeout(w.timer);
     w.done = true;
     this.stats.queued--;
+    this.#o.budget.queued--;
     w.resolve(this.#grant(up, lease, w, performance.now() - w.enqueuedAt));
   }
 
@@ -337,7 +394,29 @@ export class RevisionDispatcher {
       }
       return;
     }
+    if (!this.#redisUp()) {
+      this.#pumpLocal(candidates);
+      return;
+    }
     this.#pumpSlots(candidates);
+  }
+
+  /**
+   * Hard limit while Redis is unreachable: slots counted by this gateway
+   * alone (its own in-flight per instance), so traffic keeps flowing; with
+   * several gateways the limit may be exceeded until Redis is back.
+   */
+  #pumpLocal(candidates: Upstream[]): void {
+    for (;;) {
+      let best: Upstream | undefined;
+      for (const u of candidates) {
+        if (u.inflight < this.limit && (!best || u.inflight < best.inflight)) best = u;
+      }
+      if (!best) return;
+      const w = this.#shift();
+      if (!w) return;
+      this.#serve(w, best, undefined);
+    }
   }
 
   #pumpSlots(candidates: Upstream[]): void {
@@ -386,7 +465,10 @@ export class RevisionDispatcher {
         },
         (err: unknown) => {
           this.#acquiring = false;
-          this.#o.logger.warn({ err, revision: this.ref }, "acquiring slots failed; retrying");
+          // While Redis is away this is expected (slots are then counted locally): no warning.
+          if (this.#redisUp()) {
+            this.#o.logger.warn({ err, revision: this.ref }, "acquiring slots failed; retrying");
+          }
           this.#retryLater(performance.now() + (this.#o.slotPollMs ?? SLOT_POLL_MS));
         },
       );

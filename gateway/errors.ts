@@ -32,3 +32,14 @@ export class ShuttingDownError extends UnavailableError {
     this.name = "ShuttingDownError";
   }
 }
+
+/** A chunked request body grew past the gateway's per-request limit: 413. */
+export class BodyTooLargeError extends SkiffError {
+  constructor(limit: number) {
+    super(
+      "TOO_LARGE",
+      `payload too large: the request body is larger than this gateway's limit of ${limit} bytes (maxBodyBytes)`,
+    );
+    this.name = "BodyTooLargeError";
+  }
+}

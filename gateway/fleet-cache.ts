@@ -3,9 +3,14 @@
  * (`{p}fleet:endpoints:{ns}:{rev}`) and the agents behind them
  * (`{p}fleet:agent:{id}`, which carries a TTL). An endpoint counts only while
  * its agent's record is known to exist: an agent that died stops
- * heartbeating, its record expires without any message, and a periodic check
- * (every `agentCheckIntervalMs`, plus the record's own expiry time seen
- * locally) drops its endpoints.
+ * heartbeating, its record expires without any message, and the periodic
+ * check (every `agentCheckIntervalMs`) reads that and drops its endpoints.
+ *
+ * Endpoints are dropped only on evidence, a fresh read from Redis (or, per
+ * request, a connection the instance refused: dispatcher suspects). Nothing
+ * expires by the local clock: while Redis cannot be read the gateway keeps
+ * routing to the last endpoints it knew, which is what keeps traffic flowing
+ * through a Redis outage.
  *
  * Reads go over one connection and are applied as their replies arrive, so a
  * later read always wins over an earlier one.
@@ -31,10 +36,13 @@ const endpointSchema = z
   .loose();
 
 interface AgentState {
-  /** Local time after which the record is presumed expired (Infinity: no TTL). */
-  expiresAt: number;
   alive: boolean;
+  /** Largest PTTL seen for its record: about its heartbeat TTL. */
+  ttlMs: number;
 }
+
+/** The grace an agent gets after Redis came back is its heartbeat TTL, at most this. */
+const MAX_REJOIN_GRACE_MS = 30_000;
 
 export class FleetCache {
   readonly #redis: Redis;
@@ -46,6 +54,8 @@ export class FleetCache {
   /** Endpoints whose agent is alive, by "{ns}/{rev}": what routing uses. */
   readonly #usable = new Map<string, readonly Endpoint[]>();
   readonly #agents = new Map<string, AgentState>();
+  /** performance.now() when Redis last came back after an outage. */
+  #backAt = Number.NEGATIVE_INFINITY;
 
   constructor(redis: Redis, prefix: string, logger: Logger, onChange: (ref: string) => void) {
     this.#redis = redis;
@@ -61,6 +71,16 @@ export class FleetCache {
   /** Ready endpoints of a revision whose agents are alive (empty when none). */
   endpoints(ref: string): readonly Endpoint[] {
     return this.#usable.get(ref) ?? [];
+  }
+
+  /**
+   * Redis is reachable again after an outage. Agents could not heartbeat
+   * meanwhile, so a record that expired during it is no evidence of death
+   * yet: an agent that was alive keeps its endpoints for one heartbeat TTL
+   * (its time to renew) before a missing record drops them.
+   */
+  redisBack(): void {
+    this.#backAt = performance.now();
   }
 
   /** Handle a channel message; returns false when the channel is not the fleet's. */
@@ -139,34 +159,22 @@ export class FleetCache {
       this.#log.warn({ err }, "checking agents failed; the next check retries");
       return;
     }
-    const now = performance.now();
     const changed = new Set<string>();
+    const now = performance.now();
     replies.forEach(([err, pttl], i) => {
       if (err) return;
       const id = ids[i] as string;
       const ttl = Number(pttl);
-      // -2: no such key (expired or deleted); -1: no expiry set.
-      const state: AgentState =
-        ttl === -2
-          ? { alive: false, expiresAt: 0 }
-          : { alive: true, expiresAt: ttl === -1 ? Number.POSITIVE_INFINITY : now + ttl };
       const prev = this.#agents.get(id);
+      // -2: no such key (expired or deleted); -1: no expiry set.
+      let alive = ttl !== -2;
+      if (!alive && prev?.alive && now - this.#backAt < Math.min(prev.ttlMs, MAX_REJOIN_GRACE_MS)) {
+        alive = true;
+      }
+      const state: AgentState = { alive, ttlMs: Math.max(prev?.ttlMs ?? 0, ttl) };
       this.#agents.set(id, state);
       if (!prev || prev.alive !== state.alive) changed.add(id);
     });
-    this.#recompute(changed);
-  }
-
-  /** Drop endpoints of agents whose record has expired by the local clock. */
-  expireAgents(): void {
-    const now = performance.now();
-    const changed = new Set<string>();
-    for (const [id, state] of this.#agents) {
-      if (state.alive && state.expiresAt <= now) {
-        state.alive = false;
-        changed.add(id);
-      }
-    }
     this.#recompute(changed);
   }
 

@@ -4,7 +4,8 @@
  * - Host is kept;
  * - every `x-skiff-*` header from the client is dropped: internal headers
  *   (the isolate's revision header) come only from the endpoint record, so a
- *   forged one can never steer a request to another revision;
+ *   forged one can never steer a request to another revision; the gateway's
+ *   proof header (`x-skiff-gateway-auth`) only from the cluster secret;
  * - Forwarded, X-Forwarded-For/-Proto/-Host are set (replacing the client's,
  *   unless the gateway is told a trusted proxy sits in front);
  * - X-Request-Id is added when missing.
@@ -13,6 +14,14 @@ import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 
 export const INTERNAL_HEADER_PREFIX = "x-skiff-";
+
+/**
+ * Proof that a request came through a gateway: the cluster secret
+ * (src/cluster.ts), added only towards endpoints that carry an internal header
+ * (isolates behind an agent's router), which check it. A client's copy is
+ * dropped with every other `x-skiff-*` header.
+ */
+export const GATEWAY_AUTH_HEADER = "x-skiff-gateway-auth";
 
 const HOP_BY_HOP = new Set([
   "connection",

@@ -32,6 +32,8 @@ export const gatewayOptionsSchema = z
     domain: domainSchema,
     /** Requests one revision may hold waiting (no instance or no free slot); 503 beyond. */
     queueDepth: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** Requests the gateway may hold waiting across all revisions together; 503 beyond. */
+    maxQueued: z.number().int().min(1).max(10_000_000).default(50_000),
     /** How often counters go to Redis. */
     publishPeriodMs: ms(50, 60_000).default(500),
     /** Counters of a gateway that stopped publishing vanish after this. */
@@ -49,6 +51,34 @@ export const gatewayOptionsSchema = z
      * when a trusted proxy sits in front. Otherwise they are replaced.
      */
     trustForwardedHeaders: z.boolean().default(false),
+    /**
+     * Complete request headers must arrive within this time of a request's
+     * first byte, or the connection gets 408 and is closed (slow-header clients).
+     */
+    headersTimeoutMs: ms(100, 600_000).default(10_000),
+    /** An idle keep-alive connection is closed after this. */
+    keepAliveTimeoutMs: ms(100, 3_600_000).default(65_000),
+    /** Client connections open at once at most; further ones are closed at once. */
+    maxConnections: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** Largest request head (request line and headers); 431 beyond. */
+    maxHeaderBytes: z
+      .number()
+      .int()
+      .min(1_024)
+      .max(1024 * 1024)
+      .default(16 * 1024),
+    /** Largest request body proxied; 413 beyond (a declared length at once, a chunked one when it gets there). */
+    maxBodyBytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 50)
+      .default(1024 * 1024 * 1024),
+    /**
+     * The cluster secret sent as `x-skiff-gateway-auth` to isolate endpoints.
+     * Read from Redis at start (src/cluster.ts) when absent; set it only in tests.
+     */
+    clusterSecret: z.string().min(16).optional(),
     logger: loggerSchema.optional(),
     registry: registrySchema.optional(),
   })

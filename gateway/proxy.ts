@@ -20,9 +20,10 @@ import type { Dispatcher } from "undici";
 import { UnavailableError } from "../src/errors.ts";
 import type { Logger } from "../src/logging.ts";
 import type { Grant, RevisionDispatcher, Waiter } from "./dispatcher.ts";
-import { ClientGoneError, GatewayTimeoutError } from "./errors.ts";
-import { downstreamHeaders, upstreamHeaders } from "./headers.ts";
+import { BodyTooLargeError, ClientGoneError, GatewayTimeoutError } from "./errors.ts";
+import { downstreamHeaders, GATEWAY_AUTH_HEADER, upstreamHeaders } from "./headers.ts";
 import type { GatewayMetrics } from "./metrics.ts";
+import { checkRequest } from "./request-checks.ts";
 import { normalizeHost, pickTarget, type RouteTable } from "./routes.ts";
 
 export interface ProxyContext {
@@ -32,6 +33,13 @@ export interface ProxyContext {
   agentFor(protocol: "http1" | "h2c"): Dispatcher;
   metrics: GatewayMetrics;
   trustForwarded: boolean;
+  /** Largest request body proxied (413 beyond). */
+  maxBodyBytes: number;
+  /**
+   * The cluster secret, sent as `x-skiff-gateway-auth` to endpoints that carry
+   * an internal header (isolates behind an agent's router), never to containers.
+   */
+  gatewayAuth: string | undefined;
   logger: Logger;
 }
 
@@ -44,13 +52,17 @@ type Outcome =
   | { kind: "gone" }
   | { kind: "retry"; reason: "connect" | "stale"; error: Error }
   | { kind: "timeout"; message: string }
-  | { kind: "failed"; message: string };
+  | { kind: "failed"; message: string }
+  /** The request itself cannot be sent (its own fault; no instance is blamed). */
+  | { kind: "refused"; status: 400 | 413; message: string };
 
 interface Attempt {
   req: IncomingMessage;
   res: ServerResponse;
   grant: Grant;
   headers: string[];
+  /** What undici sends as the body (the request itself, or a size-limited view of it). */
+  body: IncomingMessage | AsyncIterable<Buffer> | null;
   hasBody: boolean;
   path: string;
   /** "{ns}/{rev}", for messages. */
@@ -98,6 +110,54 @@ function hasRequestBody(req: IncomingMessage): boolean {
   return req.headers["transfer-encoding"] !== undefined;
 }
 
+/**
+ * A body of unknown length (chunked) counted as it streams: past `max` bytes
+ * undici gets an error and the request ends with 413 (or a cut connection if
+ * the instance already answered). A declared Content-Length is checked up
+ * front (request-checks.ts) and enforced by Node's parser.
+ */
+async function* limitedBody(req: IncomingMessage, max: number): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const chunk of req) {
+    total += (chunk as Buffer).length;
+    if (total > max) throw new BodyTooLargeError(max);
+    yield chunk as Buffer;
+  }
+}
+
+/** Errors that say the instance could not be reached (nothing was sent): another instance may do. */
+const CONNECT_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EADDRNOTAVAIL",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_SOCKET",
+]);
+
+export function isConnectError(err: Error): boolean {
+  return CONNECT_ERRORS.has((err as { code?: string }).code ?? "");
+}
+
+/** undici (or Node) refused the request's own arguments: headers, method, path. */
+export function isRequestError(err: Error): boolean {
+  const code = (err as { code?: string }).code ?? "";
+  return (
+    code.startsWith("UND_ERR_INVALID") ||
+    code.startsWith("ERR_INVALID") ||
+    code === "UND_ERR_NOT_SUPPORTED" ||
+    code === "ERR_HTTP_INVALID_HEADER_VALUE"
+  );
+}
+
 function shortReason(err: Error): string {
   const code = (err as { code?: string }).code;
   return code ? `${code}: ${err.message}` : err.message;
@@ -109,6 +169,13 @@ export async function proxyHttp(
   res: ServerResponse,
 ): Promise<void> {
   const arrived = performance.now();
+  const problem = checkRequest(req, ctx.maxBodyBytes);
+  if (problem) {
+    ctx.metrics.requests.inc({ code: String(problem.status), namespace: "", service: "" });
+    // The body (if any) is never read: the connection cannot be reused.
+    replyText(res, problem.status, problem.message, { connection: "close" });
+    return;
+  }
   const host = normalizeHost(req.headers.host);
   const route = host === undefined ? undefined : ctx.routes.get(host);
   if (!route) {
@@ -151,11 +218,17 @@ export async function proxyHttp(
     trustForwarded: ctx.trustForwarded,
   });
   const timeoutSeconds = target.timeoutSeconds;
+  const hasBody = hasRequestBody(req);
   const attempt: Omit<Attempt, "grant"> = {
     req,
     res,
     headers,
-    hasBody: hasRequestBody(req),
+    body: !hasBody
+      ? null
+      : req.headers["content-length"] === undefined
+        ? limitedBody(req, ctx.maxBodyBytes)
+        : req,
+    hasBody,
     path: originForm(req.url),
     ref: d.ref,
     deadline: arrived + timeoutSeconds * 1000,
@@ -208,6 +281,9 @@ export async function proxyHttp(
         code = 504;
         ctx.metrics.upstreamErrors.inc({ code: "504", reason: "response-start" });
         replyText(res, 504, `gateway timeout: ${outcome.message}`);
+      } else if (outcome.kind === "refused") {
+        code = outcome.status;
+        replyText(res, outcome.status, outcome.message, { connection: "close" });
       } else if (outcome.kind === "failed") {
         code = 502;
         ctx.metrics.upstreamErrors.inc({ code: "502", reason: "upstream-error" });
@@ -251,8 +327,11 @@ class UpstreamTimeout extends Error {}
 function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
   const { res, grant } = a;
   const up = grant.upstream;
-  const headers = up.endpoint.header
-    ? [...a.headers, up.endpoint.header.name, up.endpoint.header.value]
+  const internal = up.endpoint.header;
+  const headers = internal
+    ? ctx.gatewayAuth === undefined
+      ? [...a.headers, internal.name, internal.value]
+      : [...a.headers, internal.name, internal.value, GATEWAY_AUTH_HEADER, ctx.gatewayAuth]
     : a.headers;
   return new Promise<Outcome>((resolve) => {
     let controller: Dispatcher.DispatchController | undefined;
@@ -351,7 +430,16 @@ function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
           finish({ kind: "gone" });
         } else if (timeoutMessage !== undefined) {
           finish({ kind: "timeout", message: timeoutMessage });
-        } else if (!requestStarted) {
+        } else if (err instanceof BodyTooLargeError) {
+          finish({ kind: "refused", status: 413, message: err.message });
+        } else if (isRequestError(err)) {
+          // The request's own fault (e.g. a header undici will not send): never the instance's.
+          finish({
+            kind: "refused",
+            status: 400,
+            message: `bad request: the gateway cannot forward this request: ${err.message}`,
+          });
+        } else if (!requestStarted && isConnectError(err)) {
           // Nothing was sent: safe to try another instance.
           finish({ kind: "retry", reason: "connect", error: err });
         } else if (!a.hasBody && isIdempotent(a.req.method) && isReset(err)) {
@@ -370,17 +458,26 @@ function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
           path: a.path,
           method: (a.req.method ?? "GET") as Dispatcher.HttpMethod,
           headers,
-          body: a.hasBody ? a.req : null,
+          // undici streams an async iterable body (its types list only streams).
+          body: a.body as Dispatcher.DispatchOptions["body"],
           headersTimeout: 0,
           bodyTimeout: a.idleMs,
         },
         handler,
       );
     } catch (err) {
-      finish({
-        kind: "failed",
-        message: `cannot send to instance ${up.id}: ${(err as Error).message}`,
-      });
+      finish(
+        isRequestError(err as Error)
+          ? {
+              kind: "refused",
+              status: 400,
+              message: `bad request: the gateway cannot forward this request: ${(err as Error).message}`,
+            }
+          : {
+              kind: "failed",
+              message: `cannot send to instance ${up.id}: ${(err as Error).message}`,
+            },
+      );
     }
   });
 }

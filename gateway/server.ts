@@ -6,6 +6,7 @@
  * event for WebSockets) and /metrics, /healthz, /readyz on adminHost:adminPort,
  * so no user host can collide with them.
  */
+import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
@@ -13,6 +14,7 @@ import { createAdaptorServer, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import { Agent, type Dispatcher } from "undici";
+import { ensureClusterIdentity } from "../src/cluster.ts";
 import type { SkiffConfig } from "../src/config.ts";
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../src/control/routing.ts";
 import { parseRevisionRef } from "../src/fleet/keys.ts";
@@ -21,15 +23,16 @@ import { createRegistry, type Registry } from "../src/metrics.ts";
 import { connectRedis } from "../src/redis.ts";
 import { Activator } from "./activation.ts";
 import { CounterPublisher } from "./counters.ts";
-import { RevisionDispatcher } from "./dispatcher.ts";
+import { type QueueBudget, RevisionDispatcher } from "./dispatcher.ts";
 import { ShuttingDownError } from "./errors.ts";
 import { FleetCache } from "./fleet-cache.ts";
 import { type GatewayMetrics, gatewayMetrics } from "./metrics.ts";
 import { type GatewayOptions, type GatewayOptionsInput, parseGatewayOptions } from "./options.ts";
 import { type ProxyContext, proxyHttp } from "./proxy.ts";
+import { RedisHealth } from "./redis-health.ts";
 import { RouteTable } from "./routes.ts";
 import { Slots } from "./slots.ts";
-import { proxyUpgrade } from "./upgrade.ts";
+import { closeAfterWrite, proxyUpgrade } from "./upgrade.ts";
 import { type ChannelWatch, watchChannels } from "./watch.ts";
 
 export interface Gateway {
@@ -88,12 +91,26 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     maxRetriesPerRequest: 2,
     retryStrategy: (times: number) => Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
   });
-  redis.on("error", (err: Error) => logger.warn({ err }, "gateway redis connection error"));
+  // Connection errors are summed up by RedisHealth (one line per lost / back).
+  redis.on("error", () => {});
   try {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
     throw new Error(`cannot reach Redis at ${options.redisUrl}: ${(err as Error).message}`);
+  }
+  const health = new RedisHealth(redis, logger);
+  // The background Redis work logs here: quiet while Redis is away.
+  const redisLog = health.quietLogger;
+
+  let clusterSecret = options.clusterSecret;
+  if (clusterSecret === undefined) {
+    try {
+      clusterSecret = (await ensureClusterIdentity(redis, prefix)).secret;
+    } catch (err) {
+      redis.disconnect();
+      throw new Error(`cannot read the cluster identity from Redis: ${(err as Error).message}`);
+    }
   }
 
   const routes = new RouteTable();
@@ -104,7 +121,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     prefix,
     gatewayId: options.id,
     leaseMs: options.slotLeaseMs,
-    logger,
+    logger: redisLog,
   });
   try {
     await slots.load();
@@ -117,9 +134,9 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     prefix,
     gatewayId: options.id,
     ttlMs: options.activationTtlMs,
-    logger,
+    logger: redisLog,
   });
-  const fleet = new FleetCache(redis, prefix, logger, (ref) => {
+  const fleet = new FleetCache(redis, prefix, redisLog, (ref) => {
     dispatchers.get(ref)?.setEndpoints(fleet.endpoints(ref));
   });
   const metrics: GatewayMetrics = gatewayMetrics(registry, {
@@ -136,6 +153,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   });
 
   let closing = false;
+  const budget: QueueBudget = { queued: 0, max: options.maxQueued };
   const dispatcherFor = (namespace: string, revision: string): RevisionDispatcher => {
     const ref = `${namespace}/${revision}`;
     let d = dispatchers.get(ref);
@@ -144,9 +162,11 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
         namespace,
         revision,
         queueDepth: options.queueDepth,
+        budget,
         slots,
         activator,
         logger,
+        redisUp: () => health.up,
         hooks: { coldStartServed: (s) => metrics.coldStartWait.observe(s) },
       });
       if (closing) d.close(new ShuttingDownError());
@@ -186,6 +206,8 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     agentFor,
     metrics,
     trustForwarded: options.trustForwardedHeaders,
+    maxBodyBytes: options.maxBodyBytes,
+    gatewayAuth: clusterSecret,
     logger,
   };
 
@@ -195,7 +217,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
       const json = await redis.hget(rKeys.hosts, host);
       routes.set(host, json === null ? undefined : parseEntry(host, json));
     } catch (err) {
-      logger.warn({ err, host }, "reading a routing entry failed; the next resync retries");
+      redisLog.warn({ err, host }, "reading a routing entry failed; the next resync retries");
     }
   };
   const parseEntry = (host: string, json: string): RoutingEntry | undefined => {
@@ -209,7 +231,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     redis,
     channels: [rKeys.channel, ...fleet.channels, slots.channel],
     intervalMs: options.resyncIntervalMs,
-    logger,
+    logger: redisLog,
     onMessage(channel, message) {
       if (channel === rKeys.channel) void refreshHost(message);
       else if (channel === slots.channel) {
@@ -232,11 +254,22 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     throw err;
   });
 
+  // Agents are checked against Redis only; while it is away nothing is dropped.
   const agentTimer = setInterval(() => {
-    fleet.expireAgents();
-    void fleet.checkAgents().catch((err: unknown) => logger.warn({ err }, "agent check failed"));
+    if (!health.up) return;
+    void fleet.checkAgents().catch((err: unknown) => redisLog.warn({ err }, "agent check failed"));
   }, options.agentCheckIntervalMs);
   agentTimer.unref();
+
+  health.onChange((up) => {
+    if (up) {
+      fleet.redisBack();
+      // Messages published while away were missed: read everything again.
+      void watch?.resyncNow();
+      return;
+    }
+    for (const d of dispatchers.values()) d.redisLost();
+  });
 
   slots.start();
   const publisher = new CounterPublisher({
@@ -245,7 +278,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     gatewayId: options.id,
     periodMs: options.publishPeriodMs,
     ttlMs: options.counterTtlMs,
-    logger,
+    logger: redisLog,
     source: {
       *revisions() {
         for (const d of dispatchers.values()) {
@@ -273,11 +306,24 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     // The proxy consumes request bodies itself (streaming them to the instance).
     autoCleanupIncoming: false,
     serverOptions: {
-      // Timeouts are the revision's (timeoutSeconds); uploads may take long.
+      // Whole-request time is the revision's (timeoutSeconds); uploads may take long.
       requestTimeout: 0,
-      keepAliveTimeout: 65_000,
+      // Set explicitly: with requestTimeout 0 Node would leave headers unbounded (slowloris).
+      headersTimeout: options.headersTimeoutMs,
+      // Node checks headersTimeout on this period; keep it well under the timeout.
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, options.headersTimeoutMs / 4)),
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      maxHeaderSize: options.maxHeaderBytes,
     },
   }) as Server;
+  server.maxConnections = options.maxConnections;
+  const fdLimit = openFileLimit();
+  if (fdLimit !== undefined && options.maxConnections > fdLimit / 2) {
+    logger.warn(
+      { maxConnections: options.maxConnections, openFileLimit: fdLimit },
+      "maxConnections is above half the process's open-file limit: a connection flood could exhaust descriptors the rest of the process needs; lower maxConnections or raise ulimit -n",
+    );
+  }
   const upgrades = new Set<Duplex>();
   server.on("upgrade", (req, socket: Duplex, head: Buffer) => {
     if (closing) {
@@ -289,16 +335,31 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
       s.once("close", () => upgrades.delete(s));
     });
   });
-  server.on("clientError", (_err, socket: Duplex) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-    else socket.destroy();
+  server.on("clientError", (err: Error & { code?: string }, socket: Duplex) => {
+    // A request Node's parser refused (malformed, oversized head, headers too slow):
+    // answered at once on that connection only; never routed.
+    if (!socket.writable || err.code === "ECONNRESET") {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? "431 Request Header Fields Too Large"
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? "408 Request Timeout"
+          : "400 Bad Request";
+    metrics.requests.inc({ code: status.slice(0, 3), namespace: "", service: "" });
+    socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    closeAfterWrite(socket);
   });
 
   // --- Admin: metrics and probes.
   const admin = new Hono();
   admin.get("/healthz", (c) => c.text("ok\n"));
+  // Ready means "can serve": routes were loaded once. A Redis outage does not
+  // stop serving (routes and endpoints are in memory), so it does not count here.
   admin.get("/readyz", (c) => {
-    const ready = synced && !closing && redis.status === "ready";
+    const ready = synced && !closing;
     return c.text(ready ? "ready\n" : "not ready\n", ready ? 200 : 503);
   });
   admin.get("/metrics", async (c) => {
@@ -313,6 +374,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     await watch?.stop();
     await publisher.stop();
     await Promise.allSettled([http1.close(), h2c?.close()]);
+    health.close();
     redis.disconnect();
   };
 
@@ -367,6 +429,16 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
       return closed;
     },
   };
+}
+
+/** The soft RLIMIT_NOFILE of this process (Linux), if it can be read. */
+function openFileLimit(): number | undefined {
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return line ? Number(line[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function hostForUrl(host: string): string {

@@ -61,6 +61,12 @@ export const configSchema = z.object({
       slotLeaseMs: z.coerce.number().int().optional(),
       activationTtlMs: z.coerce.number().int().optional(),
       trustForwardedHeaders: z.boolean().optional(),
+      headersTimeoutMs: z.coerce.number().int().optional(),
+      keepAliveTimeoutMs: z.coerce.number().int().optional(),
+      maxConnections: z.coerce.number().int().optional(),
+      maxHeaderBytes: z.coerce.number().int().optional(),
+      maxBodyBytes: z.coerce.number().int().optional(),
+      maxQueued: z.coerce.number().int().optional(),
     })
     .prefault({}),
   /**

@@ -426,6 +426,42 @@ describe("queueing", () => {
   });
 });
 
+describe("global queue bound", () => {
+  it("answers 503 naming maxQueued once the gateway holds that many requests across revisions", async () => {
+    const small = await startTestGateway(prefix, { maxQueued: 3 });
+    try {
+      for (const svc of ["qa", "qb"]) {
+        await scaler.route("default", svc, [
+          { revision: `${svc}-00001`, percent: 100, timeoutSeconds: 10 },
+        ]);
+      }
+      await small.resync();
+      const held = [
+        hit(small.url, host("qa")),
+        hit(small.url, host("qa")),
+        hit(small.url, host("qb")),
+      ];
+      await until(
+        "three held over two revisions",
+        () =>
+          small.queued("default", "qa-00001") === 2 && small.queued("default", "qb-00001") === 1,
+      );
+      const rejected = await hit(small.url, host("qb"));
+      expect(rejected.status).toBe(503);
+      expect(rejected.body).toContain("maxQueued");
+      const a = await backend("qa");
+      const b = await backend("qb");
+      await scaler.endpoint("default", "qa-00001", a);
+      await scaler.endpoint("default", "qb-00001", b);
+      for (const res of await Promise.all(held)) expect(res.status).toBe(200);
+      // The budget is given back: new requests queue again.
+      expect((await hit(small.url, host("qb"))).status).toBe(200);
+    } finally {
+      await small.close(1_000);
+    }
+  });
+});
+
 describe("scale from zero", () => {
   it("sends held requests out in arrival order once the first endpoint appears (containerConcurrency=1)", async () => {
     await scaler.route("default", "order", [

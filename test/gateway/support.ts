@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { Agent, request } from "undici";
 import type { GatewayOptionsInput } from "../../gateway/options.ts";
@@ -23,6 +24,7 @@ import { createFleet, type Fleet } from "../../src/fleet/index.ts";
 import type { AgentRecord, Endpoint } from "../../src/fleet/types.ts";
 import { silentLogger } from "../../src/logging.ts";
 import type { Revision, Route, TrafficTarget } from "../../src/model/types.ts";
+import { connectRedis } from "../../src/redis.ts";
 import { connect, redisUrl } from "../support/redis.ts";
 
 export const DOMAIN = "localhost";
@@ -150,30 +152,64 @@ export function routeObject(namespace: string, name: string, traffic: TrafficTar
 
 export const AGENT_ID = "agent-test";
 
+function agentRecord(id: string): AgentRecord {
+  return {
+    id,
+    address: "127.0.0.1",
+    runtimes: ["container", "isolate"],
+    capacity: { cpuMillis: 2000, memoryBytes: 2 ** 31, maxInstances: 100 },
+    labels: {},
+    startedAt: new Date().toISOString(),
+    heartbeatAt: Date.now(),
+    version: "test",
+  };
+}
+
 export class TestScaler {
   readonly prefix: string;
-  readonly redis = connect();
+  readonly redis: Redis;
   readonly fleet: Fleet;
   #n = 0;
 
-  constructor(prefix: string) {
+  /** `url`: another Redis than the suite's (e.g. one a test stops and starts). */
+  constructor(prefix: string, url?: string) {
     this.prefix = prefix;
-    this.fleet = createFleet({ url: redisUrl(), prefix });
+    if (url === undefined) this.redis = connect();
+    else {
+      this.redis = connectRedis(url, { maxRetriesPerRequest: 2 });
+      // Tests that stop this Redis expect errors meanwhile.
+      this.redis.on("error", () => {});
+    }
+    this.fleet = createFleet({ url: url ?? redisUrl(), prefix });
+  }
+
+  /**
+   * Heartbeat the agent every `everyMs` with a record living `ttlMs`, as an
+   * agent does (announcing when it rejoined after its record expired); returns
+   * a function that stops it.
+   */
+  heartbeat(ttlMs: number, everyMs: number, id = AGENT_ID): () => void {
+    let stopped = false;
+    const loop = async () => {
+      while (!stopped) {
+        try {
+          const { rejoined } = await this.fleet.heartbeat(agentRecord(id), ttlMs);
+          if (rejoined) await this.fleet.heartbeat(agentRecord(id), ttlMs, { announce: true });
+        } catch {
+          // Redis away: the next beat retries.
+        }
+        await new Promise((r) => setTimeout(r, everyMs));
+      }
+    };
+    void loop();
+    return () => {
+      stopped = true;
+    };
   }
 
   /** Register an agent whose record lives ttlMs. */
   async agent(id = AGENT_ID, ttlMs = 600_000): Promise<void> {
-    const record: AgentRecord = {
-      id,
-      address: "127.0.0.1",
-      runtimes: ["container", "isolate"],
-      capacity: { cpuMillis: 2000, memoryBytes: 2 ** 31, maxInstances: 100 },
-      labels: {},
-      startedAt: new Date().toISOString(),
-      heartbeatAt: Date.now(),
-      version: "test",
-    };
-    await this.fleet.registerAgent(record, ttlMs);
+    await this.fleet.registerAgent(agentRecord(id), ttlMs);
   }
 
   /** Route `service` (its main host and tag hosts) through the real derivation and writer. */

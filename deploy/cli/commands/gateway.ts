@@ -22,6 +22,12 @@ interface GatewayFlags {
   publishPeriod?: string;
   counterTtl?: string;
   trustForwardedHeaders?: boolean;
+  headersTimeout?: string;
+  keepAliveTimeout?: string;
+  maxConnections?: string;
+  maxHeaderBytes?: string;
+  maxBodyBytes?: string;
+  maxQueued?: string;
   graceMs?: string;
 }
 
@@ -44,6 +50,12 @@ export function gatewayFlagsToConfig(flags: GatewayFlags): Record<string, unknow
       publishPeriodMs: num(flags.publishPeriod, "--publish-period"),
       counterTtlMs: num(flags.counterTtl, "--counter-ttl"),
       trustForwardedHeaders: flags.trustForwardedHeaders,
+      headersTimeoutMs: num(flags.headersTimeout, "--headers-timeout"),
+      keepAliveTimeoutMs: num(flags.keepAliveTimeout, "--keep-alive-timeout"),
+      maxConnections: num(flags.maxConnections, "--max-connections"),
+      maxHeaderBytes: num(flags.maxHeaderBytes, "--max-header-bytes"),
+      maxBodyBytes: num(flags.maxBodyBytes, "--max-body-bytes"),
+      maxQueued: num(flags.maxQueued, "--max-queued"),
     },
   });
 }
@@ -82,6 +94,18 @@ export function registerGatewayCommand(program: Command): void {
     .option(
       "--trust-forwarded-headers",
       "keep the client's Forwarded / X-Forwarded-* (only behind a trusted proxy)",
+    )
+    .option(
+      "--headers-timeout <ms>",
+      "a request's headers must arrive within this, else 408 (10000)",
+    )
+    .option("--keep-alive-timeout <ms>", "idle client connections are closed after this (65000)")
+    .option("--max-connections <n>", "client connections open at once at most (10000)")
+    .option("--max-header-bytes <n>", "largest request head; 431 beyond (16384)")
+    .option("--max-body-bytes <n>", "largest request body; 413 beyond (1073741824)")
+    .option(
+      "--max-queued <n>",
+      "requests waiting for an instance across all revisions; 503 beyond (50000)",
     )
     .option("--grace-ms <ms>", "on SIGTERM, how long requests in flight may finish", "10000")
     .action(async (flags: GatewayFlags) => {
