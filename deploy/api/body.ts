@@ -127,7 +127,8 @@ function parseYaml(text: string): unknown {
   checkYamlShape(text);
   let docs: ReturnType<typeof parseAllDocuments>;
   try {
-    docs = parseAllDocuments(text, { uniqueKeys: true });
+    // logLevel "error": yaml's warnings (e.g. collection keys) would go to process warnings.
+    docs = parseAllDocuments(text, { uniqueKeys: true, logLevel: "error" });
   } catch (err) {
     throw new BadRequestError(`the body is not valid YAML: ${(err as Error).message}`);
   }

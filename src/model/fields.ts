@@ -54,6 +54,11 @@ export class Issues {
   get count(): number {
     return this.causes.length + this.#dropped;
   }
+
+  /** True once further causes would only be counted (callers may skip composing them). */
+  get full(): boolean {
+    return this.causes.length >= MAX_CAUSES;
+  }
 }
 
 /** `a.b` (or `b` at the root). */
@@ -209,7 +214,7 @@ export function readObject(
     } else {
       issues.add(
         child(field, echoKey(key)),
-        unknownFieldMessage(key, shape.known),
+        issues.full ? "unknown field" : unknownFieldMessage(key, shape.known),
         "FieldValueUnknown",
       );
     }

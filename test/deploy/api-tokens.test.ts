@@ -13,6 +13,8 @@ import { BASE, serviceBody, startTestApi, type TestApi } from "../support/api.ts
 import { connect, uniquePrefix } from "../support/redis.ts";
 
 const TOKENS = "/apis/skiff.dev/v1/tokens";
+// biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+type Json = any;
 const logLines: string[] = [];
 const logger = pino(
   { level: "debug" },
@@ -47,7 +49,7 @@ async function as(
     body: body === undefined ? null : JSON.stringify(body),
   });
   const text = await res.text();
-  let json: any;
+  let json: Json;
   try {
     json = JSON.parse(text);
   } catch {
@@ -127,7 +129,7 @@ describe("namespaced tokens", () => {
     expect(list.status).toBe(403);
     // Nothing changed in team-b.
     const names = (await api.call("GET", api.ns("services", undefined, "team-b"))).json.items.map(
-      (s: any) => s.metadata.name,
+      (s: Json) => s.metadata.name,
     );
     expect(names).toEqual(["one", "two"]);
   });
@@ -144,10 +146,10 @@ describe("namespaced tokens", () => {
   it("cross-namespace lists show only the namespaces a token may see", async () => {
     const mine = await as(api, secrets["a-view"], "GET", `${BASE}/services`);
     expect(mine.status).toBe(200);
-    const seen = mine.json.items.map((s: any) => s.metadata.namespace);
+    const seen = mine.json.items.map((s: Json) => s.metadata.namespace);
     expect(new Set(seen)).toEqual(new Set(["team-a"]));
     const all = await api.call("GET", `${BASE}/services`);
-    expect(new Set(all.json.items.map((s: any) => s.metadata.namespace))).toEqual(
+    expect(new Set(all.json.items.map((s: Json) => s.metadata.namespace))).toEqual(
       new Set(["team-a", "team-b"]),
     );
   });
@@ -169,7 +171,7 @@ describe("namespaced tokens", () => {
   it("bad token bodies are 422 with the field named; a duplicate name is 409", async () => {
     const bad = await api.call("POST", TOKENS, tokenBody("x", "owner", ["Team_B"]));
     expect(bad.status).toBe(422);
-    const fields = bad.json.details.causes.map((c: any) => c.field);
+    const fields = bad.json.details.causes.map((c: Json) => c.field);
     expect(fields).toEqual(expect.arrayContaining(["spec.role", "spec.namespaces[0]"]));
     expect((await api.call("POST", TOKENS, tokenBody("a-view", "view", ["x"]))).status).toBe(409);
   });
@@ -177,7 +179,7 @@ describe("namespaced tokens", () => {
   it("the list shows names, roles and namespaces, never a secret; Redis holds only SHA-256", async () => {
     const list = await api.call("GET", TOKENS);
     expect(list.status).toBe(200);
-    expect(list.json.items.map((t: any) => [t.metadata.name, t.spec.role])).toEqual([
+    expect(list.json.items.map((t: Json) => [t.metadata.name, t.spec.role])).toEqual([
       ["a-edit", "edit"],
       ["a-view", "view"],
     ]);
