@@ -124,7 +124,7 @@ export class ApiClient {
       throw new ApiError(
         503,
         "ServiceUnavailable",
-        `the Skiff API at ${this.options.apiUrl} is unavailable${message ? `: ${message}` : ""}; retry when it is back`,
+        `the Skiff API at ${this.options.apiUrl} is unavailable: ${message ?? "it answered 503 Service Unavailable; retry in a few seconds"}`,
       );
     }
     if (!res.ok) {
