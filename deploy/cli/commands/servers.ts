@@ -308,20 +308,7 @@ export function registerServerCommands(program: Command): void {
       const up = await startUp({
         configFile: flags.config,
         stateDir: flags.stateDir ?? (process.env.SKIFF_STATE_DIR || undefined),
-        overrides: mergeConfig({
-          redisUrl: flags.redisUrl,
-          redisPrefix: flags.redisPrefix,
-          domain: flags.domain,
-          // --host exposes user traffic only; the API stays on loopback unless --api-host says otherwise.
-          api: { host: flags.apiHost, port: flags.apiPort, token: givenToken(flags) },
-          gateway: { host: flags.host, port: flags.gatewayPort },
-          // Only an explicit --no-containers overrides the config file.
-          agent: {
-            containers: flags.containers === false ? false : undefined,
-            dockerSocket: flags.dockerSocket,
-          },
-          autoscaler: autoscalerOverrides(flags),
-        }),
+        overrides: upOverrides(flags),
         log: (line) => process.stdout.write(`${line}\n`),
       });
       // The token is known when generated now or given; otherwise keep the saved one
@@ -338,7 +325,25 @@ export function registerServerCommands(program: Command): void {
     });
 }
 
-interface UpFlags extends ServerFlags, AutoscalerFlags {
+/** `skiff up`'s flags in the configuration's shape (absent flags override nothing). */
+export function upOverrides(flags: UpFlags): Record<string, unknown> {
+  return mergeConfig({
+    redisUrl: flags.redisUrl,
+    redisPrefix: flags.redisPrefix,
+    domain: flags.domain,
+    // --host exposes user traffic only; the API stays on loopback unless --api-host says otherwise.
+    api: { host: flags.apiHost, port: flags.apiPort, token: givenToken(flags) },
+    gateway: { host: flags.host, port: flags.gatewayPort },
+    // Only an explicit --no-containers overrides the config file.
+    agent: {
+      containers: flags.containers === false ? false : undefined,
+      dockerSocket: flags.dockerSocket,
+    },
+    autoscaler: autoscalerOverrides(flags),
+  });
+}
+
+export interface UpFlags extends ServerFlags, AutoscalerFlags {
   redisPrefix?: string;
   apiHost?: string;
   apiPort?: string;
