@@ -8,7 +8,7 @@ export interface ClientOptions {
   apiUrl: string;
   token?: string | undefined;
   namespace: string;
-  /** Per-request timeout (default 15 s). */
+  /** Per-request timeout (default 30 s). */
   timeoutMs?: number;
 }
 
@@ -98,13 +98,13 @@ export class ApiClient {
         method,
         headers,
         body: body === undefined ? null : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 15_000),
+        signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
       });
     } catch (err) {
       const name = (err as Error).name;
       const cause =
         name === "TimeoutError"
-          ? `no answer within ${(this.options.timeoutMs ?? 15_000) / 1000} s`
+          ? `no answer within ${(this.options.timeoutMs ?? 30_000) / 1000} s`
           : ((err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message);
       throw new ApiError(
         0,

@@ -64,7 +64,7 @@ describe("skiff token", () => {
     expect(all.code, all.stderr).toBe(0);
     expect(all.stdout).toMatch(/dev/);
     expect(all.stdout).not.toMatch(/prod/);
-  });
+  }, 120_000);
 
   it("list shows names, roles and namespaces but no secret; a non-admin token cannot list", async () => {
     const list = await skiff(admin, "token", "list");
@@ -79,7 +79,7 @@ describe("skiff token", () => {
     );
     expect(denied.code).toBe(1);
     expect(denied.stderr).toMatch(/only the admin token/);
-  });
+  }, 120_000);
 
   it("revoke stops the token at once; bad input gets a clear error", async () => {
     const revoked = await skiff(admin, "token", "revoke", "ci");
@@ -116,5 +116,5 @@ describe("skiff token", () => {
     );
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/cannot read the token file .*nope: ENOENT/);
-  });
+  }, 120_000);
 });
