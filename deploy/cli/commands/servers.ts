@@ -23,7 +23,12 @@ interface ServerFlags {
 
 /** The admin token a server was given: --token, else --token-file / SKIFF_TOKEN_FILE (SKIFF_TOKEN is read with the config). */
 function givenToken(flags: ServerFlags): string | undefined {
-  if (flags.token) return flags.token;
+  if (flags.token) {
+    process.stderr.write(
+      "warning: --token is visible to every user of this host (ps); use --token-file FILE or SKIFF_TOKEN\n",
+    );
+    return flags.token;
+  }
   const file = flags.tokenFile ?? (process.env.SKIFF_TOKEN_FILE || undefined);
   return file ? readTokenFile(file) : undefined;
 }
