@@ -12,6 +12,8 @@ import { scalingDefaultsSchema } from "./model/scaling.ts";
 
 const MiB = 1024 * 1024;
 
+const quotaCount = z.coerce.number().int().min(0);
+
 export const configSchema = z.object({
   /** Redis holding every object, routing table and counter. */
   redisUrl: z.string().url().default("redis://127.0.0.1:6379"),
@@ -125,6 +127,29 @@ export const configSchema = z.object({
         .int()
         .positive()
         .default(1 * MiB),
+    })
+    .prefault({}),
+  /**
+   * Per-namespace quotas enforced by the deploy API (403 beyond): the defaults
+   * for every namespace, and overrides under `namespaces.{name}`.
+   */
+  quotas: z
+    .object({
+      services: quotaCount.default(100),
+      revisions: quotaCount.default(2000),
+      artifactBytes: quotaCount.default(256 * MiB),
+      namespaces: z
+        .record(
+          z.string(),
+          z
+            .object({
+              services: quotaCount.optional(),
+              revisions: quotaCount.optional(),
+              artifactBytes: quotaCount.optional(),
+            })
+            .strict(),
+        )
+        .default({}),
     })
     .prefault({}),
   log: z.object({ level: z.string().default("info") }).prefault({}),

@@ -8,22 +8,26 @@
  * Routes are read-only (they change through their Service).
  */
 
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { Hono } from "hono";
-import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { apply as mergePatch } from "json-merge-patch";
 import type { Registry } from "prom-client";
 import { stringify as toYaml } from "yaml";
-import { applyConfiguration, applyService, type WriteMode } from "../../src/control/apply.ts";
+import {
+  applyConfiguration,
+  applyService,
+  type NamespaceQuota,
+  type WriteMode,
+} from "../../src/control/apply.ts";
 import { deleteConfiguration, deleteRevision, deleteService } from "../../src/control/delete.ts";
 import {
   BadRequestError,
   ForbiddenError,
   NotFoundError,
   TooLargeError,
-  UnauthorizedError,
+  UnavailableError,
 } from "../../src/errors.ts";
 import type { Logger } from "../../src/logging.ts";
 import { silentLogger } from "../../src/logging.ts";
@@ -32,14 +36,33 @@ import { isDns1123Label } from "../../src/model/index.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import { API_VERSION, KINDS, type Plural, type Resource } from "../../src/model/types.ts";
 import type { Store } from "../../src/store/store.ts";
+import {
+  authenticate,
+  authorize,
+  parseTokenBody,
+  principalOf,
+  requireAdmin,
+  TOKEN_API_VERSION,
+  TOKENS_PATH,
+  tokenObject,
+  type Verb,
+} from "./access.ts";
 import { readObject } from "./body.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
 import { statusBody, successStatus, toSkiffError } from "./status.ts";
+import type { TokenStore } from "./token.ts";
 
 export interface ApiOptions {
   store: Store;
-  /** Constant-time token check; requests without a valid bearer token get 401. */
-  verifyToken: (token: string) => boolean;
+  /** Bearer tokens (admin and namespaced), checked against Redis on every request. */
+  tokens: TokenStore;
+  /**
+   * False while the store's connection is down: requests get a 503 at once
+   * instead of waiting for commands that cannot be sent.
+   */
+  storeReady?: () => boolean;
+  /** The quota of one namespace (default: none). */
+  quotaOf?: (namespace: string) => NamespaceQuota | undefined;
   domain: string;
   scheme?: string;
   bodyLimitBytes: number;
@@ -65,6 +88,7 @@ export function createApiApp(options: ApiOptions): Hono {
     if (err instanceof HTTPException) return err.getResponse();
     const e = toSkiffError(err);
     if (e.code === "INTERNAL") logger.error({ err, path: c.req.path }, "request failed");
+    if (e.code === "UNAUTHORIZED") c.header("WWW-Authenticate", 'Bearer realm="skiff"');
     return c.json(statusBody(e), e.status as 500);
   });
   app.notFound((c) => {
@@ -91,31 +115,26 @@ export function createApiApp(options: ApiOptions): Hono {
       return c.text(`store unavailable: ${(err as Error).message}`, 503);
     }
   });
+
+  // While Redis is down nothing below can answer: say so at once (the CLI fails fast on it).
+  const storeUp: MiddlewareHandler = async (_c, next) => {
+    if (options.storeReady && !options.storeReady()) {
+      throw new UnavailableError(
+        "the API cannot reach its store (Redis) right now; retry in a few seconds",
+      );
+    }
+    await next();
+  };
+  const auth = authenticate(options.tokens);
+  app.use("/metrics", storeUp, auth);
+  app.use("/apis/*", storeUp, auth);
+
+  // /metrics names tenants (namespaces, services in route labels): the admin token only.
   app.get("/metrics", async (c) => {
+    requireAdmin(principalOf(c), "/metrics");
     c.header("Content-Type", registry.contentType);
     return c.body(await registry.metrics());
   });
-
-  app.use(
-    "/apis/*",
-    bearerAuth({
-      verifyToken: (token) => options.verifyToken(token),
-      realm: "skiff",
-      noAuthenticationHeader: {
-        message: authMessage(
-          "missing bearer token; pass --token, set SKIFF_TOKEN, or run skiff login",
-        ),
-      },
-      invalidAuthenticationHeader: {
-        message: statusBody(
-          new BadRequestError(
-            "malformed Authorization header; expected: Authorization: Bearer <token>",
-          ),
-        ),
-      },
-      invalidToken: { message: authMessage("invalid bearer token") },
-    }),
-  );
   app.use(
     "/apis/*",
     bodyLimit({
@@ -144,25 +163,31 @@ export function createApiApp(options: ApiOptions): Hono {
     }),
   );
 
+  // Across namespaces: only the objects of namespaces the token may read.
   app.get(`${BASE}/:plural`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
-    const items = await store.list(plural, undefined, {
-      labels: labelSelector(c.req.query("labelSelector")),
-    });
+    const principal = principalOf(c);
+    const labels = labelSelector(c.req.query("labelSelector"));
+    const items =
+      principal.kind === "admin"
+        ? await store.list(plural, undefined, { labels })
+        : (
+            await Promise.all(principal.namespaces.map((n) => store.list(plural, n, { labels })))
+          ).flat();
     return respond(c, listOf(plural, items));
   });
 
   const ns = `${BASE}/namespaces/:ns/:plural`;
   app.get(ns, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
-    const items = await store.list(plural, namespaceOf(c), {
+    const items = await store.list(plural, namespaceOf(c, plural, "list"), {
       labels: labelSelector(c.req.query("labelSelector")),
     });
     return respond(c, listOf(plural, items));
   });
   app.get(`${ns}/:name`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
-    const namespace = namespaceOf(c);
+    const namespace = namespaceOf(c, plural, "get");
     const name = c.req.param("name");
     const obj = await store.get(plural, namespace, name);
     if (!obj) throw notFound(plural, namespace, name);
@@ -170,18 +195,53 @@ export function createApiApp(options: ApiOptions): Hono {
   });
 
   const writeCtx = { domain: options.domain, scheme };
+  const quotaOf = (namespace: string) => {
+    const quota = options.quotaOf?.(namespace);
+    return quota ? { quota } : {};
+  };
+
+  // Tokens: the admin token only. The secret is in the creation's answer, nowhere else.
+  app.get(TOKENS_PATH, async (c) => {
+    requireAdmin(principalOf(c), "tokens");
+    const items = (await options.tokens.list()).map((r) => tokenObject(r));
+    return respond(c, { apiVersion: TOKEN_API_VERSION, kind: "TokenList", metadata: {}, items });
+  });
+  app.post(TOKENS_PATH, async (c) => {
+    requireAdmin(principalOf(c), "tokens");
+    const spec = parseTokenBody(await readObject(c));
+    const { record, secret } = await options.tokens.create(spec);
+    logger.info(
+      { kind: "tokens", name: record.name, role: record.role, namespaces: record.namespaces },
+      "token created",
+    );
+    return respond(c, tokenObject(record, secret), 201);
+  });
+  app.get(`${TOKENS_PATH}/:name`, async (c) => {
+    requireAdmin(principalOf(c), "tokens");
+    return respond(c, tokenObject(await options.tokens.get(c.req.param("name"))));
+  });
+  app.delete(`${TOKENS_PATH}/:name`, async (c) => {
+    requireAdmin(principalOf(c), "tokens");
+    const name = c.req.param("name");
+    await options.tokens.revoke(name);
+    logger.info({ kind: "tokens", name }, "token revoked");
+    return respond(
+      c,
+      successStatus(`token "${name}" revoked`, { name, group: "skiff.dev", kind: "tokens" }),
+    );
+  });
 
   app.post(ns, async (c) => {
     const plural = writable(pluralOf(c.req.param("plural")), "create");
-    return write(c, plural, namespaceOf(c), undefined, "create");
+    return write(c, plural, namespaceOf(c, plural, "create"), undefined, "create");
   });
   app.put(`${ns}/:name`, async (c) => {
     const plural = writable(pluralOf(c.req.param("plural")), "replace");
-    return write(c, plural, namespaceOf(c), c.req.param("name"), "replace");
+    return write(c, plural, namespaceOf(c, plural, "update"), c.req.param("name"), "replace");
   });
   app.patch(`${ns}/:name`, async (c) => {
     const plural = writable(pluralOf(c.req.param("plural")), "patch");
-    const namespace = namespaceOf(c);
+    const namespace = namespaceOf(c, plural, "patch");
     const name = c.req.param("name");
     const patch = await readObject(c);
     const current = await store.get(plural, namespace, name);
@@ -192,7 +252,7 @@ export function createApiApp(options: ApiOptions): Hono {
   });
   app.delete(`${ns}/:name`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
-    const namespace = namespaceOf(c);
+    const namespace = namespaceOf(c, plural, "delete");
     const name = c.req.param("name");
     const dryRun = isDryRun(c);
     const remove =
@@ -245,9 +305,10 @@ export function createApiApp(options: ApiOptions): Hono {
         ...(options.scaling ? { scaling: options.scaling } : {}),
       });
       result = (
-        await store.transact((tx) => applyService(tx, parsed, { mode, worker, ...writeCtx }), {
-          dryRun,
-        })
+        await store.transact(
+          (tx) => applyService(tx, parsed, { mode, worker, ...writeCtx, ...quotaOf(namespace) }),
+          { dryRun },
+        )
       ).value;
     } else {
       const { parsed, worker } = await prepareConfiguration(body, {
@@ -258,7 +319,8 @@ export function createApiApp(options: ApiOptions): Hono {
       });
       result = (
         await store.transact(
-          (tx) => applyConfiguration(tx, parsed, { mode, worker, ...writeCtx }),
+          (tx) =>
+            applyConfiguration(tx, parsed, { mode, worker, ...writeCtx, ...quotaOf(namespace) }),
           {
             dryRun,
           },
@@ -281,10 +343,6 @@ export function createApiApp(options: ApiOptions): Hono {
   return app;
 }
 
-function authMessage(message: string) {
-  return statusBody(new UnauthorizedError(message));
-}
-
 function verbsOf(plural: Plural): string[] {
   if (plural === "routes") return ["get", "list"];
   if (plural === "revisions") return ["get", "list", "delete"];
@@ -298,13 +356,15 @@ function pluralOf(value: string): Plural {
   );
 }
 
-function namespaceOf(c: Context): string {
+/** The URL's namespace, once the caller's token may `verb` `plural` there (else 403). */
+function namespaceOf(c: Context, plural: Plural, verb: Verb): string {
   const ns = c.req.param("ns") ?? "";
   if (!isDns1123Label(ns)) {
     throw new BadRequestError(
-      `namespace "${ns}" is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters`,
+      `namespace "${ns.slice(0, 80)}" is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters`,
     );
   }
+  authorize(principalOf(c), verb, plural, ns);
   return ns;
 }
 

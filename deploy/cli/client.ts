@@ -8,7 +8,7 @@ export interface ClientOptions {
   apiUrl: string;
   token?: string | undefined;
   namespace: string;
-  /** Per-request timeout. */
+  /** Per-request timeout (default 30 s). */
   timeoutMs?: number;
 }
 
@@ -101,7 +101,11 @@ export class ApiClient {
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      const name = (err as Error).name;
+      const cause =
+        name === "TimeoutError"
+          ? `no answer within ${(this.options.timeoutMs ?? 30_000) / 1000} s`
+          : ((err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message);
       throw new ApiError(
         0,
         "Unreachable",
@@ -114,6 +118,14 @@ export class ApiClient {
       parsed = text ? JSON.parse(text) : undefined;
     } catch {
       parsed = undefined;
+    }
+    if (res.status === 503) {
+      const message = (parsed as { message?: string } | undefined)?.message;
+      throw new ApiError(
+        503,
+        "ServiceUnavailable",
+        `the Skiff API at ${this.options.apiUrl} is unavailable: ${message ?? "it answered 503 Service Unavailable; retry in a few seconds"}`,
+      );
     }
     if (!res.ok) {
       const status = parsed as {

@@ -9,12 +9,15 @@ import { ApiClient, ApiError } from "./client.ts";
 import { registerGatewayCommand } from "./commands/gateway.ts";
 import { registerResourceCommands } from "./commands/resources.ts";
 import { registerServerCommands } from "./commands/servers.ts";
+import { registerTokenCommands } from "./commands/tokens.ts";
 import { FlagError } from "./service-flags.ts";
 import { resolveSettings, writeSettings } from "./settings.ts";
+import { explicitToken } from "./token-file.ts";
 
 interface GlobalFlags {
   apiUrl?: string;
   token?: string;
+  tokenFile?: string;
   namespace: string;
 }
 
@@ -24,14 +27,18 @@ export function buildProgram(): Command {
       "Skiff: serverless on your own hosts (Knative Serving semantics, Docker and JS isolates)",
     )
     .option("--api-url <url>", "deploy API URL; env SKIFF_API_URL (default http://127.0.0.1:8090)")
-    .option("--token <token>", "API bearer token; env SKIFF_TOKEN or the file `skiff login` writes")
+    .option(
+      "--token <token>",
+      "API bearer token (visible in ps: prefer --token-file or SKIFF_TOKEN); default: the one `skiff login` saved",
+    )
+    .option("--token-file <file>", "read the API token from this file; env SKIFF_TOKEN_FILE")
     .option("-n, --namespace <ns>", "namespace", "default")
     .showHelpAfterError()
     .exitOverride();
 
   const client = (cmd: Command) => {
     const flags = cmd.optsWithGlobals<GlobalFlags>();
-    const settings = resolveSettings({ apiUrl: flags.apiUrl, token: flags.token });
+    const settings = resolveSettings({ apiUrl: flags.apiUrl, token: explicitToken(flags) });
     return new ApiClient({
       apiUrl: settings.apiUrl,
       token: settings.token,
@@ -40,6 +47,7 @@ export function buildProgram(): Command {
   };
 
   registerResourceCommands(program, client);
+  registerTokenCommands(program, client);
   registerServerCommands(program);
   registerGatewayCommand(program);
 

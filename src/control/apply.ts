@@ -38,11 +38,43 @@ import { configurationStatus, routeStatus, type StatusContext, serviceStatus } f
 
 export type WriteMode = "create" | "replace";
 
+/**
+ * Limits of one namespace. Checked inside the write's transaction against
+ * collections it reads (so the commit fails and re-runs if another write
+ * changed them meanwhile): two concurrent creates cannot both take the last
+ * slot.
+ */
+export interface NamespaceQuota {
+  /** Services in the namespace. */
+  services: number;
+  /** Revisions kept in the namespace (old ones go with revision GC or `skiff revision delete`). */
+  revisions: number;
+  /** Bytes of worker artifacts (compiled bundles) kept in the namespace. */
+  artifactBytes: number;
+}
+
 export interface ApplyContext {
   mode: WriteMode;
   domain: string;
   scheme: string;
   worker?: CompiledWorker;
+  /** Absent: no limits. */
+  quota?: NamespaceQuota;
+}
+
+/** The 403 of a quota: which, its limit, the use, and how to raise it. */
+function quotaExceeded(
+  namespace: string,
+  quota: keyof NamespaceQuota,
+  limit: number,
+  used: number,
+  requested: number,
+  advice: string,
+): ForbiddenError {
+  return new ForbiddenError(
+    `exceeded quota ${quota} in namespace "${namespace}": requested ${requested}, used ${used}, limited to ${limit}; ${advice}, or raise quotas.${quota} (or quotas.namespaces.${namespace}.${quota}) in the cluster config`,
+    { kind: quota === "services" ? "services" : "revisions" },
+  );
 }
 
 /** Apply a Service write. Returns the stored Service (resourceVersion filled at commit). */
@@ -54,6 +86,19 @@ export async function applyService(
   const { name, namespace } = input.metadata;
   const existing = await tx.get("services", namespace, name);
   checkExistence("services", existing, input.metadata, ctx.mode);
+  if (!existing && ctx.quota) {
+    const used = (await tx.list("services", namespace)).length;
+    if (used + 1 > ctx.quota.services) {
+      throw quotaExceeded(
+        namespace,
+        "services",
+        ctx.quota.services,
+        used,
+        1,
+        "delete a service (skiff service delete NAME)",
+      );
+    }
+  }
 
   const service: Service = existing
     ? structuredClone(existing)
@@ -221,6 +266,7 @@ async function mintRevision(
     );
   }
   const name = chosen ?? revisionNameFor(config.metadata.name, config.metadata.generation);
+  if (ctx.quota) await checkRevisionQuota(tx, namespace, ctx.quota, ctx.worker?.bytes ?? 0);
   if (await tx.get("revisions", namespace, name)) {
     throw new AlreadyExistsError(
       chosen
@@ -266,6 +312,38 @@ async function mintRevision(
   ];
   tx.put(revision);
   return revision;
+}
+
+/** One more revision (with `bytes` of artifact) must fit the namespace's quota. */
+async function checkRevisionQuota(
+  tx: Tx,
+  namespace: string,
+  quota: NamespaceQuota,
+  bytes: number,
+): Promise<void> {
+  const revisions = await tx.list("revisions", namespace);
+  if (revisions.length + 1 > quota.revisions) {
+    throw quotaExceeded(
+      namespace,
+      "revisions",
+      quota.revisions,
+      revisions.length,
+      1,
+      "delete old revisions (skiff revision delete NAME) or lower the revision GC's retention",
+    );
+  }
+  if (bytes === 0) return;
+  const used = revisions.reduce((sum, r) => sum + (r.status.workerArtifact?.bytes ?? 0), 0);
+  if (used + bytes > quota.artifactBytes) {
+    throw quotaExceeded(
+      namespace,
+      "artifactBytes",
+      quota.artifactBytes,
+      used,
+      bytes,
+      "delete old worker revisions (skiff revision delete NAME) or make the bundle smaller",
+    );
+  }
 }
 
 async function writeRoute(

@@ -20,20 +20,44 @@ export type CauseReason =
   | "FieldValueTypeInvalid"
   | "FieldValueUnknown";
 
-/** Collects the causes of one validation pass. */
+/**
+ * At most this many causes are kept per validation pass: a hostile body with
+ * a million unknown keys gets a short answer, not a million-line one.
+ */
+export const MAX_CAUSES = 50;
+
+/** Collects the causes of one validation pass (the first MAX_CAUSES, then a count). */
 export class Issues {
   readonly causes: Cause[] = [];
+  #dropped = 0;
 
   add(field: string, message: string, reason: CauseReason = "FieldValueInvalid"): void {
-    this.causes.push({ field, message, reason });
+    if (this.causes.length < MAX_CAUSES) {
+      this.causes.push({ field, message, reason });
+      return;
+    }
+    this.#dropped += 1;
+    const summary = {
+      field: "(root)",
+      message: `and ${this.#dropped} more problem${this.#dropped === 1 ? "" : "s"} not listed; fix the ones above first`,
+      reason: "FieldValueTooMany",
+    };
+    if (this.#dropped === 1) this.causes.push(summary);
+    else this.causes[MAX_CAUSES] = summary;
   }
 
   addAll(causes: readonly Cause[]): void {
-    this.causes.push(...causes);
+    for (const c of causes)
+      this.add(c.field, c.message, (c.reason ?? "FieldValueInvalid") as CauseReason);
   }
 
   get count(): number {
-    return this.causes.length;
+    return this.causes.length + this.#dropped;
+  }
+
+  /** True once further causes would only be counted (callers may skip composing them). */
+  get full(): boolean {
+    return this.causes.length >= MAX_CAUSES;
   }
 }
 
@@ -44,7 +68,7 @@ export function child(prefix: string, key: string): string {
 
 /** `a[3]` for list items, `a[some/key]` for map entries. */
 export function item(prefix: string, index: number | string): string {
-  return `${prefix}[${index}]`;
+  return `${prefix}[${typeof index === "string" ? echoKey(index) : index}]`;
 }
 
 export function isObject(value: unknown): value is JsonObject {
@@ -69,38 +93,57 @@ export function describe(value: unknown): string {
   }
 }
 
-/** Edit distance counting a swap of neighbours as one edit (small inputs only: field names). */
+/**
+ * Longest word we look for a did-you-mean for. Field names are short; a longer
+ * key is not a typo, and bounding it keeps the suggestion O(64 x 64) per key
+ * whatever a client sends.
+ */
+export const MAX_SUGGEST_LENGTH = 64;
+
+/** Longest key echoed back in a cause's field path. */
+const MAX_ECHOED_KEY = 64;
+
+/**
+ * Edit distance counting a swap of neighbours as one edit (optimal string
+ * alignment), over three rolling rows. Callers bound both lengths.
+ */
 function distance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
+  let prev2: number[] = [];
+  let prev: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
+    const row: number[] = [i];
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      let v = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + cost);
       if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+        v = Math.min(v, prev2[j - 2]! + 1);
       }
-      d[i]![j] = v;
+      row[j] = v;
     }
+    prev2 = prev;
+    prev = row;
   }
-  return d[a.length]![b.length]!;
+  return prev[b.length]!;
 }
 
-/** The closest candidate when it is plausibly a typo of `word`. */
+/** The closest candidate when it is plausibly a typo of `word` (words over 64 characters never are). */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  if (word.length > MAX_SUGGEST_LENGTH) return undefined;
   const squash = (s: string) => s.toLowerCase().replace(/[-_.]/g, "");
   const w = squash(word);
+  const allowed = w.length <= 3 ? 1 : w.length <= 6 ? 2 : 3;
   let best: string | undefined;
   let bestScore = Number.POSITIVE_INFINITY;
   for (const c of candidates) {
-    const score = distance(w, squash(c));
+    const sc = squash(c);
+    // Lengths further apart than the allowance can never be within it.
+    if (sc.length > MAX_SUGGEST_LENGTH || Math.abs(sc.length - w.length) > allowed) continue;
+    const score = distance(w, sc);
     if (score < bestScore) {
       best = c;
       bestScore = score;
     }
   }
-  const allowed = w.length <= 3 ? 1 : w.length <= 6 ? 2 : 3;
   return bestScore <= allowed ? best : undefined;
 }
 
@@ -110,6 +153,13 @@ export function unknownFieldMessage(key: string, known: readonly string[]): stri
   return known.length > 0
     ? `unknown field; the fields allowed here are: ${known.join(", ")}`
     : "unknown field; nothing may be set here";
+}
+
+/** A client's key as shown in a field path: long ones cut, so an error never echoes megabytes. */
+export function echoKey(key: string): string {
+  return key.length <= MAX_ECHOED_KEY
+    ? key
+    : `${key.slice(0, MAX_ECHOED_KEY)}...(${key.length} characters)`;
 }
 
 /** Which keys an object may carry. */
@@ -154,7 +204,7 @@ export function readObject(
   }
   for (const key of Object.keys(value)) {
     if (shape.known.includes(key) || shape.ignored?.includes(key)) continue;
-    const hint = shape.unsupported?.[key];
+    const hint = Object.hasOwn(shape.unsupported ?? {}, key) ? shape.unsupported?.[key] : undefined;
     if (hint !== undefined) {
       issues.add(
         child(field, key),
@@ -162,7 +212,11 @@ export function readObject(
         "FieldValueForbidden",
       );
     } else {
-      issues.add(child(field, key), unknownFieldMessage(key, shape.known), "FieldValueUnknown");
+      issues.add(
+        child(field, echoKey(key)),
+        issues.full ? "unknown field" : unknownFieldMessage(key, shape.known),
+        "FieldValueUnknown",
+      );
     }
   }
   return value;

@@ -51,8 +51,13 @@ describe("authentication", () => {
     expect((await fetch(new URL("/readyz", api.url))).status).toBe(200);
   });
 
-  it("/metrics serves Prometheus text with request counters", async () => {
-    const res = await fetch(new URL("/metrics", api.url));
+  it("/metrics serves Prometheus text with request counters, to the admin token only", async () => {
+    const anonymous = await fetch(new URL("/metrics", api.url));
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.text()).not.toMatch(/skiff_api_http_requests_total/);
+    const res = await fetch(new URL("/metrics", api.url), {
+      headers: { authorization: `Bearer ${api.token}` },
+    });
     const text = await res.text();
     expect(res.headers.get("content-type")).toMatch(/text\/plain/);
     expect(text).toMatch(/skiff_api_http_requests_total\{[^}]*code="201"/);

@@ -2,7 +2,7 @@
 
 import { type ApiServer, startApiServer } from "../../deploy/api/server.ts";
 import { parseConfig } from "../../src/config.ts";
-import { silentLogger } from "../../src/logging.ts";
+import { type Logger, silentLogger } from "../../src/logging.ts";
 import { createRegistry } from "../../src/metrics.ts";
 import { redisUrl, uniquePrefix } from "./redis.ts";
 
@@ -31,19 +31,25 @@ export interface Reply {
 }
 
 export async function startTestApi(
-  options: { prefix?: string; token?: string; config?: Record<string, unknown> } = {},
+  options: {
+    prefix?: string;
+    /** The admin token this start sets (replacing any stored one); null: none given. */
+    token?: string | null;
+    config?: Record<string, unknown>;
+    logger?: Logger;
+  } = {},
 ): Promise<TestApi> {
   const prefix = options.prefix ?? uniquePrefix("api");
-  const token = options.token ?? TOKEN;
+  const token = options.token === null ? "" : (options.token ?? TOKEN);
   const config = parseConfig({
     redisUrl: redisUrl(),
     redisPrefix: prefix,
-    api: { port: 0, token },
+    api: token ? { port: 0, token } : { port: 0 },
     ...options.config,
   });
   const server = await startApiServer({
     config,
-    logger: silentLogger,
+    logger: options.logger ?? silentLogger,
     registry: createRegistry({ component: "api" }),
   });
   return {

@@ -9,6 +9,7 @@ import { handleShutdownSignals } from "../../../src/signals.ts";
 import { startApiServer } from "../../api/server.ts";
 import { startUp } from "../../up.ts";
 import { readSettings, writeSettings } from "../settings.ts";
+import { readTokenFile } from "../token-file.ts";
 
 interface ServerFlags {
   config?: string;
@@ -16,7 +17,20 @@ interface ServerFlags {
   host?: string;
   port?: string;
   token?: string;
+  tokenFile?: string;
   domain?: string;
+}
+
+/** The admin token a server was given: --token, else --token-file / SKIFF_TOKEN_FILE (SKIFF_TOKEN is read with the config). */
+function givenToken(flags: ServerFlags): string | undefined {
+  if (flags.token) {
+    process.stderr.write(
+      "warning: --token is visible to every user of this host (ps); use --token-file FILE or SKIFF_TOKEN\n",
+    );
+    return flags.token;
+  }
+  const file = flags.tokenFile ?? (process.env.SKIFF_TOKEN_FILE || undefined);
+  return file ? readTokenFile(file) : undefined;
 }
 
 /** Stop cleanly on SIGINT/SIGTERM: close servers, then exit. */
@@ -130,7 +144,7 @@ export function registerServerCommands(program: Command): void {
     .option("--port <port>", "listen port (default 8090)")
     .option(
       "--token <token>",
-      "bearer token clients must send; env SKIFF_TOKEN (generated on first start when absent)",
+      "admin token (replaces the previous one); prefer --token-file or env SKIFF_TOKEN (generated on first start when absent)",
     )
     .option("--domain <domain>", "domain of service URLs (default localhost)")
     .action(async (_flags: ServerFlags, cmd: Command) => {
@@ -141,7 +155,7 @@ export function registerServerCommands(program: Command): void {
         overrides: mergeConfig({
           redisUrl: flags.redisUrl,
           domain: flags.domain,
-          api: { host: flags.host, port: flags.port, token: flags.token },
+          api: { host: flags.host, port: flags.port, token: givenToken(flags) },
         }),
       });
       const api = await startApiServer({ config });
@@ -275,7 +289,11 @@ export function registerServerCommands(program: Command): void {
     .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
     .option("--redis-url <url>", "use this Redis instead of a local one; env REDIS_URL")
     .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
-    .option("--host <host>", "listen address of the API and gateway (default 127.0.0.1)")
+    .option("--host <host>", "listen address of the gateway (default 127.0.0.1)")
+    .option(
+      "--api-host <host>",
+      "listen address of the deploy API (default 127.0.0.1); env SKIFF_API_HOST",
+    )
     .option("--api-port <port>", "deploy API port (default 8090); env SKIFF_API_PORT")
     .option("--gateway-port <port>", "gateway port (default 8080); env SKIFF_GATEWAY_PORT")
     .option("--domain <domain>", "domain of service URLs (default localhost); env SKIFF_DOMAIN")
@@ -283,7 +301,10 @@ export function registerServerCommands(program: Command): void {
       "--state-dir <dir>",
       "where local state lives (default ~/.local/state/skiff); env SKIFF_STATE_DIR",
     )
-    .option("--token <token>", "API token; env SKIFF_TOKEN (generated on first start when absent)")
+    .option(
+      "--token <token>",
+      "admin API token (replaces the previous one); prefer --token-file or env SKIFF_TOKEN (generated on first start when absent)",
+    )
     .option("--no-containers", "offer isolates only (do not look for a Docker engine)")
     .option("--docker-socket <path>", "Docker engine socket (default /var/run/docker.sock)")
     .action(async (_flags: UpFlags, cmd: Command) => {
@@ -292,19 +313,7 @@ export function registerServerCommands(program: Command): void {
       const up = await startUp({
         configFile: flags.config,
         stateDir: flags.stateDir ?? (process.env.SKIFF_STATE_DIR || undefined),
-        overrides: mergeConfig({
-          redisUrl: flags.redisUrl,
-          redisPrefix: flags.redisPrefix,
-          domain: flags.domain,
-          api: { host: flags.host, port: flags.apiPort, token: flags.token },
-          gateway: { host: flags.host, port: flags.gatewayPort },
-          // Only an explicit --no-containers overrides the config file.
-          agent: {
-            containers: flags.containers === false ? false : undefined,
-            dockerSocket: flags.dockerSocket,
-          },
-          autoscaler: autoscalerOverrides(flags),
-        }),
+        overrides: upOverrides(flags),
         log: (line) => process.stdout.write(`${line}\n`),
       });
       // The token is known when generated now or given; otherwise keep the saved one
@@ -321,8 +330,27 @@ export function registerServerCommands(program: Command): void {
     });
 }
 
-interface UpFlags extends ServerFlags, AutoscalerFlags {
+/** `skiff up`'s flags in the configuration's shape (absent flags override nothing). */
+export function upOverrides(flags: UpFlags): Record<string, unknown> {
+  return mergeConfig({
+    redisUrl: flags.redisUrl,
+    redisPrefix: flags.redisPrefix,
+    domain: flags.domain,
+    // --host exposes user traffic only; the API stays on loopback unless --api-host says otherwise.
+    api: { host: flags.apiHost, port: flags.apiPort, token: givenToken(flags) },
+    gateway: { host: flags.host, port: flags.gatewayPort },
+    // Only an explicit --no-containers overrides the config file.
+    agent: {
+      containers: flags.containers === false ? false : undefined,
+      dockerSocket: flags.dockerSocket,
+    },
+    autoscaler: autoscalerOverrides(flags),
+  });
+}
+
+export interface UpFlags extends ServerFlags, AutoscalerFlags {
   redisPrefix?: string;
+  apiHost?: string;
   apiPort?: string;
   gatewayPort?: string;
   stateDir?: string;
