@@ -18,7 +18,7 @@ import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../src/contro
 import { parseRevisionRef } from "../src/fleet/keys.ts";
 import { createLogger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
-import { connectRedis } from "../src/redis.ts";
+import { openRedis } from "../src/redis.ts";
 import { Activator } from "./activation.ts";
 import { CounterPublisher } from "./counters.ts";
 import { RevisionDispatcher } from "./dispatcher.ts";
@@ -81,20 +81,8 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   const registry = options.registry ?? createRegistry({ component: "gateway", defaults: true });
   const prefix = options.redisPrefix;
 
-  const redis = connectRedis(options.redisUrl, {
-    lazyConnect: true,
-    connectionName: "skiff-gateway",
-    // Fail a command fast while Redis is away: slots retry, counters publish next period.
-    maxRetriesPerRequest: 2,
-    retryStrategy: (times: number) => Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
-  });
-  redis.on("error", (err: Error) => logger.warn({ err }, "gateway redis connection error"));
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new Error(`cannot reach Redis at ${options.redisUrl}: ${(err as Error).message}`);
-  }
+  // Commands fail fast while Redis is away: slots retry, counters publish next period.
+  const redis = await openRedis(options.redisUrl, { connectionName: "skiff-gateway", logger });
 
   const routes = new RouteTable();
   const rKeys = routingKeys(prefix);

@@ -5,7 +5,7 @@ import type { SkiffConfig } from "../../src/config.ts";
 import type { Logger } from "../../src/logging.ts";
 import { createLogger } from "../../src/logging.ts";
 import { createRegistry, type Registry } from "../../src/metrics.ts";
-import { connectRedis } from "../../src/redis.ts";
+import { openRedis } from "../../src/redis.ts";
 import { createRedisStore } from "../../src/store/index.ts";
 import { createApiApp } from "./app.ts";
 import { resolveApiToken } from "./token.ts";
@@ -27,13 +27,11 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   const { config } = options;
   const logger = options.logger ?? createLogger({ component: "api", level: config.log.level });
   const registry = options.registry ?? createRegistry({ component: "api", defaults: true });
-  const redis = connectRedis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 3 });
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
-  }
+  const redis = await openRedis(config.redisUrl, {
+    connectionName: "skiff-api",
+    maxRetriesPerRequest: 3,
+    logger,
+  });
   const store = await createRedisStore({ redis, prefix: config.redisPrefix, logger });
   const token = await resolveApiToken({
     redis,

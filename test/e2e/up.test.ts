@@ -14,8 +14,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectRedis } from "../../src/redis.ts";
 import { runCli } from "../support/cli.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
@@ -42,6 +43,8 @@ const tempDir = (label: string) => {
 
 /** The environment of a clean machine: no Redis, token or config from the developer's shell. */
 const clean = {
+  // Never the developer's own ~/.config or ~/.local/state.
+  HOME: tempDir("home"),
   REDIS_URL: "",
   SKIFF_TOKEN: "",
   SKIFF_API_URL: "",
@@ -49,11 +52,17 @@ const clean = {
   SKIFF_STATE_DIR: "",
 };
 
+/** up's private redis-server, with the password it keeps in the state folder. */
+function stateRedisUrl(stateDir: string): string {
+  const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
+  const password = readFileSync(join(stateDir, "redis.password"), "utf8").trim();
+  return `redis://:${password}@127.0.0.1:${port}`;
+}
+
 /** Stop a private redis-server that a killed `up` left behind in this state folder. */
 async function shutdownStateRedis(stateDir: string): Promise<void> {
   try {
-    const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
-    const r = new Redis(port, "127.0.0.1", {
+    const r = connectRedis(stateRedisUrl(stateDir), {
       lazyConnect: true,
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,
@@ -120,9 +129,7 @@ describe("the walkthrough with skiff up", () => {
     );
     await up.waitFor(/Skiff is up/, 60_000);
     gateway = up.output().match(/Gateway:\s+(\S+)/)![1]!;
-    redis = new Redis(up.output().match(/Store:\s+started redis-server at (\S+)/)![1]!, {
-      maxRetriesPerRequest: 1,
-    });
+    redis = connectRedis(stateRedisUrl(stateDir), { maxRetriesPerRequest: 1 });
     redis.on("error", () => {}); // it goes away with `up` in the last test
   }, 90_000);
 
@@ -137,7 +144,7 @@ describe("the walkthrough with skiff up", () => {
   it("prints the store, API, token, gateway, service URL pattern and runtimes, and writes the CLI settings", () => {
     const out = up.output();
     expect(out).toMatch(
-      /Store:\s+started redis-server at redis:\/\/127\.0\.0\.1:\d+ .*append-only/,
+      /Store:\s+started redis-server at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/? .*append-only/,
     );
     expect(out).toMatch(/API:\s+http:\/\/127\.0\.0\.1:\d+/);
     expect(out).toMatch(/Token:\s+skf_\S+\s+\(generated now and shown once\)/);

@@ -7,8 +7,8 @@ import { loadConfig, mergeConfig } from "../../../src/config.ts";
 import { createLogger } from "../../../src/logging.ts";
 import { handleShutdownSignals } from "../../../src/signals.ts";
 import { startApiServer } from "../../api/server.ts";
-import { startUp } from "../../up.ts";
-import { readSettings, writeSettings } from "../settings.ts";
+import { startUp, type Up } from "../../up.ts";
+import { ownsSettings, settingsPath, writeSettings } from "../settings.ts";
 
 interface ServerFlags {
   config?: string;
@@ -307,18 +307,37 @@ export function registerServerCommands(program: Command): void {
         }),
         log: (line) => process.stdout.write(`${line}\n`),
       });
-      // The token is known when generated now or given; otherwise keep the saved one
-      // and only point the CLI at this run's API.
-      const token = up.token ?? readSettings().token;
-      if (token) {
-        const path = writeSettings({ apiUrl: up.apiUrl, token });
-        process.stdout.write(`CLI settings written to ${path}\n`);
-      }
+      process.stdout.write(`${cliSettingsForUp(up, settingsPath())}\n`);
       process.stdout.write(
         "Skiff is up. Try: skiff service create hello --source examples/workers/hello.ts (Ctrl-C stops everything)\n",
       );
       untilSignal(() => up.close());
     });
+}
+
+/**
+ * Point the CLI at this install when its settings file is absent or already
+ * this install's; otherwise leave it and say how to reach this one. Returns
+ * the line(s) to print.
+ */
+export function cliSettingsForUp(
+  up: Pick<Up, "apiUrl" | "clusterId" | "token">,
+  path: string,
+): string {
+  const own = ownsSettings(path, { apiUrl: up.apiUrl, cluster: up.clusterId });
+  if (own.write) {
+    // The token is known when generated now or given; otherwise keep the saved one.
+    const token = up.token ?? own.previous.token;
+    writeSettings({ apiUrl: up.apiUrl, ...(token ? { token } : {}), cluster: up.clusterId }, path);
+    return `CLI:      settings written to ${path}`;
+  }
+  const token = up.token ? "the token above" : "this install's token";
+  return [
+    `CLI:      ${path} left as is: ${own.reason}. To use this install:`,
+    `            skiff --api-url ${up.apiUrl} --token TOKEN ...   (TOKEN: ${token})`,
+    `            export SKIFF_API_URL=${up.apiUrl} SKIFF_TOKEN=TOKEN`,
+    `            skiff login --api-url ${up.apiUrl} --token TOKEN   (makes it the CLI's default)`,
+  ].join("\n");
 }
 
 interface UpFlags extends ServerFlags, AutoscalerFlags {
