@@ -3,7 +3,7 @@
  * its state folder) and the throwaway server of the test suite.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,6 +58,7 @@ export interface StartRedisOptions {
 export async function startRedisServer(options: StartRedisOptions = {}): Promise<RedisServer> {
   const port = options.port ?? (await freePort());
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "skiff-redis-")));
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   // Secrets go in a file only the owner reads; redis-server takes it as its config.
   const conf = join(dir, "skiff-redis.conf");
   const lines = ["# written by Skiff on every start"];

@@ -7,6 +7,7 @@ import { loadConfig, mergeConfig } from "../../../src/config.ts";
 import { createLogger } from "../../../src/logging.ts";
 import { handleShutdownSignals } from "../../../src/signals.ts";
 import { startApiServer } from "../../api/server.ts";
+import { ACL_ROLES, type AclRole, generateAcl } from "../../redis/acl.ts";
 import { startUp, type Up } from "../../up.ts";
 import { ownsSettings, settingsPath, writeSettings } from "../settings.ts";
 
@@ -121,6 +122,30 @@ function autoscalerOverrides(flags: AutoscalerFlags): Record<string, unknown> {
 }
 
 export function registerServerCommands(program: Command): void {
+  program
+    .command("redis-acl")
+    .description(
+      "print the Redis ACL file with one user per role (gateway, agent, scaler, api) for a key prefix",
+    )
+    .option("--prefix <prefix>", "key prefix of the install", "skiff:")
+    .option("--user-prefix <text>", "Redis user names are {text}{role}", "skiff-")
+    .option(
+      "--passwords-from-env",
+      "turn users on with passwords from SKIFF_REDIS_PASSWORD_GATEWAY, _AGENT, _SCALER, _API, _ADMIN (stored as SHA-256)",
+    )
+    .action((flags: { prefix: string; userPrefix: string; passwordsFromEnv?: boolean }) => {
+      const passwords: Partial<Record<AclRole | "admin", string>> = {};
+      if (flags.passwordsFromEnv) {
+        for (const who of [...ACL_ROLES, "admin" as const]) {
+          const value = process.env[`SKIFF_REDIS_PASSWORD_${who.toUpperCase()}`];
+          if (value) passwords[who] = value;
+        }
+      }
+      process.stdout.write(
+        generateAcl({ prefix: flags.prefix, userPrefix: flags.userPrefix, passwords }),
+      );
+    });
+
   program
     .command("api")
     .description("run the deploy API (Knative serving.knative.dev/v1 over HTTP)")
