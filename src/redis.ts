@@ -142,20 +142,30 @@ export function connectRedis(url: string, options: ConnectRedisOptions = {}): Re
  */
 export async function openRedis(url: string, options: ConnectRedisOptions = {}): Promise<Redis> {
   const redis = connectRedis(url, { ...options, lazyConnect: true });
+  // The handshake's own error (e.g. WRONGPASS) says more than "Connection is closed".
+  let last: Error | undefined;
+  const onError = (err: Error) => {
+    last = err;
+    // Wrong credentials do not get better by reconnecting: fail now.
+    if (AUTH_ERROR.test(err.message)) redis.disconnect();
+  };
+  redis.on("error", onError);
   try {
     await redis.connect();
   } catch (err) {
     redis.disconnect();
-    throw redisUnreachable(url, err);
+    throw redisUnreachable(url, last ?? err);
+  } finally {
+    redis.off("error", onError);
   }
   return redis;
 }
 
+const AUTH_ERROR = /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i;
+
 /** The error for a Redis that cannot be reached or refuses our credentials. */
 export function redisUnreachable(url: string, err: unknown): UnavailableError {
   const message = redactSecrets((err as Error)?.message ?? String(err), url);
-  const auth = /NOAUTH|WRONGPASS|NOPERM|invalid password|invalid username/i.test(message)
-    ? " (check the user and password in the URL)"
-    : "";
+  const auth = AUTH_ERROR.test(message) ? " (check the user and password in the URL)" : "";
   return new UnavailableError(`cannot reach Redis at ${redactRedisUrl(url)}: ${message}${auth}`);
 }
