@@ -332,11 +332,12 @@ export function registerServerCommands(program: Command): void {
         }),
         log: (line) => process.stdout.write(`${line}\n`),
       });
+      // Before saying "up": a Ctrl-C right after that line must find the handler.
+      untilSignal(() => up.close());
       process.stdout.write(`${cliSettingsForUp(up, settingsPath())}\n`);
       process.stdout.write(
         "Skiff is up. Try: skiff service create hello --source examples/workers/hello.ts (Ctrl-C stops everything)\n",
       );
-      untilSignal(() => up.close());
     });
 }
 
