@@ -20,7 +20,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { homedir } from "node:os";
-import { delimiter, join } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import { pino } from "pino";
 import { type RunningAgent, startAgent } from "../agent/server.ts";
 import { type Gateway, gatewayOptionsFromConfig, startGateway } from "../gateway/server.ts";
@@ -278,7 +278,11 @@ async function localStore(
   const password = redisPassword(stateDir);
   const withAuth = (port: number) => `redis://:${password.value}@127.0.0.1:${port}`;
   const auth = `password in ${password.file}`;
-  if (previous && (await answers(withAuth(previous)))) {
+  // One that answers without a password is not ours as it must be (see stopOpenRedisOfDir).
+  if (previous) await stopOpenRedisOfDir(previous, dir);
+  // Still open: someone else's server took the port (a wrong password would not be refused there).
+  const taken = previous !== undefined && (await answers(`redis://127.0.0.1:${previous}`));
+  if (previous && !taken && (await answers(withAuth(previous)))) {
     // Left running by a run that was killed: ours again, stopped with us.
     const url = withAuth(previous);
     return {
@@ -357,6 +361,33 @@ export function redisPassword(stateDir: string): { value: string; file: string }
   // A copy restored from a backup may have come back readable by others.
   if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
   return { value, file };
+}
+
+/**
+ * A redis-server without a password on the last run's port that serves this
+ * state folder's data was started by a Skiff from before passwords: stop it
+ * (SHUTDOWN syncs the AOF), so that ours starts on the same data with a
+ * password. A server of anyone else (another data folder) is left alone.
+ */
+async function stopOpenRedisOfDir(port: number, dir: string): Promise<void> {
+  const url = `redis://127.0.0.1:${port}`;
+  if (!(await answers(url))) return;
+  const r = connectRedis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  r.on("error", () => {});
+  try {
+    await r.connect();
+    const [, served] = (await r.config("GET", "dir")) as [string, string];
+    if (served !== resolve(dir)) return;
+  } catch {
+    return;
+  } finally {
+    r.disconnect();
+  }
+  await shutdownRedis(url);
 }
 
 /** Stop a redis-server an earlier run started: SHUTDOWN syncs the AOF first. */

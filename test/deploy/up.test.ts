@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { cliSettingsForUp } from "../../deploy/cli/commands/servers.ts";
 import { connectRedis, quitRedis } from "../../src/redis.ts";
+import { startRedisServer } from "../../src/redis-server.ts";
 import { runCli, type ServerProcess, startCliServer } from "../support/cli.ts";
 import { freePort } from "../support/redis-server.ts";
 
@@ -152,6 +153,42 @@ describe("skiff up", () => {
     );
     expect(got.code, got.stderr).toBe(0);
     expect(JSON.parse(got.stdout).status.latestCreatedRevisionName).toBe("persist-00001");
+  });
+});
+
+describe("skiff up after a Skiff without Redis passwords", () => {
+  it("stops the old password-less redis-server of its state folder and serves the same data with a password", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-up-legacy-"));
+    const old = await startRedisServer({
+      dir: join(dir, "redis"),
+      appendonly: true,
+      detached: true,
+    });
+    const s0 = connectRedis(old.url);
+    await s0.set("skiff:legacy", "kept");
+    await quitRedis(s0);
+    writeFileSync(join(dir, "redis.port"), `${old.port}\n`);
+    const s = startCliServer(["up", "--state-dir", dir, "--api-port", "0"], {
+      ...env,
+      XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "skiff-cfg-")),
+    });
+    try {
+      await s.waitFor(/CLI:\s+settings written/);
+      expect(s.output()).toMatch(/Store:\s+started redis-server at redis:\/\/:\*\*\*@/);
+      const port = Number(readFileSync(join(dir, "redis.port"), "utf8"));
+      const [refused] = await rawRedis(port, ["GET skiff:legacy"]);
+      expect(refused).toMatch(/^-NOAUTH/);
+      const password = readFileSync(join(dir, "redis.password"), "utf8").trim();
+      const r = connectRedis(`redis://:${password}@127.0.0.1:${port}`);
+      try {
+        expect(await r.get("skiff:legacy")).toBe("kept");
+      } finally {
+        await quitRedis(r);
+      }
+    } finally {
+      await s.kill("SIGTERM");
+      await old.stop();
+    }
   });
 });
 
