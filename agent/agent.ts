@@ -173,6 +173,10 @@ export class Agent {
         const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
         this.id = agentId({ address: o.address, clusterId: cluster.id });
         this.log = this.#baseLog.child({ agent: this.id });
+        // Named like an agent with a given id, now and after a reconnect.
+        redis.options.connectionName = `skiff-agent-${this.id}`;
+        // Cosmetic (CLIENT LIST); the in-process store has no CLIENT command.
+        await redis.client("SETNAME", redis.options.connectionName).catch(() => {});
       }
       this.#fleet = new Fleet({ redis, prefix: o.redisPrefix, logger: this.log });
       this.#store = await createRedisStore({ redis, prefix: o.redisPrefix, logger: this.log });
