@@ -79,8 +79,15 @@ async function shutdownStateRedis(stateDir: string): Promise<void> {
 
 const agentIds: string[] = [];
 const stateDirs: string[] = [];
+/** Process groups of `npm start` runs: whatever a failed test left in them goes in afterAll. */
+const npmGroups: number[] = [];
 
 afterAll(async () => {
+  for (const g of npmGroups) {
+    try {
+      process.kill(-g, "SIGKILL");
+    } catch {}
+  }
   await stopAllProcesses();
   await removeContainers(agentIds);
   for (const dir of stateDirs) await shutdownStateRedis(dir);
@@ -423,6 +430,7 @@ describe("npm start and a terminal's Ctrl-C", () => {
       detached: true,
     });
     stateDirs.push(stateDir);
+    npmGroups.push(child.pid!);
     const watched = watchOutput(child, { name: label, defaultTimeoutMs: 60_000 });
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
     await watched.waitFor(/Skiff is up/);
@@ -438,6 +446,8 @@ describe("npm start and a terminal's Ctrl-C", () => {
         throw new Error(`${err.message}\n${left.stdout}\n${run.watched.output().slice(-3000)}`);
       },
     );
+    // Gone: nothing to clean up in afterAll (and its id may be reused by then).
+    npmGroups.splice(npmGroups.indexOf(run.pgid), 1);
     const out = run.watched.output();
     const lines = out.split("\n").filter((l) => l.startsWith("skiff:"));
     console.log(`${signal}: ${lines.join(" | ")}`);
