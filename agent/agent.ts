@@ -175,8 +175,11 @@ export class Agent {
         this.log = this.#baseLog.child({ agent: this.id });
         // Named like an agent with a given id, now and after a reconnect.
         redis.options.connectionName = `skiff-agent-${this.id}`;
-        // Cosmetic (CLIENT LIST); the in-process store has no CLIENT command.
-        await redis.client("SETNAME", redis.options.connectionName).catch(() => {});
+        try {
+          await redis.client("SETNAME", redis.options.connectionName);
+        } catch {
+          // Cosmetic (CLIENT LIST); the in-process store has no CLIENT command (throws at once).
+        }
       }
       this.#fleet = new Fleet({ redis, prefix: o.redisPrefix, logger: this.log });
       this.#store = await createRedisStore({ redis, prefix: o.redisPrefix, logger: this.log });
