@@ -24,6 +24,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
+import { ensureClusterIdentity } from "../src/cluster.ts";
 import { conditionForFailure, type RevisionHealth } from "../src/control/revision-health.ts";
 import { Fleet } from "../src/fleet/fleet.ts";
 import type {
@@ -37,7 +38,7 @@ import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { canonicalJson } from "../src/model/index.ts";
 import type { Revision } from "../src/model/types.ts";
-import { connectRedis } from "../src/redis.ts";
+import { openRedis } from "../src/redis.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { ContainerRuntime } from "./container/index.ts";
 import { ContainerDriver } from "./containers.ts";
@@ -68,9 +69,11 @@ export type AgentState = "new" | "starting" | "running" | "draining" | "stopped"
 
 export class Agent {
   readonly options: AgentOptions;
-  readonly id: string;
+  /** Settled by start(): the default id includes the cluster id read from Redis. */
+  id: string;
   readonly registry: Registry;
-  readonly log: Logger;
+  log: Logger;
+  readonly #baseLog: Logger;
   readonly capacity: Capacity;
   #runtimes: RuntimeKind[] = ["isolate"];
   #state: AgentState = "new";
@@ -96,7 +99,8 @@ export class Agent {
     this.options = parseAgentOptions(input);
     const o = this.options;
     this.id = agentId({ address: o.address, ...(o.id ? { id: o.id } : {}) });
-    this.log = (o.logger ?? createLogger({ component: "agent" })).child({ agent: this.id });
+    this.#baseLog = o.logger ?? createLogger({ component: "agent" });
+    this.log = this.#baseLog.child({ agent: this.id });
     this.registry = o.registry ?? new Registry();
     this.capacity = detectCapacity(o.capacity);
     this.#metrics = agentMetrics(this.registry, () =>
@@ -159,19 +163,23 @@ export class Agent {
     this.#startedAt = new Date();
     const o = this.options;
     try {
-      const redis = connectRedis(o.redisUrl, {
-        connectionName: `skiff-agent-${this.id}`,
-        lazyConnect: true,
-        maxRetriesPerRequest: 2,
-        retryStrategy: (times: number) =>
-          Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
+      const redis = await openRedis(o.redisUrl, {
+        connectionName: o.id ? `skiff-agent-${o.id}` : "skiff-agent",
+        logger: this.log,
       });
-      redis.on("error", (err: Error) => this.log.warn({ err }, "redis connection error"));
       this.#redis = redis;
-      try {
-        await redis.connect();
-      } catch (err) {
-        throw new Error(`cannot reach Redis at ${o.redisUrl}: ${(err as Error).message}`);
+      if (!o.id) {
+        // Two installs on one host (two `skiff up`) must never share an agent id.
+        const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
+        this.id = agentId({ address: o.address, clusterId: cluster.id });
+        this.log = this.#baseLog.child({ agent: this.id });
+        // Named like an agent with a given id, now and after a reconnect.
+        redis.options.connectionName = `skiff-agent-${this.id}`;
+        try {
+          await redis.client("SETNAME", redis.options.connectionName);
+        } catch {
+          // Cosmetic (CLIENT LIST); the in-process store has no CLIENT command (throws at once).
+        }
       }
       this.#fleet = new Fleet({ redis, prefix: o.redisPrefix, logger: this.log });
       this.#store = await createRedisStore({ redis, prefix: o.redisPrefix, logger: this.log });

@@ -12,13 +12,24 @@ import type { AgentRecord, RuntimeKind } from "../src/fleet/types.ts";
 export const DEFAULT_MAX_INSTANCES = 256;
 
 /**
- * The given id, else `{hostname}-{8 hex of sha256(hostname|address)}`: stable
- * across restarts, distinct for two agents of one host on different addresses.
+ * The given id, else `{hostname}-{8 hex of sha256(hostname|address|cluster)}`:
+ * stable across restarts, distinct for two agents of one host on different
+ * addresses, and for two installs (clusters, src/cluster.ts) on one host, so
+ * one install never adopts or stops another's instances.
  */
-export function agentId(options: { id?: string; address: string; hostname?: string }): string {
+export function agentId(options: {
+  id?: string;
+  address: string;
+  hostname?: string;
+  /** The install's cluster id; without it (before Redis answered) the id is provisional. */
+  clusterId?: string;
+}): string {
   if (options.id) return options.id;
   const host = options.hostname ?? hostname();
-  const hash = createHash("sha256").update(`${host}|${options.address}`).digest("hex").slice(0, 8);
+  const seed = options.clusterId
+    ? `${host}|${options.address}|${options.clusterId}`
+    : `${host}|${options.address}`;
+  const hash = createHash("sha256").update(seed).digest("hex").slice(0, 8);
   const clean =
     host
       .toLowerCase()

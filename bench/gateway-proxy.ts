@@ -27,9 +27,9 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
 import { publishRouting } from "../src/control/routing.ts";
 import { createFleet } from "../src/fleet/index.ts";
+import { connectRedis } from "../src/redis.ts";
 import { freePort, startRedisServer } from "../src/redis-server.ts";
 
 const { values } = parseArgs({
@@ -221,7 +221,7 @@ try {
   const backendPort = Number(backend.line);
 
   // Play the agent and the scaler: an agent, an endpoint, routing tables.
-  const redis = new Redis(redisServer.url);
+  const redis = connectRedis(redisServer.url);
   const fleet = createFleet({ redis, prefix: PREFIX });
   await fleet.registerAgent(
     {

@@ -9,15 +9,24 @@
  * decisions), gateway (requests in flight finish), agent (instances drained),
  * API, store.
  */
-import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { homedir } from "node:os";
-import { delimiter, join } from "node:path";
-import { Redis } from "ioredis";
+import { delimiter, join, resolve } from "node:path";
 import { pino } from "pino";
 import { type RunningAgent, startAgent } from "../agent/server.ts";
 import { type Gateway, gatewayOptionsFromConfig, startGateway } from "../gateway/server.ts";
 import { scalerOptionsFromConfig } from "../scaler/options.ts";
 import { type RunningScaler, startScaler } from "../scaler/server.ts";
+import { ensureClusterIdentity } from "../src/cluster.ts";
 import {
   configFromEnv,
   loadConfig,
@@ -28,6 +37,7 @@ import {
 import type { RuntimeKind } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
 import { createRegistry } from "../src/metrics.ts";
+import { connectRedis, openRedis, quitRedis, redactRedisUrl } from "../src/redis.ts";
 import { isMemoryRedisUrl } from "../src/redis-memory.ts";
 import { openMemoryRedisFile } from "../src/redis-memory-file.ts";
 import { type RedisServer, startRedisServer } from "../src/redis-server.ts";
@@ -51,7 +61,10 @@ export interface Up {
   gatewayUrl: string;
   /** The token, when this start generated it or it was given. */
   token?: string;
+  /** With credentials: print only redactRedisUrl(redisUrl). */
   redisUrl: string;
+  /** This install's cluster id (src/cluster.ts): names it in the CLI settings and agent id. */
+  clusterId: string;
   /** What the agent offers: "isolate" always, "container" when Docker answered. */
   runtimes: RuntimeKind[];
   config: SkiffConfig;
@@ -101,10 +114,22 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
       log(
         `Store:    in-process (${config.redisUrl}), kept in memory only: gone when this process stops`,
       );
-    } else if (named) log(`Store:    Redis at ${config.redisUrl} (prefix ${config.redisPrefix})`);
+    } else if (named) {
+      log(`Store:    Redis at ${redactRedisUrl(config.redisUrl)} (prefix ${config.redisPrefix})`);
+    }
     const logger =
       options.logger ??
       pino({ level: config.log.level, base: { pid: process.pid } }, pino.destination(2));
+
+    // Created here if this is the install's first start; the agent id and the CLI settings name it.
+    const identityRedis = await openRedis(config.redisUrl, { connectionName: "skiff-up" });
+    let clusterId: string;
+    try {
+      clusterId = (await ensureClusterIdentity(identityRedis, config.redisPrefix)).id;
+    } finally {
+      await quitRedis(identityRedis);
+    }
+    log(`Cluster:  ${clusterId}`);
 
     const api: ApiServer = await startApiServer({
       config,
@@ -175,6 +200,7 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
       apiUrl: api.url,
       gatewayUrl: gateway.url,
       redisUrl: config.redisUrl,
+      clusterId,
       runtimes,
       config,
       close: () => stopAll(logger),
@@ -249,13 +275,20 @@ async function localStore(
   try {
     previous = Number(readFileSync(portFile, "utf8").trim()) || undefined;
   } catch {}
-  if (previous && (await answers(`redis://127.0.0.1:${previous}`))) {
+  const password = redisPassword(stateDir);
+  const withAuth = (port: number) => `redis://:${password.value}@127.0.0.1:${port}`;
+  const auth = `password in ${password.file}`;
+  // One that answers without a password is not ours as it must be (see stopOpenRedisOfDir).
+  if (previous) await stopOpenRedisOfDir(previous, dir);
+  // Still open: someone else's server took the port (a wrong password would not be refused there).
+  const taken = previous !== undefined && (await answers(`redis://127.0.0.1:${previous}`));
+  if (previous && !taken && (await answers(withAuth(previous)))) {
     // Left running by a run that was killed: ours again, stopped with us.
-    const url = `redis://127.0.0.1:${previous}`;
+    const url = withAuth(previous);
     return {
       url,
       stop: () => shutdownRedis(url),
-      describe: `running redis-server at ${url} (data in ${dir}, append-only)`,
+      describe: `running redis-server at ${redactRedisUrl(url)} (data in ${dir}, append-only, ${auth})`,
     };
   }
   if (!onPath("redis-server", env)) {
@@ -278,6 +311,7 @@ async function localStore(
       appendonly: true,
       dir,
       detached: true,
+      password: password.value,
       ...(previous ? { port: previous } : {}),
     });
   } catch (err) {
@@ -287,19 +321,78 @@ async function localStore(
       );
     }
     // The port of the last run is taken by something else: any free one will do.
-    server = await startRedisServer({ appendonly: true, dir, detached: true });
+    server = await startRedisServer({
+      appendonly: true,
+      dir,
+      detached: true,
+      password: password.value,
+    });
   }
   writeFileSync(portFile, `${server.port}\n`);
   return {
     url: server.url,
     stop: () => server.stop(),
-    describe: `started redis-server at ${server.url} (data in ${dir}, append-only)`,
+    describe: `started redis-server at ${redactRedisUrl(server.url)} (data in ${dir}, append-only, ${auth})`,
   };
+}
+
+/**
+ * The password of the redis-server `skiff up` runs: generated on first start,
+ * kept in `{stateDir}/redis.password` (mode 0600, folder 0700) and reused, so a
+ * restart finds its data and a running server again. Containers and other
+ * users of the host cannot read it.
+ */
+export function redisPassword(stateDir: string): { value: string; file: string } {
+  const file = join(stateDir, "redis.password");
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  let value = "";
+  try {
+    value = readFileSync(file, "utf8").trim();
+  } catch {}
+  if (!value) {
+    value = randomBytes(24).toString("hex");
+    // wx: two starts racing on a fresh folder must not end up with two passwords.
+    try {
+      writeFileSync(file, `${value}\n`, { mode: 0o600, flag: "wx" });
+    } catch {
+      value = readFileSync(file, "utf8").trim();
+    }
+  }
+  // A copy restored from a backup may have come back readable by others.
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  return { value, file };
+}
+
+/**
+ * A redis-server without a password on the last run's port that serves this
+ * state folder's data was started by a Skiff from before passwords: stop it
+ * (SHUTDOWN syncs the AOF), so that ours starts on the same data with a
+ * password. A server of anyone else (another data folder) is left alone.
+ */
+async function stopOpenRedisOfDir(port: number, dir: string): Promise<void> {
+  const url = `redis://127.0.0.1:${port}`;
+  if (!(await answers(url))) return;
+  const r = connectRedis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  r.on("error", () => {});
+  try {
+    await r.connect();
+    const [, served] = (await r.config("GET", "dir")) as [string, string];
+    if (served !== resolve(dir)) return;
+  } catch {
+    return;
+  } finally {
+    r.disconnect();
+  }
+  await shutdownRedis(url);
 }
 
 /** Stop a redis-server an earlier run started: SHUTDOWN syncs the AOF first. */
 async function shutdownRedis(url: string): Promise<void> {
-  const r = new Redis(url, {
+  const r = connectRedis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
@@ -316,7 +409,7 @@ async function shutdownRedis(url: string): Promise<void> {
 }
 
 async function answers(url: string): Promise<boolean> {
-  const probe = new Redis(url, {
+  const probe = connectRedis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,

@@ -20,7 +20,7 @@ import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../src/contro
 import { parseRevisionRef } from "../src/fleet/keys.ts";
 import { createLogger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
-import { connectRedis } from "../src/redis.ts";
+import { openRedis } from "../src/redis.ts";
 import { Activator } from "./activation.ts";
 import { CounterPublisher } from "./counters.ts";
 import { type QueueBudget, RevisionDispatcher } from "./dispatcher.ts";
@@ -84,21 +84,9 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   const registry = options.registry ?? createRegistry({ component: "gateway", defaults: true });
   const prefix = options.redisPrefix;
 
-  const redis = connectRedis(options.redisUrl, {
-    lazyConnect: true,
-    connectionName: "skiff-gateway",
-    // Fail a command fast while Redis is away: slots retry, counters publish next period.
-    maxRetriesPerRequest: 2,
-    retryStrategy: (times: number) => Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
-  });
+  // Commands fail fast while Redis is away: slots retry, counters publish next period.
   // Connection errors are summed up by RedisHealth (one line per lost / back).
-  redis.on("error", () => {});
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new Error(`cannot reach Redis at ${options.redisUrl}: ${(err as Error).message}`);
-  }
+  const redis = await openRedis(options.redisUrl, { connectionName: "skiff-gateway" });
   const health = new RedisHealth(redis, logger);
   // The background Redis work logs here: quiet while Redis is away.
   const redisLog = health.quietLogger;
@@ -109,7 +97,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
       clusterSecret = (await ensureClusterIdentity(redis, prefix)).secret;
     } catch (err) {
       redis.disconnect();
-      throw new Error(`cannot read the cluster identity from Redis: ${(err as Error).message}`);
+      throw err;
     }
   }
 

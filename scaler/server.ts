@@ -12,7 +12,7 @@ import type { Redis } from "ioredis";
 import { Fleet } from "../src/fleet/fleet.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
-import { connectRedis } from "../src/redis.ts";
+import { openRedis } from "../src/redis.ts";
 import { handleShutdownSignals } from "../src/signals.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { type LeaderElection, type Leadership, startLeaderElection } from "./leader.ts";
@@ -65,23 +65,8 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
   const metrics = scalerMetrics(registry);
   metrics.leader.set(0);
 
-  const connect = async (name: string) => {
-    const r = connectRedis(options.redisUrl, {
-      lazyConnect: true,
-      connectionName: name,
-      maxRetriesPerRequest: 2,
-      retryStrategy: (times: number) =>
-        Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
-    });
-    r.on("error", (err: Error) => log.warn({ err, connection: name }, "redis connection error"));
-    try {
-      await r.connect();
-    } catch (err) {
-      r.disconnect();
-      throw new Error(`cannot reach Redis at ${options.redisUrl}: ${(err as Error).message}`);
-    }
-    return r;
-  };
+  const connect = (name: string) =>
+    openRedis(options.redisUrl, { connectionName: name, logger: log });
   const redis = await connect("skiff-scaler");
   let leaseRedis: Redis;
   try {

@@ -3,14 +3,15 @@
  * its state folder) and the throwaway server of the test suite.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import { connectRedis } from "./redis.ts";
 
 export interface RedisServer {
+  /** With the credentials given (`redis://[USER]:PASSWORD@...`): never print it, see redactRedisUrl. */
   url: string;
   port: number;
   dir: string;
@@ -43,14 +44,33 @@ export interface StartRedisOptions {
    * under it while it shuts down (`skiff up` stops it last).
    */
   detached?: boolean;
+  /**
+   * `requirepass`: clients must AUTH with it. Written to a config file of mode
+   * 0600 in `dir`, never on the command line (where `ps` would show it).
+   */
+  password?: string;
+  /** An ACL file (`user NAME on >PASS ~keys +cmds`); `username` + `password` are then used to probe. */
+  aclFile?: string;
+  /** The ACL user the returned URL (and the start-up probe) authenticate as. */
+  username?: string;
 }
 
 export async function startRedisServer(options: StartRedisOptions = {}): Promise<RedisServer> {
   const port = options.port ?? (await freePort());
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), "skiff-redis-")));
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // Secrets go in a file only the owner reads; redis-server takes it as its config.
+  const conf = join(dir, "skiff-redis.conf");
+  const lines = ["# written by Skiff on every start"];
+  if (options.password && !options.aclFile)
+    lines.push(`requirepass "${quoteConf(options.password)}"`);
+  if (options.aclFile) lines.push(`aclfile "${quoteConf(options.aclFile)}"`);
+  await writeFile(conf, `${lines.join("\n")}\n`, { mode: 0o600 });
+  await chmod(conf, 0o600);
   const child = spawn(
     options.binary ?? "redis-server",
     [
+      conf,
       "--port",
       String(port),
       "--bind",
@@ -79,10 +99,13 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
       ),
     );
   });
-  const url = `redis://127.0.0.1:${port}`;
+  const auth = options.password
+    ? `${encodeURIComponent(options.username ?? "")}:${encodeURIComponent(options.password)}@`
+    : "";
+  const url = `redis://${auth}127.0.0.1:${port}`;
   const ready = (async () => {
     for (let i = 0; i < 200; i++) {
-      const probe = new Redis(url, {
+      const probe = connectRedis(url, {
         lazyConnect: true,
         maxRetriesPerRequest: 0,
         retryStrategy: () => null,
@@ -99,7 +122,7 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
       }
       if (child.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`);
     }
-    throw new Error(`redis-server did not answer on ${url}: ${stderr}`);
+    throw new Error(`redis-server did not answer on 127.0.0.1:${port}: ${stderr}`);
   })();
   await Promise.race([ready, spawnError]);
   return {
@@ -117,4 +140,9 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
       if (!options.dir) await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A value inside double quotes in redis.conf. */
+function quoteConf(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"');
 }

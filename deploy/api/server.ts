@@ -7,7 +7,7 @@ import type { NamespaceQuota } from "../../src/control/apply.ts";
 import type { Logger } from "../../src/logging.ts";
 import { createLogger } from "../../src/logging.ts";
 import { createRegistry, type Registry } from "../../src/metrics.ts";
-import { connectRedis } from "../../src/redis.ts";
+import { openRedis } from "../../src/redis.ts";
 import { createRedisStore } from "../../src/store/index.ts";
 import { createApiApp } from "./app.ts";
 import { resolveApiToken, TokenStore } from "./token.ts";
@@ -31,21 +31,14 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   const registry = options.registry ?? createRegistry({ component: "api", defaults: true });
   // A command that gets no answer (Redis hung, not gone) fails within the
   // timeout: clients get a 503 in seconds, never a request that hangs.
-  const redis = connectRedis(config.redisUrl, {
-    lazyConnect: true,
+  const redis = await openRedis(config.redisUrl, {
+    connectionName: "skiff-api",
     maxRetriesPerRequest: 1,
     commandTimeout: 3_000,
   });
   // Without a listener ioredis prints "[ioredis] Unhandled error event" and a
   // stack for every failed reconnect; one structured line per change instead.
   const stopWatching = watchRedisState(redis, logger);
-  try {
-    await redis.connect();
-  } catch (err) {
-    stopWatching();
-    redis.disconnect();
-    throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
-  }
   const store = await createRedisStore({ redis, prefix: config.redisPrefix, logger });
   const token = await resolveApiToken({
     redis,

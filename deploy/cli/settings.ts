@@ -1,8 +1,10 @@
 /**
  * Where the CLI finds the API: flag > environment > config file > default.
  * `skiff login` and `skiff up` write the config file (mode 0600: it holds a token).
+ * `skiff up` writes it only when it is absent or already points at the same
+ * install (see `ownsSettings`), never redirecting another install's CLI.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 
@@ -11,6 +13,48 @@ export const DEFAULT_API_URL = "http://127.0.0.1:8090";
 export interface CliSettings {
   apiUrl?: string;
   token?: string;
+  /** The cluster id of the install `skiff up` wrote these settings for (src/cluster.ts). */
+  cluster?: string;
+}
+
+/** What `skiff up` may do with the CLI settings file. */
+export type SettingsOwnership =
+  | { write: true; previous: CliSettings }
+  | { write: false; previous: CliSettings; reason: string };
+
+/**
+ * Whether the settings file at `path` belongs to this install: absent, or
+ * naming this cluster, or (written by `skiff login`, no cluster) this API URL.
+ * A file that cannot be read as settings is someone's: left alone.
+ */
+export function ownsSettings(
+  path: string,
+  mine: { apiUrl: string; cluster: string },
+): SettingsOwnership {
+  if (!existsSync(path)) return { write: true, previous: {} };
+  let previous: CliSettings;
+  try {
+    const data = JSON.parse(readFileSync(path, "utf8")) as unknown;
+    if (typeof data !== "object" || data === null || Array.isArray(data)) throw new Error();
+    previous = data as CliSettings;
+  } catch {
+    return { write: false, previous: {}, reason: "it is not a settings file Skiff can read" };
+  }
+  if (previous.cluster) {
+    return previous.cluster === mine.cluster
+      ? { write: true, previous }
+      : {
+          write: false,
+          previous,
+          reason: `it points at another Skiff install (cluster ${previous.cluster}, API ${previous.apiUrl ?? "unset"})`,
+        };
+  }
+  if (!previous.apiUrl || previous.apiUrl === mine.apiUrl) return { write: true, previous };
+  return {
+    write: false,
+    previous,
+    reason: `it points at another API (${previous.apiUrl})`,
+  };
 }
 
 export function settingsPath(env: NodeJS.ProcessEnv = process.env): string {

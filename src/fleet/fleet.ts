@@ -107,16 +107,9 @@ export class Fleet {
       opts.redis ??
       connectRedis(opts.url as string, {
         connectionName: "skiff-fleet",
-        maxRetriesPerRequest: 2,
-        retryStrategy: (times: number) =>
-          Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
+        logger: options.logger ?? silentLogger,
       });
     this.#log = options.logger ?? silentLogger;
-    if (this.#owned) {
-      this.#redis.on("error", (err: Error) =>
-        this.#log.warn({ err }, "fleet redis connection error"),
-      );
-    }
     this.keys = fleetKeys(opts.prefix);
     this.#channels = this.keys.channels;
     this.#subscriber = new RedisSubscriber({

@@ -103,17 +103,13 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
   const owned = opts.redis === undefined;
   const redis =
     opts.redis ??
+    // While Redis is away a command fails after a few quick reconnect attempts
+    // (~1 s) instead of queueing for long: callers answer 503 and retry.
     connectRedis(opts.url as string, {
       connectionName: "skiff-store",
-      // While Redis is away, fail a command after a few quick reconnect attempts
-      // (~1 s) instead of queueing it for long: callers answer 503 and retry.
-      maxRetriesPerRequest: 2,
-      retryStrategy: (times: number) =>
-        Math.min(times * 100, 1000) + Math.floor(Math.random() * 100),
+      logger: opts.logger ?? silentLogger,
     });
   const logger = opts.logger ?? silentLogger;
-  if (owned)
-    redis.on("error", (err: Error) => logger.warn({ err }, "store redis connection error"));
   return new RedisStoreImpl(redis, owned, keySpace(opts.prefix), logger);
 }
 

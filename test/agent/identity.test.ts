@@ -18,6 +18,15 @@ describe("agentId", () => {
     expect(a).toMatch(ID_PATTERN);
   });
 
+  test("two installs (clusters) on one host and address never share a derived id", () => {
+    const base = { hostname: "box", address: "127.0.0.1" };
+    const a = agentId({ ...base, clusterId: "0123456789ab" });
+    const b = agentId({ ...base, clusterId: "ba9876543210" });
+    expect(a).not.toBe(b);
+    expect(agentId({ ...base, clusterId: "0123456789ab" })).toBe(a);
+    expect(a).toMatch(ID_PATTERN);
+  });
+
   test("containers are offered only when Docker answered; isolates always", () => {
     expect(offeredRuntimes(true)).toEqual(["container", "isolate"]);
     expect(offeredRuntimes(false)).toEqual(["isolate"]);

@@ -1,15 +1,23 @@
-/** `skiff up` (what `npm start` runs): a private Redis with AOF plus the API, restartable. */
-import { mkdtempSync, readFileSync } from "node:fs";
+/**
+ * `skiff up` (what `npm start` runs): a private Redis with AOF and a generated
+ * password plus the API, restartable; the CLI settings it writes only for itself.
+ */
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import { cliSettingsForUp } from "../../deploy/cli/commands/servers.ts";
+import { connectRedis, quitRedis } from "../../src/redis.ts";
+import { startRedisServer } from "../../src/redis-server.ts";
 import { runCli, type ServerProcess, startCliServer } from "../support/cli.ts";
 import { freePort } from "../support/redis-server.ts";
 
 const stateDir = mkdtempSync(join(tmpdir(), "skiff-up-"));
 const configHome = mkdtempSync(join(tmpdir(), "skiff-cfg-"));
 const env = {
+  // Never the developer's own ~/.config or ~/.local/state.
+  HOME: mkdtempSync(join(tmpdir(), "skiff-home-")),
   XDG_CONFIG_HOME: configHome,
   REDIS_URL: "",
   SKIFF_TOKEN: "",
@@ -26,19 +34,49 @@ afterAll(async () => {
   await server?.kill("SIGTERM");
   // Should `up` not have stopped its redis-server (a failed test), stop it.
   try {
-    const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
-    const r = new Redis(port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0 });
-    r.on("error", () => {});
+    const r = stateRedis({ lazyConnect: true });
     await r.connect();
     await r.shutdown("NOSAVE").catch(() => {});
     r.disconnect();
   } catch {}
 });
 
+/** Send inline commands on a plain TCP connection; one reply line each. */
+function rawRedis(port: number, commands: string[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    let data = "";
+    socket.on("data", (d) => {
+      data += d;
+      const lines = data.split("\r\n").filter(Boolean);
+      if (lines.length >= commands.length) {
+        socket.end();
+        resolve(lines.slice(0, commands.length));
+      }
+    });
+    socket.on("error", reject);
+    socket.write(commands.map((c) => `${c}\r\n`).join(""));
+  });
+}
+
+/** A connection to up's private redis-server, with the password from the state folder unless told. */
+function stateRedis(options: { password?: string; lazyConnect?: boolean } = {}) {
+  const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
+  const password =
+    options.password ?? readFileSync(join(stateDir, "redis.password"), "utf8").trim();
+  const r = connectRedis(`redis://${password ? `:${password}@` : ""}127.0.0.1:${port}`, {
+    lazyConnect: options.lazyConnect ?? false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  r.on("error", () => {});
+  return r;
+}
+
 async function up(apiPort: number) {
   server = startCliServer(["up", "--state-dir", stateDir, "--api-port", String(apiPort)], env);
   await server.waitFor(/API:\s+http:\/\/127\.0\.0\.1:\d+/);
-  await server.waitFor(/CLI settings written|Token:.*first start/);
+  await server.waitFor(/CLI:\s+settings written|Token:.*first start/);
   return server;
 }
 
@@ -47,7 +85,7 @@ describe("skiff up", () => {
     const apiPort = await freePort();
     const s = await up(apiPort);
     expect(s.output()).toMatch(
-      /Store:\s+started redis-server at redis:\/\/127\.0\.0\.1:\d+ .*append-only/,
+      /Store:\s+started redis-server at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/? .*append-only, password in \S+redis\.password/,
     );
     expect(s.output()).toMatch(/Token:\s+skf_\S+\s+\(generated now and shown once\)/);
     const settings = JSON.parse(readFileSync(join(configHome, "skiff", "cli.json"), "utf8"));
@@ -61,10 +99,39 @@ describe("skiff up", () => {
     expect(created.code, created.stderr).toBe(0);
   });
 
+  it("its redis-server wants the generated password (file mode 0600, never printed) and runs in protected mode", async () => {
+    const file = join(stateDir, "redis.password");
+    const password = readFileSync(file, "utf8").trim();
+    expect(password).toMatch(/^[0-9a-f]{48}$/);
+    const mode = statSync(file).mode & 0o777;
+    console.log(`redis.password mode ${mode.toString(8)}`);
+    expect(mode).toBe(0o600);
+    expect(server!.output()).not.toContain(password);
+
+    // Plain RESP, as anything on the host (or a container sharing its network) would send it.
+    const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
+    const tried = ["GET skiff:cluster", "AUTH guessed", "KEYS *"];
+    const replies = await rawRedis(port, tried);
+    console.log(tried.map((c, i) => `${c} -> ${replies[i]}`).join("\n"));
+    expect(replies[0]).toMatch(/^-NOAUTH/);
+    expect(replies[1]).toMatch(/^-WRONGPASS/);
+    expect(replies[2]).toMatch(/^-NOAUTH/);
+
+    const r = stateRedis();
+    try {
+      expect(await r.config("GET", "protected-mode")).toEqual(["protected-mode", "yes"]);
+      expect(await r.hget("skiff:cluster", "id")).toMatch(/^[0-9a-f]{12}$/);
+    } finally {
+      await quitRedis(r);
+    }
+  });
+
   it("after SIGTERM and a new start on the same state folder, nothing is lost and no new token is printed", async () => {
+    const password = readFileSync(join(stateDir, "redis.password"), "utf8");
     await server!.kill("SIGTERM");
     const s = await up(await freePort());
     expect(s.output()).not.toMatch(/generated now/);
+    expect(readFileSync(join(stateDir, "redis.password"), "utf8")).toBe(password);
     const settingsFile = join(configHome, "skiff", "cli.json");
     const settings = JSON.parse(readFileSync(settingsFile, "utf8"));
     const apiUrl = s.output().match(/API:\s+(\S+)/)![1]!;
@@ -89,6 +156,42 @@ describe("skiff up", () => {
   });
 });
 
+describe("skiff up after a Skiff without Redis passwords", () => {
+  it("stops the old password-less redis-server of its state folder and serves the same data with a password", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-up-legacy-"));
+    const old = await startRedisServer({
+      dir: join(dir, "redis"),
+      appendonly: true,
+      detached: true,
+    });
+    const s0 = connectRedis(old.url);
+    await s0.set("skiff:legacy", "kept");
+    await quitRedis(s0);
+    writeFileSync(join(dir, "redis.port"), `${old.port}\n`);
+    const s = startCliServer(["up", "--state-dir", dir, "--api-port", "0"], {
+      ...env,
+      XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "skiff-cfg-")),
+    });
+    try {
+      await s.waitFor(/CLI:\s+settings written/);
+      expect(s.output()).toMatch(/Store:\s+started redis-server at redis:\/\/:\*\*\*@/);
+      const port = Number(readFileSync(join(dir, "redis.port"), "utf8"));
+      const [refused] = await rawRedis(port, ["GET skiff:legacy"]);
+      expect(refused).toMatch(/^-NOAUTH/);
+      const password = readFileSync(join(dir, "redis.password"), "utf8").trim();
+      const r = connectRedis(`redis://:${password}@127.0.0.1:${port}`);
+      try {
+        expect(await r.get("skiff:legacy")).toBe("kept");
+      } finally {
+        await quitRedis(r);
+      }
+    } finally {
+      await s.kill("SIGTERM");
+      await old.stop();
+    }
+  });
+});
+
 describe("skiff up --redis-url memory://NAME", () => {
   it("runs on the in-process store and says it is kept in memory only", async () => {
     const s = startCliServer(
@@ -104,12 +207,62 @@ describe("skiff up --redis-url memory://NAME", () => {
       { ...env, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "skiff-cfg-")) },
     );
     try {
-      await s.waitFor(/CLI settings written/);
+      await s.waitFor(/CLI:\s+settings written/);
       expect(s.output()).toContain(
         "Store:    in-process (memory://explicit), kept in memory only: gone when this process stops",
       );
     } finally {
       await s.kill("SIGTERM");
     }
+  });
+});
+
+describe("the CLI settings skiff up writes: only its own", () => {
+  const up = { apiUrl: "http://127.0.0.1:18090", clusterId: "aaaaaaaaaaaa", token: "skf_mine" };
+  const fresh = () => join(mkdtempSync(join(tmpdir(), "skiff-cfg-")), "skiff", "cli.json");
+  const read = (path: string) => JSON.parse(readFileSync(path, "utf8"));
+
+  it("writes an absent file, naming the cluster", () => {
+    const path = fresh();
+    expect(cliSettingsForUp(up, path)).toBe(`CLI:      settings written to ${path}`);
+    expect(read(path)).toEqual({ apiUrl: up.apiUrl, token: "skf_mine", cluster: up.clusterId });
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it("rewrites its own file (same cluster; or same API URL as `skiff login` wrote it), keeping the saved token", () => {
+    const path = fresh();
+    cliSettingsForUp(up, path);
+    // A restart: new API port, token not shown again.
+    const again = { apiUrl: "http://127.0.0.1:18091", clusterId: up.clusterId };
+    expect(cliSettingsForUp(again, path)).toMatch(/settings written/);
+    expect(read(path)).toEqual({ apiUrl: again.apiUrl, token: "skf_mine", cluster: up.clusterId });
+
+    writeFileSync(path, JSON.stringify({ apiUrl: up.apiUrl, token: "skf_login" }));
+    expect(cliSettingsForUp({ ...up, token: undefined }, path)).toMatch(/settings written/);
+    expect(read(path)).toEqual({ apiUrl: up.apiUrl, token: "skf_login", cluster: up.clusterId });
+  });
+
+  it("leaves another install's file as is and says how to reach this one", () => {
+    const path = fresh();
+    cliSettingsForUp(
+      { apiUrl: "http://127.0.0.1:8090", clusterId: "bbbbbbbbbbbb", token: "skf_b" },
+      path,
+    );
+    const before = readFileSync(path, "utf8");
+    const said = cliSettingsForUp(up, path);
+    console.log(said);
+    expect(readFileSync(path, "utf8")).toBe(before);
+    expect(said).toContain("another Skiff install (cluster bbbbbbbbbbbb");
+    expect(said).toContain(`--api-url ${up.apiUrl}`);
+    expect(said).toContain(`SKIFF_API_URL=${up.apiUrl}`);
+    expect(said).toContain(`skiff login --api-url ${up.apiUrl}`);
+    expect(said).not.toContain("skf_mine");
+
+    // `skiff login` to another API, and a file that is not settings: also left alone.
+    writeFileSync(path, JSON.stringify({ apiUrl: "http://10.0.0.5:8090", token: "skf_x" }));
+    expect(cliSettingsForUp(up, path)).toContain("another API (http://10.0.0.5:8090)");
+    writeFileSync(path, "not json");
+    expect(cliSettingsForUp(up, path)).toMatch(/left as is: it is not a settings file/);
+    expect(readFileSync(path, "utf8")).toBe("not json");
   });
 });

@@ -9,16 +9,20 @@
  * stable window 6 s (Knative's minimum), scale-to-zero grace 3 s, decisions
  * every 500 ms, agent heartbeat 250 ms.
  */
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../support/cli.ts";
+import { connectRedis } from "../../src/redis.ts";
+import { runCli, watchOutput } from "../support/cli.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
 import {
   containersOf,
   hit,
@@ -42,6 +46,8 @@ const tempDir = (label: string) => {
 
 /** The environment of a clean machine: no Redis, token or config from the developer's shell. */
 const clean = {
+  // Never the developer's own ~/.config or ~/.local/state.
+  HOME: tempDir("home"),
   REDIS_URL: "",
   SKIFF_TOKEN: "",
   SKIFF_API_URL: "",
@@ -49,11 +55,17 @@ const clean = {
   SKIFF_STATE_DIR: "",
 };
 
+/** up's private redis-server, with the password it keeps in the state folder. */
+function stateRedisUrl(stateDir: string): string {
+  const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
+  const password = readFileSync(join(stateDir, "redis.password"), "utf8").trim();
+  return `redis://:${password}@127.0.0.1:${port}`;
+}
+
 /** Stop a private redis-server that a killed `up` left behind in this state folder. */
 async function shutdownStateRedis(stateDir: string): Promise<void> {
   try {
-    const port = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
-    const r = new Redis(port, "127.0.0.1", {
+    const r = connectRedis(stateRedisUrl(stateDir), {
       lazyConnect: true,
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,
@@ -67,8 +79,15 @@ async function shutdownStateRedis(stateDir: string): Promise<void> {
 
 const agentIds: string[] = [];
 const stateDirs: string[] = [];
+/** Process groups of `npm start` runs: whatever a failed test left in them goes in afterAll. */
+const npmGroups: number[] = [];
 
 afterAll(async () => {
+  for (const g of npmGroups) {
+    try {
+      process.kill(-g, "SIGKILL");
+    } catch {}
+  }
   await stopAllProcesses();
   await removeContainers(agentIds);
   for (const dir of stateDirs) await shutdownStateRedis(dir);
@@ -120,9 +139,7 @@ describe("the walkthrough with skiff up", () => {
     );
     await up.waitFor(/Skiff is up/, 60_000);
     gateway = up.output().match(/Gateway:\s+(\S+)/)![1]!;
-    redis = new Redis(up.output().match(/Store:\s+started redis-server at (\S+)/)![1]!, {
-      maxRetriesPerRequest: 1,
-    });
+    redis = connectRedis(stateRedisUrl(stateDir), { maxRetriesPerRequest: 1 });
     redis.on("error", () => {}); // it goes away with `up` in the last test
   }, 90_000);
 
@@ -137,7 +154,7 @@ describe("the walkthrough with skiff up", () => {
   it("prints the store, API, token, gateway, service URL pattern and runtimes, and writes the CLI settings", () => {
     const out = up.output();
     expect(out).toMatch(
-      /Store:\s+started redis-server at redis:\/\/127\.0\.0\.1:\d+ .*append-only/,
+      /Store:\s+started redis-server at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\/? .*append-only/,
     );
     expect(out).toMatch(/API:\s+http:\/\/127\.0\.0\.1:\d+/);
     expect(out).toMatch(/Token:\s+skf_\S+\s+\(generated now and shown once\)/);
@@ -369,4 +386,97 @@ describe("skiff up without redis-server: the in-process store", () => {
     });
     expect(await up.stop(30_000)).toBe(0);
   }, 180_000);
+});
+
+describe("npm start and a terminal's Ctrl-C", () => {
+  /** Whether any process of the group still runs. */
+  const groupAlive = (pgid: number) => {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  /**
+   * A terminal's environment: without the npm_* settings of the `npx vitest`
+   * running us (with them npm runs the script with piped stdio and does not
+   * forward signals, unlike from a terminal).
+   */
+  const terminalEnv = () =>
+    Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k) && k !== "INIT_CWD"),
+    );
+
+  /** `npm start` in its own process group (as a terminal runs a foreground job). */
+  async function npmStart(label: string) {
+    const stateDir = tempDir(`state-${label}`);
+    const child = spawn("npm", ["start", "--", "--no-containers", "--state-dir", stateDir], {
+      cwd: ROOT,
+      env: {
+        ...terminalEnv(),
+        ...clean,
+        XDG_CONFIG_HOME: tempDir("xdg"),
+        SKIFF_LOG_LEVEL: "info",
+        SKIFF_API_PORT: "0",
+        SKIFF_GATEWAY_PORT: "0",
+        SKIFF_GATEWAY_ADMIN_PORT: "0",
+        SKIFF_AGENT_PORT: "0",
+        SKIFF_SCALER_PORT: "0",
+        npm_config_update_notifier: "false",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    stateDirs.push(stateDir);
+    npmGroups.push(child.pid!);
+    const watched = watchOutput(child, { name: label, defaultTimeoutMs: 60_000 });
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    await watched.waitFor(/Skiff is up/);
+    const redisPort = Number(readFileSync(join(stateDir, "redis.port"), "utf8"));
+    return { child, watched, exited, redisPort, pgid: child.pid! };
+  }
+
+  async function stoppedCleanly(run: Awaited<ReturnType<typeof npmStart>>, signal: string) {
+    await run.exited;
+    await waitFor("every process of the group gone", () => !groupAlive(run.pgid), 10_000).catch(
+      (err: Error) => {
+        const left = spawnSync("ps", ["-o", "pid,ppid,stat,args", "-g", String(run.pgid)]);
+        throw new Error(`${err.message}\n${left.stdout}\n${run.watched.output().slice(-3000)}`);
+      },
+    );
+    // Gone: nothing to clean up in afterAll (and its id may be reused by then).
+    npmGroups.splice(npmGroups.indexOf(run.pgid), 1);
+    const out = run.watched.output();
+    const lines = out.split("\n").filter((l) => l.startsWith("skiff:"));
+    console.log(`${signal}: ${lines.join(" | ")}`);
+    expect(lines, out.slice(-4000)).toEqual([`skiff: ${signal}, shutting down`]);
+    expect(out).toContain('"msg":"agent stopped"');
+    expect(out).toContain('"msg":"gateway stopped"');
+    expect(await answers(run.redisPort)).toBe(false);
+  }
+
+  /** Whether something still listens on the port (up's redis-server must have stopped). */
+  const answers = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const s = createConnection({ host: "127.0.0.1", port });
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+
+  it("SIGINT to the whole process group (Ctrl-C) reaches skiff once and stops it gracefully, nothing left behind", async () => {
+    const run = await npmStart("npm-ctrl-c");
+    process.kill(-run.pgid, "SIGINT");
+    await stoppedCleanly(run, "SIGINT");
+  }, 90_000);
+
+  it("SIGTERM to npm alone (a supervisor) reaches skiff too: no orphan keeps running", async () => {
+    const run = await npmStart("npm-term");
+    process.kill(run.pgid, "SIGTERM");
+    await stoppedCleanly(run, "SIGTERM");
+  }, 90_000);
 });

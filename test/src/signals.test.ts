@@ -1,4 +1,7 @@
-/** Graceful stop survives a repeated SIGTERM; a second SIGINT exits at once. Real signals to a child. */
+/**
+ * Graceful stop survives a repeated SIGTERM and a Ctrl-C delivered twice; a
+ * second SIGINT (a person's) exits at once. Real signals to a child.
+ */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -12,7 +15,10 @@ console.log("ready");
 setInterval(() => {}, 1000);
 `;
 
-function run(signals: NodeJS.Signals[]): Promise<{ code: number | null; out: string }> {
+function run(
+  signals: NodeJS.Signals[],
+  gapMs = 400,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
       stdio: ["ignore", "pipe", "inherit"],
@@ -21,7 +27,7 @@ function run(signals: NodeJS.Signals[]): Promise<{ code: number | null; out: str
     child.stdout.on("data", (d) => {
       out += d;
       if (out === "ready\n") {
-        for (const [i, s] of signals.entries()) setTimeout(() => child.kill(s), 50 + i * 100);
+        for (const [i, s] of signals.entries()) setTimeout(() => child.kill(s), 50 + i * gapMs);
       }
     });
     child.on("error", reject);
@@ -32,6 +38,12 @@ function run(signals: NodeJS.Signals[]): Promise<{ code: number | null; out: str
 describe("shutdown signals", () => {
   it("a second SIGTERM does not cut the graceful stop short", async () => {
     const { code, out } = await run(["SIGTERM", "SIGTERM"]);
+    expect(out).toContain("stopped cleanly");
+    expect(code).toBe(0);
+  });
+
+  it("one Ctrl-C delivered twice (the terminal's group signal and npm's forward) is one graceful stop", async () => {
+    const { code, out } = await run(["SIGINT", "SIGINT"], 5);
     expect(out).toContain("stopped cleanly");
     expect(code).toBe(0);
   });

@@ -7,8 +7,9 @@ import { loadConfig, mergeConfig } from "../../../src/config.ts";
 import { createLogger } from "../../../src/logging.ts";
 import { handleShutdownSignals } from "../../../src/signals.ts";
 import { startApiServer } from "../../api/server.ts";
-import { startUp } from "../../up.ts";
-import { readSettings, writeSettings } from "../settings.ts";
+import { ACL_ROLES, type AclRole, generateAcl } from "../../redis/acl.ts";
+import { startUp, type Up } from "../../up.ts";
+import { ownsSettings, settingsPath, writeSettings } from "../settings.ts";
 import { readTokenFile } from "../token-file.ts";
 
 interface ServerFlags {
@@ -135,6 +136,30 @@ function autoscalerOverrides(flags: AutoscalerFlags): Record<string, unknown> {
 }
 
 export function registerServerCommands(program: Command): void {
+  program
+    .command("redis-acl")
+    .description(
+      "print the Redis ACL file with one user per role (gateway, agent, scaler, api) for a key prefix",
+    )
+    .option("--prefix <prefix>", "key prefix of the install", "skiff:")
+    .option("--user-prefix <text>", "Redis user names are {text}{role}", "skiff-")
+    .option(
+      "--passwords-from-env",
+      "turn users on with passwords from SKIFF_REDIS_PASSWORD_GATEWAY, _AGENT, _SCALER, _API, _ADMIN (stored as SHA-256)",
+    )
+    .action((flags: { prefix: string; userPrefix: string; passwordsFromEnv?: boolean }) => {
+      const passwords: Partial<Record<AclRole | "admin", string>> = {};
+      if (flags.passwordsFromEnv) {
+        for (const who of [...ACL_ROLES, "admin" as const]) {
+          const value = process.env[`SKIFF_REDIS_PASSWORD_${who.toUpperCase()}`];
+          if (value) passwords[who] = value;
+        }
+      }
+      process.stdout.write(
+        generateAcl({ prefix: flags.prefix, userPrefix: flags.userPrefix, passwords }),
+      );
+    });
+
   program
     .command("api")
     .description("run the deploy API (Knative serving.knative.dev/v1 over HTTP)")
@@ -316,17 +341,12 @@ export function registerServerCommands(program: Command): void {
         overrides: upOverrides(flags),
         log: (line) => process.stdout.write(`${line}\n`),
       });
-      // The token is known when generated now or given; otherwise keep the saved one
-      // and only point the CLI at this run's API.
-      const token = up.token ?? readSettings().token;
-      if (token) {
-        const path = writeSettings({ apiUrl: up.apiUrl, token });
-        process.stdout.write(`CLI settings written to ${path}\n`);
-      }
+      // Before saying "up": a Ctrl-C right after that line must find the handler.
+      untilSignal(() => up.close());
+      process.stdout.write(`${cliSettingsForUp(up, settingsPath())}\n`);
       process.stdout.write(
         "Skiff is up. Try: skiff service create hello --source examples/workers/hello.ts (Ctrl-C stops everything)\n",
       );
-      untilSignal(() => up.close());
     });
 }
 
@@ -346,6 +366,31 @@ export function upOverrides(flags: UpFlags): Record<string, unknown> {
     },
     autoscaler: autoscalerOverrides(flags),
   });
+}
+
+/**
+ * Point the CLI at this install when its settings file is absent or already
+ * this install's; otherwise leave it and say how to reach this one. Returns
+ * the line(s) to print.
+ */
+export function cliSettingsForUp(
+  up: Pick<Up, "apiUrl" | "clusterId" | "token">,
+  path: string,
+): string {
+  const own = ownsSettings(path, { apiUrl: up.apiUrl, cluster: up.clusterId });
+  if (own.write) {
+    // The token is known when generated now or given; otherwise keep the saved one.
+    const token = up.token ?? own.previous.token;
+    writeSettings({ apiUrl: up.apiUrl, ...(token ? { token } : {}), cluster: up.clusterId }, path);
+    return `CLI:      settings written to ${path}`;
+  }
+  const token = up.token ? "the token above" : "this install's token";
+  return [
+    `CLI:      ${path} left as is: ${own.reason}. To use this install:`,
+    `            skiff --api-url ${up.apiUrl} --token TOKEN ...   (TOKEN: ${token})`,
+    `            export SKIFF_API_URL=${up.apiUrl} SKIFF_TOKEN=TOKEN`,
+    `            skiff login --api-url ${up.apiUrl} --token TOKEN   (makes it the CLI's default)`,
+  ].join("\n");
 }
 
 export interface UpFlags extends ServerFlags, AutoscalerFlags {
