@@ -24,6 +24,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
+import { ensureClusterIdentity } from "../src/cluster.ts";
 import { conditionForFailure, type RevisionHealth } from "../src/control/revision-health.ts";
 import { Fleet } from "../src/fleet/fleet.ts";
 import type {
@@ -185,7 +186,11 @@ export class Agent {
       const sink = this.#sink();
 
       if (o.containers) {
+        // The install's id labels every container and names the bridge, so that two
+        // installs sharing a Docker engine never adopt or stop each other's.
+        const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
         const runtime = new ContainerRuntime({
+          clusterId: cluster.id,
           owner: this.id,
           dataAddress: o.address,
           socketPath: o.dockerSocket,

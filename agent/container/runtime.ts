@@ -79,7 +79,7 @@ export const ContainerRuntimeOptionsSchema = z.object({
     .string()
     .regex(/^[a-z0-9][a-z0-9.-]*\.$/, 'use a lower-case prefix ending in ".", e.g. "skiff."')
     .default("skiff."),
-  /** Container names are `${namePrefix}${instanceId}`. */
+  /** Container names are `${namePrefix}${clusterId}-${instanceId}` (unique per install on an engine). */
   namePrefix: z
     .string()
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)
@@ -423,7 +423,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   async #create(spec: InstanceSpec, image: ResolvedImage, port: number): Promise<string> {
-    const name = `${this.options.namePrefix}${spec.instanceId}`;
+    const name = `${this.options.namePrefix}${this.options.clusterId}-${spec.instanceId}`;
     const body = (network: string) =>
       buildCreateOptions(spec, {
         name,
