@@ -478,7 +478,23 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
           );
         }
         await this.#remove(name);
+        // The exit handler of the previous run may be removing it right now (our
+        // removal then answers 409 at once): wait until the name is free.
+        await this.#gone(name);
       }
+    }
+  }
+
+  /** Resolves once no container of this name or id exists (bounded: the create then fails). */
+  async #gone(idOrName: string, timeoutMs = 10_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      try {
+        await this.docker.getContainer(idOrName).inspect();
+      } catch (err) {
+        if (dockerStatus(err) === 404) return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 
