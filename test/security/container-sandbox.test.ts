@@ -67,13 +67,19 @@ const PICK = [
 describe("container sandbox defaults", () => {
   test("the cluster's default limits are written on the Revision when the template sets none, and enforced", async () => {
     const container = await deployedContainer({ image: h.image });
-    expect(container.resources?.limits).toEqual({ cpu: "1", memory: "512Mi" });
+    expect(container.resources).toEqual({
+      limits: { cpu: "1", memory: "512Mi" },
+      // Written too, so that placement reserves what it did before, not the whole limit.
+      requests: { cpu: "100m", memory: "128Mi" },
+    });
     // Set limits are the template's own; a request above the default limit raises it.
     const own = await deployedContainer({
       image: h.image,
       resources: { limits: { memory: "64Mi" }, requests: { cpu: "2" } },
     });
-    expect(own.resources?.limits).toEqual({ cpu: "2", memory: "64Mi" });
+    expect(own.resources).toEqual({ limits: { cpu: "2", memory: "64Mi" }, requests: { cpu: "2" } });
+    const small = await deployedContainer({ image: h.image }, { revisionMemoryLimit: "64Mi" });
+    expect(small.resources?.requests?.memory).toBe("64Mi"); // never above its limit
     const none = await deployedContainer(
       { image: h.image },
       { revisionCpuLimit: null, revisionMemoryLimit: null },
@@ -89,7 +95,14 @@ describe("container sandbox defaults", () => {
     expect(info.HostConfig.Memory).toBe(512 * 2 ** 20);
     expect(info.HostConfig.MemorySwap).toBe(512 * 2 ** 20);
     expect(info.HostConfig.NanoCpus).toBe(1e9);
+    expect(info.HostConfig.MemoryReservation).toBe(128 * 2 ** 20);
     expect(info.HostConfig.PidsLimit).toBe(4096);
+  });
+
+  test("a bad default in the cluster config is refused with the field named", () => {
+    expect(() => parseConfig({ limits: { revisionMemoryLimit: "lots" } })).toThrow(
+      /limits\.revisionMemoryLimit: must be a quantity such as "512Mi", or null for no default/,
+    );
   });
 
   test("inside: no capabilities at all, no-new-privileges, the image's uid (not root)", async () => {
