@@ -197,6 +197,7 @@ export class Agent {
           startupTimeoutMs: o.startupTimeoutMs,
           ...(o.portRange ? { portRange: o.portRange } : {}),
           ...(o.imageRegistry ? { registry: o.imageRegistry } : {}),
+          ...(o.containerFirewall ? { firewall: o.containerFirewall } : {}),
         });
         if (await runtime.available()) {
           this.#containers = new ContainerDriver({

@@ -86,6 +86,8 @@ export const configSchema = z.object({
       resyncIntervalMs: z.coerce.number().int().optional(),
       drainDelayMs: z.coerce.number().int().optional(),
       startupTimeoutMs: z.coerce.number().int().optional(),
+      /** Firewall the containers' bridge (needs root): `{ blockCidrs: ["10.0.0.0/24"] }`. */
+      containerFirewall: z.object({ blockCidrs: z.array(z.string()) }).optional(),
     })
     .prefault({}),
   /**

@@ -13,23 +13,41 @@
  */
 import type Docker from "dockerode";
 import { dockerMessage, dockerStatus } from "./errors.ts";
+import { BridgeFirewall } from "./firewall.ts";
 
 export interface ClusterNetworkOptions {
   name: string;
   /** Labels put on the network (managed-by and cluster). */
   labels: Record<string, string>;
+  /** Install host firewall rules for the bridge (firewall.ts); absent: none. */
+  firewall?: { blockCidrs: string[]; iptables?: string };
 }
 
 export class ClusterNetwork {
   readonly name: string;
   readonly #docker: Docker;
   readonly #labels: Record<string, string>;
+  readonly #firewall: ClusterNetworkOptions["firewall"];
   #id: Promise<string> | undefined;
 
   constructor(docker: Docker, options: ClusterNetworkOptions) {
     this.#docker = docker;
     this.name = options.name;
     this.#labels = options.labels;
+    this.#firewall = options.firewall;
+  }
+
+  /** The Linux bridge device of a network (Docker's `br-<12 hex of id>` unless named). */
+  async bridgeOf(id: string): Promise<string> {
+    const info = (await this.#docker.getNetwork(id).inspect()) as {
+      Options?: Record<string, string>;
+    };
+    return info.Options?.["com.docker.network.bridge.name"] ?? `br-${id.slice(0, 12)}`;
+  }
+
+  #firewallFor(bridge: string): BridgeFirewall | undefined {
+    const f = this.#firewall;
+    return f ? new BridgeFirewall({ bridge, ...f }) : undefined;
   }
 
   /** The network's id, creating it when absent (memoised until invalidate()). */
@@ -50,6 +68,12 @@ export class ClusterNetwork {
   }
 
   async #ensure(): Promise<string> {
+    const id = await this.#findOrCreate();
+    if (this.#firewall) await this.#firewallFor(await this.bridgeOf(id))?.install();
+    return id;
+  }
+
+  async #findOrCreate(): Promise<string> {
     const existing = await this.#find();
     if (existing) return existing;
     let created: string | undefined;
@@ -107,7 +131,9 @@ export class ClusterNetwork {
         Containers?: Record<string, unknown>;
       };
       if (Object.keys(info.Containers ?? {}).length > 0) return false;
+      const bridge = await this.bridgeOf(id);
       await this.#docker.getNetwork(id).remove();
+      await this.#firewallFor(bridge)?.remove();
       return true;
     } catch {
       return false; // in use (403/409), or gone already

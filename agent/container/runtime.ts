@@ -61,6 +61,17 @@ export const ContainerRuntimeOptionsSchema = z.object({
     .string()
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)
     .optional(),
+  /**
+   * Host firewall rules for the bridge (firewall.ts): containers may not reach
+   * this host's own addresses nor `blockCidrs` (the fleet's control network).
+   * Needs root and iptables; absent: no rules (single host: loopback is hidden anyway).
+   */
+  firewall: z
+    .object({
+      blockCidrs: z.array(z.cidrv4("use IPv4 CIDRs such as 10.0.0.0/24")).default([]),
+      iptables: z.string().min(1).optional(),
+    })
+    .optional(),
   /** On close(), remove the bridge when no container is attached any more (Docker refuses otherwise). */
   removeNetworkOnClose: z.boolean().default(true),
   /** The agent's id: labels every container so that agents sharing an engine never adopt each other's. */
@@ -256,6 +267,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     this.#network = new ClusterNetwork(this.docker, {
       name: this.options.networkName ?? `skiff-${this.options.clusterId}`,
       labels: { [this.#keys.managed]: "true", [this.#keys.cluster]: this.options.clusterId },
+      ...(this.options.firewall ? { firewall: this.options.firewall } : {}),
     });
     this.#events = new ContainerEvents(this.docker, [
       `${this.#keys.cluster}=${this.options.clusterId}`,
