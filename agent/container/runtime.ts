@@ -120,7 +120,7 @@ export const ContainerRuntimeOptionsSchema = z.object({
    * Fallback TCP probe only (the container's netns cannot be read): a connection
    * through the published port that stays open this long counts as accepted.
    */
-  probeSettleMs: z.number().int().min(1).max(1_000).default(50),
+  probeSettleMs: z.number().int().min(1).max(5_000).default(250),
   /** Probe TCP readiness inside the container's netns when this host's /proc shows it (false: always the fallback). */
   probeNetns: z.boolean().default(true),
   /**
@@ -343,11 +343,14 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     const id = spec.instanceId;
     const t0 = performance.now();
     this.#networkUsed = true;
-    const [image] = await Promise.all([
+    // All settle before a failure is thrown: nothing (a bridge) is made behind a failed start.
+    const [resolved, opened, ensured] = await Promise.allSettled([
       this.#images.resolve(id, spec.container.image),
       this.#events.open(),
       this.#network.ensure(),
     ]);
+    for (const r of [resolved, opened, ensured]) if (r.status === "rejected") throw r.reason;
+    const image = (resolved as PromiseFulfilledResult<ResolvedImage>).value;
     const t1 = performance.now();
     let t: Tracked;
     let t2: number;

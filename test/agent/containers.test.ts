@@ -210,6 +210,11 @@ describe("container instances", () => {
     const withdrawn: string[] = [];
     const off = await env.fleet.subscribe("endpoints", (m) => withdrawn.push(m));
     await call(first, "/crash?code=7").catch(() => undefined);
+    // Watch for the crash on the revision from now on: it is held there only statusHoldMs.
+    const crashed = waitFor("the crash on the revision", async () => {
+      const r = await env.revision(name);
+      return condition(r, "ContainerHealthy")?.status === "False" ? r : undefined;
+    });
     const second = await oneEndpoint(name, first.readyAt);
     expect(second.instanceId).toBe(id);
     // The withdrawal and the republication were both announced (the second
@@ -222,10 +227,7 @@ describe("container instances", () => {
     const report = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
     expect(report?.restarts).toBe(1);
     // The revision had served: the crash shows on ContainerHealthy, Ready stays True.
-    const revision = await waitFor("the crash on the revision", async () => {
-      const r = await env.revision(name);
-      return condition(r, "ContainerHealthy")?.status === "False" ? r : undefined;
-    });
+    const revision = await crashed;
     expect(condition(revision, "ContainerHealthy")?.reason).toBe("ExitCode7");
     expect(condition(revision, "Ready")?.status).toBe("True");
     await env.undesire(id);

@@ -144,7 +144,8 @@ describe("ContainerRuntime.adopt", () => {
 
     // A fresh runtime of one install stopping that id (untracked path) leaves the other's alone.
     await h.runtime().stop(spec.instanceId, { graceSeconds: 0 });
-    expect(await h.exists(a.containerId)).toBe(false);
+    // (mineAgain sees the exit too and may be removing it at the same moment)
+    await waitFor("the container's removal", async () => !(await h.exists(a.containerId)));
     expect((await h.docker.getContainer(b.containerId).inspect()).State.Running).toBe(true);
     expect((await get(`http://127.0.0.1:${b.port}/`)).status).toBe(200);
   });
