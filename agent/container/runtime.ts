@@ -598,7 +598,8 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
           reason: "ReadinessTimeout",
           message:
             `container did not become ready within ${this.options.startupTimeoutMs / 1000}s: ` +
-            `${describeTarget(target)} never succeeded (does the app listen on $PORT?)` +
+            `${describeTarget(target)} never succeeded (does the app listen on 0.0.0.0:$PORT? ` +
+            "127.0.0.1 inside the container cannot be reached from outside it)" +
             logSuffix(logs),
           logs,
         });

@@ -217,6 +217,14 @@ describe("ContainerRuntime.start", () => {
     expect(await h.containers()).toEqual([]);
   });
 
+  test("an app listening only on its own 127.0.0.1 is never ready (unreachable through the bridge) and is told how to fix it", async () => {
+    const rt = h.runtime({ startupTimeoutMs: 1_500 });
+    const err = await startFailure(rt.start(h.spec({}, { HOST: "127.0.0.1" })));
+    expect(err.failure.reason).toBe("ReadinessTimeout");
+    expect(err.message).toContain("does the app listen on 0.0.0.0:$PORT?");
+    expect(err.message).toContain("hello: listening on 127.0.0.1:8080");
+  });
+
   test("fails with StartFailed naming the command when it does not exist in the image", async () => {
     const rt = h.runtime();
     const err = await startFailure(
