@@ -193,13 +193,18 @@ export class Agent {
       const sink = this.#sink();
 
       if (o.containers) {
+        // The install's id labels every container and names the bridge, so that two
+        // installs sharing a Docker engine never adopt or stop each other's.
+        const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
         const runtime = new ContainerRuntime({
+          clusterId: cluster.id,
           owner: this.id,
           dataAddress: o.address,
           socketPath: o.dockerSocket,
           startupTimeoutMs: o.startupTimeoutMs,
           ...(o.portRange ? { portRange: o.portRange } : {}),
           ...(o.imageRegistry ? { registry: o.imageRegistry } : {}),
+          ...(o.containerFirewall ? { firewall: o.containerFirewall } : {}),
         });
         if (await runtime.available()) {
           this.#containers = new ContainerDriver({

@@ -61,6 +61,14 @@ export const AgentOptionsSchema = z
         insecure: z.boolean().optional(),
       })
       .optional(),
+    /**
+     * Install host firewall rules for the containers' bridge (agent/container/firewall.ts):
+     * containers may not reach this host's own addresses nor these CIDRs (the
+     * fleet's control network). Needs root and iptables; absent: no rules.
+     */
+    containerFirewall: z
+      .object({ blockCidrs: z.array(z.cidrv4("use IPv4 CIDRs such as 10.0.0.0/24")) })
+      .optional(),
     /** A container not ready within this long counts as failed (and is restarted with backoff). */
     startupTimeoutMs: ms(100).default(60_000),
     /** workerd processes; default: one per core. */

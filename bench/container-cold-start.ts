@@ -1,14 +1,19 @@
 /**
  * Cold start of one container instance, request to first response:
  *
- *   skiff      ContainerRuntime.start() (image check, port, create, start,
- *              readiness probe every 10 ms) and then one GET / -> 200
- *   api floor  dockerode createContainer + start, GET / polled every 5 ms
- *   cli floor  `docker run -d --network host ...`, GET / polled every 5 ms
- *              from the moment the CLI is spawned
+ *   skiff       ContainerRuntime.start() (image check, bridge, port, create,
+ *               start, readiness probe every 10 ms) and then one GET / -> 200;
+ *               the container has its own netns on the cluster bridge and its
+ *               port published on the loopback data address
+ *   api bridge  dockerode createContainer + start with the same bridge and a
+ *               published port, GET / polled every 5 ms
+ *   cli bridge  `docker run -d --network <bridge> -p 127.0.0.1:P:8080`, GET /
+ *               polled every 5 ms from the moment the CLI is spawned
+ *   cli host    `docker run -d --network host` (what Skiff did before: no
+ *               netns of its own), the baseline for the cost of isolation
  *
- * Same image (the static hello app, FROM scratch), host networking, loopback.
- * Runs are interleaved so drift hits all three alike. Results go to
+ * Same image (the static hello app, FROM scratch), loopback. Runs are
+ * interleaved so drift hits all paths alike. Results go to
  * bench/RESULTS-container.md.
  *
  *   node bench/container-cold-start.ts [--n 10]
@@ -33,6 +38,8 @@ const { values } = parseArgs({ options: { n: { type: "string", default: "10" } }
 const N = Number(values.n);
 const ADDRESS = "127.0.0.1";
 const RUN = randomBytes(3).toString("hex");
+const CLUSTER = `bench${RUN}`;
+const NETWORK = `skiff-${CLUSTER}`;
 const OWNER = `bench-${RUN}`;
 const BENCH_LABEL = `skiff.bench=${RUN}`;
 const docker = new Docker();
@@ -99,9 +106,13 @@ async function apiOnce(image: string, ports: PortAllocator) {
   const t0 = performance.now();
   const c = await docker.createContainer({
     Image: image,
-    Env: [`PORT=${port}`, `HOST=${ADDRESS}`],
+    Env: ["PORT=8080"],
     Labels: { "skiff.bench": RUN },
-    HostConfig: { NetworkMode: "host" },
+    ExposedPorts: { "8080/tcp": {} },
+    HostConfig: {
+      NetworkMode: NETWORK,
+      PortBindings: { "8080/tcp": [{ HostIp: ADDRESS, HostPort: String(port) }] },
+    },
   });
   await c.start();
   const ms = await firstResponse(port, t0);
@@ -110,9 +121,13 @@ async function apiOnce(image: string, ports: PortAllocator) {
   return ms;
 }
 
-async function cliOnce(image: string, ports: PortAllocator) {
+async function cliOnce(image: string, ports: PortAllocator, mode: "host" | "bridge") {
   const port = await ports.allocate();
   const name = `skiff-bench-${RUN}-${port}`;
+  const net =
+    mode === "host"
+      ? ["--network", "host", "-e", `PORT=${port}`, "-e", `HOST=${ADDRESS}`]
+      : ["--network", NETWORK, "-p", `${ADDRESS}:${port}:8080`];
   const t0 = performance.now();
   const cli = run("docker", [
     "run",
@@ -122,12 +137,7 @@ async function cliOnce(image: string, ports: PortAllocator) {
     name,
     "--label",
     BENCH_LABEL,
-    "--network",
-    "host",
-    "-e",
-    `PORT=${port}`,
-    "-e",
-    `HOST=${ADDRESS}`,
+    ...net,
     image,
   ]);
   const ms = await firstResponse(port, t0);
@@ -157,32 +167,46 @@ const fmt = (x: number) => x.toFixed(1);
 
 async function main(): Promise<void> {
   const image = await helloImage(docker);
-  const rt = new ContainerRuntime({ owner: OWNER, dataAddress: ADDRESS });
+  const rt = new ContainerRuntime({
+    owner: OWNER,
+    clusterId: CLUSTER,
+    dataAddress: ADDRESS,
+    removeNetworkOnClose: false,
+  });
   const floorPorts = new PortAllocator(ADDRESS, { min: 30000, max: 30999 });
   const version = await docker.version();
   const info = await docker.info();
   const imageInfo = await docker.getImage(image).inspect();
 
-  // One untimed round to warm the engine, page cache and our code paths.
+  // One untimed round to warm the engine, page cache and our code paths (the
+  // first skiff start also creates the bridge, used by the floors too).
   await skiffOnce(rt, image, -1);
   await apiOnce(image, floorPorts);
-  await cliOnce(image, floorPorts);
+  await cliOnce(image, floorPorts, "bridge");
+  await cliOnce(image, floorPorts, "host");
 
   const skiff: number[] = [];
   const api: number[] = [];
   const cli: number[] = [];
+  const host: number[] = [];
   const phases: StartTimings[] = [];
   for (let i = 0; i < N; i++) {
     const s = await skiffOnce(rt, image, i);
     skiff.push(s.ms);
     phases.push(s.timings);
     api.push(await apiOnce(image, floorPorts));
-    cli.push(await cliOnce(image, floorPorts));
+    cli.push(await cliOnce(image, floorPorts, "bridge"));
+    host.push(await cliOnce(image, floorPorts, "host"));
     process.stdout.write(
-      `run ${i + 1}/${N}: skiff ${fmt(s.ms)} ms, api ${fmt(api.at(-1)!)} ms, cli ${fmt(cli.at(-1)!)} ms\n`,
+      `run ${i + 1}/${N}: skiff ${fmt(s.ms)} ms, api bridge ${fmt(api.at(-1)!)} ms, ` +
+        `cli bridge ${fmt(cli.at(-1)!)} ms, cli host ${fmt(host.at(-1)!)} ms\n`,
     );
   }
   await rt.close();
+  await docker
+    .getNetwork(NETWORK)
+    .remove()
+    .catch(() => {});
 
   const row = (name: string, xs: number[]) =>
     `| ${name} | ${N} | ${fmt(quantile(xs, 0.5))} | ${fmt(quantile(xs, 0.95))} | ${fmt(Math.min(...xs))} | ${fmt(Math.max(...xs))} |`;
@@ -193,6 +217,8 @@ async function main(): Promise<void> {
         0.5,
       ),
     );
+  const p50 = (xs: number[]) => quantile(xs, 0.5);
+  const ratio = (a: number[], b: number[]) => (p50(a) / p50(b)).toFixed(2);
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   const md = `# Container cold start (request to first response)
 
@@ -203,26 +229,38 @@ Docker Engine ${version.Version} (API ${version.ApiVersion}, ${info.Driver}, cgr
 Node ${process.versions.node}. Shared machine: other jobs ran at the same time, so read the
 p95 as "with noise".
 
-Image: \`${image}\` (static C hello app, FROM scratch, ${(imageInfo.Size / 1024).toFixed(0)} KiB), host
-networking, instance listening on ${ADDRESS}:PORT. Runs interleaved (skiff, api, cli) x ${N},
-after one untimed warm-up round. p95 with n=${N} is the nearest-rank value (the 10th of 10, i.e. the max).
+Image: \`${image}\` (static C hello app, FROM scratch, ${(imageInfo.Size / 1024).toFixed(0)} KiB).
+Skiff and the two bridge floors: own network namespace on a bridge with inter-container
+traffic off, port 8080 published on ${ADDRESS}:P. The host floor: host networking, the app
+listening on ${ADDRESS}:P itself (how Skiff ran containers before). Runs interleaved
+(skiff, api bridge, cli bridge, cli host) x ${N}, after one untimed warm-up round.
+p95 with n=${N} is the nearest-rank value.
 
 | path | n | p50 ms | p95 ms | min ms | max ms |
 | --- | --- | --- | --- | --- | --- |
-${row("Skiff ContainerRuntime.start() + GET /", skiff)}
-${row("floor: dockerode create+start, GET / polled every 5 ms", api)}
-${row("floor: `docker run -d --network host` CLI, GET / polled every 5 ms", cli)}
+${row("Skiff ContainerRuntime.start() + GET / (bridge + published port)", skiff)}
+${row("floor: dockerode create+start, same bridge + published port", api)}
+${row("baseline: `docker run -d --network <bridge> -p 127.0.0.1:P:8080` CLI", cli)}
+${row("baseline: `docker run -d --network host` CLI (no isolation)", host)}
+
+Ratios of p50s, same run:
+- Skiff / \`docker run\` of the same image with the same isolation (bridge + -p): **${ratio(skiff, cli)}**
+- Skiff / dockerode floor with the same isolation: ${ratio(skiff, api)}
+- cost of isolation, \`docker run\` bridge + -p / \`docker run\` host: **${ratio(cli, host)}**
+- Skiff (isolated) / \`docker run\` host: ${ratio(skiff, host)}
 
 Where Skiff's time goes (p50 of the \`timings\` start() returns):
-image check ${phase("imageMs")} ms, port + create ${phase("createMs")} ms, docker start ${phase("startMs")} ms,
-start -> first passing TCP probe ${phase("readyMs")} ms, start() total ${phase("totalMs")} ms.
+image check + bridge lookup ${phase("imageMs")} ms, port + create ${phase("createMs")} ms, docker start ${phase("startMs")} ms,
+start -> first passing readiness probe (inspect for the pid, then the netns socket table every 10 ms) ${phase("readyMs")} ms,
+start() total ${phase("totalMs")} ms.
 
 Reading it:
-- \`docker start\` (runc creating namespaces and cgroups, then exec) is most of every path;
-  the app itself listens within a millisecond of exec.
-- Skiff adds an image inspect, a port check and a richer create (labels, limits, tmpfs, caps),
-  then a readiness probe every 10 ms; the request after readiness is answered at once.
-- The CLI floor pays for a docker CLI process on top of the same two API calls.
+- \`docker start\` is most of every path. With a network namespace of its own it also
+  creates the netns, a veth pair on the bridge, the embedded DNS and the port's
+  docker-proxy and NAT rules: that is the isolation's cost, paid alike by \`docker run -p\`.
+- Skiff adds an image inspect, a port check, a richer create (labels, limits, tmpfs, caps)
+  and one inspect (the pid, for the netns probe); the request after readiness is answered at once.
+- The CLI paths pay for a docker CLI process on top of the same API calls.
 `;
   const out = join(dirname(fileURLToPath(import.meta.url)), "RESULTS-container.md");
   await writeFile(out, md);

@@ -8,6 +8,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { gcSettingsSchema } from "../scaler/gc.ts";
 import { BadRequestError } from "./errors.ts";
+import { containerDefaultsSchema } from "./model/container-defaults.ts";
 import { scalingDefaultsSchema } from "./model/scaling.ts";
 
 const MiB = 1024 * 1024;
@@ -93,6 +94,8 @@ export const configSchema = z.object({
       resyncIntervalMs: z.coerce.number().int().optional(),
       drainDelayMs: z.coerce.number().int().optional(),
       startupTimeoutMs: z.coerce.number().int().optional(),
+      /** Firewall the containers' bridge (needs root): `{ blockCidrs: ["10.0.0.0/24"] }`. */
+      containerFirewall: z.object({ blockCidrs: z.array(z.string()) }).optional(),
     })
     .prefault({}),
   /**
@@ -127,6 +130,11 @@ export const configSchema = z.object({
         .int()
         .positive()
         .default(1 * MiB),
+      /**
+       * Knative's config-defaults revision-cpu-limit / revision-memory-limit:
+       * the limits written into a container template that sets none (null: none).
+       */
+      ...containerDefaultsSchema.shape,
     })
     .prefault({}),
   /**

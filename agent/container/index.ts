@@ -7,7 +7,6 @@ export {
   ContainerRuntime,
   type ContainerRuntimeOptions,
   ContainerRuntimeOptionsSchema,
-  DEFAULT_CAP_ADD,
   type Endpoint,
   type ExitEvent,
   type InstanceInfo,

@@ -1,58 +1,136 @@
 /**
- * Readiness probes against an instance's endpoint: a TCP connect by default,
- * an HTTP GET when the template's readinessProbe asks for one (Kubernetes
- * semantics: any status 200-399 is a success).
+ * Readiness probes of an instance. An HTTP GET when the template's
+ * readinessProbe asks for one (Kubernetes semantics: any status 200-399 is a
+ * success), through the published port. Otherwise a TCP check that must not
+ * be fooled by Docker's userland proxy: docker-proxy accepts a connection on
+ * the published port even while nothing listens inside the container (it then
+ * closes it), so a plain connect there says "ready" too early. Instead the
+ * probe looks inside the container's own network namespace, at the kernel's
+ * socket table (/proc/<pid>/net/tcp{,6}), for a socket listening on the
+ * container port: the same fact a connect from inside would establish, with
+ * no traffic. Where that table cannot be read (an agent without access to the
+ * engine's /proc), it connects through the published port and counts a
+ * connection the proxy closes again within `settleMs` as a failure.
  */
+import { readFile } from "node:fs/promises";
 import { request } from "node:http";
 import { connect } from "node:net";
 import type { Probe } from "../../src/model/types.ts";
 
 export type ProbeTarget =
-  | { kind: "tcp"; host: string; port: number }
+  | {
+      kind: "tcp";
+      /** The published endpoint (the data address and host port). */
+      host: string;
+      port: number;
+      /** The port the app listens on inside its network namespace. */
+      containerPort: number;
+      /** The container's main process on the host (its netns is read); absent: use the fallback. */
+      pid?: number;
+      /** Fallback only: a connection that stays open this long counts as accepted by the app. */
+      settleMs: number;
+    }
   | { kind: "http"; host: string; port: number; path: string; headers: Record<string, string> };
 
 /**
- * Where to probe. The template speaks in container ports; with host networking
- * the instance listens on the allocated port instead, so a probe port that is
- * absent or equal to the declared serving port maps to the allocated one.
+ * Where to probe. Probes speak of the container's port (Knative allows only
+ * the serving port there); it is reached through the published host port.
  */
 export function probeTarget(
   probe: Probe | undefined,
-  host: string,
-  allocatedPort: number,
-  declaredPort: number,
+  endpoint: { host: string; port: number; containerPort: number; pid?: number },
+  settleMs: number,
 ): ProbeTarget {
-  const mapPort = (p?: number) => (p === undefined || p === declaredPort ? allocatedPort : p);
+  const { host, port } = endpoint;
   if (probe?.httpGet) {
     const headers: Record<string, string> = {};
     for (const h of probe.httpGet.httpHeaders ?? []) headers[h.name] = h.value;
     const path = probe.httpGet.path.startsWith("/") ? probe.httpGet.path : `/${probe.httpGet.path}`;
-    return { kind: "http", host, port: mapPort(probe.httpGet.port), path, headers };
+    return { kind: "http", host, port, path, headers };
   }
-  return { kind: "tcp", host, port: mapPort(probe?.tcpSocket?.port) };
+  return {
+    kind: "tcp",
+    host,
+    port,
+    containerPort: endpoint.containerPort,
+    ...(endpoint.pid ? { pid: endpoint.pid } : {}),
+    settleMs,
+  };
 }
 
 export function describeTarget(t: ProbeTarget): string {
   return t.kind === "tcp"
-    ? `TCP connect to ${t.host}:${t.port}`
+    ? `TCP check of container port ${t.containerPort} (published at ${t.host}:${t.port})`
     : `HTTP GET http://${t.host}:${t.port}${t.path}`;
 }
 
 /** One probe; never rejects. */
-export function probeOnce(target: ProbeTarget, timeoutMs: number): Promise<boolean> {
-  return target.kind === "tcp" ? tcpProbe(target, timeoutMs) : httpProbe(target, timeoutMs);
+export async function probeOnce(target: ProbeTarget, timeoutMs: number): Promise<boolean> {
+  if (target.kind === "http") return httpProbe(target, timeoutMs);
+  if (target.pid) {
+    const listening = await listensInNetns(target.pid, target.containerPort);
+    if (listening !== undefined) return listening;
+  }
+  return tcpProbe(target, timeoutMs);
 }
 
-function tcpProbe(t: { host: string; port: number }, timeoutMs: number): Promise<boolean> {
+/**
+ * Whether a socket in the network namespace of `pid` listens on `port` on an
+ * address other than loopback (one bound to 127.0.0.1 inside cannot be
+ * reached through the bridge). undefined: the table cannot be read here.
+ */
+export async function listensInNetns(pid: number, port: number): Promise<boolean | undefined> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  let readable = false;
+  for (const file of ["tcp", "tcp6"]) {
+    let text: string;
+    try {
+      text = await readFile(`/proc/${pid}/net/${file}`, "latin1");
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // The process is gone: certainly not listening. No access: say we cannot tell.
+      if (code === "ENOENT" || code === "ESRCH") return false;
+      continue;
+    }
+    readable = true;
+    for (const line of text.split("\n")) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      if (fields[3] !== "0A" || !local) continue; // 0A: TCP_LISTEN
+      const colon = local.lastIndexOf(":");
+      if (local.slice(colon + 1) !== hexPort) continue;
+      if (!isLoopback(local.slice(0, colon))) return true;
+    }
+  }
+  return readable ? false : undefined;
+}
+
+/** A /proc/net/tcp{,6} address (hex, per-word little-endian) is 127.0.0.0/8 or ::1. */
+function isLoopback(hex: string): boolean {
+  if (hex.length === 8) return hex.endsWith("7F");
+  return hex === "00000000000000000000000001000000" || /^0000000000000000FFFF0000..7F$/.test(hex);
+}
+
+/** Connect through the published port; the proxy closing it again at once means "not yet". */
+function tcpProbe(
+  t: { host: string; port: number; settleMs: number },
+  timeoutMs: number,
+): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: t.host, port: t.port });
+    let settle: NodeJS.Timeout | undefined;
     const done = (ok: boolean) => {
       clearTimeout(timer);
+      clearTimeout(settle);
       socket.destroy();
       resolve(ok);
     };
     const timer = setTimeout(() => done(false), timeoutMs);
-    socket.once("connect", () => done(true));
+    socket.once("connect", () => {
+      settle = setTimeout(() => done(true), t.settleMs);
+    });
+    socket.once("end", () => done(false));
+    socket.once("close", () => done(false));
     socket.once("error", () => done(false));
   });
 }

@@ -1,12 +1,14 @@
 /**
  * ContainerRuntime: runs revision instances as Docker containers on one host.
  *
- * Networking: every instance uses host networking and listens on a port this
- * runtime allocates on the agent's data address (PORT is set to it, and HOST
- * to the address, for apps that honour it). Nothing is published or NATed and
- * no traffic ever goes to a bridge address. An app that binds 0.0.0.0 is also
- * reachable on the data address (and on the host's other addresses: the price
- * of host networking; use an image that honours HOST where that matters).
+ * Networking: every instance has its own network namespace on the cluster's
+ * bridge (network.ts; inter-container traffic off) and listens on its declared
+ * containerPort (PORT, default 8080, as in Knative). The runtime publishes
+ * that port on the agent's data address at a host port it allocates, and that
+ * is the endpoint gateways use; no traffic ever goes to a bridge address.
+ * Inside, 127.0.0.1 is the container itself: the host's Redis, admin ports and
+ * workerd sockets are out of reach. Every container carries the cluster id and
+ * the agent id as labels; only containers with both are adopted or stopped.
  *
  * Lifecycle: start() resolves only once the readiness probe passes; a later
  * unexpected exit is reported by an "exit" event at once (from one Docker
@@ -15,6 +17,7 @@
  * the same agent (by labels). Restart policy is the caller's (see supervise.ts).
  */
 import { EventEmitter } from "node:events";
+import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import Docker from "dockerode";
 import { z } from "zod";
@@ -23,6 +26,7 @@ import { dockerMessage, dockerStatus, InstanceError, type InstanceFailure } from
 import { ContainerEvents } from "./events.ts";
 import { ImageResolver, type ResolvedImage } from "./images.ts";
 import { tailLogs } from "./logs.ts";
+import { ClusterNetwork, isNetworkGone, isPortTaken } from "./network.ts";
 import { PortAllocator } from "./ports.ts";
 import { describeTarget, type ProbeTarget, probeOnce, probeTarget } from "./probe.ts";
 import {
@@ -36,17 +40,6 @@ import {
   protocolOf,
 } from "./spec.ts";
 
-/** Enough for images that start as root and step down to a user; nothing network-wide. */
-export const DEFAULT_CAP_ADD = [
-  "CHOWN",
-  "DAC_OVERRIDE",
-  "FOWNER",
-  "FSETID",
-  "KILL",
-  "SETGID",
-  "SETUID",
-];
-
 const port = z.number().int().min(1).max(65535);
 
 export const ContainerRuntimeOptionsSchema = z.object({
@@ -58,12 +51,35 @@ export const ContainerRuntimeOptionsSchema = z.object({
     )
     .optional(),
   socketPath: z.string().min(1).default("/var/run/docker.sock"),
+  /** The install's id (src/cluster.ts): names the bridge and labels every container. */
+  clusterId: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_.-]{0,40}$/, "use 1-41 lower-case letters, digits, '_', '.', '-'")
+    .default("default"),
+  /** The cluster's bridge network; default `skiff-<clusterId>`. */
+  networkName: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)
+    .optional(),
+  /**
+   * Host firewall rules for the bridge (firewall.ts): containers may not reach
+   * this host's own addresses nor `blockCidrs` (the fleet's control network).
+   * Needs root and iptables; absent: no rules (single host: loopback is hidden anyway).
+   */
+  firewall: z
+    .object({
+      blockCidrs: z.array(z.cidrv4("use IPv4 CIDRs such as 10.0.0.0/24")).default([]),
+      iptables: z.string().min(1).optional(),
+    })
+    .optional(),
+  /** On close(), remove the bridge when no container is attached any more (Docker refuses otherwise). */
+  removeNetworkOnClose: z.boolean().default(true),
   /** The agent's id: labels every container so that agents sharing an engine never adopt each other's. */
   owner: z
     .string()
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "use letters, digits, '_', '.', '-'")
     .default("skiff"),
-  /** Address instances listen on and gateways connect to (loopback in tests). */
+  /** Address the instances' ports are published on and gateways connect to (loopback in tests). */
   dataAddress: z.ipv4().default("127.0.0.1"),
   /** Serving ports are allocated from here; keep it clear of the ephemeral range (32768+). */
   portRange: z
@@ -74,7 +90,7 @@ export const ContainerRuntimeOptionsSchema = z.object({
     .string()
     .regex(/^[a-z0-9][a-z0-9.-]*\.$/, 'use a lower-case prefix ending in ".", e.g. "skiff."')
     .default("skiff."),
-  /** Container names are `${namePrefix}${instanceId}`. */
+  /** Container names are `${namePrefix}${clusterId}-${instanceId}` (unique per install on an engine). */
   namePrefix: z
     .string()
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)
@@ -100,9 +116,18 @@ export const ContainerRuntimeOptionsSchema = z.object({
   probeTimeoutMs: z.number().int().positive().default(1_000),
   /** Probe period once ready, unless the probe sets periodSeconds. */
   readyProbePeriodMs: z.number().int().positive().default(10_000),
-  /** Env var carrying the data address for apps that bind what they are told; null: none. */
-  bindAddressEnv: z.string().min(1).nullable().default("HOST"),
-  capAdd: z.array(z.string()).default(DEFAULT_CAP_ADD),
+  /**
+   * Fallback TCP probe only (the container's netns cannot be read): a connection
+   * through the published port that stays open this long counts as accepted.
+   */
+  probeSettleMs: z.number().int().min(1).max(5_000).default(250),
+  /** Probe TCP readiness inside the container's netns when this host's /proc shows it (false: always the fallback). */
+  probeNetns: z.boolean().default(true),
+  /**
+   * Capabilities added to every container on top of what its spec needs
+   * (all are dropped; NET_BIND_SERVICE comes back for a port below 1024).
+   */
+  capAdd: z.array(z.string().regex(/^[A-Za-z_]+$/)).default([]),
   pidsLimit: z.number().int().positive().default(4096),
   /** Size of the /tmp tmpfs ("64m"); default: the kernel's (counted against the memory limit). */
   tmpfsSize: z.string().optional(),
@@ -210,6 +235,8 @@ interface Tracked extends Endpoint {
   interrupt: () => void;
   probeTimer?: NodeJS.Timeout;
   stopping?: Promise<void>;
+  /** The container's main process on this host, once seen running (for netns probes). */
+  pid?: number;
 }
 
 export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
@@ -219,9 +246,13 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   readonly #ports: PortAllocator;
   readonly #images: ImageResolver;
   readonly #events: ContainerEvents;
+  readonly #network: ClusterNetwork;
+  #networkUsed = false;
   readonly #byId = new Map<string, Tracked>();
   readonly #byContainer = new Map<string, Tracked>();
   readonly #claimed = new Set<string>();
+  /** stop() calls for instances whose start() has not tracked a container yet. */
+  readonly #pendingStops = new Map<string, { options: StopOptions; done: () => void }>();
   #closed = false;
 
   constructor(options: ContainerRuntimeOptions = {}) {
@@ -233,7 +264,15 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     this.#keys = labelKeys(this.options.labelPrefix);
     this.#ports = new PortAllocator(this.options.dataAddress, this.options.portRange);
     this.#images = new ImageResolver(this.docker, this.options.registry);
-    this.#events = new ContainerEvents(this.docker, [`${this.#keys.owner}=${this.options.owner}`]);
+    this.#network = new ClusterNetwork(this.docker, {
+      name: this.options.networkName ?? `skiff-${this.options.clusterId}`,
+      labels: { [this.#keys.managed]: "true", [this.#keys.cluster]: this.options.clusterId },
+      ...(this.options.firewall ? { firewall: this.options.firewall } : {}),
+    });
+    this.#events = new ContainerEvents(this.docker, [
+      `${this.#keys.cluster}=${this.options.clusterId}`,
+      `${this.#keys.owner}=${this.options.owner}`,
+    ]);
     this.#events.on("die", (e) => {
       this.#onDie(e.containerId, e.exitCode).catch((err: Error) => this.emit("warning", err));
     });
@@ -292,49 +331,72 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
       );
     } finally {
       this.#claimed.delete(id);
+      const pending = this.#pendingStops.get(id);
+      if (pending) {
+        this.#pendingStops.delete(id);
+        pending.done();
+      }
     }
   }
 
   async #start(spec: InstanceSpec): Promise<StartedInstance> {
     const id = spec.instanceId;
     const t0 = performance.now();
-    const [image] = await Promise.all([
+    this.#networkUsed = true;
+    // All settle before a failure is thrown: nothing (a bridge) is made behind a failed start.
+    const [resolved, opened, ensured] = await Promise.allSettled([
       this.#images.resolve(id, spec.container.image),
       this.#events.open(),
+      this.#network.ensure(),
     ]);
+    for (const r of [resolved, opened, ensured]) if (r.status === "rejected") throw r.reason;
+    const image = (resolved as PromiseFulfilledResult<ResolvedImage>).value;
     const t1 = performance.now();
-    const port = await this.#ports.allocate();
-    let containerId: string;
-    try {
-      containerId = await this.#create(spec, image, port);
-    } catch (err) {
-      this.#ports.release(port);
-      throw err;
-    }
-    const t = this.#track(
-      spec,
-      containerId,
-      { host: this.options.dataAddress, port, protocol: protocolOf(spec.container) },
-      "starting",
-    );
-    const t2 = performance.now();
-    try {
-      await this.docker.getContainer(containerId).start();
-    } catch (err) {
-      await this.#discard(t);
-      throw new InstanceError(
-        id,
-        { reason: "StartFailed", message: `container failed to start: ${dockerMessage(err)}` },
-        { cause: err },
+    let t: Tracked;
+    let t2: number;
+    // A published port someone took since the check, or a bridge removed under
+    // us (its last user shut down): try again with a new port / a new bridge.
+    for (let attempt = 1; ; attempt++) {
+      const port = await this.#ports.allocate();
+      let containerId: string;
+      try {
+        containerId = await this.#create(spec, image, port);
+      } catch (err) {
+        this.#ports.release(port);
+        throw err;
+      }
+      t = this.#track(
+        spec,
+        containerId,
+        { host: this.options.dataAddress, port, protocol: protocolOf(spec.container) },
+        "starting",
       );
+      t2 = performance.now();
+      try {
+        await this.docker.getContainer(containerId).start();
+        break;
+      } catch (err) {
+        if (t.state === "stopping") {
+          await t.stopping;
+          this.#throwIfInterrupted(t);
+        }
+        await this.#discard(t);
+        const retry = isPortTaken(err) || isNetworkGone(err);
+        if (isNetworkGone(err)) this.#network.invalidate();
+        if (!retry || attempt >= 3) {
+          throw new InstanceError(
+            id,
+            { reason: "StartFailed", message: `container failed to start: ${dockerMessage(err)}` },
+            { cause: err },
+          );
+        }
+      }
     }
     const t3 = performance.now();
-    const target = probeTarget(
-      spec.container.readinessProbe,
-      t.host,
-      port,
-      declaredPort(spec.container),
-    );
+    const port = t.port;
+    const containerId = t.containerId;
+    await this.#checkAlive(t); // learns the pid, for probing inside the container's netns
+    const target = this.#target(t);
     try {
       await this.#waitReady(t, target, t3);
     } catch (err) {
@@ -362,26 +424,41 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     };
   }
 
+  #target(t: Tracked): ProbeTarget {
+    return probeTarget(
+      t.spec.container.readinessProbe,
+      {
+        host: t.host,
+        port: t.port,
+        containerPort: declaredPort(t.spec.container),
+        ...(t.pid ? { pid: t.pid } : {}),
+      },
+      this.options.probeSettleMs,
+    );
+  }
+
   async #create(spec: InstanceSpec, image: ResolvedImage, port: number): Promise<string> {
-    const name = `${this.options.namePrefix}${spec.instanceId}`;
-    const body = buildCreateOptions(spec, {
-      name,
-      // The resolved ID, so that what runs is exactly what was checked (and reported).
-      image: image.id,
-      address: this.options.dataAddress,
-      port,
-      owner: this.options.owner,
-      labelPrefix: this.options.labelPrefix,
-      bindAddressEnv: this.options.bindAddressEnv,
-      capAdd: this.options.capAdd,
-      pidsLimit: this.options.pidsLimit,
-      tmpfsSize: this.options.tmpfsSize,
-      logMaxSize: this.options.logMaxSize,
-    });
+    const name = `${this.options.namePrefix}${this.options.clusterId}-${spec.instanceId}`;
+    const body = (network: string) =>
+      buildCreateOptions(spec, {
+        name,
+        // The resolved ID, so that what runs is exactly what was checked (and reported).
+        image: image.id,
+        address: this.options.dataAddress,
+        port,
+        network,
+        clusterId: this.options.clusterId,
+        owner: this.options.owner,
+        labelPrefix: this.options.labelPrefix,
+        capAdd: this.options.capAdd,
+        pidsLimit: this.options.pidsLimit,
+        tmpfsSize: this.options.tmpfsSize,
+        logMaxSize: this.options.logMaxSize,
+      });
     const fail = (err: unknown) =>
       new InstanceError(
         spec.instanceId,
-        dockerStatus(err) === 404
+        dockerStatus(err) === 404 && !isNetworkGone(err)
           ? {
               reason: "ImageNotFound",
               message: `image ${spec.container.image} (${image.id}) vanished before the container was created`,
@@ -392,10 +469,17 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
             },
         { cause: err },
       );
+    let networkRetried = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        return (await this.docker.createContainer(body)).id;
+        return (await this.docker.createContainer(body(await this.#network.ensure()))).id;
       } catch (err) {
+        if (isNetworkGone(err) && !networkRetried) {
+          networkRetried = true;
+          this.#network.invalidate();
+          attempt--;
+          continue;
+        }
         if (dockerStatus(err) !== 409 || attempt > 0) throw fail(err);
         // A container of that name exists: a dead leftover is removed, a live one is someone's instance.
         const old = await this.docker
@@ -409,7 +493,23 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
           );
         }
         await this.#remove(name);
+        // The exit handler of the previous run may be removing it right now (our
+        // removal then answers 409 at once): wait until the name is free.
+        await this.#gone(name);
       }
+    }
+  }
+
+  /** Resolves once no container of this name or id exists (bounded: the create then fails). */
+  async #gone(idOrName: string, timeoutMs = 10_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline) {
+      try {
+        await this.docker.getContainer(idOrName).inspect();
+      } catch (err) {
+        if (dockerStatus(err) === 404) return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 
@@ -437,6 +537,11 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     this.#byId.set(spec.instanceId, t);
     this.#byContainer.set(containerId, t);
     this.#ports.reserve(endpoint.port);
+    const pending = this.#pendingStops.get(spec.instanceId);
+    if (pending) {
+      this.#pendingStops.delete(spec.instanceId);
+      t.stopping = this.#stop(t, pending.options).finally(pending.done);
+    }
     return t;
   }
 
@@ -493,7 +598,8 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
           reason: "ReadinessTimeout",
           message:
             `container did not become ready within ${this.options.startupTimeoutMs / 1000}s: ` +
-            `${describeTarget(target)} never succeeded (does the app listen on $PORT?)` +
+            `${describeTarget(target)} never succeeded (does the app listen on 0.0.0.0:$PORT? ` +
+            "127.0.0.1 inside the container cannot be reached from outside it)" +
             logSuffix(logs),
           logs,
         });
@@ -533,6 +639,9 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   async #checkAlive(t: Tracked): Promise<void> {
     try {
       const info = await this.docker.getContainer(t.containerId).inspect();
+      if (info.State.Running && info.State.Pid && !t.pid && this.options.probeNetns) {
+        t.pid = await ownPid(info.State.Pid, t.containerId);
+      }
       if (
         !info.State.Running &&
         info.State.FinishedAt &&
@@ -670,9 +779,28 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
    */
   stop(instanceId: string, options: StopOptions = {}): Promise<void> {
     const t = this.#byId.get(instanceId);
-    if (!t) return this.#stopUntracked(instanceId, options);
-    t.stopping ??= this.#stop(t, options);
-    return t.stopping;
+    if (t) {
+      t.stopping ??= this.#stop(t, options);
+      return t.stopping;
+    }
+    if (this.#claimed.has(instanceId)) {
+      // start() is between claiming the id and tracking its container: the
+      // stop happens as soon as it is tracked (or start() fails first).
+      let pending = this.#pendingStops.get(instanceId);
+      const settled = new Promise<void>((resolve) => {
+        const previous = pending?.done;
+        pending = {
+          options,
+          done: () => {
+            previous?.();
+            resolve();
+          },
+        };
+      });
+      if (pending) this.#pendingStops.set(instanceId, pending);
+      return settled;
+    }
+    return this.#stopUntracked(instanceId, options);
   }
 
   async #stop(t: Tracked, options: StopOptions): Promise<void> {
@@ -735,6 +863,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
       filters: {
         label: [
           `${this.#keys.managed}=true`,
+          `${this.#keys.cluster}=${this.options.clusterId}`,
           `${this.#keys.owner}=${this.options.owner}`,
           ...extraLabels,
         ],
@@ -767,8 +896,12 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     for (const c of await this.#list()) {
       if (this.#byContainer.has(c.Id)) continue;
       const spec = this.#specFromLabels(c.Labels);
-      const host = c.Labels[this.#keys.address];
-      const port = Number(c.Labels[this.#keys.port]);
+      // The endpoint is the port Docker actually publishes (the labels say what was asked).
+      const published = spec
+        ? c.Ports?.find((p) => p.PrivatePort === declaredPort(spec.container) && p.PublicPort)
+        : undefined;
+      const host = c.Labels[this.#keys.address] ?? published?.IP;
+      const port = published?.PublicPort ?? Number(c.Labels[this.#keys.port]);
       if (!spec || !host || !Number.isInteger(port)) {
         this.emit(
           "warning",
@@ -810,16 +943,10 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
         { host, port, protocol: protocolOf(spec.container) },
         "ready",
       );
-      const target = probeTarget(
-        spec.container.readinessProbe,
-        host,
-        port,
-        declaredPort(spec.container),
-      );
-      const [ready] = await Promise.all([
-        probeOnce(target, this.options.probeTimeoutMs),
-        this.#checkAlive(t),
-      ]);
+      await this.#checkAlive(t); // learns the pid for netns probes
+      if (t.forgotten) continue; // it died meanwhile: reported as an exit event
+      const target = this.#target(t);
+      const ready = await probeOnce(target, this.options.probeTimeoutMs);
       if (t.forgotten) continue; // it died meanwhile: reported as an exit event
       if (!ready) t.state = "unready";
       this.#schedulePeriodic(t, target);
@@ -860,7 +987,15 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     };
   }
 
-  /** Stop watching and probing. Containers keep running (a new runtime can adopt them). */
+  /** The cluster's bridge network name. */
+  get networkName(): string {
+    return this.#network.name;
+  }
+
+  /**
+   * Stop watching and probing. Containers keep running (a new runtime can
+   * adopt them); the bridge is removed only if no container is attached.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     this.#events.close();
@@ -868,6 +1003,23 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
       clearTimeout(t.probeTimer);
       t.interrupt();
     }
+    if (this.options.removeNetworkOnClose && this.#networkUsed) {
+      await this.#network.removeIfUnused();
+    }
+  }
+}
+
+/**
+ * The pid, if this process sees the engine's processes (same host, same pid
+ * namespace): its cgroup path names the container. Otherwise undefined, and
+ * probes go through the published port.
+ */
+async function ownPid(pid: number, containerId: string): Promise<number | undefined> {
+  try {
+    const cgroup = await readFile(`/proc/${pid}/cgroup`, "utf8");
+    return cgroup.includes(containerId) ? pid : undefined;
+  } catch {
+    return undefined;
   }
 }
 

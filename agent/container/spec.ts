@@ -1,8 +1,11 @@
 /**
  * What start() is asked to run (an InstanceSpec), validated at the boundary,
- * and how it becomes a Docker container: the Knative runtime contract (PORT,
- * K_SERVICE, K_CONFIGURATION, K_REVISION, command/args, limits, writable /tmp)
- * on host networking, plus the labels that let a restarted agent adopt it.
+ * and how it becomes a Docker container: the Knative runtime contract (PORT is
+ * the declared containerPort, K_SERVICE, K_CONFIGURATION, K_REVISION,
+ * command/args, limits, writable /tmp) in the container's own network
+ * namespace on the cluster's bridge, its port published on the agent's data
+ * address, plus the labels that let a restarted agent adopt it (and that keep
+ * other agents and other installs away from it).
  */
 import type Docker from "dockerode";
 import { z } from "zod";
@@ -141,6 +144,8 @@ export function protocolOf(container: Container): "http1" | "h2c" {
 export function labelKeys(prefix: string) {
   return {
     managed: `${prefix}managed`,
+    /** The install (cluster id): agents only ever touch their own cluster's containers. */
+    cluster: `${prefix}cluster`,
     owner: `${prefix}owner`,
     instance: `${prefix}instance`,
     namespace: `${prefix}namespace`,
@@ -156,29 +161,33 @@ export function labelKeys(prefix: string) {
 export interface CreateContext {
   name: string;
   image: string;
+  /** The agent's data address: the published port is bound there. */
   address: string;
+  /** The host port published for the container's serving port. */
   port: number;
+  /** The cluster's bridge network (id or name). */
+  network: string;
+  clusterId: string;
   owner: string;
   labelPrefix: string;
-  /** Env var telling the app which address to bind (null: don't set one). */
-  bindAddressEnv: string | null;
+  /** Capabilities added on top of what the spec needs (operator's choice; default none). */
   capAdd: string[];
   pidsLimit: number;
   tmpfsSize: string | undefined;
   logMaxSize: string;
 }
 
-/** Environment in precedence order: bind hint < user env < agent extras < contract. */
-export function buildEnv(
-  spec: InstanceSpec,
-  ctx: Pick<CreateContext, "address" | "port" | "bindAddressEnv">,
-) {
+/**
+ * Environment in precedence order: user env < agent extras < contract. PORT is
+ * the declared containerPort (as in Knative): the container has its own
+ * network namespace, so no host address or host port is ever handed to it.
+ */
+export function buildEnv(spec: InstanceSpec) {
   const env = new Map<string, string>();
-  if (ctx.bindAddressEnv) env.set(ctx.bindAddressEnv, ctx.address);
   const reserved = new Set<string>(RESERVED_ENV);
   for (const e of spec.container.env ?? []) if (!reserved.has(e.name)) env.set(e.name, e.value);
   for (const [k, v] of Object.entries(spec.extraEnv ?? {})) if (!reserved.has(k)) env.set(k, v);
-  env.set("PORT", String(ctx.port));
+  env.set("PORT", String(declaredPort(spec.container)));
   if (spec.service) env.set("K_SERVICE", spec.service);
   env.set("K_CONFIGURATION", spec.configuration);
   env.set("K_REVISION", spec.revision);
@@ -189,6 +198,7 @@ export function buildLabels(spec: InstanceSpec, ctx: CreateContext): Record<stri
   const k = labelKeys(ctx.labelPrefix);
   return {
     [k.managed]: "true",
+    [k.cluster]: ctx.clusterId,
     [k.owner]: ctx.owner,
     [k.instance]: spec.instanceId,
     [k.namespace]: spec.namespace,
@@ -214,6 +224,7 @@ export function buildCreateOptions(
   const cpu = limits?.cpu ? parseCpu(limits.cpu) : undefined;
   const cpuRequest = requests?.cpu ? parseCpu(requests.cpu) : undefined;
   const memoryRequest = requests?.memory ? parseMemory(requests.memory) : undefined;
+  const containerPort = `${declaredPort(c)}/tcp`;
   const tmpfs = [
     "rw",
     "nosuid",
@@ -224,7 +235,8 @@ export function buildCreateOptions(
   return {
     name: ctx.name,
     Image: ctx.image,
-    Env: buildEnv(spec, ctx),
+    Env: buildEnv(spec),
+    ExposedPorts: { [containerPort]: {} },
     // Kubernetes semantics: command replaces ENTRYPOINT (and drops CMD), args replace CMD.
     ...(c.command ? { Entrypoint: c.command } : {}),
     ...(c.args ? { Cmd: c.args } : {}),
@@ -234,9 +246,11 @@ export function buildCreateOptions(
     OpenStdin: false, // stdin at EOF, as the contract says
     Tty: false,
     HostConfig: {
-      // Host networking: the app listens on PORT on the data address; no bridge,
-      // no NAT, no docker-proxy between the gateway and the instance.
-      NetworkMode: "host",
+      // Its own network namespace on the cluster's bridge (inter-container traffic
+      // off): the host's 127.0.0.1 (Redis, admin ports, workerd) is not reachable.
+      // Gateways reach it only through the port published on the data address.
+      NetworkMode: ctx.network,
+      PortBindings: { [containerPort]: [{ HostIp: ctx.address, HostPort: String(ctx.port) }] },
       ...(memory ? { Memory: memory, MemorySwap: memory } : {}),
       ...(memoryRequest && (!memory || memoryRequest <= memory)
         ? { MemoryReservation: memoryRequest }
@@ -246,14 +260,21 @@ export function buildCreateOptions(
       ...(cpuRequest ? { CpuShares: Math.max(2, Math.round((cpuRequest * 1024) / 1000)) } : {}),
       Tmpfs: { "/tmp": tmpfs.join(",") },
       Privileged: false,
-      // Drop everything, give back what images that start as root and step down need.
-      // NET_RAW and NET_BIND_SERVICE stay dropped: this is the host's network namespace.
+      // Drop everything; give back only what the spec needs (a port below 1024)
+      // and what the operator chose to add.
       CapDrop: ["ALL"],
-      CapAdd: ctx.capAdd,
+      CapAdd: capabilitiesFor(spec, ctx.capAdd),
       SecurityOpt: ["no-new-privileges:true"],
       PidsLimit: ctx.pidsLimit,
       RestartPolicy: { Name: "no" }, // restarts are the agent's decision (with backoff)
       LogConfig: { Type: "json-file", Config: { "max-size": ctx.logMaxSize, "max-file": "2" } },
     },
   };
+}
+
+/** Capabilities to add back: NET_BIND_SERVICE for a privileged port, plus the operator's extras. */
+export function capabilitiesFor(spec: InstanceSpec, extra: string[]): string[] {
+  const caps = new Set(extra.map((c) => c.toUpperCase().replace(/^CAP_/, "")));
+  if (declaredPort(spec.container) < 1024) caps.add("NET_BIND_SERVICE");
+  return [...caps];
 }

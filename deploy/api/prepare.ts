@@ -3,6 +3,11 @@
  * compiled bundle. Runs before the store transaction: parsing and compiling
  * are pure, so a transaction retry never repeats them.
  */
+
+import {
+  applyContainerDefaults,
+  type ContainerDefaults,
+} from "../../src/model/container-defaults.ts";
 import {
   type CompiledWorker,
   compileWorker,
@@ -14,7 +19,8 @@ import {
 } from "../../src/model/index.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
 
-export interface WriteLimits {
+/** config.limits: write limits, and the container defaults applied to templates without limits. */
+export interface WriteLimits extends Partial<ContainerDefaults> {
   maxWorkerSourceBytes: number;
 }
 
@@ -32,6 +38,7 @@ export async function prepareService(
   ctx: PrepareContext,
 ): Promise<{ parsed: ParsedService; worker?: CompiledWorker }> {
   const parsed = parseService(body, ctx);
+  applyContainerDefaults(parsed.spec.template, ctx.limits);
   const worker = await compileIfWorker(parsed.spec.template.spec.worker, ctx.limits);
   return worker ? { parsed, worker } : { parsed };
 }
@@ -41,6 +48,7 @@ export async function prepareConfiguration(
   ctx: PrepareContext,
 ): Promise<{ parsed: ParsedConfiguration; worker?: CompiledWorker }> {
   const parsed = parseConfiguration(body, ctx);
+  applyContainerDefaults(parsed.spec.template, ctx.limits);
   const worker = await compileIfWorker(parsed.spec.template.spec.worker, ctx.limits);
   return worker ? { parsed, worker } : { parsed };
 }

@@ -5,7 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Agent } from "../../agent/agent.ts";
+import { ensureClusterIdentity } from "../../src/cluster.ts";
 import { helloImage, missingImage } from "../support/images.ts";
+import { connect } from "../support/redis.ts";
 import {
   type AgentTestEnv,
   agentTestEnv,
@@ -61,7 +63,18 @@ describe("container instances", () => {
 
     const report = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
     expect(report?.phase).toBe("ready");
-    expect(await instanceContainers(id)).toHaveLength(1);
+    const [container] = await instanceContainers(id);
+    expect(container).toBeDefined();
+    // Labelled with the install's cluster id, on the install's own bridge (not the host network).
+    const redis = connect();
+    const cluster = await ensureClusterIdentity(redis, env.prefix).finally(() => redis.quit());
+    expect(container?.Labels["skiff.cluster"]).toBe(cluster.id);
+    expect(Object.keys(container?.NetworkSettings?.Networks ?? {})).toEqual([
+      `skiff-${cluster.id}`,
+    ]);
+    expect(container?.Ports).toContainEqual(
+      expect.objectContaining({ IP: "127.0.0.1", PrivatePort: 8080, PublicPort: ep.port }),
+    );
 
     await env.undesire(id);
     await waitFor(
@@ -158,6 +171,37 @@ describe("container instances", () => {
     await env.undesire(id);
   });
 
+  test("a container going over its memory limit puts OOMKilled on its instance status and the Revision", async () => {
+    const rev = await env.createService({
+      ...helloService("oom", image),
+      spec: {
+        template: {
+          spec: {
+            timeoutSeconds: 30,
+            containers: [{ image, resources: { limits: { memory: "32Mi" } } }],
+          },
+        },
+      },
+    });
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container");
+    const ep = await oneEndpoint(name);
+    await call(ep, "/?bloat=64").catch(() => undefined);
+    const report = await waitFor("an OOMKilled report", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).find(
+        (r) => r.id === id && r.reason === "OOMKilled",
+      ),
+    );
+    expect(report.message).toContain("memory limit of 32Mi");
+    const cond = await waitFor("OOMKilled on the revision", async () => {
+      const c = condition(await env.revision(name), "ContainerHealthy");
+      return c?.reason === "OOMKilled" ? c : undefined;
+    });
+    expect(cond.status).toBe("False");
+    expect(cond.message).toContain("OOMKilled");
+    await env.undesire(id);
+  });
+
   test("a crash after readiness withdraws the endpoint at once and republishes it after the restart", async () => {
     const rev = await env.createService(helloService("flaky", image));
     const name = rev.metadata.name;
@@ -166,6 +210,11 @@ describe("container instances", () => {
     const withdrawn: string[] = [];
     const off = await env.fleet.subscribe("endpoints", (m) => withdrawn.push(m));
     await call(first, "/crash?code=7").catch(() => undefined);
+    // Watch for the crash on the revision from now on: it is held there only statusHoldMs.
+    const crashed = waitFor("the crash on the revision", async () => {
+      const r = await env.revision(name);
+      return condition(r, "ContainerHealthy")?.status === "False" ? r : undefined;
+    });
     const second = await oneEndpoint(name, first.readyAt);
     expect(second.instanceId).toBe(id);
     // The withdrawal and the republication were both announced (the second
@@ -178,10 +227,7 @@ describe("container instances", () => {
     const report = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
     expect(report?.restarts).toBe(1);
     // The revision had served: the crash shows on ContainerHealthy, Ready stays True.
-    const revision = await waitFor("the crash on the revision", async () => {
-      const r = await env.revision(name);
-      return condition(r, "ContainerHealthy")?.status === "False" ? r : undefined;
-    });
+    const revision = await crashed;
     expect(condition(revision, "ContainerHealthy")?.reason).toBe("ExitCode7");
     expect(condition(revision, "Ready")?.status).toBe("True");
     await env.undesire(id);

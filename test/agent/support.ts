@@ -11,13 +11,14 @@ import Docker from "dockerode";
 import { Agent } from "../../agent/agent.ts";
 import type { AgentOptionsInput } from "../../agent/options.ts";
 import { prepareService } from "../../deploy/api/prepare.ts";
+import { clusterKey } from "../../src/cluster.ts";
 import { applyService } from "../../src/control/apply.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
 import type { DesiredInstance, Endpoint } from "../../src/fleet/types.ts";
 import { silentLogger } from "../../src/logging.ts";
 import type { Revision } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
-import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "example.test";
@@ -124,6 +125,15 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
               .catch(() => {}),
           ),
         );
+      }
+      // The install's bridge, when an agent stopped without a chance to remove it.
+      const redis = connect();
+      const clusterId = await redis.hget(clusterKey(prefix), "id").finally(() => redis.quit());
+      if (clusterId) {
+        await docker
+          .getNetwork(`skiff-${clusterId}`)
+          .remove()
+          .catch(() => {});
       }
       await fleet.close();
       await store.close();

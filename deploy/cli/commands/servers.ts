@@ -77,6 +77,7 @@ interface AgentFlags extends ServerFlags {
   drainDelay?: string;
   startupTimeout?: string;
   imageRegistry?: string;
+  containerFirewall?: string;
 }
 
 interface ScalerFlags extends ServerFlags, AutoscalerFlags {
@@ -224,6 +225,10 @@ export function registerServerCommands(program: Command): void {
       "--image-registry <address>",
       "pull missing images from this registry (default: local images only)",
     )
+    .option(
+      "--container-firewall <cidrs>",
+      "install iptables rules (root) so containers reach neither this host's addresses nor these comma-separated CIDRs (the fleet's control network)",
+    )
     .action(async (flags: AgentFlags) => {
       const config = loadConfig({
         file: flags.config,
@@ -259,6 +264,18 @@ export function registerServerCommands(program: Command): void {
         drainDelayMs: num(flags.drainDelay, "--drain-delay"),
         startupTimeoutMs: num(flags.startupTimeout, "--startup-timeout"),
         ...(flags.imageRegistry ? { imageRegistry: { address: flags.imageRegistry } } : {}),
+        ...(flags.containerFirewall !== undefined
+          ? {
+              containerFirewall: {
+                blockCidrs: flags.containerFirewall
+                  .split(",")
+                  .map((c) => c.trim())
+                  .filter(Boolean),
+              },
+            }
+          : config.agent.containerFirewall
+            ? { containerFirewall: config.agent.containerFirewall }
+            : {}),
       });
       process.stdout.write(
         `Skiff agent ${running.agent.id} serving on ${flags.address} (runtimes: ${running.agent.runtimes.join(", ")}); health and metrics at ${running.url}\n`,

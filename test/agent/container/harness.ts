@@ -1,8 +1,9 @@
 /**
  * Shared set-up for the container runtime tests: the hello image, a unique
- * owner label per test file (so files running in parallel never see each
- * other's containers), and a cleanup that force-removes everything the file
- * created, whatever state the test left behind.
+ * owner label and cluster id per test file (so files running in parallel never
+ * see each other's containers or share a bridge), and a cleanup that
+ * force-removes everything the file created (containers, then its bridges),
+ * whatever state the test left behind.
  */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -17,6 +18,8 @@ import { helloImage } from "../../support/images.ts";
 export interface Harness {
   docker: Docker;
   owner: string;
+  /** This file's cluster id (its bridge is `skiff-<clusterId>`). */
+  clusterId: string;
   image: string;
   /** A runtime for this file's owner; closed by cleanup(). */
   runtime(options?: ContainerRuntimeOptions): ContainerRuntime;
@@ -32,17 +35,21 @@ export async function createHarness(label: string): Promise<Harness> {
   const docker = new Docker();
   const image = await helloImage(docker);
   const owner = `test-${label}-${randomBytes(3).toString("hex")}`;
+  const clusterId = `t${randomBytes(5).toString("hex")}`;
   const runtimes: ContainerRuntime[] = [];
+  const networks = new Set<string>();
   let n = 0;
   const containers = () =>
     docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
   return {
     docker,
     owner,
+    clusterId,
     image,
     runtime(options = {}) {
-      const rt = new ContainerRuntime({ owner, startupTimeoutMs: 15_000, ...options });
+      const rt = new ContainerRuntime({ owner, clusterId, startupTimeoutMs: 15_000, ...options });
       runtimes.push(rt);
+      networks.add(rt.networkName);
       return rt;
     },
     spec(overrides = {}, env = {}) {
@@ -83,6 +90,20 @@ export async function createHarness(label: string): Promise<Harness> {
             .catch(() => {}),
         ),
       );
+      // Only the bridges this file's runtimes made (unique names); a race may have made two.
+      for (const name of networks) {
+        const nets = await docker.listNetworks({ filters: { name: [name] } });
+        await Promise.all(
+          nets
+            .filter((n) => n.Name === name)
+            .map((n) =>
+              docker
+                .getNetwork(n.Id)
+                .remove()
+                .catch(() => {}),
+            ),
+        );
+      }
     },
   };
 }

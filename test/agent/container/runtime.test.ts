@@ -66,8 +66,8 @@ describe("ContainerRuntime.start", () => {
       unknown
     >;
     expect(info).toMatchObject({
-      port: String(started.port),
-      host: "127.0.0.1",
+      port: "8080", // the declared (default) containerPort, not the published host port
+      host: null, // no bind hint: the container has its own network namespace
       service: "svc",
       configuration: "cfg",
       revision: "cfg-00003",
@@ -77,7 +77,7 @@ describe("ContainerRuntime.start", () => {
     });
   });
 
-  test("enforces resources.limits and runs unprivileged on the host network with Skiff labels", async () => {
+  test("enforces resources.limits and runs unprivileged on the cluster's bridge with Skiff labels", async () => {
     const rt = h.runtime();
     const spec = h.spec({
       container: { image: h.image, resources: { limits: { cpu: "500m", memory: "64Mi" } } },
@@ -86,7 +86,11 @@ describe("ContainerRuntime.start", () => {
     const info = await h.docker.getContainer(started.containerId).inspect();
     expect(info.HostConfig.NanoCpus).toBe(500_000_000);
     expect(info.HostConfig.Memory).toBe(64 * 2 ** 20);
-    expect(info.HostConfig.NetworkMode).toBe("host");
+    expect(info.HostConfig.NetworkMode).not.toBe("host");
+    expect(Object.keys(info.NetworkSettings.Networks)).toEqual([`skiff-${h.clusterId}`]);
+    expect(info.HostConfig.PortBindings).toEqual({
+      "8080/tcp": [{ HostIp: "127.0.0.1", HostPort: String(started.port) }],
+    });
     expect(info.HostConfig.Privileged).toBe(false);
     expect(info.HostConfig.CapDrop).toEqual(["ALL"]);
     expect(info.HostConfig.SecurityOpt).toContain("no-new-privileges:true");
@@ -96,8 +100,39 @@ describe("ContainerRuntime.start", () => {
       "skiff.revision": spec.revision,
       "skiff.namespace": "default",
       "skiff.owner": h.owner,
+      "skiff.cluster": h.clusterId,
       "skiff.port": String(started.port),
     });
+    const network = await h.docker.getNetwork(`skiff-${h.clusterId}`).inspect();
+    expect(network.Options).toMatchObject({ "com.docker.network.bridge.enable_icc": "false" });
+    expect(network.Labels).toMatchObject({ "skiff.cluster": h.clusterId });
+  });
+
+  test("the runtime contract: an app listening only on its declared containerPort 8801 becomes ready and sees PORT=8801", async () => {
+    const rt = h.runtime();
+    // HOST pins the app to its own 0.0.0.0:8801; nothing else in the container listens.
+    const spec = h.spec({ container: { image: h.image, ports: [{ containerPort: 8801 }] } });
+    const started = await rt.start(spec);
+    expect(started.port).not.toBe(8801);
+    const info = (await (await fetch(`http://127.0.0.1:${started.port}/info`)).json()) as {
+      port: string;
+    };
+    expect(info.port).toBe("8801");
+    const inspect = await h.docker.getContainer(started.containerId).inspect();
+    expect(Object.keys(inspect.HostConfig.PortBindings ?? {})).toEqual(["8801/tcp"]);
+  });
+
+  test("two instances of one revision each get their own port inside, published on different host ports", async () => {
+    const rt = h.runtime();
+    const [a, b] = await Promise.all([rt.start(h.spec()), rt.start(h.spec())]);
+    expect(a.port).not.toBe(b.port);
+    const infos = await Promise.all(
+      [a, b].map(
+        async (s) =>
+          (await (await fetch(`http://127.0.0.1:${s.port}/info`)).json()) as { port: string },
+      ),
+    );
+    expect(infos.map((i) => i.port)).toEqual(["8080", "8080"]);
   });
 
   test("rejects a missing image at once with a readable ImageNotFound message and creates nothing", async () => {
@@ -154,14 +189,40 @@ describe("ContainerRuntime.start", () => {
     await waitFor("container removal", async () => (await h.containers()).length === 0);
   });
 
+  // docker-proxy accepts on the published port before the app listens (and then
+  // closes): a plain TCP connect there would say ready at once. Both probe paths
+  // must wait for the app itself.
+  for (const [how, options] of [
+    ["inside the container's netns", {}],
+    ["through the published port (fallback)", { probeNetns: false }],
+  ] as const) {
+    test(`a slow starter is ready only once the app accepts: TCP probe ${how}`, async () => {
+      const rt = h.runtime(options);
+      const spec = h.spec({}, { STARTUP_DELAY_MS: "1500" });
+      const started = await rt.start(spec);
+      expect(started.timings.readyMs).toBeGreaterThanOrEqual(1000);
+      const res = await get(`http://127.0.0.1:${started.port}/`);
+      expect(res.status).toBe(200);
+      expect(res.body).toBe("Hello World!\n");
+    });
+  }
+
   test("fails with ReadinessTimeout and removes the container when the app never listens", async () => {
     const rt = h.runtime({ startupTimeoutMs: 800 });
     const err = await startFailure(rt.start(h.spec({}, { STARTUP_DELAY_MS: "60000" })));
     expect(err.failure.reason).toBe("ReadinessTimeout");
     expect(err.message).toMatch(
-      /did not become ready within 0.8s: TCP connect to 127\.0\.0\.1:\d+ never succeeded/,
+      /did not become ready within 0.8s: TCP check of container port 8080 \(published at 127\.0\.0\.1:\d+\) never succeeded/,
     );
     expect(await h.containers()).toEqual([]);
+  });
+
+  test("an app listening only on its own 127.0.0.1 is never ready (unreachable through the bridge) and is told how to fix it", async () => {
+    const rt = h.runtime({ startupTimeoutMs: 1_500 });
+    const err = await startFailure(rt.start(h.spec({}, { HOST: "127.0.0.1" })));
+    expect(err.failure.reason).toBe("ReadinessTimeout");
+    expect(err.message).toContain("does the app listen on 0.0.0.0:$PORT?");
+    expect(err.message).toContain("hello: listening on 127.0.0.1:8080");
   });
 
   test("fails with StartFailed naming the command when it does not exist in the image", async () => {

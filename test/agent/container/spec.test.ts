@@ -17,10 +17,11 @@ const ctx: CreateContext = {
   image: "example/app:1",
   address: "127.0.0.2",
   port: 20001,
+  network: "skiff-c1",
+  clusterId: "c1",
   owner: "agent-a",
   labelPrefix: "skiff.",
-  bindAddressEnv: "HOST",
-  capAdd: ["SETUID"],
+  capAdd: [],
   pidsLimit: 100,
   tmpfsSize: undefined,
   logMaxSize: "10m",
@@ -86,7 +87,7 @@ describe("InstanceSpec validation", () => {
 });
 
 describe("container environment", () => {
-  test("sets the contract's names last so user env cannot override them, and HOST first", () => {
+  test("sets the contract's names last so user env cannot override them; PORT is the declared port", () => {
     const env = buildEnv(
       spec({
         service: "svc",
@@ -101,13 +102,12 @@ describe("container environment", () => {
         },
         extraEnv: { B: "agent", K_REVISION: "spoofed" },
       }),
-      ctx,
     );
     expect(env).toEqual([
       "HOST=0.0.0.0",
       "A=user",
       "B=agent",
-      "PORT=20001",
+      "PORT=8080",
       "K_SERVICE=svc",
       "K_CONFIGURATION=app",
       "K_REVISION=app-00001",
@@ -115,8 +115,14 @@ describe("container environment", () => {
   });
 
   test("leaves K_SERVICE out for a revision that belongs to no service", () => {
-    const env = buildEnv(spec(), { ...ctx, bindAddressEnv: null });
-    expect(env).toEqual(["PORT=20001", "K_CONFIGURATION=app", "K_REVISION=app-00001"]);
+    const env = buildEnv(spec());
+    expect(env).toEqual(["PORT=8080", "K_CONFIGURATION=app", "K_REVISION=app-00001"]);
+  });
+
+  test("gives the declared containerPort as PORT and never a host address", () => {
+    const env = buildEnv(spec({ container: { image: "x", ports: [{ containerPort: 8801 }] } }));
+    expect(env).toContain("PORT=8801");
+    expect(env.some((e) => e.startsWith("HOST="))).toBe(false);
   });
 });
 
@@ -155,9 +161,37 @@ describe("docker create options", () => {
     });
   });
 
-  test("labels carry owner, instance and the whole spec for adoption", () => {
+  test("runs on the cluster's bridge with the declared port published on the data address", () => {
+    const opts = buildCreateOptions(
+      spec({ container: { image: "x", ports: [{ containerPort: 8801 }] } }),
+      ctx,
+    );
+    expect(opts.HostConfig?.NetworkMode).toBe("skiff-c1");
+    expect(opts.ExposedPorts).toEqual({ "8801/tcp": {} });
+    expect(opts.HostConfig?.PortBindings).toEqual({
+      "8801/tcp": [{ HostIp: "127.0.0.2", HostPort: "20001" }],
+    });
+  });
+
+  test("drops every capability and adds back NET_BIND_SERVICE only for a port below 1024", () => {
+    const high = buildCreateOptions(spec(), ctx).HostConfig;
+    expect(high?.CapDrop).toEqual(["ALL"]);
+    expect(high?.CapAdd).toEqual([]);
+    expect(high?.SecurityOpt).toEqual(["no-new-privileges:true"]);
+    expect(high).not.toHaveProperty("User");
+    const low = buildCreateOptions(
+      spec({ container: { image: "x", ports: [{ containerPort: 80 }] } }),
+      ctx,
+    ).HostConfig;
+    expect(low?.CapAdd).toEqual(["NET_BIND_SERVICE"]);
+    const extra = buildCreateOptions(spec(), { ...ctx, capAdd: ["cap_chown"] }).HostConfig;
+    expect(extra?.CapAdd).toEqual(["CHOWN"]);
+  });
+
+  test("labels carry cluster, owner, instance and the whole spec for adoption", () => {
     const s = spec();
     const labels = buildCreateOptions(s, ctx).Labels ?? {};
+    expect(labels["skiff.cluster"]).toBe("c1");
     expect(labels["skiff.owner"]).toBe("agent-a");
     expect(labels["skiff.instance"]).toBe("i1");
     expect(labels["skiff.address"]).toBe("127.0.0.2");

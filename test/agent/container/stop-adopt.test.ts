@@ -122,6 +122,47 @@ describe("ContainerRuntime.adopt", () => {
     expect(await stranger.adopt()).toEqual({ running: [], exited: [] });
   });
 
+  test("two installs (cluster ids) on one engine never adopt or stop each other's containers, even with the same agent id", async () => {
+    const mine = h.runtime();
+    const other = h.runtime({ clusterId: `${h.clusterId}x` });
+    const spec = h.spec();
+    // The same instance id in both clusters: a stop by id must only ever touch its own.
+    const [a, b] = await Promise.all([mine.start(spec), other.start({ ...spec })]);
+    const labels = async (id: string) =>
+      (await h.docker.getContainer(id).inspect()).Config.Labels["skiff.cluster"];
+    expect(await labels(a.containerId)).toBe(h.clusterId);
+    expect(await labels(b.containerId)).toBe(`${h.clusterId}x`);
+    await Promise.all([mine.close(), other.close()]);
+
+    // Restarted agents of each install: each adopts exactly its own.
+    const mineAgain = h.runtime();
+    const otherAgain = h.runtime({ clusterId: `${h.clusterId}x` });
+    const adoptedMine = await mineAgain.adopt();
+    expect(adoptedMine.running.map((r) => r.containerId)).toEqual([a.containerId]);
+    const adoptedOther = await otherAgain.adopt();
+    expect(adoptedOther.running.map((r) => r.containerId)).toEqual([b.containerId]);
+
+    // A fresh runtime of one install stopping that id (untracked path) leaves the other's alone.
+    await h.runtime().stop(spec.instanceId, { graceSeconds: 0 });
+    // (mineAgain sees the exit too and may be removing it at the same moment)
+    await waitFor("the container's removal", async () => !(await h.exists(a.containerId)));
+    expect((await h.docker.getContainer(b.containerId).inspect()).State.Running).toBe(true);
+    expect((await get(`http://127.0.0.1:${b.port}/`)).status).toBe(200);
+  });
+
+  test("recovers the published host port on adopt from Docker, not only from the labels", async () => {
+    const before = h.runtime({ dataAddress: "127.0.0.2" });
+    const spec = h.spec({ container: { image: h.image, ports: [{ containerPort: 8801 }] } });
+    const started = await before.start(spec);
+    await before.close();
+    const after = h.runtime({ dataAddress: "127.0.0.2" });
+    const { running } = await after.adopt();
+    expect(running).toMatchObject([
+      { instanceId: spec.instanceId, host: "127.0.0.2", port: started.port, ready: true },
+    ]);
+    expect(after.get(spec.instanceId)).toMatchObject({ state: "ready", port: started.port });
+  });
+
   test("reports a container that died while the agent was away, then removes it", async () => {
     const before = h.runtime();
     const spec = h.spec();

@@ -16,6 +16,9 @@
  *   /info        JSON: env of the runtime contract, uid, argv, /tmp writability
  *   /stats       JSON: requests in flight and served
  *   /crash?code=N  exit(N) at once
+ *   /status      text: this process's /proc/self/status (uid, capabilities, NoNewPrivs)
+ *   /connect?port=N  text: "connected" or "failed: <errno text>" for a TCP connect
+ *                from inside the container to its own 127.0.0.1:N (isolation tests)
  *
  * SIGTERM: stop accepting, let in-flight requests finish, exit 0.
  * HTTP/1.1 with keep-alive, one thread per connection.
@@ -209,6 +212,34 @@ static int handle(int fd, char *target, int keep_alive) {
     if (code < 0) code = 1;
     logf_(stderr, "crash requested: exiting with code %ld", code);
     _exit((int)code);
+  } else if (strcmp(target, "/status") == 0) {
+    int sfd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (sfd < 0) {
+      status = 500;
+      sb_add(&body, "cannot open /proc/self/status: %s\n", strerror(errno));
+    } else {
+      char chunk[4096];
+      ssize_t r;
+      while ((r = read(sfd, chunk, sizeof chunk)) > 0) sb_add(&body, "%.*s", (int)r, chunk);
+      close(sfd);
+    }
+  } else if (strcmp(target, "/connect") == 0) {
+    long port = query_long(query, "port");
+    if (port <= 0 || port > 65535) {
+      status = 400;
+      sb_add(&body, "give ?port=N (1-65535)\n");
+    } else {
+      struct sockaddr_in to = {0};
+      to.sin_family = AF_INET;
+      to.sin_port = htons((uint16_t)port);
+      to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      struct timeval tv = {2, 0};
+      setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      if (connect(cfd, (struct sockaddr *)&to, sizeof to) == 0) sb_add(&body, "connected\n");
+      else sb_add(&body, "failed: %s\n", strerror(errno));
+      close(cfd);
+    }
   } else if (strcmp(target, "/stats") == 0) {
     ctype = "application/json";
     sb_add(&body, "{\"inflight\":%d,\"served\":%ld}\n", atomic_load(&inflight) - 1, atomic_load(&served));

@@ -1,0 +1,152 @@
+/**
+ * The install's container network: one Docker bridge per cluster
+ * (`skiff-<clusterId>`), inter-container traffic off, so that every instance
+ * has its own network namespace (its 127.0.0.1 is itself, not the host's) and
+ * instances cannot talk to each other over the bridge. Gateways reach an
+ * instance only through the port the agent publishes on its data address.
+ *
+ * Created on first use and shared by every agent of the cluster on the engine.
+ * Docker allows two networks of one name, so two agents racing to create it
+ * may both succeed; everyone then settles on the same one (oldest, then lowest
+ * id) and the loser removes its own spare. Removal is left to Docker's rule
+ * that a network with containers attached cannot be removed.
+ */
+import type Docker from "dockerode";
+import { dockerMessage, dockerStatus } from "./errors.ts";
+import { BridgeFirewall } from "./firewall.ts";
+
+export interface ClusterNetworkOptions {
+  name: string;
+  /** Labels put on the network (managed-by and cluster). */
+  labels: Record<string, string>;
+  /** Install host firewall rules for the bridge (firewall.ts); absent: none. */
+  firewall?: { blockCidrs: string[]; iptables?: string };
+}
+
+export class ClusterNetwork {
+  readonly name: string;
+  readonly #docker: Docker;
+  readonly #labels: Record<string, string>;
+  readonly #firewall: ClusterNetworkOptions["firewall"];
+  #id: Promise<string> | undefined;
+
+  constructor(docker: Docker, options: ClusterNetworkOptions) {
+    this.#docker = docker;
+    this.name = options.name;
+    this.#labels = options.labels;
+    this.#firewall = options.firewall;
+  }
+
+  /** The Linux bridge device of a network (Docker's `br-<12 hex of id>` unless named). */
+  async bridgeOf(id: string): Promise<string> {
+    const info = (await this.#docker.getNetwork(id).inspect()) as {
+      Options?: Record<string, string>;
+    };
+    return info.Options?.["com.docker.network.bridge.name"] ?? `br-${id.slice(0, 12)}`;
+  }
+
+  #firewallFor(bridge: string): BridgeFirewall | undefined {
+    const f = this.#firewall;
+    return f ? new BridgeFirewall({ bridge, ...f }) : undefined;
+  }
+
+  /** The network's id, creating it when absent (memoised until invalidate()). */
+  ensure(): Promise<string> {
+    if (!this.#id) {
+      const pending = this.#ensure();
+      this.#id = pending;
+      pending.catch(() => {
+        if (this.#id === pending) this.#id = undefined;
+      });
+    }
+    return this.#id;
+  }
+
+  /** Forget the memoised id (the network was removed under us): the next ensure() looks again. */
+  invalidate(): void {
+    this.#id = undefined;
+  }
+
+  async #ensure(): Promise<string> {
+    const id = await this.#findOrCreate();
+    if (this.#firewall) await this.#firewallFor(await this.bridgeOf(id))?.install();
+    return id;
+  }
+
+  async #findOrCreate(): Promise<string> {
+    const existing = await this.#find();
+    if (existing) return existing;
+    let created: string | undefined;
+    try {
+      const net = await this.#docker.createNetwork({
+        Name: this.name,
+        Driver: "bridge",
+        CheckDuplicate: true,
+        Labels: this.#labels,
+        Options: {
+          // No traffic between containers over the bridge: tenants cannot reach each other.
+          "com.docker.network.bridge.enable_icc": "false",
+        },
+      });
+      created = net.id;
+    } catch (err) {
+      // 409: someone else created it a moment ago; anything else is a real failure.
+      if (dockerStatus(err) !== 409) {
+        throw new Error(`cannot create Docker network ${this.name}: ${dockerMessage(err)}`, {
+          cause: err,
+        });
+      }
+    }
+    const chosen = await this.#find();
+    if (!chosen) throw new Error(`Docker network ${this.name} vanished right after its creation`);
+    if (created && created !== chosen) {
+      // We lost a creation race: our twin is unused, remove it so that the name stays unique.
+      await this.#docker
+        .getNetwork(created)
+        .remove()
+        .catch(() => {});
+    }
+    return chosen;
+  }
+
+  /** The id of the network of that name (the oldest one, should a race have made two). */
+  async #find(): Promise<string | undefined> {
+    const nets = await this.#docker.listNetworks({ filters: { name: [this.name] } });
+    const exact = nets
+      .filter((n) => n.Name === this.name)
+      .sort((a, b) => (a.Created ?? "").localeCompare(b.Created ?? "") || a.Id.localeCompare(b.Id));
+    return exact[0]?.Id;
+  }
+
+  /**
+   * Remove the network when no container is attached to it (Docker refuses
+   * otherwise: then it stays). For shutdown and tests; returns whether it went.
+   */
+  async removeIfUnused(): Promise<boolean> {
+    const id = await this.#find();
+    this.invalidate();
+    if (!id) return false;
+    try {
+      const info = (await this.#docker.getNetwork(id).inspect()) as {
+        Containers?: Record<string, unknown>;
+      };
+      if (Object.keys(info.Containers ?? {}).length > 0) return false;
+      const bridge = await this.bridgeOf(id);
+      await this.#docker.getNetwork(id).remove();
+      await this.#firewallFor(bridge)?.remove();
+      return true;
+    } catch {
+      return false; // in use (403/409), or gone already
+    }
+  }
+}
+
+/** Whether a docker error says the network a container refers to is gone. */
+export function isNetworkGone(err: unknown): boolean {
+  return dockerStatus(err) === 404 && /network .* not found/i.test(dockerMessage(err));
+}
+
+/** Whether a docker start failed because the published host port is taken. */
+export function isPortTaken(err: unknown): boolean {
+  return /address already in use|port is already allocated/i.test(dockerMessage(err));
+}
