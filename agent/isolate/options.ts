@@ -73,7 +73,7 @@ export const WorkerdPoolOptionsSchema = z.object({
   /** What happens to a revision whose request stalled its process. */
   quarantine: z
     .object({
-      /** Stalls (each in its own process) after which the revision is refused for a while. */
+      /** Stalls after which a revision is refused for a while (the first one moves it to a process of its own). */
       refuseAfter: z.number().int().min(1).default(2),
       /** First refusal period; doubles with every further stall. */
       refuseMs: z.number().int().min(100).default(30_000),

@@ -860,6 +860,8 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       const room = Math.max(0, this.options.quarantine.maxProcesses - group.isolated.size);
       const moving = revisions.filter((r) => this.#registry.has(r)).slice(0, room);
       const refusing = known ? revisions.filter((r) => !moving.includes(r)) : [];
+      // Count it toward refusal only when the suspects are known.
+      if (known) for (const rev of revisions) group.stalls.set(rev, (group.stalls.get(rev) ?? 0) + 1);
       for (const rev of moving) void this.#isolate(group, rev);
       for (const rev of refusing) {
         refusedUntil = Date.now() + this.options.quarantine.refuseMs;
