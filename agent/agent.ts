@@ -24,6 +24,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
+import { ensureClusterIdentity } from "../src/cluster.ts";
 import { conditionForFailure, type RevisionHealth } from "../src/control/revision-health.ts";
 import { Fleet } from "../src/fleet/fleet.ts";
 import type {
@@ -214,12 +215,22 @@ export class Agent {
       this.#pool = new WorkerdPool({
         host: o.address,
         metrics: this.registry,
+        gatewaySecret:
+          o.gatewaySecret ?? (await ensureClusterIdentity(redis, o.redisPrefix)).secret,
+        ...(o.isolateSandbox ? { sandbox: o.isolateSandbox } : {}),
+        ...(o.isolateMaxHeapMb ? { maxHeapMb: o.isolateMaxHeapMb } : {}),
         ...(o.isolateProcesses ? { processes: o.isolateProcesses } : {}),
         // Stable per agent id: a restart after SIGKILL finds and kills its predecessor's workerd.
         stateDir: o.isolateStateDir ?? join(this.#defaultStateDir(), "isolate"),
       });
       this.#pool.on("log", (e) => this.log.debug(e, "workerd"));
       await this.#pool.start();
+      if (this.#pool.sandbox.notes.length > 0) {
+        this.log.warn(
+          { notes: this.#pool.sandbox.notes },
+          "isolate sandbox incomplete on this host",
+        );
+      }
       this.#isolates = new IsolateDriver({
         pool: this.#pool,
         store: this.#store,

@@ -109,12 +109,16 @@ export class IsolateDriver {
       if (loaded.kind === "module-error") {
         throw new StartError(
           "WorkerModuleError",
-          `the worker's module failed to load: ${loaded.message.replace(/^Failed to start Worker:\s*/, "").replace(/\s+/g, " ")}${loaded.position ? ` (at ${loaded.position})` : ""}`,
+          `the worker's module failed to load: ${loaded.message.replace(/^Failed to start Worker:\s*/, "").replace(/\s+/g, " ")}${loaded.position ? ` (at ${loaded.position} of the compiled bundle)` : ""}`,
         );
       }
-      throw new StartError("WorkerLoadFailed", `the worker could not be loaded: ${loaded.message}`, {
-        retryable: true,
-      });
+      throw new StartError(
+        "WorkerLoadFailed",
+        `the worker could not be loaded: ${loaded.message}`,
+        {
+          retryable: true,
+        },
+      );
     }
     if (inst.stopping) return this.#release(inst);
     const ep = this.pool.endpointFor(key);

@@ -150,13 +150,15 @@ export class Cgroup {
 
   /** Processes the kernel OOM-killed in this group so far. */
   oomKills(): number {
-    if (this.layout.version === 2) return oomKills(join(this.dirs.unified as string, "memory.events"));
+    if (this.layout.version === 2)
+      return oomKills(join(this.dirs.unified as string, "memory.events"));
     return oomKills(join(this.dirs.memory as string, "memory.oom_control"));
   }
 
   /** Memory the group uses now (bytes). */
   memoryUsage(): number | undefined {
-    if (this.layout.version === 2) return readNumber(join(this.dirs.unified as string, "memory.current"));
+    if (this.layout.version === 2)
+      return readNumber(join(this.dirs.unified as string, "memory.current"));
     return readNumber(join(this.dirs.memory as string, "memory.usage_in_bytes"));
   }
 

@@ -8,7 +8,6 @@ export {
   type WorkerdPoolOptions,
   type WorkerdPoolOptionsInput,
 } from "./options.ts";
-export type { LoadResult } from "./process.ts";
 export {
   type IsolateEndpoint,
   type IsolateEvent,
@@ -20,3 +19,4 @@ export {
   WorkerdPool,
   type WorkerdPoolEvents,
 } from "./pool.ts";
+export type { LoadResult } from "./process.ts";

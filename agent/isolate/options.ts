@@ -109,7 +109,10 @@ export const WorkerdPoolOptionsSchema = z.object({
         .default("skiff"),
     })
     .prefault({})
-    .refine((s) => s.uidMin <= s.uidMax, { message: "uidMin must not exceed uidMax", path: ["uidMin"] }),
+    .refine((s) => s.uidMin <= s.uidMax, {
+      message: "uidMin must not exceed uidMax",
+      path: ["uidMin"],
+    }),
   /**
    * One process's resident memory past this (MB) gets it recycled (a fresh
    * process takes over, the old one drains). Default: 3/4 of the namespace memory

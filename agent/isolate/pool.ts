@@ -446,7 +446,11 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
   #setUpSandbox(): void {
     const { mode, cgroupRoot, cgroupParent } = this.options.sandbox;
     if (mode === "off") {
-      this.#sandbox = { uids: false, cgroups: undefined, notes: ["sandbox turned off (sandbox.mode)"] };
+      this.#sandbox = {
+        uids: false,
+        cgroups: undefined,
+        notes: ["sandbox turned off (sandbox.mode)"],
+      };
       return;
     }
     const notes: string[] = [];
@@ -596,7 +600,9 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     clearTimeout(group.idleTimer);
     if (this.#groups.get(group.namespace) === group) this.#groups.delete(group.namespace);
     const slots = [...group.slots, ...group.isolated.values()];
-    const procs = [...this.#processes.values()].filter((e) => e.slot.group === group).map((e) => e.p);
+    const procs = [...this.#processes.values()]
+      .filter((e) => e.slot.group === group)
+      .map((e) => e.p);
     for (const p of procs) p.kill("SIGTERM", "namespace idle");
     const kill = setTimeout(() => {
       for (const p of procs) p.kill("SIGKILL", "namespace idle");
@@ -716,7 +722,8 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       ...(group.uid !== undefined ? { uid: group.uid } : {}),
       ...(group.cgroup ? { cgroup: group.cgroup } : {}),
       onLog: (stream, line) => {
-        if (this.listenerCount("log") > 0) this.emit("log", { slot: slot.id, pid: p.pid, stream, line });
+        if (this.listenerCount("log") > 0)
+          this.emit("log", { slot: slot.id, pid: p.pid, stream, line });
       },
       onForbidden: () => this.#metrics?.forbidden.inc(),
     });
@@ -861,7 +868,8 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       const moving = revisions.filter((r) => this.#registry.has(r)).slice(0, room);
       const refusing = known ? revisions.filter((r) => !moving.includes(r)) : [];
       // Count it toward refusal only when the suspects are known.
-      if (known) for (const rev of revisions) group.stalls.set(rev, (group.stalls.get(rev) ?? 0) + 1);
+      if (known)
+        for (const rev of revisions) group.stalls.set(rev, (group.stalls.get(rev) ?? 0) + 1);
       for (const rev of moving) void this.#isolate(group, rev);
       for (const rev of refusing) {
         refusedUntil = Date.now() + this.options.quarantine.refuseMs;
@@ -925,7 +933,12 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       socket.handle.close();
       return;
     }
-    const slot = this.#newSlot(group, `${group.namespace}/own:${rev.slice(group.namespace.length + 1)}`, rev, socket);
+    const slot = this.#newSlot(
+      group,
+      `${group.namespace}/own:${rev.slice(group.namespace.length + 1)}`,
+      rev,
+      socket,
+    );
     group.isolated.set(rev, slot);
     try {
       const p = await this.#spawn(slot, "quarantine");

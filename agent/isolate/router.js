@@ -80,9 +80,23 @@ async function fetchCode(env, revision) {
  * (a top-level throw shows) without calling the revision's own handler.
  */
 const PROBE_MODULE = "skiff-main.js";
-const PROBE_SOURCE = (main) => `export * from "./${main}";
+const PROBE_SOURCE = (main) => `import * as revision from "./${main}";
 export { default } from "./${main}";
-export const SkiffProbe = { fetch() { return new Response("loaded"); } };
+export const SkiffProbe = {
+  async fetch(request, env) {
+    try {
+      // Skiff's bundles defer the user's module to the first request (so that
+      // Deno.env is filled first); __skiffInit runs it now.
+      if (typeof revision.__skiffInit === "function") await revision.__skiffInit(env);
+      return new Response("loaded");
+    } catch (err) {
+      return Response.json(
+        { message: String(err && err.message ? err.name + ": " + err.message : err), stack: String(err && err.stack) },
+        { status: 500 },
+      );
+    }
+  },
+};
 `;
 
 function workerCode(env, code) {
@@ -193,7 +207,7 @@ export default {
 
 /** Where a module failed, when V8 said: `worker.js:3:9`. */
 function position(err) {
-  const stack = err instanceof Error && typeof err.stack === "string" ? err.stack : "";
+  const stack = err && typeof err.stack === "string" ? err.stack : "";
   const match = /\(?((?:[\w.-]+\/)*[\w.-]+\.m?js):(\d+):(\d+)\)?/.exec(stack);
   return match ? `${match[1]}:${match[2]}:${match[3]}` : undefined;
 }
@@ -209,8 +223,19 @@ async function load(env, revision) {
   if (stub === null) return Response.json({ ok: false, kind: "unknown-revision", message: "" });
   try {
     const response = await stub.getEntrypoint("SkiffProbe").fetch("http://skiff-probe/");
-    await response.arrayBuffer();
-    return Response.json({ ok: response.ok, kind: "loaded", message: "" });
+    if (response.ok) {
+      await response.arrayBuffer();
+      return Response.json({ ok: true, kind: "loaded", message: "" });
+    }
+    // The module loaded but its deferred top level threw.
+    const thrown = await response.json();
+    loaded.delete(revision);
+    return Response.json({
+      ok: false,
+      kind: "module-error",
+      message: shortMessage(`Uncaught ${thrown.message}`),
+      position: position({ stack: thrown.stack }),
+    });
   } catch (err) {
     // The loader remembers a failed isolate: drop it so that nothing routes to it.
     loaded.delete(revision);

@@ -127,6 +127,34 @@ describe("isolate instances", () => {
     expect((await call(again)).body).toBe(`Hello Spin! revision=${name} service=spin`);
   });
 
+  test("a worker that throws at module top level fails its instance with the message and position, and is never published", async () => {
+    const body = workerService("toplevel", "Top") as ReturnType<typeof workerService>;
+    body.spec.template.spec.worker.source = [
+      "const settings: { port: number } | null = null;",
+      "const port = settings!.port;",
+      "export default { fetch(): Response { return new Response(String(port)); } };",
+    ].join("\n");
+    const rev = await env.createService(body);
+    const name = rev.metadata.name;
+    await env.desire(name, "isolate");
+    const healthy = await waitFor("ContainerHealthy to be False", async () => {
+      const c = condition(await env.revision(name), "ContainerHealthy");
+      return c?.status === "False" ? c : undefined;
+    });
+    expect(healthy.reason).toBe("WorkerModuleError");
+    expect(healthy.message).toMatch(
+      /module failed to load: Uncaught TypeError: Cannot read properties of null/,
+    );
+    expect(healthy.message).toMatch(/\(at worker\.js:\d+:\d+ of the compiled bundle\)/);
+    expect(condition(await env.revision(name), "Ready")?.status).not.toBe("True");
+    const report = await waitFor("the failed instance report", async () => {
+      const all = await env.fleet.readInstanceStatuses(env.agentId);
+      return all.find((i) => i.revision === name && i.phase === "failed");
+    });
+    expect(report.reason).toBe("WorkerModuleError");
+    expect(await env.endpoints(name)).toEqual([]);
+  });
+
   test("an endpoint lost from Redis is republished by the periodic resync", async () => {
     const rev = await env.createService(workerService("lost", "Lost"));
     const name = rev.metadata.name;

@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
 import { Agent } from "../../agent/agent.ts";
+import { GATEWAY_AUTH_HEADER } from "../../agent/isolate/index.ts";
 import type { AgentOptionsInput } from "../../agent/options.ts";
 import { prepareService } from "../../deploy/api/prepare.ts";
 import { applyService } from "../../src/control/apply.ts";
@@ -21,6 +22,9 @@ import { redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "example.test";
+
+/** Agent id -> the gateway secret its isolates demand (read from Redis by the agent). */
+const gatewaySecrets = new Map<string, string>();
 
 export interface AgentTestEnv {
   prefix: string;
@@ -87,6 +91,7 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
       if (extra.id) owners.add(extra.id);
       agents.push(agent);
       await agent.start();
+      if (agent.pool) gatewaySecrets.set(agent.id, agent.pool.gatewaySecret);
       return agent;
     },
     async createService(body) {
@@ -194,6 +199,9 @@ export async function call(
 ): Promise<{ status: number; body: string; headers: Headers }> {
   const headers: Record<string, string> = { connection: "close" };
   if (ep.header) headers[ep.header.name] = ep.header.value;
+  // As a gateway does for isolate endpoints (those with a header).
+  const secret = gatewaySecrets.get(ep.agentId);
+  if (ep.header && secret) headers[GATEWAY_AUTH_HEADER] = secret;
   const res = await fetch(`http://${ep.host}:${ep.port}${path}`, { headers });
   return { status: res.status, body: await res.text(), headers: res.headers };
 }

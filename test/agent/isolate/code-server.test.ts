@@ -30,9 +30,12 @@ beforeAll(async () => {
 afterAll(() => server.close());
 
 async function get(revision: string, token?: string) {
-  const res = await request(`http://127.0.0.1:${server.port}/code/${encodeURIComponent(revision)}`, {
-    headers: token ? { "x-skiff-token": token } : {},
-  });
+  const res = await request(
+    `http://127.0.0.1:${server.port}/code/${encodeURIComponent(revision)}`,
+    {
+      headers: token ? { "x-skiff-token": token } : {},
+    },
+  );
   return { status: res.statusCode, body: await res.body.text() };
 }
 

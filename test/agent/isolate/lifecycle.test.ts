@@ -166,9 +166,9 @@ describe("WorkerdPool lifecycle", () => {
   it("fails to register with a clear message when the workerd binary cannot run", async () => {
     pool = new WorkerdPool({ processes: 1, workerdPath: "/nonexistent/workerd" });
     await pool.start();
-    await expect(
-      pool.register("default/nobin-00001", { code: numbered(1) }),
-    ).rejects.toThrow(/cannot run workerd at \/nonexistent\/workerd/);
+    await expect(pool.register("default/nobin-00001", { code: numbered(1) })).rejects.toThrow(
+      /cannot run workerd at \/nonexistent\/workerd/,
+    );
     expect(pool.pids()).toEqual([]);
   });
 

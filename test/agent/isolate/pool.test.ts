@@ -20,7 +20,9 @@ const pool = new WorkerdPool({
 beforeAll(async () => {
   await pool.start();
   // The namespace's processes start with its first revision.
-  await pool.register("default/first-00001", { code: "export default { fetch() { return new Response('1'); } };" });
+  await pool.register("default/first-00001", {
+    code: "export default { fetch() { return new Response('1'); } };",
+  });
 });
 
 afterAll(async () => {
@@ -145,7 +147,10 @@ describe("WorkerdPool isolation", () => {
   it("keeps loopback out of reach for network internet too (public addresses only)", async () => {
     const target = await countingServer();
     try {
-      await pool.register("default/online-00001", { code: fetcher(target.url), network: "internet" });
+      await pool.register("default/online-00001", {
+        code: fetcher(target.url),
+        network: "internet",
+      });
       const answer = await send(pool, "default/online-00001");
       expect(answer.body).toMatch(/^blocked: /);
       expect(target.hits()).toBe(0);
@@ -174,7 +179,9 @@ describe("WorkerdPool isolation", () => {
     await pool.register(bad, {
       code: `export default { fetch() { throw new Error("boom at line 1"); } };`,
     });
-    await pool.register(good, { code: `export default { fetch() { return new Response("fine"); } };` });
+    await pool.register(good, {
+      code: `export default { fetch() { return new Response("fine"); } };`,
+    });
     const pidBefore = pool.stats().find((s) => s.slot === "default/0")?.pid;
     const answer = await send(pool, bad);
     expect(answer.status).toBe(500);
@@ -321,7 +328,12 @@ describe("WorkerdPool namespaces", () => {
     const two = pool.endpointFor("ns-two/rev-00001");
     expect(one.port).not.toBe(two.port);
     const pids = (ns: string) =>
-      new Set(pool.stats().filter((s) => s.namespace === ns).map((s) => s.pid));
+      new Set(
+        pool
+          .stats()
+          .filter((s) => s.namespace === ns)
+          .map((s) => s.pid),
+      );
     expect([...pids("ns-one")].some((pid) => pids("ns-two").has(pid))).toBe(false);
     expect((await send(pool, "ns-one/rev-00001")).body).toBe("one");
     // A forged revision header for ns-two sent to ns-one's process, with the right secret.

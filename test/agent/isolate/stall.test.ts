@@ -86,13 +86,14 @@ describe("WorkerdPool watchdog", () => {
     expect(stalls[0]!.revisions).toEqual(["default/spin-00001"]);
     expect(stalls[0]!.reason).toMatch(/now run in processes of their own/);
     // Its own process is up: it serves there (the shared one refuses it as moved).
-    await expect
-      .poll(() => pool!.slotUp("default/own:spin-00001"), { timeout: 10_000 })
-      .toBe(true);
+    await expect.poll(() => pool!.slotUp("default/own:spin-00001"), { timeout: 10_000 }).toBe(true);
     expect(pool.endpointFor("default/spin-00001").slot).toBe("default/own:spin-00001");
     expect((await send(pool, "default/spin-00001")).body).toBe("spin ok");
     const moved = await fetch(`http://127.0.0.1:${shared.port}/`, {
-      headers: { "x-skiff-revision": "default/spin-00001", "x-skiff-gateway-auth": pool.gatewaySecret },
+      headers: {
+        "x-skiff-revision": "default/spin-00001",
+        "x-skiff-gateway-auth": pool.gatewaySecret,
+      },
     });
     expect(moved.status).toBe(503);
     expect(await moved.text()).toMatch(/now runs in a workerd process of its own/);
@@ -107,13 +108,13 @@ describe("WorkerdPool watchdog", () => {
     expect(stalls[1]!.reason).toMatch(/stalled 2 times, refused for 60 s/);
     expect(pool.stats().find((s) => s.slot === "default/0")?.pid).toBe(sharedPid);
     expect(pool.refusedUntil("default/spin-00001")).toBe(stalls[1]!.refusedUntil);
-    await expect
-      .poll(() => pool!.slotUp("default/own:spin-00001"), { timeout: 10_000 })
-      .toBe(true);
+    await expect.poll(() => pool!.slotUp("default/own:spin-00001"), { timeout: 10_000 }).toBe(true);
     const refused = await send(pool, "default/spin-00001", { path: "/spin" });
     expect(refused.status).toBe(503);
     expect(refused.headers["x-skiff-isolate-error"]).toBe("worker-stalled");
-    expect(refused.body).toMatch(/refused for 60 s: its worker stalled its workerd process 2 times/);
+    expect(refused.body).toMatch(
+      /refused for 60 s: its worker stalled its workerd process 2 times/,
+    );
     expect(stalls).toHaveLength(2);
     expect((await send(pool, "default/calm-00001")).body).toBe("calm");
   });
