@@ -224,7 +224,7 @@ describe("security: a worker allocating without bound", () => {
     const other = steady("beta/neighbour-00001", () => stop, { gapMs: 10, max: 10_000 });
     const hog: string[] = [];
     for (let i = 0; i < 6 && events.filter((e) => e.type === "exit").length === exitsBefore; i++) {
-      const answer = await send(pool, "gamma/hog-00001").catch((err: Error) => undefined);
+      const answer = await send(pool, "gamma/hog-00001").catch(() => undefined);
       hog.push(answer ? `${answer.status} ${answer.body.trim()}` : "connection lost");
     }
     await expect
