@@ -125,8 +125,11 @@ export const WorkerdPoolOptionsSchema = z.object({
   stateDir: z.string().min(1).optional(),
   /** How long a recycled process may take to finish its in-flight requests. */
   drainTimeoutMs: z.number().int().min(0).default(30_000),
-  /** A namespace whose last revision went keeps its processes this long (a new revision starts warm). */
-  namespaceIdleMs: z.number().int().min(0).default(60_000),
+  /**
+   * A namespace whose last revision went keeps its processes this long, so that
+   * its next cold start does not pay a workerd process start (~100-300 ms).
+   */
+  namespaceIdleMs: z.number().int().min(0).default(300_000),
   /** On stop(): how long processes may drain before SIGKILL. */
   stopGraceMs: z.number().int().min(0).default(2_000),
   /** V8 heap limit per isolate (MB). Exceeding it aborts the whole process, which is then restarted. */

@@ -35,11 +35,19 @@
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NotFoundError, UnavailableError } from "../../src/errors.ts";
 import { Cgroup, type CgroupLayout, detectCgroups, removeEmptyDir } from "./cgroup.ts";
@@ -216,6 +224,9 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
   #configPath = "";
   #codeServer: CodeServer | undefined;
   #sandbox: SandboxInfo = { uids: false, cgroups: undefined, notes: [] };
+  /** Listening sockets opened ahead (a helper process per batch is slow): a new namespace takes them. */
+  #spareSockets: { port: number; handle: ListenHandle }[] = [];
+  #refilling: Promise<void> | undefined;
   #cgroupLayout: CgroupLayout | undefined;
   readonly #exitHook = () => {
     for (const { p } of this.#processes.values()) if (p.alive) p.child.kill("SIGKILL");
@@ -260,6 +271,8 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       });
       process.on("exit", this.#exitHook);
       this.#state = "running";
+      this.#refillSockets();
+      await this.#refilling;
     } catch (err) {
       await this.stop();
       throw err;
@@ -282,6 +295,8 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     process.off("exit", this.#exitHook);
     for (const group of this.#groups.values()) this.#closeGroup(group);
     this.#groups.clear();
+    await this.#refilling;
+    for (const spare of this.#spareSockets.splice(0)) spare.handle.close();
     if (this.#cgroupLayout) {
       removeEmptyDir(this.#cgroupLayout, [this.options.sandbox.cgroupParent, this.#poolId]);
     }
@@ -543,10 +558,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       group.cgroup = cgroup;
       group.oomKills = cgroup.oomKills();
     }
-    const sockets = await openListeningSockets(
-      this.options.host,
-      Array.from({ length: this.options.processes }, () => 0),
-    );
+    const sockets = await this.#takeSockets(this.options.processes);
     if (group.stopped) {
       for (const s of sockets) s.handle.close();
       throw new UnavailableError(`namespace ${group.namespace} was stopped while starting`);
@@ -581,6 +593,40 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       draining: new Set(),
       youngDeaths: 0,
     };
+  }
+
+  /** `n` listening sockets on an ephemeral port each, from the spares when there are enough. */
+  async #takeSockets(n: number): Promise<{ port: number; handle: ListenHandle }[]> {
+    const taken = this.#spareSockets.splice(0, n);
+    if (taken.length < n) {
+      const more = await openListeningSockets(
+        this.options.host,
+        Array.from({ length: n - taken.length }, () => 0),
+      );
+      taken.push(...more);
+    }
+    this.#refillSockets();
+    return taken;
+  }
+
+  /** Keep one namespace's worth of sockets (plus one for a quarantine) open ahead. */
+  #refillSockets(): void {
+    const want = this.options.processes + 1 - this.#spareSockets.length;
+    if (this.#refilling || want <= 0 || this.#state !== "running") return;
+    this.#refilling = openListeningSockets(
+      this.options.host,
+      Array.from({ length: want }, () => 0),
+    )
+      .then((sockets) => {
+        if (this.#state === "running") this.#spareSockets.push(...sockets);
+        else for (const s of sockets) s.handle.close();
+      })
+      .catch(() => {
+        // Sockets are then opened on demand.
+      })
+      .finally(() => {
+        this.#refilling = undefined;
+      });
   }
 
   /** The namespace's last revision went: stop its processes after `namespaceIdleMs`. */
@@ -641,7 +687,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     if (this.options.stateDir) {
       this.#stateDir = this.options.stateDir;
       await mkdir(this.#stateDir, { recursive: true });
-      this.#killStale();
+      await this.#killStale();
     } else {
       this.#stateDir = await mkdtemp(join(tmpdir(), "skiff-isolate-"));
       this.#ownsStateDir = true;
@@ -650,31 +696,56 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     chmodSync(this.#stateDir, 0o711);
   }
 
-  /** Processes a previous agent left behind (it was SIGKILLed) would hold ports and memory. */
-  #killStale(): void {
+  /**
+   * Processes a previous agent left behind (it was SIGKILLed) would hold ports
+   * and memory; their cgroups would stay behind empty.
+   */
+  async #killStale(): Promise<void> {
     const config = join(this.#stateDir, "workerd.capnp");
-    let pids: number[] = [];
+    let left: { pids: number[]; cgroups: string[] };
     try {
-      pids = JSON.parse(readFileSync(join(this.#stateDir, "workerd.pids"), "utf8"));
+      const parsed = JSON.parse(readFileSync(join(this.#stateDir, "workerd.pids"), "utf8"));
+      left = Array.isArray(parsed) ? { pids: parsed, cgroups: [] } : parsed;
     } catch {
       return;
     }
-    for (const pid of pids) {
+    const killed: number[] = [];
+    for (const pid of left.pids ?? []) {
       try {
         const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-        if (cmdline.includes(config)) process.kill(pid, "SIGKILL");
+        if (cmdline.includes(config)) {
+          process.kill(pid, "SIGKILL");
+          killed.push(pid);
+        }
       } catch {
         // Gone already, or not ours to read.
+      }
+    }
+    const cgroups = (left.cgroups ?? []).filter((dir) =>
+      dir.includes(`/${this.options.sandbox.cgroupParent}/`),
+    );
+    if (cgroups.length === 0) return;
+    // A group can only be removed once its processes are gone.
+    for (let i = 0; i < 40 && killed.some((pid) => existsSync(`/proc/${pid}`)); i++) await sleep(25);
+    for (const dir of cgroups) {
+      try {
+        rmdirSync(dir);
+        rmdirSync(dirname(dir));
+      } catch {
+        // Still busy, gone, or the pool directory holds other groups.
       }
     }
   }
 
   #writePids(): void {
     if (this.#state === "stopped" || !this.#stateDir) return;
+    const cgroups = [...this.#groups.values()].flatMap((g) => Object.values(g.cgroup?.dirs ?? {}));
     try {
-      writeFileSync(join(this.#stateDir, "workerd.pids"), JSON.stringify(this.pids()), {
-        mode: 0o600,
-      });
+      writeFileSync(
+        join(this.#stateDir, "workerd.pids"),
+        JSON.stringify({ pids: this.pids(), cgroups }),
+        { mode: 0o600 },
+      );
     } catch {
       // Best effort: only used to clean up after a crash of the agent.
     }
@@ -924,7 +995,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     group.moving.add(rev);
     let socket: { port: number; handle: ListenHandle } | undefined;
     try {
-      [socket] = await openListeningSockets(this.options.host, [0]);
+      [socket] = await this.#takeSockets(1);
     } finally {
       group.moving.delete(rev);
     }

@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -87,6 +87,23 @@ describe("WorkerdPool lifecycle", () => {
     expect(answer.body).toBe("slow done");
   });
 
+  it("lets in-flight requests finish when the pool stops (SIGTERM, then SIGKILL after stopGraceMs)", async () => {
+    pool = new WorkerdPool({ processes: 1, stopGraceMs: 5_000, watchdog: { stallMs: 3_000 } });
+    await pool.start();
+    await pool.register("default/finishing-00001", {
+      code: `export default { async fetch() { await new Promise((r) => setTimeout(r, 500)); return new Response("finished"); } };`,
+    });
+    await pool.load("default/finishing-00001");
+    const inFlight = send(pool, "default/finishing-00001");
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const stopped = pool.stop();
+    const answer = await inFlight;
+    await stopped;
+    expect(answer.status).toBe(200);
+    expect(answer.body).toBe("finished");
+    expect(pool.pids()).toEqual([]);
+  });
+
   it("leaves no workerd process and no state behind after stop()", async () => {
     const stateDir = await mkdtemp(join(tmpdir(), "skiff-isolate-test-"));
     try {
@@ -135,6 +152,9 @@ describe("WorkerdPool lifecycle", () => {
     try {
       const [line] = (await once(agent.stdout!, "data")) as [Buffer];
       orphans = JSON.parse(line.toString());
+      const stale = JSON.parse(readFileSync(join(stateDir, "workerd.pids"), "utf8")) as {
+        cgroups: string[];
+      };
       agent.kill("SIGKILL");
       await once(agent, "exit");
       expect(orphans).toHaveLength(1);
@@ -144,6 +164,8 @@ describe("WorkerdPool lifecycle", () => {
       await pool.start();
       await expect.poll(() => alive(orphans[0]!), { timeout: 5_000 }).toBe(false);
       expect(workerdProcessesUsing(stateDir)).toEqual(pool.pids());
+      // Its namespace cgroups are removed too (when the host gave it any).
+      for (const dir of stale.cgroups) expect(existsSync(dir)).toBe(false);
     } finally {
       agent.kill("SIGKILL");
       for (const pid of orphans) if (alive(pid)) process.kill(pid, "SIGKILL");

@@ -169,6 +169,23 @@ describe("WorkerdPool watchdog", () => {
     expect(answer.body).toBe("patient");
   });
 
+  it("recycles a process whose resident memory grew past maxRssMb (memory outside the V8 heap too)", async () => {
+    pool = new WorkerdPool({ processes: 1, maxRssMb: 160, watchdog: { stallMs: 3_000 } });
+    await pool.start();
+    await pool.register("default/grower-00001", {
+      code: `const kept = []; export default { fetch() { kept.push(new Uint8Array(200 * 1024 * 1024).fill(1)); return new Response("holding"); } };`,
+    });
+    const before = pool.stats()[0]!;
+    const recycled = once(pool, "recycle") as Promise<[IsolateEvent]>;
+    expect((await send(pool, "default/grower-00001")).body).toBe("holding");
+    const [event] = await recycled;
+    expect(event.pid).toBe(before.pid);
+    expect(event.reason).toMatch(/grew to \d+ MB resident \(limit 160 MB, maxRssMb\)/);
+    await expect.poll(() => alive(before.pid!), { timeout: 10_000 }).toBe(false);
+    expect(pool.stats()[0]!.port).toBe(before.port);
+    expect((await send(pool, "default/grower-00001", { retryClosed: true })).body).toBe("holding");
+  });
+
   it("restarts a process aborted by an isolate over its heap limit and reports the reason", async () => {
     pool = new WorkerdPool({ processes: 1, maxHeapMb: 32, watchdog: { stallMs: 5_000 } });
     await pool.start();
