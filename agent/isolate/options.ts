@@ -65,7 +65,8 @@ export const WorkerdPoolOptionsSchema = z.object({
        * it is left alone and nothing is blamed.
        */
       stallMs: z.number().int().min(20).default(150),
-      cpuRatio: z.number().min(0).max(1).default(0.5),
+      // A third: a process that had 50 ms of CPU (of a 150 ms window) and still did not answer a probe is spinning.
+      cpuRatio: z.number().min(0).max(1).default(1 / 3),
       /** Unanswered this long without burning CPU: the process hangs; it is restarted, nobody blamed. */
       hangMs: z.number().int().min(100).default(30_000),
     })
