@@ -66,7 +66,11 @@ export const WorkerdPoolOptionsSchema = z.object({
        */
       stallMs: z.number().int().min(20).default(150),
       // A third: a process that had 50 ms of CPU (of a 150 ms window) and still did not answer a probe is spinning.
-      cpuRatio: z.number().min(0).max(1).default(1 / 3),
+      cpuRatio: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(1 / 3),
       /** Unanswered this long without burning CPU: the process hangs; it is restarted, nobody blamed. */
       hangMs: z.number().int().min(100).default(30_000),
     })

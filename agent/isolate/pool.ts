@@ -484,9 +484,21 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
         for (const mount of Object.values(layout.mounts)) {
           mkdirSync(join(mount, cgroupParent, this.#poolId), { recursive: true });
         }
+        // Try the whole set-up once (controllers enabled on the way down, limits
+        // written), so that a host that cannot give it is known now, not at a
+        // namespace's first revision.
+        const { memoryMb, cpuMillis, pids } = this.options.sandbox;
+        const probe = new Cgroup(layout, [cgroupParent, this.#poolId, "probe"], {
+          memoryBytes: memoryMb * 2 ** 20,
+          cpuMillis,
+          pids,
+        });
+        probe.create();
+        probe.remove();
         this.#cgroupLayout = layout;
         cgroups = layout.version;
       } catch (err) {
+        removeEmptyDir(layout, [cgroupParent, this.#poolId]);
         notes.push(
           `cannot create cgroups under ${cgroupRoot} (${(err as Error).message}): namespaces run without CPU, memory and pids limits`,
         );
@@ -726,7 +738,8 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     );
     if (cgroups.length === 0) return;
     // A group can only be removed once its processes are gone.
-    for (let i = 0; i < 40 && killed.some((pid) => existsSync(`/proc/${pid}`)); i++) await sleep(25);
+    for (let i = 0; i < 40 && killed.some((pid) => existsSync(`/proc/${pid}`)); i++)
+      await sleep(25);
     for (const dir of cgroups) {
       try {
         rmdirSync(dir);
