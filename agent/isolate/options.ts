@@ -153,12 +153,15 @@ export type WorkerdPoolOptions = z.output<typeof WorkerdPoolOptionsSchema>;
 /** Kubernetes-style env var names (C identifiers plus `-` and `.`). */
 const envName = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 
-/** Revision keys travel in a header, a loader name and a log line: keep them plain. */
+/**
+ * Revision keys travel in a header, a loader name and a log line: keep them
+ * plain. `namespace/revision`: the namespace picks the processes.
+ */
 export const revisionKeySchema = z
   .string()
   .regex(
-    /^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,252}$/,
-    "must be 1-253 characters of letters, digits and . _ : / @ -, starting with a letter or digit (e.g. default/hello-00001)",
+    /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,62}\/[A-Za-z0-9][A-Za-z0-9._:/@-]{0,252}$/,
+    "must be namespace/revision: letters, digits and . _ : @ - (and / after the namespace), each part starting with a letter or digit (e.g. default/hello-00001)",
   );
 
 export const RevisionCodeSchema = z.object({

@@ -271,6 +271,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       });
       process.on("exit", this.#exitHook);
       this.#state = "running";
+      this.#writePids();
       this.#refillSockets();
       await this.#refilling;
     } catch (err) {
