@@ -106,6 +106,9 @@ export class IsolateDriver {
     }));
     if (!loaded.ok && loaded.kind !== "unknown-revision") {
       this.#release(inst);
+      if (loaded.kind === "refused") {
+        throw new StartError("WorkerStalled", loaded.message, { retryable: true });
+      }
       if (loaded.kind === "module-error") {
         throw new StartError(
           "WorkerModuleError",

@@ -355,13 +355,18 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
    */
   async load(revisionKey: string): Promise<LoadResult> {
     const key = this.#key(revisionKey);
-    const slot = this.#slotFor(key);
-    await slot.group.ready;
+    await this.#slotFor(key).group.ready;
     for (let attempt = 0; ; attempt++) {
-      const p = slot.current;
+      // Resolved each time: a stall may move the revision to a process of its own.
+      const p = this.moving(key) ? undefined : this.#slotFor(key).current;
       try {
         if (!p) throw new UnavailableError(`the workerd process of ${key} is restarting`);
-        return await p.load(key);
+        const result = await p.load(key);
+        // Refused as moved (not by a refusal of ours): its own process is coming.
+        if (result.kind === "refused" && this.refusedUntil(key) === undefined) {
+          throw new UnavailableError(`revision ${key} is moving to a process of its own`);
+        }
+        return result;
       } catch (err) {
         // Its process may be restarting (a neighbour stalled it): try again shortly.
         if (attempt >= 20 || this.#state !== "running") throw err;

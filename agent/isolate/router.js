@@ -38,6 +38,22 @@ function fail(status, kind, message) {
   });
 }
 
+/** The refusal in force for a revision, if any. */
+function refusalOf(env, revision) {
+  if (!refusedRead) {
+    // What the agent refused when it started this process (after a stall).
+    refusedRead = true;
+    try {
+      for (const [rev, r] of Object.entries(JSON.parse(env.REFUSED || "{}"))) refused.set(rev, r);
+    } catch {}
+  }
+  const refusal = refused.get(revision);
+  if (refusal === undefined) return undefined;
+  if (Date.now() < refusal.until) return refusal;
+  refused.delete(revision);
+  return undefined;
+}
+
 /** Compare without an early exit, so response timing does not leak the secret. */
 function sameSecret(given, expected) {
   if (typeof given !== "string" || given.length !== expected.length || expected.length === 0) {
@@ -156,26 +172,16 @@ export default {
     if (!revision.startsWith(`${env.NAMESPACE}/`)) {
       return fail(404, "unknown-revision", `revision ${revision} is not served by this process`);
     }
-    if (!refusedRead) {
-      // What the agent refused when it started this process (after a stall).
-      refusedRead = true;
-      try {
-        for (const [rev, r] of Object.entries(JSON.parse(env.REFUSED || "{}"))) refused.set(rev, r);
-      } catch {}
-    }
-    const refusal = refused.get(revision);
+    const refusal = refusalOf(env, revision);
     if (refusal !== undefined) {
-      if (Date.now() < refusal.until) {
-        return new Response(`${refusal.message}\n`, {
-          status: 503,
-          headers: {
-            "content-type": "text/plain; charset=utf-8",
-            [ERROR_HEADER]: "worker-stalled",
-            "retry-after": String(Math.max(1, Math.ceil((refusal.until - Date.now()) / 1000))),
-          },
-        });
-      }
-      refused.delete(revision);
+      return new Response(`${refusal.message}\n`, {
+        status: 503,
+        headers: {
+          "content-type": "text/plain; charset=utf-8",
+          [ERROR_HEADER]: "worker-stalled",
+          "retry-after": String(Math.max(1, Math.ceil((refusal.until - Date.now()) / 1000))),
+        },
+      });
     }
     enter(env, revision);
     try {
@@ -214,6 +220,20 @@ function position(err) {
 
 /** Load a revision's isolate (evaluating its module) without running its handler. */
 async function load(env, revision) {
+  const refusal = refusalOf(env, revision);
+  if (refusal !== undefined) {
+    return Response.json({ ok: false, kind: "refused", message: refusal.message });
+  }
+  // Tracked like a request: a module that spins at top level is named by the stall.
+  enter(env, revision);
+  try {
+    return await loadNow(env, revision);
+  } finally {
+    leave(env, revision);
+  }
+}
+
+async function loadNow(env, revision) {
   let stub;
   try {
     stub = await stubFor(env, revision);

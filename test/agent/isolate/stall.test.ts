@@ -207,3 +207,25 @@ describe("WorkerdPool watchdog", () => {
     expect((await send(pool, "default/survivor-00001")).body).toBe("survivor");
   });
 });
+
+describe("WorkerdPool watchdog at load", () => {
+  it("names a module that spins at top level while loading, isolates it, then refuses to load it", async () => {
+    pool = new WorkerdPool({ processes: 1, watchdog: SNAPPY, quarantine: { refuseAfter: 2 } });
+    await pool.start();
+    await pool.register("default/calm-00001", { code: hello("calm") });
+    await pool.register("default/toplevel-spin-00001", {
+      code: "for (;;) {}\nexport default { fetch() { return new Response('never'); } };",
+    });
+    const stalls: IsolateEvent[] = [];
+    pool.on("stall", (e) => stalls.push(e));
+    const result = await pool.load("default/toplevel-spin-00001");
+    expect(result.ok).toBe(false);
+    expect(result.kind).toBe("refused");
+    expect(result.message).toMatch(/stalled its workerd process 2 times/);
+    expect(stalls.map((e) => e.revisions)).toEqual([
+      ["default/toplevel-spin-00001"],
+      ["default/toplevel-spin-00001"],
+    ]);
+    expect((await send(pool, "default/calm-00001", { retryClosed: true })).body).toBe("calm");
+  });
+});
