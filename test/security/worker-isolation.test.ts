@@ -199,8 +199,11 @@ describe("security: a worker spinning on every request", () => {
     for (const [kind, n] of kinds) console.log(`[spin] spinner answers: ${n} x ${kind}`);
 
     expect(stalls.length).toBeGreaterThanOrEqual(2);
-    // Every stall named the spinner, and only the first one hit the shared process.
-    for (const e of stalls) expect(e.revisions).toEqual(["alpha/spinner-00001"]);
+    // Every stall named the spinner (the first may also name a neighbour whose
+    // request was in flight: it moves to a process of its own too), and only the
+    // first one hit the shared process.
+    for (const e of stalls) expect(e.revisions).toContain("alpha/spinner-00001");
+    for (const e of stalls.slice(1)) expect(e.revisions).toEqual(["alpha/spinner-00001"]);
     expect(stalls.slice(1).every((e) => e.slot === "alpha/own:spinner-00001")).toBe(true);
     expect(refused.length).toBeGreaterThan(0);
     expect(alphaFailed.length).toBeLessThanOrEqual(Math.floor(alpha.length * 0.01));
