@@ -81,7 +81,7 @@ describe("WorkerdPool lifecycle", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect((await send(pool, "default/quick-00001", { fresh: true })).body).toBe("w1");
     const event = await recycled;
-    expect(event.revisions).toEqual(["default/slow-00001"]);
+    expect(event.revisions).toContain("default/slow-00001");
     const answer = await slow;
     expect(answer.status).toBe(200);
     expect(answer.body).toBe("slow done");
