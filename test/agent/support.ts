@@ -57,7 +57,15 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
   const owners = new Set([agentId]);
   let n = 0;
 
-  const agentOptions = (extra: AgentOptionsInput = {}): AgentOptionsInput => ({
+  // As in a cluster, every agent of this file demands the same gateway secret.
+  const gatewaySecret = randomBytes(24).toString("hex");
+  const agentOptions = (extra: AgentOptionsInput = {}): AgentOptionsInput => {
+    const options = agentOptionsOf(extra);
+    gatewaySecrets.set(options.id as string, options.gatewaySecret as string);
+    return options;
+  };
+  const agentOptionsOf = (extra: AgentOptionsInput): AgentOptionsInput => ({
+    gatewaySecret,
     redisUrl: redisUrl(),
     redisPrefix: prefix,
     id: agentId,
@@ -91,7 +99,6 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
       if (extra.id) owners.add(extra.id);
       agents.push(agent);
       await agent.start();
-      if (agent.pool) gatewaySecrets.set(agent.id, agent.pool.gatewaySecret);
       return agent;
     },
     async createService(body) {

@@ -72,7 +72,7 @@ describe("WorkerdPool lifecycle", () => {
     pool = new WorkerdPool({ processes: 1, maxLoaderEntries: 2, watchdog: { stallMs: 3_000 } });
     await pool.start();
     await pool.register("default/slow-00001", {
-      code: `export default { async fetch() { await new Promise((r) => setTimeout(r, 600)); return new Response("slow done"); } };`,
+      code: `export default { async fetch() { await new Promise((r) => setTimeout(r, 3000)); return new Response("slow done"); } };`,
     });
     await pool.register("default/quick-00001", { code: numbered(1) });
     const recycled = new Promise<IsolateEvent>((resolve) => pool!.on("recycle", resolve));
