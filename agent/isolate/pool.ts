@@ -873,6 +873,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       p.probeStartedAt = started;
       p.probeCpuMs = p.cpuMs() ?? 0;
       let timer: NodeJS.Timeout | undefined;
+      let starved = false;
       const check = () => {
         // An answer may already sit in the socket while our own loop lagged:
         // let the poll phase run before deciding.
@@ -883,7 +884,8 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
           if (cpu >= cpuNeeded) this.#onStall(slot, p, wall, cpu);
           else if (wall >= hangMs) this.#onHang(slot, p, wall);
           else {
-            if (wall < stallMs + 1.5 * intervalMs) this.#metrics?.starved.inc();
+            if (!starved) this.#metrics?.starved.inc();
+            starved = true;
             timer = setTimeout(check, Math.max(10, Math.min(intervalMs, stallMs / 3)));
           }
         });
