@@ -567,7 +567,10 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     const layout = this.#cgroupLayout;
     if (layout) {
       const { memoryMb, cpuMillis, pids, cgroupParent } = this.options.sandbox;
-      const cgroup = new Cgroup(layout, [cgroupParent, this.#poolId, `ns-${group.namespace}`], {
+      // A suffix per start: a namespace started again while its previous processes
+      // still exit never shares (or has removed under it) the old group.
+      const name = `ns-${group.namespace}-${randomBytes(3).toString("hex")}`;
+      const cgroup = new Cgroup(layout, [cgroupParent, this.#poolId, name], {
         memoryBytes: memoryMb * 1024 * 1024,
         cpuMillis,
         pids,
