@@ -47,7 +47,7 @@ import {
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NotFoundError, UnavailableError } from "../../src/errors.ts";
 import { Cgroup, type CgroupLayout, detectCgroups, removeEmptyDir } from "./cgroup.ts";
@@ -503,6 +503,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
         probe.remove();
         this.#cgroupLayout = layout;
         cgroups = layout.version;
+        this.#writePids();
       } catch (err) {
         removeEmptyDir(layout, [cgroupParent, this.#poolId]);
         notes.push(
@@ -752,16 +753,24 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     for (const dir of cgroups) {
       try {
         rmdirSync(dir);
-        rmdirSync(dirname(dir));
       } catch {
-        // Still busy, gone, or the pool directory holds other groups.
+        // Still busy or gone.
       }
     }
   }
 
   #writePids(): void {
     if (this.#state === "stopped" || !this.#stateDir) return;
-    const cgroups = [...this.#groups.values()].flatMap((g) => Object.values(g.cgroup?.dirs ?? {}));
+    // Groups first, then the pool's own directories: removed in this order after a crash.
+    const poolDirs = this.#cgroupLayout
+      ? Object.values(this.#cgroupLayout.mounts).map((m) =>
+          join(m, this.options.sandbox.cgroupParent, this.#poolId),
+        )
+      : [];
+    const cgroups = [
+      ...[...this.#groups.values()].flatMap((g) => Object.values(g.cgroup?.dirs ?? {})),
+      ...poolDirs,
+    ];
     try {
       writeFileSync(
         join(this.#stateDir, "workerd.pids"),
