@@ -267,11 +267,15 @@ describe("security: a worker allocating without bound", () => {
 });
 
 describe("security: what the workerd processes run as", () => {
-  it("runs each namespace as its own unprivileged uid, in its own process group and cgroup with CPU, memory and pids limits", () => {
+  it("runs each namespace as its own unprivileged uid, in its own process group and cgroup with CPU, memory and pids limits", async () => {
     expect(pool.sandbox.notes).toEqual([]);
     const agentPgrp = readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ")[2];
     const uids = new Map<string, string>();
-    for (const slot of pool.stats()) {
+    // A process restarting (e.g. after the OOM kill above) has no pid yet: wait for it.
+    await expect
+      .poll(() => pool.stats().every((s) => s.pid !== undefined), { timeout: 10_000 })
+      .toBe(true);
+    for (const slot of pool.stats().filter((s) => s.pid !== undefined)) {
       const pid = slot.pid!;
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
       const uid = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$/m.exec(status)!;
