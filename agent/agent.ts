@@ -168,9 +168,11 @@ export class Agent {
         logger: this.log,
       });
       this.#redis = redis;
+      // The install's identity: part of the default agent id, the label of every
+      // container, and the secret gateways show the workerd router.
+      const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
       if (!o.id) {
         // Two installs on one host (two `skiff up`) must never share an agent id.
-        const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
         this.id = agentId({ address: o.address, clusterId: cluster.id });
         this.log = this.#baseLog.child({ agent: this.id });
         // Named like an agent with a given id, now and after a reconnect.
@@ -195,7 +197,6 @@ export class Agent {
       if (o.containers) {
         // The install's id labels every container and names the bridge, so that two
         // installs sharing a Docker engine never adopt or stop each other's.
-        const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
         const runtime = new ContainerRuntime({
           clusterId: cluster.id,
           owner: this.id,
@@ -227,12 +228,21 @@ export class Agent {
       this.#pool = new WorkerdPool({
         host: o.address,
         metrics: this.registry,
+        gatewaySecret: o.gatewaySecret ?? cluster.secret,
+        ...(o.isolateSandbox ? { sandbox: o.isolateSandbox } : {}),
+        ...(o.isolateMaxHeapMb ? { maxHeapMb: o.isolateMaxHeapMb } : {}),
         ...(o.isolateProcesses ? { processes: o.isolateProcesses } : {}),
         // Stable per agent id: a restart after SIGKILL finds and kills its predecessor's workerd.
         stateDir: o.isolateStateDir ?? join(this.#defaultStateDir(), "isolate"),
       });
       this.#pool.on("log", (e) => this.log.debug(e, "workerd"));
       await this.#pool.start();
+      if (this.#pool.sandbox.notes.length > 0) {
+        this.log.warn(
+          { notes: this.#pool.sandbox.notes },
+          "isolate sandbox incomplete on this host",
+        );
+      }
       this.#isolates = new IsolateDriver({
         pool: this.#pool,
         store: this.#store,

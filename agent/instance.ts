@@ -60,7 +60,7 @@ export interface Instance {
 
   // Isolate runtime.
   revisionKey?: string;
-  slot?: number;
+  slot?: string;
 }
 
 export function newInstance(desired: DesiredInstance, now = Date.now()): Instance {

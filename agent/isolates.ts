@@ -1,10 +1,14 @@
 /**
  * Isolate instances: a worker Revision's compiled bundle is registered with
  * the agent's WorkerdPool under "{ns}/{rev}"; every instance of that revision
- * on this agent shares the registration (and the pool endpoint). The pool's
- * stall/exit events take the affected revisions' endpoints out at once and
- * put the reason on the revisions at fault; a respawned process brings them
- * back.
+ * on this agent shares the registration (and the pool endpoint). An instance
+ * is published only once its isolate is loaded: a module that throws at top
+ * level fails the instance (WorkerModuleError, with the message and position)
+ * instead of answering 500s. A stall takes out only the revisions whose
+ * requests were running (WorkerStalled on their status); the pool moves them
+ * to processes of their own and they are republished there, or, after
+ * repeated stalls, stay out for the back-off period. A process that exits
+ * takes out what it served until it is back.
  */
 import type { Logger } from "../src/logging.ts";
 import { Labels, type Revision } from "../src/model/types.ts";
@@ -49,6 +53,7 @@ export class IsolateDriver {
   readonly #metrics: AgentMetrics;
   readonly #log: Logger;
   readonly #registrations = new Map<string, Registration>();
+  readonly #refusalTimers = new Map<Instance, NodeJS.Timeout>();
   /** Loads of a revision's bundle in progress, shared by concurrent starts. */
   readonly #loading = new Map<string, Promise<void>>();
 
@@ -58,8 +63,11 @@ export class IsolateDriver {
     this.#sink = options.sink;
     this.#metrics = options.metrics;
     this.#log = options.logger;
-    this.pool.on("stall", (e) => this.#onDown(e));
+    this.pool.on("stall", (e) => this.#onStall(e));
     this.pool.on("exit", (e) => this.#onDown(e));
+    this.pool.on("hang", (e) =>
+      this.#log.warn({ slot: e.slot, reason: e.reason }, "workerd process hung"),
+    );
     this.pool.on("spawn", (e) => this.#onSpawn(e));
     this.pool.on("recycle", (e) =>
       this.#log.info({ slot: e.slot, reason: e.reason }, "workerd process recycled"),
@@ -89,9 +97,37 @@ export class IsolateDriver {
     if (!reg) throw new Error(`revision ${key} could not be registered with the workerd pool`);
     reg.instances.add(inst);
     if (inst.stopping) return this.#release(inst);
+    // Evaluate the module before publishing (also makes the first request warm).
+    const loaded = await this.pool.load(key).catch((err: Error) => ({
+      ok: false,
+      kind: "code-unavailable" as const,
+      message: err.message,
+      position: undefined,
+    }));
+    if (!loaded.ok && loaded.kind !== "unknown-revision") {
+      this.#release(inst);
+      if (loaded.kind === "refused") {
+        throw new StartError("WorkerStalled", loaded.message, { retryable: true });
+      }
+      if (loaded.kind === "module-error") {
+        throw new StartError(
+          "WorkerModuleError",
+          `the worker's module failed to load: ${loaded.message.replace(/^Failed to start Worker:\s*/, "").replace(/\s+/g, " ")}${loaded.position ? ` (at ${loaded.position} of the compiled bundle)` : ""}`,
+        );
+      }
+      throw new StartError(
+        "WorkerLoadFailed",
+        `the worker could not be loaded: ${loaded.message}`,
+        {
+          retryable: true,
+        },
+      );
+    }
+    if (inst.stopping) return this.#release(inst);
     const ep = this.pool.endpointFor(key);
     inst.slot = ep.slot;
-    if (this.#slotUp(ep.slot)) this.#ready(inst);
+    if (this.pool.refusedUntil(key) !== undefined) this.#refused(inst);
+    else if (this.pool.slotUp(ep.slot)) this.#ready(inst);
     else {
       this.#sink.starting(inst, {
         reason: "WorkerdRestarting",
@@ -111,7 +147,7 @@ export class IsolateDriver {
         { retryable: true },
       );
     }
-    this.pool.register(key, {
+    await this.pool.register(key, {
       code,
       env: workerEnv(revision),
       network: worker?.network ?? "none",
@@ -121,13 +157,10 @@ export class IsolateDriver {
     this.#registrations.set(key, { instances: new Set() });
   }
 
-  #slotUp(slot: number): boolean {
-    return this.pool.running && this.pool.stats()[slot]?.pid !== undefined;
-  }
-
   #ready(inst: Instance): void {
     const key = inst.revisionKey as string;
     const ep = this.pool.endpointFor(key);
+    inst.slot = ep.slot;
     this.#sink.ready(inst, {
       host: ep.host,
       port: ep.port,
@@ -137,13 +170,69 @@ export class IsolateDriver {
     });
   }
 
-  /** Instances served by one process slot. */
-  #onSlot(slot: number): { key: string; inst: Instance }[] {
+  /** Instances whose revision the slot serves now. */
+  #onSlot(slot: string): { key: string; inst: Instance }[] {
     const out: { key: string; inst: Instance }[] = [];
     for (const [key, reg] of this.#registrations) {
-      for (const inst of reg.instances) if (inst.slot === slot) out.push({ key, inst });
+      let on: boolean;
+      try {
+        on = this.pool.endpointFor(key).slot === slot;
+      } catch {
+        continue;
+      }
+      if (on) for (const inst of reg.instances) out.push({ key, inst });
     }
     return out;
+  }
+
+  /**
+   * A stall: only the revisions whose requests were running are at fault and
+   * taken out (their neighbours' requests wait in the socket's backlog for the
+   * fresh process). They come back in a process of their own (spawn), or after
+   * their refusal period.
+   */
+  #onStall(e: IsolateEvent): void {
+    this.#log.warn(
+      { slot: e.slot, reason: e.reason, revisions: e.revisions },
+      "worker stalled its workerd process",
+    );
+    for (const key of e.revisions) {
+      const reg = this.#registrations.get(key);
+      if (!reg) continue;
+      let first = true;
+      for (const inst of reg.instances) {
+        if (inst.stopping) continue;
+        this.#metrics.failures.inc({ runtime: "isolate", reason: "WorkerStalled" });
+        this.#sink.failed(inst, "backoff", { reason: "WorkerStalled", message: e.reason }, first);
+        first = false;
+        if (e.refusedUntil !== undefined) this.#refused(inst);
+      }
+    }
+  }
+
+  /** Keep a refused revision's instance out until its refusal ends, then publish it again. */
+  #refused(inst: Instance): void {
+    const key = inst.revisionKey as string;
+    const until = this.pool.refusedUntil(key);
+    if (until === undefined) return;
+    if (inst.phase === "ready") {
+      this.#sink.failed(inst, "backoff", {
+        reason: "WorkerStalled",
+        message: `refused until ${new Date(until).toISOString()} after repeated stalls`,
+      });
+    }
+    clearTimeout(this.#refusalTimers.get(inst));
+    const timer = setTimeout(
+      () => {
+        this.#refusalTimers.delete(inst);
+        if (inst.stopping || !this.#registrations.get(key)?.instances.has(inst)) return;
+        if (this.pool.refusedUntil(key) !== undefined) this.#refused(inst);
+        else if (this.pool.slotUp(this.pool.endpointFor(key).slot)) this.#ready(inst);
+      },
+      Math.max(0, until - Date.now()) + 10,
+    );
+    timer.unref();
+    this.#refusalTimers.set(inst, timer);
   }
 
   /**
@@ -172,9 +261,19 @@ export class IsolateDriver {
   }
 
   #onSpawn(e: SpawnEvent): void {
-    // Only a replacement after a stall or an exit brings withdrawn revisions back.
-    if (e.cause !== "stall" && e.cause !== "exit") return;
-    for (const { inst } of this.#onSlot(e.slot)) if (!inst.stopping) this.#ready(inst);
+    // Only a replacement (after a stall, hang or exit) or a revision's own new
+    // process brings withdrawn revisions back (or moves them).
+    if (e.cause === "start" || e.cause === "recycle") return;
+    for (const { key, inst } of this.#onSlot(e.slot)) {
+      if (inst.stopping || this.#refusalTimers.has(inst) || this.pool.moving(key)) continue;
+      if (this.pool.refusedUntil(key) !== undefined) {
+        this.#refused(inst);
+        continue;
+      }
+      if (inst.phase !== "ready" || inst.endpoint?.port !== this.pool.endpointFor(key).port) {
+        this.#ready(inst);
+      }
+    }
   }
 
   /**
@@ -188,6 +287,8 @@ export class IsolateDriver {
   }
 
   #release(inst: Instance): void {
+    clearTimeout(this.#refusalTimers.get(inst));
+    this.#refusalTimers.delete(inst);
     const key = inst.revisionKey;
     if (!key) return;
     const reg = this.#registrations.get(key);

@@ -9,6 +9,7 @@ import {
   redisUrlSchema,
   registrySchema,
 } from "../src/options.ts";
+import type { WorkerdPoolOptionsInput } from "./isolate/index.ts";
 
 const port = portSchema;
 const ms = (min: number) => z.number().int().min(min);
@@ -75,6 +76,17 @@ export const AgentOptionsSchema = z
     isolateProcesses: z.number().int().min(1).max(256).optional(),
     /** Where the isolate pool keeps its config and pid file (lets a restart kill strays). */
     isolateStateDir: z.string().min(1).optional(),
+    /**
+     * The cluster's gateway secret isolates demand (x-skiff-gateway-auth);
+     * default: read from Redis (src/cluster.ts), as gateways do.
+     */
+    gatewaySecret: z.string().min(16).optional(),
+    /** Each namespace's workerd sandbox: uid range, cgroup limits (agent/isolate/options.ts `sandbox`). */
+    isolateSandbox: z
+      .custom<WorkerdPoolOptionsInput["sandbox"]>((v) => typeof v === "object")
+      .optional(),
+    /** V8 heap limit per isolate (MB). */
+    isolateMaxHeapMb: z.number().int().min(16).optional(),
     /**
      * After withdrawing an endpoint, how long gateways get to notice before the
      * instance is told to stop (bounded by the revision's timeoutSeconds).

@@ -21,7 +21,7 @@ import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Pool, request } from "undici";
-import { WorkerdPool } from "../agent/isolate/index.ts";
+import { GATEWAY_AUTH_HEADER, WorkerdPool } from "../agent/isolate/index.ts";
 import { type Summary, summarize } from "./stats.ts";
 
 const N_COLD = 50;
@@ -29,6 +29,7 @@ const N_COLD_BIG = 20;
 const N_WARM = 500;
 const N_RAW = 20;
 const N_STALL = 5;
+const N_NAMESPACE = 10;
 const THROUGHPUT_S = 4;
 
 const ms = (v: number) => v.toFixed(2);
@@ -48,6 +49,9 @@ function bigCode(i: number): string {
   return `${filler}\nexport default { fetch() { return new Response(helper7(${i})); } };`;
 }
 
+/** The gateway secret of the pool under test (gateways send it on every isolate request). */
+let secret = "";
+
 async function timeRequest(
   dispatcher: Pool,
   header: { name: string; value: string },
@@ -55,7 +59,7 @@ async function timeRequest(
   const t0 = performance.now();
   const res = await request(`http://127.0.0.1/`, {
     dispatcher,
-    headers: { [header.name]: header.value },
+    headers: { [header.name]: header.value, [GATEWAY_AUTH_HEADER]: secret },
   });
   const t = performance.now() - t0;
   const body = await res.body.text();
@@ -70,6 +74,7 @@ async function poolBench() {
   pool.on("stall", () => {
     stallEvents++;
   });
+  secret = pool.gatewaySecret;
   const t0 = performance.now();
   await pool.start();
   const startMs = performance.now() - t0;
@@ -83,10 +88,21 @@ async function poolBench() {
     }
     return d;
   };
+  // A namespace's processes start with its first revision: register to first answer.
+  const namespaceStart: number[] = [];
+  for (let i = 0; i < N_NAMESPACE; i++) {
+    const key = `bench-ns-${i}/first`;
+    const t = performance.now();
+    await pool.register(key, { code: helloCode(i), env: { NAME: "ns" } });
+    const ep = pool.endpointFor(key);
+    await timeRequest(dispatcherFor(ep.port), ep.header);
+    namespaceStart.push(performance.now() - t);
+  }
+
   // Warm connections to both processes.
   for (let i = 0; i < 4; i++) {
     const key = `bench/prewarm-${i}`;
-    pool.register(key, { code: helloCode(i), env: { NAME: "w" } });
+    await pool.register(key, { code: helloCode(i), env: { NAME: "w" } });
     const ep = pool.endpointFor(key);
     await timeRequest(dispatcherFor(ep.port), ep.header);
   }
@@ -94,16 +110,29 @@ async function poolBench() {
   const cold: number[] = [];
   for (let i = 0; i < N_COLD; i++) {
     const key = `bench/cold-${i}`;
-    pool.register(key, { code: helloCode(i), env: { NAME: "cold" } });
+    await pool.register(key, { code: helloCode(i), env: { NAME: "cold" } });
     const ep = pool.endpointFor(key);
     cold.push(await timeRequest(dispatcherFor(ep.port), ep.header));
+  }
+
+  // What the agent does before publishing an instance: load() (module evaluated), then the first request is warm.
+  const coldLoaded: number[] = [];
+  for (let i = 0; i < N_COLD; i++) {
+    const key = `bench/loaded-${i}`;
+    const t = performance.now();
+    await pool.register(key, { code: helloCode(i), env: { NAME: "cold" } });
+    const loaded = await pool.load(key);
+    if (!loaded.ok) throw new Error(`load failed: ${loaded.message}`);
+    const ep = pool.endpointFor(key);
+    await timeRequest(dispatcherFor(ep.port), ep.header);
+    coldLoaded.push(performance.now() - t);
   }
 
   const coldBig: number[] = [];
   const bigBytes = Buffer.byteLength(bigCode(0));
   for (let i = 0; i < N_COLD_BIG; i++) {
     const key = `bench/big-${i}`;
-    pool.register(key, { code: bigCode(i) });
+    await pool.register(key, { code: bigCode(i) });
     const ep = pool.endpointFor(key);
     coldBig.push(await timeRequest(dispatcherFor(ep.port), ep.header));
   }
@@ -121,14 +150,14 @@ async function poolBench() {
   let retries = 0;
   for (let i = 0; i < N_STALL; i++) {
     const looper = `bench/loop-${i}`;
-    pool.register(looper, { code: "export default { fetch() { for (;;) {} } };" });
+    await pool.register(looper, { code: "export default { fetch() { for (;;) {} } };" });
     const slot = pool.endpointFor(looper).slot;
     let bystander = "";
     for (let k = 0; ; k++) {
       bystander = `bench/bystander-${i}-${k}`;
       if (pool.endpointFor(bystander).slot === slot) break;
     }
-    pool.register(bystander, { code: helloCode(i), env: { NAME: "b" } });
+    await pool.register(bystander, { code: helloCode(i), env: { NAME: "b" } });
     const ep = pool.endpointFor(looper);
     const stalled = new Promise<void>((resolve) => {
       const on = (e: { revisions: string[] }) => {
@@ -140,7 +169,7 @@ async function poolBench() {
       pool.on("stall", on);
     });
     const spawned = new Promise<void>((resolve) => {
-      const on = (e: { cause: string; slot: number }) => {
+      const on = (e: { cause: string; slot: string }) => {
         if (e.cause === "stall" && e.slot === slot) {
           pool.off("spawn", on);
           resolve();
@@ -150,7 +179,7 @@ async function poolBench() {
     });
     const t = performance.now();
     const loopReq = request(`http://127.0.0.1:${ep.port}/`, {
-      headers: { [ep.header.name]: ep.header.value },
+      headers: { [ep.header.name]: ep.header.value, [GATEWAY_AUTH_HEADER]: secret },
     }).catch(() => undefined);
     await stalled;
     detect.push(performance.now() - t);
@@ -180,13 +209,15 @@ async function poolBench() {
   recyclePool.on("spawn", (e) => {
     if (e.cause === "recycle") recycleSpawn.push(e.ms);
   });
+  secret = recyclePool.gatewaySecret;
   await recyclePool.start();
+  await recyclePool.register("bench/recycle-first", { code: helloCode(0), env: { NAME: "r" } });
   const rp = new Pool(`http://127.0.0.1:${recyclePool.stats()[0]!.port}`, { connections: 4 });
   let failed = 0;
   let answered = 0;
   for (let i = 0; i < 100; i++) {
     const key = `bench/recycle-${i}`;
-    recyclePool.register(key, { code: helloCode(i), env: { NAME: "r" } });
+    await recyclePool.register(key, { code: helloCode(i), env: { NAME: "r" } });
     const header = recyclePool.endpointFor(key).header;
     const results = await Promise.allSettled([timeRequest(rp, header), timeRequest(rp, header)]);
     for (const r of results) r.status === "fulfilled" ? answered++ : failed++;
@@ -196,6 +227,8 @@ async function poolBench() {
 
   return {
     startMs,
+    namespaceStart: summarize(namespaceStart),
+    coldLoaded: summarize(coldLoaded),
     cold: summarize(cold),
     coldBig: summarize(coldBig),
     bigBytes,
@@ -218,7 +251,7 @@ async function throughput(trackInFlight: boolean) {
   const pool = new WorkerdPool({ processes: 1, trackInFlight });
   await pool.start();
   try {
-    pool.register("bench/tput", { code: helloCode(0), env: { NAME: "t" } });
+    await pool.register("bench/tput", { code: helloCode(0), env: { NAME: "t" } });
     const ep = pool.endpointFor("bench/tput");
     const bin = new URL("../node_modules/.bin/autocannon", import.meta.url).pathname;
     const { stdout } = await promisify(execFile)(
@@ -231,6 +264,8 @@ async function throughput(trackInFlight: boolean) {
         "-j",
         "-H",
         `${ep.header.name}=${ep.header.value}`,
+        "-H",
+        `${GATEWAY_AUTH_HEADER}=${pool.gatewaySecret}`,
         `http://127.0.0.1:${ep.port}/`,
       ],
       { encoding: "utf8" },
@@ -321,6 +356,8 @@ response headers received, over an open keep-alive connection.
 
 ${header}
 ${row("cold: new revision, first request (hello world)", pool.cold)}
+${row("cold: new revision, register + load() + first request (the agent's path)", pool.coldLoaded)}
+${row("new namespace: register (its workerd process starts) to first response", pool.namespaceStart)}
 ${row(`cold: new revision, ${Math.round(pool.bigBytes / 1024)} KB bundle`, pool.coldBig)}
 ${row("warm: same revision again", pool.warm)}
 ${row("raw floor: fresh workerd process, spawn to listening", raw.listening)}

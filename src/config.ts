@@ -89,6 +89,19 @@ export const configSchema = z.object({
       containers: z.boolean().default(true),
       dockerSocket: z.string().min(1).optional(),
       isolateProcesses: z.coerce.number().int().optional(),
+      /** Each namespace's workerd sandbox (agent/isolate/options.ts): memoryMb, cpuMillis, pids, uidMin, uidMax, mode. */
+      isolateSandbox: z
+        .object({
+          mode: z.enum(["auto", "required", "off"]).optional(),
+          memoryMb: z.coerce.number().int().optional(),
+          cpuMillis: z.coerce.number().int().optional(),
+          pids: z.coerce.number().int().optional(),
+          uidMin: z.coerce.number().int().optional(),
+          uidMax: z.coerce.number().int().optional(),
+        })
+        .optional(),
+      /** V8 heap limit per isolate, MB (default 128). */
+      isolateMaxHeapMb: z.coerce.number().int().optional(),
       heartbeatIntervalMs: z.coerce.number().int().optional(),
       heartbeatTtlMs: z.coerce.number().int().optional(),
       resyncIntervalMs: z.coerce.number().int().optional(),

@@ -2,16 +2,20 @@
  * The loopback HTTP service the routers fetch revision code from (their CODE
  * service binding). Each fetch is one new loader entry in the asking process,
  * which is how the pool counts entries for recycling and cold starts for
- * metrics. A per-pool secret keeps other local processes from reading code.
+ * metrics. Every namespace's processes have their own token, and a token
+ * only reads its own namespace's revisions: another local process (or one
+ * namespace's workerd) cannot read code, nor another namespace's bundles.
+ * Workers themselves never reach this server (their outbound network has no
+ * loopback; only the router's CODE binding points here).
  */
-import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { CodeRegistry } from "./registry.ts";
 
 export interface CodeServerOptions {
   registry: CodeRegistry;
-  token: string;
+  /** The namespace whose processes hold this token; undefined: not a token we issued. */
+  namespaceOf: (token: string) => string | undefined;
   /** Called when a process loads a revision (before the code is sent). */
   onLoad: (processId: string, revision: string) => void;
 }
@@ -23,16 +27,10 @@ export interface CodeServer {
 
 const PREFIX = "/code/";
 
-function sameSecret(given: string | undefined, expected: string): boolean {
-  if (given === undefined) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
 function handle(options: CodeServerOptions, req: IncomingMessage, res: ServerResponse): void {
   const token = req.headers["x-skiff-token"];
-  if (!sameSecret(typeof token === "string" ? token : undefined, options.token)) {
+  const namespace = typeof token === "string" ? options.namespaceOf(token) : undefined;
+  if (namespace === undefined) {
     res.writeHead(403).end();
     return;
   }
@@ -48,7 +46,10 @@ function handle(options: CodeServerOptions, req: IncomingMessage, res: ServerRes
     res.writeHead(400).end();
     return;
   }
-  const payload = options.registry.payload(revision);
+  // Another namespace's revision reads as unknown: its existence is not told either.
+  const payload = revision.startsWith(`${namespace}/`)
+    ? options.registry.payload(revision)
+    : undefined;
   if (payload === undefined) {
     res.writeHead(404).end();
     return;

@@ -4,11 +4,13 @@
  * no address: it is always the agent's descriptor (`--socket-fd http=3`). The
  * control socket (health probes, forget) is private to the agent, on an
  * ephemeral loopback port reported over `--control-fd`. Per-process values
- * (token, process id) come from the environment, so one file serves all.
+ * (token, process id, namespace, gateway secret) come from the environment,
+ * so one file serves all. The file holds no secret: processes of every
+ * namespace (each its own uid) read it.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { REVISION_HEADER } from "./options.ts";
+import { GATEWAY_AUTH_HEADER, REVISION_HEADER } from "./options.ts";
 
 /** Compatibility date of the router itself (not of the revisions). */
 const ROUTER_COMPATIBILITY_DATE = "2025-09-01";
@@ -46,9 +48,13 @@ const config :Workerd.Config = (
           (name = "CODE", service = "skiff-code"),
           (name = "INTERNET", service = "skiff-internet"),
           (name = "HEADER", text = ${str(REVISION_HEADER)}),
+          (name = "AUTH_HEADER", text = ${str(GATEWAY_AUTH_HEADER)}),
           (name = "TRACK", text = ${str(options.trackInFlight ? "1" : "0")}),
           (name = "TOKEN", fromEnvironment = "SKIFF_TOKEN"),
           (name = "PROCESS", fromEnvironment = "SKIFF_PROCESS"),
+          (name = "NAMESPACE", fromEnvironment = "SKIFF_NAMESPACE"),
+          (name = "GATEWAY_SECRET", fromEnvironment = "SKIFF_GATEWAY_SECRET"),
+          (name = "REFUSED", fromEnvironment = "SKIFF_REFUSED"),
         ],
         globalOutbound = "skiff-deny",
       )
@@ -76,7 +82,10 @@ export async function writeRouterConfig(
   options: RouterConfigOptions,
 ): Promise<string> {
   const path = join(dir, "workerd.capnp");
-  await writeFile(join(dir, "router.js"), await readFile(ROUTER_SOURCE));
-  await writeFile(path, renderConfig(options), { mode: 0o600 });
+  // Readable by the namespaces' own uids; nothing secret is in them.
+  await writeFile(join(dir, "router.js"), await readFile(ROUTER_SOURCE), { mode: 0o644 });
+  await writeFile(path, renderConfig(options), { mode: 0o644 });
+  await chmod(join(dir, "router.js"), 0o644);
+  await chmod(path, 0o644);
   return path;
 }

@@ -71,6 +71,14 @@ export function openListeningSockets(host: string, ports: number[]): Promise<Lis
     });
     child.on("error", (err) => {
       failure ??= err;
+      // The helper never started: no "exit" follows.
+      if (child.pid === undefined) {
+        reject(
+          new UnavailableError(
+            `cannot listen on ${host}: the socket helper could not start: ${err.message}`,
+          ),
+        );
+      }
     });
     child.on("exit", () => {
       const complete = ports.every((_, i) => sockets[i] !== undefined);

@@ -3,6 +3,10 @@ import { Counter, Gauge, type Registry } from "prom-client";
 
 export interface IsolateMetrics {
   coldStarts: Counter;
+  /** Requests refused for lack of the gateway secret. */
+  forbidden: Counter;
+  /** Probes late because the process did not get the CPU (host contention): not stalls. */
+  starved: Counter;
   restarts: Counter<"reason">;
   loaderEntries: Gauge<"process">;
 }
@@ -24,7 +28,7 @@ export function isolateMetrics(registry: Registry): IsolateMetrics {
     existing<Counter<"reason">>(registry, "skiff_isolate_process_restarts_total") ??
     new Counter({
       name: "skiff_isolate_process_restarts_total",
-      help: "workerd processes replaced, by reason: stall (runaway CPU), exit (crash or abort), recycle (loader entries)",
+      help: "workerd processes replaced, by reason: stall (runaway CPU), hang (unresponsive without CPU), exit (crash, abort, OOM kill), recycle (loader entries), rss (memory)",
       labelNames: ["reason"] as const,
       registers: [registry],
     });
@@ -36,5 +40,19 @@ export function isolateMetrics(registry: Registry): IsolateMetrics {
       labelNames: ["process"] as const,
       registers: [registry],
     });
-  return { coldStarts, restarts, loaderEntries };
+  const forbidden =
+    existing<Counter>(registry, "skiff_agent_isolate_forbidden_total") ??
+    new Counter({
+      name: "skiff_agent_isolate_forbidden_total",
+      help: "Requests to isolates refused (403) because they lacked the cluster's gateway secret (x-skiff-gateway-auth)",
+      registers: [registry],
+    });
+  const starved =
+    existing<Counter>(registry, "skiff_isolate_probe_starved_total") ??
+    new Counter({
+      name: "skiff_isolate_probe_starved_total",
+      help: "Health probes of a workerd process late while it did not get the CPU (host contention): not counted as stalls",
+      registers: [registry],
+    });
+  return { coldStarts, forbidden, starved, restarts, loaderEntries };
 }

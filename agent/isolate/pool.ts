@@ -1,40 +1,56 @@
 /**
  * WorkerdPool: the isolate runtime of a Skiff node agent.
  *
- * N long-lived workerd processes (one per core by default) each run the router
- * worker (router.js), which loads revisions on demand through workerd's
- * workerLoader: a new revision answers in milliseconds, without restarting
- * anything. Revisions are sharded across processes by rendezvous hashing, so a
- * revision's isolate is warm in exactly one process; `endpointFor()` says where
- * and with which header a gateway reaches it.
+ * Long-lived workerd processes run the router worker (router.js), which loads
+ * revisions on demand through workerd's workerLoader: a new revision answers
+ * in milliseconds, without restarting anything. workerd is no sandbox for
+ * untrusted code on its own (cloudflare/workerd#49), so:
+ * - every namespace gets processes of its own (`processes` of them; its
+ *   revisions are sharded across them by rendezvous hashing), started when its
+ *   first revision is registered and stopped when its last one goes. Revisions
+ *   of different namespaces never share a process;
+ * - a namespace's processes run as its own unprivileged uid (when the agent is
+ *   root) inside its own cgroup with CPU, memory and pids limits (sandbox.*),
+ *   so a tenant's workers can exhaust only their own share;
+ * - the router only answers requests carrying the cluster's gateway secret
+ *   (GATEWAY_AUTH_HEADER), and only for its own namespace's revisions; the
+ *   code server only gives a process its own namespace's bundles.
  *
- * Open-source workerd enforces no CPU limit and aborts the whole process when
- * an isolate runs out of heap, and its loader never evicts. So the pool:
- * - probes every process on a private control socket and kills a process whose
- *   probe stays unanswered for `watchdog.stallMs` (runaway CPU), respawning it
- *   on the SAME listening socket (the agent holds it), so endpoints stay valid
- *   and new connections wait in the backlog meanwhile;
- * - restarts a process that exits (e.g. heap abort), with backoff when it keeps
- *   dying young;
- * - recycles a process once it loaded `maxLoaderEntries` revisions: a fresh
- *   process starts on the same socket, then the old one drains (SIGTERM makes
- *   workerd stop accepting and finish what it has) and exits.
- * Each such event is emitted with a readable reason and, best effort, the
- * revisions that had requests in flight.
+ * Open-source workerd enforces no CPU limit, so the pool probes every process
+ * on a private control socket. A probe unanswered for `watchdog.stallMs` while
+ * the process kept burning CPU is a stall (a worker spinning); one that did not
+ * get the CPU is starved by the host and left alone. On a stall, the process is
+ * killed and respawned on the SAME listening socket (the agent holds it, so
+ * endpoints stay valid and new connections wait in the backlog), and the
+ * revisions whose requests were running are moved into processes of their own
+ * (quarantine): repeat stalls hit only them. A revision that stalls its own
+ * process `quarantine.refuseAfter` times is refused (503 with a message) for a
+ * back-off period that doubles with each further stall.
  *
- * The revision travels in the `x-skiff-revision` request header
- * (REVISION_HEADER). The router trusts it, so the gateway must drop any copy a
- * client sent and the serving address must only be reachable by gateways.
+ * It also restarts a process that exits (heap abort, cgroup OOM kill), with
+ * backoff when it keeps dying young, and recycles a process that loaded
+ * `maxLoaderEntries` revisions or grew past `maxRssMb`: a fresh process starts
+ * on the same socket, then the old one drains (SIGTERM: workerd stops
+ * accepting and finishes what it has) and exits.
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { UnavailableError } from "../../src/errors.ts";
+import { NotFoundError, UnavailableError } from "../../src/errors.ts";
+import { Cgroup, type CgroupLayout, detectCgroups, removeEmptyDir } from "./cgroup.ts";
 import { type CodeServer, startCodeServer } from "./code-server.ts";
 import { writeRouterConfig } from "./config.ts";
 import { type ListenHandle, openListeningSockets } from "./listen.ts";
@@ -49,7 +65,7 @@ import {
   type WorkerdPoolOptionsInput,
   WorkerdPoolOptionsSchema,
 } from "./options.ts";
-import { WorkerdProcess } from "./process.ts";
+import { type LoadResult, WorkerdProcess } from "./process.ts";
 import { CodeRegistry } from "./registry.ts";
 import { rendezvousSlot } from "./shard.ts";
 
@@ -57,37 +73,44 @@ import { rendezvousSlot } from "./shard.ts";
 export interface IsolateEndpoint {
   host: string;
   port: number;
-  /** Set this header (and drop any client-supplied copy) on every request. */
+  /**
+   * Set this header (and drop any client-supplied copy) on every request. The
+   * gateway also adds GATEWAY_AUTH_HEADER with the cluster secret.
+   */
   header: { name: string; value: string };
   /** The process slot that owns the revision. */
-  slot: number;
+  slot: string;
 }
 
-export type IsolateEventType = "stall" | "exit" | "recycle";
+export type IsolateEventType = "stall" | "exit" | "recycle" | "hang";
 
 /** A process was killed, died or was replaced. */
 export interface IsolateEvent {
   type: IsolateEventType;
-  slot: number;
+  slot: string;
+  namespace: string;
   pid: number | undefined;
   /** Readable, fit for a Revision status message. */
   reason: string;
-  /** Revisions with requests in flight at the time, most recently busy first (best effort). */
+  /** The revisions at fault (stall: whose requests were running), most recently busy first. */
   revisions: string[];
+  /** stall: revisions refused until this time (ms since epoch) after repeated stalls. */
+  refusedUntil?: number;
   at: Date;
 }
 
-/** A process is listening (first start or replacement). */
+/** A process is listening (first start, replacement, or a revision's own process). */
 export interface SpawnEvent {
-  slot: number;
+  slot: string;
+  namespace: string;
   pid: number | undefined;
   /** Spawn to both sockets listening. */
   ms: number;
-  cause: "start" | IsolateEventType;
+  cause: "start" | "quarantine" | IsolateEventType;
 }
 
 export interface LogEvent {
-  slot: number;
+  slot: string;
   pid: number | undefined;
   stream: "stdout" | "stderr";
   line: string;
@@ -96,13 +119,17 @@ export interface LogEvent {
 export interface WorkerdPoolEvents {
   stall: [IsolateEvent];
   exit: [IsolateEvent];
+  hang: [IsolateEvent];
   recycle: [IsolateEvent];
   spawn: [SpawnEvent];
   log: [LogEvent];
 }
 
 export interface SlotStats {
-  slot: number;
+  slot: string;
+  namespace: string;
+  /** Set for a process of its own given to one revision (quarantine). */
+  revision: string | undefined;
   port: number;
   pid: number | undefined;
   generation: number;
@@ -110,8 +137,43 @@ export interface SlotStats {
   draining: number;
 }
 
+/** What sandbox the pool could set up on this host. */
+export interface SandboxInfo {
+  /** Namespaces run as their own uid. */
+  uids: boolean;
+  /** cgroup version in use, or undefined for none. */
+  cgroups: 1 | 2 | undefined;
+  /** What is missing and why (empty when fully sandboxed). */
+  notes: string[];
+}
+
+/** One namespace's processes. */
+interface Group {
+  namespace: string;
+  /** Its processes' secret toward the code server and on their control sockets. */
+  token: string;
+  uid: number | undefined;
+  cgroup: Cgroup | undefined;
+  oomKills: number;
+  slots: Slot[];
+  /** Revisions with a process of their own. */
+  isolated: Map<string, Slot>;
+  /** Revisions whose own process is being set up (refused by the shared ones already). */
+  moving: Set<string>;
+  /** Stalls of a revision in its own process. */
+  stalls: Map<string, number>;
+  /** Revision -> refused until (ms since epoch). */
+  refused: Map<string, { until: number; message: string }>;
+  ready: Promise<void>;
+  idleTimer: NodeJS.Timeout | undefined;
+  stopped: boolean;
+}
+
 interface Slot {
-  index: number;
+  id: string;
+  group: Group;
+  /** Set when the slot is one revision's own process. */
+  revision: string | undefined;
   port: number;
   handle: ListenHandle;
   current: WorkerdProcess | undefined;
@@ -127,9 +189,17 @@ type State = "new" | "starting" | "running" | "stopping" | "stopped";
 /** How long a process must live for its death not to count toward backoff. */
 const YOUNG_MS = 1_000;
 const START_TIMEOUT_MS = 15_000;
+/** Revisions moved away from a shared process are refused there (they answer elsewhere). */
+const MOVED_MS = 24 * 3600_000;
+/** RSS is read every this many probes. */
+const RSS_EVERY = 20;
 
 function defaultWorkerdPath(): string {
   return createRequire(import.meta.url).resolve("workerd/bin/workerd");
+}
+
+function namespaceOf(key: string): string {
+  return key.slice(0, key.indexOf("/"));
 }
 
 export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
@@ -137,21 +207,29 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
   static readonly revisionHeader = REVISION_HEADER;
 
   readonly options: WorkerdPoolOptions;
+  /** What gateways must send in GATEWAY_AUTH_HEADER. */
+  readonly gatewaySecret: string;
   readonly #registry = new CodeRegistry();
   readonly #metrics: IsolateMetrics | undefined;
   readonly #binary: string;
-  readonly #token = randomBytes(16).toString("hex");
+  readonly #poolId = randomBytes(4).toString("hex");
   /** Every process not yet reaped, by id: the code server attributes loads with it. */
-  readonly #processes = new Map<string, WorkerdProcess>();
+  readonly #processes = new Map<string, { p: WorkerdProcess; slot: Slot }>();
+  readonly #groups = new Map<string, Group>();
+  readonly #tokens = new Map<string, string>();
   readonly #timers = new Set<NodeJS.Timeout>();
-  #slots: Slot[] = [];
   #state: State = "new";
   #stateDir = "";
   #ownsStateDir = false;
   #configPath = "";
   #codeServer: CodeServer | undefined;
+  #sandbox: SandboxInfo = { uids: false, cgroups: undefined, notes: [] };
+  /** Listening sockets opened ahead (a helper process per batch is slow): a new namespace takes them. */
+  #spareSockets: { port: number; handle: ListenHandle }[] = [];
+  #refilling: Promise<void> | undefined;
+  #cgroupLayout: CgroupLayout | undefined;
   readonly #exitHook = () => {
-    for (const p of this.#processes.values()) if (p.alive) p.child.kill("SIGKILL");
+    for (const { p } of this.#processes.values()) if (p.alive) p.child.kill("SIGKILL");
   };
 
   constructor(options: WorkerdPoolOptionsInput = {}) {
@@ -160,6 +238,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       kind: "WorkerdPoolOptions",
       name: "options",
     });
+    this.gatewaySecret = this.options.gatewaySecret ?? randomBytes(24).toString("hex");
     this.#binary = this.options.workerdPath ?? defaultWorkerdPath();
     this.#metrics = this.options.metrics ? isolateMetrics(this.options.metrics) : undefined;
   }
@@ -168,15 +247,21 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     return this.#state === "running";
   }
 
-  /** Start every process; resolves when all of them listen. */
+  /** The sandbox this host allows (known after start). */
+  get sandbox(): SandboxInfo {
+    return this.#sandbox;
+  }
+
+  /** Start the code server; namespaces get their processes when their first revision registers. */
   async start(): Promise<void> {
     if (this.#state !== "new") throw new Error(`WorkerdPool cannot start: it is ${this.#state}`);
     this.#state = "starting";
     try {
       await this.#prepareStateDir();
+      this.#setUpSandbox();
       this.#codeServer = await startCodeServer({
         registry: this.#registry,
-        token: this.#token,
+        namespaceOf: (token) => this.#tokens.get(token),
         onLoad: (id, revision) => this.#onLoad(id, revision),
       });
       this.#configPath = await writeRouterConfig(this.#stateDir, {
@@ -184,45 +269,24 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
         maxHeapMb: this.options.maxHeapMb,
         trackInFlight: this.options.trackInFlight,
       });
-      const { processes, basePort, host } = this.options;
-      const ports = Array.from({ length: processes }, (_, i) =>
-        basePort === 0 ? 0 : basePort + i,
-      );
-      const sockets = await openListeningSockets(host, ports);
-      this.#slots = sockets.map((socket, index) => ({
-        index,
-        port: socket.port,
-        handle: socket.handle,
-        current: undefined,
-        generation: 0,
-        recycling: false,
-        draining: new Set(),
-        youngDeaths: 0,
-      }));
       process.on("exit", this.#exitHook);
       this.#state = "running";
-      const started = await Promise.allSettled(
-        this.#slots.map((slot) => this.#spawn(slot, "start")),
-      );
-      const failed = started.find((r) => r.status === "rejected");
-      if (failed) throw (failed as PromiseRejectedResult).reason;
-      started.forEach((r, i) => {
-        const slot = this.#slots[i];
-        if (slot && r.status === "fulfilled") slot.current = r.value;
-      });
+      this.#writePids();
+      this.#refillSockets();
+      await this.#refilling;
     } catch (err) {
       await this.stop();
       throw err;
     }
   }
 
-  /** Kill every process (after a short drain), close sockets, remove state. Idempotent. */
+  /** Stop every process (SIGTERM: in-flight requests finish, then SIGKILL after stopGraceMs), close sockets, remove state. Idempotent. */
   async stop(): Promise<void> {
     if (this.#state === "stopped" || this.#state === "stopping") return;
     this.#state = "stopping";
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
-    const all = [...this.#processes.values()];
+    const all = [...this.#processes.values()].map((e) => e.p);
     for (const p of all) p.kill("SIGTERM", "pool stopped");
     const grace = setTimeout(() => {
       for (const p of all) p.kill("SIGKILL", "pool stopped");
@@ -230,7 +294,13 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     await Promise.all(all.map((p) => p.exited));
     clearTimeout(grace);
     process.off("exit", this.#exitHook);
-    for (const slot of this.#slots) slot.handle.close();
+    for (const group of this.#groups.values()) this.#closeGroup(group);
+    this.#groups.clear();
+    await this.#refilling;
+    for (const spare of this.#spareSockets.splice(0)) spare.handle.close();
+    if (this.#cgroupLayout) {
+      removeEmptyDir(this.#cgroupLayout, [this.options.sandbox.cgroupParent, this.#poolId]);
+    }
     await this.#codeServer?.close();
     if (this.#ownsStateDir) await rm(this.#stateDir, { recursive: true, force: true });
     else if (this.#stateDir) {
@@ -242,21 +312,34 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
   }
 
   /**
-   * Make a revision's code available to the routers. Idempotent for the same
-   * code; different code under a key in use (or used before) is a ConflictError.
+   * Make a revision's code available, starting its namespace's processes if
+   * needed. Idempotent for the same code; different code under a key in use
+   * (or used before) is a ConflictError.
    */
-  register(revisionKey: string, code: RevisionCodeInput): void {
+  async register(revisionKey: string, code: RevisionCodeInput): Promise<void> {
     const key = this.#key(revisionKey);
     const parsed = parseOrThrow(RevisionCodeSchema, code, { kind: "Revision", name: key });
+    if (this.#state !== "running") throw new UnavailableError("WorkerdPool is not running");
     this.#registry.register(key, parsed);
+    const group = this.#group(namespaceOf(key));
+    await group.ready;
   }
 
   /** Stop serving a revision (its requests then get 404). Its isolate is freed when its process recycles. */
   unregister(revisionKey: string): boolean {
     const key = this.#key(revisionKey);
     if (!this.#registry.unregister(key)) return false;
-    for (const p of this.#processes.values()) {
+    for (const { p } of this.#processes.values()) {
       if (p.alive && p.loaded.has(key)) p.forget(key).catch(() => {});
+    }
+    const group = this.#groups.get(namespaceOf(key));
+    if (group) {
+      const own = group.isolated.get(key);
+      if (own) {
+        group.isolated.delete(key);
+        this.#retireSlot(own);
+      }
+      if (!this.#registry.hasNamespace(group.namespace)) this.#idle(group);
     }
     return true;
   }
@@ -265,35 +348,96 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     return this.#registry.has(revisionKey);
   }
 
-  /** Where to send a revision's requests. Stable for the life of the pool. */
+  /**
+   * Load a registered revision's isolate in its process without calling its
+   * handler: its module is evaluated, so a top-level throw shows here (with
+   * the message and position) instead of as a 500 on its first request.
+   */
+  async load(revisionKey: string): Promise<LoadResult> {
+    const key = this.#key(revisionKey);
+    await this.#slotFor(key).group.ready;
+    for (let attempt = 0; ; attempt++) {
+      // Resolved each time: a stall may move the revision to a process of its own.
+      const p = this.moving(key) ? undefined : this.#slotFor(key).current;
+      try {
+        if (!p) throw new UnavailableError(`the workerd process of ${key} is restarting`);
+        const result = await p.load(key);
+        // Refused as moved (not by a refusal of ours): its own process is coming.
+        if (result.kind === "refused" && this.refusedUntil(key) === undefined) {
+          throw new UnavailableError(`revision ${key} is moving to a process of its own`);
+        }
+        return result;
+      } catch (err) {
+        // Its process may be restarting (a neighbour stalled it): try again shortly.
+        if (attempt >= 20 || this.#state !== "running") throw err;
+        await sleep(100);
+      }
+    }
+  }
+
+  /** Where to send a revision's requests. Stable while the revision keeps its process. */
   endpointFor(revisionKey: string): IsolateEndpoint {
     const key = this.#key(revisionKey);
-    if (this.#slots.length === 0) throw new UnavailableError("WorkerdPool is not started");
-    const slot = this.#slots[rendezvousSlot(key, this.#slots.length)]!;
+    const slot = this.#slotFor(key);
     return {
       host: this.options.host,
       port: slot.port,
       header: { name: REVISION_HEADER, value: key },
-      slot: slot.index,
+      slot: slot.id,
     };
   }
 
+  /** Whether a slot has a process listening (false while it restarts). */
+  slotUp(slotId: string): boolean {
+    for (const group of this.#groups.values()) {
+      for (const slot of [...group.slots, ...group.isolated.values()]) {
+        if (slot.id === slotId) return slot.current !== undefined;
+      }
+    }
+    return false;
+  }
+
+  /** A revision is being moved to a process of its own (its endpoint is about to change). */
+  moving(revisionKey: string): boolean {
+    return this.#groups.get(namespaceOf(revisionKey))?.moving.has(revisionKey) ?? false;
+  }
+
+  /** Until when (ms since epoch) a revision is refused after repeated stalls; undefined when it is not. */
+  refusedUntil(revisionKey: string): number | undefined {
+    const group = this.#groups.get(namespaceOf(revisionKey));
+    const until = group?.refused.get(revisionKey)?.until;
+    return until !== undefined && until > Date.now() ? until : undefined;
+  }
+
   stats(): SlotStats[] {
-    return this.#slots.map((slot) => ({
-      slot: slot.index,
-      port: slot.port,
-      pid: slot.current?.pid,
-      generation: slot.generation,
-      loaderEntries: slot.current?.loaded.size ?? 0,
-      draining: slot.draining.size,
-    }));
+    const out: SlotStats[] = [];
+    for (const group of this.#groups.values()) {
+      for (const slot of [...group.slots, ...group.isolated.values()]) {
+        out.push({
+          slot: slot.id,
+          namespace: group.namespace,
+          revision: slot.revision,
+          port: slot.port,
+          pid: slot.current?.pid,
+          generation: slot.generation,
+          loaderEntries: slot.current?.loaded.size ?? 0,
+          draining: slot.draining.size,
+        });
+      }
+    }
+    return out;
   }
 
   /** Pids of every workerd process of this pool still alive (current and draining). */
   pids(): number[] {
     return [...this.#processes.values()]
-      .filter((p) => p.alive && p.pid !== undefined)
-      .map((p) => p.pid as number);
+      .filter(({ p }) => p.alive && p.pid !== undefined)
+      .map(({ p }) => p.pid as number);
+  }
+
+  /** The cgroup of a namespace (tests read its limits), when the pool has one. */
+  cgroupOf(namespace: string): Cgroup | undefined {
+    return this.#groups.get(namespace)?.cgroup;
   }
 
   #key(revisionKey: string): string {
@@ -304,40 +448,335 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     });
   }
 
+  #slotFor(key: string): Slot {
+    if (this.#state !== "running") throw new UnavailableError("WorkerdPool is not running");
+    const group = this.#groups.get(namespaceOf(key));
+    if (!group || group.slots.length === 0) {
+      throw new NotFoundError(
+        `namespace ${namespaceOf(key)} has no workerd processes on this node: register one of its revisions first`,
+        { kind: "Revision", name: key },
+      );
+    }
+    return (
+      group.isolated.get(key) ?? (group.slots[rendezvousSlot(key, group.slots.length)] as Slot)
+    );
+  }
+
+  // ---- sandbox ---------------------------------------------------------------
+
+  #setUpSandbox(): void {
+    const { mode, cgroupRoot, cgroupParent } = this.options.sandbox;
+    if (mode === "off") {
+      this.#sandbox = {
+        uids: false,
+        cgroups: undefined,
+        notes: ["sandbox turned off (sandbox.mode)"],
+      };
+      return;
+    }
+    const notes: string[] = [];
+    const root = process.getuid?.() === 0;
+    if (!root) {
+      notes.push(
+        "the agent does not run as root: every namespace's workerd runs as the agent's own user",
+      );
+    }
+    const layout = detectCgroups(cgroupRoot);
+    let cgroups: 1 | 2 | undefined;
+    if (!layout) {
+      notes.push(`no usable cgroup memory, cpu and pids controllers at ${cgroupRoot}`);
+    } else {
+      try {
+        for (const mount of Object.values(layout.mounts)) {
+          mkdirSync(join(mount, cgroupParent, this.#poolId), { recursive: true });
+        }
+        // Try the whole set-up once (controllers enabled on the way down, limits
+        // written), so that a host that cannot give it is known now, not at a
+        // namespace's first revision.
+        const { memoryMb, cpuMillis, pids } = this.options.sandbox;
+        const probe = new Cgroup(layout, [cgroupParent, this.#poolId, "probe"], {
+          memoryBytes: memoryMb * 2 ** 20,
+          cpuMillis,
+          pids,
+        });
+        probe.create();
+        probe.remove();
+        this.#cgroupLayout = layout;
+        cgroups = layout.version;
+        this.#writePids();
+      } catch (err) {
+        removeEmptyDir(layout, [cgroupParent, this.#poolId]);
+        notes.push(
+          `cannot create cgroups under ${cgroupRoot} (${(err as Error).message}): namespaces run without CPU, memory and pids limits`,
+        );
+      }
+    }
+    if (mode === "required" && notes.length > 0) {
+      throw new UnavailableError(`the isolate sandbox is required but ${notes.join("; ")}`);
+    }
+    this.#sandbox = { uids: root, cgroups, notes };
+  }
+
+  #allocateUid(): number | undefined {
+    if (!this.#sandbox.uids) return undefined;
+    const { uidMin, uidMax } = this.options.sandbox;
+    const used = new Set([...this.#groups.values()].map((g) => g.uid));
+    for (let uid = uidMin; uid <= uidMax; uid++) if (!used.has(uid)) return uid;
+    throw new UnavailableError(
+      `no free uid left in sandbox.uidMin..uidMax (${uidMin}-${uidMax}) for another namespace; widen the range`,
+    );
+  }
+
+  // ---- namespaces --------------------------------------------------------------
+
+  /** The namespace's processes, started (or their start in progress). */
+  #group(namespace: string): Group {
+    let group = this.#groups.get(namespace);
+    if (group && !group.stopped) {
+      clearTimeout(group.idleTimer);
+      group.idleTimer = undefined;
+      return group;
+    }
+    const token = randomBytes(16).toString("hex");
+    group = {
+      namespace,
+      token,
+      uid: this.#allocateUid(),
+      cgroup: undefined,
+      oomKills: 0,
+      slots: [],
+      isolated: new Map(),
+      moving: new Set(),
+      stalls: new Map(),
+      refused: new Map(),
+      ready: Promise.resolve(),
+      idleTimer: undefined,
+      stopped: false,
+    };
+    this.#groups.set(namespace, group);
+    this.#tokens.set(token, namespace);
+    const g = group;
+    group.ready = this.#startGroup(g).catch((err: unknown) => {
+      this.#stopGroup(g);
+      throw err;
+    });
+    group.ready.catch(() => {});
+    return group;
+  }
+
+  async #startGroup(group: Group): Promise<void> {
+    const layout = this.#cgroupLayout;
+    if (layout) {
+      const { memoryMb, cpuMillis, pids, cgroupParent } = this.options.sandbox;
+      // A suffix per start: a namespace started again while its previous processes
+      // still exit never shares (or has removed under it) the old group.
+      const name = `ns-${group.namespace}-${randomBytes(3).toString("hex")}`;
+      const cgroup = new Cgroup(layout, [cgroupParent, this.#poolId, name], {
+        memoryBytes: memoryMb * 1024 * 1024,
+        cpuMillis,
+        pids,
+      });
+      cgroup.create();
+      group.cgroup = cgroup;
+      group.oomKills = cgroup.oomKills();
+    }
+    const sockets = await this.#takeSockets(this.options.processes);
+    if (group.stopped) {
+      for (const s of sockets) s.handle.close();
+      throw new UnavailableError(`namespace ${group.namespace} was stopped while starting`);
+    }
+    group.slots = sockets.map((socket, index) =>
+      this.#newSlot(group, `${group.namespace}/${index}`, undefined, socket),
+    );
+    const started = await Promise.allSettled(group.slots.map((slot) => this.#spawn(slot, "start")));
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    started.forEach((r, i) => {
+      const slot = group.slots[i];
+      if (slot && r.status === "fulfilled") this.#install(slot, r.value, undefined);
+    });
+  }
+
+  #newSlot(
+    group: Group,
+    id: string,
+    revision: string | undefined,
+    socket: { port: number; handle: ListenHandle },
+  ): Slot {
+    return {
+      id,
+      group,
+      revision,
+      port: socket.port,
+      handle: socket.handle,
+      current: undefined,
+      generation: 0,
+      recycling: false,
+      draining: new Set(),
+      youngDeaths: 0,
+    };
+  }
+
+  /** `n` listening sockets on an ephemeral port each, from the spares when there are enough. */
+  async #takeSockets(n: number): Promise<{ port: number; handle: ListenHandle }[]> {
+    const taken = this.#spareSockets.splice(0, n);
+    if (taken.length < n) {
+      const more = await openListeningSockets(
+        this.options.host,
+        Array.from({ length: n - taken.length }, () => 0),
+      );
+      taken.push(...more);
+    }
+    this.#refillSockets();
+    return taken;
+  }
+
+  /** Keep one namespace's worth of sockets (plus one for a quarantine) open ahead. */
+  #refillSockets(): void {
+    const want = this.options.processes + 1 - this.#spareSockets.length;
+    if (this.#refilling || want <= 0 || this.#state !== "running") return;
+    this.#refilling = openListeningSockets(
+      this.options.host,
+      Array.from({ length: want }, () => 0),
+    )
+      .then((sockets) => {
+        if (this.#state === "running") this.#spareSockets.push(...sockets);
+        else for (const s of sockets) s.handle.close();
+      })
+      .catch(() => {
+        // Sockets are then opened on demand.
+      })
+      .finally(() => {
+        this.#refilling = undefined;
+      });
+  }
+
+  /** The namespace's last revision went: stop its processes after `namespaceIdleMs`. */
+  #idle(group: Group): void {
+    clearTimeout(group.idleTimer);
+    group.idleTimer = setTimeout(() => {
+      if (this.#registry.hasNamespace(group.namespace) || this.#state !== "running") return;
+      this.#stopGroup(group);
+    }, this.options.namespaceIdleMs);
+    group.idleTimer.unref();
+  }
+
+  /** Drain and stop the group's processes, then free its sockets, cgroup and token. */
+  #stopGroup(group: Group): void {
+    if (group.stopped) return;
+    group.stopped = true;
+    clearTimeout(group.idleTimer);
+    if (this.#groups.get(group.namespace) === group) this.#groups.delete(group.namespace);
+    const slots = [...group.slots, ...group.isolated.values()];
+    const procs = [...this.#processes.values()]
+      .filter((e) => e.slot.group === group)
+      .map((e) => e.p);
+    for (const p of procs) p.kill("SIGTERM", "namespace idle");
+    const kill = setTimeout(() => {
+      for (const p of procs) p.kill("SIGKILL", "namespace idle");
+    }, this.options.stopGraceMs);
+    void Promise.all(procs.map((p) => p.exited)).then(() => {
+      clearTimeout(kill);
+      for (const slot of slots) slot.handle.close();
+      this.#closeGroup(group);
+    });
+  }
+
+  #closeGroup(group: Group): void {
+    group.stopped = true;
+    this.#tokens.delete(group.token);
+    for (const slot of [...group.slots, ...group.isolated.values()]) {
+      try {
+        slot.handle.close();
+      } catch {
+        // Closed already.
+      }
+    }
+    group.cgroup?.remove();
+  }
+
+  /** A revision's own process is no longer needed. */
+  #retireSlot(slot: Slot): void {
+    const procs = [...this.#processes.values()].filter((e) => e.slot === slot).map((e) => e.p);
+    slot.current = undefined;
+    for (const p of procs) p.kill("SIGTERM", "retired");
+    void Promise.all(procs.map((p) => p.exited)).then(() => slot.handle.close());
+  }
+
+  // ---- state dir -----------------------------------------------------------------
+
   async #prepareStateDir(): Promise<void> {
     if (this.options.stateDir) {
       this.#stateDir = this.options.stateDir;
       await mkdir(this.#stateDir, { recursive: true });
-      this.#killStale();
+      await this.#killStale();
     } else {
       this.#stateDir = await mkdtemp(join(tmpdir(), "skiff-isolate-"));
       this.#ownsStateDir = true;
     }
+    // The namespaces' uids read the config from here (and run in it); they can list nothing.
+    chmodSync(this.#stateDir, 0o711);
   }
 
-  /** Processes a previous agent left behind (it was SIGKILLed) would hold ports and memory. */
-  #killStale(): void {
+  /**
+   * Processes a previous agent left behind (it was SIGKILLed) would hold ports
+   * and memory; their cgroups would stay behind empty.
+   */
+  async #killStale(): Promise<void> {
     const config = join(this.#stateDir, "workerd.capnp");
-    let pids: number[] = [];
+    let left: { pids: number[]; cgroups: string[] };
     try {
-      pids = JSON.parse(readFileSync(join(this.#stateDir, "workerd.pids"), "utf8"));
+      const parsed = JSON.parse(readFileSync(join(this.#stateDir, "workerd.pids"), "utf8"));
+      left = Array.isArray(parsed) ? { pids: parsed, cgroups: [] } : parsed;
     } catch {
       return;
     }
-    for (const pid of pids) {
+    const killed: number[] = [];
+    for (const pid of left.pids ?? []) {
       try {
         const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-        if (cmdline.includes(config)) process.kill(pid, "SIGKILL");
+        if (cmdline.includes(config)) {
+          process.kill(pid, "SIGKILL");
+          killed.push(pid);
+        }
       } catch {
         // Gone already, or not ours to read.
+      }
+    }
+    const cgroups = (left.cgroups ?? []).filter((dir) =>
+      dir.includes(`/${this.options.sandbox.cgroupParent}/`),
+    );
+    if (cgroups.length === 0) return;
+    // A group can only be removed once its processes are gone.
+    for (let i = 0; i < 40 && killed.some((pid) => existsSync(`/proc/${pid}`)); i++)
+      await sleep(25);
+    for (const dir of cgroups) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // Still busy or gone.
       }
     }
   }
 
   #writePids(): void {
     if (this.#state === "stopped" || !this.#stateDir) return;
+    // Groups first, then the pool's own directories: removed in this order after a crash.
+    const poolDirs = this.#cgroupLayout
+      ? Object.values(this.#cgroupLayout.mounts).map((m) =>
+          join(m, this.options.sandbox.cgroupParent, this.#poolId),
+        )
+      : [];
+    const cgroups = [
+      ...[...this.#groups.values()].flatMap((g) => Object.values(g.cgroup?.dirs ?? {})),
+      ...poolDirs,
+    ];
     try {
-      writeFileSync(join(this.#stateDir, "workerd.pids"), JSON.stringify(this.pids()));
+      writeFileSync(
+        join(this.#stateDir, "workerd.pids"),
+        JSON.stringify({ pids: this.pids(), cgroups }),
+        { mode: 0o600 },
+      );
     } catch {
       // Best effort: only used to clean up after a crash of the agent.
     }
@@ -351,21 +790,46 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     this.#timers.add(timer);
   }
 
+  // ---- processes -----------------------------------------------------------------
+
+  /** Revisions the slot's router refuses: after repeated stalls, or moved to a process of their own. */
+  #refusals(slot: Slot): Record<string, { until: number; message: string }> {
+    const out: Record<string, { until: number; message: string }> = {};
+    const now = Date.now();
+    for (const [rev, r] of slot.group.refused) if (r.until > now) out[rev] = r;
+    if (slot.revision === undefined) {
+      for (const rev of [...slot.group.isolated.keys(), ...slot.group.moving]) {
+        out[rev] ??= {
+          until: now + MOVED_MS,
+          message: `revision ${rev} now runs in a workerd process of its own after stalling this one; it is reached through its new endpoint`,
+        };
+      }
+    }
+    return out;
+  }
+
   /** Start a process on the slot's socket; resolves when it listens. Does not install it. */
   async #spawn(slot: Slot, cause: SpawnEvent["cause"]): Promise<WorkerdProcess> {
+    const group = slot.group;
     const p = new WorkerdProcess({
-      id: `${slot.index}.${++slot.generation}`,
+      id: `${slot.id}.${++slot.generation}`,
       binary: this.#binary,
       configPath: this.#configPath,
       cwd: this.#stateDir,
       listenFd: slot.handle.fd,
-      token: this.#token,
+      token: group.token,
+      namespace: group.namespace,
+      gatewaySecret: this.gatewaySecret,
+      refused: this.#refusals(slot),
+      ...(group.uid !== undefined ? { uid: group.uid } : {}),
+      ...(group.cgroup ? { cgroup: group.cgroup } : {}),
       onLog: (stream, line) => {
         if (this.listenerCount("log") > 0)
-          this.emit("log", { slot: slot.index, pid: p.pid, stream, line });
+          this.emit("log", { slot: slot.id, pid: p.pid, stream, line });
       },
+      onForbidden: () => this.#metrics?.forbidden.inc(),
     });
-    this.#processes.set(p.id, p);
+    this.#processes.set(p.id, { p, slot });
     this.#writePids();
     void p.exited.then(() => this.#onExit(slot, p));
     const timeout = setTimeout(
@@ -378,19 +842,20 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       clearTimeout(timeout);
     }
     this.emit("spawn", {
-      slot: slot.index,
+      slot: slot.id,
+      namespace: group.namespace,
       pid: p.pid,
       ms: performance.now() - p.startedAt,
       cause,
     });
-    this.#metrics?.loaderEntries.set({ process: String(slot.index) }, 0);
+    this.#metrics?.loaderEntries.set({ process: slot.id }, 0);
     this.#watch(slot, p);
     return p;
   }
 
   /** Make `p` the slot's process unless someone else already replaced `expected`. */
   #install(slot: Slot, p: WorkerdProcess, expected: WorkerdProcess | undefined): boolean {
-    if (this.#state !== "running" || !p.alive || slot.current !== expected) {
+    if (this.#state !== "running" || slot.group.stopped || !p.alive || slot.current !== expected) {
       p.kill("SIGTERM", "superseded");
       return false;
     }
@@ -398,51 +863,137 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     return true;
   }
 
-  /** Health probes on the control socket; an unanswered one past stallMs is a stall. */
+  #live(p: WorkerdProcess): boolean {
+    return this.#state === "running" && p.alive && !p.killReason;
+  }
+
+  /**
+   * Health probes on the control socket. An unanswered probe is a stall only
+   * once the process burned `stallMs * cpuRatio` of CPU on it (scaled down when
+   * its cgroup grants less than a core); a process that did not get the CPU is
+   * starved by the host, not stalled, and is left alone (up to `hangMs`).
+   */
   #watch(slot: Slot, p: WorkerdProcess): void {
-    const { intervalMs, stallMs } = this.options.watchdog;
+    const { intervalMs, stallMs, cpuRatio, hangMs } = this.options.watchdog;
+    const share = slot.group.cgroup ? Math.min(1, this.options.sandbox.cpuMillis / 1000) : 1;
+    const cpuNeeded = stallMs * cpuRatio * share;
+    let probes = 0;
     const probe = () => {
-      if (this.#state !== "running" || !p.alive || p.killReason) return;
+      if (!this.#live(p)) return;
+      if (++probes % RSS_EVERY === 0) this.#checkRss(slot, p);
       const started = performance.now();
       p.probeStartedAt = started;
-      const deadline = setTimeout(() => {
+      p.probeCpuMs = p.cpuMs() ?? 0;
+      let timer: NodeJS.Timeout | undefined;
+      let starved = false;
+      const check = () => {
         // An answer may already sit in the socket while our own loop lagged:
         // let the poll phase run before deciding.
         setImmediate(() => {
-          if (p.probeStartedAt === started) this.#onStall(slot, p);
+          if (p.probeStartedAt !== started || !this.#live(p)) return;
+          const wall = performance.now() - started;
+          const cpu = (p.cpuMs() ?? p.probeCpuMs) - p.probeCpuMs;
+          if (cpu >= cpuNeeded) this.#onStall(slot, p, wall, cpu);
+          else if (wall >= hangMs) this.#onHang(slot, p, wall);
+          else {
+            if (!starved) this.#metrics?.starved.inc();
+            starved = true;
+            timer = setTimeout(check, Math.max(10, Math.min(intervalMs, stallMs / 3)));
+          }
         });
-      }, stallMs);
-      p.probe().then(
-        () => {
-          clearTimeout(deadline);
-          if (p.probeStartedAt === started) p.probeStartedAt = undefined;
-          if (this.#state === "running" && p.alive && !p.killReason) this.#later(intervalMs, probe);
-        },
-        () => {
-          // Connection lost: usually the process is dying (handled in #onExit).
-          clearTimeout(deadline);
-          if (p.probeStartedAt === started) p.probeStartedAt = undefined;
-          if (this.#state === "running" && p.alive && !p.killReason) this.#later(intervalMs, probe);
-        },
-      );
+      };
+      timer = setTimeout(check, stallMs);
+      const next = () => {
+        clearTimeout(timer);
+        if (p.probeStartedAt === started) p.probeStartedAt = undefined;
+        if (this.#live(p)) this.#later(intervalMs, probe);
+      };
+      // A rejection: connection lost, usually the process is dying (handled in #onExit).
+      p.probe().then(next, next);
     };
     probe();
   }
 
-  #onStall(slot: Slot, p: WorkerdProcess): void {
-    if (this.#state !== "running" || !p.alive || p.killReason) return;
-    const revisions = p.inFlight();
-    const { stallMs } = this.options.watchdog;
+  #checkRss(slot: Slot, p: WorkerdProcess): void {
+    const rss = p.rssBytes();
+    const limit = this.#maxRssBytes();
+    if (rss === undefined || rss <= limit || slot.current !== p) return;
+    void this.#recycle(
+      slot,
+      "rss",
+      `workerd process grew to ${Math.round(rss / 2 ** 20)} MB resident (limit ${Math.round(limit / 2 ** 20)} MB, maxRssMb) and was replaced by a fresh one`,
+    );
+  }
+
+  #maxRssBytes(): number {
+    if (this.options.maxRssMb !== undefined) return this.options.maxRssMb * 2 ** 20;
+    const { memoryMb } = this.options.sandbox;
+    return Math.floor((memoryMb * 2 ** 20 * 0.75) / this.options.processes);
+  }
+
+  #onStall(slot: Slot, p: WorkerdProcess, wallMs: number, cpuMs: number): void {
+    if (!this.#live(p)) return;
+    const group = slot.group;
+    const running = p.inFlight();
+    p.stalled = true;
     p.kill("SIGKILL", "stall");
     this.#metrics?.restarts.inc({ reason: "stall" });
+    const stallMs = this.options.watchdog.stallMs;
+    const measured = `unresponsive for ${Math.round(wallMs)} ms while using ${Math.round(cpuMs)} ms of CPU (limit ${stallMs} ms)`;
+    let revisions: string[];
+    let refusedUntil: number | undefined;
+    let reason: string;
+    if (slot.revision !== undefined) {
+      // Its own process: the culprit is known exactly.
+      const rev = slot.revision;
+      revisions = [rev];
+      const stalls = (group.stalls.get(rev) ?? 0) + 1;
+      group.stalls.set(rev, stalls);
+      const { refuseAfter, refuseMs, maxRefuseMs } = this.options.quarantine;
+      if (stalls >= refuseAfter) {
+        const ms = Math.min(maxRefuseMs, refuseMs * 2 ** (stalls - refuseAfter));
+        refusedUntil = Date.now() + ms;
+        group.refused.set(rev, {
+          until: refusedUntil,
+          message: `revision ${rev} is refused for ${Math.round(ms / 1000)} s: its worker stalled its workerd process ${stalls} times (a request ran longer than ${stallMs} ms of CPU)`,
+        });
+        reason = `worker exceeded CPU: its own workerd process was ${measured}; stalled ${stalls} times, refused for ${Math.round(ms / 1000)} s`;
+      } else {
+        reason = `worker exceeded CPU: its own workerd process was ${measured}; restarted`;
+      }
+    } else {
+      // A shared process: the revisions whose requests were running are the
+      // suspects; each moves to a process of its own, so that a repeat stall
+      // names the culprit exactly and never hits the others again.
+      // Unknown (tracking off): every revision it loaded is a suspect, none is refused.
+      const known = running.length > 0;
+      revisions = known ? running : [...p.loaded].filter((r) => !group.isolated.has(r));
+      const room = Math.max(0, this.options.quarantine.maxProcesses - group.isolated.size);
+      const moving = revisions.filter((r) => this.#registry.has(r)).slice(0, room);
+      const refusing = known ? revisions.filter((r) => !moving.includes(r)) : [];
+      // Count it toward refusal only when the suspects are known.
+      if (known)
+        for (const rev of revisions) group.stalls.set(rev, (group.stalls.get(rev) ?? 0) + 1);
+      for (const rev of moving) void this.#isolate(group, rev);
+      for (const rev of refusing) {
+        refusedUntil = Date.now() + this.options.quarantine.refuseMs;
+        group.refused.set(rev, {
+          until: refusedUntil,
+          message: `revision ${rev} is refused for ${Math.round(this.options.quarantine.refuseMs / 1000)} s: it was running when its workerd process stalled and no process is left to isolate it`,
+        });
+      }
+      reason = `worker exceeded CPU: its workerd process was ${measured} and was restarted${
+        revisions.length > 0 ? ` (requests running for ${revisions.join(", ")})` : ""
+      }${moving.length > 0 ? `; ${moving.join(", ")} now run in processes of their own` : ""}`;
+    }
     this.emit("stall", {
       type: "stall",
-      slot: slot.index,
+      slot: slot.id,
+      namespace: group.namespace,
       pid: p.pid,
-      reason: `worker exceeded CPU: its workerd process was unresponsive for more than ${stallMs} ms and was restarted${
-        revisions.length > 0 ? ` (requests in flight for ${revisions.join(", ")})` : ""
-      }`,
+      reason,
       revisions,
+      ...(refusedUntil !== undefined ? { refusedUntil } : {}),
       at: new Date(),
     });
     if (slot.current === p) {
@@ -451,20 +1002,79 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     }
   }
 
+  /** Unresponsive without using CPU for hangMs: restart, blame nobody. */
+  #onHang(slot: Slot, p: WorkerdProcess, wallMs: number): void {
+    if (!this.#live(p)) return;
+    p.kill("SIGKILL", "hang");
+    this.#metrics?.restarts.inc({ reason: "hang" });
+    this.emit("hang", {
+      type: "hang",
+      slot: slot.id,
+      namespace: slot.group.namespace,
+      pid: p.pid,
+      reason: `workerd process was unresponsive for ${Math.round(wallMs)} ms without using CPU and was restarted`,
+      revisions: [],
+      at: new Date(),
+    });
+    if (slot.current === p) {
+      slot.current = undefined;
+      void this.#respawn(slot, "hang");
+    }
+  }
+
+  /** Give a revision a process of its own in its namespace. */
+  async #isolate(group: Group, rev: string): Promise<void> {
+    if (group.isolated.has(rev) || group.moving.has(rev) || group.stopped) return;
+    group.moving.add(rev);
+    let socket: { port: number; handle: ListenHandle } | undefined;
+    try {
+      [socket] = await this.#takeSockets(1);
+    } finally {
+      group.moving.delete(rev);
+    }
+    if (!socket) return;
+    if (group.stopped || this.#state !== "running" || !this.#registry.has(rev)) {
+      socket.handle.close();
+      return;
+    }
+    const slot = this.#newSlot(
+      group,
+      `${group.namespace}/own:${rev.slice(group.namespace.length + 1)}`,
+      rev,
+      socket,
+    );
+    group.isolated.set(rev, slot);
+    try {
+      const p = await this.#spawn(slot, "quarantine");
+      this.#install(slot, p, undefined);
+      // The shared processes already refuse it (moved); the spawn event republishes it here.
+    } catch {
+      if (slot.current === undefined) void this.#respawn(slot, "exit");
+    }
+  }
+
   #onExit(slot: Slot, p: WorkerdProcess): void {
     this.#processes.delete(p.id);
     slot.draining.delete(p);
     this.#writePids();
-    if (this.#state !== "running" || p.killReason) return;
+    if (this.#state !== "running" || p.killReason || slot.group.stopped) return;
     const lived = performance.now() - p.startedAt;
     slot.youngDeaths = lived < YOUNG_MS ? slot.youngDeaths + 1 : 0;
     const revisions = p.inFlight();
+    const group = slot.group;
+    let reason = p.exitReason();
+    const kills = group.cgroup?.oomKills() ?? 0;
+    if (kills > group.oomKills) {
+      group.oomKills = kills;
+      reason = `namespace ${group.namespace} reached its memory limit (${this.options.sandbox.memoryMb} MB, sandbox.memoryMb): the kernel killed its workerd process`;
+    }
     this.#metrics?.restarts.inc({ reason: "exit" });
     this.emit("exit", {
       type: "exit",
-      slot: slot.index,
+      slot: slot.id,
+      namespace: group.namespace,
       pid: p.pid,
-      reason: `${p.exitReason()}; process restarted`,
+      reason: `${reason}; process restarted`,
       revisions,
       at: new Date(),
     });
@@ -477,13 +1087,14 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
   async #respawn(slot: Slot, cause: IsolateEventType): Promise<void> {
     const backoff = slot.youngDeaths < 2 ? 0 : Math.min(5_000, 50 * 2 ** slot.youngDeaths);
     if (backoff > 0) await sleep(backoff);
-    if (this.#state !== "running" || slot.current !== undefined) return;
+    if (this.#state !== "running" || slot.current !== undefined || slot.group.stopped) return;
+    if (slot.revision !== undefined && slot.group.isolated.get(slot.revision) !== slot) return;
     try {
       const p = await this.#spawn(slot, cause);
       this.#install(slot, p, undefined);
     } catch {
       // Its exit was reported by #onExit, which also counted it toward backoff; try again.
-      if (this.#state === "running" && slot.current === undefined) {
+      if (this.#state === "running" && slot.current === undefined && !slot.group.stopped) {
         slot.youngDeaths = Math.max(slot.youngDeaths, 2);
         void this.#respawn(slot, cause);
       }
@@ -492,33 +1103,39 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
 
   /** A router fetched a revision's code: one more loader entry in that process. */
   #onLoad(processId: string, revision: string): void {
-    const p = this.#processes.get(processId);
-    if (!p || p.loaded.has(revision)) return;
+    const entry = this.#processes.get(processId);
+    if (!entry || entry.p.loaded.has(revision)) return;
+    const { p, slot } = entry;
     p.loaded.add(revision);
     this.#metrics?.coldStarts.inc();
-    const slot = this.#slots[Number(processId.split(".")[0])];
-    if (!slot || slot.current !== p) return;
-    this.#metrics?.loaderEntries.set({ process: String(slot.index) }, p.loaded.size);
-    if (p.loaded.size >= this.options.maxLoaderEntries) void this.#recycle(slot);
+    if (slot.current !== p) return;
+    this.#metrics?.loaderEntries.set({ process: slot.id }, p.loaded.size);
+    if (p.loaded.size >= this.options.maxLoaderEntries) {
+      void this.#recycle(
+        slot,
+        "recycle",
+        `workerd process reached ${p.loaded.size} loaded revisions (limit ${this.options.maxLoaderEntries}) and was replaced by a fresh one`,
+      );
+    }
   }
 
   /** Replace the slot's process with a fresh one on the same socket, then drain the old one. */
-  async #recycle(slot: Slot): Promise<void> {
+  async #recycle(slot: Slot, why: "recycle" | "rss", reason: string): Promise<void> {
     const old = slot.current;
-    if (slot.recycling || !old || this.#state !== "running") return;
+    if (slot.recycling || !old || this.#state !== "running" || slot.group.stopped) return;
     slot.recycling = true;
     try {
       const next = await this.#spawn(slot, "recycle");
       // If the old one died meanwhile (current is undefined), `next` stands in
       // for the replacement still starting, which then backs off by itself.
       if (!this.#install(slot, next, slot.current === undefined ? undefined : old)) return;
-      const entries = old.loaded.size;
-      this.#metrics?.restarts.inc({ reason: "recycle" });
+      this.#metrics?.restarts.inc({ reason: why });
       this.emit("recycle", {
         type: "recycle",
-        slot: slot.index,
+        slot: slot.id,
+        namespace: slot.group.namespace,
         pid: old.pid,
-        reason: `workerd process reached ${entries} loaded revisions (limit ${this.options.maxLoaderEntries}) and was replaced by a fresh one`,
+        reason,
         revisions: old.inFlight(),
         at: new Date(),
       });

@@ -1,12 +1,28 @@
 /**
  * One workerd process of the pool: spawning it on the pool's listening
- * descriptor, learning its control port, probing its health, following which
- * revisions have requests in flight (from the router's stdout lines), and
+ * descriptor (as its namespace's uid, in its namespace's cgroup, in a process
+ * group of its own so that a terminal's Ctrl-C reaches the agent, which stops
+ * it gracefully, and not workerd directly), learning its control port,
+ * probing its health, following which revisions have requests in flight (from
+ * the router's stdout lines), reading its CPU time and memory from /proc, and
  * turning its death into a readable reason.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { Client } from "undici";
+import type { Cgroup } from "./cgroup.ts";
 import { SOCKET_CONTROL, SOCKET_HTTP } from "./config.ts";
+
+/** Kernel clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on every Linux port Node runs on). */
+const TICKS_PER_SECOND = 100;
+
+/** What the router answers when asked to load a revision without running it. */
+export interface LoadResult {
+  ok: boolean;
+  kind: "loaded" | "module-error" | "code-unavailable" | "unknown-revision" | "refused";
+  message: string;
+  position?: string;
+}
 
 export interface WorkerdProcessOptions {
   /** `<slot>.<generation>`, sent by the router when it fetches code. */
@@ -18,7 +34,19 @@ export interface WorkerdProcessOptions {
   /** The pool's listening socket for this slot. */
   listenFd: number;
   token: string;
+  /** The only namespace this process serves. */
+  namespace: string;
+  /** Requests must carry it (GATEWAY_AUTH_HEADER). */
+  gatewaySecret: string;
+  /** Revisions its router answers 503 for, with the message, until then (ms since epoch). */
+  refused?: Record<string, { until: number; message: string }>;
+  /** Run as this uid/gid (the agent must be root); the agent's own when unset. */
+  uid?: number;
+  /** Joined right after spawn, before workerd reads its config or loads any worker. */
+  cgroup?: Cgroup;
   onLog?: (stream: "stdout" | "stderr", line: string) => void;
+  /** A request was refused for lack of the gateway secret. */
+  onForbidden?: () => void;
 }
 
 export interface ExitInfo {
@@ -65,11 +93,19 @@ export class WorkerdProcess {
   killReason: string | undefined;
   /** A probe started at this time has not answered yet. */
   probeStartedAt: number | undefined;
+  /** The process's CPU time (ms) when that probe started. */
+  probeCpuMs = 0;
+  /** Why it could not be put into its cgroup. */
+  joinError: string | undefined;
+  /** A stall was detected in it (its death is no crash). */
+  stalled = false;
+  readonly namespace: string;
   #client: Client | undefined;
   readonly #token: string;
 
   constructor(options: WorkerdProcessOptions) {
     this.id = options.id;
+    this.namespace = options.namespace;
     this.#token = options.token;
     this.child = spawn(
       options.binary,
@@ -86,9 +122,29 @@ export class WorkerdProcess {
         stdio: ["ignore", "pipe", "pipe", options.listenFd, "pipe"],
         cwd: options.cwd,
         // Only what the config reads: the agent's own environment stays out.
-        env: { SKIFF_TOKEN: options.token, SKIFF_PROCESS: options.id },
+        env: {
+          SKIFF_TOKEN: options.token,
+          SKIFF_PROCESS: options.id,
+          SKIFF_NAMESPACE: options.namespace,
+          SKIFF_GATEWAY_SECRET: options.gatewaySecret,
+          // Set before it serves anything: no request reaches a refused revision meanwhile.
+          SKIFF_REFUSED: JSON.stringify(options.refused ?? {}),
+        },
+        // Its own process group: a terminal's SIGINT goes to the agent, which drains.
+        detached: true,
+        ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
       },
     );
+    if (options.cgroup && this.child.pid !== undefined) {
+      // The child is still starting up (exec, dynamic loading); nothing of any
+      // worker has run. A failure leaves it outside its limits: kill it.
+      try {
+        options.cgroup.join(this.child.pid);
+      } catch (err) {
+        this.joinError = (err as Error).message;
+        this.child.kill("SIGKILL");
+      }
+    }
     this.exited = new Promise((resolve) => {
       // "close", not "exit": stderr (the abort message) has been read by then.
       this.child.once("close", (code, signal) => {
@@ -99,7 +155,8 @@ export class WorkerdProcess {
     });
     const prefix = `${options.token} `;
     onLines(this.child.stdout, (line) => {
-      if (line.startsWith(prefix)) this.#track(line.slice(prefix.length));
+      if (line === `${options.token} f`) options.onForbidden?.();
+      else if (line.startsWith(prefix)) this.#track(line.slice(prefix.length));
       else options.onLog?.("stdout", line);
     });
     onLines(this.child.stderr, (line) => {
@@ -163,20 +220,66 @@ export class WorkerdProcess {
     return this.#client;
   }
 
+  /** CPU time (user + system, all threads) the process used so far, in ms; undefined once gone. */
+  cpuMs(): number | undefined {
+    if (this.pid === undefined) return undefined;
+    try {
+      const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+      // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Resident memory in bytes; undefined once gone. */
+  rssBytes(): number | undefined {
+    if (this.pid === undefined) return undefined;
+    try {
+      const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.pid}/status`, "utf8"));
+      return match ? Number(match[1]) * 1024 : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #post(path: string): Promise<{ status: number; body: string }> {
+    const response = await this.#control().request({
+      path,
+      method: "POST",
+      headers: { "x-skiff-token": this.#token },
+    });
+    return { status: response.statusCode, body: await response.body.text() };
+  }
+
   /** One health request on the control socket; true when it answered 200. */
   async probe(): Promise<boolean> {
-    const response = await this.#control().request({ path: "/health", method: "GET" });
+    const response = await this.#control().request({
+      path: "/health",
+      method: "GET",
+      headers: { "x-skiff-token": this.#token },
+    });
     await response.body.dump();
     return response.statusCode === 200;
   }
 
   /** Tell the router to stop serving a revision it has loaded. */
   async forget(revision: string): Promise<void> {
-    const response = await this.#control().request({
-      path: `/forget?revision=${encodeURIComponent(revision)}`,
-      method: "POST",
-    });
-    await response.body.dump();
+    await this.#post(`/forget?revision=${encodeURIComponent(revision)}`);
+  }
+
+  /** Load a revision's isolate (its module is evaluated, its handler not called). */
+  async load(revision: string): Promise<LoadResult> {
+    const { status, body } = await this.#post(`/load?revision=${encodeURIComponent(revision)}`);
+    if (status !== 200) throw new Error(`workerd control answered ${status}`);
+    return JSON.parse(body) as LoadResult;
+  }
+
+  /** Refuse a revision's requests with a 503 and `message` until `until` (ms since epoch). */
+  async refuse(revision: string, until: number, message: string): Promise<void> {
+    const query = new URLSearchParams({ revision, until: String(until), message });
+    await this.#post(`/refuse?${query}`);
   }
 
   kill(signal: NodeJS.Signals, reason: string): void {
@@ -188,6 +291,7 @@ export class WorkerdProcess {
   exitReason(): string {
     const info = this.exitInfo;
     if (!info) return "still running";
+    if (this.joinError) return `workerd could not be put into its cgroup: ${this.joinError}`;
     const stderr = this.stderrTail.join("\n");
     if (/heap out of memory|Reached heap limit|OOM error/i.test(stderr)) {
       return "a worker exceeded its memory limit (JavaScript heap out of memory); workerd aborted";

@@ -77,6 +77,13 @@ export class CodeRegistry {
     return true;
   }
 
+  /** Whether any revision of the namespace is registered. */
+  hasNamespace(namespace: string): boolean {
+    const prefix = `${namespace}/`;
+    for (const key of this.#entries.keys()) if (key.startsWith(prefix)) return true;
+    return false;
+  }
+
   has(key: string): boolean {
     return this.#entries.has(key);
   }

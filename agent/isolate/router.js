@@ -5,13 +5,18 @@
  * time this process sees it, and hands the request to a dynamically loaded
  * isolate via the workerLoader binding (LOADER).
  *
- * Bindings (see config.ts): LOADER, CODE, INTERNET, HEADER (text), TOKEN and
- * PROCESS (from the process environment, so one config serves every process).
+ * Bindings (see config.ts): LOADER, CODE, INTERNET, HEADER and AUTH_HEADER
+ * (text), and from the process environment (so one config serves every
+ * process): TOKEN, PROCESS, NAMESPACE (the only namespace this process
+ * serves) and GATEWAY_SECRET (the cluster secret a request must carry in
+ * AUTH_HEADER: only gateways know it; it is removed before a worker sees the
+ * request).
  *
  * Busy/idle transitions per revision are written to stdout, prefixed with the
  * secret TOKEN, so that the agent knows which revisions had requests in flight
  * when a process stalls: console.log is written synchronously, before a
- * runaway isolate can block the thread.
+ * runaway isolate can block the thread. Requests refused for lack of the
+ * gateway secret are counted the same way (`f`).
  */
 
 /** revision -> loader name, once its code was fetched successfully here. */
@@ -20,6 +25,9 @@ const loaded = new Map();
 const pending = new Map();
 /** revision -> requests in flight. */
 const busy = new Map();
+/** revision -> { until, message }: refused after repeated stalls (set by the agent). */
+const refused = new Map();
+let refusedRead = false;
 
 const ERROR_HEADER = "x-skiff-isolate-error";
 
@@ -28,6 +36,32 @@ function fail(status, kind, message) {
     status,
     headers: { "content-type": "text/plain; charset=utf-8", [ERROR_HEADER]: kind },
   });
+}
+
+/** The refusal in force for a revision, if any. */
+function refusalOf(env, revision) {
+  if (!refusedRead) {
+    // What the agent refused when it started this process (after a stall).
+    refusedRead = true;
+    try {
+      for (const [rev, r] of Object.entries(JSON.parse(env.REFUSED || "{}"))) refused.set(rev, r);
+    } catch {}
+  }
+  const refusal = refused.get(revision);
+  if (refusal === undefined) return undefined;
+  if (Date.now() < refusal.until) return refusal;
+  refused.delete(revision);
+  return undefined;
+}
+
+/** Compare without an early exit, so response timing does not leak the secret. */
+function sameSecret(given, expected) {
+  if (typeof given !== "string" || given.length !== expected.length || expected.length === 0) {
+    return false;
+  }
+  let diff = 0;
+  for (let i = 0; i < expected.length; i++) diff |= given.charCodeAt(i) ^ expected.charCodeAt(i);
+  return diff === 0;
 }
 
 function enter(env, revision) {
@@ -56,12 +90,37 @@ async function fetchCode(env, revision) {
   return response.json();
 }
 
+/**
+ * The isolate's main module re-exports the revision's module and adds a probe
+ * entrypoint: loading the isolate through it evaluates the revision's module
+ * (a top-level throw shows) without calling the revision's own handler.
+ */
+const PROBE_MODULE = "skiff-main.js";
+const PROBE_SOURCE = (main) => `import * as revision from "./${main}";
+export { default } from "./${main}";
+export const SkiffProbe = {
+  async fetch(request, env) {
+    try {
+      // Skiff's bundles defer the user's module to the first request (so that
+      // Deno.env is filled first); __skiffInit runs it now.
+      if (typeof revision.__skiffInit === "function") await revision.__skiffInit(env);
+      return new Response("loaded");
+    } catch (err) {
+      return Response.json(
+        { message: String(err && err.message ? err.name + ": " + err.message : err), stack: String(err && err.stack) },
+        { status: 500 },
+      );
+    }
+  },
+};
+`;
+
 function workerCode(env, code) {
   return {
     compatibilityDate: code.compatibilityDate,
     compatibilityFlags: code.compatibilityFlags,
-    mainModule: code.mainModule,
-    modules: code.modules,
+    mainModule: PROBE_MODULE,
+    modules: { ...code.modules, [PROBE_MODULE]: PROBE_SOURCE(code.mainModule) },
     env: code.env,
     // null: fetch() and connect() throw inside the worker.
     globalOutbound: code.network === "internet" ? env.INTERNET : null,
@@ -100,8 +159,30 @@ function shortMessage(err) {
 
 export default {
   async fetch(request, env) {
+    if (!sameSecret(request.headers.get(env.AUTH_HEADER), env.GATEWAY_SECRET)) {
+      console.log(`${env.TOKEN} f`);
+      return fail(
+        403,
+        "forbidden",
+        `forbidden: isolates only answer requests from a Skiff gateway (missing or wrong ${env.AUTH_HEADER})`,
+      );
+    }
     const revision = request.headers.get(env.HEADER);
     if (!revision) return fail(400, "missing-revision", `missing ${env.HEADER} header`);
+    if (!revision.startsWith(`${env.NAMESPACE}/`)) {
+      return fail(404, "unknown-revision", `revision ${revision} is not served by this process`);
+    }
+    const refusal = refusalOf(env, revision);
+    if (refusal !== undefined) {
+      return new Response(`${refusal.message}\n`, {
+        status: 503,
+        headers: {
+          "content-type": "text/plain; charset=utf-8",
+          [ERROR_HEADER]: "worker-stalled",
+          "retry-after": String(Math.max(1, Math.ceil((refusal.until - Date.now()) / 1000))),
+        },
+      });
+    }
     enter(env, revision);
     try {
       let stub;
@@ -115,6 +196,7 @@ export default {
       }
       const headers = new Headers(request.headers);
       headers.delete(env.HEADER);
+      headers.delete(env.AUTH_HEADER);
       const response = await stub.getEntrypoint().fetch(new Request(request, { headers }));
       if (!response.headers.has(ERROR_HEADER)) return response;
       // A worker must not be able to impersonate the router's error kinds.
@@ -129,14 +211,84 @@ export default {
   },
 };
 
-/** Reached only through the agent's private control socket. */
+/** Where a module failed, when V8 said: `worker.js:3:9`. */
+function position(err) {
+  const stack = err && typeof err.stack === "string" ? err.stack : "";
+  const match = /\(?((?:[\w.-]+\/)*[\w.-]+\.m?js):(\d+):(\d+)\)?/.exec(stack);
+  return match ? `${match[1]}:${match[2]}:${match[3]}` : undefined;
+}
+
+/** Load a revision's isolate (evaluating its module) without running its handler. */
+async function load(env, revision) {
+  const refusal = refusalOf(env, revision);
+  if (refusal !== undefined) {
+    return Response.json({ ok: false, kind: "refused", message: refusal.message });
+  }
+  // Tracked like a request: a module that spins at top level is named by the stall.
+  enter(env, revision);
+  try {
+    return await loadNow(env, revision);
+  } finally {
+    leave(env, revision);
+  }
+}
+
+async function loadNow(env, revision) {
+  let stub;
+  try {
+    stub = await stubFor(env, revision);
+  } catch (err) {
+    return Response.json({ ok: false, kind: "code-unavailable", message: shortMessage(err) });
+  }
+  if (stub === null) return Response.json({ ok: false, kind: "unknown-revision", message: "" });
+  try {
+    const response = await stub.getEntrypoint("SkiffProbe").fetch("http://skiff-probe/");
+    if (response.ok) {
+      await response.arrayBuffer();
+      return Response.json({ ok: true, kind: "loaded", message: "" });
+    }
+    // The module loaded but its deferred top level threw.
+    const thrown = await response.json();
+    loaded.delete(revision);
+    return Response.json({
+      ok: false,
+      kind: "module-error",
+      message: shortMessage(`Uncaught ${thrown.message}`),
+      position: position({ stack: thrown.stack }),
+    });
+  } catch (err) {
+    // The loader remembers a failed isolate: drop it so that nothing routes to it.
+    loaded.delete(revision);
+    return Response.json({
+      ok: false,
+      kind: "module-error",
+      message: shortMessage(err),
+      position: position(err),
+    });
+  }
+}
+
+/** Reached only through the agent's private control socket, with the process token. */
 export const control = {
-  async fetch(request) {
+  async fetch(request, env) {
+    if (!sameSecret(request.headers.get("x-skiff-token"), env.TOKEN)) {
+      return new Response("forbidden", { status: 403 });
+    }
     const url = new URL(request.url);
     if (url.pathname === "/health") return new Response("ok");
-    if (url.pathname === "/forget" && request.method === "POST") {
+    const revision = url.searchParams.get("revision") ?? "";
+    if (request.method !== "POST") return new Response("not found", { status: 404 });
+    if (url.pathname === "/forget") {
       // The loader never evicts, but an unregistered revision must stop answering.
-      loaded.delete(url.searchParams.get("revision") ?? "");
+      loaded.delete(revision);
+      return new Response(null, { status: 204 });
+    }
+    if (url.pathname === "/load") return load(env, revision);
+    if (url.pathname === "/refuse") {
+      const until = Number(url.searchParams.get("until"));
+      if (until > Date.now()) {
+        refused.set(revision, { until, message: url.searchParams.get("message") ?? "" });
+      } else refused.delete(revision);
       return new Response(null, { status: 204 });
     }
     return new Response("not found", { status: 404 });

@@ -91,6 +91,12 @@ function connInfo(request) {
   return { remoteAddr: { transport: "tcp", hostname, port: 0 }, completed: Promise.resolve() };
 }
 
+/** The isolate runtime calls this once before publishing the revision: a top-level throw fails the revision then. */
+export async function __skiffInit(env) {
+  setEnv(env);
+  await import(${JSON.stringify(USER_SPECIFIER_PREFIX + main)});
+}
+
 export default {
   async fetch(request, env, ctx) {
     setEnv(env);

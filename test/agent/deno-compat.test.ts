@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WorkerdPool } from "../../agent/isolate/index.ts";
+import { GATEWAY_AUTH_HEADER, WorkerdPool } from "../../agent/isolate/index.ts";
 import { compileWorker } from "../../src/model/index.ts";
 import { freePort } from "../support/redis-server.ts";
 
@@ -119,14 +119,15 @@ describe("examples run unchanged under Deno and under Skiff", () => {
         source,
         language: example.file.endsWith(".ts") ? "typescript" : "javascript",
       });
-      const key = `compat-${example.mode}`;
-      pool.register(key, { code: compiled.code, env: ENV });
+      const key = `compat/${example.mode}`;
+      await pool.register(key, { code: compiled.code, env: ENV });
       const ep = pool.endpointFor(key);
       const denoUrl = await startDeno(example);
       for (const r of example.requests) {
         const underDeno = await ask(denoUrl, r);
         const underSkiff = await ask(`http://${ep.host}:${ep.port}`, r, {
           [ep.header.name]: ep.header.value,
+          [GATEWAY_AUTH_HEADER]: pool.gatewaySecret,
         });
         expect(underDeno.status).toBe(200);
         expect(underSkiff, `${r.method ?? "GET"} ${r.path}`).toEqual(underDeno);

@@ -127,6 +127,68 @@ describe("isolate instances", () => {
     expect((await call(again)).body).toBe(`Hello Spin! revision=${name} service=spin`);
   });
 
+  test("a worker that stalls again in its own process is refused: WorkerStalled on the revision and its instance, its endpoint withdrawn", async () => {
+    const rev = await env.createService(workerService("respin", "Respin"));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "isolate");
+    const first = await oneEndpoint(name);
+    await call(first, "/?spin").catch(() => undefined);
+    // Moved to a process of its own: published again on another port.
+    const own = await waitFor("the endpoint in its own process", async () => {
+      const eps = await env.endpoints(name);
+      return eps.length === 1 && eps[0]!.port !== first.port ? eps[0] : undefined;
+    });
+    await call(own, "/?spin").catch(() => undefined);
+    const report = await waitFor("the refused instance report", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).find(
+        (r) => r.id === id && r.reason === "WorkerStalled" && /refused/.test(r.message ?? ""),
+      ),
+    );
+    expect(report.phase).toBe("backoff");
+    const healthy = await waitFor("the refusal on the revision", async () => {
+      const c = condition(await env.revision(name), "ContainerHealthy");
+      return c?.status === "False" && /refused for 30 s/.test(c.message ?? "") ? c : undefined;
+    });
+    expect(healthy.reason).toBe("WorkerStalled");
+    expect(healthy.message).toMatch(/stalled 2 times/);
+    expect(await env.endpoints(name)).toEqual([]);
+    // Sent anyway (straight to the workerd socket): a 503 that says why.
+    const refused = await call(own);
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatch(
+      /is refused for \d+ s: its worker stalled its workerd process 2 times/,
+    );
+    await env.undesire(id);
+  });
+
+  test("a worker that throws at module top level fails its instance with the message and position, and is never published", async () => {
+    const body = workerService("toplevel", "Top") as ReturnType<typeof workerService>;
+    body.spec.template.spec.worker.source = [
+      "const settings: { port: number } | null = null;",
+      "const port = settings!.port;",
+      "export default { fetch(): Response { return new Response(String(port)); } };",
+    ].join("\n");
+    const rev = await env.createService(body);
+    const name = rev.metadata.name;
+    await env.desire(name, "isolate");
+    const healthy = await waitFor("ContainerHealthy to be False", async () => {
+      const c = condition(await env.revision(name), "ContainerHealthy");
+      return c?.status === "False" ? c : undefined;
+    });
+    expect(healthy.reason).toBe("WorkerModuleError");
+    expect(healthy.message).toMatch(
+      /module failed to load: Uncaught TypeError: Cannot read properties of null/,
+    );
+    expect(healthy.message).toMatch(/\(at worker\.js:\d+:\d+ of the compiled bundle\)/);
+    expect(condition(await env.revision(name), "Ready")?.status).not.toBe("True");
+    const report = await waitFor("the failed instance report", async () => {
+      const all = await env.fleet.readInstanceStatuses(env.agentId);
+      return all.find((i) => i.revision === name && i.phase === "failed");
+    });
+    expect(report.reason).toBe("WorkerModuleError");
+    expect(await env.endpoints(name)).toEqual([]);
+  });
+
   test("an endpoint lost from Redis is republished by the periodic resync", async () => {
     const rev = await env.createService(workerService("lost", "Lost"));
     const name = rev.metadata.name;

@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import Docker from "dockerode";
 import { Agent } from "../../agent/agent.ts";
+import { GATEWAY_AUTH_HEADER } from "../../agent/isolate/index.ts";
 import type { AgentOptionsInput } from "../../agent/options.ts";
 import { prepareService } from "../../deploy/api/prepare.ts";
 import { clusterKey } from "../../src/cluster.ts";
@@ -22,6 +23,9 @@ import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "example.test";
+
+/** Agent id -> the gateway secret its isolates demand (read from Redis by the agent). */
+const gatewaySecrets = new Map<string, string>();
 
 export interface AgentTestEnv {
   prefix: string;
@@ -54,7 +58,15 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
   const owners = new Set([agentId]);
   let n = 0;
 
-  const agentOptions = (extra: AgentOptionsInput = {}): AgentOptionsInput => ({
+  // As in a cluster, every agent of this file demands the same gateway secret.
+  const gatewaySecret = randomBytes(24).toString("hex");
+  const agentOptions = (extra: AgentOptionsInput = {}): AgentOptionsInput => {
+    const options = agentOptionsOf(extra);
+    gatewaySecrets.set(options.id as string, options.gatewaySecret as string);
+    return options;
+  };
+  const agentOptionsOf = (extra: AgentOptionsInput): AgentOptionsInput => ({
+    gatewaySecret,
     redisUrl: redisUrl(),
     redisPrefix: prefix,
     id: agentId,
@@ -204,6 +216,9 @@ export async function call(
 ): Promise<{ status: number; body: string; headers: Headers }> {
   const headers: Record<string, string> = { connection: "close" };
   if (ep.header) headers[ep.header.name] = ep.header.value;
+  // As a gateway does for isolate endpoints (those with a header).
+  const secret = gatewaySecrets.get(ep.agentId);
+  if (ep.header && secret) headers[GATEWAY_AUTH_HEADER] = secret;
   const res = await fetch(`http://${ep.host}:${ep.port}${path}`, { headers });
   return { status: res.status, body: await res.text(), headers: res.headers };
 }

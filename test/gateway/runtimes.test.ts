@@ -12,8 +12,9 @@ import { ContainerRuntime } from "../../agent/container/runtime.ts";
 import { WorkerdPool } from "../../agent/isolate/index.ts";
 import { gatewayKeys } from "../../gateway/keys.ts";
 import type { Gateway } from "../../gateway/server.ts";
+import { ensureClusterIdentity } from "../../src/cluster.ts";
 import { helloImage } from "../support/images.ts";
-import { uniquePrefix } from "../support/redis.ts";
+import { connect, uniquePrefix } from "../support/redis.ts";
 import { hit, host, startTestGateway, TestScaler } from "./support.ts";
 import { wsRoundTrip } from "./websocket.ts";
 
@@ -104,13 +105,19 @@ describe("container instances", () => {
 });
 
 describe("isolate instances", () => {
-  const pool = new WorkerdPool({
-    processes: 1,
-    watchdog: { stallMs: 3_000 },
-    metrics: new Registry(),
-  });
+  let pool: WorkerdPool;
 
   beforeAll(async () => {
+    // Isolates demand the cluster's gateway secret, as the agent's pool does.
+    const redis = connect();
+    const { secret } = await ensureClusterIdentity(redis, prefix);
+    redis.disconnect();
+    pool = new WorkerdPool({
+      processes: 1,
+      watchdog: { stallMs: 3_000 },
+      metrics: new Registry(),
+      gatewaySecret: secret,
+    });
     await pool.start();
     const code = (name: string) => `export default {
       fetch(request) {
@@ -125,7 +132,7 @@ describe("isolate instances", () => {
     };`;
     for (const name of ["iso-a", "iso-b"]) {
       const key = `default/${name}-00001`;
-      pool.register(key, { code: code(name) });
+      await pool.register(key, { code: code(name) });
       const ep = pool.endpointFor(key);
       await scaler.route("default", name, [{ revision: `${name}-00001`, percent: 100 }]);
       await scaler.endpoint("default", `${name}-00001`, ep, {
@@ -136,7 +143,7 @@ describe("isolate instances", () => {
     await gw.resync();
   });
 
-  afterAll(() => pool.stop());
+  afterAll(() => pool?.stop());
 
   it("routes each host to its own isolate on the shared workerd socket", async () => {
     expect((await hit(gw.url, host("iso-a"))).body).toBe("iso-a saw no header");

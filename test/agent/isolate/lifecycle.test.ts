@@ -1,8 +1,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -34,11 +33,9 @@ describe("WorkerdPool lifecycle", () => {
     const recycles: IsolateEvent[] = [];
     pool.on("recycle", (e) => recycles.push(e));
     await pool.start();
-    const { port, pid: firstPid } = pool.stats()[0]!;
     const keys = Array.from({ length: 10 }, (_, i) => `default/many-${i}`);
-    keys.forEach((key, i) => {
-      pool!.register(key, { code: numbered(i) });
-    });
+    for (const [i, key] of keys.entries()) await pool.register(key, { code: numbered(i) });
+    const { port, pid: firstPid } = pool.stats()[0]!;
 
     // Requests overlap the hand-over: each revision is asked twice, concurrently.
     for (const [i, key] of keys.entries()) {
@@ -74,20 +71,37 @@ describe("WorkerdPool lifecycle", () => {
   it("lets an in-flight request of a recycled process finish", async () => {
     pool = new WorkerdPool({ processes: 1, maxLoaderEntries: 2, watchdog: { stallMs: 3_000 } });
     await pool.start();
-    pool.register("default/slow-00001", {
-      code: `export default { async fetch() { await new Promise((r) => setTimeout(r, 600)); return new Response("slow done"); } };`,
+    await pool.register("default/slow-00001", {
+      code: `export default { async fetch() { await new Promise((r) => setTimeout(r, 3000)); return new Response("slow done"); } };`,
     });
-    pool.register("default/quick-00001", { code: numbered(1) });
+    await pool.register("default/quick-00001", { code: numbered(1) });
     const recycled = new Promise<IsolateEvent>((resolve) => pool!.on("recycle", resolve));
     const slow = send(pool, "default/slow-00001");
     // The second loaded revision reaches the bound while the slow request runs.
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect((await send(pool, "default/quick-00001", { fresh: true })).body).toBe("w1");
     const event = await recycled;
-    expect(event.revisions).toEqual(["default/slow-00001"]);
+    expect(event.revisions).toContain("default/slow-00001");
     const answer = await slow;
     expect(answer.status).toBe(200);
     expect(answer.body).toBe("slow done");
+  });
+
+  it("lets in-flight requests finish when the pool stops (SIGTERM, then SIGKILL after stopGraceMs)", async () => {
+    pool = new WorkerdPool({ processes: 1, stopGraceMs: 5_000, watchdog: { stallMs: 3_000 } });
+    await pool.start();
+    await pool.register("default/finishing-00001", {
+      code: `export default { async fetch() { await new Promise((r) => setTimeout(r, 500)); return new Response("finished"); } };`,
+    });
+    await pool.load("default/finishing-00001");
+    const inFlight = send(pool, "default/finishing-00001");
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const stopped = pool.stop();
+    const answer = await inFlight;
+    await stopped;
+    expect(answer.status).toBe(200);
+    expect(answer.body).toBe("finished");
+    expect(pool.pids()).toEqual([]);
   });
 
   it("leaves no workerd process and no state behind after stop()", async () => {
@@ -95,7 +109,8 @@ describe("WorkerdPool lifecycle", () => {
     try {
       pool = new WorkerdPool({ processes: 2, stateDir, watchdog: { stallMs: 3_000 } });
       await pool.start();
-      pool.register("default/bye-00001", { code: numbered(1) });
+      await pool.register("default/bye-00001", { code: numbered(1) });
+      const cgroup = pool.cgroupOf("default");
       expect((await send(pool, "default/bye-00001")).status).toBe(200);
       const pids = pool.pids();
       expect(pids).toHaveLength(2);
@@ -106,6 +121,8 @@ describe("WorkerdPool lifecycle", () => {
       expect(workerdProcessesUsing(stateDir)).toEqual([]);
       expect(pool.pids()).toEqual([]);
       expect(await readdir(stateDir)).toEqual([]);
+      // Its namespace's cgroup is gone as well.
+      for (const dir of Object.values(cgroup?.dirs ?? {})) expect(existsSync(dir)).toBe(false);
       // The port is closed too: nothing accepts there any more.
       await expect(send(pool, "default/bye-00001", { fresh: true })).rejects.toThrow();
     } finally {
@@ -126,6 +143,7 @@ describe("WorkerdPool lifecycle", () => {
         `const { WorkerdPool } = await import(${JSON.stringify(poolModule)});
          const pool = new WorkerdPool({ processes: 1, stateDir: ${JSON.stringify(stateDir)} });
          await pool.start();
+         await pool.register("default/orphan-00001", { code: "export default { fetch() { return new Response('o'); } };" });
          console.log(JSON.stringify(pool.pids()));`,
       ],
       { stdio: ["ignore", "pipe", "inherit"] },
@@ -134,6 +152,9 @@ describe("WorkerdPool lifecycle", () => {
     try {
       const [line] = (await once(agent.stdout!, "data")) as [Buffer];
       orphans = JSON.parse(line.toString());
+      const stale = JSON.parse(readFileSync(join(stateDir, "workerd.pids"), "utf8")) as {
+        cgroups: string[];
+      };
       agent.kill("SIGKILL");
       await once(agent, "exit");
       expect(orphans).toHaveLength(1);
@@ -143,6 +164,8 @@ describe("WorkerdPool lifecycle", () => {
       await pool.start();
       await expect.poll(() => alive(orphans[0]!), { timeout: 5_000 }).toBe(false);
       expect(workerdProcessesUsing(stateDir)).toEqual(pool.pids());
+      // Its namespace cgroups are removed too (when the host gave it any).
+      for (const dir of stale.cgroups) expect(existsSync(dir)).toBe(false);
     } finally {
       agent.kill("SIGKILL");
       for (const pid of orphans) if (alive(pid)) process.kill(pid, "SIGKILL");
@@ -151,26 +174,40 @@ describe("WorkerdPool lifecycle", () => {
     }
   });
 
-  it("fails to start with a clear message when its port is taken, leaving nothing running", async () => {
-    const taken = createServer();
-    taken.listen(0, "127.0.0.1");
-    await once(taken, "listening");
-    try {
-      const { port } = taken.address() as AddressInfo;
-      pool = new WorkerdPool({ processes: 1, basePort: port });
-      await expect(pool.start()).rejects.toThrow(
-        new RegExp(`cannot listen on 127.0.0.1:${port}: .*EADDRINUSE`),
-      );
-      expect(pool.pids()).toEqual([]);
-    } finally {
-      taken.close();
-    }
+  it("fails with a clear message when the sandbox is required but the host cannot give it", async () => {
+    pool = new WorkerdPool({
+      processes: 1,
+      sandbox: { mode: "required", cgroupRoot: "/nonexistent/cgroup" },
+    });
+    await expect(pool.start()).rejects.toThrow(
+      /isolate sandbox is required but no usable cgroup memory, cpu and pids controllers at \/nonexistent\/cgroup/,
+    );
+    expect(pool.pids()).toEqual([]);
   });
 
-  it("fails to start with a clear message when the workerd binary cannot run", async () => {
+  it("fails to register with a clear message when the workerd binary cannot run", async () => {
     pool = new WorkerdPool({ processes: 1, workerdPath: "/nonexistent/workerd" });
-    await expect(pool.start()).rejects.toThrow(/cannot run workerd at \/nonexistent\/workerd/);
+    await pool.start();
+    await expect(pool.register("default/nobin-00001", { code: numbered(1) })).rejects.toThrow(
+      /cannot run workerd at \/nonexistent\/workerd/,
+    );
     expect(pool.pids()).toEqual([]);
+  });
+
+  it("stops a namespace's processes once its last revision is gone, and starts them again for a new one", async () => {
+    pool = new WorkerdPool({ processes: 1, namespaceIdleMs: 0, watchdog: { stallMs: 3_000 } });
+    await pool.start();
+    await pool.register("idle/one-00001", { code: numbered(1) });
+    const [pid] = pool.pids();
+    const cgroup = pool.cgroupOf("idle");
+    pool.unregister("idle/one-00001");
+    await expect.poll(() => alive(pid!), { timeout: 10_000 }).toBe(false);
+    await expect.poll(() => pool!.stats().length, { timeout: 10_000 }).toBe(0);
+    for (const dir of Object.values(cgroup?.dirs ?? {})) {
+      await expect.poll(() => existsSync(dir), { timeout: 5_000 }).toBe(false);
+    }
+    await pool.register("idle/two-00001", { code: numbered(2) });
+    expect((await send(pool, "idle/two-00001")).body).toBe("w2");
   });
 
   it("refuses options that would break the runtime, naming the field", () => {

@@ -1,6 +1,7 @@
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  GATEWAY_AUTH_HEADER,
   ISOLATE_ERROR_HEADER,
   REVISION_HEADER,
   WorkerdPool,
@@ -18,6 +19,10 @@ const pool = new WorkerdPool({
 
 beforeAll(async () => {
   await pool.start();
+  // The namespace's processes start with its first revision.
+  await pool.register("default/first-00001", {
+    code: "export default { fetch() { return new Response('1'); } };",
+  });
 });
 
 afterAll(async () => {
@@ -37,7 +42,7 @@ const echoEnv = `export default {
 
 describe("WorkerdPool serving", () => {
   it("answers a request with the revision's env values as bindings", async () => {
-    pool.register("default/env-00001", {
+    await pool.register("default/env-00001", {
       code: echoEnv,
       env: { GREETING: "hello", TARGET: "world" },
     });
@@ -52,7 +57,7 @@ describe("WorkerdPool serving", () => {
   });
 
   it("passes method, query and body through to the worker", async () => {
-    pool.register("default/echo-00001", {
+    await pool.register("default/echo-00001", {
       code: `export default { async fetch(request) {
         const url = new URL(request.url);
         return new Response(request.method + " " + url.search + " " + (await request.text()));
@@ -61,7 +66,7 @@ describe("WorkerdPool serving", () => {
     const ep = pool.endpointFor("default/echo-00001");
     const res = await fetch(`http://${ep.host}:${ep.port}/p?x=1`, {
       method: "POST",
-      headers: { [ep.header.name]: ep.header.value },
+      headers: { [ep.header.name]: ep.header.value, [GATEWAY_AUTH_HEADER]: pool.gatewaySecret },
       body: "payload",
     });
     expect(await res.text()).toBe("POST ?x=1 payload");
@@ -73,8 +78,8 @@ describe("WorkerdPool serving", () => {
     // Same process on purpose: isolation must not depend on sharding.
     const a = keyOnSlot(pool, "default/indep-a", 0);
     const b = keyOnSlot(pool, "default/indep-b", 0);
-    pool.register(a, { code: code("a"), env: { V: "1" } });
-    pool.register(b, { code: code("b"), env: { V: "2" } });
+    await pool.register(a, { code: code("a"), env: { V: "1" } });
+    await pool.register(b, { code: code("b"), env: { V: "2" } });
     const [ra, rb, ra2] = await Promise.all([send(pool, a), send(pool, b), send(pool, a)]);
     expect([ra.body, rb.body, ra2.body]).toEqual(["a:1", "b:2", "a:1"]);
   });
@@ -83,8 +88,8 @@ describe("WorkerdPool serving", () => {
     const counter = `let n = 0; export default { fetch() { n++; return new Response(String(n)); } };`;
     const a = keyOnSlot(pool, "default/count-a", 1);
     const b = keyOnSlot(pool, "default/count-b", 1);
-    pool.register(a, { code: counter });
-    pool.register(b, { code: counter });
+    await pool.register(a, { code: counter });
+    await pool.register(b, { code: counter });
     await send(pool, a);
     await send(pool, a);
     expect((await send(pool, a)).body).toBe("3");
@@ -99,7 +104,7 @@ describe("WorkerdPool serving", () => {
   });
 
   it("stops answering a revision after unregister", async () => {
-    pool.register("default/gone-00001", {
+    await pool.register("default/gone-00001", {
       code: `export default { fetch() { return new Response("here"); } };`,
     });
     expect((await send(pool, "default/gone-00001")).body).toBe("here");
@@ -126,7 +131,7 @@ describe("WorkerdPool isolation", () => {
   it("blocks fetch() to a loopback server for network none (globalOutbound null)", async () => {
     const target = await countingServer();
     try {
-      pool.register("default/offline-00001", { code: fetcher(target.url), network: "none" });
+      await pool.register("default/offline-00001", { code: fetcher(target.url), network: "none" });
       const answer = await send(pool, "default/offline-00001");
       expect(answer.status).toBe(200);
       expect(answer.body).toMatch(/^blocked: .*not permitted to access the internet/);
@@ -142,7 +147,10 @@ describe("WorkerdPool isolation", () => {
   it("keeps loopback out of reach for network internet too (public addresses only)", async () => {
     const target = await countingServer();
     try {
-      pool.register("default/online-00001", { code: fetcher(target.url), network: "internet" });
+      await pool.register("default/online-00001", {
+        code: fetcher(target.url),
+        network: "internet",
+      });
       const answer = await send(pool, "default/online-00001");
       expect(answer.body).toMatch(/^blocked: /);
       expect(target.hits()).toBe(0);
@@ -152,7 +160,7 @@ describe("WorkerdPool isolation", () => {
   });
 
   it("gives a worker no host filesystem, even with nodejs_compat", async () => {
-    pool.register("default/fs-00001", {
+    await pool.register("default/fs-00001", {
       code: `import fs from "node:fs";
         export default { fetch() {
           try { return new Response("read: " + fs.readFileSync("/etc/hostname", "utf8")); }
@@ -168,21 +176,23 @@ describe("WorkerdPool isolation", () => {
   it("turns a throwing worker into a 500 with a short message and keeps serving others", async () => {
     const bad = keyOnSlot(pool, "default/throws", 0);
     const good = keyOnSlot(pool, "default/fine", 0);
-    pool.register(bad, {
+    await pool.register(bad, {
       code: `export default { fetch() { throw new Error("boom at line 1"); } };`,
     });
-    pool.register(good, { code: `export default { fetch() { return new Response("fine"); } };` });
-    const pidBefore = pool.stats()[0]?.pid;
+    await pool.register(good, {
+      code: `export default { fetch() { return new Response("fine"); } };`,
+    });
+    const pidBefore = pool.stats().find((s) => s.slot === "default/0")?.pid;
     const answer = await send(pool, bad);
     expect(answer.status).toBe(500);
     expect(answer.headers[ISOLATE_ERROR_HEADER]).toBe("worker-exception");
     expect(answer.body.trim()).toBe("worker error: boom at line 1");
     expect((await send(pool, good)).body).toBe("fine");
-    expect(pool.stats()[0]?.pid).toBe(pidBefore);
+    expect(pool.stats().find((s) => s.slot === "default/0")?.pid).toBe(pidBefore);
   });
 
   it("answers 500 for a worker that does not compile", async () => {
-    pool.register("default/syntax-00001", {
+    await pool.register("default/syntax-00001", {
       code: `export default { fetch() { return new Response("x" } };`,
     });
     const answer = await send(pool, "default/syntax-00001");
@@ -191,7 +201,7 @@ describe("WorkerdPool isolation", () => {
   });
 
   it("does not let a worker forge the router's error header", async () => {
-    pool.register("default/forger-00001", {
+    await pool.register("default/forger-00001", {
       code: `export default { fetch() { return new Response("ok", { headers: { "${ISOLATE_ERROR_HEADER}": "unknown-revision" } }); } };`,
     });
     const answer = await send(pool, "default/forger-00001");
@@ -201,32 +211,32 @@ describe("WorkerdPool isolation", () => {
 });
 
 describe("WorkerdPool registry and sharding", () => {
-  it("refuses different code under a revision key already used, even after unregister", () => {
-    pool.register("default/immutable-00001", {
+  it("refuses different code under a revision key already used, even after unregister", async () => {
+    await pool.register("default/immutable-00001", {
       code: "export default { fetch() { return new Response('1'); } };",
     });
     // Same code again is fine (idempotent).
-    pool.register("default/immutable-00001", {
+    await pool.register("default/immutable-00001", {
       code: "export default { fetch() { return new Response('1'); } };",
     });
-    expect(() =>
+    await expect(
       pool.register("default/immutable-00001", {
         code: "export default { fetch() { return new Response('2'); } };",
       }),
-    ).toThrow(ConflictError);
+    ).rejects.toThrow(ConflictError);
     pool.unregister("default/immutable-00001");
-    expect(() =>
+    await expect(
       pool.register("default/immutable-00001", {
         code: "export default { fetch() { return new Response('1'); } };",
         env: { CHANGED: "yes" },
       }),
-    ).toThrow(ConflictError);
+    ).rejects.toThrow(ConflictError);
   });
 
-  it("names the offending field when a registration is invalid", () => {
+  it("names the offending field when a registration is invalid", async () => {
     let error: unknown;
     try {
-      pool.register("default/invalid-00001", {
+      await pool.register("default/invalid-00001", {
         code: "export default {}",
         env: { "bad name": "x" },
         compatibilityDate: "June 2025",
@@ -244,7 +254,7 @@ describe("WorkerdPool registry and sharding", () => {
   });
 
   it("maps a revision to the same process every time and spreads revisions over processes", () => {
-    const slots = new Set<number>();
+    const slots = new Set<string>();
     for (let i = 0; i < 40; i++) {
       const key = `default/spread-${i}`;
       const first = pool.endpointFor(key);
@@ -253,7 +263,7 @@ describe("WorkerdPool registry and sharding", () => {
       expect(first.host).toBe("127.0.0.1");
       slots.add(first.slot);
     }
-    expect(slots).toEqual(new Set([0, 1]));
+    expect(slots).toEqual(new Set(["default/0", "default/1"]));
   });
 
   it("counts cold starts in the metrics registry", async () => {
@@ -261,7 +271,7 @@ describe("WorkerdPool registry and sharding", () => {
     const before = (
       await registry.getSingleMetricAsString("skiff_isolate_cold_starts_total")
     ).match(/skiff_isolate_cold_starts_total (\d+)/);
-    pool.register("default/metric-00001", {
+    await pool.register("default/metric-00001", {
       code: `export default { fetch() { return new Response("m"); } };`,
     });
     await send(pool, "default/metric-00001");
@@ -270,5 +280,84 @@ describe("WorkerdPool registry and sharding", () => {
       /skiff_isolate_cold_starts_total (\d+)/,
     );
     expect(Number(after?.[1])).toBe(Number(before?.[1]) + 1);
+  });
+});
+
+describe("WorkerdPool gateway secret", () => {
+  const echoHeaders = `export default { fetch(request) { return Response.json([...request.headers.keys()]); } };`;
+
+  it("refuses a request without the gateway secret (or with a wrong one) with 403, counts it, and never lets the worker see the secret", async () => {
+    await pool.register("default/secret-00001", { code: echoHeaders });
+    const registry = pool.options.metrics!;
+    const count = async () =>
+      Number(
+        (await registry.getSingleMetricAsString("skiff_agent_isolate_forbidden_total")).match(
+          /skiff_agent_isolate_forbidden_total (\d+)/,
+        )?.[1] ?? 0,
+      );
+    const before = await count();
+    const none = await send(pool, "default/secret-00001", { auth: null });
+    const wrong = await send(pool, "default/secret-00001", { auth: "f".repeat(48) });
+    const truncated = await send(pool, "default/secret-00001", {
+      auth: pool.gatewaySecret.slice(0, -1),
+    });
+    for (const answer of [none, wrong, truncated]) {
+      expect(answer.status).toBe(403);
+      expect(answer.headers[ISOLATE_ERROR_HEADER]).toBe("forbidden");
+      expect(answer.body).toMatch(/only answer requests from a Skiff gateway/);
+    }
+    // Counted from the router's stdout line: wait for it to arrive.
+    await expect.poll(count, { timeout: 5_000 }).toBe(before + 3);
+    const ok = await send(pool, "default/secret-00001");
+    expect(ok.status).toBe(200);
+    const seen = JSON.parse(ok.body) as string[];
+    expect(seen).not.toContain(GATEWAY_AUTH_HEADER);
+    expect(seen).not.toContain(REVISION_HEADER);
+  });
+});
+
+describe("WorkerdPool namespaces", () => {
+  it("gives each namespace processes of its own and never serves another namespace's revision", async () => {
+    await pool.register("ns-one/rev-00001", {
+      code: `export default { fetch() { return new Response("one"); } };`,
+    });
+    await pool.register("ns-two/rev-00001", {
+      code: `export default { fetch() { return new Response("two"); } };`,
+    });
+    const one = pool.endpointFor("ns-one/rev-00001");
+    const two = pool.endpointFor("ns-two/rev-00001");
+    expect(one.port).not.toBe(two.port);
+    const pids = (ns: string) =>
+      new Set(
+        pool
+          .stats()
+          .filter((s) => s.namespace === ns)
+          .map((s) => s.pid),
+      );
+    expect([...pids("ns-one")].some((pid) => pids("ns-two").has(pid))).toBe(false);
+    expect((await send(pool, "ns-one/rev-00001")).body).toBe("one");
+    // A forged revision header for ns-two sent to ns-one's process, with the right secret.
+    const res = await fetch(`http://${one.host}:${one.port}/`, {
+      headers: { [REVISION_HEADER]: "ns-two/rev-00001", [GATEWAY_AUTH_HEADER]: pool.gatewaySecret },
+    });
+    expect(res.status).toBe(404);
+    expect(await res.text()).toContain("not served by this process");
+  });
+
+  it("loads a revision without running it and reports a top-level throw with its message and position", async () => {
+    await pool.register("default/toplevel-00001", {
+      code: `const config = null;\nconst port = config.port;\nexport default { fetch() { return new Response("never"); } };`,
+    });
+    const result = await pool.load("default/toplevel-00001");
+    expect(result.ok).toBe(false);
+    expect(result.kind).toBe("module-error");
+    expect(result.message).toContain("Cannot read properties of null");
+    expect(result.position).toBe("worker.js:2:21");
+    await pool.register("default/loads-00001", {
+      code: `let calls = 0; export default { fetch() { calls++; return new Response(String(calls)); } };`,
+    });
+    expect(await pool.load("default/loads-00001")).toMatchObject({ ok: true, kind: "loaded" });
+    // Loading did not call the handler.
+    expect((await send(pool, "default/loads-00001")).body).toBe("1");
   });
 });

@@ -24,11 +24,12 @@ describe("WorkerdPool watchdog", () => {
     const looper = keyOnSlot(pool, "default/looper", 1);
     const bystander = keyOnSlot(pool, "default/bystander", 1);
     const elsewhere = keyOnSlot(pool, "default/elsewhere", 0);
-    pool.register(looper, { code: "export default { fetch() { for (;;) {} } };" });
-    pool.register(bystander, { code: hello("bystander") });
-    pool.register(elsewhere, { code: hello("elsewhere") });
+    await pool.register(looper, { code: "export default { fetch() { for (;;) {} } };" });
+    await pool.register(bystander, { code: hello("bystander") });
+    await pool.register(elsewhere, { code: hello("elsewhere") });
     expect((await send(pool, bystander)).body).toBe("bystander");
-    const before = pool.stats()[1]!;
+    const slotOf = (id: string) => pool!.stats().find((s) => s.slot === id)!;
+    const before = slotOf("default/1");
 
     const stalled = once(pool, "stall") as Promise<[IsolateEvent]>;
     const respawned = new Promise<SpawnEvent>((resolve) =>
@@ -41,7 +42,7 @@ describe("WorkerdPool watchdog", () => {
       (err: Error) => `failed: ${err.message}`,
     );
     const [event] = await stalled;
-    expect(event.slot).toBe(1);
+    expect(event.slot).toBe("default/1");
     expect(event.pid).toBe(before.pid);
     expect(event.reason).toMatch(/^worker exceeded CPU/);
     expect(event.revisions).toEqual([looper]);
@@ -49,7 +50,7 @@ describe("WorkerdPool watchdog", () => {
     expect(await looping).toMatch(/^failed: /);
 
     await respawned;
-    const after = pool.stats()[1]!;
+    const after = slotOf("default/1");
     expect(after.pid).not.toBe(before.pid);
     expect(after.port).toBe(before.port);
     expect(alive(before.pid!)).toBe(false);
@@ -58,15 +59,106 @@ describe("WorkerdPool watchdog", () => {
     expect(
       await registry.getSingleMetricAsString("skiff_isolate_process_restarts_total"),
     ).toContain('reason="stall"} 1');
+    // The culprit now runs in a process of its own; the bystander stayed where it was.
+    await expect.poll(() => pool!.endpointFor(looper).slot).toBe(`default/own:${looper.slice(8)}`);
+    expect(pool.endpointFor(bystander).port).toBe(before.port);
+    expect(pool.endpointFor(looper).port).not.toBe(before.port);
+  });
+
+  it("keeps stalls of a quarantined worker to its own process, then refuses it with a 503 and a message", async () => {
+    pool = new WorkerdPool({
+      processes: 1,
+      watchdog: SNAPPY,
+      quarantine: { refuseAfter: 2, refuseMs: 60_000 },
+    });
+    await pool.start();
+    await pool.register("default/spin-00001", {
+      code: "export default { fetch(r) { if (new URL(r.url).pathname === '/spin') for (;;) {} return new Response('spin ok'); } };",
+    });
+    await pool.register("default/calm-00001", { code: hello("calm") });
+    expect((await send(pool, "default/calm-00001")).body).toBe("calm");
+    const shared = pool.stats()[0]!;
+    const stalls: IsolateEvent[] = [];
+    pool.on("stall", (e) => stalls.push(e));
+
+    await send(pool, "default/spin-00001", { path: "/spin" }).catch(() => undefined);
+    await expect.poll(() => stalls.length, { timeout: 10_000 }).toBe(1);
+    expect(stalls[0]!.revisions).toEqual(["default/spin-00001"]);
+    expect(stalls[0]!.reason).toMatch(/now run in processes of their own/);
+    // Its own process is up: it serves there (the shared one refuses it as moved).
+    await expect.poll(() => pool!.slotUp("default/own:spin-00001"), { timeout: 10_000 }).toBe(true);
+    expect(pool.endpointFor("default/spin-00001").slot).toBe("default/own:spin-00001");
+    expect((await send(pool, "default/spin-00001")).body).toBe("spin ok");
+    const moved = await fetch(`http://127.0.0.1:${shared.port}/`, {
+      headers: {
+        "x-skiff-revision": "default/spin-00001",
+        "x-skiff-gateway-auth": pool.gatewaySecret,
+      },
+    });
+    expect(moved.status).toBe(503);
+    expect(await moved.text()).toMatch(/now runs in a workerd process of its own/);
+
+    // Stall again: only its own process is killed; the shared one keeps its pid.
+    const sharedPid = pool.stats().find((s) => s.slot === "default/0")?.pid;
+    await send(pool, "default/spin-00001", { path: "/spin" }).catch(() => undefined);
+    await expect.poll(() => stalls.length, { timeout: 10_000 }).toBe(2);
+    expect(stalls[1]!.slot).toBe("default/own:spin-00001");
+    expect(stalls[1]!.revisions).toEqual(["default/spin-00001"]);
+    expect(stalls[1]!.refusedUntil).toBeGreaterThan(Date.now() + 30_000);
+    expect(stalls[1]!.reason).toMatch(/stalled 2 times, refused for 60 s/);
+    expect(pool.stats().find((s) => s.slot === "default/0")?.pid).toBe(sharedPid);
+    expect(pool.refusedUntil("default/spin-00001")).toBe(stalls[1]!.refusedUntil);
+    await expect.poll(() => pool!.slotUp("default/own:spin-00001"), { timeout: 10_000 }).toBe(true);
+    const refused = await send(pool, "default/spin-00001", { path: "/spin" });
+    expect(refused.status).toBe(503);
+    expect(refused.headers["x-skiff-isolate-error"]).toBe("worker-stalled");
+    expect(refused.body).toMatch(
+      /refused for 60 s: its worker stalled its workerd process 2 times/,
+    );
+    expect(stalls).toHaveLength(2);
+    expect((await send(pool, "default/calm-00001")).body).toBe("calm");
+  });
+
+  it("does not kill or blame a process that is starved of CPU (stopped, like a host under contention)", async () => {
+    const registry = new Registry();
+    pool = new WorkerdPool({ processes: 1, watchdog: SNAPPY, metrics: registry });
+    await pool.start();
+    await pool.register("default/trivial-00001", { code: hello("trivial") });
+    expect((await send(pool, "default/trivial-00001")).body).toBe("trivial");
+    const [pid] = pool.pids();
+    const events: string[] = [];
+    pool.on("stall", (e) => events.push(e.reason));
+    pool.on("hang", (e) => events.push(e.reason));
+    pool.on("exit", (e) => events.push(e.reason));
+    // SIGSTOP takes the CPU away from the process for real, as a starved host
+    // would: it answers nothing and burns nothing, for 8 stall windows.
+    process.kill(pid!, "SIGSTOP");
+    const pending = send(pool, "default/trivial-00001", { fresh: true });
+    await new Promise((resolve) => setTimeout(resolve, SNAPPY.stallMs * 8));
+    process.kill(pid!, "SIGCONT");
+    expect((await pending).body).toBe("trivial");
+    expect(events).toEqual([]);
+    expect(pool.pids()).toEqual([pid]);
+    expect(
+      Number(
+        (await registry.getSingleMetricAsString("skiff_isolate_probe_starved_total")).match(
+          /skiff_isolate_probe_starved_total (\d+)/,
+        )?.[1],
+      ),
+    ).toBeGreaterThan(0);
   });
 
   it("queues a request that arrives during a stall and answers it after the restart", async () => {
     pool = new WorkerdPool({ processes: 1, watchdog: SNAPPY });
     await pool.start();
-    pool.register("default/spin-00001", { code: "export default { fetch() { for (;;) {} } };" });
-    pool.register("default/patient-00001", { code: hello("patient") });
+    await pool.register("default/spin-00001", {
+      code: "export default { fetch(r) { if (new URL(r.url).pathname === '/spin') for (;;) {} return new Response('warm'); } };",
+    });
+    await pool.register("default/patient-00001", { code: hello("patient") });
+    // Loaded already: the loop starts as soon as the request arrives.
+    expect((await send(pool, "default/spin-00001")).body).toBe("warm");
     const stalled = once(pool, "stall");
-    const looping = send(pool, "default/spin-00001").catch(() => undefined);
+    const looping = send(pool, "default/spin-00001", { path: "/spin" }).catch(() => undefined);
     // Give the loop time to start, then connect while the process is frozen.
     await new Promise((resolve) => setTimeout(resolve, 40));
     const patient = send(pool, "default/patient-00001", { fresh: true });
@@ -77,13 +169,30 @@ describe("WorkerdPool watchdog", () => {
     expect(answer.body).toBe("patient");
   });
 
+  it("recycles a process whose resident memory grew past maxRssMb (memory outside the V8 heap too)", async () => {
+    pool = new WorkerdPool({ processes: 1, maxRssMb: 160, watchdog: { stallMs: 3_000 } });
+    await pool.start();
+    await pool.register("default/grower-00001", {
+      code: `const kept = []; export default { fetch() { kept.push(new Uint8Array(200 * 1024 * 1024).fill(1)); return new Response("holding"); } };`,
+    });
+    const before = pool.stats()[0]!;
+    const recycled = once(pool, "recycle") as Promise<[IsolateEvent]>;
+    expect((await send(pool, "default/grower-00001")).body).toBe("holding");
+    const [event] = await recycled;
+    expect(event.pid).toBe(before.pid);
+    expect(event.reason).toMatch(/grew to \d+ MB resident \(limit 160 MB, maxRssMb\)/);
+    await expect.poll(() => alive(before.pid!), { timeout: 10_000 }).toBe(false);
+    expect(pool.stats()[0]!.port).toBe(before.port);
+    expect((await send(pool, "default/grower-00001", { retryClosed: true })).body).toBe("holding");
+  });
+
   it("restarts a process aborted by an isolate over its heap limit and reports the reason", async () => {
     pool = new WorkerdPool({ processes: 1, maxHeapMb: 32, watchdog: { stallMs: 5_000 } });
     await pool.start();
-    pool.register("default/hog-00001", {
+    await pool.register("default/hog-00001", {
       code: "export default { fetch() { const keep = []; for (;;) keep.push(new Array(100000).fill(1.5)); } };",
     });
-    pool.register("default/survivor-00001", { code: hello("survivor") });
+    await pool.register("default/survivor-00001", { code: hello("survivor") });
     const exited = once(pool, "exit") as Promise<[IsolateEvent]>;
     const respawned = new Promise<void>((resolve) =>
       pool!.on("spawn", (e) => {
@@ -96,5 +205,27 @@ describe("WorkerdPool watchdog", () => {
     expect(event.revisions).toEqual(["default/hog-00001"]);
     await respawned;
     expect((await send(pool, "default/survivor-00001")).body).toBe("survivor");
+  });
+});
+
+describe("WorkerdPool watchdog at load", () => {
+  it("names a module that spins at top level while loading, isolates it, then refuses to load it", async () => {
+    pool = new WorkerdPool({ processes: 1, watchdog: SNAPPY, quarantine: { refuseAfter: 2 } });
+    await pool.start();
+    await pool.register("default/calm-00001", { code: hello("calm") });
+    await pool.register("default/toplevel-spin-00001", {
+      code: "for (;;) {}\nexport default { fetch() { return new Response('never'); } };",
+    });
+    const stalls: IsolateEvent[] = [];
+    pool.on("stall", (e) => stalls.push(e));
+    const result = await pool.load("default/toplevel-spin-00001");
+    expect(result.ok).toBe(false);
+    expect(result.kind).toBe("refused");
+    expect(result.message).toMatch(/stalled its workerd process 2 times/);
+    expect(stalls.map((e) => e.revisions)).toEqual([
+      ["default/toplevel-spin-00001"],
+      ["default/toplevel-spin-00001"],
+    ]);
+    expect((await send(pool, "default/calm-00001", { retryClosed: true })).body).toBe("calm");
   });
 });

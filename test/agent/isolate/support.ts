@@ -4,7 +4,8 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Agent, request } from "undici";
-import type { WorkerdPool } from "../../../agent/isolate/index.ts";
+import { GATEWAY_AUTH_HEADER, type WorkerdPool } from "../../../agent/isolate/index.ts";
+import { rendezvousSlot } from "../../../agent/isolate/shard.ts";
 
 export interface Answer {
   status: number;
@@ -25,6 +26,8 @@ export async function send(
     fresh?: boolean;
     /** Retry once on a fresh connection when the socket closes before any answer. */
     retryClosed?: boolean;
+    /** The gateway secret to send (default: the pool's); null sends none. */
+    auth?: string | null;
   } = {},
 ): Promise<Answer> {
   try {
@@ -41,13 +44,23 @@ export async function send(
 async function sendOnce(
   pool: WorkerdPool,
   revision: string,
-  options: { path?: string; headers?: Record<string, string>; fresh?: boolean },
+  options: {
+    path?: string;
+    headers?: Record<string, string>;
+    fresh?: boolean;
+    auth?: string | null;
+  },
 ): Promise<Answer> {
   const ep = pool.endpointFor(revision);
   const dispatcher = options.fresh ? new Agent({ pipelining: 0 }) : undefined;
+  const auth = options.auth === undefined ? pool.gatewaySecret : options.auth;
   try {
     const res = await request(`http://${ep.host}:${ep.port}${options.path ?? "/"}`, {
-      headers: { ...options.headers, [ep.header.name]: ep.header.value },
+      headers: {
+        ...options.headers,
+        [ep.header.name]: ep.header.value,
+        ...(auth === null ? {} : { [GATEWAY_AUTH_HEADER]: auth }),
+      },
       dispatcher,
       headersTimeout: 10_000,
       bodyTimeout: 10_000,
@@ -58,11 +71,11 @@ async function sendOnce(
   }
 }
 
-/** A revision key that the pool places on `slot` (tests pick co-located revisions). */
+/** A revision key that the pool places on its namespace's process `slot` (tests pick co-located revisions). */
 export function keyOnSlot(pool: WorkerdPool, prefix: string, slot: number): string {
   for (let i = 0; i < 10_000; i++) {
     const key = `${prefix}-${i}`;
-    if (pool.endpointFor(key).slot === slot) return key;
+    if (rendezvousSlot(key, pool.options.processes) === slot) return key;
   }
   throw new Error(`no key with prefix ${prefix} maps to slot ${slot}`);
 }
