@@ -42,12 +42,13 @@ import {
   readFileSync,
   rmdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NotFoundError, UnavailableError } from "../../src/errors.ts";
 import { Cgroup, type CgroupLayout, detectCgroups, removeEmptyDir } from "./cgroup.ts";
@@ -221,6 +222,8 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
   #state: State = "new";
   #stateDir = "";
   #ownsStateDir = false;
+  /** Where workerd reads its config and runs: the state dir, or a temp dir when the namespaces' uids cannot reach that. */
+  #runDir = "";
   #configPath = "";
   #codeServer: CodeServer | undefined;
   #sandbox: SandboxInfo = { uids: false, cgroups: undefined, notes: [] };
@@ -264,7 +267,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
         namespaceOf: (token) => this.#tokens.get(token),
         onLoad: (id, revision) => this.#onLoad(id, revision),
       });
-      this.#configPath = await writeRouterConfig(this.#stateDir, {
+      this.#configPath = await writeRouterConfig(this.#runDir, {
         codePort: this.#codeServer.port,
         maxHeapMb: this.options.maxHeapMb,
         trackInFlight: this.options.trackInFlight,
@@ -302,6 +305,9 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       removeEmptyDir(this.#cgroupLayout, [this.options.sandbox.cgroupParent, this.#poolId]);
     }
     await this.#codeServer?.close();
+    if (this.#runDir && this.#runDir !== this.#stateDir) {
+      await rm(this.#runDir, { recursive: true, force: true });
+    }
     if (this.#ownsStateDir) await rm(this.#stateDir, { recursive: true, force: true });
     else if (this.#stateDir) {
       for (const f of ["workerd.capnp", "router.js", "workerd.pids"]) {
@@ -716,6 +722,12 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     }
     // The namespaces' uids read the config from here (and run in it); they can list nothing.
     chmodSync(this.#stateDir, 0o711);
+    // A state dir under a private folder (a home, a mkdtemp) is out of their
+    // reach whatever its own mode: workerd would not even open its config.
+    this.#runDir = traversableByOthers(this.#stateDir)
+      ? this.#stateDir
+      : await mkdtemp(join(tmpdir(), "skiff-workerd-"));
+    chmodSync(this.#runDir, 0o711);
   }
 
   /**
@@ -723,13 +735,18 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
    * and memory; their cgroups would stay behind empty.
    */
   async #killStale(): Promise<void> {
-    const config = join(this.#stateDir, "workerd.capnp");
-    let left: { pids: number[]; cgroups: string[] };
+    let left: { pids: number[]; cgroups: string[]; runDir?: string };
     try {
       const parsed = JSON.parse(readFileSync(join(this.#stateDir, "workerd.pids"), "utf8"));
       left = Array.isArray(parsed) ? { pids: parsed, cgroups: [] } : parsed;
     } catch {
       return;
+    }
+    // Its processes were started with the config in its run dir (maybe a temp dir of its own).
+    const runDir = typeof left.runDir === "string" ? left.runDir : this.#stateDir;
+    const config = join(runDir, "workerd.capnp");
+    if (runDir !== this.#stateDir && /\/skiff-workerd-[^/]+$/.test(runDir)) {
+      await rm(runDir, { recursive: true, force: true });
     }
     const killed: number[] = [];
     for (const pid of left.pids ?? []) {
@@ -774,7 +791,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     try {
       writeFileSync(
         join(this.#stateDir, "workerd.pids"),
-        JSON.stringify({ pids: this.pids(), cgroups }),
+        JSON.stringify({ pids: this.pids(), cgroups, runDir: this.#runDir }),
         { mode: 0o600 },
       );
     } catch {
@@ -815,7 +832,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       id: `${slot.id}.${++slot.generation}`,
       binary: this.#binary,
       configPath: this.#configPath,
-      cwd: this.#stateDir,
+      cwd: this.#runDir,
       listenFd: slot.handle.fd,
       token: group.token,
       namespace: group.namespace,
@@ -1150,5 +1167,13 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     } finally {
       slot.recycling = false;
     }
+  }
+}
+
+/** Every folder from the root down to `dir` lets other users pass (o+x). */
+function traversableByOthers(dir: string): boolean {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return false;
+    if (d === dirname(d)) return true;
   }
 }

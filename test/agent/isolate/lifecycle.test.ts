@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -102,6 +102,27 @@ describe("WorkerdPool lifecycle", () => {
     expect(answer.status).toBe(200);
     expect(answer.body).toBe("finished");
     expect(pool.pids()).toEqual([]);
+  });
+
+  it("serves from a state dir inside a private folder the namespaces' uids cannot enter", async () => {
+    // `skiff up` keeps its state under ~/.local/state (a 0700 home for root) or a mkdtemp.
+    const privateParent = await mkdtemp(join(tmpdir(), "skiff-isolate-private-"));
+    const stateDir = join(privateParent, "isolate");
+    try {
+      pool = new WorkerdPool({ processes: 1, stateDir, watchdog: { stallMs: 3_000 } });
+      await pool.start();
+      expect(pool.sandbox.uids).toBe(process.getuid?.() === 0);
+      await pool.register("default/private-00001", { code: numbered(1) });
+      expect((await send(pool, "default/private-00001")).body).toBe("w1");
+      // workerd runs its config from a temp dir it can reach, gone after stop().
+      const [pid] = pool.pids();
+      const runDir = readlinkSync(`/proc/${pid}/cwd`);
+      expect(runDir.startsWith(privateParent)).toBe(false);
+      await pool.stop();
+      expect(existsSync(runDir)).toBe(false);
+    } finally {
+      await rm(privateParent, { recursive: true, force: true });
+    }
   });
 
   it("leaves no workerd process and no state behind after stop()", async () => {
