@@ -202,6 +202,7 @@ export class Agent {
           dataAddress: o.address,
           socketPath: o.dockerSocket,
           startupTimeoutMs: o.startupTimeoutMs,
+          standby: o.containerStandby,
           ...(o.portRange ? { portRange: o.portRange } : {}),
           ...(o.imageRegistry ? { registry: o.imageRegistry } : {}),
           ...(o.containerFirewall ? { firewall: o.containerFirewall } : {}),
