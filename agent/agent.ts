@@ -420,6 +420,9 @@ export class Agent {
     for (const d of plan.start) this.#startInstance(d);
     // Failures that may have gone away (revision created late, room freed) are retried now and then.
     if (reasons.some((r) => r !== "message" && r !== "event")) {
+      void this.#containers
+        ?.pruneStandbys(async (ns, rev) => (await this.#readRevision(ns, rev)) !== undefined)
+        .catch((err: unknown) => this.log.warn({ err }, "pruning standbys failed"));
       const wanted = new Map(desired.map((d) => [d.id, d]));
       for (const inst of [...this.#instances.values()]) {
         const d = wanted.get(inst.id);

@@ -115,6 +115,20 @@ export class ContainerDriver {
     return this.runtime.removeStandbys();
   }
 
+  /**
+   * Remove the standbys of revisions that no longer exist (`exists` asks the
+   * store): nothing would ever resume them, and they hold memory.
+   */
+  async pruneStandbys(
+    exists: (namespace: string, revision: string) => Promise<boolean>,
+  ): Promise<void> {
+    const refs = new Map(this.runtime.standbys().map((s) => [`${s.namespace}/${s.revision}`, s]));
+    const gone = new Set<string>();
+    for (const [ref, s] of refs) if (!(await exists(s.namespace, s.revision))) gone.add(ref);
+    if (gone.size)
+      await this.runtime.removeStandbys((s) => gone.has(`${s.namespace}/${s.revision}`));
+  }
+
   /** Take over the containers a previous run left (call once, before reconciling). */
   adopt(): Promise<AdoptResult> {
     return this.runtime.adopt();

@@ -84,6 +84,8 @@ export const AgentOptionsSchema = z
           .int()
           .min(0)
           .default(1024 * 1024 * 1024),
+        /** A resumed standby not ready within this long is replaced by a new container. */
+        resumeTimeoutMs: ms(1).default(2_000),
       })
       .prefault({}),
     /** A container not ready within this long counts as failed (and is restarted with backoff). */

@@ -546,10 +546,20 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     if (!t.pid) await this.#checkAlive(t);
     const target = this.#target(t);
     try {
-      await this.#waitReady(t, target, t2);
+      await this.#waitReady(t, target, t2, this.options.standby.resumeTimeoutMs, true);
     } catch (err) {
-      if (t.state !== "stopping") await this.#discard(t);
-      throw err;
+      await renamed;
+      if (t.state === "stopping") throw err;
+      // Ready when paused, not now (it died, or its readiness depends on more than
+      // itself): a fresh container is the better bet than a failure.
+      await this.#discard(t);
+      this.emit(
+        "warning",
+        new Error(
+          `standby ${s.containerId.slice(0, 12)} did not come ready after resuming: ${(err as Error).message}`,
+        ),
+      );
+      return undefined;
     }
     await renamed;
     t.state = "ready";
@@ -671,8 +681,10 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   /** Remove every standby (an agent that leaves the fleet for good). */
-  async removeStandbys(): Promise<void> {
-    await Promise.all([...this.#standbys.values()].map((s) => this.#dropStandby(s, "Removed")));
+  /** Remove every standby, or those `which` picks (e.g. of a deleted revision). */
+  async removeStandbys(which: (s: StandbyInfo) => boolean = () => true): Promise<void> {
+    const picked = [...this.#standbys.values()].filter((s) => which(s));
+    await Promise.all(picked.map((s) => this.#dropStandby(s, "Removed")));
   }
 
   #containerName(instanceId: string): string {
@@ -829,14 +841,22 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   /** Probe every probeIntervalMs until ready; throws on exit, stop() or the startup deadline. */
-  async #waitReady(t: Tracked, target: ProbeTarget, startedAt: number): Promise<void> {
+  async #waitReady(
+    t: Tracked,
+    target: ProbeTarget,
+    startedAt: number,
+    limitMs = this.options.startupTimeoutMs,
+    /** A resumed standby started long ago: its initialDelaySeconds is over. */
+    resumed = false,
+  ): Promise<void> {
     const probe = t.spec.container.readinessProbe;
-    const deadline = startedAt + this.options.startupTimeoutMs;
+    const deadline = startedAt + limitMs;
     const timeoutMs = probe?.timeoutSeconds
       ? probe.timeoutSeconds * 1000
       : this.options.probeTimeoutMs;
     const needed = probe?.successThreshold ?? 1;
-    if (probe?.initialDelaySeconds) await this.#pause(t, probe.initialDelaySeconds * 1000);
+    if (probe?.initialDelaySeconds && !resumed)
+      await this.#pause(t, probe.initialDelaySeconds * 1000);
     let successes = 0;
     let lastCheck = performance.now();
     for (;;) {
@@ -852,7 +872,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
         throw new InstanceError(t.spec.instanceId, {
           reason: "ReadinessTimeout",
           message:
-            `container did not become ready within ${this.options.startupTimeoutMs / 1000}s: ` +
+            `container did not become ready within ${limitMs / 1000}s: ` +
             `${describeTarget(target)} never succeeded (does the app listen on 0.0.0.0:$PORT? ` +
             "127.0.0.1 inside the container cannot be reached from outside it)" +
             logSuffix(logs),

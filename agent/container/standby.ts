@@ -26,6 +26,11 @@ export const StandbyOptionsSchema = z
       .int()
       .min(0)
       .default(1024 * 1024 * 1024),
+    /**
+     * A resumed standby not ready within this long is removed and a container
+     * created instead (it was ready when paused: it should answer at once).
+     */
+    resumeTimeoutMs: z.number().int().positive().default(2_000),
   })
   .prefault({});
 

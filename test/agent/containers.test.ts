@@ -143,6 +143,30 @@ describe("container instances", () => {
     );
   });
 
+  test("the standby of a deleted revision is removed at the next resync (nothing would resume it)", async () => {
+    const rev = await env.createService(helloService("pruned", image));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container");
+    await oneEndpoint(name);
+    const [container] = await instanceContainers(id);
+    await env.undesire(id);
+    await waitFor(
+      "the container to be paused",
+      async () => (await instanceContainers(id))[0]?.State === "paused",
+    );
+    await env.store.transact(async (tx) => {
+      tx.delete("revisions", "default", name);
+    });
+    await waitFor("the standby to be removed", async () => {
+      try {
+        await env.docker.getContainer(container?.Id as string).inspect();
+        return false;
+      } catch {
+        return true;
+      }
+    });
+  });
+
   test("the first ready instance makes the Revision and Configuration ready and resolves the Service's traffic", async () => {
     const rev = await env.createService(helloService("ready", image));
     const name = rev.metadata.name;

@@ -173,6 +173,26 @@ describe("paused standby", () => {
     expect(await h.exists(resumed.containerId)).toBe(false);
   });
 
+  test("a standby that is not ready after resuming is replaced by a new container (no failure)", async () => {
+    const rt = on({ resumeTimeoutMs: 500 });
+    // Readiness probed by HTTP, rarely once ready: the probe has not seen the failure when it stops.
+    const spec = h.spec({
+      container: {
+        image: h.image,
+        readinessProbe: { httpGet: { path: "/healthz" }, periodSeconds: 3600 },
+      },
+    });
+    const started = await rt.start(spec);
+    expect((await get(`http://127.0.0.1:${started.port}/healthz/fail`)).status).toBe(200);
+    await rt.stop(spec.instanceId, { standby: true });
+    expect(await state(started.containerId)).toMatchObject({ paused: true });
+    const next = await rt.start({ ...spec, instanceId: `${spec.instanceId}-b` });
+    expect(next.resumed).toBeUndefined();
+    expect(next.containerId).not.toBe(started.containerId);
+    expect(await h.exists(started.containerId)).toBe(false);
+    expect((await get(`http://127.0.0.1:${next.port}/healthz`)).status).toBe(200);
+  });
+
   test("a standby killed while paused is forgotten, and the next start creates a container", async () => {
     const rt = on();
     const spec = h.spec();
