@@ -116,6 +116,36 @@ describe("paused standby", () => {
     expect(rt.standbys()).toHaveLength(1);
   });
 
+  test("a standby whose image tag has moved since the pause is removed, not resumed", async () => {
+    const rt = on();
+    const repo = `skiff-test/standby-moved`;
+    const tag = h.owner;
+    await h.docker.getImage(h.image).tag({ repo, tag });
+    const spec = h.spec({ container: { image: `${repo}:${tag}` } });
+    try {
+      const started = await rt.start(spec);
+      await rt.stop(spec.instanceId, { standby: true });
+      // The tag now names another image (same files, one more label): a new build pushed under it.
+      const scratch = await h.docker.createContainer({
+        Image: h.image,
+        Labels: { "skiff.owner": h.owner },
+      });
+      await scratch.commit({ repo, tag, changes: "LABEL skiff.test=moved" });
+      await scratch.remove({ force: true });
+      const next = await rt.start({ ...spec, instanceId: `${spec.instanceId}-b` });
+      expect(next.resumed).toBeUndefined();
+      expect(next.containerId).not.toBe(started.containerId);
+      expect(await h.exists(started.containerId)).toBe(false);
+      expect(rt.standbys()).toEqual([]);
+    } finally {
+      await h.cleanup();
+      await h.docker
+        .getImage(`${repo}:${tag}`)
+        .remove({ force: true })
+        .catch(() => {});
+    }
+  });
+
   test("hostile: a standby of namespace A is never resumed for namespace B (same revision, same everything else)", async () => {
     const rt = on();
     const a = h.spec({ namespace: "tenant-a" }, { SECRET: "a-only" });
