@@ -680,7 +680,6 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     }));
   }
 
-  /** Remove every standby (an agent that leaves the fleet for good). */
   /** Remove every standby, or those `which` picks (e.g. of a deleted revision). */
   async removeStandbys(which: (s: StandbyInfo) => boolean = () => true): Promise<void> {
     const picked = [...this.#standbys.values()].filter((s) => which(s));
