@@ -203,6 +203,7 @@ export class Agent {
           dataAddress: o.address,
           socketPath: o.dockerSocket,
           startupTimeoutMs: o.startupTimeoutMs,
+          standby: o.containerStandby,
           ...(o.portRange ? { portRange: o.portRange } : {}),
           ...(o.imageRegistry ? { registry: o.imageRegistry } : {}),
           ...(o.containerFirewall ? { firewall: o.containerFirewall } : {}),
@@ -214,6 +215,7 @@ export class Agent {
             metrics: this.#metrics,
             backoff: o.restartBackoff,
             logger: this.log,
+            registry: this.registry,
           });
         } else {
           await runtime.close();
@@ -308,6 +310,10 @@ export class Agent {
     for (const inst of all) this.#enterStopping(inst);
     await Promise.all(all.map((inst) => this.#push(inst)));
     await Promise.all(all.map((inst) => this.#stopInstance(inst)));
+    // Leaving the fleet: nothing will be placed here to resume them.
+    await this.#containers
+      ?.removeStandbys()
+      .catch((err: unknown) => this.log.warn({ err }, "removing standbys failed"));
     await this.#health?.idle();
     await this.#teardown({ deregister: true });
     if (!this.options.isolateStateDir) {
@@ -342,7 +348,7 @@ export class Agent {
   }
 
   #record(draining = this.#state === "draining"): AgentRecord {
-    return agentRecord({
+    const record = agentRecord({
       id: this.id,
       address: this.options.address,
       runtimes: this.#runtimes,
@@ -351,6 +357,9 @@ export class Agent {
       startedAt: this.#startedAt,
       draining,
     });
+    const standbys = draining ? [] : (this.#containers?.standbyRevisions() ?? []);
+    if (standbys.length) record.standbys = standbys;
+    return record;
   }
 
   async #beat(): Promise<void> {
@@ -415,11 +424,15 @@ export class Agent {
     );
     for (const id of plan.stop) {
       const inst = this.#instances.get(id);
-      if (inst) void this.#stopInstance(inst);
+      // No longer desired (a scale-down): a ready container may stay as a paused standby.
+      if (inst) void this.#stopInstance(inst, { standby: true });
     }
     for (const d of plan.start) this.#startInstance(d);
     // Failures that may have gone away (revision created late, room freed) are retried now and then.
     if (reasons.some((r) => r !== "message" && r !== "event")) {
+      void this.#containers
+        ?.pruneStandbys(async (ns, rev) => (await this.#readRevision(ns, rev)) !== undefined)
+        .catch((err: unknown) => this.log.warn({ err }, "pruning standbys failed"));
       const wanted = new Map(desired.map((d) => [d.id, d]));
       for (const inst of [...this.#instances.values()]) {
         const d = wanted.get(inst.id);
@@ -521,15 +534,17 @@ export class Agent {
   }
 
   /** Withdraw first, then drain and stop; the instance leaves the agent's books when done. */
-  #stopInstance(inst: Instance): Promise<void> {
+  #stopInstance(inst: Instance, options: { standby?: boolean } = {}): Promise<void> {
     this.#enterStopping(inst);
     inst.stopped ??= (async () => {
       await this.#push(inst);
       // Only an instance that was routable has requests to drain.
       const drainMs = inst.drainOnStop ? this.options.drainDelayMs : 0;
       try {
-        if (inst.desired.runtime === "container") await this.#containers?.stop(inst, drainMs);
-        else await this.#isolates?.stop(inst, drainMs);
+        if (inst.desired.runtime === "container") {
+          const standby = options.standby === true && inst.drainOnStop;
+          await this.#containers?.stop(inst, drainMs, { standby });
+        } else await this.#isolates?.stop(inst, drainMs);
       } catch (err) {
         this.log.warn({ err, instance: inst.id }, "stopping instance failed");
       }

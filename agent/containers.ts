@@ -5,6 +5,7 @@
  * Containers a previous run of this agent left running are adopted (they
  * carry their spec in labels) and supervised from their next exit on.
  */
+import { Counter, Gauge, type Registry } from "prom-client";
 import type { Logger } from "../src/logging.ts";
 import { Labels, type Revision } from "../src/model/types.ts";
 import {
@@ -26,7 +27,12 @@ export interface ContainerDriverOptions {
   metrics: AgentMetrics;
   backoff: { initialMs: number; maxMs: number };
   logger: Logger;
+  /** Where the standby gauge and resume counter are registered (none: not exported). */
+  registry?: Registry;
 }
+
+/** At most this many revisions are reported as held in standby (the agent record stays small). */
+export const MAX_REPORTED_STANDBYS = 64;
 
 /** The runtime contract's view of a Revision: what one of its containers runs. */
 export function containerSpecFor(instanceId: string, revision: Revision): InstanceSpecInput {
@@ -55,6 +61,7 @@ export class ContainerDriver {
   readonly #log: Logger;
   /** Instances by id, for the runtime's events. */
   readonly #byId = new Map<string, Instance>();
+  readonly #resumes: Counter | undefined;
 
   constructor(options: ContainerDriverOptions) {
     this.runtime = options.runtime;
@@ -67,6 +74,59 @@ export class ContainerDriver {
     this.runtime.on("exit", (e) => this.#onExit(e));
     this.runtime.on("readiness", (e) => this.#onReadiness(e));
     this.runtime.on("warning", (err) => this.#log.warn({ err }, "container runtime warning"));
+    this.runtime.on("standby", (e) => {
+      if (e.change === "resumed") this.#resumes?.inc();
+      this.#log.debug(e, "container standby");
+    });
+    const registry = options.registry;
+    if (registry) {
+      const runtime = this.runtime;
+      if (!registry.getSingleMetric("skiff_agent_container_standbys")) {
+        new Gauge({
+          name: "skiff_agent_container_standbys",
+          help: "Paused container standbys this agent holds (not instances: no endpoint, not capacity)",
+          registers: [registry],
+          collect() {
+            this.set(runtime.standbys().length);
+          },
+        });
+      }
+      this.#resumes =
+        (registry.getSingleMetric("skiff_agent_container_resumes_total") as Counter | undefined) ??
+        new Counter({
+          name: "skiff_agent_container_resumes_total",
+          help: "Container instances started by resuming a paused standby",
+          registers: [registry],
+        });
+    }
+  }
+
+  /**
+   * The revisions ("namespace/revision", sorted, at most MAX_REPORTED_STANDBYS)
+   * this agent holds a paused standby of: the scaler places there first.
+   */
+  standbyRevisions(): string[] {
+    const refs = new Set(this.runtime.standbys().map((s) => `${s.namespace}/${s.revision}`));
+    return [...refs].sort().slice(0, MAX_REPORTED_STANDBYS);
+  }
+
+  /** Remove every paused standby (the agent leaves for good). */
+  removeStandbys(): Promise<void> {
+    return this.runtime.removeStandbys();
+  }
+
+  /**
+   * Remove the standbys of revisions that no longer exist (`exists` asks the
+   * store): nothing would ever resume them, and they hold memory.
+   */
+  async pruneStandbys(
+    exists: (namespace: string, revision: string) => Promise<boolean>,
+  ): Promise<void> {
+    const refs = new Map(this.runtime.standbys().map((s) => [`${s.namespace}/${s.revision}`, s]));
+    const gone = new Set<string>();
+    for (const [ref, s] of refs) if (!(await exists(s.namespace, s.revision))) gone.add(ref);
+    if (gone.size)
+      await this.runtime.removeStandbys((s) => gone.has(`${s.namespace}/${s.revision}`));
   }
 
   /** Take over the containers a previous run left (call once, before reconciling). */
@@ -184,13 +244,15 @@ export class ContainerDriver {
 
   /**
    * The endpoint is withdrawn already: give gateways `drainMs` (bounded by
-   * timeoutSeconds in the runtime), then SIGTERM, grace, SIGKILL, remove.
+   * timeoutSeconds in the runtime), then SIGTERM, grace, SIGKILL, remove; or,
+   * with `standby` (a scale-down), pause it as a standby for a later start.
    */
-  async stop(inst: Instance, drainMs: number): Promise<void> {
+  async stop(inst: Instance, drainMs: number, options: { standby?: boolean } = {}): Promise<void> {
     clearTimeout(inst.restartTimer);
+    const stop = { drainMs, ...(options.standby ? { standby: true } : {}) };
     try {
-      if (inst.supervisor) await inst.supervisor.stop({ drainMs });
-      else if (inst.spec) await this.runtime.stop(inst.id, { drainMs });
+      if (inst.supervisor) await inst.supervisor.stop(stop);
+      else if (inst.spec) await this.runtime.stop(inst.id, stop);
     } finally {
       this.#byId.delete(inst.id);
     }

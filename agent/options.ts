@@ -70,6 +70,25 @@ export const AgentOptionsSchema = z
     containerFirewall: z
       .object({ blockCidrs: z.array(z.cidrv4("use IPv4 CIDRs such as 10.0.0.0/24")) })
       .optional(),
+    /**
+     * Paused standbys: a ready container instance stopped by a scale-down is
+     * paused and kept this long; a new instance of the same revision and spec
+     * resumes it. Off with retentionMs 0, maxStandbys 0, or while the host has
+     * less than minFreeMemoryBytes available (agent/container/standby.ts).
+     */
+    containerStandby: z
+      .object({
+        retentionMs: ms(0).default(300_000),
+        maxStandbys: z.number().int().min(0).default(16),
+        minFreeMemoryBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024 * 1024 * 1024),
+        /** A resumed standby not ready within this long is replaced by a new container. */
+        resumeTimeoutMs: ms(1).default(2_000),
+      })
+      .prefault({}),
     /** A container not ready within this long counts as failed (and is restarted with backoff). */
     startupTimeoutMs: ms(100).default(60_000),
     /** workerd processes; default: one per core. */

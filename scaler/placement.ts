@@ -8,7 +8,9 @@
  * (CPU and memory requests summed over its instances against its capacity,
  * and its instance count against maxInstances). Among those, each instance
  * goes to the agent with the fewest instances of this revision (spread across
- * hosts), then the least loaded one (largest share of CPU, memory or instance
+ * hosts), then one that reports a paused standby of the revision (a start
+ * there resumes it instead of creating a container; one placement per
+ * reported standby), then the least loaded one (largest share of CPU, memory or instance
  * slots in use), then the smallest id. Re-placing after an agent died is just
  * placing the missing count again without that agent.
  */
@@ -204,6 +206,11 @@ export function place(input: PlaceInput): Placement {
   const offering = live.filter((a) => a.runtimes.includes(revision.runtime));
   const usage = usageByAgent(offering, input.current, revision.key);
   const candidates = [...usage.values()];
+  // Agents holding a standby of this revision, each good for one resume.
+  const standby = new Set(
+    offering.filter((a) => a.standbys?.includes(revision.key)).map((a) => a.id),
+  );
+  const hasStandby = (u: Usage) => (standby.has(u.agent.id) ? 1 : 0);
 
   let blocked: Usage[] = [];
   while (agentIds.length < count) {
@@ -212,8 +219,15 @@ export function place(input: PlaceInput): Placement {
       blocked = candidates;
       break;
     }
-    fits.sort((a, b) => a.mine - b.mine || load(a) - load(b) || byId(a.agent.id, b.agent.id));
+    fits.sort(
+      (a, b) =>
+        a.mine - b.mine ||
+        hasStandby(b) - hasStandby(a) ||
+        load(a) - load(b) ||
+        byId(a.agent.id, b.agent.id),
+    );
     const best = fits[0]!;
+    standby.delete(best.agent.id);
     best.cpuMillis += revision.requests.cpuMillis;
     best.memoryBytes += revision.requests.memoryBytes;
     best.instances++;

@@ -13,6 +13,7 @@ export {
   type InstanceState,
   type ReadinessEvent,
   type RuntimeEvents,
+  type StandbyInfo,
   type StartedInstance,
   type StartTimings,
   type StopOptions,
@@ -23,6 +24,7 @@ export {
   InstanceSpecSchema,
   RESERVED_ENV,
 } from "./spec.ts";
+export { type StandbyOptions, StandbyOptionsSchema, standbyKey } from "./standby.ts";
 export {
   type SuperviseOptions,
   type Supervisor,

@@ -39,6 +39,7 @@ import {
   parseWith,
   protocolOf,
 } from "./spec.ts";
+import { memoryAvailable, StandbyOptionsSchema, standbyKey } from "./standby.ts";
 
 const port = z.number().int().min(1).max(65535);
 
@@ -136,6 +137,12 @@ export const ContainerRuntimeOptionsSchema = z.object({
   logTailLines: z.number().int().min(0).max(1000).default(20),
   /** Remove a container once its exit has been reported (logs are quoted in the message first). */
   removeExited: z.boolean().default(true),
+  /**
+   * Paused standbys (standby.ts): an instance stopped with `standby: true` is
+   * paused (no CPU; memory, netns and published port kept) instead of removed,
+   * and a later start() of the same spec under a new instance id resumes it.
+   */
+  standby: StandbyOptionsSchema,
 });
 
 export type ContainerRuntimeOptions = z.input<typeof ContainerRuntimeOptionsSchema>;
@@ -164,6 +171,17 @@ export interface StartedInstance extends Endpoint {
   containerId: string;
   image: ResolvedImage;
   timings: StartTimings;
+  /** A paused standby was resumed (no container created; timings.startMs is the unpause). */
+  resumed?: boolean;
+}
+
+/** A paused container kept for a later start() of the same spec. */
+export interface StandbyInfo extends Endpoint {
+  containerId: string;
+  namespace: string;
+  revision: string;
+  /** ms since epoch it was paused (or adopted as a standby). */
+  pausedAt: number;
 }
 
 /** An instance that had been ready (or adopted) exited without stop(). */
@@ -203,6 +221,11 @@ export interface StopOptions {
   drainMs?: number;
   /** SIGTERM -> SIGKILL grace; default options.stopGraceSeconds, else the spec's timeoutSeconds. */
   graceSeconds?: number;
+  /**
+   * After the drain, pause the container as a standby instead of stopping it
+   * (when it was ready, standbys are on and memory allows; else a normal stop).
+   */
+  standby?: boolean;
 }
 
 export type InstanceState = "starting" | "ready" | "unready" | "stopping";
@@ -220,6 +243,15 @@ export interface RuntimeEvents {
   readiness: [ReadinessEvent];
   /** Something went wrong in the background (events stream lost, removal failed). */
   warning: [Error];
+  /** A standby was paused, resumed or removed (the count changed). */
+  standby: [{ change: "paused" | "resumed" | "removed"; containerId: string; reason?: string }];
+}
+
+interface Standby extends StandbyInfo {
+  key: string;
+  imageId: string;
+  pid?: number;
+  timer?: NodeJS.Timeout;
 }
 
 interface Tracked extends Endpoint {
@@ -237,6 +269,8 @@ interface Tracked extends Endpoint {
   stopping?: Promise<void>;
   /** The container's main process on this host, once seen running (for netns probes). */
   pid?: number;
+  /** The image it runs (kept on a standby: a resume must run what the spec resolves to now). */
+  imageId?: string;
 }
 
 export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
@@ -253,6 +287,8 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   readonly #claimed = new Set<string>();
   /** stop() calls for instances whose start() has not tracked a container yet. */
   readonly #pendingStops = new Map<string, { options: StopOptions; done: () => void }>();
+  /** Paused standbys by container id (their ports stay reserved). */
+  readonly #standbys = new Map<string, Standby>();
   #closed = false;
 
   constructor(options: ContainerRuntimeOptions = {}) {
@@ -320,6 +356,11 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     }
     this.#claimed.add(id);
     try {
+      const standby = this.#takeStandby(spec);
+      if (standby) {
+        const resumed = await this.#resume(spec, standby);
+        if (resumed) return resumed;
+      }
       return await this.#start(spec);
     } catch (err) {
       if (err instanceof SkiffError) throw err;
@@ -351,6 +392,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     ]);
     for (const r of [resolved, opened, ensured]) if (r.status === "rejected") throw r.reason;
     const image = (resolved as PromiseFulfilledResult<ResolvedImage>).value;
+    this.#trimStandbysIfMemoryTight();
     const t1 = performance.now();
     let t: Tracked;
     let t2: number;
@@ -371,6 +413,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
         { host: this.options.dataAddress, port, protocol: protocolOf(spec.container) },
         "starting",
       );
+      t.imageId = image.id;
       t2 = performance.now();
       try {
         await this.docker.getContainer(containerId).start();
@@ -424,6 +467,229 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     };
   }
 
+  // ---- standbys -------------------------------------------------------------
+
+  /** Claims a standby of exactly this spec (the newest), or undefined. */
+  #takeStandby(spec: InstanceSpec): Standby | undefined {
+    if (this.#standbys.size === 0) return undefined;
+    const key = standbyKey(spec);
+    let found: Standby | undefined;
+    for (const s of this.#standbys.values()) {
+      if (s.key === key && (!found || s.pausedAt > found.pausedAt)) found = s;
+    }
+    if (!found) return undefined;
+    this.#standbys.delete(found.containerId);
+    clearTimeout(found.timer);
+    return found;
+  }
+
+  /**
+   * Unpause a standby as instance `spec.instanceId`: same container, netns and
+   * published port; readiness is probed again before it counts as started.
+   * Undefined (standby removed) when it cannot serve: the caller creates a
+   * container instead.
+   */
+  async #resume(spec: InstanceSpec, s: Standby): Promise<StartedInstance | undefined> {
+    const id = spec.instanceId;
+    const t0 = performance.now();
+    const [resolved, opened] = await Promise.allSettled([
+      this.#images.resolve(id, spec.container.image),
+      this.#events.open(),
+    ]);
+    if (resolved.status === "rejected" || opened.status === "rejected") {
+      await this.#dropStandby(s, "image or events unavailable");
+      return undefined;
+    }
+    const image = resolved.value;
+    if (image.id !== s.imageId) {
+      // The tag moved since the pause: what runs must be what the spec resolves to now.
+      await this.#dropStandby(s, `image ${spec.container.image} now resolves to another image`);
+      return undefined;
+    }
+    const t1 = performance.now();
+    const t = this.#track(
+      spec,
+      s.containerId,
+      { host: s.host, port: s.port, protocol: s.protocol },
+      "starting",
+    );
+    t.imageId = s.imageId;
+    if (s.pid) t.pid = s.pid;
+    const container = this.docker.getContainer(s.containerId);
+    try {
+      await container.unpause();
+    } catch (err) {
+      if (t.state === "stopping") {
+        await t.stopping;
+        this.#throwIfInterrupted(t);
+      }
+      await this.#discard(t);
+      this.emit(
+        "warning",
+        new Error(`resuming standby ${s.containerId.slice(0, 12)}: ${dockerMessage(err)}`),
+      );
+      this.emit("standby", {
+        change: "removed",
+        containerId: s.containerId,
+        reason: "ResumeFailed",
+      });
+      return undefined;
+    }
+    const t2 = performance.now();
+    this.emit("standby", { change: "resumed", containerId: s.containerId });
+    // The name carries the instance id (labels cannot change): adoption after a restart reads it.
+    const renamed = container
+      .rename({ name: this.#containerName(id) })
+      .catch((err: unknown) =>
+        this.emit("warning", new Error(`renaming resumed container: ${dockerMessage(err)}`)),
+      );
+    if (!t.pid) await this.#checkAlive(t);
+    const target = this.#target(t);
+    try {
+      await this.#waitReady(t, target, t2, this.options.standby.resumeTimeoutMs, true);
+    } catch (err) {
+      await renamed;
+      if (t.state === "stopping") throw err;
+      // Ready when paused, not now (it died, or its readiness depends on more than
+      // itself): a fresh container is the better bet than a failure.
+      await this.#discard(t);
+      this.emit(
+        "warning",
+        new Error(
+          `standby ${s.containerId.slice(0, 12)} did not come ready after resuming: ${(err as Error).message}`,
+        ),
+      );
+      return undefined;
+    }
+    await renamed;
+    t.state = "ready";
+    this.#schedulePeriodic(t, target);
+    const t3 = performance.now();
+    const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
+    return {
+      instanceId: id,
+      containerId: s.containerId,
+      host: t.host,
+      port: t.port,
+      protocol: t.protocol,
+      image,
+      resumed: true,
+      timings: {
+        imageMs: ms(t0, t1),
+        createMs: 0,
+        startMs: ms(t1, t2),
+        readyMs: ms(t2, t3),
+        totalMs: ms(t0, t3),
+      },
+    };
+  }
+
+  /** Whether a stopping instance may become a standby now (evicting the oldest when full). */
+  async #mayPark(): Promise<boolean> {
+    const o = this.options.standby;
+    if (this.#closed || o.retentionMs === 0 || o.maxStandbys === 0) return false;
+    if ((await memoryAvailable()) < o.minFreeMemoryBytes) return false;
+    while (this.#standbys.size >= o.maxStandbys) {
+      const oldest = this.#oldestStandby();
+      if (!oldest) break;
+      this.#standbys.delete(oldest.containerId);
+      await this.#dropStandby(oldest, "MaxStandbys");
+    }
+    return true;
+  }
+
+  /** Pause a drained instance's container and keep it; false: stop it normally. */
+  async #park(t: Tracked): Promise<boolean> {
+    if (!t.imageId || !(await this.#mayPark())) return false;
+    try {
+      await this.docker.getContainer(t.containerId).pause();
+    } catch (err) {
+      this.emit(
+        "warning",
+        new Error(`pausing ${t.containerId.slice(0, 12)}: ${dockerMessage(err)}`),
+      );
+      return false;
+    }
+    if (t.failure) return false; // it died while we paused it: a normal stop cleans up
+    // Untracked as an instance, but its port stays reserved: the container still publishes it.
+    t.forgotten = true;
+    if (this.#byId.get(t.spec.instanceId) === t) this.#byId.delete(t.spec.instanceId);
+    this.#byContainer.delete(t.containerId);
+    this.#addStandby({
+      key: standbyKey(t.spec),
+      containerId: t.containerId,
+      imageId: t.imageId,
+      namespace: t.spec.namespace,
+      revision: t.spec.revision,
+      host: t.host,
+      port: t.port,
+      protocol: t.protocol,
+      pausedAt: Date.now(),
+      ...(t.pid ? { pid: t.pid } : {}),
+    });
+    return true;
+  }
+
+  #addStandby(s: Standby): void {
+    this.#ports.reserve(s.port);
+    s.timer = setTimeout(() => {
+      if (this.#standbys.get(s.containerId) !== s) return;
+      this.#standbys.delete(s.containerId);
+      void this.#dropStandby(s, "RetentionExpired");
+    }, this.options.standby.retentionMs).unref();
+    this.#standbys.set(s.containerId, s);
+    this.emit("standby", { change: "paused", containerId: s.containerId });
+  }
+
+  #oldestStandby(): Standby | undefined {
+    let oldest: Standby | undefined;
+    for (const s of this.#standbys.values())
+      if (!oldest || s.pausedAt < oldest.pausedAt) oldest = s;
+    return oldest;
+  }
+
+  /** Remove a standby's container (already taken out of the map) and free its port. */
+  async #dropStandby(s: Standby, reason: string): Promise<void> {
+    clearTimeout(s.timer);
+    this.#standbys.delete(s.containerId);
+    await this.#remove(s.containerId);
+    this.#ports.release(s.port);
+    this.emit("standby", { change: "removed", containerId: s.containerId, reason });
+  }
+
+  /** A cold start while memory is tight gives the oldest standby's memory back. */
+  #trimStandbysIfMemoryTight(): void {
+    if (this.#standbys.size === 0) return;
+    void memoryAvailable().then(async (free) => {
+      if (free >= this.options.standby.minFreeMemoryBytes) return;
+      const oldest = this.#oldestStandby();
+      if (oldest) await this.#dropStandby(oldest, "MemoryPressure");
+    });
+  }
+
+  /** The paused standbys this runtime holds. */
+  standbys(): StandbyInfo[] {
+    return [...this.#standbys.values()].map((s) => ({
+      containerId: s.containerId,
+      namespace: s.namespace,
+      revision: s.revision,
+      host: s.host,
+      port: s.port,
+      protocol: s.protocol,
+      pausedAt: s.pausedAt,
+    }));
+  }
+
+  /** Remove every standby, or those `which` picks (e.g. of a deleted revision). */
+  async removeStandbys(which: (s: StandbyInfo) => boolean = () => true): Promise<void> {
+    const picked = [...this.#standbys.values()].filter((s) => which(s));
+    await Promise.all(picked.map((s) => this.#dropStandby(s, "Removed")));
+  }
+
+  #containerName(instanceId: string): string {
+    return `${this.options.namePrefix}${this.options.clusterId}-${instanceId}`;
+  }
+
   #target(t: Tracked): ProbeTarget {
     return probeTarget(
       t.spec.container.readinessProbe,
@@ -438,7 +704,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   async #create(spec: InstanceSpec, image: ResolvedImage, port: number): Promise<string> {
-    const name = `${this.options.namePrefix}${this.options.clusterId}-${spec.instanceId}`;
+    const name = this.#containerName(spec.instanceId);
     const body = (network: string) =>
       buildCreateOptions(spec, {
         name,
@@ -574,14 +840,22 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   /** Probe every probeIntervalMs until ready; throws on exit, stop() or the startup deadline. */
-  async #waitReady(t: Tracked, target: ProbeTarget, startedAt: number): Promise<void> {
+  async #waitReady(
+    t: Tracked,
+    target: ProbeTarget,
+    startedAt: number,
+    limitMs = this.options.startupTimeoutMs,
+    /** A resumed standby started long ago: its initialDelaySeconds is over. */
+    resumed = false,
+  ): Promise<void> {
     const probe = t.spec.container.readinessProbe;
-    const deadline = startedAt + this.options.startupTimeoutMs;
+    const deadline = startedAt + limitMs;
     const timeoutMs = probe?.timeoutSeconds
       ? probe.timeoutSeconds * 1000
       : this.options.probeTimeoutMs;
     const needed = probe?.successThreshold ?? 1;
-    if (probe?.initialDelaySeconds) await this.#pause(t, probe.initialDelaySeconds * 1000);
+    if (probe?.initialDelaySeconds && !resumed)
+      await this.#pause(t, probe.initialDelaySeconds * 1000);
     let successes = 0;
     let lastCheck = performance.now();
     for (;;) {
@@ -597,7 +871,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
         throw new InstanceError(t.spec.instanceId, {
           reason: "ReadinessTimeout",
           message:
-            `container did not become ready within ${this.options.startupTimeoutMs / 1000}s: ` +
+            `container did not become ready within ${limitMs / 1000}s: ` +
             `${describeTarget(target)} never succeeded (does the app listen on 0.0.0.0:$PORT? ` +
             "127.0.0.1 inside the container cannot be reached from outside it)" +
             logSuffix(logs),
@@ -662,6 +936,12 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
 
   /** A container of ours died: describe why, then report it (or hand it to start()/stop()). */
   async #onDie(containerId: string, exitCodeHint: number | undefined): Promise<void> {
+    const standby = this.#standbys.get(containerId);
+    if (standby) {
+      // Killed while paused (by hand, or the OOM killer): nothing to report, nothing to keep.
+      await this.#dropStandby(standby, "Exited");
+      return;
+    }
     const t = this.#byContainer.get(containerId);
     if (!t || t.dying || t.failure) return;
     t.dying = true;
@@ -827,6 +1107,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
       ]);
       clearTimeout(timer);
       clearTimeout(bound);
+      if (options.standby && was === "ready" && !t.failure && (await this.#park(t))) return;
     }
     const grace = options.graceSeconds ?? this.options.stopGraceSeconds ?? t.spec.timeoutSeconds;
     await this.#stopContainer(t.containerId, grace);
@@ -846,7 +1127,9 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   async #stopUntracked(instanceId: string, options: StopOptions): Promise<void> {
-    const found = await this.#list([`${this.#keys.instance}=${instanceId}`]);
+    const found = (await this.#list()).filter(
+      (c) => !this.#standbys.has(c.Id) && this.#instanceIdOf(c) === instanceId,
+    );
     await Promise.all(
       found.map(async (c) => {
         let grace = options.graceSeconds ?? this.options.stopGraceSeconds;
@@ -869,6 +1152,17 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
         ],
       },
     });
+  }
+
+  /**
+   * The instance a container runs now: its name says so (a resumed standby is
+   * renamed; labels cannot change), else its label.
+   */
+  #instanceIdOf(c: Docker.ContainerInfo): string | undefined {
+    const prefix = `/${this.#containerName("")}`;
+    const name = c.Names?.find((n) => n.startsWith(prefix));
+    if (name) return name.slice(prefix.length);
+    return c.Labels[this.#keys.instance];
   }
 
   #specFromLabels(labels: Record<string, string>): InstanceSpec | undefined {
@@ -894,8 +1188,13 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     await this.#events.open(); // subscribe first so that no exit falls between list and track
     const result: AdoptResult = { running: [], exited: [] };
     for (const c of await this.#list()) {
-      if (this.#byContainer.has(c.Id)) continue;
-      const spec = this.#specFromLabels(c.Labels);
+      if (this.#byContainer.has(c.Id) || this.#standbys.has(c.Id)) continue;
+      const labelled = this.#specFromLabels(c.Labels);
+      const current = this.#instanceIdOf(c);
+      const spec =
+        labelled && current && current !== labelled.instanceId
+          ? InstanceSpecSchema.safeParse({ ...labelled, instanceId: current }).data
+          : labelled;
       // The endpoint is the port Docker actually publishes (the labels say what was asked).
       const published = spec
         ? c.Ports?.find((p) => p.PrivatePort === declaredPort(spec.container) && p.PublicPort)
@@ -916,6 +1215,10 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
             `container ${c.Id.slice(0, 12)} duplicates tracked instance ${spec.instanceId}; left alone`,
           ),
         );
+        continue;
+      }
+      if (c.State === "paused") {
+        await this.#adoptStandby(c, spec, { host, port, protocol: protocolOf(spec.container) });
         continue;
       }
       if (c.State !== "running") {
@@ -943,6 +1246,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
         { host, port, protocol: protocolOf(spec.container) },
         "ready",
       );
+      t.imageId = c.ImageID;
       await this.#checkAlive(t); // learns the pid for netns probes
       if (t.forgotten) continue; // it died meanwhile: reported as an exit event
       const target = this.#target(t);
@@ -962,6 +1266,39 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
       });
     }
     return result;
+  }
+
+  /**
+   * A paused container of a previous run is a standby again, with a fresh
+   * retention (its pause time is not recorded), or removed when standbys are
+   * off or full. Never left behind untracked.
+   */
+  async #adoptStandby(
+    c: Docker.ContainerInfo,
+    spec: InstanceSpec,
+    endpoint: Endpoint,
+  ): Promise<void> {
+    const o = this.options.standby;
+    if (o.retentionMs === 0 || this.#standbys.size >= o.maxStandbys) {
+      await this.#remove(c.Id);
+      return;
+    }
+    const info = await this.docker
+      .getContainer(c.Id)
+      .inspect()
+      .catch(() => undefined);
+    const pid =
+      info?.State.Pid && this.options.probeNetns ? await ownPid(info.State.Pid, c.Id) : undefined;
+    this.#addStandby({
+      key: standbyKey(spec),
+      containerId: c.Id,
+      imageId: c.ImageID,
+      namespace: spec.namespace,
+      revision: spec.revision,
+      ...endpoint,
+      pausedAt: Date.now(),
+      ...(pid ? { pid } : {}),
+    });
   }
 
   /** The instances this runtime tracks now. */
@@ -999,6 +1336,8 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   async close(): Promise<void> {
     this.#closed = true;
     this.#events.close();
+    // Standbys stay paused for the next run to adopt (or remove).
+    for (const s of this.#standbys.values()) clearTimeout(s.timer);
     for (const t of this.#byId.values()) {
       clearTimeout(t.probeTimer);
       t.interrupt();

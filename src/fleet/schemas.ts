@@ -40,6 +40,7 @@ export const agentRecordSchema = z.object({
   startedAt: z.string(),
   heartbeatAt: z.number(),
   draining: z.boolean().optional(),
+  standbys: z.array(z.string().max(300)).max(64).optional(),
   version: z.string(),
 }) satisfies z.ZodType<AgentRecord>;
 

@@ -27,6 +27,11 @@ export interface AgentRecord {
   heartbeatAt: number;
   /** Set while a graceful stop drains: place nothing new here. */
   draining?: boolean;
+  /**
+   * Revisions ("namespace/revision") it holds a paused container standby of
+   * (at most 64): placement prefers it, as a start there resumes the standby.
+   */
+  standbys?: string[];
   version: string;
 }
 

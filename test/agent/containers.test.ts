@@ -42,8 +42,13 @@ async function instanceContainers(instanceId: string) {
   });
 }
 
+async function resumes(): Promise<number> {
+  const text = await agent.registry.getSingleMetricAsString("skiff_agent_container_resumes_total");
+  return Number(/skiff_agent_container_resumes_total (\d+)/.exec(text)?.[1] ?? 0);
+}
+
 describe("container instances", () => {
-  test("a desired instance starts, is published with a loopback address, answers with its revision and TARGET, and is removed when no longer desired", async () => {
+  test("a desired instance starts, is published with a loopback address, answers with its revision and TARGET, and is withdrawn (kept as a paused standby) when no longer desired", async () => {
     const rev = await env.createService(
       helloService("hello", image, { TARGET: "Skiff" }, { containerConcurrency: 4 }),
     );
@@ -82,13 +87,84 @@ describe("container instances", () => {
       async () => (await env.endpoints(name)).length === 0,
     );
     await waitFor(
-      "the container to be removed",
-      async () => (await instanceContainers(id)).length === 0,
+      "the container to be paused as a standby",
+      async () => (await instanceContainers(id))[0]?.State === "paused",
     );
     await waitFor("the report to be removed", async () =>
       (await env.fleet.readInstanceStatuses(env.agentId)).every((r) => r.id !== id),
     );
     expect(agent.instances().some((i) => i.id === id)).toBe(false);
+  });
+
+  test("scale to zero pauses the container (reported on the agent record and in metrics, never an endpoint); the next instance resumes it", async () => {
+    const rev = await env.createService(helloService("standby", image, { TARGET: "Again" }));
+    const name = rev.metadata.name;
+    const first = await env.desire(name, "container");
+    const ep = await oneEndpoint(name);
+    const [container] = await instanceContainers(first);
+    await env.undesire(first);
+    await waitFor(
+      "the container to be paused",
+      async () => (await instanceContainers(first))[0]?.State === "paused",
+    );
+    // A paused instance is never an endpoint nor an instance report (not ready capacity).
+    expect(await env.endpoints(name)).toEqual([]);
+    expect((await env.fleet.readInstanceStatuses(env.agentId)).map((r) => r.id)).not.toContain(
+      first,
+    );
+    // The agent tells placement where the standby is.
+    await waitFor("the agent record to list the standby", async () =>
+      (await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
+    );
+    expect(await agent.registry.getSingleMetricAsString("skiff_agent_container_standbys")).toMatch(
+      /skiff_agent_container_standbys [1-9]/,
+    );
+    const resumesBefore = await resumes();
+
+    const second = await env.desire(name, "container");
+    const again = await oneEndpoint(name, ep.readyAt);
+    expect(again.instanceId).toBe(second);
+    expect(again.port).toBe(ep.port);
+    const res = await call(again);
+    expect(res.body).toContain("Hello Again!");
+    // The same container, running, named after the new instance.
+    const info = await env.docker.getContainer(container?.Id as string).inspect();
+    expect(info.State.Running && !info.State.Paused).toBe(true);
+    expect(info.Name.endsWith(`-${second}`)).toBe(true);
+    expect(await resumes()).toBe(resumesBefore + 1);
+    await waitFor(
+      "the agent record to drop the standby",
+      async () => !(await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
+    );
+    await env.undesire(second);
+    await waitFor(
+      "the endpoint to be withdrawn",
+      async () => (await env.endpoints(name)).length === 0,
+    );
+  });
+
+  test("the standby of a deleted revision is removed at the next resync (nothing would resume it)", async () => {
+    const rev = await env.createService(helloService("pruned", image));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container");
+    await oneEndpoint(name);
+    const [container] = await instanceContainers(id);
+    await env.undesire(id);
+    await waitFor(
+      "the container to be paused",
+      async () => (await instanceContainers(id))[0]?.State === "paused",
+    );
+    await env.store.transact(async (tx) => {
+      tx.delete("revisions", "default", name);
+    });
+    await waitFor("the standby to be removed", async () => {
+      try {
+        await env.docker.getContainer(container?.Id as string).inspect();
+        return false;
+      } catch {
+        return true;
+      }
+    });
   });
 
   test("the first ready instance makes the Revision and Configuration ready and resolves the Service's traffic", async () => {

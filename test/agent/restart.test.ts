@@ -81,8 +81,9 @@ async function spawnAgent(): Promise<AgentProcess> {
   return { child, url, exited };
 }
 
+/** Instances' containers; a paused standby (a stopped instance kept for a resume) is none. */
 async function byInstance(): Promise<Map<string, { id: string; state: string }>> {
-  const list = await env.ownerContainers();
+  const list = (await env.ownerContainers()).filter((c) => c.State !== "paused");
   return new Map(
     list.map((c) => [c.Labels["skiff.instance"] as string, { id: c.Id, state: c.State }]),
   );

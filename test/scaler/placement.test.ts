@@ -76,6 +76,22 @@ describe("place", () => {
     expect(p.agentIds).toEqual(["b"]);
   });
 
+  it("prefers an agent holding a paused standby of the revision, even a busier one, once per standby", () => {
+    const busy = [inst("b", "default/other", { requests: { cpuMillis: 3000, memoryBytes: MIB } })];
+    const agents = [
+      agent("a", { standbys: ["other-ns/hello-00001"] }),
+      agent("b", { standbys: ["default/hello-00001"] }),
+    ];
+    const one = place({ agents, current: busy, revision: rev(), count: 1 });
+    expect(one.agentIds).toEqual(["b"]);
+    // The second instance spreads as usual: one standby serves one start.
+    const two = place({ agents, current: busy, revision: rev(), count: 2 });
+    expect(two.agentIds).toEqual(["b", "a"]);
+    // A standby of the same revision name in another namespace attracts nothing.
+    const other = place({ agents, current: busy, revision: rev("third/hello-00001"), count: 1 });
+    expect(other.agentIds).toEqual(["a"]);
+  });
+
   it("is deterministic: equal hosts are taken in id order, whatever the input order", () => {
     const agents = [agent("c"), agent("a"), agent("b")];
     const p1 = place({ agents, current: [], revision: rev(), count: 4 });
