@@ -2,7 +2,6 @@
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import { parseAllDocuments } from "yaml";
 import type { Revision, Route, Service } from "../../../src/model/types.ts";
 import { Labels } from "../../../src/model/types.ts";
 import { type ApiClient, ApiError } from "../client.ts";
@@ -69,7 +68,7 @@ export function registerResourceCommands(program: Command, client: ClientFactory
     .action(async (opts: { filename: string; output?: string }, cmd: Command) => {
       const api = client(cmd);
       const format = parseOutput(opts.output);
-      const docs = readManifests(opts.filename);
+      const docs = await readManifests(opts.filename);
       for (const doc of docs) {
         const { kind, plural, name, namespace } = describeDoc(doc, api.namespace);
         const scoped = namespace === api.namespace ? api : withNamespace(api, namespace);
@@ -91,7 +90,7 @@ export function registerResourceCommands(program: Command, client: ClientFactory
           verb = "created";
         }
         if (format === "table") process.stdout.write(`${kind.toLowerCase()}/${name} ${verb}\n`);
-        else printObject(result, format);
+        else await printObject(result, format);
       }
     });
 
@@ -409,13 +408,14 @@ function generationOf(r: Revision): number {
   return Number(r.metadata.labels?.[Labels.configurationGeneration] ?? 0);
 }
 
-function readManifests(file: string): Record<string, unknown>[] {
+async function readManifests(file: string): Promise<Record<string, unknown>[]> {
   let text: string;
   try {
     text = readFileSync(file === "-" ? 0 : file, "utf8");
   } catch (err) {
     throw new FlagError(`-f ${file}: ${(err as Error).message}`);
   }
+  const { parseAllDocuments } = await import("yaml");
   const docs = parseAllDocuments(text);
   const list = Array.isArray(docs) ? docs : [docs];
   const out: Record<string, unknown>[] = [];

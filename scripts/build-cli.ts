@@ -1,0 +1,79 @@
+/**
+ * Builds the `skiff` CLI bundle: deploy/cli/main.ts and everything the client
+ * commands import (commander and yaml included) as one ES module, so that a
+ * command starts without resolving hundreds of files or stripping TypeScript.
+ * Server commands (api, agent, scaler, up, gateway) stay outside: the bundle
+ * imports their modules from source when one of them runs.
+ *
+ *   npm run build:cli          (bin/skiff.js also rebuilds when a source changed)
+ *
+ * Writes .cache/cli/skiff.js and .cache/cli/inputs.json (the sources it was
+ * built from, which bin/skiff.js compares with the bundle's age).
+ */
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build, type Plugin } from "esbuild";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const CLI_OUT_DIR = join(ROOT, ".cache", "cli");
+export const CLI_BUNDLE = join(CLI_OUT_DIR, "skiff.js");
+const ENTRY = join(ROOT, "deploy", "cli", "main.ts");
+/** Loaded from source when run: they pull in every server module. */
+const SERVER_MODULES = /[\\/]deploy[\\/]cli[\\/]commands[\\/](servers|gateway)\.ts$/;
+
+const serverModulesOutside: Plugin = {
+  name: "server-modules-outside",
+  setup(b) {
+    b.onResolve({ filter: /commands[\\/](servers|gateway)\.ts$/ }, (args) => {
+      const abs = resolve(args.resolveDir, args.path);
+      if (!SERVER_MODULES.test(abs)) return undefined;
+      return { path: relative(CLI_OUT_DIR, abs).split("\\").join("/"), external: true };
+    });
+  },
+};
+
+export async function buildCli(): Promise<{ bundle: string; bytes: number; inputs: number }> {
+  const result = await build({
+    entryPoints: [ENTRY],
+    outfile: CLI_BUNDLE,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node22",
+    write: false,
+    metafile: true,
+    legalComments: "none",
+    minifyWhitespace: true,
+    minifySyntax: true,
+    logLevel: "error",
+    plugins: [serverModulesOutside],
+    // commander is CommonJS: its require() of node built-ins needs a real require.
+    banner: {
+      js: 'import { createRequire as __skiffRequire } from "node:module"; const require = __skiffRequire(import.meta.url);',
+    },
+  });
+  mkdirSync(CLI_OUT_DIR, { recursive: true });
+  const code = result.outputFiles.find((f) => f.path === CLI_BUNDLE);
+  if (!code) throw new Error(`esbuild wrote no ${CLI_BUNDLE}`);
+  // Sources outside node_modules, plus the lockfile for dependency changes.
+  const inputs = Object.keys(result.metafile.inputs)
+    .filter((p) => !p.includes("node_modules"))
+    .concat("package-lock.json")
+    .map((p) => relative(ROOT, resolve(ROOT, p)).split("\\").join("/"));
+  // Several CLIs may rebuild at once (a test run): each writes whole files by rename.
+  const tmp = `.${process.pid}.tmp`;
+  writeFileSync(CLI_BUNDLE + tmp, code.contents);
+  renameSync(CLI_BUNDLE + tmp, CLI_BUNDLE);
+  const list = join(CLI_OUT_DIR, "inputs.json");
+  writeFileSync(list + tmp, `${JSON.stringify(inputs, null, 1)}\n`);
+  renameSync(list + tmp, list);
+  return { bundle: CLI_BUNDLE, bytes: code.contents.byteLength, inputs: inputs.length };
+}
+
+if (import.meta.main) {
+  const { bundle, bytes, inputs } = await buildCli();
+  process.stdout.write(
+    `built ${relative(ROOT, bundle)} (${(bytes / 1024).toFixed(0)} KiB from ${inputs} sources)\n`,
+  );
+}
