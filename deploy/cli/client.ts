@@ -112,13 +112,23 @@ export class ApiClient {
   ): Promise<AsyncIterable<WatchEvent<ResourceOf<P>>> | undefined> {
     const query = `?watch=true&timeoutSeconds=${Math.max(1, Math.ceil(options.timeoutSeconds))}`;
     const path = this.path(kind, name) + query;
-    // The stream lasts up to timeoutSeconds; connecting gets the usual timeout.
+    // Connecting gets the usual timeout; the stream itself lasts up to timeoutSeconds
+    // (the API ends it), bounded only by the caller's signal.
     const connectMs = this.options.timeoutMs ?? 30_000;
-    const connectTimeout = AbortSignal.timeout(connectMs);
+    const connecting = new AbortController();
+    const timer = setTimeout(
+      () => connecting.abort(new DOMException("connect timeout", "TimeoutError")),
+      connectMs,
+    );
     const signal = options.signal
-      ? AbortSignal.any([options.signal, connectTimeout])
-      : connectTimeout;
-    const res = await this.#send("GET", path, undefined, signal, connectMs);
+      ? AbortSignal.any([options.signal, connecting.signal])
+      : connecting.signal;
+    let res: HttpResponse;
+    try {
+      res = await this.#send("GET", path, undefined, signal, connectMs);
+    } finally {
+      clearTimeout(timer);
+    }
     const type = res.headers["content-type"] ?? "";
     if (!res.status.toString().startsWith("2") || !/stream=watch/.test(type)) {
       // An error, or an API without watch: its answer is a plain JSON document.
