@@ -67,6 +67,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     scaling: config.autoscaler,
     registry,
     logger,
+    watch: config.api.watch,
   });
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port });
   await new Promise<void>((resolve, reject) => {
