@@ -62,6 +62,8 @@ async function viaFetch(url: URL, req: HttpRequest): Promise<HttpResponse> {
 
 /** A queue that turns socket events into an async iterator. */
 class Chunks implements AsyncIterable<Buffer> {
+  /** Called when the reader stops early (a watch that got what it waited for). */
+  cancel: () => void = () => {};
   #items: Buffer[] = [];
   #done = false;
   #error: Error | undefined;
@@ -83,19 +85,24 @@ class Chunks implements AsyncIterable<Buffer> {
     wake?.();
   }
   async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    for (;;) {
-      const next = this.#items.shift();
-      if (next) {
-        yield next;
-        continue;
+    try {
+      for (;;) {
+        const next = this.#items.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (this.#done) {
+          if (this.#error) throw this.#error;
+          return;
+        }
+        await new Promise<void>((r) => {
+          this.#wake = r;
+        });
       }
-      if (this.#done) {
-        if (this.#error) throw this.#error;
-        return;
-      }
-      await new Promise<void>((r) => {
-        this.#wake = r;
-      });
+    } finally {
+      // Stopped reading before the end: close the connection, or it keeps the process alive.
+      if (!this.#done) this.cancel();
     }
   }
 }
@@ -106,6 +113,10 @@ function viaSocket(url: URL, req: HttpRequest): Promise<HttpResponse> {
     const port = Number(url.port || 80);
     const socket = connect({ host, port });
     const body = new Chunks();
+    body.cancel = () => {
+      body.end();
+      socket.destroy();
+    };
     let head: Buffer | undefined = Buffer.alloc(0);
     let settled = false;
     const fail = (err: Error) => {
