@@ -33,7 +33,16 @@ const serverModulesOutside: Plugin = {
   },
 };
 
-export async function buildCli(): Promise<{ bundle: string; bytes: number; inputs: number }> {
+export interface BuiltCli {
+  bundle: string;
+  bytes: number;
+  /** Source files bundled (repository-relative), node_modules excluded. */
+  inputs: string[];
+  /** npm packages bundled. */
+  packages: string[];
+}
+
+export async function buildCli(): Promise<BuiltCli> {
   const result = await build({
     entryPoints: [ENTRY],
     outfile: CLI_BUNDLE,
@@ -68,12 +77,22 @@ export async function buildCli(): Promise<{ bundle: string; bytes: number; input
   const list = join(CLI_OUT_DIR, "inputs.json");
   writeFileSync(list + tmp, `${JSON.stringify(inputs, null, 1)}\n`);
   renameSync(list + tmp, list);
-  return { bundle: CLI_BUNDLE, bytes: code.contents.byteLength, inputs: inputs.length };
+  const packages = new Set(
+    Object.keys(result.metafile.inputs)
+      .map((p) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(p)?.[1])
+      .filter((p): p is string => p !== undefined),
+  );
+  return {
+    bundle: CLI_BUNDLE,
+    bytes: code.contents.byteLength,
+    inputs: inputs.filter((p) => p !== "package-lock.json"),
+    packages: [...packages].sort(),
+  };
 }
 
 if (import.meta.main) {
   const { bundle, bytes, inputs } = await buildCli();
   process.stdout.write(
-    `built ${relative(ROOT, bundle)} (${(bytes / 1024).toFixed(0)} KiB from ${inputs} sources)\n`,
+    `built ${relative(ROOT, bundle)} (${(bytes / 1024).toFixed(0)} KiB from ${inputs.length} sources)\n`,
   );
 }
