@@ -175,6 +175,20 @@ describe("watch", () => {
     w.close();
   });
 
+  it("a labelSelector watch sees matching objects only", async () => {
+    const labelled = serviceBody("labelled") as { metadata: Record<string, unknown> };
+    labelled.metadata.labels = { team: "blue" };
+    const w = await openWatch(api, `${api.ns("services")}?watch=true&labelSelector=team%3Dblue`);
+    expect(w.status).toBe(200);
+    expect((await api.call("POST", api.ns("services"), serviceBody("unlabelled"))).status).toBe(
+      201,
+    );
+    expect((await api.call("POST", api.ns("services"), labelled)).status).toBe(201);
+    const e = await w.next();
+    expect([e.type, e.object.metadata.name]).toEqual(["ADDED", "labelled"]);
+    w.close();
+  });
+
   it("is authenticated and namespace-scoped exactly like GET", async () => {
     for (const ns of ["team-a", "team-b"]) {
       const r = await api.call("POST", api.ns("services", undefined, ns), serviceBody(`svc-${ns}`));
