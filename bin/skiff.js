@@ -3,11 +3,10 @@
 // by scripts/build-cli.ts), rebuilding it first when it is missing or older
 // than one of its sources, so a checkout or an edit never runs stale code.
 // Plain JavaScript: nothing here needs TypeScript stripped before it starts.
-import { readFileSync, statSync } from "node:fs";
-import module from "node:module";
-
-// Reuses V8's compiled code of the bundle across runs (Node >= 22.1).
-module.enableCompileCache?.();
+// Built-ins through getBuiltinModule: an ES import of node:fs costs ~10 ms of facade building.
+const { readFileSync, statSync } = process.getBuiltinModule("node:fs");
+// Reuses V8's compiled code of the bundle across runs.
+process.getBuiltinModule("node:module").enableCompileCache?.();
 
 const root = new URL("../", import.meta.url);
 const bundle = new URL(".cache/cli/skiff.js", root);

@@ -11,6 +11,7 @@
  * built from, which bin/skiff.js compares with the bundle's age).
  */
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { builtinModules, createRequire } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
@@ -29,6 +30,40 @@ const serverModulesOutside: Plugin = {
       const abs = resolve(args.resolveDir, args.path);
       if (!SERVER_MODULES.test(abs)) return undefined;
       return { path: relative(CLI_OUT_DIR, abs).split("\\").join("/"), external: true };
+    });
+  },
+};
+
+/**
+ * Node built-ins, loaded on first use. An ES import of a built-in makes Node
+ * build its ESM facade at once (node:fs, node:process, node:child_process,
+ * node:util: 7-12 ms each here), even for modules a command never touches
+ * (commander imports child_process for git-style subcommands we do not use).
+ * Each becomes a CommonJS shim whose exports are getters that load the
+ * module through process.getBuiltinModule when first read.
+ */
+const lazyBuiltins: Plugin = {
+  name: "lazy-builtins",
+  setup(b) {
+    const require = createRequire(import.meta.url);
+    b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
+      const name = args.path.replace(/^node:/, "");
+      return builtinModules.includes(name) ? { path: name, namespace: "lazy-builtin" } : undefined;
+    });
+    b.onLoad({ filter: /.*/, namespace: "lazy-builtin" }, (args) => {
+      const id = JSON.stringify(`node:${args.path}`);
+      // process is a global already; its keys are not known at build time.
+      if (args.path === "process") return { loader: "js", contents: "module.exports = process;" };
+      const keys = Object.keys(require(`node:${args.path}`) as object);
+      const lines = [
+        "let m;",
+        `const load = () => (m ??= process.getBuiltinModule(${id}));`,
+        ...keys.map(
+          (k) =>
+            `Object.defineProperty(exports, ${JSON.stringify(k)}, { enumerable: true, get: () => load()[${JSON.stringify(k)}] });`,
+        ),
+      ];
+      return { loader: "js", contents: lines.join("\n") };
     });
   },
 };
@@ -56,10 +91,10 @@ export async function buildCli(): Promise<BuiltCli> {
     minifyWhitespace: true,
     minifySyntax: true,
     logLevel: "error",
-    plugins: [serverModulesOutside],
+    plugins: [serverModulesOutside, lazyBuiltins],
     // commander is CommonJS: its require() of node built-ins needs a real require.
     banner: {
-      js: 'import { createRequire as __skiffRequire } from "node:module"; const require = __skiffRequire(import.meta.url);',
+      js: 'const require = process.getBuiltinModule("node:module").createRequire(import.meta.url);',
     },
   });
   mkdirSync(CLI_OUT_DIR, { recursive: true });
@@ -67,7 +102,7 @@ export async function buildCli(): Promise<BuiltCli> {
   if (!code) throw new Error(`esbuild wrote no ${CLI_BUNDLE}`);
   // Sources outside node_modules, plus the lockfile for dependency changes.
   const inputs = Object.keys(result.metafile.inputs)
-    .filter((p) => !p.includes("node_modules"))
+    .filter((p) => !p.includes("node_modules") && !p.startsWith("lazy-builtin:"))
     .concat("package-lock.json")
     .map((p) => relative(ROOT, resolve(ROOT, p)).split("\\").join("/"));
   // Several CLIs may rebuild at once (a test run): each writes whole files by rename.
