@@ -214,7 +214,7 @@ const ms = (v: number) => v.toFixed(0);
 const loadBefore = loadavg()[0] ?? 0;
 
 // The bundle is built before timing (bin/skiff.js would otherwise rebuild on the first run).
-await buildCli();
+const built = await buildCli();
 const up = await startUp();
 try {
   const settings = JSON.parse(readFileSync(join(home, ".config", "skiff", "cli.json"), "utf8"));
@@ -300,11 +300,15 @@ ${fast.phaseLines.map((l) => `- ${l}`).join("\n")}
 ## What changed, and what limits the rest
 
 - Start: the CLI is one prebuilt ES module (\`npm run build:cli\`, esbuild: commander and the
-  client commands, 0.25 MB), started by \`bin/skiff.js\` with Node's compile cache; only the
-  command being run is loaded (server commands import their modules from source when run; yaml
-  only for \`-o yaml\` and \`apply\`). The client speaks HTTP/1.1 over \`node:net\`: loading
-  \`fetch\` or \`node:http\` alone cost 100-150 ms of CPU per start here. What is left above
-  \`node -e 0\` is reading and running the bundle and one loopback request.
+  client commands, ${Math.round(built.bytes / 1024)} KiB), started by \`bin/skiff.js\` with Node's compile cache; only
+  the command being run is loaded (server commands import their modules from source when run;
+  yaml only for \`-o yaml\` and \`apply\`). Node built-ins are loaded on first use through
+  \`process.getBuiltinModule\` (an ES import of node:fs, node:process, node:child_process or
+  node:util builds its ESM facade at once: 7-12 ms each here). The client speaks HTTP/1.1 over
+  \`node:net\`: loading \`fetch\` or \`node:http\` alone cost 100-150 ms of CPU per start here.
+  What is left above \`node -e 0\` is reading and running the bundle, one loopback request and
+  the API's answer to it (token check and list in Redis). The start figure moves with the
+  machine's load far more than the ratio does: compare the ratio across runs.
 - Deploy: \`--wait\` watches the Service (\`?watch=true\`) and returns on the event that makes it
   Ready, so "Ready to CLI exit" above is one event's delivery plus process exit; nothing on the
   CLI side waits on a timer. What the deploy waits for is the scaler: a new revision stays
