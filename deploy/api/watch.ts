@@ -150,7 +150,8 @@ export class WatchHub {
     let timer: NodeJS.Timeout | undefined;
 
     const self: OpenWatch = { close: () => finish() };
-    const finish = (error?: unknown) => {
+    /** Ends the watch: with an ERROR event when `error` is given; `drop` discards what is queued. */
+    const finish = (error?: unknown, drop = false) => {
       if (closed) return;
       closed = true;
       clearTimeout(timer);
@@ -160,6 +161,8 @@ export class WatchHub {
       else this.#perToken.delete(who);
       void unwatch?.();
       try {
+        // Errors the stream: its queue is freed and the connection closed at once.
+        if (drop) return controller.error(error);
         if (error !== undefined) {
           const status = statusBody(toSkiffError(error));
           controller.enqueue(
@@ -177,7 +180,7 @@ export class WatchHub {
       controller.enqueue(encoder.encode(`${JSON.stringify({ type, object })}\n`));
       // A client that stops reading must not make the API hold its events forever.
       if ((controller.desiredSize ?? 0) < -limits.maxQueuedBytes) {
-        finish(new TooManyRequestsError("watch client reads too slowly; watch again"));
+        finish(new TooManyRequestsError("watch client reads too slowly"), true);
       }
     };
 

@@ -3,6 +3,7 @@
  * notices, watches are authenticated and namespace-scoped exactly like GET,
  * and bounded (caps, timeout, revocation, shutdown).
  */
+import { connect as connectTcp } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Service } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
@@ -285,5 +286,45 @@ describe("watch", () => {
     expect((await openWatch(small, `${small.ns("services")}?watch=true`)).status).toBe(429);
     await small.close();
     await w.ended;
+  });
+
+  it("cuts off a client that stops reading and frees its slot", async () => {
+    const token = "test-token-0123456789abcdef";
+    const slow = await startTestApi({
+      prefix: uniquePrefix("watch-slow"),
+      config: { api: { port: 0, token, watch: { maxPerToken: 1, maxQueuedBytes: 1024 } } },
+    });
+    try {
+      const big = serviceBody("big") as { metadata: Record<string, unknown> };
+      big.metadata.annotations = { "example.com/blob": "x".repeat(200_000) };
+      expect((await slow.call("POST", slow.ns("services"), big)).status).toBe(201);
+      const path = `${slow.ns("services")}?watch=true`;
+      // A client that sends its request and then never reads a byte.
+      const { port } = new URL(slow.url);
+      const socket = connectTcp(Number(port), "127.0.0.1");
+      socket.pause();
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\n\r\n`);
+      socket.on("error", () => {});
+      const taken = async () => {
+        const w = await openWatch(slow, path);
+        w.close();
+        return w.status === 429;
+      };
+      for (let i = 0; i < 100 && !(await taken()); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await taken()).toBe(true);
+      // Each change queues ~200 KB for it: after the socket buffers fill, the API lets go.
+      let freed = false;
+      for (let i = 0; i < 300 && !freed; i++) {
+        const r = await slow.call("PATCH", slow.ns("services", "big"), {
+          metadata: { labels: { round: String(i) } },
+        });
+        expect(r.status, r.text).toBe(200);
+        freed = !(await taken());
+      }
+      expect(freed).toBe(true);
+      socket.destroy();
+    } finally {
+      await slow.close();
+    }
   });
 });
