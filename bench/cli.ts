@@ -283,7 +283,7 @@ Distributions (ms):
 
 - \`node -e 0\`: ${dist(floor)}
 - \`skiff service list\`: ${dist(list)}
-- the same from source (\`node deploy/cli/main.ts service list\`, what every command cost before the bundle): ${dist(source)}
+- the same from source (\`node deploy/cli/main.ts service list\`: lazy commands, but TypeScript stripped at each start; before this change every command also loaded all server modules, 2-4 s in issue 12): ${dist(source)}
 - \`service create --no-wait\`: ${dist(write)}
 - \`service create\` (waits for Ready): ${dist(dep)}
 - write to Ready (watch events): ${dist(ready)}
@@ -315,7 +315,7 @@ ${fast.phaseLines.map((l) => `- ${l}`).join("\n")}
   RevisionDeploying until the scaler's next scaling pass places it (scaler/scaler.ts: passes run
   every \`autoscaler.tickInterval\`, 2 s by default, at once only on an activation or an agent
   change, not when a revision is created), so write to Ready is 0-2 s depending on where in the
-  tick the write lands (phase-locked to ~1.6 s above, because each deploy starts right after the
+  tick the write lands (phase-locked to ~1.6-1.8 s above, because each deploy starts right after the
   previous one ended). The attribution run shows the rest of the path is fast: with the pass every
   100 ms, Ready comes p50 ${ms(fastReady.p50)} ms after the write and the CLI returns at p50
   ${ms(fastDep.p50)} ms. The goal needs the scaler to run a pass (or place the revision) when a
