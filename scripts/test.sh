@@ -56,6 +56,9 @@ npx biome check --error-on-warnings .
 say "type-check (tsc)"
 npx tsc -p tsconfig.json
 
+say "CLI bundle (esbuild)"
+npm run --silent build:cli
+
 say "tests (vitest)"
 mkdir -p .cache
 status=0

@@ -42,6 +42,20 @@ export const configSchema = z.object({
         .int()
         .positive()
         .default(8 * MiB),
+      /** `?watch=true` streams: open at once (overall, per token), longest, token re-check period, bytes queued for a slow client. */
+      watch: z
+        .object({
+          maxOpen: z.coerce.number().int().min(0).default(256),
+          maxPerToken: z.coerce.number().int().min(0).default(16),
+          maxTimeoutSeconds: z.coerce.number().int().min(1).max(86_400).default(600),
+          reauthMs: z.coerce.number().int().min(0).default(5_000),
+          maxQueuedBytes: z.coerce
+            .number()
+            .int()
+            .min(1024)
+            .default(4 * MiB),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /**

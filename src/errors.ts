@@ -13,10 +13,12 @@ export const ErrorCodes = {
   NOT_FOUND: { status: 404, reason: "NotFound" },
   METHOD_NOT_ALLOWED: { status: 405, reason: "MethodNotAllowed" },
   ALREADY_EXISTS: { status: 409, reason: "AlreadyExists" },
+  EXPIRED: { status: 410, reason: "Expired" },
   CONFLICT: { status: 409, reason: "Conflict" },
   TOO_LARGE: { status: 413, reason: "RequestEntityTooLarge" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, reason: "UnsupportedMediaType" },
   INVALID: { status: 422, reason: "Invalid" },
+  TOO_MANY_REQUESTS: { status: 429, reason: "TooManyRequests" },
   UNAVAILABLE: { status: 503, reason: "ServiceUnavailable" },
   TIMEOUT: { status: 504, reason: "Timeout" },
   INTERNAL: { status: 500, reason: "InternalError" },
@@ -126,6 +128,19 @@ export class ValidationError extends SkiffError {
       options.kind && options.name ? `${options.kind} "${options.name}" is invalid` : "invalid";
     const list = causes.map((c) => (c.field ? `${c.field}: ${c.message}` : c.message)).join("; ");
     return new ValidationError(`${what}: ${list}`, causes, options);
+  }
+}
+
+/** A resourceVersion older than what the API can serve (Kubernetes 410 Expired). */
+export class ExpiredError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("EXPIRED", message, options);
+  }
+}
+
+export class TooManyRequestsError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("TOO_MANY_REQUESTS", message, options);
   }
 }
 

@@ -51,6 +51,7 @@ import { readObject } from "./body.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
 import { statusBody, successStatus, toSkiffError } from "./status.ts";
 import type { TokenStore } from "./token.ts";
+import { DEFAULT_WATCH_LIMITS, isWatch, WatchHub, type WatchLimits } from "./watch.ts";
 
 export interface ApiOptions {
   store: Store;
@@ -71,6 +72,12 @@ export interface ApiOptions {
   scaling?: ScalingDefaults;
   registry: Registry;
   logger?: Logger;
+  /** Bounds of `?watch=true` streams (defaults: DEFAULT_WATCH_LIMITS). */
+  watch?: Partial<WatchLimits>;
+  /** Aborted when the API stops: open watches end so the server can close. */
+  shutdown?: AbortSignal;
+  /** Registers a listener for "the store's change notices were interrupted" (watches then end). */
+  onStoreResubscribe?: (listener: () => void) => () => void;
 }
 
 const BASE = "/apis/serving.knative.dev/v1";
@@ -82,6 +89,15 @@ export function createApiApp(options: ApiOptions): Hono {
   const scheme = options.scheme ?? "http";
   const metrics = httpServerMetrics(registry, "skiff_api");
   const app = new Hono();
+  const watches = new WatchHub(
+    store,
+    options.tokens,
+    { ...DEFAULT_WATCH_LIMITS, ...options.watch },
+    logger,
+  );
+  options.shutdown?.addEventListener("abort", () => watches.closeAll(), { once: true });
+  // Notices missed while the store's subscription was down: watchers must re-read.
+  options.onStoreResubscribe?.(() => watches.closeAll());
 
   app.onError((err, c) => {
     // hono's own middleware (bearer auth) throws responses it already shaped.
@@ -168,6 +184,8 @@ export function createApiApp(options: ApiOptions): Hono {
     const plural = pluralOf(c.req.param("plural"));
     const principal = principalOf(c);
     const labels = labelSelector(c.req.query("labelSelector"));
+    if (isWatch(c.req.query("watch")))
+      return watches.open(c, principal, { plural, namespace: undefined, labels });
     const items =
       principal.kind === "admin"
         ? await store.list(plural, undefined, { labels })
@@ -180,15 +198,19 @@ export function createApiApp(options: ApiOptions): Hono {
   const ns = `${BASE}/namespaces/:ns/:plural`;
   app.get(ns, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
-    const items = await store.list(plural, namespaceOf(c, plural, "list"), {
-      labels: labelSelector(c.req.query("labelSelector")),
-    });
+    const namespace = namespaceOf(c, plural, "list");
+    const labels = labelSelector(c.req.query("labelSelector"));
+    if (isWatch(c.req.query("watch")))
+      return watches.open(c, principalOf(c), { plural, namespace, labels });
+    const items = await store.list(plural, namespace, { labels });
     return respond(c, listOf(plural, items));
   });
   app.get(`${ns}/:name`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
     const namespace = namespaceOf(c, plural, "get");
     const name = c.req.param("name");
+    if (isWatch(c.req.query("watch")))
+      return watches.open(c, principalOf(c), { plural, namespace, name });
     const obj = await store.get(plural, namespace, name);
     if (!obj) throw notFound(plural, namespace, name);
     return respond(c, obj);

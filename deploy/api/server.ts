@@ -45,8 +45,11 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     prefix: config.redisPrefix,
     given: config.api.token,
   });
+  const shutdown = new AbortController();
   const app = createApiApp({
     store,
+    shutdown: shutdown.signal,
+    onStoreResubscribe: (listener) => store.onResubscribe(listener),
     tokens: new TokenStore(redis, config.redisPrefix),
     storeReady: () => redis.status === "ready",
     quotaOf: (namespace) => quotaFor(config.quotas, namespace),
@@ -57,6 +60,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     scaling: config.autoscaler,
     registry,
     logger,
+    watch: config.api.watch,
   });
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port });
   await new Promise<void>((resolve, reject) => {
@@ -72,6 +76,8 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   const result: ApiServer = {
     url,
     async close() {
+      // Watches are open responses: end them, or closing waits for their timeouts.
+      shutdown.abort();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await store.close();
       stopWatching();

@@ -3,6 +3,7 @@
  * Status objects; ApiError keeps their code, reason and field causes.
  */
 import type { Plural, Resource, ResourceOf } from "../../src/model/types.ts";
+import { type HttpResponse, httpRequest, readLines, readText } from "./http.ts";
 
 export interface ClientOptions {
   apiUrl: string;
@@ -88,31 +89,98 @@ export class ApiClient {
   }
 
   async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const timeoutMs = this.options.timeoutMs ?? 30_000;
+    const res = await this.#send(method, path, body, AbortSignal.timeout(timeoutMs), timeoutMs);
+    let text: string;
+    try {
+      text = await readText(res);
+    } catch (err) {
+      throw this.#unreachable(err, timeoutMs);
+    }
+    return this.#parse(method, path, res, text);
+  }
+
+  /**
+   * Watch one object (`name`) or a collection: the API's `?watch=true` stream
+   * of {type, object} events. Returns undefined when the API does not stream
+   * watches (an older API answers with the plain object instead).
+   */
+  async watch<P extends Plural>(
+    kind: P,
+    name: string | undefined,
+    options: { timeoutSeconds: number; signal?: AbortSignal },
+  ): Promise<AsyncIterable<WatchEvent<ResourceOf<P>>> | undefined> {
+    const query = `?watch=true&timeoutSeconds=${Math.max(1, Math.ceil(options.timeoutSeconds))}`;
+    const path = this.path(kind, name) + query;
+    // Connecting gets the usual timeout; the stream itself lasts up to timeoutSeconds
+    // (the API ends it), bounded only by the caller's signal.
+    const connectMs = this.options.timeoutMs ?? 30_000;
+    const connecting = new AbortController();
+    const timer = setTimeout(
+      () => connecting.abort(new DOMException("connect timeout", "TimeoutError")),
+      connectMs,
+    );
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, connecting.signal])
+      : connecting.signal;
+    let res: HttpResponse;
+    try {
+      res = await this.#send("GET", path, undefined, signal, connectMs);
+    } finally {
+      clearTimeout(timer);
+    }
+    const type = res.headers["content-type"] ?? "";
+    if (!res.status.toString().startsWith("2") || !/stream=watch/.test(type)) {
+      // An error, or an API without watch: its answer is a plain JSON document.
+      const text = await readText(res).catch((err) => {
+        throw this.#unreachable(err, connectMs);
+      });
+      this.#parse("GET", path, res, text);
+      return undefined;
+    }
+    return (async function* () {
+      for await (const line of readLines(res)) {
+        yield JSON.parse(line) as WatchEvent<ResourceOf<P>>;
+      }
+    })();
+  }
+
+  async #send(
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<HttpResponse> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
-    const url = new URL(path, this.options.apiUrl);
-    let res: Response;
     try {
-      res = await fetch(url, {
+      return await httpRequest(new URL(path, this.options.apiUrl), {
         method,
         headers,
-        body: body === undefined ? null : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
       });
     } catch (err) {
-      const name = (err as Error).name;
-      const cause =
-        name === "TimeoutError"
-          ? `no answer within ${(this.options.timeoutMs ?? 30_000) / 1000} s`
-          : ((err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message);
-      throw new ApiError(
-        0,
-        "Unreachable",
-        `cannot reach the Skiff API at ${this.options.apiUrl} (${cause}); is it running? (skiff up, or pass --api-url / set SKIFF_API_URL)`,
-      );
+      throw this.#unreachable(err, timeoutMs);
     }
-    const text = await res.text();
+  }
+
+  #unreachable(err: unknown, timeoutMs: number): ApiError {
+    const e = err as Error & { code?: string; cause?: { code?: string } };
+    const cause =
+      e.name === "TimeoutError"
+        ? `no answer within ${timeoutMs / 1000} s`
+        : (e.code ?? e.cause?.code ?? e.message);
+    return new ApiError(
+      0,
+      "Unreachable",
+      `cannot reach the Skiff API at ${this.options.apiUrl} (${cause}); is it running? (skiff up, or pass --api-url / set SKIFF_API_URL)`,
+    );
+  }
+
+  #parse(method: string, path: string, res: HttpResponse, text: string): unknown {
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
@@ -127,7 +195,7 @@ export class ApiClient {
         `the Skiff API at ${this.options.apiUrl} is unavailable: ${message ?? "it answered 503 Service Unavailable; retry in a few seconds"}`,
       );
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const status = parsed as {
         message?: string;
         reason?: string;
@@ -142,6 +210,12 @@ export class ApiClient {
     }
     return parsed;
   }
+}
+
+/** One event of a watch stream (Kubernetes watch.Event). */
+export interface WatchEvent<T = unknown> {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: T;
 }
 
 export type { Resource };

@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 /**
  * `skiff`: the servers (api, gateway, scaler, agent, and up: all in one) and
- * the client commands (apply, service, revision, route, login).
+ * the client commands (apply, service, revision, route, token, login).
+ *
+ * Start-up cost is the CLI's main latency, so only the command being run is
+ * loaded: client commands never load server modules, and a server command
+ * loads its module (and everything it needs) only when it is the one run.
+ * Users run the prebuilt bundle of this file (bin/skiff.js, scripts/build-cli.ts).
  */
 import { Command, CommanderError } from "commander";
 import { isSkiffError } from "../../src/errors.ts";
 import { ApiClient, ApiError } from "./client.ts";
-import { registerGatewayCommand } from "./commands/gateway.ts";
-import { registerResourceCommands } from "./commands/resources.ts";
-import { registerServerCommands } from "./commands/servers.ts";
-import { registerTokenCommands } from "./commands/tokens.ts";
 import { FlagError } from "./service-flags.ts";
 import { resolveSettings, writeSettings } from "./settings.ts";
 import { explicitToken } from "./token-file.ts";
@@ -21,7 +22,54 @@ interface GlobalFlags {
   namespace: string;
 }
 
-export function buildProgram(): Command {
+/** Server commands: loaded only when run (or asked for help); listed in `skiff --help` from here. */
+const SERVER_COMMANDS: Record<
+  string,
+  { summary: string; load: (program: Command) => Promise<void> }
+> = {
+  api: { summary: "run the deploy API (Knative serving.knative.dev/v1 over HTTP)", load: servers },
+  agent: {
+    summary: "run the node agent: containers (Docker) and isolates (workerd) on this host",
+    load: servers,
+  },
+  scaler: {
+    summary: "run the scaler: Knative's autoscaler, placement, routing tables, revision GC",
+    load: servers,
+  },
+  up: {
+    summary:
+      "run a complete single-host Skiff: store, API, gateway, scaler and agent in one process",
+    load: servers,
+  },
+  gateway: {
+    summary: "run one replica of the gateway tier (routes requests by Host)",
+    load: async (program) => {
+      const { registerGatewayCommand } = await import("./commands/gateway.ts");
+      registerGatewayCommand(program);
+    },
+  },
+};
+
+async function servers(program: Command): Promise<void> {
+  const { registerServerCommands } = await import("./commands/servers.ts");
+  registerServerCommands(program);
+}
+
+/** Global options that take a value (so their value is not mistaken for the command). */
+const VALUE_OPTIONS = new Set(["--api-url", "--token", "--token-file", "-n", "--namespace"]);
+
+/** The command word of argv (after node and the script), or undefined for none. */
+export function commandWord(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") return args[i + 1];
+    if (!arg.startsWith("-")) return arg === "help" && args[i + 1] ? args[i + 1] : arg;
+    if (VALUE_OPTIONS.has(arg)) i++;
+  }
+  return undefined;
+}
+
+export async function buildProgram(args: string[] = []): Promise<Command> {
   const program = new Command("skiff")
     .description(
       "Skiff: serverless on your own hosts (Knative Serving semantics, Docker and JS isolates)",
@@ -46,10 +94,28 @@ export function buildProgram(): Command {
     });
   };
 
+  const word = commandWord(args);
+  const server = word !== undefined ? SERVER_COMMANDS[word] : undefined;
+  if (server) {
+    await server.load(program);
+    return program;
+  }
+
+  const [{ registerResourceCommands }, { registerTokenCommands }] = await Promise.all([
+    import("./commands/resources.ts"),
+    import("./commands/tokens.ts"),
+  ]);
   registerResourceCommands(program, client);
   registerTokenCommands(program, client);
-  registerServerCommands(program);
-  registerGatewayCommand(program);
+  // Listed for help; running one re-enters through its loader above.
+  for (const [name, { summary }] of Object.entries(SERVER_COMMANDS)) {
+    program
+      .command(name)
+      .description(summary)
+      .helpOption(false)
+      .allowUnknownOption()
+      .allowExcessArguments();
+  }
 
   program
     .command("login")
@@ -64,8 +130,8 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv = process.argv): Promise<number> {
-  const program = buildProgram();
   try {
+    const program = await buildProgram(argv.slice(2));
     await program.parseAsync(argv);
     return 0;
   } catch (err) {

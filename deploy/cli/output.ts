@@ -1,5 +1,4 @@
 /** Printing: `-o json|yaml` for machines, aligned tables for people. */
-import { stringify as toYaml } from "yaml";
 import type { Condition, Resource } from "../../src/model/types.ts";
 
 export type OutputFormat = "json" | "yaml" | "table";
@@ -10,8 +9,15 @@ export function parseOutput(value: string | undefined): OutputFormat {
   throw new Error(`-o ${value}: use json or yaml`);
 }
 
-export function printObject(value: unknown, format: "json" | "yaml", out = process.stdout): void {
-  out.write(format === "json" ? `${JSON.stringify(value, null, 2)}\n` : toYaml(value));
+/** yaml is loaded only when asked for: most commands never print it, and every start counts. */
+export async function printObject(
+  value: unknown,
+  format: "json" | "yaml",
+  out = process.stdout,
+): Promise<void> {
+  if (format === "json") return void out.write(`${JSON.stringify(value, null, 2)}\n`);
+  const { stringify } = await import("yaml");
+  out.write(stringify(value));
 }
 
 export function table(headers: string[], rows: string[][]): string {

@@ -1,8 +1,8 @@
-/** Run the real `skiff` CLI as a child process (the same entry point users run). */
+/** Run the real `skiff` CLI as a child process: the same entry point (bin/skiff.js, the bundle) users run. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-export const CLI = fileURLToPath(new URL("../../deploy/cli/main.ts", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../bin/skiff.js", import.meta.url));
 
 export interface CliResult {
   code: number;

@@ -2,10 +2,9 @@
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import { parseAllDocuments } from "yaml";
 import type { Revision, Route, Service } from "../../../src/model/types.ts";
 import { Labels } from "../../../src/model/types.ts";
-import { type ApiClient, ApiError } from "../client.ts";
+import { type ApiClient, ApiError, type WatchEvent } from "../client.ts";
 import {
   age,
   condition,
@@ -69,7 +68,7 @@ export function registerResourceCommands(program: Command, client: ClientFactory
     .action(async (opts: { filename: string; output?: string }, cmd: Command) => {
       const api = client(cmd);
       const format = parseOutput(opts.output);
-      const docs = readManifests(opts.filename);
+      const docs = await readManifests(opts.filename);
       for (const doc of docs) {
         const { kind, plural, name, namespace } = describeDoc(doc, api.namespace);
         const scoped = namespace === api.namespace ? api : withNamespace(api, namespace);
@@ -91,7 +90,7 @@ export function registerResourceCommands(program: Command, client: ClientFactory
           verb = "created";
         }
         if (format === "table") process.stdout.write(`${kind.toLowerCase()}/${name} ${verb}\n`);
-        else printObject(result, format);
+        else await printObject(result, format);
       }
     });
 
@@ -363,43 +362,115 @@ async function reportWrite(
   if (final.status.url) process.stdout.write(`${final.status.url}\n`);
 }
 
-/** Poll until the current generation is Ready (or failed, or the timeout). */
+/**
+ * Wait until the current generation is Ready (or failed, or the timeout):
+ * watches the Service, so the answer comes as soon as the API writes it;
+ * polls only an API that does not stream watches.
+ */
 export async function waitForReady(
   api: ApiClient,
   svc: Service,
   timeoutSeconds: number,
   progress: boolean,
 ): Promise<Service> {
+  const name = svc.metadata.name;
   const deadline = Date.now() + timeoutSeconds * 1000;
-  const started = Date.now();
-  let last = "";
+  const readiness = new Readiness(name, timeoutSeconds, progress);
   let current = svc;
+  if (readiness.done(current)) return current;
   for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw readiness.timeout();
+    // The API ends the stream at the deadline; the signal only guards against one that does not.
+    const guard = AbortSignal.timeout(left + 5_000);
+    let events: AsyncIterable<WatchEvent<Service>> | undefined;
+    try {
+      events = await api.watch("services", name, { timeoutSeconds: left / 1000, signal: guard });
+    } catch (err) {
+      if (guard.aborted) throw readiness.timeout();
+      throw err;
+    }
+    if (!events) return pollUntilReady(api, current, deadline, readiness);
+    try {
+      for await (const event of events) {
+        if (event.type === "ERROR") {
+          const status = event.object as unknown as { code?: number; message?: string };
+          // The API ended the watch early (e.g. too slow, store interrupted): watch again,
+          // unless the token itself is refused now.
+          if (status.code === 401 || status.code === 403)
+            throw new ApiError(status.code, "Forbidden", status.message ?? "watch refused");
+          break;
+        }
+        if (event.type === "DELETED")
+          throw new ApiError(404, "NotFound", `service "${name}" was deleted while waiting`);
+        current = event.object;
+        if (readiness.done(current)) return current;
+      }
+    } catch (err) {
+      if (guard.aborted) throw readiness.timeout();
+      if (err instanceof ApiError) throw err;
+      // The connection broke (API restart): watch again until the deadline.
+    }
+  }
+}
+
+/** Readiness of a Service's current generation, with a progress line per change. */
+class Readiness {
+  readonly #name: string;
+  readonly #timeoutSeconds: number;
+  readonly #progress: boolean;
+  readonly #started = Date.now();
+  #last = "";
+
+  constructor(name: string, timeoutSeconds: number, progress: boolean) {
+    this.#name = name;
+    this.#timeoutSeconds = timeoutSeconds;
+    this.#progress = progress;
+  }
+
+  /** True when Ready; throws when the generation failed. */
+  done(current: Service): boolean {
     const ready = condition(current, "Ready");
     const observed = current.status.observedGeneration === current.metadata.generation;
     const line = ready
       ? `${ready.status}${ready.reason ? ` ${ready.reason}` : ""}: ${ready.message ?? ""}`
       : "";
-    if (progress && line && line !== last) {
-      const t = ((Date.now() - started) / 1000).toFixed(1).padStart(5);
+    if (this.#progress && line && line !== this.#last) {
+      const t = ((Date.now() - this.#started) / 1000).toFixed(1).padStart(5);
       process.stderr.write(`${t}s ${line}\n`);
-      last = line;
     }
-    if (observed && ready?.status === "True") return current;
+    if (line) this.#last = line;
+    if (observed && ready?.status === "True") return true;
     if (observed && ready?.status === "False") {
       throw new ApiError(
         0,
         ready.reason ?? "Failed",
-        `service "${svc.metadata.name}" failed: ${ready.message ?? ready.reason}`,
+        `service "${this.#name}" failed: ${ready.message ?? ready.reason}`,
       );
     }
-    if (Date.now() >= deadline) {
-      throw new ApiError(
-        0,
-        "Timeout",
-        `service "${svc.metadata.name}" not ready after ${timeoutSeconds}s (last: ${line || "no status"}); check: skiff service describe ${svc.metadata.name}`,
-      );
-    }
+    return false;
+  }
+
+  timeout(): ApiError {
+    return new ApiError(
+      0,
+      "Timeout",
+      `service "${this.#name}" not ready after ${this.#timeoutSeconds}s (last: ${this.#last || "no status"}); check: skiff service describe ${this.#name}`,
+    );
+  }
+}
+
+/** For an API without watch: re-read every 300 ms. */
+async function pollUntilReady(
+  api: ApiClient,
+  svc: Service,
+  deadline: number,
+  readiness: Readiness,
+): Promise<Service> {
+  let current = svc;
+  for (;;) {
+    if (readiness.done(current)) return current;
+    if (Date.now() >= deadline) throw readiness.timeout();
     await sleep(300);
     current = await api.get("services", svc.metadata.name);
   }
@@ -409,13 +480,14 @@ function generationOf(r: Revision): number {
   return Number(r.metadata.labels?.[Labels.configurationGeneration] ?? 0);
 }
 
-function readManifests(file: string): Record<string, unknown>[] {
+async function readManifests(file: string): Promise<Record<string, unknown>[]> {
   let text: string;
   try {
     text = readFileSync(file === "-" ? 0 : file, "utf8");
   } catch (err) {
     throw new FlagError(`-f ${file}: ${(err as Error).message}`);
   }
+  const { parseAllDocuments } = await import("yaml");
   const docs = parseAllDocuments(text);
   const list = Array.isArray(docs) ? docs : [docs];
   const out: Record<string, unknown>[] = [];
