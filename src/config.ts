@@ -112,6 +112,8 @@ export const configSchema = z.object({
       port: z.coerce.number().int().min(0).max(65535).default(8092),
       /** Leader lease; a standby takes over within about this long. */
       leaseMs: z.coerce.number().int().min(300).max(600_000).default(3_000),
+      /** After a leader change or Redis reconnect, agents are presumed alive this long (default: the agents' heartbeat TTL, at least 5 s). */
+      agentGraceMs: z.coerce.number().int().min(0).max(600_000).optional(),
       /** How often gateway counters are read (default 1 s, or the tick interval when shorter). */
       scrapeIntervalMs: z.coerce.number().int().min(100).max(1_000).optional(),
       /** Full re-read of objects, agents and routing tables. */

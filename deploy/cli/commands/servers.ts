@@ -84,6 +84,7 @@ interface ScalerFlags extends ServerFlags, AutoscalerFlags {
   redisPrefix?: string;
   id?: string;
   lease?: string;
+  agentGrace?: string;
   resyncInterval?: string;
   gcInterval?: string;
 }
@@ -294,6 +295,10 @@ export function registerServerCommands(program: Command): void {
     .option("--port <port>", "listen port of /healthz, /readyz, /metrics (default 8092)")
     .option("--domain <domain>", "domain of service URLs (default localhost)")
     .option("--lease <ms>", "leader lease; a standby takes over within about this long (3000)")
+    .option(
+      "--agent-grace <ms>",
+      "after a leader change or Redis reconnect, agents without a heartbeat are presumed alive this long (the agents' heartbeat TTL, 5000)",
+    )
     .option("--resync-interval <ms>", "full re-read of objects, agents and routes (10000)")
     .option("--gc-interval <ms>", "revision garbage collection period (60000)")
     .action(async (flags: ScalerFlags) => {
@@ -307,6 +312,7 @@ export function registerServerCommands(program: Command): void {
             host: flags.host,
             port: flags.port,
             leaseMs: flags.lease,
+            agentGraceMs: flags.agentGrace,
             resyncIntervalMs: flags.resyncInterval,
             gcIntervalMs: flags.gcInterval,
           },
