@@ -17,8 +17,8 @@
  *   (fenced by the lease), report desired/actual/Active on each revision.
  * - Revision GC every `gcIntervalMs`.
  *
- * No agent is declared dead within `agentGraceMs` (one heartbeat TTL) of
- * this loop starting (a leader change) or of its Redis connection coming back
+ * No agent is declared dead within `agentGraceMs` (one heartbeat TTL) plus
+ * one reconnect backoff step (1.1 s) of this loop starting (a leader change) or of its Redis connection coming back
  * (a restart's AOF restores heartbeat keys already expired): an agent without
  * a record is then presumed alive and not back yet, and the pass holds the
  * fleet as it is (no prune, no desired-set change) until every agent is back
@@ -55,6 +55,7 @@ import {
   type Revision,
   type Route,
 } from "../src/model/types.ts";
+import { MAX_RECONNECT_DELAY_MS } from "../src/redis.ts";
 import { type RedisStore, type WatchAndResync, watchAndResync } from "../src/store/index.ts";
 import type { StoreEvent } from "../src/store/store.ts";
 import { Coalescer } from "./coalesce.ts";
@@ -290,7 +291,8 @@ export class ScalerLoop {
   /** Hold off declaring agents dead for one heartbeat TTL from now. */
   #presumeAlive(reason: string): void {
     if (this.#stopped) return;
-    const grace = this.#o.agentGraceMs;
+    // Agents may reconnect up to one backoff step after we did, then heartbeat within their TTL.
+    const grace = this.#o.agentGraceMs + MAX_RECONNECT_DELAY_MS;
     this.#graceUntil = Date.now() + grace;
     this.#graceReason = reason;
     this.#graceLogged = false;

@@ -38,6 +38,9 @@ export function reconnectDelay(times: number): number {
   return Math.min(times * 100, 1000) + Math.floor(Math.random() * 100);
 }
 
+/** The longest wait between two reconnect attempts (`reconnectDelay`). */
+export const MAX_RECONNECT_DELAY_MS = 1_100;
+
 export interface ConnectRedisOptions extends RedisOptions {
   /**
    * Warn on connection errors through this logger (the URL in the message is
