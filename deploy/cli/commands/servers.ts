@@ -15,6 +15,8 @@ import { readTokenFile } from "../token-file.ts";
 interface ServerFlags {
   config?: string;
   redisUrl?: string;
+  redisSentinels?: string;
+  redisMaster?: string;
   host?: string;
   port?: string;
   token?: string;
@@ -167,6 +169,14 @@ export function registerServerCommands(program: Command): void {
     .description("run the deploy API (Knative serving.knative.dev/v1 over HTTP)")
     .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
     .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
+    .option(
+      "--redis-sentinels <host:port,...>",
+      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
+    )
+    .option(
+      "--redis-master <name>",
+      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
+    )
     .option("--host <host>", "listen address (default 127.0.0.1)")
     .option("--port <port>", "listen port (default 8090)")
     .option(
@@ -181,6 +191,8 @@ export function registerServerCommands(program: Command): void {
         file: flags.config,
         overrides: mergeConfig({
           redisUrl: flags.redisUrl,
+          redisSentinels: flags.redisSentinels,
+          redisMaster: flags.redisMaster,
           domain: flags.domain,
           api: { host: flags.host, port: flags.port, token: givenToken(flags) },
         }),
@@ -200,6 +212,14 @@ export function registerServerCommands(program: Command): void {
     .description("run the node agent: containers (Docker) and isolates (workerd) on this host")
     .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
     .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
+    .option(
+      "--redis-sentinels <host:port,...>",
+      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
+    )
+    .option(
+      "--redis-master <name>",
+      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
+    )
     .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
     .option("--id <id>", "agent id, stable across restarts (default: from hostname and address)")
     .option(
@@ -235,6 +255,8 @@ export function registerServerCommands(program: Command): void {
         file: flags.config,
         overrides: mergeConfig({
           redisUrl: flags.redisUrl,
+          redisSentinels: flags.redisSentinels,
+          redisMaster: flags.redisMaster,
           redisPrefix: flags.redisPrefix,
           domain: flags.domain,
         }),
@@ -289,6 +311,14 @@ export function registerServerCommands(program: Command): void {
     )
     .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
     .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
+    .option(
+      "--redis-sentinels <host:port,...>",
+      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
+    )
+    .option(
+      "--redis-master <name>",
+      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
+    )
     .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
     .option("--id <id>", "scaler id in the leader lease (default: hostname and a random suffix)")
     .option("--host <host>", "listen address of /healthz, /readyz, /metrics (default 127.0.0.1)")
@@ -306,6 +336,8 @@ export function registerServerCommands(program: Command): void {
         file: flags.config,
         overrides: mergeConfig({
           redisUrl: flags.redisUrl,
+          redisSentinels: flags.redisSentinels,
+          redisMaster: flags.redisMaster,
           redisPrefix: flags.redisPrefix,
           domain: flags.domain,
           scaler: {
