@@ -191,7 +191,13 @@ export class Fleet {
     const k = this.keys;
     const ids = await this.#redis.zrange(k.agents, "0", "-1");
     if (ids.length === 0) return { live: [], missing: [] };
-    const raws = await this.#redis.mget(...ids.map((id) => k.agent(id)));
+    // GETs in one pipeline, not MGET: the scaler's ACL user has GET (deploy/redis/acl.ts).
+    const pipe = this.#redis.pipeline();
+    for (const id of ids) pipe.get(k.agent(id));
+    const raws = ((await pipe.exec()) ?? []).map(([err, v]) => {
+      if (err) throw err;
+      return v as string | null;
+    });
     const live: AgentRecord[] = [];
     const missing: string[] = [];
     ids.forEach((id, i) => {
