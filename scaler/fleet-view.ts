@@ -1,6 +1,7 @@
 /**
  * One consistent-enough look at the fleet for a scaling pass: the live
- * agents (dead ones are pruned on the way, their endpoints withdrawn), what
+ * agents (dead ones are pruned on the way, their endpoints withdrawn, unless
+ * the caller holds off declaring anyone dead: then they are `missing`), what
  * the scaler wants on each (desired sets), what each agent reports, and the
  * ready endpoints of every revision, keyed "{ns}/{rev}".
  */
@@ -12,6 +13,8 @@ export interface FleetView {
   /** Live agents (heartbeat within its TTL), draining ones included. */
   agents: AgentRecord[];
   byId: Map<string, AgentRecord>;
+  /** Members without a heartbeat record that were not pruned (`prune: false`). */
+  missing: string[];
   /** agent id -> the instances the scaler wants there. */
   desired: Map<string, DesiredInstance[]>;
   /** instance id -> the agent's report on it. */
@@ -20,8 +23,17 @@ export interface FleetView {
   endpoints: Map<string, Endpoint[]>;
 }
 
-export async function readFleetView(fleet: Fleet): Promise<FleetView> {
-  const agents = await fleet.listLiveAgents();
+export async function readFleetView(
+  fleet: Fleet,
+  options: { prune?: () => boolean } = {},
+): Promise<FleetView> {
+  // Read without pruning first; whether the missing are dead is decided after
+  // the read returned (see ScalerLoop: a reconnect is only known by then).
+  let { live: agents, missing } = await fleet.listAgents();
+  if (missing.length > 0 && (options.prune?.() ?? true)) {
+    agents = await fleet.listLiveAgents();
+    missing = [];
+  }
   const byId = new Map(agents.map((a) => [a.id, a]));
   const [desiredLists, statusLists, allEndpoints] = await Promise.all([
     Promise.all(agents.map((a) => fleet.readDesired(a.id))),
@@ -40,7 +52,7 @@ export async function readFleetView(fleet: Fleet): Promise<FleetView> {
     const live = list.filter((e) => byId.has(e.agentId));
     if (live.length > 0) endpoints.set(ref, live);
   }
-  return { agents, byId, desired, statuses, endpoints };
+  return { agents, byId, missing, desired, statuses, endpoints };
 }
 
 /** Ready instances of a revision: its endpoints on live agents. */

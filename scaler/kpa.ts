@@ -49,6 +49,14 @@ export interface Observation {
 
 export type ScaleMode = "stable" | "panic";
 
+/**
+ * Why an autoscaler is in panic mode: "load" (the panic window's load passed
+ * the threshold) or "starting" (a fresh autoscaler with several ready
+ * instances starts in panic, as Knative's does, so lost history never scales
+ * anything down; it ends after one stable window).
+ */
+export type PanicCause = "load" | "starting";
+
 /** Knative's PodAutoscaler `Active` condition: Unknown, True, False. */
 export type ActiveState = "Activating" | "Active" | "Inactive";
 
@@ -102,6 +110,8 @@ export interface Decision {
   /** Instances to run. */
   desired: number;
   mode: ScaleMode;
+  /** Why it panics (only while `mode` is "panic"). */
+  panicCause?: PanicCause;
   /** Observed average of the scaling metric over the stable / panic window. */
   stableAvg: number;
   panicAvg: number;
@@ -164,6 +174,7 @@ export class KpaAutoscaler {
   #stateSince = 0;
   /** Undefined = not panicking; else the time of the last over-threshold decision. */
   #panicTime: number | undefined;
+  #panicCause: PanicCause = "load";
   #maxPanicPods = 0;
   #delay: { window: MaxWindow; delayMs: number; tickMs: number } | undefined;
 
@@ -223,6 +234,7 @@ export class KpaAutoscaler {
     if (overPanic) {
       // Enter panic, or extend it: the stable window restarts from this tick.
       this.#panicTime = nowMs;
+      this.#panicCause = "load";
     } else if (this.#panicTime !== undefined && this.#panicTime + s.stableWindowMs < nowMs) {
       // The surge has made its way into the stable window.
       this.#panicTime = undefined;
@@ -317,6 +329,7 @@ export class KpaAutoscaler {
     return {
       desired: out,
       mode,
+      ...(mode === "panic" ? { panicCause: this.#panicCause } : {}),
       stableAvg,
       panicAvg,
       reason,
@@ -334,6 +347,7 @@ export class KpaAutoscaler {
     // panic, keeping the current scale until history builds up again.
     if (readyNow > 1) {
       this.#panicTime = nowMs;
+      this.#panicCause = "starting";
       this.#maxPanicPods = readyNow;
     }
     this.#stateSince = nowMs;
@@ -387,6 +401,10 @@ export class KpaAutoscaler {
       case "Stable":
         return `stable: ${desired} instance(s) for the ${s.metric} over the last ${seconds(s.stableWindowMs)}`;
       case "Panic":
+        if (this.#panicCause === "starting") {
+          const left = Math.max(0, (this.#panicTime ?? nowMs) + s.stableWindowMs - nowMs);
+          return `panic (starting): a new autoscaler keeps the ${desired} placed instance(s) until it has ${seconds(s.stableWindowMs)} of metrics (${seconds(left)} left); not a load surge`;
+        }
         return `panic: load over ${s.panicThresholdPercentage}% of ${ready} ready instance(s); not scaling down for ${seconds(s.stableWindowMs)}`;
       case "MaxScaleUpRate":
         return `scale-up limited to ${s.maxScaleUpRate}x the ${ready} ready instance(s)`;

@@ -23,8 +23,8 @@ export function scalerMetrics(registry: Registry) {
     }),
     panic: new Gauge({
       name: "skiff_scaler_panic_mode",
-      help: "1 while a revision's autoscaler is in panic mode",
-      labelNames: revisionLabels,
+      help: 'Per revision and reason, 1 while its autoscaler is in panic mode for that reason: "load" (the panic window passed the threshold) or "starting" (a fresh autoscaler, e.g. after a leader change, holds the placed count for one stable window)',
+      labelNames: [...revisionLabels, "reason"] as const,
       registers: [registry],
     }),
     observed: new Gauge({
@@ -54,6 +54,11 @@ export function scalerMetrics(registry: Registry) {
     activations: new Counter({
       name: "skiff_scaler_activations_total",
       help: "Activation signals received from gateways (a request waits for a revision at zero)",
+      registers: [registry],
+    }),
+    heldPasses: new Counter({
+      name: "skiff_scaler_held_passes_total",
+      help: "Scaling passes that changed nothing because some agent had no heartbeat record within agentGraceMs of a leader change or a Redis reconnect (presumed alive, not back yet)",
       registers: [registry],
     }),
     tick: new Histogram({

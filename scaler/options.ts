@@ -48,6 +48,13 @@ export const scalerOptionsSchema = z
      * scrapes every second; faster gives no finer buckets.
      */
     scrapeIntervalMs: ms(100, 1_000).optional(),
+    /**
+     * After a leader change or a Redis reconnect, an agent without a heartbeat
+     * record is presumed alive (not back yet) this long before it is declared
+     * dead and its instances placed elsewhere: at least the agents' heartbeat
+     * TTL (theirs defaults to 5 s).
+     */
+    agentGraceMs: ms(0, 600_000).default(5_000),
     /** Level-triggered re-read of every object, agent and routing table. */
     resyncIntervalMs: ms(200, 3_600_000).default(10_000),
     /** Revision garbage collection period (Knative's defaults in `gc`). */
@@ -96,6 +103,7 @@ export function scalerOptionsFromConfig(config: SkiffConfig): ScalerOptionsInput
     port: config.scaler.port,
     autoscaler: config.autoscaler,
     leaseMs: config.scaler.leaseMs,
+    agentGraceMs: config.scaler.agentGraceMs ?? Math.max(5_000, config.agent.heartbeatTtlMs ?? 0),
     ...(config.scaler.scrapeIntervalMs === undefined
       ? {}
       : { scrapeIntervalMs: config.scaler.scrapeIntervalMs }),

@@ -17,6 +17,15 @@
  *   (fenced by the lease), report desired/actual/Active on each revision.
  * - Revision GC every `gcIntervalMs`.
  *
+ * No agent is declared dead within `agentGraceMs` (one heartbeat TTL) plus
+ * one reconnect backoff step (1.1 s) of this loop starting (a leader change) or of its Redis connection coming back
+ * (a restart's AOF restores heartbeat keys already expired): an agent without
+ * a record is then presumed alive and not back yet, and the pass holds the
+ * fleet as it is (no prune, no desired-set change) until every agent is back
+ * or the grace has passed. Otherwise a healthy agent that heartbeats a few ms
+ * after the new leader's first pass would be pruned and all its instances
+ * stopped.
+ *
  * After a takeover the autoscalers start from what is placed (Knative's
  * restart behaviour): a revision that was ever Ready is initialized, its
  * current scale is what runs, and a fresh autoscaler with several ready
@@ -46,6 +55,7 @@ import {
   type Revision,
   type Route,
 } from "../src/model/types.ts";
+import { MAX_RECONNECT_DELAY_MS } from "../src/redis.ts";
 import { type RedisStore, type WatchAndResync, watchAndResync } from "../src/store/index.ts";
 import type { StoreEvent } from "../src/store/store.ts";
 import { Coalescer } from "./coalesce.ts";
@@ -154,6 +164,12 @@ export class ScalerLoop {
   #unsubscribeAgents: (() => Promise<void>) | undefined;
   #timers: NodeJS.Timeout[] = [];
   #stopped = false;
+  /** Until then an agent without a heartbeat record is presumed alive, not dead. */
+  #graceUntil = 0;
+  #graceReason = "";
+  #graceLogged = false;
+  #graceTimer: NodeJS.Timeout | undefined;
+  readonly #onRedisReady = () => this.#presumeAlive("redis reconnected");
 
   constructor(deps: ScalerLoopDeps) {
     this.#d = deps;
@@ -209,6 +225,10 @@ export class ScalerLoop {
 
   async start(): Promise<void> {
     const o = this.#o;
+    this.#presumeAlive("leadership starts");
+    // ioredis emits "ready" on a nextTick before any reply of the commands it
+    // replays, so a pass that reads after a reconnect sees the grace set.
+    this.#d.redis.on("ready", this.#onRedisReady);
     await this.#routes.loadPublished();
     this.#watch = await watchAndResync({
       store: this.#d.store,
@@ -254,6 +274,8 @@ export class ScalerLoop {
 
   /** Idempotent: stops whatever start() got to. */
   async #teardown(): Promise<void> {
+    this.#d.redis.off("ready", this.#onRedisReady);
+    clearTimeout(this.#graceTimer);
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     const unsubscribe = this.#unsubscribeAgents;
@@ -264,6 +286,20 @@ export class ScalerLoop {
     const watch = this.#watch;
     this.#watch = undefined;
     await watch?.stop();
+  }
+
+  /** Hold off declaring agents dead for one heartbeat TTL from now. */
+  #presumeAlive(reason: string): void {
+    if (this.#stopped) return;
+    // Agents may reconnect up to one backoff step after we did, then heartbeat within their TTL.
+    const grace = this.#o.agentGraceMs + MAX_RECONNECT_DELAY_MS;
+    this.#graceUntil = Date.now() + grace;
+    this.#graceReason = reason;
+    this.#graceLogged = false;
+    clearTimeout(this.#graceTimer);
+    // A pass right after the grace prunes whoever is still missing.
+    this.#graceTimer = setTimeout(() => void this.#tick.trigger(), grace + 1);
+    this.#graceTimer.unref();
   }
 
   /** Run a scaling pass now and wait for it. */
@@ -387,7 +423,8 @@ export class ScalerLoop {
     const m = this.#d.metrics;
     m.desired.remove(labels);
     m.actual.remove(labels);
-    m.panic.remove(labels);
+    m.panic.remove({ ...labels, reason: "load" });
+    m.panic.remove({ ...labels, reason: "starting" });
     m.observed.remove({ ...labels, window: "stable" });
     m.observed.remove({ ...labels, window: "panic" });
   }
@@ -502,8 +539,26 @@ export class ScalerLoop {
   async #pass(): Promise<void> {
     const started = performance.now();
     const m = this.#d.metrics;
-    const view = await readFleetView(this.#d.fleet);
+    const view = await readFleetView(this.#d.fleet, {
+      prune: () => Date.now() >= this.#graceUntil,
+    });
     if (!this.#canWrite()) return;
+    if (view.missing.length > 0) {
+      // Not dead yet, maybe not back yet: change nothing until they are, or the grace ends.
+      m.heldPasses.inc();
+      if (!this.#graceLogged) {
+        this.#graceLogged = true;
+        this.#log.warn(
+          {
+            missing: view.missing,
+            reason: this.#graceReason,
+            waitMs: Math.max(0, this.#graceUntil - Date.now()),
+          },
+          "agents without a heartbeat record are presumed alive for one heartbeat TTL; holding the fleet as it is",
+        );
+      }
+      return;
+    }
     const now = Date.now();
     await this.#clearDeadAgents(view);
 
@@ -569,6 +624,7 @@ export class ScalerLoop {
             ready,
             reason: decision.reason,
             mode: decision.mode,
+            ...(decision.panicCause ? { panicCause: decision.panicCause } : {}),
             stableAvg: round(decision.stableAvg),
             panicAvg: round(decision.panicAvg),
           },
@@ -622,7 +678,10 @@ export class ScalerLoop {
       const labels = { namespace: rev.metadata.namespace, revision: rev.metadata.name };
       m.desired.set(labels, decision.desired);
       m.actual.set(labels, ready);
-      m.panic.set(labels, decision.mode === "panic" ? 1 : 0);
+      for (const reason of ["load", "starting"] as const) {
+        const on = decision.mode === "panic" && decision.panicCause === reason;
+        m.panic.set({ ...labels, reason }, on ? 1 : 0);
+      }
       m.observed.set({ ...labels, window: "stable" }, decision.stableAvg);
       m.observed.set({ ...labels, window: "panic" }, decision.panicAvg);
       if (!scaledRevision(rev, report) || !this.#canWrite()) continue;

@@ -10,6 +10,7 @@ import { gcSettingsSchema } from "../scaler/gc.ts";
 import { BadRequestError } from "./errors.ts";
 import { containerDefaultsSchema } from "./model/container-defaults.ts";
 import { scalingDefaultsSchema } from "./model/scaling.ts";
+import { sentinelUrl } from "./redis.ts";
 
 const MiB = 1024 * 1024;
 
@@ -17,7 +18,21 @@ const quotaCount = z.coerce.number().int().min(0);
 
 export const configSchema = z.object({
   /** Redis holding every object, routing table and counter. */
-  redisUrl: z.string().url().default("redis://127.0.0.1:6379"),
+  redisUrl: z
+    .string()
+    .refine((u) => u.startsWith("redis+sentinel://") || URL.canParse(u), "must be a URL")
+    .default("redis://127.0.0.1:6379"),
+  /**
+   * Redis Sentinel: "HOST:PORT,HOST:PORT" of the sentinels and the master
+   * group's name. When set, every component connects through them (and
+   * follows a failover); the master's user and password are those of
+   * `redisUrl` (its host is then unused), the sentinels' are
+   * `redisSentinelUsername` / `redisSentinelPassword`.
+   */
+  redisSentinels: z.string().min(1).optional(),
+  redisMaster: z.string().min(1).optional(),
+  redisSentinelUsername: z.string().min(1).optional(),
+  redisSentinelPassword: z.string().min(1).optional(),
   /** Prefix of every Redis key, so several Skiff installs can share one Redis. */
   redisPrefix: z.string().default("skiff:"),
   /** Hosts are `{service}.{namespace}.{domain}`; `localhost` needs no DNS set-up. */
@@ -139,6 +154,8 @@ export const configSchema = z.object({
       port: z.coerce.number().int().min(0).max(65535).default(8092),
       /** Leader lease; a standby takes over within about this long. */
       leaseMs: z.coerce.number().int().min(300).max(600_000).default(3_000),
+      /** After a leader change or Redis reconnect, agents are presumed alive this long (default: the agents' heartbeat TTL, at least 5 s). */
+      agentGraceMs: z.coerce.number().int().min(0).max(600_000).optional(),
       /** How often gateway counters are read (default 1 s, or the tick interval when shorter). */
       scrapeIntervalMs: z.coerce.number().int().min(100).max(1_000).optional(),
       /** Full re-read of objects, agents and routing tables. */
@@ -241,6 +258,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Record<stri
     autoscaler: autoscalerFromEnv(env),
     scaler: { host: v("SKIFF_SCALER_HOST"), port: v("SKIFF_SCALER_PORT") },
     redisUrl: v("REDIS_URL"),
+    redisSentinels: v("SKIFF_REDIS_SENTINELS"),
+    redisMaster: v("SKIFF_REDIS_MASTER"),
+    redisSentinelUsername: v("SKIFF_REDIS_SENTINEL_USERNAME"),
+    redisSentinelPassword: v("SKIFF_REDIS_SENTINEL_PASSWORD"),
     redisPrefix: v("SKIFF_REDIS_PREFIX"),
     domain: v("SKIFF_DOMAIN"),
     api: { token: v("SKIFF_TOKEN"), port: v("SKIFF_API_PORT"), host: v("SKIFF_API_HOST") },
@@ -293,11 +314,42 @@ export function loadConfig(options: LoadConfigOptions = {}): SkiffConfig {
   return parseConfig(merged);
 }
 
+/** With sentinels configured, `redisUrl` becomes the redis+sentinel:// URL every component uses. */
+function withSentinels(config: SkiffConfig): SkiffConfig {
+  const { redisSentinels, redisMaster } = config;
+  if (!redisSentinels && !redisMaster) return config;
+  if (!redisSentinels || !redisMaster) {
+    throw new BadRequestError(
+      "invalid configuration: redisSentinels (--redis-sentinels, SKIFF_REDIS_SENTINELS) and redisMaster (--redis-master, SKIFF_REDIS_MASTER) go together: give both",
+    );
+  }
+  let username: string | undefined;
+  let password: string | undefined;
+  if (!config.redisUrl.startsWith("redis+sentinel://")) {
+    const u = new URL(config.redisUrl);
+    username = decodeURIComponent(u.username) || undefined;
+    password = decodeURIComponent(u.password) || undefined;
+  }
+  try {
+    const redisUrl = sentinelUrl({
+      sentinels: redisSentinels,
+      master: redisMaster,
+      ...(username ? { username } : {}),
+      ...(password ? { password } : {}),
+      ...(config.redisSentinelUsername ? { sentinelUsername: config.redisSentinelUsername } : {}),
+      ...(config.redisSentinelPassword ? { sentinelPassword: config.redisSentinelPassword } : {}),
+    });
+    return { ...config, redisUrl };
+  } catch (err) {
+    throw new BadRequestError(`invalid configuration: redisSentinels: ${(err as Error).message}`);
+  }
+}
+
 export function parseConfig(input: unknown): SkiffConfig {
   const result = configSchema.safeParse(input);
   if (!result.success) {
     const lines = result.error.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${i.message}`);
     throw new BadRequestError(`invalid configuration:\n${lines.join("\n")}`);
   }
-  return result.data;
+  return withSentinels(result.data);
 }

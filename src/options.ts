@@ -16,8 +16,8 @@ import { Registry } from "./metrics.ts";
 export const redisUrlTextSchema = z
   .string()
   .regex(
-    /^(rediss?:\/\/|memory:\/\/)/,
-    'must be a redis:// or rediss:// URL (e.g. "redis://127.0.0.1:6379"), or memory://NAME for the in-process store of one process',
+    /^(rediss?:\/\/|redis\+sentinel:\/\/|memory:\/\/)/,
+    'must be a redis:// or rediss:// URL (e.g. "redis://127.0.0.1:6379"), redis+sentinel://HOST:PORT,.../MASTER for Redis Sentinel, or memory://NAME for the in-process store of one process',
   );
 
 export const redisUrlSchema = redisUrlTextSchema.default("redis://127.0.0.1:6379");

@@ -181,6 +181,37 @@ export class Fleet {
   }
 
   /**
+   * Agents of the fleet without pruning anyone: `live` have a record (heartbeat
+   * within its TTL), `missing` are members whose record is gone. A reader that
+   * cannot yet tell "dead" from "not back yet" (just after a Redis restart,
+   * whose AOF restores heartbeat keys already expired) decides what to do with
+   * them; `listLiveAgents` prunes them.
+   */
+  async listAgents(): Promise<{ live: AgentRecord[]; missing: string[] }> {
+    const k = this.keys;
+    const ids = await this.#redis.zrange(k.agents, "0", "-1");
+    if (ids.length === 0) return { live: [], missing: [] };
+    // GETs in one pipeline, not MGET: the scaler's ACL user has GET (deploy/redis/acl.ts).
+    const pipe = this.#redis.pipeline();
+    for (const id of ids) pipe.get(k.agent(id));
+    const raws = ((await pipe.exec()) ?? []).map(([err, v]) => {
+      if (err) throw err;
+      return v as string | null;
+    });
+    const live: AgentRecord[] = [];
+    const missing: string[] = [];
+    ids.forEach((id, i) => {
+      const raw = raws[i];
+      if (raw === null || raw === undefined) missing.push(id);
+      else {
+        const r = this.#parse(agentRecordSchema, raw, "agent record");
+        if (r) live.push(r);
+      }
+    });
+    return { live, missing };
+  }
+
+  /**
    * Agents whose record is alive (heartbeat within its TTL). Members found dead
    * are pruned on the way: removed from the set, their endpoints withdrawn and
    * their reports dropped, each change announced.

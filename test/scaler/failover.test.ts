@@ -181,6 +181,20 @@ describe("leader election", () => {
     );
     expect(standby.leadership!.fencingToken).toBeGreaterThan(token);
 
+    // Its fresh autoscaler for the 2-instance revision starts in panic with zero load
+    // (Knative's behaviour); the metric and the decision say it is starting, not load.
+    await standby.tickNow();
+    const panic = standby.revisionState("default/spread-00001")?.decision;
+    expect(panic).toMatchObject({ mode: "panic", panicCause: "starting", desired: 2 });
+    expect(panic!.message).toMatch(/^panic \(starting\)/);
+    const metrics = await (await fetch(`${standby.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(
+      /^skiff_scaler_panic_mode\{namespace="default",revision="spread-00001",reason="starting"\} 1$/m,
+    );
+    expect(metrics).toMatch(
+      /^skiff_scaler_panic_mode\{namespace="default",revision="spread-00001",reason="load"\} 0$/m,
+    );
+
     // The new leader reconciles: a new Service becomes ready and routed.
     expect((await api.call("POST", api.ns("services"), workerService("later"))).status).toBe(201);
     await waitRouted(redis, prefix, gateway, serviceHost("later"));

@@ -194,6 +194,32 @@ describe("KPA: panic mode", () => {
   });
 });
 
+describe("KPA: why it panics", () => {
+  it("a fresh autoscaler with zero load starts in panic for a stable window, says it is starting (not load), and then leaves", () => {
+    const sim = new Sim(target10(), { initialized: true, currentScale: 4, ready: 4 });
+    sim.follow = false;
+    const first = sim.decide();
+    expect(first).toMatchObject({ desired: 4, mode: "panic", panicCause: "starting" });
+    expect(first.message).toMatch(/^panic \(starting\)/);
+    expect(first.message).not.toMatch(/load over/);
+    const idle = sim.run(70, 0);
+    const panicking = idle.filter((s) => s.mode === "panic");
+    expect(panicking.length).toBeGreaterThan(0);
+    for (const s of panicking) expect(s.panicCause).toBe("starting");
+    expect(sim.last.mode).toBe("stable");
+    expect(sim.last.panicCause).toBeUndefined();
+  });
+
+  it("a real surge while starting turns the cause into load", () => {
+    const sim = new Sim(target10(), { initialized: true, currentScale: 2, ready: 2 });
+    sim.follow = false;
+    expect(sim.decide().panicCause).toBe("starting");
+    const surge = sim.run(4, 100).at(-1)!;
+    expect(surge).toMatchObject({ mode: "panic", panicCause: "load" });
+    expect(surge.message).toMatch(/^panic: load over 200%/);
+  });
+});
+
 describe("KPA: scale-down delay and bounds", () => {
   const short = (extra: Record<string, string> = {}) =>
     settingsFor({ target: "10", window: "6s", ...extra });

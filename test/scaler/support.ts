@@ -37,6 +37,8 @@ export function startTestScaler(
     scrapeIntervalMs: 500,
     resyncIntervalMs: 2_000,
     leaseMs: 1_000,
+    // The test agents' heartbeat TTL.
+    agentGraceMs: 1_000,
     logger: scalerLogger(),
     registry: new Registry(),
     ...extra,

@@ -15,6 +15,8 @@ import { readTokenFile } from "../token-file.ts";
 interface ServerFlags {
   config?: string;
   redisUrl?: string;
+  redisSentinels?: string;
+  redisMaster?: string;
   host?: string;
   port?: string;
   token?: string;
@@ -84,6 +86,7 @@ interface ScalerFlags extends ServerFlags, AutoscalerFlags {
   redisPrefix?: string;
   id?: string;
   lease?: string;
+  agentGrace?: string;
   resyncInterval?: string;
   gcInterval?: string;
 }
@@ -166,6 +169,14 @@ export function registerServerCommands(program: Command): void {
     .description("run the deploy API (Knative serving.knative.dev/v1 over HTTP)")
     .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
     .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
+    .option(
+      "--redis-sentinels <host:port,...>",
+      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
+    )
+    .option(
+      "--redis-master <name>",
+      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
+    )
     .option("--host <host>", "listen address (default 127.0.0.1)")
     .option("--port <port>", "listen port (default 8090)")
     .option(
@@ -180,6 +191,8 @@ export function registerServerCommands(program: Command): void {
         file: flags.config,
         overrides: mergeConfig({
           redisUrl: flags.redisUrl,
+          redisSentinels: flags.redisSentinels,
+          redisMaster: flags.redisMaster,
           domain: flags.domain,
           api: { host: flags.host, port: flags.port, token: givenToken(flags) },
         }),
@@ -199,6 +212,14 @@ export function registerServerCommands(program: Command): void {
     .description("run the node agent: containers (Docker) and isolates (workerd) on this host")
     .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
     .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
+    .option(
+      "--redis-sentinels <host:port,...>",
+      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
+    )
+    .option(
+      "--redis-master <name>",
+      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
+    )
     .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
     .option("--id <id>", "agent id, stable across restarts (default: from hostname and address)")
     .option(
@@ -234,6 +255,8 @@ export function registerServerCommands(program: Command): void {
         file: flags.config,
         overrides: mergeConfig({
           redisUrl: flags.redisUrl,
+          redisSentinels: flags.redisSentinels,
+          redisMaster: flags.redisMaster,
           redisPrefix: flags.redisPrefix,
           domain: flags.domain,
         }),
@@ -288,12 +311,24 @@ export function registerServerCommands(program: Command): void {
     )
     .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
     .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
+    .option(
+      "--redis-sentinels <host:port,...>",
+      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
+    )
+    .option(
+      "--redis-master <name>",
+      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
+    )
     .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
     .option("--id <id>", "scaler id in the leader lease (default: hostname and a random suffix)")
     .option("--host <host>", "listen address of /healthz, /readyz, /metrics (default 127.0.0.1)")
     .option("--port <port>", "listen port of /healthz, /readyz, /metrics (default 8092)")
     .option("--domain <domain>", "domain of service URLs (default localhost)")
     .option("--lease <ms>", "leader lease; a standby takes over within about this long (3000)")
+    .option(
+      "--agent-grace <ms>",
+      "after a leader change or Redis reconnect, agents without a heartbeat are presumed alive this long (the agents' heartbeat TTL, 5000)",
+    )
     .option("--resync-interval <ms>", "full re-read of objects, agents and routes (10000)")
     .option("--gc-interval <ms>", "revision garbage collection period (60000)")
     .action(async (flags: ScalerFlags) => {
@@ -301,12 +336,15 @@ export function registerServerCommands(program: Command): void {
         file: flags.config,
         overrides: mergeConfig({
           redisUrl: flags.redisUrl,
+          redisSentinels: flags.redisSentinels,
+          redisMaster: flags.redisMaster,
           redisPrefix: flags.redisPrefix,
           domain: flags.domain,
           scaler: {
             host: flags.host,
             port: flags.port,
             leaseMs: flags.lease,
+            agentGraceMs: flags.agentGrace,
             resyncIntervalMs: flags.resyncInterval,
             gcIntervalMs: flags.gcInterval,
           },
