@@ -351,6 +351,9 @@ export class ScalerLoop {
     else if (e.kind === "configurations") {
       dirty.add(ref); // a Service's Route has its Configuration's name
     } else if (e.kind === "revisions") {
+      // A new revision is placed now, not at the next tick: deploy to Ready
+      // waits on nothing but the instance's own start.
+      if (obj && !before) void this.#tick.trigger();
       const rev = (obj ?? before) as Revision | undefined;
       const readiness =
         isReady(before as Revision | undefined) !== isReady(obj as Revision | undefined);
