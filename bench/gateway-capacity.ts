@@ -32,7 +32,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { Agent, request } from "undici";
-import { publishRouting, routingKeys } from "../src/control/routing.ts";
+import { routingKeys } from "../src/control/routing.ts";
 import { createFleet } from "../src/fleet/index.ts";
 import { freePort, startRedisServer } from "../src/redis-server.ts";
 import { type FigureRow, figureTable, writeBenchmarkBlock } from "./stats.ts";

@@ -235,7 +235,9 @@ export async function startGatewayCluster(input: GatewayClusterOptions): Promise
         const child = slot.child;
         if (!child || child.exitCode !== null || child.signalCode !== null) return;
         const exited = once(child, "exit");
-        if (child.connected) child.send({ type: "close", graceMs } satisfies ToWorker);
+        // A worker still starting has no requests: SIGTERM ends it (or closes it once it listens).
+        if (child.connected && slot.ready)
+          child.send({ type: "close", graceMs } satisfies ToWorker);
         else child.kill("SIGTERM");
         const killTimer = setTimeout(() => child.kill("SIGKILL"), graceMs + 5_000);
         await exited;
