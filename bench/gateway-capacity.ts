@@ -22,7 +22,7 @@
  *
  *   node bench/gateway-capacity.ts [--duration 5] [--trials 3] [--before REF] [--no-write]
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -46,6 +46,8 @@ const { values } = parseArgs({
     trials: { type: "string", default: "3" },
     before: { type: "string", default: BEFORE_REF },
     "no-write": { type: "boolean", default: false },
+    /** Run only these parts (comma-separated: capacity, redis, workers, services); implies --no-write. */
+    only: { type: "string" },
     /** Write a V8 CPU profile of the gateway (capacity runs) into this folder. */
     profile: { type: "string" },
   },
@@ -56,6 +58,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const HOST = "hello.default.localhost";
 const BODY = "Hello Skiff!\n";
 const PINNED = cpus().length >= 2;
+const ONLY = values.only ? new Set(values.only.split(",")) : undefined;
+const part = (name: string) => !ONLY || ONLY.has(name);
 
 const children = new Set<ChildProcess>();
 const dirs: string[] = [];
@@ -449,76 +453,78 @@ try {
   await populate(redis, "cap:", backend.port, 1);
 
   // 1 and 2: capacity per core and added latency.
-  console.log("proxy capacity per core (wrk and backend on core 0, proxy on core 1)");
-  const nginx = await startNginx("proxy", { core: 1, backendPort: backend.port });
-  const gateway = await startGatewayProcess({
-    redisUrl: redisServer.url,
-    prefix: "cap:",
-    core: 1,
-    profile: values.profile,
-  });
-  const targets: Record<string, string> = {
-    "nginx proxy": `http://127.0.0.1:${nginx.port}/`,
-    gateway: `${gateway.url}/`,
-  };
-  const beforeRoot = values.before ? await extractBefore(values.before) : undefined;
-  let before: Awaited<ReturnType<typeof startGatewayProcess>> | undefined;
-  if (beforeRoot) {
-    before = await startGatewayProcess({
-      root: beforeRoot,
+  if (part("capacity")) {
+    console.log("proxy capacity per core (wrk and backend on core 0, proxy on core 1)");
+    const nginx = await startNginx("proxy", { core: 1, backendPort: backend.port });
+    const gateway = await startGatewayProcess({
       redisUrl: redisServer.url,
       prefix: "cap:",
       core: 1,
+      profile: values.profile,
     });
-    targets[`gateway before (${values.before})`] = `${before.url}/`;
+    const targets: Record<string, string> = {
+      "nginx proxy": `http://127.0.0.1:${nginx.port}/`,
+      gateway: `${gateway.url}/`,
+    };
+    const beforeRoot = values.before ? await extractBefore(values.before) : undefined;
+    let before: Awaited<ReturnType<typeof startGatewayProcess>> | undefined;
+    if (beforeRoot) {
+      before = await startGatewayProcess({
+        root: beforeRoot,
+        redisUrl: redisServer.url,
+        prefix: "cap:",
+        core: 1,
+      });
+      targets[`gateway before (${values.before})`] = `${before.url}/`;
+    }
+    targets["node floor"] = `${await startFloor(backend.port, 1)}/`;
+    const cap = await trials(targets, 50, DURATION);
+    console.log("added latency at one connection");
+    const lat = await trials({ direct: backendUrl, ...targets }, 1, Math.max(2, DURATION - 2));
+    const n = cap["nginx proxy"] as (typeof cap)[string];
+    const g = cap.gateway as (typeof cap)[string];
+    const directP50 = (lat.direct as (typeof lat)[string]).p50ms;
+    const added = (name: string) => (lat[name] as (typeof lat)[string]).p50ms - directP50;
+    const beforeName = `gateway before (${values.before})`;
+    const b = cap[beforeName];
+    const floor = cap["node floor"] as (typeof cap)[string];
+    rows.push({
+      figure: "proxy capacity per core (wrk -c50 + nginx backend on core 0, proxy alone on core 1)",
+      baseline: `nginx proxy ${f(n.rps)} req/s`,
+      skiff: `${f(g.rps)} req/s${b ? ` (before: ${f(b.rps)}, ${f(b.rps / n.rps, 2)}x)` : ""}; Node floor ${f(floor.rps)} (${f(floor.rps / n.rps, 2)}x)`,
+      ratio: `${f(g.rps / n.rps, 2)}x`,
+      goal: ">= 0.5x",
+      met: g.rps / n.rps >= 0.5,
+      limit:
+        g.rps / n.rps >= 0.5
+          ? undefined
+          : `Node's own HTTP work: a bare node:http + undici proxy reaches ${f(floor.rps / n.rps, 2)}x; the gateway is at ${f((g.rps / floor.rps) * 100)}% of that floor`,
+      trials: `${TRIALS} x ${DURATION} s, median`,
+    });
+    rows.push({
+      figure: "added latency at one connection (wrk -c1 p50 minus direct)",
+      baseline: `nginx +${f(added("nginx proxy"), 3)} ms (direct ${f(directP50, 3)} ms)`,
+      skiff: `+${f(added("gateway"), 3)} ms${b ? ` (before: +${f(added(beforeName), 3)})` : ""}; Node floor +${f(added("node floor"), 3)}`,
+      ratio: `${f(added("gateway") / added("nginx proxy"), 1)}x nginx's`,
+      goal: "<= 0.15 ms",
+      met: added("gateway") <= 0.15,
+      limit:
+        added("gateway") <= 0.15
+          ? undefined
+          : `a bare Node proxy already adds ${f(added("node floor"), 3)} ms here (two HTTP parses and writes on one event loop)`,
+      trials: `${TRIALS} x ${Math.max(2, DURATION - 2)} s, median`,
+    });
+    if (b) {
+      notes.push(
+        `Before/after in this run: the gateway at ${values.before} served ${f(b.rps)} req/s (${f(b.rps / n.rps, 2)}x nginx) and added ${f(added(beforeName), 3)} ms at one connection; now ${f(g.rps)} req/s (${f(g.rps / n.rps, 2)}x) and ${f(added("gateway"), 3)} ms.`,
+      );
+    }
+    await Promise.all([stop(nginx.child), stop(gateway.child), stop(before?.child)]);
   }
-  targets["node floor"] = `${await startFloor(backend.port, 1)}/`;
-  const cap = await trials(targets, 50, DURATION);
-  console.log("added latency at one connection");
-  const lat = await trials({ direct: backendUrl, ...targets }, 1, Math.max(2, DURATION - 2));
-  const n = cap["nginx proxy"] as (typeof cap)[string];
-  const g = cap.gateway as (typeof cap)[string];
-  const directP50 = (lat.direct as (typeof lat)[string]).p50ms;
-  const added = (name: string) => (lat[name] as (typeof lat)[string]).p50ms - directP50;
-  const beforeName = `gateway before (${values.before})`;
-  const b = cap[beforeName];
-  const floor = cap["node floor"] as (typeof cap)[string];
-  rows.push({
-    figure: "proxy capacity per core (wrk -c50 + nginx backend on core 0, proxy alone on core 1)",
-    baseline: `nginx proxy ${f(n.rps)} req/s`,
-    skiff: `${f(g.rps)} req/s${b ? ` (before: ${f(b.rps)}, ${f(b.rps / n.rps, 2)}x)` : ""}; Node floor ${f(floor.rps)} (${f(floor.rps / n.rps, 2)}x)`,
-    ratio: `${f(g.rps / n.rps, 2)}x`,
-    goal: ">= 0.5x",
-    met: g.rps / n.rps >= 0.5,
-    limit:
-      g.rps / n.rps >= 0.5
-        ? undefined
-        : `Node's own HTTP work: a bare node:http + undici proxy reaches ${f(floor.rps / n.rps, 2)}x; the gateway is at ${f((g.rps / floor.rps) * 100)}% of that floor`,
-    trials: `${TRIALS} x ${DURATION} s, median`,
-  });
-  rows.push({
-    figure: "added latency at one connection (wrk -c1 p50 minus direct)",
-    baseline: `nginx +${f(added("nginx proxy"), 3)} ms (direct ${f(directP50, 3)} ms)`,
-    skiff: `+${f(added("gateway"), 3)} ms${b ? ` (before: +${f(added(beforeName), 3)})` : ""}; Node floor +${f(added("node floor"), 3)}`,
-    ratio: `${f(added("gateway") / added("nginx proxy"), 1)}x nginx's`,
-    goal: "<= 0.15 ms",
-    met: added("gateway") <= 0.15,
-    limit:
-      added("gateway") <= 0.15
-        ? undefined
-        : `a bare Node proxy already adds ${f(added("node floor"), 3)} ms here (two HTTP parses and writes on one event loop)`,
-    trials: `${TRIALS} x ${Math.max(2, DURATION - 2)} s, median`,
-  });
-  if (b) {
-    notes.push(
-      `Before/after in this run: the gateway at ${values.before} served ${f(b.rps)} req/s (${f(b.rps / n.rps, 2)}x nginx) and added ${f(added(beforeName), 3)} ms at one connection; now ${f(g.rps)} req/s (${f(g.rps / n.rps, 2)}x) and ${f(added("gateway"), 3)} ms.`,
-    );
-  }
-  await Promise.all([stop(nginx.child), stop(gateway.child), stop(before?.child)]);
 
   // 4: Redis commands per proxied request (cc = 0), on the gateway's private redis-server.
-  console.log("Redis commands per proxied request");
-  {
+  if (part("redis")) {
+    console.log("Redis commands per proxied request");
     const gw = await startGatewayProcess({ redisUrl: redisServer.url, prefix: "cap:", core: 1 });
     await wrk(`${gw.url}/`, 50, 1);
     await redis.config("RESETSTAT");
@@ -541,8 +547,8 @@ try {
   }
 
   // 3: gateway on N cores.
-  console.log("gateway on N cores (nothing pinned)");
-  {
+  if (part("workers")) {
+    console.log("gateway on N cores (nothing pinned)");
     const out: Record<number, { gw: number; nginx: number }> = {};
     for (const workers of [1, 2]) {
       const gw = await startGatewayProcess({ redisUrl: redisServer.url, prefix: "cap:", workers });
@@ -581,14 +587,18 @@ try {
   }
 
   // 5: 10,000 services.
-  console.log("10 against 10,000 services in the routing table");
-  {
+  if (part("services")) {
+    console.log("10 against 10,000 services in the routing table");
     const result: Record<number, { rss: number; p50: number }> = {};
     for (const count of [10, 10_000]) {
       const prefix = `svc${count}:`;
       const hosts = await populate(redis, prefix, backend.port, count);
       const gw = await startGatewayProcess({ redisUrl: redisServer.url, prefix, core: 1 });
+      const synced = await rssBytes(gw.child.pid as number);
       await touchAll(gw.url, hosts);
+      console.log(
+        `  ${count} services: RSS ${(synced / 2 ** 20).toFixed(1)} MiB after the routes were loaded`,
+      );
       const pid = gw.child.pid as number;
       const lat = await trials(
         { [`gateway, ${count} services`]: `${gw.url}/` },
@@ -628,18 +638,16 @@ try {
   }
   redis.disconnect();
 
-  const nginxVersion = execFileSync("nginx", ["-v"], {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const wrkVersion = execFileSync("wrk", ["-v"], {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "ignore"],
-  }).split("\n")[0];
-  const machine = `${started.toISOString().slice(0, 16)}Z, ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), Node ${process.versions.node}, ${nginxVersion.trim() || "nginx"}, ${wrkVersion?.trim()}, load average at start ${load}${PINNED ? "" : "; fewer than 2 cores, nothing pinned"}`;
+  const version = (cmd: string, flag: string) => {
+    const r = spawnSync(cmd, [flag], { encoding: "utf8" });
+    return `${r.stdout ?? ""}${r.stderr ?? ""}`.split("\n")[0]?.trim() ?? cmd;
+  };
+  const nginxVersion = version("nginx", "-v");
+  const wrkVersion = version("wrk", "-v");
+  const machine = `${started.toISOString().slice(0, 16)}Z, ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), Node ${process.versions.node}, ${nginxVersion}, ${wrkVersion}, load average at start ${load}${PINNED ? "" : "; fewer than 2 cores, nothing pinned"}`;
   const table = figureTable(rows);
   console.log(`\n${machine}\n\n${table}\n${notes.join("\n")}`);
-  if (!values["no-write"]) {
+  if (!values["no-write"] && !ONLY) {
     await writeBenchmarkBlock(
       join(ROOT, "BENCHMARKS.md"),
       "gateway",

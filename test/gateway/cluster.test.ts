@@ -69,20 +69,19 @@ describe("gateway workers", () => {
     const pids = cluster.workers.map((w) => w.pid);
     expect(new Set(pids).size).toBe(2);
     for (const pid of pids) expect(pid).not.toBe(process.pid);
-    // 40 requests on 40 connections: SO_REUSEPORT spreads them over both workers.
-    for (let i = 0; i < 40; i++) expect((await fresh(cluster.url)).status).toBe(200);
+    // Requests on connections of their own: SO_REUSEPORT spreads them over both
+    // workers, and each publishes its own counters while it has traffic.
     const keys = gatewayKeys(prefix);
     const served = await waitFor("both workers' counters in Redis", async () => {
+      for (let i = 0; i < 5; i++) expect((await fresh(cluster.url)).status).toBe(200);
       const out: Record<string, number> = {};
       for (const id of ["gwc-w0", "gwc-w1"]) {
         const json = await scaler.redis.hget(keys.metrics(id), "default/hello-00001");
-        if (!json) return undefined;
-        out[id] = (JSON.parse(json) as { requests: number }).requests;
+        out[id] = json ? (JSON.parse(json) as { requests: number }).requests : 0;
       }
-      return (out["gwc-w0"] ?? 0) + (out["gwc-w1"] ?? 0) >= 40 ? out : undefined;
+      return (out["gwc-w0"] ?? 0) > 0 && (out["gwc-w1"] ?? 0) > 0 ? out : undefined;
     });
-    expect(served["gwc-w0"]).toBeGreaterThan(0);
-    expect(served["gwc-w1"]).toBeGreaterThan(0);
+    expect(Object.keys(served)).toEqual(["gwc-w0", "gwc-w1"]);
     const gateways = await scaler.redis.zrange(keys.gateways, "0", "-1");
     expect(gateways).toEqual(expect.arrayContaining(["gwc-w0", "gwc-w1"]));
   });
