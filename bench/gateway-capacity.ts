@@ -269,7 +269,7 @@ async function startGatewayProcess(opts: {
   core?: number;
   workers?: number;
   profile?: string;
-}): Promise<{ child: ChildProcess; url: string; adminUrl: string }> {
+}): Promise<{ child: ChildProcess; url: string; adminUrl: string; pids: number[] }> {
   const root = opts.root ?? ROOT;
   const port = await freePort();
   const common = `redisUrl: ${JSON.stringify(opts.redisUrl)}, redisPrefix: ${JSON.stringify(opts.prefix)}, port: ${port}, adminPort: 0`;
@@ -279,13 +279,13 @@ async function startGatewayProcess(opts: {
 import { startGateway } from ${JSON.stringify(`${root}/gateway/server.ts`)};
 import { pino } from "pino";
 const gw = await startGateway({ ${common}, logger: pino({ level: "warn" }, pino.destination(2)) });
-console.log(JSON.stringify({ url: gw.url, adminUrl: gw.adminUrl }));
+console.log(JSON.stringify({ url: gw.url, adminUrl: gw.adminUrl, pids: [process.pid] }));
 process.once("SIGTERM", () => gw.close(1000).then(() => process.exit(0)));
 `
       : `
 import { startGatewayCluster } from ${JSON.stringify(`${root}/gateway/cluster.ts`)};
 const gw = await startGatewayCluster({ workers: ${opts.workers}, gateway: { ${common}, logLevel: "warn" } });
-console.log(JSON.stringify({ url: gw.url, adminUrl: gw.adminUrl }));
+console.log(JSON.stringify({ url: gw.url, adminUrl: gw.adminUrl, pids: [process.pid, ...gw.workers.map((w) => w.pid)] }));
 process.once("SIGTERM", () => gw.close(1000).then(() => process.exit(0)));
 `;
   const flags = opts.profile ? ["--cpu-prof", `--cpu-prof-dir=${opts.profile}`] : [];
@@ -294,7 +294,11 @@ process.once("SIGTERM", () => gw.close(1000).then(() => process.exit(0)));
     [...flags, "--input-type=module", "-e", source],
     opts.core,
   );
-  const line = JSON.parse(await firstLine(child)) as { url: string; adminUrl: string };
+  const line = JSON.parse(await firstLine(child)) as {
+    url: string;
+    adminUrl: string;
+    pids: number[];
+  };
   await waitHttp(`${line.url}/`);
   return { child, ...line };
 }
@@ -456,11 +460,14 @@ try {
   if (part("capacity")) {
     console.log("proxy capacity per core (wrk and backend on core 0, proxy on core 1)");
     const nginx = await startNginx("proxy", { core: 1, backendPort: backend.port });
+    // As `skiff gateway --workers 1` runs it (one worker under a primary that
+    // only supervises); in one process when profiling.
     const gateway = await startGatewayProcess({
       redisUrl: redisServer.url,
       prefix: "cap:",
       core: 1,
       profile: values.profile,
+      workers: values.profile ? undefined : 1,
     });
     const targets: Record<string, string> = {
       "nginx proxy": `http://127.0.0.1:${nginx.port}/`,
@@ -525,7 +532,12 @@ try {
   // 4: Redis commands per proxied request (cc = 0), on the gateway's private redis-server.
   if (part("redis")) {
     console.log("Redis commands per proxied request");
-    const gw = await startGatewayProcess({ redisUrl: redisServer.url, prefix: "cap:", core: 1 });
+    const gw = await startGatewayProcess({
+      redisUrl: redisServer.url,
+      prefix: "cap:",
+      core: 1,
+      workers: 1,
+    });
     await wrk(`${gw.url}/`, 50, 1);
     await redis.config("RESETSTAT");
     const r = await wrk(`${gw.url}/`, 50, DURATION);
@@ -593,20 +605,26 @@ try {
     for (const count of [10, 10_000]) {
       const prefix = `svc${count}:`;
       const hosts = await populate(redis, prefix, backend.port, count);
-      const gw = await startGatewayProcess({ redisUrl: redisServer.url, prefix, core: 1 });
-      const synced = await rssBytes(gw.child.pid as number);
+      const gw = await startGatewayProcess({
+        redisUrl: redisServer.url,
+        prefix,
+        core: 1,
+        workers: 1,
+      });
+      // The primary and its worker together.
+      const rssOf = async () => (await Promise.all(gw.pids.map(rssBytes))).reduce((a, b) => a + b);
+      const synced = await rssOf();
       await touchAll(gw.url, hosts);
       console.log(
         `  ${count} services: RSS ${(synced / 2 ** 20).toFixed(1)} MiB after the routes were loaded`,
       );
-      const pid = gw.child.pid as number;
       const lat = await trials(
         { [`gateway, ${count} services`]: `${gw.url}/` },
         1,
         Math.max(2, DURATION - 2),
       );
 
-      const rss = await rssBytes(pid);
+      const rss = await rssOf();
       result[count] = {
         rss,
         p50: (lat[`gateway, ${count} services`] as (typeof lat)[string]).p50ms,

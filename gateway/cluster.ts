@@ -29,6 +29,8 @@ import { parseOptions } from "../src/options.ts";
 import { freePort } from "../src/redis-server.ts";
 import { type GatewayOptionsInput, parseGatewayOptions } from "./options.ts";
 
+export const DEFAULT_V8_FLAGS = ["--max-semi-space-size=2"];
+
 const WORKER_MAIN = fileURLToPath(new URL("./cluster-worker.ts", import.meta.url));
 
 /** One worker's metrics as prom-client's getMetricsAsJSON() gives them. */
@@ -53,6 +55,14 @@ export const clusterOptionsSchema = z.object({
   restartDelayMs: z.number().int().min(0).max(60_000).default(200),
   /** A worker must start within this, or the start fails (first start) / it is killed and retried. */
   startTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+  /**
+   * V8 flags of the worker processes. A small young generation (2 MiB
+   * semi-spaces, V8's default grows to 16) keeps a worker's RSS near its live
+   * data: with 10,000 services the default sizing added ~150 MB of RSS over
+   * ~40 MB of live objects. A proxy's young objects are the requests in
+   * flight, so more frequent scavenges stay cheap.
+   */
+  v8Flags: z.array(z.string().regex(/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/)).default(DEFAULT_V8_FLAGS),
   logger: z.custom<Logger>().optional(),
 });
 export type GatewayClusterOptions = z.input<typeof clusterOptionsSchema> & {
@@ -151,8 +161,8 @@ export async function startGatewayCluster(input: GatewayClusterOptions): Promise
     };
     const child = fork(WORKER_MAIN, [], {
       env: { ...process.env, SKIFF_GATEWAY_WORKER: JSON.stringify(workerInput) },
-      // Not the primary's flags (a test runner's, --cpu-prof, ...): a plain Node.
-      execArgv: [],
+      // Not the primary's flags (a test runner's, --cpu-prof, ...): the workers' own.
+      execArgv: o.v8Flags,
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     slot.child = child;

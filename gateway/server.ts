@@ -239,13 +239,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
       } else fleet.onMessage(channel, message);
     },
     async resync() {
-      const all = await redis.hgetall(rKeys.hosts);
-      const entries = new Map<string, RoutingEntry>();
-      for (const [host, json] of Object.entries(all)) {
-        const entry = parseEntry(host, json);
-        if (entry) entries.set(host, entry);
-      }
-      routes.replaceAll(entries);
+      routes.replaceAllJson(await redis.hgetall(rKeys.hosts), parseEntry);
       await fleet.resync();
       synced = true;
     },

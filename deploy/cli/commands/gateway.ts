@@ -1,12 +1,12 @@
 /**
  * `skiff gateway`: the gateway tier on this host (run as many hosts as you
- * like). `--workers N` (default one per core) runs N gateway processes sharing
- * the port (gateway/cluster.ts); `--workers 1` serves in this process.
+ * like): `--workers N` (default one per core) gateway processes sharing the
+ * port, supervised by this one (gateway/cluster.ts).
  */
 import { availableParallelism } from "node:os";
 import type { Command } from "commander";
 import { startGatewayCluster } from "../../../gateway/cluster.ts";
-import { gatewayOptionsFromConfig, startGateway } from "../../../gateway/server.ts";
+import { gatewayOptionsFromConfig } from "../../../gateway/server.ts";
 import { loadConfig, mergeConfig } from "../../../src/config.ts";
 import { num, untilSignal } from "./servers.ts";
 
@@ -130,10 +130,9 @@ export function registerGatewayCommand(program: Command): void {
       if (!Number.isInteger(workers) || workers < 1 || workers > 1024) {
         throw new Error(`--workers ${flags.workers}: expected a whole number from 1 to 1024`);
       }
-      const gateway =
-        workers === 1
-          ? await startGateway(options)
-          : await startGatewayCluster({ workers, gateway: options });
+      // Even one worker runs in its own process: supervised (restarted if it
+      // dies) and with the V8 flags that keep its memory small.
+      const gateway = await startGatewayCluster({ workers, gateway: options });
       process.stdout.write(
         `Skiff gateway ${gateway.id} serving on ${gateway.url} (hosts: {service}.{namespace}.${config.domain}${workers > 1 ? `; ${workers} workers` : ""}); health and metrics at ${gateway.adminUrl}\n`,
       );
