@@ -48,6 +48,8 @@ const { values } = parseArgs({
     "no-write": { type: "boolean", default: false },
     /** Run only these parts (comma-separated: capacity, redis, workers, services); implies --no-write. */
     only: { type: "string" },
+    /** Also measure a gateway whose workers run with these V8 flags (comma-separated) in the capacity part. */
+    "v8-flags": { type: "string" },
     /** Write a V8 CPU profile of the gateway (capacity runs) into this folder. */
     profile: { type: "string" },
   },
@@ -269,6 +271,7 @@ async function startGatewayProcess(opts: {
   core?: number;
   workers?: number;
   profile?: string;
+  v8Flags?: string[];
 }): Promise<{ child: ChildProcess; url: string; adminUrl: string; pids: number[] }> {
   const root = opts.root ?? ROOT;
   const port = await freePort();
@@ -284,7 +287,7 @@ process.once("SIGTERM", () => gw.close(1000).then(() => process.exit(0)));
 `
       : `
 import { startGatewayCluster } from ${JSON.stringify(`${root}/gateway/cluster.ts`)};
-const gw = await startGatewayCluster({ workers: ${opts.workers}, gateway: { ${common}, logLevel: "warn" } });
+const gw = await startGatewayCluster({ workers: ${opts.workers}, gateway: { ${common}, logLevel: "warn" }${opts.v8Flags ? `, v8Flags: ${JSON.stringify(opts.v8Flags)}` : ""} });
 console.log(JSON.stringify({ url: gw.url, adminUrl: gw.adminUrl, pids: [process.pid, ...gw.workers.map((w) => w.pid)] }));
 process.once("SIGTERM", () => gw.close(1000).then(() => process.exit(0)));
 `;
@@ -445,6 +448,8 @@ async function redisCommands(redis: Redis): Promise<number> {
 // ------------------------------------------------------------------ the run
 
 const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
+/** The spread of a figure's trials, for the table: "min-max". */
+const spread = (xs: number[], d = 0) => `${f(Math.min(...xs), d)}-${f(Math.max(...xs), d)}`;
 const redisServer = await startRedisServer();
 const rows: FigureRow[] = [];
 const notes: string[] = [];
@@ -484,6 +489,17 @@ try {
       });
       targets[`gateway before (${values.before})`] = `${before.url}/`;
     }
+    if (values["v8-flags"]) {
+      const flags = values["v8-flags"].split(",");
+      const variant = await startGatewayProcess({
+        redisUrl: redisServer.url,
+        prefix: "cap:",
+        core: 1,
+        workers: 1,
+        v8Flags: flags,
+      });
+      targets[`gateway ${flags.join(" ")}`] = `${variant.url}/`;
+    }
     targets["node floor"] = `${await startFloor(backend.port, 1)}/`;
     const cap = await trials(targets, 50, DURATION);
     console.log("added latency at one connection");
@@ -497,8 +513,8 @@ try {
     const floor = cap["node floor"] as (typeof cap)[string];
     rows.push({
       figure: "proxy capacity per core (wrk -c50 + nginx backend on core 0, proxy alone on core 1)",
-      baseline: `nginx proxy ${f(n.rps)} req/s`,
-      skiff: `${f(g.rps)} req/s${b ? ` (before: ${f(b.rps)}, ${f(b.rps / n.rps, 2)}x)` : ""}; Node floor ${f(floor.rps)} (${f(floor.rps / n.rps, 2)}x)`,
+      baseline: `nginx proxy ${f(n.rps)} req/s (trials ${spread(n.all)})`,
+      skiff: `${f(g.rps)} req/s (trials ${spread(g.all)})${b ? `; before: ${f(b.rps)} (${f(b.rps / n.rps, 2)}x)` : ""}; Node floor ${f(floor.rps)} (${f(floor.rps / n.rps, 2)}x)`,
       ratio: `${f(g.rps / n.rps, 2)}x`,
       goal: ">= 0.5x",
       met: g.rps / n.rps >= 0.5,
