@@ -448,6 +448,23 @@ async function redisCommands(redis: Redis): Promise<number> {
 // ------------------------------------------------------------------ the run
 
 const f = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "n/a");
+/**
+ * Trials whose slowest and fastest differ by more than this say the machine
+ * was busy with other work: the figure is reported, but not as a goal met.
+ */
+const MAX_SPREAD = 1.5;
+const noisy = (...series: number[][]) =>
+  series.some((xs) => xs.length > 1 && Math.max(...xs) / Math.min(...xs) > MAX_SPREAD);
+/** A row's "met": only when the goal holds and the trials agree. */
+function verdict(ok: boolean, limit: string | undefined, ...series: number[][]) {
+  if (ok && noisy(...series)) {
+    return {
+      met: false,
+      limit: `not counted: the trials spread by more than ${MAX_SPREAD}x (other load on the machine); rerun on a quiet host`,
+    };
+  }
+  return { met: ok, limit: ok ? undefined : limit };
+}
 /** The spread of a figure's trials, for the table: "min-max". */
 const spread = (xs: number[], d = 0) => `${f(Math.min(...xs), d)}-${f(Math.max(...xs), d)}`;
 const redisServer = await startRedisServer();
@@ -517,11 +534,12 @@ try {
       skiff: `${f(g.rps)} req/s (trials ${spread(g.all)})${b ? `; before: ${f(b.rps)} (${f(b.rps / n.rps, 2)}x)` : ""}; Node floor ${f(floor.rps)} (${f(floor.rps / n.rps, 2)}x)`,
       ratio: `${f(g.rps / n.rps, 2)}x`,
       goal: ">= 0.5x",
-      met: g.rps / n.rps >= 0.5,
-      limit:
-        g.rps / n.rps >= 0.5
-          ? undefined
-          : `Node's own HTTP work: a bare node:http + undici proxy reaches ${f(floor.rps / n.rps, 2)}x; the gateway is at ${f((g.rps / floor.rps) * 100)}% of that floor`,
+      ...verdict(
+        g.rps / n.rps >= 0.5,
+        `Node's own HTTP work: a bare node:http + undici proxy reaches ${f(floor.rps / n.rps, 2)}x; the gateway is at ${f((g.rps / floor.rps) * 100)}% of that floor`,
+        n.all,
+        g.all,
+      ),
       trials: `${TRIALS} x ${DURATION} s, median`,
     });
     rows.push({
@@ -530,11 +548,11 @@ try {
       skiff: `+${f(added("gateway"), 3)} ms${b ? ` (before: +${f(added(beforeName), 3)})` : ""}; Node floor +${f(added("node floor"), 3)}`,
       ratio: `${f(added("gateway") / added("nginx proxy"), 1)}x nginx's`,
       goal: "<= 0.15 ms",
-      met: added("gateway") <= 0.15,
-      limit:
-        added("gateway") <= 0.15
-          ? undefined
-          : `a bare Node proxy already adds ${f(added("node floor"), 3)} ms here (two HTTP parses and writes on one event loop)`,
+      ...verdict(
+        added("gateway") <= 0.15,
+        `a bare Node proxy already adds ${f(added("node floor"), 3)} ms here (two HTTP parses and writes on one event loop)`,
+        (lat.gateway as (typeof lat)[string]).all,
+      ),
       trials: `${TRIALS} x ${Math.max(2, DURATION - 2)} s, median`,
     });
     if (b) {
@@ -577,7 +595,7 @@ try {
   // 3: gateway on N cores.
   if (part("workers")) {
     console.log("gateway on N cores (nothing pinned)");
-    const out: Record<number, { gw: number; nginx: number }> = {};
+    const out: Record<number, { gw: number; nginx: number; all: number[][] }> = {};
     for (const workers of [1, 2]) {
       const gw = await startGatewayProcess({ redisUrl: redisServer.url, prefix: "cap:", workers });
       const ng = await startNginx("proxy", { workers, backendPort: backend.port });
@@ -589,27 +607,29 @@ try {
         50,
         DURATION,
       );
-      out[workers] = {
-        gw: (r[`gateway --workers ${workers}`] as (typeof r)[string]).rps,
-        nginx: (r[`nginx ${workers} workers`] as (typeof r)[string]).rps,
-      };
+      const gwR = r[`gateway --workers ${workers}`] as (typeof r)[string];
+      const ngR = r[`nginx ${workers} workers`] as (typeof r)[string];
+      out[workers] = { gw: gwR.rps, nginx: ngR.rps, all: [gwR.all, ngR.all] };
       await Promise.all([stop(gw.child), stop(ng.child)]);
     }
-    const o1 = out[1] as { gw: number; nginx: number };
-    const o2 = out[2] as { gw: number; nginx: number };
+    const o1 = out[1] as { gw: number; nginx: number; all: number[][] };
+    const o2 = out[2] as { gw: number; nginx: number; all: number[][] };
     const gScale = o2.gw / o1.gw;
     const nScale = o2.nginx / o1.nginx;
     rows.push({
       figure: "gateway on N cores: req/s with 2 workers / 1 worker (wrk -c50, nothing pinned)",
-      baseline: `nginx 2 workers / 1: ${f(o2.nginx)} / ${f(o1.nginx)} = ${f(nScale, 2)}x`,
-      skiff: `${f(o2.gw)} / ${f(o1.gw)} = ${f(gScale, 2)}x`,
-      ratio: `${f(gScale / nScale, 2)} of nginx's scaling`,
-      goal: "near-linear: >= 0.8 of nginx's scaling measured the same way",
-      met: gScale / nScale >= 0.8,
-      limit:
+      baseline: `nginx 2 workers / 1 on the same machine: ${f(o2.nginx)} / ${f(o1.nginx)} = ${f(nScale, 2)}x`,
+      skiff: `${f(o2.gw)} / ${f(o1.gw)} req/s`,
+      ratio: `${f(gScale, 2)}x (${f(gScale / nScale, 2)} of nginx's scaling)`,
+      goal: "near-linear: >= 1.6x with 2 workers",
+      ...verdict(
+        gScale >= 1.6,
         cpus().length <= 2
-          ? `on ${cpus().length} cores wrk and the backend share the cores with the workers, so neither reaches 2x; on a bigger host pin wrk and the backend to their own cores and the workers to N others`
-          : undefined,
+          ? `this host has ${cpus().length} cores and wrk, the backend and other load share them with the workers, so even nginx does not reach 2x; measure on a bigger host as described above`
+          : "the workers compete for something shared (check Redis, the load generator's cores)",
+        ...o1.all,
+        ...o2.all,
+      ),
       trials: `${TRIALS} x ${DURATION} s, median`,
     });
   }
@@ -617,7 +637,7 @@ try {
   // 5: 10,000 services.
   if (part("services")) {
     console.log("10 against 10,000 services in the routing table");
-    const result: Record<number, { rss: number; p50: number }> = {};
+    const result: Record<number, { rss: number; p50: number; all: number[] }> = {};
     for (const count of [10, 10_000]) {
       const prefix = `svc${count}:`;
       const hosts = await populate(redis, prefix, backend.port, count);
@@ -641,15 +661,24 @@ try {
       );
 
       const rss = await rssOf();
+      // The worker's heap as it reports it (summed by the primary's /metrics), for reading the RSS.
+      const m = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+      const gauge = (name: string) =>
+        Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(m)?.[1] ?? Number.NaN) /
+        2 ** 20;
+      console.log(
+        `  ${count} services: worker heap used ${f(gauge("skiff_nodejs_heap_size_used_bytes"), 1)} MiB of ${f(gauge("skiff_nodejs_heap_size_total_bytes"), 1)} MiB; worker RSS ${f(gauge("skiff_process_resident_memory_bytes"), 1)} MiB`,
+      );
       result[count] = {
         rss,
         p50: (lat[`gateway, ${count} services`] as (typeof lat)[string]).p50ms,
+        all: (lat[`gateway, ${count} services`] as (typeof lat)[string]).all,
       };
       console.log(`  ${count} services: RSS ${(rss / 2 ** 20).toFixed(1)} MiB`);
       await stop(gw.child);
     }
-    const s10 = result[10] as { rss: number; p50: number };
-    const s10k = result[10_000] as { rss: number; p50: number };
+    const s10 = result[10] as { rss: number; p50: number; all: number[] };
+    const s10k = result[10_000] as { rss: number; p50: number; all: number[] };
     const addedMb = (s10k.rss - s10.rss) / 2 ** 20;
     rows.push({
       figure: "10,000 services: added gateway RSS (every host requested once, then wrk -c1)",
@@ -658,6 +687,10 @@ try {
       ratio: `+${f(addedMb, 1)} MiB`,
       goal: "<= 50 MB added",
       met: addedMb * 1.048576 <= 50,
+      limit:
+        addedMb * 1.048576 <= 50
+          ? undefined
+          : "the services' live data is ~40 MB; the rest is V8 heap headroom (garbage the periodic resync promotes, collected at the next mark-compact), so the figure moves between runs",
       trials: 1,
     });
     rows.push({
@@ -666,7 +699,12 @@ try {
       skiff: `10,000 services: ${f(s10k.p50, 3)} ms`,
       ratio: `${f(s10k.p50 / s10.p50, 2)}x`,
       goal: "<= 1.1x",
-      met: s10k.p50 / s10.p50 <= 1.1,
+      ...verdict(
+        s10k.p50 / s10.p50 <= 1.1,
+        "the periodic full resync and agent check walk every service",
+        s10.all,
+        s10k.all,
+      ),
       trials: `${TRIALS} x ${Math.max(2, DURATION - 2)} s, median`,
     });
   }

@@ -42,7 +42,8 @@ process.on("message", (m: ToWorker) => {
       .then((data) => send({ type: "metrics", seq: m.seq, data }));
   }
 });
-process.once("SIGTERM", () => stop(10_000));
+// SIGTERM sent to the whole process group (systemd, docker stop): the operator's grace.
+process.once("SIGTERM", () => stop(Number(process.env.SKIFF_GATEWAY_WORKER_GRACE_MS ?? 10_000)));
 // Ctrl-C reaches the whole process group: the primary decides, and tells us to close.
 process.on("SIGINT", () => {});
 // The primary died without telling us: nobody supervises this worker any more.

@@ -51,6 +51,8 @@ export const clusterOptionsSchema = z.object({
   workers: z.number().int().min(1).max(1024).default(availableParallelism()),
   /** Each worker's gateway options (no logger or registry: they cross a process boundary). */
   gateway: z.record(z.string(), z.unknown()).default({}),
+  /** How long requests in flight may finish when a worker is stopped by a signal of its own (SIGTERM to the process group). */
+  graceMs: z.number().int().min(0).max(3_600_000).default(10_000),
   /** First wait before restarting a worker that died; doubles while it keeps dying early. */
   restartDelayMs: z.number().int().min(0).max(60_000).default(200),
   /** A worker must start within this, or the start fails (first start) / it is killed and retried. */
@@ -160,7 +162,11 @@ export async function startGatewayCluster(input: GatewayClusterOptions): Promise
       ...(logLevel ? { logLevel } : {}),
     };
     const child = fork(WORKER_MAIN, [], {
-      env: { ...process.env, SKIFF_GATEWAY_WORKER: JSON.stringify(workerInput) },
+      env: {
+        ...process.env,
+        SKIFF_GATEWAY_WORKER: JSON.stringify(workerInput),
+        SKIFF_GATEWAY_WORKER_GRACE_MS: String(o.graceMs),
+      },
       // Not the primary's flags (a test runner's, --cpu-prof, ...): the workers' own.
       execArgv: o.v8Flags,
       stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -269,7 +275,8 @@ export async function startGatewayCluster(input: GatewayClusterOptions): Promise
     const data: WorkerMetrics[] = [];
     if (live.length > 0) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 2_000);
+        // Thousands of services make each worker's answer megabytes: give it time.
+        const timer = setTimeout(resolve, 8_000);
         pending.set(id, {
           left: live.length,
           data,
@@ -327,7 +334,7 @@ export async function startGatewayCluster(input: GatewayClusterOptions): Promise
       return restarts;
     },
     metrics,
-    close(graceMs = 10_000) {
+    close(graceMs = o.graceMs) {
       closed ??= (async () => {
         await stopWorkers(graceMs);
         await new Promise<void>((resolve) => adminServer.close(() => resolve()));

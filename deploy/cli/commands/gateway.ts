@@ -132,7 +132,7 @@ export function registerGatewayCommand(program: Command): void {
       }
       // Even one worker runs in its own process: supervised (restarted if it
       // dies) and with the V8 flags that keep its memory small.
-      const gateway = await startGatewayCluster({ workers, gateway: options });
+      const gateway = await startGatewayCluster({ workers, gateway: options, graceMs });
       process.stdout.write(
         `Skiff gateway ${gateway.id} serving on ${gateway.url} (hosts: {service}.{namespace}.${config.domain}${workers > 1 ? `; ${workers} workers` : ""}); health and metrics at ${gateway.adminUrl}\n`,
       );
