@@ -463,6 +463,12 @@ function verdict(ok: boolean, limit: string | undefined, ...series: number[][]) 
       limit: `not counted: the trials spread by more than ${MAX_SPREAD}x (other load on the machine); rerun on a quiet host`,
     };
   }
+  if (!ok && noisy(...series)) {
+    return {
+      met: false,
+      limit: `the trials spread by more than ${MAX_SPREAD}x (other load on the machine), so this run cannot tell; otherwise: ${limit}`,
+    };
+  }
   return { met: ok, limit: ok ? undefined : limit };
 }
 /** The spread of a figure's trials, for the table: "min-max". */
