@@ -151,6 +151,17 @@ export class RevisionDispatcher {
   }
 
   /**
+   * The common case without a Waiter or a promise: no limit, nobody waiting,
+   * an instance ready. Undefined when the request has to go through acquire().
+   */
+  tryGrant(): Grant | undefined {
+    if (this.#closed || this.limit !== 0 || this.stats.queued !== 0) return undefined;
+    if (this.#upstreams.length === 0) return undefined;
+    const up = this.#pick();
+    return up ? this.#grant(up, undefined, false, 0) : undefined;
+  }
+
+  /**
    * Wait for an instance (and a slot when the revision has a hard limit).
    * `deadline` is a performance.now() time; `front` puts a retried request
    * ahead of newer ones.
@@ -174,7 +185,7 @@ export class RevisionDispatcher {
       const up = this.#pick();
       if (up) {
         w.done = true;
-        w.resolve(this.#grant(up, undefined, w, 0));
+        w.resolve(this.#grant(up, undefined, false, 0));
         return w;
       }
     }
@@ -353,14 +364,14 @@ export class RevisionDispatcher {
     return a.inflight <= b.inflight ? a : b;
   }
 
-  #grant(up: Upstream, lease: Lease | undefined, w: Waiter, waitedMs: number): Grant {
+  #grant(up: Upstream, lease: Lease | undefined, cold: boolean, waitedMs: number): Grant {
     up.inflight++;
-    if (w.cold) this.#o.hooks.coldStartServed(waitedMs / 1000);
+    if (cold) this.#o.hooks.coldStartServed(waitedMs / 1000);
     let released = false;
     return {
       upstream: up,
       waitedMs,
-      cold: w.cold,
+      cold,
       release: () => {
         if (released) return;
         released = true;
@@ -377,7 +388,7 @@ export class RevisionDispatcher {
     w.done = true;
     this.stats.queued--;
     this.#o.budget.queued--;
-    w.resolve(this.#grant(up, lease, w, performance.now() - w.enqueuedAt));
+    w.resolve(this.#grant(up, lease, w.cold, performance.now() - w.enqueuedAt));
   }
 
   #pump(): void {

@@ -41,6 +41,9 @@ interface AgentState {
   ttlMs: number;
 }
 
+/** Revisions read per pipeline in a full resync. */
+const RESYNC_BATCH = 256;
+
 /** The grace an agent gets after Redis came back is its heartbeat TTL, at most this. */
 const MAX_REJOIN_GRACE_MS = 30_000;
 
@@ -54,6 +57,12 @@ export class FleetCache {
   /** Endpoints whose agent is alive, by "{ns}/{rev}": what routing uses. */
   readonly #usable = new Map<string, readonly Endpoint[]>();
   readonly #agents = new Map<string, AgentState>();
+  /**
+   * Each revision's hash as last read (fields and values joined), so a
+   * periodic resync that finds it unchanged parses nothing: with thousands of
+   * revisions the resync would otherwise churn megabytes every period.
+   */
+  readonly #rawText = new Map<string, string>();
   /** performance.now() when Redis last came back after an outage. */
   #backAt = Number.NEGATIVE_INFINITY;
 
@@ -115,23 +124,26 @@ export class FleetCache {
   async resync(): Promise<void> {
     const refs = await this.#redis.smembers(this.#keys.endpointRevisions);
     const listed = new Set(refs);
-    const pipeline = this.#redis.pipeline();
-    const valid: string[] = [];
-    for (const ref of refs) {
-      const parsed = parseRevisionRef(ref);
-      if (!parsed) continue;
-      valid.push(ref);
-      pipeline.hgetall(this.#keys.endpoints(parsed.namespace, parsed.revision));
-    }
-    const replies = valid.length > 0 ? ((await pipeline.exec()) ?? []) : [];
-    replies.forEach(([err, hash], i) => {
-      const ref = valid[i] as string;
-      if (err) {
-        this.#log.warn({ err, revision: ref }, "reading endpoints failed");
-        return;
+    const valid = refs.filter((ref) => parseRevisionRef(ref) !== undefined);
+    // In batches: thousands of replies held at once would be promoted to the
+    // old generation and grow the heap for good; a batch's die young.
+    for (let start = 0; start < valid.length; start += RESYNC_BATCH) {
+      const batch = valid.slice(start, start + RESYNC_BATCH);
+      const pipeline = this.#redis.pipeline();
+      for (const ref of batch) {
+        const parsed = parseRevisionRef(ref) as { namespace: string; revision: string };
+        pipeline.hgetall(this.#keys.endpoints(parsed.namespace, parsed.revision));
       }
-      this.#setRaw(ref, hash as Record<string, string>);
-    });
+      const replies = (await pipeline.exec()) ?? [];
+      replies.forEach(([err, hash], i) => {
+        const ref = batch[i] as string;
+        if (err) {
+          this.#log.warn({ err, revision: ref }, "reading endpoints failed");
+          return;
+        }
+        this.#setRaw(ref, hash as Record<string, string>);
+      });
+    }
     // Revisions no longer listed have no endpoints.
     for (const ref of [...this.#raw.keys()]) {
       if (!listed.has(ref)) this.#setRaw(ref, {});
@@ -187,6 +199,11 @@ export class FleetCache {
   }
 
   #setRaw(ref: string, hash: Record<string, string>): void {
+    let text = "";
+    for (const field in hash) text += `${field}\u0000${hash[field]}\u0000`;
+    if (this.#rawText.get(ref) === (text || undefined) && text !== "") return;
+    if (text === "") this.#rawText.delete(ref);
+    else this.#rawText.set(ref, text);
     const endpoints: Endpoint[] = [];
     for (const [field, json] of Object.entries(hash)) {
       try {

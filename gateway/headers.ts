@@ -54,6 +54,9 @@ export interface UpstreamHeaders {
 
 function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (!value) return undefined;
+  // The usual values name no header (both are hop-by-hop already): no Set per message.
+  const plain = value.length <= 10 ? value.toLowerCase() : "";
+  if (plain === "keep-alive" || plain === "close") return undefined;
   const tokens = new Set<string>();
   for (const t of value.split(",")) {
     const token = t.trim().toLowerCase();

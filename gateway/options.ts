@@ -25,6 +25,11 @@ export const gatewayOptionsSchema = z
     /** Where user traffic is served. */
     host: z.string().min(1).default("127.0.0.1"),
     port: port.default(8080),
+    /**
+     * Bind the user port with SO_REUSEPORT, so several gateway processes on one
+     * host share it (set by gateway/cluster.ts for its workers).
+     */
+    reusePort: z.boolean().default(false),
     /** /metrics, /healthz and /readyz live here, never on the user-facing port. */
     adminHost: z.string().min(1).default("127.0.0.1"),
     adminPort: port.default(8081),

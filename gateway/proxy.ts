@@ -245,9 +245,12 @@ export async function proxyHttp(
   let staleRetried = false;
   try {
     for (let n = 1; ; n++) {
-      waiter = d.acquire(attempt.deadline, timeoutSeconds, n > 1);
-      const grant = await waiter.promise;
-      waiter = undefined;
+      let grant = n === 1 ? d.tryGrant() : undefined;
+      if (!grant) {
+        waiter = d.acquire(attempt.deadline, timeoutSeconds, n > 1);
+        grant = await waiter.promise;
+        waiter = undefined;
+      }
       if (state.gone) {
         grant.release();
         return;
@@ -322,6 +325,16 @@ export async function proxyHttp(
 }
 
 class UpstreamTimeout extends Error {}
+
+let toFlush: Array<() => void> = [];
+function flushAll(): void {
+  const batch = toFlush;
+  toFlush = [];
+  for (const f of batch) f();
+}
+function flushSoon(f: () => void): void {
+  if (toFlush.push(f) === 1) setImmediate(flushAll);
+}
 
 /** One try against one instance. Resolves (never rejects) with what happened. */
 function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
@@ -405,8 +418,9 @@ function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
         if (statusMessage) res.writeHead(statusCode, statusMessage, out);
         else res.writeHead(statusCode, out);
         // Headers go out with the first chunk; when the body takes its time
-        // (SSE, long polls) they go out on their own right away.
-        setImmediate(() => {
+        // (SSE, long polls) they go out on their own right away (one shared
+        // setImmediate for every response started in this turn of the loop).
+        flushSoon(() => {
           if (!wroteBody && !res.writableEnded && !res.destroyed) res.flushHeaders();
         });
       },

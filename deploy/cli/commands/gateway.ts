@@ -1,6 +1,12 @@
-/** `skiff gateway`: one replica of the gateway tier (run as many as you like). */
+/**
+ * `skiff gateway`: the gateway tier on this host (run as many hosts as you
+ * like): `--workers N` (default one per core) gateway processes sharing the
+ * port, supervised by this one (gateway/cluster.ts).
+ */
+import { availableParallelism } from "node:os";
 import type { Command } from "commander";
-import { gatewayOptionsFromConfig, startGateway } from "../../../gateway/server.ts";
+import { startGatewayCluster } from "../../../gateway/cluster.ts";
+import { gatewayOptionsFromConfig } from "../../../gateway/server.ts";
 import { loadConfig, mergeConfig } from "../../../src/config.ts";
 import { num, untilSignal } from "./servers.ts";
 
@@ -29,6 +35,7 @@ interface GatewayFlags {
   maxBodyBytes?: string;
   maxQueued?: string;
   graceMs?: string;
+  workers?: string;
 }
 
 /** Gateway settings from flags, in the configuration's shape (absent flags stay undefined). */
@@ -108,16 +115,27 @@ export function registerGatewayCommand(program: Command): void {
       "requests waiting for an instance across all revisions; 503 beyond (50000)",
     )
     .option("--grace-ms <ms>", "on SIGTERM, how long requests in flight may finish", "10000")
+    .option(
+      "--workers <n>",
+      "gateway processes sharing the port, each a full replica (default: one per core)",
+    )
     .action(async (flags: GatewayFlags) => {
       const config = loadConfig({ file: flags.config, overrides: gatewayFlagsToConfig(flags) });
-      const gateway = await startGateway({
+      const options = {
         ...gatewayOptionsFromConfig(config),
         ...(flags.id ? { id: flags.id } : {}),
-      });
-      process.stdout.write(
-        `Skiff gateway ${gateway.id} serving on ${gateway.url} (hosts: {service}.{namespace}.${config.domain}); health and metrics at ${gateway.adminUrl}\n`,
-      );
+      };
       const graceMs = num(flags.graceMs, "--grace-ms") ?? 10_000;
+      const workers = num(flags.workers, "--workers") ?? availableParallelism();
+      if (!Number.isInteger(workers) || workers < 1 || workers > 1024) {
+        throw new Error(`--workers ${flags.workers}: expected a whole number from 1 to 1024`);
+      }
+      // Even one worker runs in its own process: supervised (restarted if it
+      // dies) and with the V8 flags that keep its memory small.
+      const gateway = await startGatewayCluster({ workers, gateway: options, graceMs });
+      process.stdout.write(
+        `Skiff gateway ${gateway.id} serving on ${gateway.url} (hosts: {service}.{namespace}.${config.domain}${workers > 1 ? `; ${workers} workers` : ""}); health and metrics at ${gateway.adminUrl}\n`,
+      );
       untilSignal(() => gateway.close(graceMs));
     });
 }
