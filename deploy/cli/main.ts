@@ -23,7 +23,7 @@ interface GlobalFlags {
 }
 
 /** Server commands: loaded only when run (or asked for help); listed in `skiff --help` from here. */
-const SERVER_COMMANDS: Record<
+export const SERVER_COMMANDS: Record<
   string,
   { summary: string; load: (program: Command) => Promise<void> }
 > = {
@@ -41,8 +41,12 @@ const SERVER_COMMANDS: Record<
       "run a complete single-host Skiff: store, API, gateway, scaler and agent in one process",
     load: servers,
   },
+  "redis-acl": {
+    summary: "print the Redis ACL file with one user per role (gateway, agent, scaler, api)",
+    load: servers,
+  },
   gateway: {
-    summary: "run one replica of the gateway tier (routes requests by Host)",
+    summary: "run the gateway tier on this host (routes requests by Host; one worker per core)",
     load: async (program) => {
       const { registerGatewayCommand } = await import("./commands/gateway.ts");
       registerGatewayCommand(program);

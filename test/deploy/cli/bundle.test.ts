@@ -2,8 +2,11 @@
  * The CLI bundle holds the client commands only: a static import of a server
  * module (or a heavy package) from a client path would slow every command.
  */
+import { Command } from "commander";
 import { describe, expect, it } from "vitest";
-import { commandWord } from "../../../deploy/cli/main.ts";
+import { registerGatewayCommand } from "../../../deploy/cli/commands/gateway.ts";
+import { registerServerCommands } from "../../../deploy/cli/commands/servers.ts";
+import { commandWord, SERVER_COMMANDS } from "../../../deploy/cli/main.ts";
 import { buildCli } from "../../../scripts/build-cli.ts";
 
 describe("CLI bundle", () => {
@@ -28,5 +31,13 @@ describe("CLI bundle", () => {
     expect(commandWord(["help", "up"])).toBe("up");
     expect(commandWord(["--help"])).toBeUndefined();
     expect(commandWord([])).toBeUndefined();
+  });
+
+  it("knows every server command by name, so the lazy dispatch finds each one", () => {
+    const program = new Command();
+    registerServerCommands(program);
+    registerGatewayCommand(program);
+    const registered = program.commands.map((c) => c.name()).sort();
+    expect(Object.keys(SERVER_COMMANDS).sort()).toEqual(registered);
   });
 });
