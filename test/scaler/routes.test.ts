@@ -289,11 +289,16 @@ describe("revision GC", () => {
       ["two", { "serving.knative.dev/no-gc": "true" }],
       ["three", undefined],
     ] as const) {
-      const svc = (await api.call("GET", api.ns("services", "gc"))).json;
       const next = workerService("gc", { target, ...(annotations ? { annotations } : {}) });
-      const r = await api.call("PUT", api.ns("services", "gc"), {
-        ...next,
-        metadata: { name: "gc", resourceVersion: svc.metadata.resourceVersion },
+      // Read-modify-write as any client must: the scaler and agents write the
+      // Service's status meanwhile, so a stale resourceVersion gets 409: read again.
+      const r = await waitFor("gc updated", async () => {
+        const svc = (await api.call("GET", api.ns("services", "gc"))).json;
+        const put = await api.call("PUT", api.ns("services", "gc"), {
+          ...next,
+          metadata: { name: "gc", resourceVersion: svc.metadata.resourceVersion },
+        });
+        return put.status === 409 ? undefined : put;
       });
       expect(r.status, r.text).toBe(200);
     }

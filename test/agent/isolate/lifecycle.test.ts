@@ -48,10 +48,13 @@ describe("WorkerdPool lifecycle", () => {
         expect(answer.body).toBe(`w${i}`);
       }
       // Every third revision fills the process. Its replacement takes a while
-      // to start (longer on a busy machine), and revisions asked for meanwhile
-      // still load in the old one; waiting makes the count exact.
+      // to start (longer on a busy machine), and until the old one has drained
+      // and exited a kept-alive connection can still load a revision there;
+      // waiting for both makes the count exact.
       if ((i + 1) % 3 === 0) {
         await expect.poll(() => recycles.length, { timeout: 10_000 }).toBe((i + 1) / 3);
+        const drained = recycles.at(-1)!.pid!;
+        await expect.poll(() => alive(drained), { timeout: 10_000 }).toBe(false);
       }
     }
 
@@ -64,8 +67,8 @@ describe("WorkerdPool lifecycle", () => {
     expect(now.loaderEntries).toBeLessThanOrEqual(3);
     // Revisions loaded before the recycle load again in the fresh process.
     expect((await send(pool, keys[0]!, { retryClosed: true })).body).toBe("w0");
-    // Drained processes exit by themselves.
-    await expect.poll(() => alive(firstPid!), { timeout: 10_000 }).toBe(false);
+    // Drained processes exit by themselves (waited for above).
+    expect(alive(firstPid!)).toBe(false);
   });
 
   it("lets an in-flight request of a recycled process finish", async () => {
