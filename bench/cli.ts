@@ -311,16 +311,13 @@ ${fast.phaseLines.map((l) => `- ${l}`).join("\n")}
   machine's load far more than the ratio does: compare the ratio across runs.
 - Deploy: \`--wait\` watches the Service (\`?watch=true\`) and returns on the event that makes it
   Ready, so "Ready to CLI exit" above is one event's delivery plus process exit; nothing on the
-  CLI side waits on a timer. What the deploy waits for is the scaler: a new revision stays
-  RevisionDeploying until the scaler's next scaling pass places it (scaler/scaler.ts: passes run
-  every \`autoscaler.tickInterval\`, 2 s by default, at once only on an activation or an agent
-  change, not when a revision is created), so write to Ready is 0-2 s depending on where in the
-  tick the write lands (phase-locked to ~1.6-1.8 s above, because each deploy starts right after the
-  previous one ended). The attribution run shows the rest of the path is fast: with the pass every
-  100 ms, Ready comes p50 ${ms(fastReady.p50)} ms after the write and the CLI returns at p50
-  ${ms(fastDep.p50)} ms. The goal needs the scaler to run a pass (or place the revision) when a
-  revision is created (not changed here: scaler code belongs to another part); then the remaining
-  time is the CLI start, the API compiling the worker (--no-wait above) and the isolate's start.
+  CLI side waits on a timer. The scaler places a new revision at once (a store event for a
+  new revision triggers its scaling pass; before, the revision waited for the next pass,
+  every \`autoscaler.tickInterval\` = 2 s, and write to Ready was 1.6-1.8 s here). The
+  attribution run keeps the pass every 100 ms to show no timer is left on the path: with it,
+  Ready comes p50 ${ms(fastReady.p50)} ms after the write and the CLI returns at p50
+  ${ms(fastDep.p50)} ms. What remains is the CLI start, the API compiling the worker
+  (--no-wait above), the isolate's start and the status writes (agent, then scaler).
 `;
   await writeFile(new URL("./RESULTS-cli.md", import.meta.url), report);
   console.log(report);
