@@ -309,6 +309,49 @@ describe("container instances", () => {
     await env.undesire(id);
   });
 
+  test("an instance whose readiness probe starts failing is withdrawn within the probe's window, left running, and republished once it passes again", async () => {
+    // Default probe cadence (1 s period, failureThreshold 3): no periodSeconds given.
+    const svc = helloService("unready", image);
+    const c0 = svc.spec.template.spec.containers[0] as Record<string, unknown>;
+    c0.readinessProbe = { httpGet: { path: "/healthz" } };
+    const rev = await env.createService(svc);
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container");
+    const first = await oneEndpoint(name);
+    const [before] = await instanceContainers(id);
+
+    const failedAt = performance.now();
+    expect((await call(first, "/healthz/fail")).status).toBe(200);
+    await waitFor(
+      "the endpoint to be withdrawn",
+      async () => (await env.endpoints(name)).length === 0,
+    );
+    const withdrawnMs = performance.now() - failedAt;
+    const report = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
+    expect(report).toMatchObject({ phase: "starting", reason: "ReadinessProbeFailed" });
+    expect(report?.message).toContain("/healthz");
+    expect(report?.message).toContain("status 503");
+    // Unready is not dead: the same container still runs and answers.
+    expect((await call(first, "/")).status).toBe(200);
+
+    const okAt = performance.now();
+    expect((await call(first, "/healthz/ok")).status).toBe(200);
+    const second = await oneEndpoint(name, first.readyAt);
+    const republishedMs = performance.now() - okAt;
+    expect(second).toMatchObject({ instanceId: id, host: first.host, port: first.port });
+    const [after] = await instanceContainers(id);
+    expect(after?.Id).toBe(before?.Id);
+    const again = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
+    expect(again).toMatchObject({ phase: "ready", restarts: 0 });
+    console.log(
+      `unready: endpoint withdrawn ${withdrawnMs.toFixed(0)} ms after /healthz/fail, ` +
+        `republished ${republishedMs.toFixed(0)} ms after /healthz/ok (period 1 s, failureThreshold 3)`,
+    );
+    // Within the probe window (3 failed probes, 1 s apart) plus slack for a busy machine.
+    expect(withdrawnMs).toBeLessThan(10_000);
+    await env.undesire(id);
+  });
+
   test("an instance of a revision that does not exist is reported failed with a message", async () => {
     const id = await env.desire("nosuch-00001", "container");
     const report = await waitFor("a failed report", async () =>
