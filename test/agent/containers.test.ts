@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Agent } from "../../agent/agent.ts";
 import { ensureClusterIdentity } from "../../src/cluster.ts";
+import type { Endpoint } from "../../src/fleet/types.ts";
+import { hit, host, startTestGateway, TestScaler } from "../gateway/support.ts";
 import { helloImage, missingImage } from "../support/images.ts";
 import { connect } from "../support/redis.ts";
 import {
@@ -365,6 +367,84 @@ describe("container instances", () => {
     await waitFor("the report to go", async () =>
       (await env.fleet.readInstanceStatuses(env.agentId)).every((r) => r.id !== id),
     );
+  });
+});
+
+describe("an instance that goes unready behind a gateway", () => {
+  test("two instances, one fails its readiness probe under load: no request fails or waits past its timeout, and the gateway stops sending to it", async () => {
+    const svc = helloService("twin", image);
+    const c0 = svc.spec.template.spec.containers[0] as Record<string, unknown>;
+    c0.readinessProbe = { httpGet: { path: "/healthz" } };
+    const rev = await env.createService(svc);
+    const name = rev.metadata.name;
+    const ids = [await env.desire(name, "container"), await env.desire(name, "container")];
+    const eps = await waitFor("two endpoints", async () => {
+      const list = await env.endpoints(name);
+      return list.length === 2 ? list : undefined;
+    });
+    const scaler = new TestScaler(env.prefix);
+    const gw = await startTestGateway(env.prefix);
+    try {
+      await scaler.route("default", "twin", [{ revision: name, percent: 100, timeoutSeconds: 30 }]);
+      await gw.resync();
+      await waitFor("the gateway to serve twin", async () => {
+        const res = await hit(gw.url, host("twin")).catch(() => undefined);
+        return res?.status === 200;
+      });
+
+      // Bounded load: 4 callers until told to stop (at most 60 s or 6000 requests).
+      const results: { status: number; ms: number }[] = [];
+      let stop = false;
+      const deadline = Date.now() + 60_000;
+      const caller = async () => {
+        while (!stop && Date.now() < deadline && results.length < 6_000) {
+          const t0 = performance.now();
+          const res = await hit(gw.url, host("twin")).catch(() => ({ status: 0 }));
+          results.push({ status: res.status, ms: performance.now() - t0 });
+        }
+      };
+      const load = Promise.all([caller(), caller(), caller(), caller()]);
+
+      const [sick, well] = eps as [Endpoint, Endpoint];
+      const failedAt = performance.now();
+      await call(sick, "/healthz/fail");
+      await waitFor("the sick endpoint to be withdrawn", async () => {
+        const list = await env.endpoints(name);
+        return list.length === 1 && list[0]?.instanceId === well.instanceId;
+      });
+      const withdrawnMs = performance.now() - failedAt;
+      // Let the gateway see the withdrawal, then count what still reaches the sick instance.
+      const served = async (ep: Endpoint) => JSON.parse((await call(ep, "/stats")).body).served;
+      const mark = results.length;
+      await waitFor("load after the withdrawal", () => results.length >= mark + 100);
+      const sickBefore = await served(sick);
+      const wellBefore = await served(well);
+      const mark2 = results.length;
+      await waitFor("more load", () => results.length >= mark2 + 200);
+      const sickAfter = await served(sick);
+      const wellAfter = await served(well);
+      stop = true;
+      await load;
+
+      const failed = results.filter((r) => r.status !== 200);
+      const maxMs = Math.max(...results.map((r) => r.ms));
+      console.log(
+        `unready behind a gateway: ${results.length} requests, ${failed.length} failed, max ${maxMs.toFixed(0)} ms; ` +
+          `endpoint withdrawn ${withdrawnMs.toFixed(0)} ms after /healthz/fail; ` +
+          `then sick instance served ${sickAfter - sickBefore - 1}, well ${wellAfter - wellBefore - 1}`,
+      );
+      expect(failed).toEqual([]);
+      expect(maxMs).toBeLessThan(30_000);
+      // Only the /stats request itself (counted by the app) reached the sick instance.
+      expect(sickAfter - sickBefore).toBe(1);
+      expect(wellAfter - wellBefore).toBeGreaterThan(100);
+      // Not restarted: still the same instance, still running.
+      expect((await call(sick, "/")).status).toBe(200);
+    } finally {
+      await gw.close(1_000);
+      await scaler.close();
+      for (const id of ids) await env.undesire(id);
+    }
   });
 });
 
