@@ -329,10 +329,15 @@ describe("container instances", () => {
       async () => (await env.endpoints(name)).length === 0,
     );
     const withdrawnMs = performance.now() - failedAt;
-    const report = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
-    expect(report).toMatchObject({ phase: "starting", reason: "ReadinessProbeFailed" });
-    expect(report?.message).toContain("/healthz");
-    expect(report?.message).toContain("status 503");
+    // The report is written just after the endpoint is withdrawn.
+    const report = await waitFor("the unready report", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).find(
+        (r) => r.id === id && r.reason === "ReadinessProbeFailed",
+      ),
+    );
+    expect(report.phase).toBe("starting");
+    expect(report.message).toContain("/healthz");
+    expect(report.message).toContain("status 503");
     // Unready is not dead: the same container still runs and answers.
     expect((await call(first, "/")).status).toBe(200);
 
@@ -343,8 +348,12 @@ describe("container instances", () => {
     expect(second).toMatchObject({ instanceId: id, host: first.host, port: first.port });
     const [after] = await instanceContainers(id);
     expect(after?.Id).toBe(before?.Id);
-    const again = (await env.fleet.readInstanceStatuses(env.agentId)).find((r) => r.id === id);
-    expect(again).toMatchObject({ phase: "ready", restarts: 0 });
+    const again = await waitFor("the ready report", async () =>
+      (await env.fleet.readInstanceStatuses(env.agentId)).find(
+        (r) => r.id === id && r.phase === "ready",
+      ),
+    );
+    expect(again.restarts).toBe(0);
     console.log(
       `unready: endpoint withdrawn ${withdrawnMs.toFixed(0)} ms after /healthz/fail, ` +
         `republished ${republishedMs.toFixed(0)} ms after /healthz/ok (period 1 s, failureThreshold 3)`,
