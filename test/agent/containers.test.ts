@@ -457,6 +457,84 @@ describe("an instance that goes unready behind a gateway", () => {
   });
 });
 
+describe("a hung instance behind a gateway", () => {
+  test("two instances, one freezes (docker pause: connections accepted, never answered): no request waits past timeoutSeconds, and the frozen one is withdrawn by its probe", async () => {
+    const svc = helloService("frozen", image, {}, { timeoutSeconds: 5 });
+    const c0 = svc.spec.template.spec.containers[0] as Record<string, unknown>;
+    c0.readinessProbe = { httpGet: { path: "/healthz" } };
+    const rev = await env.createService(svc);
+    const name = rev.metadata.name;
+    const ids = [await env.desire(name, "container"), await env.desire(name, "container")];
+    const eps = await waitFor("two endpoints", async () => {
+      const list = await env.endpoints(name);
+      return list.length === 2 ? list : undefined;
+    });
+    const scaler = new TestScaler(env.prefix);
+    const gw = await startTestGateway(env.prefix);
+    const [sick, well] = eps as [Endpoint, Endpoint];
+    const [sickContainer] = await instanceContainers(sick.instanceId);
+    try {
+      await scaler.route("default", "frozen", [
+        { revision: name, percent: 100, timeoutSeconds: 5 },
+      ]);
+      await gw.resync();
+      await waitFor("the gateway to serve frozen", async () => {
+        const res = await hit(gw.url, host("frozen")).catch(() => undefined);
+        return res?.status === 200;
+      });
+      const results: { status: number; ms: number; at: number }[] = [];
+      let stop = false;
+      const deadline = Date.now() + 60_000;
+      const t00 = performance.now();
+      const caller = async () => {
+        while (!stop && Date.now() < deadline && results.length < 30_000) {
+          const t0 = performance.now();
+          const res = await hit(gw.url, host("frozen")).catch(() => ({ status: 0 }));
+          results.push({ status: res.status, ms: performance.now() - t0, at: t0 - t00 });
+        }
+      };
+      const load = Promise.all([caller(), caller(), caller(), caller()]);
+      await waitFor("some load", () => results.length >= 50);
+      const frozeAt = performance.now();
+      await env.docker.getContainer(sickContainer?.Id ?? "").pause();
+      await waitFor("the frozen endpoint to be withdrawn", async () => {
+        const list = await env.endpoints(name);
+        return list.length === 1 && list[0]?.instanceId === well.instanceId;
+      });
+      const withdrawnMs = performance.now() - frozeAt;
+      const mark = results.length;
+      await waitFor(
+        "load after the withdrawal",
+        () => results.length >= mark + 200 || results.length >= 30_000,
+        30_000,
+      );
+      stop = true;
+      await load;
+      const failed = results.filter((r) => r.status !== 200);
+      const maxMs = Math.max(...results.map((r) => r.ms));
+      console.log(
+        `hung behind a gateway: ${results.length} requests, ${failed.length} failed ` +
+          `(${JSON.stringify(failed.slice(0, 8).map((f) => [f.status, Math.round(f.ms)]))}), max ${maxMs.toFixed(0)} ms; ` +
+          `endpoint withdrawn ${withdrawnMs.toFixed(0)} ms after the pause`,
+      );
+      // Nothing waits past the revision's timeout (plus slack for a busy machine). The
+      // few requests already sent to the frozen instance time out with a 504: a zero
+      // here needs a retry or hedge in the gateway, not the agent.
+      expect(maxMs).toBeLessThan(5_000 + 2_000);
+      for (const f of failed) expect(f.status).toBe(504);
+      expect(withdrawnMs).toBeLessThan(20_000);
+    } finally {
+      await env.docker
+        .getContainer(sickContainer?.Id ?? "")
+        .unpause()
+        .catch(() => {});
+      await gw.close(1_000);
+      await scaler.close();
+      for (const id of ids) await env.undesire(id);
+    }
+  }, 90_000);
+});
+
 describe("graceful stop", () => {
   test("withdraws the endpoint first, lets an in-flight slow request finish, then stops the container and deregisters", async () => {
     const id2 = `${env.agentId}-g`;
