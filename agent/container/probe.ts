@@ -66,12 +66,23 @@ export function describeTarget(t: ProbeTarget): string {
 
 /** One probe; never rejects. */
 export async function probeOnce(target: ProbeTarget, timeoutMs: number): Promise<boolean> {
+  return (await probeCheck(target, timeoutMs)).ok;
+}
+
+/** One probe with what it saw when it failed (for the instance's message); never rejects. */
+export async function probeCheck(
+  target: ProbeTarget,
+  timeoutMs: number,
+): Promise<{ ok: boolean; detail: string }> {
   if (target.kind === "http") return httpProbe(target, timeoutMs);
   if (target.pid) {
     const listening = await listensInNetns(target.pid, target.containerPort);
-    if (listening !== undefined) return listening;
+    if (listening !== undefined) {
+      return { ok: listening, detail: listening ? "listening" : "nothing listens on the port" };
+    }
   }
-  return tcpProbe(target, timeoutMs);
+  const ok = await tcpProbe(target, timeoutMs);
+  return { ok, detail: ok ? "connected" : "connection refused, closed or timed out" };
 }
 
 /**
@@ -138,15 +149,15 @@ function tcpProbe(
 function httpProbe(
   t: { host: string; port: number; path: string; headers: Record<string, string> },
   timeoutMs: number,
-): Promise<boolean> {
+): Promise<{ ok: boolean; detail: string }> {
   return new Promise((resolve) => {
     let settled = false;
-    const done = (ok: boolean) => {
+    const done = (ok: boolean, detail: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       req.destroy();
-      resolve(ok);
+      resolve({ ok, detail });
     };
     const req = request({
       host: t.host,
@@ -156,13 +167,13 @@ function httpProbe(
       agent: false,
       headers: { "user-agent": "skiff-probe", ...t.headers, connection: "close" },
     });
-    const timer = setTimeout(() => done(false), timeoutMs);
+    const timer = setTimeout(() => done(false, `no answer within ${timeoutMs} ms`), timeoutMs);
     req.once("response", (res) => {
       const status = res.statusCode ?? 0;
       res.resume();
-      done(status >= 200 && status < 400);
+      done(status >= 200 && status < 400, `status ${status}`);
     });
-    req.once("error", () => done(false));
+    req.once("error", (err) => done(false, err.message));
     req.end();
   });
 }

@@ -12,7 +12,10 @@
  *
  * Lifecycle: start() resolves only once the readiness probe passes; a later
  * unexpected exit is reported by an "exit" event at once (from one Docker
- * events subscription) with a readable reason. stop() drains, then SIGTERM,
+ * events subscription) with a readable reason. A ready instance is probed on
+ * (the probe's periodSeconds/failureThreshold/successThreshold, else every
+ * readyProbePeriodMs, 3 failures, 1 success); a change is a "readiness" event
+ * and the container is left running (the caller withdraws its endpoint). stop() drains, then SIGTERM,
  * grace, SIGKILL, remove. adopt() picks up the containers of a previous run of
  * the same agent (by labels). Restart policy is the caller's (see supervise.ts).
  */
@@ -28,7 +31,7 @@ import { ImageResolver, type ResolvedImage } from "./images.ts";
 import { tailLogs } from "./logs.ts";
 import { ClusterNetwork, isNetworkGone, isPortTaken } from "./network.ts";
 import { PortAllocator } from "./ports.ts";
-import { describeTarget, type ProbeTarget, probeOnce, probeTarget } from "./probe.ts";
+import { describeTarget, type ProbeTarget, probeCheck, probeOnce, probeTarget } from "./probe.ts";
 import {
   buildCreateOptions,
   declaredPort,
@@ -115,8 +118,13 @@ export const ContainerRuntimeOptionsSchema = z.object({
   probeIntervalMs: z.number().int().min(1).max(1_000).default(10),
   /** Per-probe timeout unless the probe sets timeoutSeconds. */
   probeTimeoutMs: z.number().int().positive().default(1_000),
-  /** Probe period once ready, unless the probe sets periodSeconds. */
-  readyProbePeriodMs: z.number().int().positive().default(10_000),
+  /**
+   * Probe period once ready, unless the probe sets periodSeconds. Kubernetes'
+   * 10 s would leave an instance that stops answering its probe routable for
+   * up to 30 s (failureThreshold 3); 1 s withdraws it within about 3 s, for one
+   * small request per second per instance.
+   */
+  readyProbePeriodMs: z.number().int().positive().default(1_000),
   /**
    * Fallback TCP probe only (the container's netns cannot be read): a connection
    * through the published port that stays open this long counts as accepted.
@@ -1015,7 +1023,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     const live = () => !t.forgotten && (t.state === "ready" || t.state === "unready");
     const tick = async () => {
       if (!live()) return;
-      const ok = await probeOnce(target, timeoutMs);
+      const { ok, detail } = await probeCheck(target, timeoutMs);
       if (!live()) return;
       if (ok) {
         failures = 0;
@@ -1032,7 +1040,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
           this.#emitReadiness(
             t,
             false,
-            `${describeTarget(target)} failed ${failures} times in a row`,
+            `${describeTarget(target)} failed ${failures} times in a row (last: ${detail})`,
           );
         }
       }

@@ -252,7 +252,7 @@ describe("ContainerRuntime readiness after start", () => {
       expect.objectContaining({
         instanceId: spec.instanceId,
         ready: false,
-        message: expect.stringContaining("/healthz"),
+        message: expect.stringMatching(/\/healthz failed 3 times in a row \(last: status 503\)/),
       }),
     ]);
 
