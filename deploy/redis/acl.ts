@@ -111,6 +111,7 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
       "hgetall",
       "hmget",
       "hset",
+      "hdel",
       "smembers",
       "zadd",
       "zrem",
