@@ -64,7 +64,7 @@ import { type AgentMetrics, agentMetrics } from "./metrics.ts";
 import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
 import { heartbeatAlive } from "./orphans.ts";
 import { planReconcile, type ReconcileReason, SerialRunner } from "./reconcile.ts";
-import { RevisionHealthReporter } from "./revision-health.ts";
+import { RevisionHealthReporter, readyOnOtherAgents } from "./revision-health.ts";
 
 export type AgentState = "new" | "starting" | "running" | "draining" | "stopped";
 
@@ -191,6 +191,7 @@ export class Agent {
         domain: o.domain,
         scheme: o.urlScheme,
         holdFailureMs: o.statusHoldMs,
+        readyElsewhere: readyOnOtherAgents(this.#fleet, this.id),
         logger: this.log,
       });
       const sink = this.#sink();
