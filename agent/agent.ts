@@ -62,8 +62,9 @@ import { WorkerdPool } from "./isolate/index.ts";
 import { IsolateDriver } from "./isolates.ts";
 import { type AgentMetrics, agentMetrics } from "./metrics.ts";
 import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
+import { heartbeatAlive } from "./orphans.ts";
 import { planReconcile, type ReconcileReason, SerialRunner } from "./reconcile.ts";
-import { RevisionHealthReporter } from "./revision-health.ts";
+import { RevisionHealthReporter, readyOnOtherAgents } from "./revision-health.ts";
 
 export type AgentState = "new" | "starting" | "running" | "draining" | "stopped";
 
@@ -190,6 +191,7 @@ export class Agent {
         domain: o.domain,
         scheme: o.urlScheme,
         holdFailureMs: o.statusHoldMs,
+        readyElsewhere: readyOnOtherAgents(this.#fleet, this.id),
         logger: this.log,
       });
       const sink = this.#sink();
@@ -216,6 +218,11 @@ export class Agent {
             backoff: o.restartBackoff,
             logger: this.log,
             registry: this.registry,
+            // A dead agent's containers (absent heartbeat twice, a TTL x2 apart) are reaped.
+            orphans: {
+              isAlive: heartbeatAlive(redis, (id) => this.fleet.keys.agent(id)),
+              graceMs: 2 * o.heartbeatTtlMs,
+            },
           });
         } else {
           await runtime.close();
@@ -433,6 +440,9 @@ export class Agent {
       void this.#containers
         ?.pruneStandbys(async (ns, rev) => (await this.#readRevision(ns, rev)) !== undefined)
         .catch((err: unknown) => this.log.warn({ err }, "pruning standbys failed"));
+      void this.#containers
+        ?.reapOrphans()
+        .catch((err: unknown) => this.log.warn({ err }, "reaping orphaned containers failed"));
       const wanted = new Map(desired.map((d) => [d.id, d]));
       for (const inst of [...this.#instances.values()]) {
         const d = wanted.get(inst.id);

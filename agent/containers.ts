@@ -20,6 +20,7 @@ import {
 import type { InstanceSpecInput } from "./container/spec.ts";
 import type { Instance, InstanceSink } from "./instance.ts";
 import type { AgentMetrics } from "./metrics.ts";
+import { OrphanReaper, type OrphanReaperOptions } from "./orphans.ts";
 
 export interface ContainerDriverOptions {
   runtime: ContainerRuntime;
@@ -29,6 +30,8 @@ export interface ContainerDriverOptions {
   logger: Logger;
   /** Where the standby gauge and resume counter are registered (none: not exported). */
   registry?: Registry;
+  /** Reap dead agents' containers of this cluster (orphans.ts); none: never reaped. */
+  orphans?: Pick<OrphanReaperOptions, "isAlive" | "graceMs">;
 }
 
 /** At most this many revisions are reported as held in standby (the agent record stays small). */
@@ -62,9 +65,17 @@ export class ContainerDriver {
   /** Instances by id, for the runtime's events. */
   readonly #byId = new Map<string, Instance>();
   readonly #resumes: Counter | undefined;
+  readonly #reaper: OrphanReaper | undefined;
 
   constructor(options: ContainerDriverOptions) {
     this.runtime = options.runtime;
+    if (options.orphans) {
+      this.#reaper = new OrphanReaper({
+        ...options.orphans,
+        runtime: options.runtime,
+        logger: options.logger,
+      });
+    }
     this.#sink = options.sink;
     this.#metrics = options.metrics;
     this.#backoff = options.backoff;
@@ -127,6 +138,14 @@ export class ContainerDriver {
     for (const [ref, s] of refs) if (!(await exists(s.namespace, s.revision))) gone.add(ref);
     if (gone.size)
       await this.runtime.removeStandbys((s) => gone.has(`${s.namespace}/${s.revision}`));
+  }
+
+  /**
+   * One orphan check (on the periodic resync): removes the containers of
+   * owners seen without a heartbeat for the grace. Resolves to those owners.
+   */
+  reapOrphans(): Promise<string[]> {
+    return this.#reaper?.sweep() ?? Promise.resolve([]);
   }
 
   /** Take over the containers a previous run left (call once, before reconciling). */

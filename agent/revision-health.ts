@@ -5,6 +5,10 @@
  * when it would say something new. Several agents may report on the same
  * revision; the store's transactions make that safe, and re-asserting a
  * still-true "ready" now and then repairs a status another agent left stale.
+ * Status reflects the revision's instances as a whole: a failure seen here is
+ * not written while another live agent has a ready instance of the revision
+ * (a restarted agent finding its killed container must not mark a revision
+ * unhealthy that serves from elsewhere); the instance's own report says it.
  */
 import {
   type RevisionHealth,
@@ -14,6 +18,36 @@ import {
 import { type Logger, silentLogger } from "../src/logging.ts";
 import type { Store } from "../src/store/store.ts";
 
+/** What `readyElsewhere` needs of the fleet (src/fleet). */
+export interface FleetView {
+  readEndpoints(namespace: string, revision: string): Promise<Array<{ agentId: string }>>;
+  getAgent(agentId: string): Promise<unknown>;
+}
+
+/**
+ * How many ready instances of a revision other agents hold: their published
+ * endpoints (published only while ready), counted only for agents whose
+ * heartbeat record is alive (a dead agent's endpoints linger until pruned).
+ */
+export function readyOnOtherAgents(fleet: FleetView, selfId: string) {
+  return async (namespace: string, revision: string): Promise<number> => {
+    const others = (await fleet.readEndpoints(namespace, revision)).filter(
+      (e) => e.agentId !== selfId,
+    );
+    const live = new Map<string, boolean>();
+    let n = 0;
+    for (const e of others) {
+      let ok = live.get(e.agentId);
+      if (ok === undefined) {
+        ok = (await fleet.getAgent(e.agentId)) !== undefined;
+        live.set(e.agentId, ok);
+      }
+      if (ok) n++;
+    }
+    return n;
+  };
+}
+
 export interface HealthReporterOptions {
   store: Pick<Store, "transact">;
   domain: string;
@@ -22,6 +56,11 @@ export interface HealthReporterOptions {
   holdFailureMs: number;
   /** The same report is not repeated within this window (default 30 s). */
   reassertMs?: number;
+  /**
+   * Ready instances of the revision on other live agents (readyOnOtherAgents);
+   * while any, a failure is not written. None: failures are always written.
+   */
+  readyElsewhere?: (namespace: string, revision: string) => Promise<number>;
   logger?: Logger;
 }
 
@@ -104,6 +143,29 @@ export class RevisionHealthReporter {
     }
   }
 
+  /** Whether another agent serves the revision (a failure here is then not the revision's). */
+  async #readyElsewhere(q: Queue): Promise<boolean> {
+    const check = this.#options.readyElsewhere;
+    if (!check) return false;
+    try {
+      const ready = await check(q.namespace, q.revision);
+      if (ready > 0) {
+        this.#log.info(
+          { revision: `${q.namespace}/${q.revision}`, readyElsewhere: ready },
+          "failure not written on the revision: it has ready instances on other agents",
+        );
+      }
+      return ready > 0;
+    } catch (err) {
+      // Cannot tell: write what was seen, as before.
+      this.#log.warn(
+        { err, revision: `${q.namespace}/${q.revision}` },
+        "reading other agents' instances failed",
+      );
+      return false;
+    }
+  }
+
   async #run(q: Queue): Promise<void> {
     let attempts = 0;
     while (q.pending.length > 0 && !this.#closed) {
@@ -111,6 +173,10 @@ export class RevisionHealthReporter {
       const signature = JSON.stringify(health);
       const reassert = this.#options.reassertMs ?? 30_000;
       if (q.last?.signature === signature && Date.now() - q.last.at < reassert) {
+        q.pending.shift();
+        continue;
+      }
+      if (!health.ready && (await this.#readyElsewhere(q))) {
         q.pending.shift();
         continue;
       }

@@ -1163,6 +1163,56 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   /**
+   * Other agents' containers of this cluster, counted by owner (agent id):
+   * what orphan reaping looks at. Another cluster's containers are never listed.
+   */
+  async otherOwners(): Promise<Map<string, number>> {
+    const found = await this.docker.listContainers({
+      all: true,
+      filters: {
+        label: [`${this.#keys.managed}=true`, `${this.#keys.cluster}=${this.options.clusterId}`],
+      },
+    });
+    const owners = new Map<string, number>();
+    for (const c of found) {
+      const owner = c.Labels[this.#keys.owner];
+      // The cluster label is checked again: the filter is the engine's, the rule is ours.
+      if (!owner || owner === this.options.owner) continue;
+      if (c.Labels[this.#keys.cluster] !== this.options.clusterId) continue;
+      owners.set(owner, (owners.get(owner) ?? 0) + 1);
+    }
+    return owners;
+  }
+
+  /**
+   * Force-remove every container of this cluster owned by agent `owner` (a
+   * dead agent: nothing manages them). Never this runtime's own. Resolves to
+   * the number removed.
+   */
+  async removeOwnedBy(owner: string): Promise<number> {
+    if (owner === this.options.owner) {
+      throw new Error(`refusing to reap this runtime's own containers (owner ${owner})`);
+    }
+    const found = await this.docker.listContainers({
+      all: true,
+      filters: {
+        label: [
+          `${this.#keys.managed}=true`,
+          `${this.#keys.cluster}=${this.options.clusterId}`,
+          `${this.#keys.owner}=${owner}`,
+        ],
+      },
+    });
+    const mine = found.filter(
+      (c) =>
+        c.Labels[this.#keys.cluster] === this.options.clusterId &&
+        c.Labels[this.#keys.owner] === owner,
+    );
+    await Promise.all(mine.map((c) => this.#remove(c.Id)));
+    return mine.length;
+  }
+
+  /**
    * The instance a container runs now: its name says so (a resumed standby is
    * renamed; labels cannot change), else its label.
    */
