@@ -1,16 +1,24 @@
 /**
- * Whether the gateway can reach Redis right now, and the logging that goes
- * with it. Redis is not on the request path (routes and endpoints are served
- * from memory), so an outage only means: nothing new is learnt, hard-limit
- * slots are counted locally, and a revision with no instance known cannot be
- * activated. The gateway logs one line when Redis is lost and one when it is
- * back; meanwhile the failures of the periodic Redis work (resync, agent
- * checks, counters, leases) are the expected consequence and go to a logger
- * that is quiet (errors only) until Redis is back, instead of a stack trace
- * per attempt.
+ * Whether a component (API, gateway, scaler, agent) can reach Redis right
+ * now, and the logging that goes with it. Each logs one line when Redis is
+ * lost (`redis: "lost"`, warn) and one when it is back (`redis: "back"`,
+ * `downMs`); meanwhile the failures of the periodic Redis work (resync,
+ * heartbeats, passes, counters, leases) are the expected consequence and go
+ * to `quietLogger` (errors only until Redis is back) or to debug
+ * (`failureLevel`), instead of a stack trace per attempt.
+ *
+ * Open the watched connection without `logger` (src/redis.ts), or every
+ * reconnect attempt is logged as well.
  */
 import type { Redis } from "ioredis";
-import type { Logger } from "../src/logging.ts";
+import type { Logger } from "./logging.ts";
+
+export interface RedisHealthMessages {
+  /** What the component does meanwhile, appended to "redis connection lost; ". */
+  whileLost?: string;
+  /** What it does now, appended to "redis connection back; ". */
+  onBack?: string;
+}
 
 export class RedisHealth {
   readonly #log: Logger;
@@ -22,9 +30,11 @@ export class RedisHealth {
   #lostAt = 0;
   #lastError: string | undefined;
   #closed = false;
+  readonly #messages: RedisHealthMessages;
 
-  constructor(redis: Redis, logger: Logger) {
+  constructor(redis: Redis, logger: Logger, messages: RedisHealthMessages = {}) {
     this.#log = logger;
+    this.#messages = messages;
     this.quietLogger = logger.child({});
     this.#level = logger.level;
     this.#up = redis.status === "ready";
@@ -46,7 +56,15 @@ export class RedisHealth {
     this.#listeners.add(listener);
   }
 
-  /** The gateway is closing its connection: that is not an outage. */
+  /**
+   * The level for a failure of Redis-dependent work: debug while Redis is
+   * away (the "lost" line said why), `level` otherwise.
+   */
+  failureLevel(level: "warn" | "error" = "warn"): "debug" | "warn" | "error" {
+    return this.#up ? level : "debug";
+  }
+
+  /** The component is closing its connection: that is not an outage. */
   close(): void {
     this.#closed = true;
     this.#listeners.clear();
@@ -60,7 +78,7 @@ export class RedisHealth {
       this.quietLogger.level = this.#level;
       this.#log.info(
         { redis: "back", downMs: Math.round(performance.now() - this.#lostAt) },
-        "redis connection back; resyncing routes and endpoints",
+        `redis connection back${this.#messages.onBack ? `; ${this.#messages.onBack}` : ""}`,
       );
     } else {
       this.#lostAt = performance.now();
@@ -68,7 +86,7 @@ export class RedisHealth {
       if ((levels[this.#level] ?? 0) < (levels.error ?? 50)) this.quietLogger.level = "error";
       this.#log.warn(
         { redis: "lost", reason: this.#lastError ?? "connection closed" },
-        "redis connection lost; serving from the routes and endpoints in memory until it is back",
+        `redis connection lost; ${this.#messages.whileLost ?? "retrying"}`,
       );
     }
     for (const listener of this.#listeners) listener(up);
