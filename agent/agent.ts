@@ -91,7 +91,7 @@ export class Agent {
   #health: RevisionHealthReporter | undefined;
   /** Redis reachable or not; one log line per change (src/redis-health.ts). */
   #redisHealth: RedisHealth | undefined;
-  /** For the Redis-dependent background work: errors only while Redis is away. */
+  /** For the Redis-dependent background work: quiet while Redis is away. */
   #redisLog: Logger;
   #watch: FleetWatch | undefined;
   #heartbeatTimer: NodeJS.Timeout | undefined;

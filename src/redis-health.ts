@@ -4,7 +4,8 @@
  * lost (`redis: "lost"`, warn) and one when it is back (`redis: "back"`,
  * `downMs`); meanwhile the failures of the periodic Redis work (resync,
  * heartbeats, passes, counters, leases) are the expected consequence and go
- * to `quietLogger` (errors only until Redis is back) or to debug
+ * to `quietLogger` (fatal only until Redis is back: their errors, with
+ * stacks, are all "Redis is unreachable" in another form) or to debug
  * (`failureLevel`), instead of a stack trace per attempt.
  *
  * Open the watched connection without `logger` (src/redis.ts), or every
@@ -22,7 +23,7 @@ export interface RedisHealthMessages {
 
 export class RedisHealth {
   readonly #log: Logger;
-  /** For the Redis-dependent background work: errors only while Redis is away. */
+  /** For the Redis-dependent background work: fatal only while Redis is away. */
   readonly quietLogger: Logger;
   readonly #level: string;
   readonly #listeners = new Set<(up: boolean) => void>();
@@ -83,7 +84,7 @@ export class RedisHealth {
     } else {
       this.#lostAt = performance.now();
       const levels = this.#log.levels.values;
-      if ((levels[this.#level] ?? 0) < (levels.error ?? 50)) this.quietLogger.level = "error";
+      if ((levels[this.#level] ?? 0) < (levels.fatal ?? 60)) this.quietLogger.level = "fatal";
       this.#log.warn(
         { redis: "lost", reason: this.#lastError ?? "connection closed" },
         `redis connection lost; ${this.#messages.whileLost ?? "retrying"}`,
