@@ -39,6 +39,7 @@ import { createLogger, type Logger } from "../src/logging.ts";
 import { canonicalJson } from "../src/model/index.ts";
 import type { Revision } from "../src/model/types.ts";
 import { openRedis } from "../src/redis.ts";
+import { RedisHealth } from "../src/redis-health.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { ContainerRuntime } from "./container/index.ts";
 import { ContainerDriver } from "./containers.ts";
@@ -89,6 +90,10 @@ export class Agent {
   readonly #runner: SerialRunner;
   readonly #metrics: AgentMetrics;
   #health: RevisionHealthReporter | undefined;
+  /** Redis reachable or not; one log line per change (src/redis-health.ts). */
+  #redisHealth: RedisHealth | undefined;
+  /** For the Redis-dependent background work: quiet while Redis is away. */
+  #redisLog: Logger;
   #watch: FleetWatch | undefined;
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #beating = false;
@@ -102,6 +107,7 @@ export class Agent {
     this.id = agentId({ address: o.address, ...(o.id ? { id: o.id } : {}) });
     this.#baseLog = o.logger ?? createLogger({ component: "agent" });
     this.log = this.#baseLog.child({ agent: this.id });
+    this.#redisLog = this.log;
     this.registry = o.registry ?? new Registry();
     this.capacity = detectCapacity(o.capacity);
     this.#metrics = agentMetrics(this.registry, () =>
@@ -109,7 +115,7 @@ export class Agent {
     );
     this.#runner = new SerialRunner(
       (reasons) => this.#reconcile(reasons),
-      (err) => this.log.error({ err }, "reconcile pass failed"),
+      (err) => this.#redisFailure(err, "reconcile pass failed", "error"),
     );
   }
 
@@ -164,11 +170,13 @@ export class Agent {
     this.#startedAt = new Date();
     const o = this.options;
     try {
+      // No `logger`: RedisHealth (below, once the id is settled) logs an outage once.
       const redis = await openRedis(o.redisUrl, {
         connectionName: o.id ? `skiff-agent-${o.id}` : "skiff-agent",
-        logger: this.log,
       });
       this.#redis = redis;
+      const ignore = () => {};
+      redis.on("error", ignore);
       // The install's identity: part of the default agent id, the label of every
       // container, and the secret gateways show the workerd router.
       const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
@@ -184,15 +192,25 @@ export class Agent {
           // Cosmetic (CLIENT LIST); the in-process store has no CLIENT command (throws at once).
         }
       }
-      this.#fleet = new Fleet({ redis, prefix: o.redisPrefix, logger: this.log });
-      this.#store = await createRedisStore({ redis, prefix: o.redisPrefix, logger: this.log });
+      this.#redisHealth = new RedisHealth(redis, this.log, {
+        whileLost: "instances keep serving; heartbeats and reports wait until it is back",
+        onBack: "resyncing",
+      });
+      redis.off("error", ignore);
+      this.#redisLog = this.#redisHealth.quietLogger;
+      this.#fleet = new Fleet({ redis, prefix: o.redisPrefix, logger: this.#redisLog });
+      this.#store = await createRedisStore({
+        redis,
+        prefix: o.redisPrefix,
+        logger: this.#redisLog,
+      });
       this.#health = new RevisionHealthReporter({
         store: this.#store,
         domain: o.domain,
         scheme: o.urlScheme,
         holdFailureMs: o.statusHoldMs,
         readyElsewhere: readyOnOtherAgents(this.#fleet, this.id),
-        logger: this.log,
+        logger: this.#redisLog,
       });
       const sink = this.#sink();
 
@@ -276,7 +294,7 @@ export class Agent {
         },
         resync: (reason) => this.#runner.trigger(reason),
         intervalMs: o.resyncIntervalMs,
-        logger: this.log,
+        logger: this.#redisLog,
       });
       this.log.info(
         { address: o.address, runtimes: this.#runtimes, capacity: this.capacity },
@@ -335,6 +353,7 @@ export class Agent {
     clearInterval(this.#heartbeatTimer);
     this.#heartbeatTimer = undefined;
     this.#health?.close();
+    this.#redisHealth?.close();
     await this.#watch?.stop().catch(() => {});
     await this.#pool?.stop().catch((err: unknown) => this.log.warn({ err }, "pool stop failed"));
     await this.#containers?.close().catch(() => {});
@@ -348,6 +367,22 @@ export class Agent {
     if (this.#redis) {
       await this.#redis.quit().catch(() => this.#redis?.disconnect());
     }
+  }
+
+  /**
+   * A failure of Redis work: debug while Redis is away (its outage is logged
+   * once by RedisHealth), `level` with the stack otherwise.
+   */
+  #redisFailure(
+    err: unknown,
+    msg: string,
+    level: "warn" | "error" = "warn",
+    instance?: string,
+  ): void {
+    const at = this.#redisHealth?.failureLevel(level) ?? level;
+    const fields = instance === undefined ? {} : { instance };
+    if (at === "debug") this.log.debug({ ...fields, err: (err as Error)?.message }, msg);
+    else this.log[at]({ ...fields, err }, msg);
   }
 
   #defaultStateDir(): string {
@@ -381,7 +416,7 @@ export class Agent {
         void this.#runner.trigger("event");
       }
     } catch (err) {
-      this.log.warn({ err }, "heartbeat failed");
+      this.#redisFailure(err, "heartbeat failed");
     } finally {
       this.#beating = false;
     }
@@ -561,7 +596,7 @@ export class Agent {
       if (this.#instances.get(inst.id) === inst) this.#instances.delete(inst.id);
       inst.chain = inst.chain.then(() =>
         this.#fleet?.removeInstanceStatus(this.id, inst.id).catch((err: unknown) => {
-          this.log.warn({ err, instance: inst.id }, "removing instance report failed");
+          this.#redisFailure(err, "removing instance report failed", "warn", inst.id);
         }),
       );
       await inst.chain;
@@ -678,7 +713,7 @@ export class Agent {
       .then(() => this.#sync(inst))
       .catch((err: unknown) => {
         inst.dirty = true;
-        this.log.warn({ err, instance: inst.id }, "writing instance state to Redis failed");
+        this.#redisFailure(err, "writing instance state to Redis failed", "warn", inst.id);
       });
     return inst.chain;
   }

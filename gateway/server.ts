@@ -21,6 +21,7 @@ import { parseRevisionRef } from "../src/fleet/keys.ts";
 import { createLogger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
 import { openRedis } from "../src/redis.ts";
+import { RedisHealth } from "../src/redis-health.ts";
 import { Activator } from "./activation.ts";
 import { CounterPublisher } from "./counters.ts";
 import { type QueueBudget, RevisionDispatcher } from "./dispatcher.ts";
@@ -29,7 +30,6 @@ import { FleetCache } from "./fleet-cache.ts";
 import { type GatewayMetrics, gatewayMetrics } from "./metrics.ts";
 import { type GatewayOptions, type GatewayOptionsInput, parseGatewayOptions } from "./options.ts";
 import { type ProxyContext, proxyHttp, replyText } from "./proxy.ts";
-import { RedisHealth } from "./redis-health.ts";
 import { RouteTable } from "./routes.ts";
 import { Slots } from "./slots.ts";
 import { closeAfterWrite, proxyUpgrade } from "./upgrade.ts";
@@ -87,7 +87,10 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   // Commands fail fast while Redis is away: slots retry, counters publish next period.
   // Connection errors are summed up by RedisHealth (one line per lost / back).
   const redis = await openRedis(options.redisUrl, { connectionName: "skiff-gateway" });
-  const health = new RedisHealth(redis, logger);
+  const health = new RedisHealth(redis, logger, {
+    whileLost: "serving from the routes and endpoints in memory until it is back",
+    onBack: "resyncing routes and endpoints",
+  });
   // The background Redis work logs here: quiet while Redis is away.
   const redisLog = health.quietLogger;
 

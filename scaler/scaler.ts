@@ -92,6 +92,12 @@ export interface ScalerLoopDeps {
   leaseValue(): string | undefined;
   metrics: ScalerMetrics;
   logger: Logger;
+  /**
+   * Whether Redis is reachable (src/redis-health.ts): while it is not, a
+   * failed pass is the expected consequence, logged at debug (the outage
+   * itself is one line). Default: always.
+   */
+  redisUp?: () => boolean;
 }
 
 /** One revision's autoscaler and what it was built from. */
@@ -217,6 +223,10 @@ export class ScalerLoop {
         return;
       }
       this.#d.metrics.errors.inc({ stage });
+      if (this.#d.redisUp?.() === false) {
+        this.#log.debug({ err: (err as Error).message }, `scaler ${stage} failed: redis is away`);
+        return;
+      }
       this.#log.error({ err }, `scaler ${stage} failed`);
     }
   }
@@ -240,7 +250,10 @@ export class ScalerLoop {
     if (this.#stopped) return this.#teardown();
 
     const sub = this.#d.redis.duplicate({ connectionName: "skiff-scaler:activate" });
-    sub.on("error", (err: Error) => this.#log.warn({ err }, "activation subscriber error"));
+    // Each failed reconnect attempt: the outage itself is logged once (RedisHealth).
+    sub.on("error", (err: Error & { code?: string }) =>
+      this.#log.debug({ err: err.code ?? err.message }, "activation subscriber error"),
+    );
     sub.on("message", (_channel: string, ref: string) => this.#onActivation(ref));
     this.#activationSub = sub;
     await sub.subscribe(this.#gw.activateChannel);

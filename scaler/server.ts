@@ -13,6 +13,7 @@ import { Fleet } from "../src/fleet/fleet.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
 import { openRedis } from "../src/redis.ts";
+import { RedisHealth } from "../src/redis-health.ts";
 import { handleShutdownSignals } from "../src/signals.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { type LeaderElection, type Leadership, startLeaderElection } from "./leader.ts";
@@ -65,22 +66,30 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
   const metrics = scalerMetrics(registry);
   metrics.leader.set(0);
 
-  const connect = (name: string) =>
-    openRedis(options.redisUrl, { connectionName: name, logger: log });
+  // No `logger` here: RedisHealth logs an outage once, not each reconnect attempt.
+  const connect = (name: string) => openRedis(options.redisUrl, { connectionName: name });
   const redis = await connect("skiff-scaler");
+  const health = new RedisHealth(redis, log, { whileLost: "no scaling until it is back" });
+  // The background Redis work logs here: quiet while Redis is away.
+  const redisLog = health.quietLogger;
   let leaseRedis: Redis;
   try {
     leaseRedis = await connect("skiff-scaler:lease");
   } catch (err) {
+    health.close();
     redis.disconnect();
     throw err;
   }
+  // The lease connection fails with the other one: its attempts are debug only.
+  leaseRedis.on("error", (err: Error & { code?: string }) =>
+    log.debug({ err: err.code ?? err.message }, "lease connection error"),
+  );
   const store: RedisStore = await createRedisStore({
     redis,
     prefix: options.redisPrefix,
-    logger: log,
+    logger: redisLog,
   });
-  const fleet = new Fleet({ redis, prefix: options.redisPrefix, logger: log });
+  const fleet = new Fleet({ redis, prefix: options.redisPrefix, logger: redisLog });
 
   let loop: ScalerLoop | undefined;
   let starting: Promise<void> | undefined;
@@ -97,7 +106,8 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
       leaseKey: leaderKey(options.redisPrefix),
       leaseValue: () => (election.leadership?.value === l.value ? l.value : undefined),
       metrics,
-      logger: log.child({ fencingToken: l.fencingToken }),
+      logger: redisLog.child({ fencingToken: l.fencingToken }),
+      redisUp: () => health.up,
     });
     loop = next;
     metrics.leader.set(1);
@@ -127,7 +137,7 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
     leaseMs: options.leaseMs,
     onElected,
     onDeposed,
-    logger: log,
+    logger: redisLog,
   });
 
   const app = new Hono();
@@ -159,6 +169,7 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
     await election.stop();
     await store.close().catch(() => {});
     await fleet.close().catch(() => {});
+    health.close();
     redis.disconnect();
     leaseRedis.disconnect();
     throw err;
@@ -182,6 +193,7 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
       });
       await fleet.close().catch(() => {});
       await store.close().catch(() => {});
+      health.close();
       await redis.quit().catch(() => redis.disconnect());
       await leaseRedis.quit().catch(() => leaseRedis.disconnect());
       for (const w of waiters.splice(0)) w();

@@ -92,7 +92,11 @@ export class RedisSubscriber {
       maxRetriesPerRequest: null,
     });
     this.#conn = sub;
-    sub.on("error", (err: Error) => logger.warn({ err }, `${name} subscriber connection error`));
+    // Every failed reconnect attempt of an outage lands here: the component's
+    // RedisHealth logs the outage once (src/redis-health.ts), so debug only.
+    sub.on("error", (err: Error & { code?: string }) =>
+      logger.debug({ err: err.code ?? err.message }, `${name} subscriber connection error`),
+    );
     sub.on("message", (channel: string, message: string) => {
       for (const handler of this.#handlers.get(channel) ?? []) {
         try {
@@ -108,7 +112,7 @@ export class RedisSubscriber {
       if (channels.length === 0) return;
       sub.subscribe(...channels).then(
         () => {
-          logger.info(`${name} subscriber reconnected; listeners resync`);
+          logger.debug(`${name} subscriber reconnected; listeners resync`);
           for (const listener of this.#resubscribeListeners) {
             try {
               listener();
@@ -117,7 +121,8 @@ export class RedisSubscriber {
             }
           }
         },
-        (err: unknown) => logger.warn({ err }, `${name} resubscribe failed`),
+        (err: unknown) =>
+          logger.warn({ err: (err as Error).message }, `${name} resubscribe failed`),
       );
     });
     return sub;

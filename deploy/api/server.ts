@@ -1,13 +1,13 @@
 /** `skiff api`: the deploy API as a process, on Redis. */
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import type { Redis } from "ioredis";
 import type { SkiffConfig } from "../../src/config.ts";
 import type { NamespaceQuota } from "../../src/control/apply.ts";
 import type { Logger } from "../../src/logging.ts";
 import { createLogger } from "../../src/logging.ts";
 import { createRegistry, type Registry } from "../../src/metrics.ts";
 import { openRedis } from "../../src/redis.ts";
+import { RedisHealth } from "../../src/redis-health.ts";
 import { createRedisStore } from "../../src/store/index.ts";
 import { createApiApp } from "./app.ts";
 import { resolveApiToken, TokenStore } from "./token.ts";
@@ -38,8 +38,14 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   });
   // Without a listener ioredis prints "[ioredis] Unhandled error event" and a
   // stack for every failed reconnect; one structured line per change instead.
-  const stopWatching = watchRedisState(redis, logger);
-  const store = await createRedisStore({ redis, prefix: config.redisPrefix, logger });
+  const health = new RedisHealth(redis, logger, {
+    whileLost: "answering 503 until it is back",
+  });
+  const store = await createRedisStore({
+    redis,
+    prefix: config.redisPrefix,
+    logger: health.quietLogger,
+  });
   const token = await resolveApiToken({
     redis,
     prefix: config.redisPrefix,
@@ -80,7 +86,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
       shutdown.abort();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await store.close();
-      stopWatching();
+      health.close();
       redis.disconnect();
     },
   };
@@ -97,49 +103,5 @@ export function quotaFor(quotas: SkiffConfig["quotas"], namespace: string): Name
     services: own?.services ?? quotas.services,
     revisions: own?.revisions ?? quotas.revisions,
     artifactBytes: own?.artifactBytes ?? quotas.artifactBytes,
-  };
-}
-
-/**
- * Logs "redis connection lost" once when the connection drops (with the first
- * error) and "redis connection back" once it is ready again; the errors of
- * each reconnect attempt in between are counted, not logged.
- */
-export function watchRedisState(redis: Redis, logger: Logger): () => void {
-  let lost = false;
-  let failures = 0;
-  let since = 0;
-  const onError = (err: Error) => {
-    failures += 1;
-    if (lost) return;
-    lost = true;
-    since = Date.now();
-    logger.warn({ event: "redis-lost", err: err.message }, "redis connection lost; retrying");
-  };
-  const onClose = () => {
-    if (lost || redis.status === "end") return;
-    lost = true;
-    since = Date.now();
-    failures = 0;
-    logger.warn({ event: "redis-lost" }, "redis connection lost; retrying");
-  };
-  const onReady = () => {
-    if (!lost) return;
-    logger.info(
-      { event: "redis-back", downMs: Date.now() - since, failedAttempts: failures },
-      "redis connection back",
-    );
-    lost = false;
-    failures = 0;
-  };
-  redis.on("error", onError);
-  redis.on("close", onClose);
-  redis.on("ready", onReady);
-  return () => {
-    redis.off("close", onClose);
-    redis.off("ready", onReady);
-    // Keep swallowing errors of a connection being torn down.
-    redis.off("error", onError);
-    redis.on("error", () => {});
   };
 }
