@@ -128,6 +128,11 @@ export class Agent {
   }
 
   /** Running, reconciled at least once, and its last heartbeat landed within the TTL. */
+  /** Redis answered last time the agent looked. */
+  get redisUp(): boolean {
+    return this.#redisHealth?.up ?? false;
+  }
+
   get ready(): boolean {
     return (
       this.#state === "running" &&

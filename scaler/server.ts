@@ -142,14 +142,14 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
 
   const app = new Hono();
   app.get("/healthz", (c) => c.text("ok"));
-  app.get("/readyz", async (c) => {
-    try {
-      await redis.ping();
-    } catch (err) {
-      return c.text(`not ready: redis: ${(err as Error).message}`, 503);
-    }
+  // Ready = this process is doing its job. A Redis blip is not a reason for a
+  // probe to restart or drop it: it resumes by itself, and the body says so.
+  app.get("/readyz", (c) => {
     if (election.isLeader && !leading) return c.text("not ready: leader starting", 503);
-    return c.text(election.isLeader ? "ok (leader)" : "ok (standby)");
+    const role = election.isLeader ? "leader" : "standby";
+    return c.text(
+      health.up ? `ok (${role})` : `ok (${role}; redis unreachable: no scaling until it is back)`,
+    );
   });
   app.get("/metrics", async (c) => {
     c.header("content-type", registry.contentType);

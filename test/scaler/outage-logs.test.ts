@@ -19,6 +19,7 @@ import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../../agent/agent.ts";
+import { createAgentApp } from "../../agent/server.ts";
 import type { RunningScaler } from "../../scaler/server.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
 import { startTestApi, type TestApi } from "../support/api.ts";
@@ -112,6 +113,15 @@ describe("logs during a Redis outage", () => {
     await new Promise((r) => server.process.once("exit", r));
     const lost = (l: Line) => l.redis === "lost";
     await waitFor("both to see Redis lost", () => logs.scaler.some(lost) && logs.agent.some(lost));
+    // Readiness means "doing its job", not "Redis answers": a load balancer or
+    // supervisor must not drop every scaler and agent at once during a blip.
+    const scalerReady = await fetch(`${scaler.adminUrl}/readyz`);
+    const agentReady = await createAgentApp(agent).request("/readyz");
+    console.log(
+      `during the outage: scaler /readyz ${scalerReady.status} "${await scalerReady.text()}", agent /readyz ${agentReady.status} "${await agentReady.text()}"`,
+    );
+    expect(scalerReady.status).toBe(200);
+    expect(agentReady.status).toBe(200);
     // Every loop (passes, scrapes, lease, heartbeat, resync, subscribers) fails a few times meanwhile.
     await sleep(OUTAGE_MS);
     server = await startRedisServer({ appendonly: true, dir, port });
