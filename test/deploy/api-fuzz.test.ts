@@ -7,6 +7,7 @@
  * failure reproduces.
  */
 
+import { request } from "node:http";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as toYaml } from "yaml";
@@ -406,9 +407,12 @@ describe("fuzz", () => {
     const byKind = new Map<string, Map<number, number>>();
     for (const [i, c] of cases.entries()) {
       const started = performance.now();
-      const res = await api.call(c.method ?? "POST", c.path ?? api.ns("services"), c.body, {
-        "content-type": c.type,
-      });
+      const res =
+        c.kind === "over-limit"
+          ? await declaredOnly(c.path ?? api.ns("services"), c.body.length, c.type)
+          : await api.call(c.method ?? "POST", c.path ?? api.ns("services"), c.body, {
+              "content-type": c.type,
+            });
       const ms = performance.now() - started;
       if (ms > slowest.ms) slowest = { ms, name: c.kind };
       heapMax = Math.max(heapMax, process.memoryUsage().heapUsed);
@@ -469,3 +473,39 @@ describe("fuzz", () => {
     expect(await snapshot()).toBe(before);
   });
 });
+
+/**
+ * A body over the limit is refused by its declared length, before it is read:
+ * the headers alone must get the 413. (Uploading all of it races the server's
+ * bounded drain of a refused body on a loaded machine: the client may see the
+ * connection closed under its upload before it reads the answer.)
+ */
+function declaredOnly(
+  path: string,
+  length: number,
+  type: string,
+): Promise<{ status: number; text: string; json: { kind?: string; message: string } }> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, api.url), {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${api.token}`,
+        "content-type": type,
+        "content-length": String(length),
+      },
+    });
+    req.on("response", (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      res.on("end", () => {
+        req.destroy();
+        resolve({ status: res.statusCode ?? 0, text, json: JSON.parse(text) });
+      });
+    });
+    req.on("error", reject);
+    req.flushHeaders();
+  });
+}
