@@ -24,6 +24,7 @@ import type { RunningScaler } from "../../scaler/server.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
 import { startTestApi, type TestApi } from "../support/api.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import { killWorkerdOf } from "../support/workerd.ts";
 import {
   DOMAIN,
   hit,
@@ -130,6 +131,8 @@ afterAll(async () => {
   await api?.close();
   await fleet?.close();
   redis?.disconnect();
+  // The killed agent's workerd processes outlive it (their own process group).
+  if (stateDir) killWorkerdOf(stateDir);
   if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });
 

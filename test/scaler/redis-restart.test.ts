@@ -26,6 +26,7 @@ import { Fleet } from "../../src/fleet/fleet.ts";
 import { startTestApi, type TestApi } from "../support/api.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { type RedisServer, startRedisServer } from "../support/redis-server.ts";
+import { killWorkerdOf } from "../support/workerd.ts";
 import { DOMAIN, startTestScaler, waitFor, workerService } from "./support.ts";
 
 const AGENT_SCRIPT = fileURLToPath(new URL("../agent/agent-process.ts", import.meta.url));
@@ -108,6 +109,8 @@ afterAll(async () => {
   await api?.close();
   await fleet?.close();
   await server?.stop();
+  // The killed agent's workerd processes outlive it (their own process group).
+  if (stateDir) killWorkerdOf(stateDir);
   for (const d of [dir, stateDir]) if (d) await rm(d, { recursive: true, force: true });
 });
 
