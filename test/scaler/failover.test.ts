@@ -132,7 +132,7 @@ afterAll(async () => {
   await fleet?.close();
   redis?.disconnect();
   // The killed agent's workerd processes outlive it (their own process group).
-  if (stateDir) killWorkerdOf(stateDir);
+  if (stateDir) await killWorkerdOf(stateDir);
   if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });
 

@@ -110,7 +110,7 @@ afterAll(async () => {
   await fleet?.close();
   await server?.stop();
   // The killed agent's workerd processes outlive it (their own process group).
-  if (stateDir) killWorkerdOf(stateDir);
+  if (stateDir) await killWorkerdOf(stateDir);
   for (const d of [dir, stateDir]) if (d) await rm(d, { recursive: true, force: true });
 });
 

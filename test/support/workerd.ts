@@ -3,18 +3,22 @@
  * process (SIGKILL, as a crash test does) leaves them running until the next
  * agent on the same state folder reaps them. A test that kills an agent for
  * good reaps them itself, from the process table: every workerd whose config
- * lies in the agent's state folder or in the run folder it recorded there.
+ * lies in the agent's state folder or in the run folder it recorded there,
+ * then the cgroups it recorded.
  */
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
-export function killWorkerdOf(stateDir: string): number[] {
+export async function killWorkerdOf(stateDir: string): Promise<number[]> {
   const dirs = [stateDir];
+  let cgroups: string[] = [];
   try {
     const left = JSON.parse(readFileSync(join(stateDir, "workerd.pids"), "utf8")) as {
       runDir?: string;
+      cgroups?: string[];
     };
     if (typeof left.runDir === "string" && left.runDir !== stateDir) dirs.push(left.runDir);
+    if (Array.isArray(left.cgroups)) cgroups = left.cgroups;
   } catch {
     // No pids file (never started a process, or already cleaned up).
   }
@@ -37,5 +41,17 @@ export function killWorkerdOf(stateDir: string): number[] {
     }
   }
   for (const d of dirs.slice(1)) rmSync(d, { recursive: true, force: true });
+  // Its cgroups (namespace groups first, then the pool's) can go once their processes have.
+  for (let i = 0; i < 40 && killed.some((pid) => existsSync(`/proc/${pid}`)); i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  for (const dir of cgroups) {
+    if (!dir.includes("/skiff/")) continue;
+    try {
+      rmdirSync(dir);
+    } catch {
+      // Busy or gone.
+    }
+  }
   return killed;
 }
