@@ -35,6 +35,7 @@ import { Agent, request } from "undici";
 import { routingKeys } from "../src/control/routing.ts";
 import { createFleet } from "../src/fleet/index.ts";
 import { freePort, startRedisServer } from "../src/redis-server.ts";
+import { floorProxySource } from "./floor-proxy.ts";
 import { type FigureRow, figureTable, writeBenchmarkBlock } from "./stats.ts";
 
 /** The gateway before issue 12's work (main when it was filed). */
@@ -306,24 +307,9 @@ process.once("SIGTERM", () => gw.close(1000).then(() => process.exit(0)));
   return { child, ...line };
 }
 
-/** The least a Node proxy does: node:http server, undici dispatch, nothing else. */
+/** The Node floor proxy (bench/floor-proxy.ts), pinned to `core`. */
 async function startFloor(backendPort: number, core: number): Promise<string> {
-  const source = `
-import { createServer } from "node:http";
-import { Agent } from "undici";
-const agent = new Agent({ pipelining: 1, keepAliveTimeout: 4000 });
-const origin = "http://127.0.0.1:${backendPort}";
-const server = createServer((req, res) => {
-  agent.dispatch({ origin, path: req.url, method: req.method, headers: req.headers, body: null }, {
-    onRequestStart() {},
-    onResponseStart(c, status, headers) { res.writeHead(status, headers); },
-    onResponseData(c, chunk) { res.write(chunk); },
-    onResponseEnd() { res.end(); },
-    onResponseError() { res.statusCode = 502; res.end(); },
-  });
-});
-server.listen(0, "127.0.0.1", () => console.log("http://127.0.0.1:" + server.address().port));
-`;
+  const source = floorProxySource(backendPort);
   const child = startProcess(process.execPath, ["--input-type=module", "-e", source], core);
   const url = await firstLine(child);
   await waitHttp(`${url}/`);

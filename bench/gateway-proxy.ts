@@ -31,6 +31,7 @@ import { publishRouting } from "../src/control/routing.ts";
 import { createFleet } from "../src/fleet/index.ts";
 import { connectRedis } from "../src/redis.ts";
 import { freePort, startRedisServer } from "../src/redis-server.ts";
+import { floorProxySource } from "./floor-proxy.ts";
 
 const { values } = parseArgs({
   options: {
@@ -93,26 +94,6 @@ const server = createServer((req, res) => {
 server.keepAliveTimeout = 65_000;
 server.listen(0, "127.0.0.1", () => console.log(server.address().port));
 `;
-
-/** The least a Node proxy can do: no routing, headers or metrics. */
-function floorSource(backendPort: number): string {
-  return `
-import { createServer } from "node:http";
-import { Agent } from "undici";
-const agent = new Agent({ pipelining: 1, keepAliveTimeout: 4000 });
-const origin = "http://127.0.0.1:${backendPort}";
-const server = createServer((req, res) => {
-  agent.dispatch({ origin, path: req.url, method: req.method, headers: req.headers, body: null }, {
-    onRequestStart() {},
-    onResponseStart(c, status, headers) { res.writeHead(status, headers); },
-    onResponseData(c, chunk) { res.write(chunk); },
-    onResponseEnd() { res.end(); },
-    onResponseError() { res.statusCode = 502; res.end(); },
-  });
-});
-server.listen(0, "127.0.0.1", () => console.log("http://127.0.0.1:" + server.address().port));
-`;
-}
 
 function gatewaySource(redisUrl: string, port: number): string {
   const server = JSON.stringify(`${ROOT}/gateway/server.ts`);
@@ -284,7 +265,7 @@ try {
   await sleep(200);
   rows.push(await measure("gateway cc=100", `${gateway.line}/`));
   rows.push(await measure("nginx", `http://127.0.0.1:${nginx.port}/`));
-  const floor = await nodeProcess(floorSource(backendPort));
+  const floor = await nodeProcess(floorProxySource(backendPort));
   children.push(floor.child);
   rows.push(await measure("node floor", `${floor.line}/`));
 
