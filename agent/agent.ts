@@ -38,8 +38,8 @@ import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { canonicalJson } from "../src/model/index.ts";
 import type { Revision } from "../src/model/types.ts";
-import { openRedis } from "../src/redis.ts";
-import { RedisHealth } from "../src/redis-health.ts";
+import { openRedis } from "../src/redis/connect.ts";
+import { RedisHealth } from "../src/redis/health.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { ContainerRuntime } from "./container/index.ts";
 import { ContainerDriver } from "./containers.ts";
@@ -90,7 +90,7 @@ export class Agent {
   readonly #runner: SerialRunner;
   readonly #metrics: AgentMetrics;
   #health: RevisionHealthReporter | undefined;
-  /** Redis reachable or not; one log line per change (src/redis-health.ts). */
+  /** Redis reachable or not; one log line per change (src/redis/health.ts). */
   #redisHealth: RedisHealth | undefined;
   /** For the Redis-dependent background work: quiet while Redis is away. */
   #redisLog: Logger;

@@ -34,7 +34,7 @@ import { Redis } from "ioredis";
 import { Agent, request } from "undici";
 import { routingKeys } from "../src/control/routing.ts";
 import { createFleet } from "../src/fleet/index.ts";
-import { freePort, startRedisServer } from "../src/redis-server.ts";
+import { freePort, startRedisServer } from "../src/redis/server.ts";
 import { floorProxySource } from "./floor-proxy.ts";
 import { type FigureRow, figureTable, writeBenchmarkBlock } from "./stats.ts";
 

@@ -29,8 +29,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { publishRouting } from "../src/control/routing.ts";
 import { createFleet } from "../src/fleet/index.ts";
-import { connectRedis } from "../src/redis.ts";
-import { freePort, startRedisServer } from "../src/redis-server.ts";
+import { connectRedis } from "../src/redis/connect.ts";
+import { freePort, startRedisServer } from "../src/redis/server.ts";
 import { floorProxySource } from "./floor-proxy.ts";
 
 const { values } = parseArgs({

@@ -15,7 +15,7 @@
 import { writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import type { Service } from "../src/model/types.ts";
-import { startRedisServer } from "../src/redis-server.ts";
+import { startRedisServer } from "../src/redis/server.ts";
 import { createRedisStore, type RedisStore } from "../src/store/redis-store.ts";
 import { type Summary, summarize } from "./stats.ts";
 

@@ -37,10 +37,10 @@ import {
 import type { RuntimeKind } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
 import { createRegistry } from "../src/metrics.ts";
-import { connectRedis, openRedis, quitRedis, redactRedisUrl } from "../src/redis.ts";
-import { isMemoryRedisUrl } from "../src/redis-memory.ts";
-import { openMemoryRedisFile } from "../src/redis-memory-file.ts";
-import { type RedisServer, startRedisServer } from "../src/redis-server.ts";
+import { connectRedis, openRedis, quitRedis, redactRedisUrl } from "../src/redis/connect.ts";
+import { isMemoryRedisUrl } from "../src/redis/memory.ts";
+import { openMemoryRedisFile } from "../src/redis/memory-file.ts";
+import { type RedisServer, startRedisServer } from "../src/redis/server.ts";
 import { type ApiServer, startApiServer } from "./api/server.ts";
 
 export interface UpOptions {

@@ -10,7 +10,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../src/logging.ts";
-import { luaScript } from "../src/store/scripts.ts";
+import { luaScript } from "../src/redis/script.ts";
 import { type GatewayKeys, gatewayKeys } from "./keys.ts";
 
 /** KEYS: [activate key]  ARGV: [gateway id, ttl ms, channel, ref] */

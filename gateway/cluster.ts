@@ -26,7 +26,7 @@ import { SkiffError } from "../src/errors.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { Counter, Gauge, Registry } from "../src/metrics.ts";
 import { parseOptions } from "../src/options.ts";
-import { freePort } from "../src/redis-server.ts";
+import { freePort } from "../src/redis/server.ts";
 import { type GatewayOptionsInput, parseGatewayOptions } from "./options.ts";
 
 export const DEFAULT_V8_FLAGS = ["--max-semi-space-size=2"];

@@ -20,8 +20,8 @@ import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../src/contro
 import { parseRevisionRef } from "../src/fleet/keys.ts";
 import { createLogger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
-import { openRedis } from "../src/redis.ts";
-import { RedisHealth } from "../src/redis-health.ts";
+import { openRedis } from "../src/redis/connect.ts";
+import { RedisHealth } from "../src/redis/health.ts";
 import { Activator } from "./activation.ts";
 import { CounterPublisher } from "./counters.ts";
 import { type QueueBudget, RevisionDispatcher } from "./dispatcher.ts";

@@ -1,6 +1,6 @@
 /**
  * Edge- plus level-triggered refresh over plain Redis channels, the pattern of
- * src/store/resync.ts: subscribe first, then resync at start, every
+ * src/redis/resync.ts: subscribe first, then resync at start, every
  * `intervalMs` (jittered), and whenever the subscriber came back after a loss
  * (messages published meanwhile were missed). Pub/sub makes reactions fast;
  * resync makes a lost message harmless.
@@ -11,7 +11,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../src/logging.ts";
-import { RedisSubscriber } from "../src/redis-subscriber.ts";
+import { RedisSubscriber } from "../src/redis/subscriber.ts";
 
 export type RefreshReason = "start" | "interval" | "resubscribe" | "manual";
 

@@ -11,7 +11,7 @@ import { ValidationError } from "../src/errors.ts";
 import { fleetKeys } from "../src/fleet/keys.ts";
 import { desiredInstanceSchema } from "../src/fleet/schemas.ts";
 import type { DesiredInstance } from "../src/fleet/types.ts";
-import { luaScript } from "../src/store/scripts.ts";
+import { luaScript } from "../src/redis/script.ts";
 
 /**
  * KEYS: lease, desired hash. ARGV: lease value, channel, agent id, "1" to

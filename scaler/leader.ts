@@ -27,7 +27,7 @@ import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import { type Logger, silentLogger } from "../src/logging.ts";
-import { luaScript } from "../src/store/scripts.ts";
+import { luaScript } from "../src/redis/script.ts";
 
 /** KEYS: lease, fence. ARGV: value, lease ms. Returns the new fencing token, or 0 when held. */
 const ACQUIRE = luaScript(`

@@ -55,7 +55,7 @@ import {
   type Revision,
   type Route,
 } from "../src/model/types.ts";
-import { MAX_RECONNECT_DELAY_MS } from "../src/redis.ts";
+import { MAX_RECONNECT_DELAY_MS } from "../src/redis/connect.ts";
 import { type RedisStore, type WatchAndResync, watchAndResync } from "../src/store/index.ts";
 import type { StoreEvent } from "../src/store/store.ts";
 import { Coalescer } from "./coalesce.ts";
@@ -93,7 +93,7 @@ export interface ScalerLoopDeps {
   metrics: ScalerMetrics;
   logger: Logger;
   /**
-   * Whether Redis is reachable (src/redis-health.ts): while it is not, a
+   * Whether Redis is reachable (src/redis/health.ts): while it is not, a
    * failed pass is the expected consequence, logged at debug (the outage
    * itself is one line). Default: always.
    */

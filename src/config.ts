@@ -10,7 +10,7 @@ import { gcSettingsSchema } from "../scaler/gc.ts";
 import { BadRequestError } from "./errors.ts";
 import { containerDefaultsSchema } from "./model/container-defaults.ts";
 import { scalingDefaultsSchema } from "./model/scaling.ts";
-import { sentinelUrl } from "./redis.ts";
+import { sentinelUrl } from "./redis/connect.ts";
 
 const MiB = 1024 * 1024;
 

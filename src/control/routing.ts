@@ -15,7 +15,7 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import { serviceHost, tagHost } from "../model/names.ts";
 import type { Revision, Route } from "../model/types.ts";
-import { luaScript } from "../store/scripts.ts";
+import { luaScript } from "../redis/script.ts";
 
 /** One revision a host sends traffic to, with what the gateway needs to proxy to it. */
 export interface RoutingTarget {

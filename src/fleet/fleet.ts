@@ -14,8 +14,8 @@ import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
 import { redisInstanceSchema, redisPrefixSchema, redisUrlTextSchema } from "../options.ts";
-import { connectRedis, quitRedis } from "../redis.ts";
-import { RedisSubscriber } from "../redis-subscriber.ts";
+import { connectRedis, quitRedis } from "../redis/connect.ts";
+import { RedisSubscriber } from "../redis/subscriber.ts";
 import { type FleetKeys, fleetKeys, parseRevisionRef, revisionRef } from "./keys.ts";
 import {
   agentRecordSchema,

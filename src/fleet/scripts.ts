@@ -4,7 +4,7 @@
  * store's scripts they build some key names from prefixes passed in ARGV, so
  * they target a single Redis (or a primary with replicas), not Redis Cluster.
  */
-import { luaScript } from "../store/scripts.ts";
+import { luaScript } from "../redis/script.ts";
 
 /**
  * Withdraw every endpoint one agent published, using its index; publishes each

@@ -1,9 +1,9 @@
 /**
  * Edge- plus level-triggered reaction to one fleet channel, the same pattern
- * as the store's watchAndResync, run by the same loop (src/store/resync.ts).
+ * as the store's watchAndResync, run by the same loop (src/redis/resync.ts).
  */
 import type { Logger } from "../logging.ts";
-import { type ResyncReason, startResyncLoop } from "../store/resync.ts";
+import { type ResyncReason, startResyncLoop } from "../redis/resync.ts";
 import type { Fleet, FleetChannel } from "./fleet.ts";
 
 export interface WatchFleetOptions {

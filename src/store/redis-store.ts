@@ -26,8 +26,8 @@ import {
   redisPrefixSchema,
   redisUrlTextSchema,
 } from "../options.ts";
-import { connectRedis, quitRedis } from "../redis.ts";
-import { RedisSubscriber } from "../redis-subscriber.ts";
+import { connectRedis, quitRedis } from "../redis/connect.ts";
+import { RedisSubscriber } from "../redis/subscriber.ts";
 import { checkSegment, type KeySpace, keySpace } from "./keys.ts";
 import { COMMIT, LIST } from "./scripts.ts";
 import type { CommitResult, ListOptions, Store, StoreEvent, TransactOptions, Tx } from "./store.ts";

@@ -1,32 +1,8 @@
 /**
- * The store's Lua scripts and a runner that uses EVALSHA and falls back to EVAL
- * when Redis does not know the script yet (first use, or after a restart).
- * Each script runs atomically: that is what makes a commit all-or-nothing.
+ * The store's Lua scripts (src/redis/script.ts runs them). Each runs
+ * atomically: that is what makes a commit all-or-nothing.
  */
-import { createHash } from "node:crypto";
-import type { Redis } from "ioredis";
-
-export interface LuaScript {
-  readonly source: string;
-  readonly sha1: string;
-  run(redis: Redis, keys: string[], args: string[]): Promise<unknown>;
-}
-
-export function luaScript(source: string): LuaScript {
-  const sha1 = createHash("sha1").update(source).digest("hex");
-  return {
-    source,
-    sha1,
-    async run(redis, keys, args) {
-      try {
-        return await redis.evalsha(sha1, keys.length, ...keys, ...args);
-      } catch (err) {
-        if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
-        return redis.eval(source, keys.length, ...keys, ...args);
-      }
-    },
-  };
-}
+import { luaScript } from "../redis/script.ts";
 
 /**
  * A snapshot of one collection: its version and every member.

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { cliSettingsForUp } from "../../deploy/cli/commands/servers.ts";
-import { connectRedis, quitRedis } from "../../src/redis.ts";
-import { startRedisServer } from "../../src/redis-server.ts";
+import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
+import { startRedisServer } from "../../src/redis/server.ts";
 import { runCli, type ServerProcess, startCliServer } from "../support/cli.ts";
 import { freePort } from "../support/redis-server.ts";
 

@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectRedis, quitRedis } from "../../src/redis.ts";
+import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
 import { runCli } from "../support/cli.ts";
 import { helloImage } from "../support/images.ts";
 import {

@@ -26,7 +26,7 @@ import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gatewayKeys } from "../../gateway/keys.ts";
 import { fleetKeys } from "../../src/fleet/keys.ts";
-import { connectRedis } from "../../src/redis.ts";
+import { connectRedis } from "../../src/redis/connect.ts";
 import {
   outputs,
   type Proc,

@@ -23,7 +23,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fleetKeys } from "../../src/fleet/keys.ts";
-import { connectRedis } from "../../src/redis.ts";
+import { connectRedis } from "../../src/redis/connect.ts";
 import { outputs, type Proc, spawnSkiff, stopAllProcesses, waitUntil } from "../e2e/support.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { freePort } from "../support/redis-server.ts";

@@ -24,7 +24,7 @@ import { createFleet, type Fleet } from "../../src/fleet/index.ts";
 import type { AgentRecord, Endpoint } from "../../src/fleet/types.ts";
 import { silentLogger } from "../../src/logging.ts";
 import type { Revision, Route, TrafficTarget } from "../../src/model/types.ts";
-import { connectRedis } from "../../src/redis.ts";
+import { connectRedis } from "../../src/redis/connect.ts";
 import { connect, redisUrl } from "../support/redis.ts";
 
 export const DOMAIN = "localhost";

@@ -14,8 +14,8 @@ import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ACL_ROLES, type AclRole, aclUserName, generateAcl } from "../../deploy/redis/acl.ts";
-import { connectRedis, quitRedis } from "../../src/redis.ts";
-import { type RedisServer, startRedisServer } from "../../src/redis-server.ts";
+import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
+import { type RedisServer, startRedisServer } from "../../src/redis/server.ts";
 import {
   hit,
   outputs,

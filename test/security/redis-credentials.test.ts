@@ -1,5 +1,5 @@
 /**
- * src/redis.ts, the one place that opens Redis connections: password-only
+ * src/redis/connect.ts, the one place that opens Redis connections: password-only
  * and user:password URLs against real redis-servers (requirepass, ACL user),
  * TLS (`rediss://`) against a redis-server with a self-signed certificate,
  * clear errors for bad URLs and refused credentials, and passwords never in
@@ -18,8 +18,8 @@ import {
   quitRedis,
   redactRedisUrl,
   redactSecrets,
-} from "../../src/redis.ts";
-import { freePort, type RedisServer, startRedisServer } from "../../src/redis-server.ts";
+} from "../../src/redis/connect.ts";
+import { freePort, type RedisServer, startRedisServer } from "../../src/redis/server.ts";
 import { waitFor } from "../support/wait.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "skiff-redis-cred-"));

@@ -4,4 +4,4 @@ export {
   type RedisServer,
   type StartRedisOptions,
   startRedisServer,
-} from "../../src/redis-server.ts";
+} from "../../src/redis/server.ts";

@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { inject } from "vitest";
-import { connectRedis } from "../../src/redis.ts";
+import { connectRedis } from "../../src/redis/connect.ts";
 
 export function redisUrl(): string {
   return process.env.SKIFF_TEST_REDIS === "memory" ? "memory://test" : inject("redisUrl");

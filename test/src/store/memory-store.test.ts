@@ -1,6 +1,6 @@
 /**
  * The in-process store of a zero-install `skiff up`: the same RedisStore code
- * on the in-process Redis (memory://, src/redis-memory.ts) passes the same
+ * on the in-process Redis (memory://, src/redis/memory.ts) passes the same
  * contract as on a real redis-server.
  */
 import { describe, expect, it } from "vitest";

@@ -8,11 +8,11 @@
  * stacks, are all "Redis is unreachable" in another form) or to debug
  * (`failureLevel`), instead of a stack trace per attempt.
  *
- * Open the watched connection without `logger` (src/redis.ts), or every
+ * Open the watched connection without `logger` (src/redis/connect.ts), or every
  * reconnect attempt is logged as well.
  */
 import type { Redis } from "ioredis";
-import type { Logger } from "./logging.ts";
+import type { Logger } from "../logging.ts";
 
 export interface RedisHealthMessages {
   /** What the component does meanwhile, appended to "redis connection lost; ". */

@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { connectRedis } from "./redis.ts";
+import { connectRedis } from "./connect.ts";
 
 export interface RedisServer {
   /** With the credentials given (`redis://[USER]:PASSWORD@...`): never print it, see redactRedisUrl. */

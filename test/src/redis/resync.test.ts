@@ -3,15 +3,15 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { createRedisStore, type RedisStore } from "../../../src/store/redis-store.ts";
 import {
   type ResyncReason,
   type WatchAndResync,
   watchAndResync,
-} from "../../../src/store/resync.ts";
+} from "../../../src/redis/resync.ts";
+import { createRedisStore, type RedisStore } from "../../../src/store/redis-store.ts";
 import type { StoreEvent } from "../../../src/store/store.ts";
 import { connect, redisUrl, uniquePrefix } from "../../support/redis.ts";
-import { gate, service } from "./fixtures.ts";
+import { gate, service } from "../store/fixtures.ts";
 
 const NS = "default";
 

@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { connectRedis } from "../../src/redis.ts";
-import { openMemoryRedisFile } from "../../src/redis-memory-file.ts";
+import { connectRedis } from "../../../src/redis/connect.ts";
+import { openMemoryRedisFile } from "../../../src/redis/memory-file.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "skiff-memfile-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,10 +1,10 @@
 /** One subscriber connection for many channel handlers (store, fleet, gateway), on the run's real Redis. */
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { silentLogger } from "../../src/logging.ts";
-import { connectRedis } from "../../src/redis.ts";
-import { RedisSubscriber } from "../../src/redis-subscriber.ts";
-import { connect, redisUrl } from "../support/redis.ts";
+import { silentLogger } from "../../../src/logging.ts";
+import { connectRedis } from "../../../src/redis/connect.ts";
+import { RedisSubscriber } from "../../../src/redis/subscriber.ts";
+import { connect, redisUrl } from "../../support/redis.ts";
 
 const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

@@ -1,20 +1,20 @@
 /**
- * The redis+sentinel:// URL (src/redis.ts) and how the configuration builds
+ * The redis+sentinel:// URL (src/redis/connect.ts) and how the configuration builds
  * it from --redis-sentinels / --redis-master (src/config.ts): parsed into
  * ioredis' sentinel options, secrets redacted from anything printed, bad
  * input refused with a message saying how to fix it. The failover itself is
  * test/faults/sentinel.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config.ts";
-import { redisUrlSchema } from "../../src/options.ts";
+import { loadConfig } from "../../../src/config.ts";
+import { redisUrlSchema } from "../../../src/options.ts";
 import {
   connectRedis,
   parseSentinelUrl,
   redactRedisUrl,
   redactSecrets,
   sentinelUrl,
-} from "../../src/redis.ts";
+} from "../../../src/redis/connect.ts";
 
 describe("redis+sentinel:// URLs", () => {
   it("carry the sentinels, the master name and both sets of credentials", () => {

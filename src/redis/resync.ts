@@ -11,7 +11,7 @@
 import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
-import type { Store, StoreEvent } from "./store.ts";
+import type { Store, StoreEvent } from "../store/store.ts";
 
 export type ResyncReason = "start" | "interval" | "resubscribe" | "manual";
 

@@ -9,7 +9,7 @@ import {
   onDurableChange,
   restoreMemoryRedis,
   snapshotMemoryRedis,
-} from "../../src/redis-memory.ts";
+} from "../../../src/redis/memory.ts";
 
 const fresh = () => connectMemoryRedis(`memory://test-${randomBytes(4).toString("hex")}`);
 

@@ -9,8 +9,8 @@
  * anything (the level-triggered half of edge + level).
  */
 import type { Redis } from "ioredis";
-import type { Logger } from "./logging.ts";
-import { quitRedis } from "./redis.ts";
+import type { Logger } from "../logging.ts";
+import { quitRedis } from "./connect.ts";
 
 export type MessageHandler = (message: string, channel: string) => void;
 
@@ -93,7 +93,7 @@ export class RedisSubscriber {
     });
     this.#conn = sub;
     // Every failed reconnect attempt of an outage lands here: the component's
-    // RedisHealth logs the outage once (src/redis-health.ts), so debug only.
+    // RedisHealth logs the outage once (src/redis/health.ts), so debug only.
     sub.on("error", (err: Error & { code?: string }) =>
       logger.debug({ err: err.code ?? err.message }, `${name} subscriber connection error`),
     );

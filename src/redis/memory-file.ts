@@ -9,13 +9,13 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { quitRedis } from "./redis.ts";
+import { quitRedis } from "./connect.ts";
 import {
   connectMemoryRedis,
   onDurableChange,
   restoreMemoryRedis,
   snapshotMemoryRedis,
-} from "./redis-memory.ts";
+} from "./memory.ts";
 
 export interface MemoryRedisFileOptions {
   /** Snapshot file, e.g. {stateDir}/store.json. */

@@ -23,9 +23,9 @@
  * `redactRedisUrl` for anything logged, printed or put in an error.
  */
 import { Redis, type RedisOptions } from "ioredis";
-import { SkiffError, UnavailableError } from "./errors.ts";
-import type { Logger } from "./logging.ts";
-import { connectMemoryRedis, isMemoryRedisUrl } from "./redis-memory.ts";
+import { SkiffError, UnavailableError } from "../errors.ts";
+import type { Logger } from "../logging.ts";
+import { connectMemoryRedis, isMemoryRedisUrl } from "./memory.ts";
 
 /** QUIT lets pending replies arrive; a connection that is not up is just dropped. */
 export async function quitRedis(r: Redis): Promise<void> {
