@@ -11,7 +11,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "../src/logging.ts";
 import { luaScript } from "../src/redis/script.ts";
-import { type GatewayKeys, gatewayKeys } from "./keys.ts";
+import { type GatewayKeys, gatewayKeys } from "../src/traffic/keys.ts";
 
 /** KEYS: [activate key]  ARGV: [gateway id, ttl ms, channel, ref] */
 const ACTIVATE = luaScript(`

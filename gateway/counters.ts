@@ -6,7 +6,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../src/logging.ts";
-import { type GatewayKeys, gatewayKeys, type RevisionCounters } from "./keys.ts";
+import { type GatewayKeys, gatewayKeys, type RevisionCounters } from "../src/traffic/keys.ts";
 
 export class RevisionStats {
   /** Accepted and not finished (queued ones included). */

@@ -1,7 +1,7 @@
 /** Skiff's gateway tier: Host routing, traffic splits, scale-from-zero buffering, counters. */
 
+export { type GatewayKeys, gatewayKeys, type RevisionCounters } from "../src/traffic/keys.ts";
 export { INTERNAL_HEADER_PREFIX } from "./headers.ts";
-export { type GatewayKeys, gatewayKeys, type RevisionCounters } from "./keys.ts";
 export {
   type GatewayOptions,
   type GatewayOptionsInput,

@@ -18,7 +18,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "../src/logging.ts";
 import { luaScript } from "../src/redis/script.ts";
-import { type GatewayKeys, gatewayKeys } from "./keys.ts";
+import { type GatewayKeys, gatewayKeys } from "../src/traffic/keys.ts";
 
 /**
  * KEYS: [waiters zset, lease zset of candidate 1, ..., of candidate n]

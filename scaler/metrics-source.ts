@@ -1,6 +1,6 @@
 /**
  * The fleet's load per revision, from the counters every gateway publishes
- * (`{p}metrics:gw:{id}`, see RevisionCounters in gateway/keys.ts).
+ * (`{p}metrics:gw:{id}`, see RevisionCounters in src/traffic/keys.ts).
  *
  * Each read turns every gateway's cumulative counters into averages over the
  * time since the previous read of the same series (same gateway, revision and
@@ -18,8 +18,8 @@
  *   contributes nothing and is dropped from `{p}metrics:gateways`.
  */
 import type { Redis } from "ioredis";
-import { gatewayKeys, type RevisionCounters } from "../gateway/keys.ts";
 import type { Logger } from "../src/logging.ts";
+import { gatewayKeys, type RevisionCounters } from "../src/traffic/keys.ts";
 
 /** The fleet's load on one revision over the last read interval. */
 export interface RevisionLoad {

@@ -35,7 +35,6 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
-import { gatewayKeys } from "../gateway/keys.ts";
 import type { Fleet } from "../src/fleet/fleet.ts";
 import { parseRevisionRef, revisionRef } from "../src/fleet/keys.ts";
 import type { DesiredInstance, RuntimeKind } from "../src/fleet/types.ts";
@@ -58,6 +57,7 @@ import {
 import { MAX_RECONNECT_DELAY_MS } from "../src/redis/connect.ts";
 import { type RedisStore, type WatchAndResync, watchAndResync } from "../src/store/index.ts";
 import type { StoreEvent } from "../src/store/store.ts";
+import { gatewayKeys } from "../src/traffic/keys.ts";
 import { Coalescer } from "./coalesce.ts";
 import { DesiredWriter, NotLeaderError } from "./desired-writer.ts";
 import { type FleetView, readFleetView, readyCount } from "./fleet-view.ts";

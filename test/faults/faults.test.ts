@@ -24,9 +24,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gatewayKeys } from "../../gateway/keys.ts";
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import { connectRedis } from "../../src/redis/connect.ts";
+import { gatewayKeys } from "../../src/traffic/keys.ts";
 import {
   outputs,
   type Proc,

@@ -7,9 +7,9 @@
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GatewayCluster, startGatewayCluster } from "../../gateway/cluster.ts";
-import { gatewayKeys } from "../../gateway/keys.ts";
 import { silentLogger } from "../../src/logging.ts";
 import { freePort } from "../../src/redis/server.ts";
+import { gatewayKeys } from "../../src/traffic/keys.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 import { type Backend, host, startBackend, TestScaler, testGatewayOptions } from "./support.ts";

@@ -6,9 +6,9 @@
  * back is published with a window that starts when it came back.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RevisionCounters } from "../../gateway/keys.ts";
-import { gatewayKeys } from "../../gateway/keys.ts";
 import type { Gateway } from "../../gateway/server.ts";
+import type { RevisionCounters } from "../../src/traffic/keys.ts";
+import { gatewayKeys } from "../../src/traffic/keys.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 import { type Backend, hit, host, startBackend, startTestGateway, TestScaler } from "./support.ts";

@@ -10,8 +10,8 @@ import { type AddressInfo, connect as netConnect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gatewayKeys, type RevisionCounters } from "../../gateway/keys.ts";
 import type { Gateway } from "../../gateway/server.ts";
+import { gatewayKeys, type RevisionCounters } from "../../src/traffic/keys.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import {
   type Backend,

@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gatewayKeys } from "../../gateway/keys.ts";
+import { gatewayKeys } from "../../src/traffic/keys.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import {
   type Backend,

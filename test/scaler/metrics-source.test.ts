@@ -7,9 +7,9 @@
  */
 import type { Redis } from "ioredis";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { gatewayKeys, type RevisionCounters } from "../../gateway/keys.ts";
 import { GatewayMetricsSource } from "../../scaler/metrics-source.ts";
 import { silentLogger } from "../../src/logging.ts";
+import { gatewayKeys, type RevisionCounters } from "../../src/traffic/keys.ts";
 import { connect, uniquePrefix } from "../support/redis.ts";
 
 const redis: Redis = connect();

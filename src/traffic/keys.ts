@@ -1,5 +1,5 @@
 /**
- * Redis keys and channels the gateway writes (documented in docs/gateway.md).
+ * Redis keys and channels the gateways write and the scaler reads (the contract between gateways and the scaler; docs/architecture.md lists every key).
  * Routing tables are read from src/control/routing.ts keys, endpoints and
  * agents from src/fleet/keys.ts.
  *
