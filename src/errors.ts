@@ -20,6 +20,12 @@ export const ErrorCodes = {
   INVALID: { status: 422, reason: "Invalid" },
   TOO_MANY_REQUESTS: { status: 429, reason: "TooManyRequests" },
   UNAVAILABLE: { status: 503, reason: "ServiceUnavailable" },
+  /** This replica does not lead (e.g. a scaler write fenced by a newer leader). */
+  NOT_LEADER: { status: 503, reason: "ServiceUnavailable" },
+  /** The client went away before the answer (nginx's 499: nobody reads it). */
+  CLIENT_GONE: { status: 499, reason: "ClientClosedRequest" },
+  /** A command line that cannot be run as written (CLI flags, arguments). */
+  USAGE: { status: 400, reason: "BadRequest" },
   TIMEOUT: { status: 504, reason: "Timeout" },
   INTERNAL: { status: 500, reason: "InternalError" },
 } as const;
@@ -152,4 +158,62 @@ export class UnavailableError extends SkiffError {
 
 export function isSkiffError(err: unknown): err is SkiffError {
   return err instanceof SkiffError;
+}
+
+/** What a zod issue looks like to us (structural, so this file needs no zod). */
+export interface IssueLike {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly code?: string;
+}
+
+/** `prefix` + a zod path as a Kubernetes field path: `spec.containers[0].image`. */
+export function fieldPath(prefix: string | undefined, path: readonly PropertyKey[]): string {
+  let field = prefix ?? "";
+  for (const key of path) {
+    if (typeof key === "number") field += `[${key}]`;
+    else field += field ? `.${String(key)}` : String(key);
+  }
+  return field;
+}
+
+/**
+ * zod issues as causes, the one conversion every component uses: a missing
+ * value is FieldValueRequired, anything else FieldValueInvalid.
+ */
+export function causesFromIssues(issues: readonly IssueLike[], prefix?: string): Cause[] {
+  return issues.map((issue) => ({
+    field: fieldPath(prefix, issue.path),
+    message: issue.message,
+    reason: issue.code === "invalid_type" ? "FieldValueRequired" : "FieldValueInvalid",
+  }));
+}
+
+/** This replica does not lead: its write was refused (fenced) or it may not act. */
+export class NotLeaderError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("NOT_LEADER", message, options);
+  }
+}
+
+/** The client closed the connection before the answer; nothing to send, nobody to blame. */
+export class ClientGoneError extends SkiffError {
+  constructor(message = "the client closed the connection", options?: ErrorOptions) {
+    super("CLIENT_GONE", message, options);
+  }
+}
+
+/** A command line that cannot run as written; the CLI prints it with a hint and exits 2. */
+export class UsageError extends SkiffError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("USAGE", message, options);
+  }
+}
+
+/**
+ * How a CLI process ends for an error: 2 for a command line it cannot run
+ * (like commander's own usage errors), 1 for everything else.
+ */
+export function exitCodeOf(err: unknown): number {
+  return err instanceof SkiffError && err.code === "USAGE" ? 2 : 1;
 }
