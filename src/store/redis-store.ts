@@ -21,6 +21,7 @@ import {
   ValidationError,
 } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
+import { Counter, type Registry } from "../metrics.ts";
 import { KINDS, type Plural, type Resource, type ResourceOf } from "../model/types.ts";
 import {
   loggerSchema,
@@ -51,6 +52,8 @@ export interface RedisStoreOptions {
   /** Prefix of every key and of the events channel. Default "skiff:". */
   prefix?: string;
   logger?: Logger;
+  /** Where the store's transaction counters are registered (none: not exported). */
+  registry?: Registry;
 }
 
 export interface RedisStore extends Store {
@@ -72,6 +75,7 @@ const optionsSchema = z
     redis: redisInstanceSchema.optional(),
     prefix: redisPrefixSchema,
     logger: loggerSchema.optional(),
+    registry: z.custom<Registry>((v) => typeof v === "object" && v !== null).optional(),
   })
   .refine((o) => (o.url === undefined) !== (o.redis === undefined), {
     message: "give exactly one of url and redis",
@@ -121,7 +125,13 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       logger: opts.logger ?? silentLogger,
     });
   const logger = opts.logger ?? silentLogger;
-  return new RedisStoreImpl(redis, owned, keySpace(opts.prefix), logger);
+  return new RedisStoreImpl(
+    redis,
+    owned,
+    keySpace(opts.prefix),
+    logger,
+    storeMetrics(opts.registry),
+  );
 }
 
 const PLURAL_OF = Object.fromEntries(Object.entries(KINDS).map(([p, k]) => [k, p])) as Record<
@@ -182,6 +192,29 @@ async function guard<T>(p: Promise<T>): Promise<T> {
 function backoffMs(attempt: number): number {
   return Math.random() * Math.min(100, 2 ** (attempt + 1));
 }
+
+/**
+ * Commits attempted vs committed is the store's contention figure: 1.0 means
+ * no write ever re-ran for a conflict.
+ */
+function storeMetrics(registry: Registry | undefined) {
+  const registers = registry ? [registry] : [];
+  return {
+    attempts: new Counter({
+      name: "skiff_store_commit_attempts_total",
+      help: "Commits attempted by write transactions (a lost race re-runs the callback and attempts again)",
+      registers,
+    }),
+    outcomes: new Counter({
+      name: "skiff_store_transactions_total",
+      help: "Write transactions by outcome: committed, or conflict (gave up after maxAttempts lost races)",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+  };
+}
+
+type StoreMetrics = ReturnType<typeof storeMetrics>;
 
 interface Read {
   /** o: object version, c: collection version, n: collection size bound, b: artifact bytes bound. */
@@ -415,7 +448,10 @@ class RedisStoreImpl implements RedisStore {
   #subscribed: Promise<unknown> | undefined;
   #closed = false;
 
-  constructor(redis: Redis, owned: boolean, keys: KeySpace, logger: Logger) {
+  readonly #metrics: StoreMetrics;
+
+  constructor(redis: Redis, owned: boolean, keys: KeySpace, logger: Logger, metrics: StoreMetrics) {
+    this.#metrics = metrics;
     this.#redis = redis;
     this.#owned = owned;
     this.keys = keys;
@@ -489,8 +525,10 @@ class RedisStoreImpl implements RedisStore {
         tx.finish();
       }
       if (dryRun || tx.empty) return { value, resourceVersion: "" };
+      this.#metrics.attempts.inc();
       const outcome = await this.#commit(tx);
       if (outcome.ok) {
+        this.#metrics.outcomes.inc({ outcome: "committed" });
         for (const s of tx.staged.values()) {
           if (s.op === "put") s.obj.metadata.resourceVersion = outcome.resourceVersion;
         }
@@ -499,6 +537,7 @@ class RedisStoreImpl implements RedisStore {
       conflict = tx.reads.get(outcome.key);
       if (attempt < maxAttempts) await sleep(backoffMs(attempt));
     }
+    this.#metrics.outcomes.inc({ outcome: "conflict" });
     const what = conflict?.what ?? "an object this transaction read";
     throw new ConflictError(
       `${what} changed concurrently ${maxAttempts} times while this change was being made, retry`,
