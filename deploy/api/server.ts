@@ -45,6 +45,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     redis,
     prefix: config.redisPrefix,
     logger: health.quietLogger,
+    registry,
   });
   const token = await resolveApiToken({
     redis,

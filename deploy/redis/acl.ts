@@ -78,9 +78,21 @@ const STORE_KEYS = (access: "R" | "RW"): KeyGrant[] => [
   { pattern: "ns:*", access, why: "namespaces holding a kind" },
   { pattern: "cv:*", access, why: "collection versions" },
   { pattern: "rv", access, why: "resourceVersion counter" },
+  { pattern: "artifact-bytes:*", access, why: "bytes of a namespace's artifacts (quota)" },
 ];
-const STORE_COMMANDS = ["get", "set", "del", "incr", "hget", "hmget", "hset", "smembers"];
-const STORE_COMMANDS_WRITE = [...STORE_COMMANDS, "sadd", "srem", "publish"];
+const STORE_COMMANDS = [
+  "get",
+  "set",
+  "del",
+  "incr",
+  "hget",
+  "hmget",
+  "hset",
+  "smembers",
+  "scard",
+  "strlen",
+];
+const STORE_COMMANDS_WRITE = [...STORE_COMMANDS, "sadd", "srem", "publish", "incrby", "decrby"];
 
 export const ROLE_GRANTS: readonly RoleGrant[] = [
   {

@@ -87,7 +87,9 @@ export async function applyService(
   const existing = await tx.get("services", namespace, name);
   checkExistence("services", existing, input.metadata, ctx.mode);
   if (!existing && ctx.quota) {
-    const used = (await tx.list("services", namespace)).length;
+    // A bound, not a snapshot: other services created meanwhile do not
+    // invalidate this write unless the quota is really reached.
+    const used = await tx.count("services", namespace, { atMost: ctx.quota.services - 1 });
     if (used + 1 > ctx.quota.services) {
       throw quotaExceeded(
         namespace,
@@ -321,19 +323,21 @@ async function checkRevisionQuota(
   quota: NamespaceQuota,
   bytes: number,
 ): Promise<void> {
-  const revisions = await tx.list("revisions", namespace);
-  if (revisions.length + 1 > quota.revisions) {
+  // Bounds, not snapshots: revisions created (or changing status) elsewhere in
+  // the namespace do not invalidate this write unless a quota is really reached.
+  const count = await tx.count("revisions", namespace, { atMost: quota.revisions - 1 });
+  if (count + 1 > quota.revisions) {
     throw quotaExceeded(
       namespace,
       "revisions",
       quota.revisions,
-      revisions.length,
+      count,
       1,
       "delete old revisions (skiff revision delete NAME) or lower the revision GC's retention",
     );
   }
   if (bytes === 0) return;
-  const used = revisions.reduce((sum, r) => sum + (r.status.workerArtifact?.bytes ?? 0), 0);
+  const used = await tx.artifactBytes(namespace, { atMost: quota.artifactBytes - bytes });
   if (used + bytes > quota.artifactBytes) {
     throw quotaExceeded(
       namespace,
@@ -414,14 +418,20 @@ function assertOwnedBy(obj: Resource | undefined, owner: Service, kind: string):
   );
 }
 
-/** Status lookups see revisions read or staged in this transaction. */
+/**
+ * Status lookups see revisions read or staged in this transaction. The read is
+ * a snapshot the write does not depend on: the status a write implies is
+ * computed from it, and the scaler (status's one writer) recomputes from the
+ * write's own event, so revisions changing status elsewhere in the namespace
+ * never make a user's write conflict.
+ */
 export async function statusContext(
   tx: Tx,
   namespace: string,
   ctx: { domain: string; scheme: string },
 ): Promise<StatusContext> {
   const revisions = new Map(
-    (await tx.list("revisions", namespace)).map((r) => [r.metadata.name, r]),
+    (await tx.list("revisions", namespace, { depend: "none" })).map((r) => [r.metadata.name, r]),
   );
   return { domain: ctx.domain, scheme: ctx.scheme, revision: (n) => revisions.get(n) };
 }

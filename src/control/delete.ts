@@ -62,7 +62,8 @@ export async function deleteRevision(tx: Tx, namespace: string, name: string): P
 }
 
 async function revisionsOf(tx: Tx, config: Configuration): Promise<Revision[]> {
-  const all = await tx.list("revisions", config.metadata.namespace);
+  // Ownership never changes, so only which revisions exist matters.
+  const all = await tx.list("revisions", config.metadata.namespace, { depend: "membership" });
   return all.filter((r) => controllerOf(r)?.uid === config.metadata.uid);
 }
 

@@ -21,6 +21,11 @@ export interface KeySpace {
   readonly resourceVersion: string;
   /** STRING: an opaque artifact of a revision (e.g. a compiled worker bundle). */
   artifact(namespace: string, revision: string): string;
+  /**
+   * STRING integer: bytes of all artifacts in a namespace, kept by the commit
+   * script once it exists (created on first read from the artifacts themselves).
+   */
+  artifactBytes(namespace: string): string;
   /** Pub/sub channel: one JSON StoreEvent per committed object write. */
   readonly events: string;
 }
@@ -49,6 +54,7 @@ export function keySpace(prefix: string): KeySpace {
     collectionVersion: (kind, namespace) => `${prefix}cv:${kind}:${namespace}`,
     resourceVersion: `${prefix}rv`,
     artifact: (namespace, revision) => `${prefix}artifact:${namespace}:${revision}`,
+    artifactBytes: (namespace) => `${prefix}artifact-bytes:${namespace}`,
     events: `${prefix}events`,
   };
 }

@@ -3,9 +3,11 @@
  * keys.ts, atomic scripts in scripts.ts.
  *
  * Optimistic concurrency: a Tx remembers the version of everything it read
- * (object -> its rv or "absent"; collection -> its collection version plus each
- * member's rv) and the commit script applies the staged writes only if all of
- * them still hold; otherwise the callback re-runs against fresh data.
+ * (object -> its rv or "absent"; collection -> its collection version plus,
+ * unless asked otherwise, each member's rv; a count or a byte total -> the
+ * bound the callback's decision needs) and the commit script applies the
+ * staged writes only if all of them still hold; otherwise the callback re-runs
+ * against fresh data.
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
@@ -19,6 +21,7 @@ import {
   ValidationError,
 } from "../errors.ts";
 import { type Logger, silentLogger } from "../logging.ts";
+import { Counter, type Registry } from "../metrics.ts";
 import { KINDS, type Plural, type Resource, type ResourceOf } from "../model/types.ts";
 import {
   loggerSchema,
@@ -29,8 +32,17 @@ import {
 import { connectRedis, quitRedis } from "../redis/connect.ts";
 import { RedisSubscriber } from "../redis/subscriber.ts";
 import { checkSegment, type KeySpace, keySpace } from "./keys.ts";
-import { COMMIT, LIST } from "./scripts.ts";
-import type { CommitResult, ListOptions, Store, StoreEvent, TransactOptions, Tx } from "./store.ts";
+import { ARTIFACT_BYTES, COMMIT, LIST } from "./scripts.ts";
+import type {
+  Bound,
+  CommitResult,
+  ListOptions,
+  Store,
+  StoreEvent,
+  TransactOptions,
+  Tx,
+  TxListOptions,
+} from "./store.ts";
 
 export interface RedisStoreOptions {
   /** redis:// or rediss:// URL; the store owns (and closes) this connection. */
@@ -40,6 +52,8 @@ export interface RedisStoreOptions {
   /** Prefix of every key and of the events channel. Default "skiff:". */
   prefix?: string;
   logger?: Logger;
+  /** Where the store's transaction counters are registered (none: not exported). */
+  registry?: Registry;
 }
 
 export interface RedisStore extends Store {
@@ -61,6 +75,7 @@ const optionsSchema = z
     redis: redisInstanceSchema.optional(),
     prefix: redisPrefixSchema,
     logger: loggerSchema.optional(),
+    registry: z.custom<Registry>((v) => typeof v === "object" && v !== null).optional(),
   })
   .refine((o) => (o.url === undefined) !== (o.redis === undefined), {
     message: "give exactly one of url and redis",
@@ -110,7 +125,13 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Redi
       logger: opts.logger ?? silentLogger,
     });
   const logger = opts.logger ?? silentLogger;
-  return new RedisStoreImpl(redis, owned, keySpace(opts.prefix), logger);
+  return new RedisStoreImpl(
+    redis,
+    owned,
+    keySpace(opts.prefix),
+    logger,
+    storeMetrics(opts.registry),
+  );
 }
 
 const PLURAL_OF = Object.fromEntries(Object.entries(KINDS).map(([p, k]) => [k, p])) as Record<
@@ -172,9 +193,33 @@ function backoffMs(attempt: number): number {
   return Math.random() * Math.min(100, 2 ** (attempt + 1));
 }
 
+/**
+ * Commits attempted vs committed is the store's contention figure: 1.0 means
+ * no write ever re-ran for a conflict.
+ */
+function storeMetrics(registry: Registry | undefined) {
+  const registers = registry ? [registry] : [];
+  return {
+    attempts: new Counter({
+      name: "skiff_store_commit_attempts_total",
+      help: "Commits attempted by write transactions (a lost race re-runs the callback and attempts again)",
+      registers,
+    }),
+    outcomes: new Counter({
+      name: "skiff_store_transactions_total",
+      help: "Write transactions by outcome: committed, or conflict (gave up after maxAttempts lost races)",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+  };
+}
+
+type StoreMetrics = ReturnType<typeof storeMetrics>;
+
 interface Read {
-  type: "o" | "c";
-  /** The version seen; "" when absent. */
+  /** o: object version, c: collection version, n: collection size bound, b: artifact bytes bound. */
+  type: "o" | "c" | "n" | "b";
+  /** The version seen ("" when absent), or for a bound the most allowed. */
   seen: string;
   /** For the conflict message. */
   what: string;
@@ -188,6 +233,7 @@ type Staged =
 
 interface StagedArtifact {
   key: string;
+  namespace: string;
   content: string;
 }
 
@@ -233,6 +279,12 @@ class RedisTx implements Tx {
     if (!this.reads.has(key)) this.reads.set(key, read);
   }
 
+  /** A bound: the tightest one asked for the same key holds. */
+  #bound(key: string, read: Read): void {
+    const had = this.reads.get(key);
+    if (!had || Number(read.seen) < Number(had.seen)) this.reads.set(key, read);
+  }
+
   #stagedView<P extends Plural>(key: string): ResourceOf<P> | undefined | null {
     const s = this.staged.get(key);
     if (!s) return null;
@@ -262,9 +314,14 @@ class RedisTx implements Tx {
     return rv && json ? decode<P>(key, rv, json) : undefined;
   }
 
-  async list<P extends Plural>(kind: P, namespace: string): Promise<ResourceOf<P>[]> {
+  async list<P extends Plural>(
+    kind: P,
+    namespace: string,
+    options: TxListOptions = {},
+  ): Promise<ResourceOf<P>[]> {
     this.#open();
     checkSegment("metadata.namespace", namespace);
+    const depend = options.depend ?? "members";
     const k = this.#keys;
     const { cv, members } = listReply(
       await guard(
@@ -275,21 +332,25 @@ class RedisTx implements Tx {
         ),
       ),
     );
-    this.#remember(k.collectionVersion(kind, namespace), {
-      type: "c",
-      seen: cv,
-      what: `the ${kind} in namespace ${namespace}`,
-    });
+    if (depend !== "none") {
+      this.#remember(k.collectionVersion(kind, namespace), {
+        type: "c",
+        seen: cv,
+        what: `the ${kind} in namespace ${namespace}`,
+      });
+    }
     const byName = new Map<string, ResourceOf<P>>();
     for (const [name, rv, json] of members) {
       const key = k.obj(kind, namespace, name);
-      this.#remember(key, {
-        type: "o",
-        seen: rv,
-        what: `${kind} ${namespace}/${name}`,
-        kind: KINDS[kind],
-        name,
-      });
+      if (depend === "members") {
+        this.#remember(key, {
+          type: "o",
+          seen: rv,
+          what: `${kind} ${namespace}/${name}`,
+          kind: KINDS[kind],
+          name,
+        });
+      }
       byName.set(name, decode<P>(key, rv, json));
     }
     // Read-your-writes: overlay what this Tx staged in the same collection.
@@ -299,6 +360,45 @@ class RedisTx implements Tx {
       else byName.set(s.name, this.#stagedView<P>(key) as ResourceOf<P>);
     }
     return [...byName.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, o]) => o);
+  }
+
+  async count(kind: Plural, namespace: string, bound?: Bound): Promise<number> {
+    this.#open();
+    checkSegment("metadata.namespace", namespace);
+    const key = this.#keys.index(kind, namespace);
+    const n = await guard(this.#redis.scard(key));
+    if (bound) {
+      this.#bound(key, {
+        type: "n",
+        seen: String(bound.atMost),
+        what: `the number of ${kind} in namespace ${namespace}`,
+      });
+    }
+    return n;
+  }
+
+  async artifactBytes(namespace: string, bound?: Bound): Promise<number> {
+    this.#open();
+    checkSegment("metadata.namespace", namespace);
+    const k = this.#keys;
+    const key = k.artifactBytes(namespace);
+    const n = Number(
+      await guard(
+        ARTIFACT_BYTES.run(
+          this.#redis,
+          [key, k.index("revisions", namespace)],
+          [k.artifact(namespace, "")],
+        ),
+      ),
+    );
+    if (bound) {
+      this.#bound(key, {
+        type: "b",
+        seen: String(bound.atMost),
+        what: `the artifact bytes of namespace ${namespace}`,
+      });
+    }
+    return n;
   }
 
   put(obj: Resource): void {
@@ -333,7 +433,7 @@ class RedisTx implements Tx {
     checkSegment("revision", revision);
     if (typeof content !== "string") throw new TypeError("artifact content must be a string");
     const key = this.#keys.artifact(namespace, revision);
-    this.artifacts.set(key, { key, content });
+    this.artifacts.set(key, { key, namespace, content });
   }
 }
 
@@ -348,7 +448,10 @@ class RedisStoreImpl implements RedisStore {
   #subscribed: Promise<unknown> | undefined;
   #closed = false;
 
-  constructor(redis: Redis, owned: boolean, keys: KeySpace, logger: Logger) {
+  readonly #metrics: StoreMetrics;
+
+  constructor(redis: Redis, owned: boolean, keys: KeySpace, logger: Logger, metrics: StoreMetrics) {
+    this.#metrics = metrics;
     this.#redis = redis;
     this.#owned = owned;
     this.keys = keys;
@@ -422,8 +525,10 @@ class RedisStoreImpl implements RedisStore {
         tx.finish();
       }
       if (dryRun || tx.empty) return { value, resourceVersion: "" };
+      this.#metrics.attempts.inc();
       const outcome = await this.#commit(tx);
       if (outcome.ok) {
+        this.#metrics.outcomes.inc({ outcome: "committed" });
         for (const s of tx.staged.values()) {
           if (s.op === "put") s.obj.metadata.resourceVersion = outcome.resourceVersion;
         }
@@ -432,6 +537,7 @@ class RedisStoreImpl implements RedisStore {
       conflict = tx.reads.get(outcome.key);
       if (attempt < maxAttempts) await sleep(backoffMs(attempt));
     }
+    this.#metrics.outcomes.inc({ outcome: "conflict" });
     const what = conflict?.what ?? "an object this transaction read";
     throw new ConflictError(
       `${what} changed concurrently ${maxAttempts} times while this change was being made, retry`,
@@ -462,6 +568,7 @@ class RedisStoreImpl implements RedisStore {
         k.namespaces(s.kind),
         k.collectionVersion(s.kind, s.namespace),
         hasArtifact ? k.artifact(s.namespace, s.name) : key,
+        k.artifactBytes(s.namespace),
       );
       args.push(
         s.op === "put" ? "p" : "d",
@@ -473,7 +580,7 @@ class RedisStoreImpl implements RedisStore {
       );
     }
     for (const a of tx.artifacts.values()) {
-      keys.push(a.key);
+      keys.push(a.key, k.artifactBytes(a.namespace));
       args.push(a.content);
     }
     const [ok, detail] = (await guard(COMMIT.run(this.#redis, keys, args))) as [number, string];

@@ -33,14 +33,47 @@ export interface Tx {
     namespace: string,
     name: string,
   ): Promise<ResourceOf<P> | undefined>;
-  /** Read a whole collection; the commit fails if any member is added or removed meanwhile. */
-  list<P extends Plural>(kind: P, namespace: string): Promise<ResourceOf<P>[]>;
+  /**
+   * Read a whole collection. By default the commit fails if any member is
+   * added, removed or changed meanwhile; `depend` narrows that to what the
+   * callback's decision rests on (see TxListOptions).
+   */
+  list<P extends Plural>(
+    kind: P,
+    namespace: string,
+    options?: TxListOptions,
+  ): Promise<ResourceOf<P>[]>;
+  /**
+   * How many objects of a kind a namespace holds (committed ones: not what this
+   * Tx staged). With a bound, the commit fails only if the count has grown past
+   * `atMost` meanwhile: a quota check that other creations do not disturb until
+   * the quota is really at stake.
+   */
+  count(kind: Plural, namespace: string, bound?: Bound): Promise<number>;
+  /** The bytes of a namespace's artifacts (committed ones), with an optional bound as for count. */
+  artifactBytes(namespace: string, bound?: Bound): Promise<number>;
   /** Stage a write. metadata.resourceVersion is assigned at commit. */
   put(obj: Resource): void;
   /** Stage a delete (and of the object's artifact, if any). */
   delete(kind: Plural, namespace: string, name: string): void;
   /** Stage a write of an opaque artifact (e.g. a worker bundle) tied to a revision. */
   putArtifact(namespace: string, revision: string, content: string): void;
+}
+
+export interface TxListOptions {
+  /**
+   * What a concurrent change must not touch for the commit to hold:
+   * - "members" (default): membership and every member's content;
+   * - "membership": only which objects exist (a member's status or spec may change);
+   * - "none": nothing; the read is a snapshot the writes do not depend on
+   *   (e.g. to compute advisory status that the status writer recomputes).
+   */
+  depend?: "members" | "membership" | "none";
+}
+
+/** The most a counted quantity may be at commit for the callback's decision to hold. */
+export interface Bound {
+  atMost: number;
 }
 
 export interface TransactOptions {

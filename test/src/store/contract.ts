@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ConflictError } from "../../../src/errors.ts";
-import type { Store, StoreEvent } from "../../../src/store/store.ts";
+import type { Store, StoreEvent, Tx } from "../../../src/store/store.ts";
 import { gate, revision, service } from "./fixtures.ts";
 
 const NS = "default";
@@ -232,6 +232,149 @@ export function describeStoreContract(name: string, open: () => Promise<Store>):
       it("a transaction that only reads writes nothing and returns an empty resourceVersion", async () => {
         const result = await store.transact(async (tx) => (await tx.list("services", NS)).length);
         expect(result).toEqual({ value: 0, resourceVersion: "" });
+      });
+
+      /** Run `fn` once as the callback of a transaction, with `between` committed by another writer after it read; count the attempts. */
+      async function raced(
+        read: (tx: Tx) => Promise<unknown>,
+        between: () => Promise<unknown>,
+      ): Promise<number> {
+        let attempts = 0;
+        await store.transact(async (tx) => {
+          attempts++;
+          await read(tx);
+          if (attempts === 1) await between();
+          tx.put(service(NS, `writer-${attempts}`));
+        });
+        return attempts;
+      }
+
+      const setStatus = (name: string, message: string) =>
+        store.transact(async (tx) => {
+          const rev = (await tx.get("revisions", NS, name))!;
+          rev.status = {
+            ...rev.status,
+            conditions: [
+              {
+                type: "Ready",
+                status: "Unknown",
+                message,
+                lastTransitionTime: "2026-12-01T00:00:00Z",
+              },
+            ],
+          };
+          tx.put(rev);
+        });
+
+      it("a list depending on membership only is not disturbed by a member's change, but is by a new member", async () => {
+        await store.transact(async (tx) => tx.put(revision(NS, "r1")));
+        const list = (tx: Tx) => tx.list("revisions", NS, { depend: "membership" });
+        expect(await raced(list, () => setStatus("r1", "changed"))).toBe(1);
+        expect(
+          await raced(list, () => store.transact(async (tx) => tx.put(revision(NS, "r2")))),
+        ).toBe(2);
+      });
+
+      it("a list depending on nothing is a snapshot no other write disturbs", async () => {
+        await store.transact(async (tx) => tx.put(revision(NS, "r1")));
+        const list = (tx: Tx) => tx.list("revisions", NS, { depend: "none" });
+        expect(await raced(list, () => setStatus("r1", "changed"))).toBe(1);
+        expect(
+          await raced(list, () => store.transact(async (tx) => tx.put(revision(NS, "r2")))),
+        ).toBe(1);
+      });
+
+      it("a default list is disturbed by a member's change (status included)", async () => {
+        await store.transact(async (tx) => tx.put(revision(NS, "r1")));
+        expect(
+          await raced(
+            (tx) => tx.list("revisions", NS),
+            () => setStatus("r1", "x"),
+          ),
+        ).toBe(2);
+      });
+
+      /** A quota check as apply.ts does it: room for one more under `limit`, or throw. */
+      async function quotaRace(
+        measure: (tx: Tx, atMost: number) => Promise<number>,
+        limit: number,
+        between: () => Promise<unknown>,
+      ): Promise<{ attempts: number; outcome: string }> {
+        let attempts = 0;
+        try {
+          await store.transact(async (tx) => {
+            attempts++;
+            const used = await measure(tx, limit - 1);
+            if (used + 1 > limit) throw new Error(`quota: ${used} used`);
+            if (attempts === 1) await between();
+            tx.put(service(NS, `writer-${attempts}`));
+          });
+          return { attempts, outcome: "committed" };
+        } catch (err) {
+          return { attempts, outcome: (err as Error).message };
+        }
+      }
+
+      it("a bounded count is disturbed only when the collection outgrows the bound", async () => {
+        await store.transact(async (tx) => tx.put(revision(NS, "r1")));
+        const addRev = (name: string) => () =>
+          store.transact(async (tx) => tx.put(revision(NS, name)));
+        const count = (tx: Tx, atMost: number) => tx.count("revisions", NS, { atMost });
+        // Limit 3, 1 used: another member (2) leaves room, the decision holds.
+        expect(await quotaRace(count, 3, addRev("r2"))).toEqual({
+          attempts: 1,
+          outcome: "committed",
+        });
+        // 2 used: a third member fills the quota, the decision is taken again and refused.
+        expect(await quotaRace(count, 3, addRev("r3"))).toEqual({
+          attempts: 2,
+          outcome: "quota: 3 used",
+        });
+      });
+
+      it("artifactBytes counts artifacts written before it was first asked, then follows puts and deletes", async () => {
+        await store.transact(async (tx) => {
+          tx.put(revision(NS, "a"));
+          tx.putArtifact(NS, "a", "x".repeat(100));
+          tx.put(revision(NS, "b"));
+          tx.putArtifact(NS, "b", "y".repeat(50));
+        });
+        const bytes = async () => (await store.transact((tx) => tx.artifactBytes(NS))).value;
+        expect(await bytes()).toBe(150);
+        await store.transact(async (tx) => {
+          tx.put(revision(NS, "c"));
+          tx.putArtifact(NS, "c", "z".repeat(7));
+          tx.putArtifact(NS, "a", "x".repeat(10)); // replaced: 100 -> 10
+        });
+        expect(await bytes()).toBe(67);
+        await store.transact(async (tx) => tx.delete("revisions", NS, "b"));
+        expect(await bytes()).toBe(17);
+        expect(await store.transact((tx) => tx.artifactBytes("other-ns"))).toMatchObject({
+          value: 0,
+        });
+      });
+
+      it("a bounded artifactBytes is disturbed only when the namespace's bytes pass the bound", async () => {
+        await store.transact(async (tx) => {
+          tx.put(revision(NS, "a"));
+          tx.putArtifact(NS, "a", "x".repeat(10));
+        });
+        const addArt = (name: string, n: number) => () =>
+          store.transact(async (tx) => {
+            tx.put(revision(NS, name));
+            tx.putArtifact(NS, name, "x".repeat(n));
+          });
+        const bytes = (tx: Tx, atMost: number) => tx.artifactBytes(NS, { atMost });
+        // Limit 101 (room for 1 more byte): 10 -> 50 used leaves room.
+        expect(await quotaRace(bytes, 101, addArt("b", 40))).toEqual({
+          attempts: 1,
+          outcome: "committed",
+        });
+        // 50 -> 110 used passes it: taken again and refused.
+        expect(await quotaRace(bytes, 101, addArt("c", 60))).toEqual({
+          attempts: 2,
+          outcome: "quota: 110 used",
+        });
       });
 
       it("a transaction whose read object is changed by another writer re-runs on fresh data", async () => {

@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { UnavailableError, ValidationError } from "../../../src/errors.ts";
 import type { Logger } from "../../../src/logging.ts";
+import { createRegistry } from "../../../src/metrics.ts";
 import { createRedisStore, type RedisStore } from "../../../src/store/redis-store.ts";
 import type { StoreEvent } from "../../../src/store/store.ts";
 import { connect, redisUrl, uniquePrefix } from "../../support/redis.ts";
@@ -121,6 +122,39 @@ describe("RedisStore specifics", () => {
     await store.transact(async (tx) => tx.put(service("default", "good")));
     await vi.waitFor(() => expect(events.map((e) => e.name)).toEqual(["good"]), { timeout: 5000 });
     expect(lines.filter((l) => l.includes("ignoring malformed store event"))).toHaveLength(2);
+  });
+
+  it("counts commits attempted and transactions by outcome, so contention shows as attempts per commit", async () => {
+    const registry = createRegistry({ component: "test" });
+    const counted = await createRedisStore({
+      url: redisUrl(),
+      prefix: uniquePrefix("metrics"),
+      registry,
+    });
+    try {
+      await counted.transact(async (tx) => tx.put(service("default", "a")));
+      let runs = 0;
+      await counted.transact(async (tx) => {
+        runs++;
+        const svc = (await tx.get("services", "default", "a"))!;
+        if (runs === 1) {
+          await counted.transact(async (other) => {
+            const fresh = (await other.get("services", "default", "a"))!;
+            fresh.metadata.labels = { other: "1" };
+            other.put(fresh);
+          });
+        }
+        tx.put(svc);
+      });
+      const text = await registry.metrics();
+      // 3 committed (a, the other writer, the re-run) from 4 attempts (one lost race).
+      expect(text).toMatch(/skiff_store_commit_attempts_total\{component="test"\} 4/);
+      expect(text).toMatch(
+        /skiff_store_transactions_total\{outcome="committed",component="test"\} 3/,
+      );
+    } finally {
+      await counted.close();
+    }
   });
 
   it("stores with different prefixes on one Redis do not see each other", async () => {
