@@ -778,10 +778,3 @@ export class Agent {
     }
   }
 }
-
-/** Create and start an agent. */
-export async function createAgent(options: AgentOptionsInput = {}): Promise<Agent> {
-  const agent = new Agent(options);
-  await agent.start();
-  return agent;
-}

@@ -6,7 +6,6 @@
  * ready endpoints of every revision, keyed "{ns}/{rev}".
  */
 import type { Fleet } from "../src/fleet/fleet.ts";
-import { revisionRef } from "../src/fleet/keys.ts";
 import type { AgentRecord, DesiredInstance, Endpoint, InstanceStatus } from "../src/fleet/types.ts";
 
 export interface FleetView {
@@ -58,20 +57,4 @@ export async function readFleetView(
 /** Ready instances of a revision: its endpoints on live agents. */
 export function readyCount(view: FleetView, ref: string): number {
   return view.endpoints.get(ref)?.length ?? 0;
-}
-
-/** Every desired instance with its agent, keyed by revision ref. */
-export function desiredByRevision(
-  view: FleetView,
-): Map<string, { agentId: string; instance: DesiredInstance }[]> {
-  const out = new Map<string, { agentId: string; instance: DesiredInstance }[]>();
-  for (const [agentId, list] of view.desired) {
-    for (const instance of list) {
-      const ref = revisionRef(instance.namespace, instance.revision);
-      const arr = out.get(ref) ?? [];
-      arr.push({ agentId, instance });
-      out.set(ref, arr);
-    }
-  }
-  return out;
 }

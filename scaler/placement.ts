@@ -40,7 +40,6 @@ export const placementOptionsSchema = z.object({
   isolate: requestsSchema(10, 16 * MIB),
 });
 export type PlacementOptions = z.output<typeof placementOptionsSchema>;
-export type PlacementOptionsInput = z.input<typeof placementOptionsSchema>;
 export const defaultPlacementOptions: PlacementOptions = placementOptionsSchema.parse({});
 
 export interface RevisionNeeds {

@@ -3,7 +3,8 @@
 #   bash scripts/test.sh
 # Installs what is missing (Node 24 into a cache folder; redis-server and
 # docker.io with apt when root), starts dockerd when none answers, installs
-# npm dependencies, then format check + lint + type-check + every test.
+# npm dependencies, then format check + lint + type-check + dead code (knip)
+# + doc references + every test.
 # The test run starts its own private redis-server unless REDIS_URL is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,10 @@ say "format + lint (biome)"
 npx biome check --error-on-warnings .
 say "type-check (tsc)"
 npx tsc -p tsconfig.json
+say "dead code (knip)"
+npx knip
+say "doc references"
+node scripts/check-links.ts
 
 say "CLI bundle (esbuild)"
 npm run --silent build:cli

@@ -2,7 +2,7 @@
  * The CLI's HTTP client for the deploy API. Errors come back as Kubernetes
  * Status objects; ApiError keeps their code, reason and field causes.
  */
-import type { Plural, Resource, ResourceOf } from "../../src/model/types.ts";
+import type { Plural, ResourceOf } from "../../src/model/types.ts";
 import { type HttpResponse, httpRequest, readLines, readText } from "./http.ts";
 
 export interface ClientOptions {
@@ -217,5 +217,3 @@ export interface WatchEvent<T = unknown> {
   type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
   object: T;
 }
-
-export type { Resource };

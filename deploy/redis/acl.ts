@@ -272,17 +272,3 @@ export function generateAcl(options: AclOptions = {}): string {
   lines.push(`user ${userPrefix}admin ${secret("admin")} ~* &* +@all`);
   return `${lines.join("\n")}\n`;
 }
-
-/** The roles table in Markdown (README / docs). */
-export function aclTable(prefix = "skiff:"): string {
-  const rows = ROLE_GRANTS.map((g) => {
-    const keys = g.keys.map((k) => `\`${k.access} ${prefix}${k.pattern}\``).join(" ");
-    const channels = g.channels.map((c) => `\`${prefix}${c}\``).join(" ");
-    return `| ${aclUserName(g.role)} | ${g.summary} | ${keys} | ${channels} |`;
-  });
-  return [
-    "| user | does | keys (R read, W write) | channels |",
-    "| --- | --- | --- | --- |",
-    ...rows,
-  ].join("\n");
-}

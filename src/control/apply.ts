@@ -255,7 +255,7 @@ async function mintRevision(
   const { namespace } = config.metadata;
   const template = config.spec.template;
   const chosen = template.metadata.name;
-  const field = owner ? "spec.template.metadata.name" : "spec.template.metadata.name";
+  const field = "spec.template.metadata.name";
   if (chosen && previous?.spec.template.metadata.name === chosen) {
     throw ValidationError.of(
       [

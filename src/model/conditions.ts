@@ -7,19 +7,6 @@
  */
 import type { Condition, ConditionStatus } from "./types.ts";
 
-export const ConditionTypes = {
-  Ready: "Ready",
-  ConfigurationsReady: "ConfigurationsReady",
-  RoutesReady: "RoutesReady",
-  ContainerHealthy: "ContainerHealthy",
-  ResourcesAvailable: "ResourcesAvailable",
-  /** Informational on Revisions: instances exist (or are being made). Not a Ready dependent. */
-  Active: "Active",
-  AllTrafficAssigned: "AllTrafficAssigned",
-  IngressReady: "IngressReady",
-} as const;
-export type ConditionType = (typeof ConditionTypes)[keyof typeof ConditionTypes];
-
 export interface ConditionSet {
   happy: string;
   dependents: readonly string[];
@@ -46,13 +33,6 @@ export function getCondition(
   type: string,
 ): Condition | undefined {
   return conditions?.find((c) => c.type === type);
-}
-
-export function isConditionTrue(
-  conditions: readonly Condition[] | undefined,
-  type: string,
-): boolean {
-  return getCondition(conditions, type)?.status === "True";
 }
 
 function sortByType(list: Condition[]): Condition[] {
@@ -91,14 +71,6 @@ export const markFalse = (
   message: string,
   now?: Date,
 ) => setCondition(conditions, { type, status: "False", reason, message }, now);
-
-export const markUnknown = (
-  conditions: readonly Condition[] | undefined,
-  type: string,
-  reason: string,
-  message: string,
-  now?: Date,
-) => setCondition(conditions, { type, status: "Unknown", reason, message }, now);
 
 /**
  * What the happy condition should be given its dependents: the first False

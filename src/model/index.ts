@@ -4,33 +4,16 @@
  * Pure functions; the only I/O is esbuild inside compileWorker.
  */
 export * from "./conditions.ts";
-export {
-  DEFAULT_PORT,
-  effectiveReadinessProbe,
-  servingPort,
-  servingProtocol,
-} from "./container.ts";
+export { effectiveReadinessProbe, servingPort, servingProtocol } from "./container.ts";
 export * from "./duration.ts";
 export * from "./equal.ts";
-export type { CauseReason } from "./fields.ts";
 export * from "./limits.ts";
 export * from "./names.ts";
 export * from "./quantity.ts";
 export * from "./scaling.ts";
 export * from "./status.ts";
-export {
-  DEFAULT_TIMEOUT_SECONDS,
-  MAX_CONTAINER_CONCURRENCY,
-  MAX_TIMEOUT_SECONDS,
-  revisionNameForTemplate,
-} from "./template.ts";
-export {
-  defaultServiceTraffic,
-  missingRevisionCauses,
-  type TrafficOptions,
-  type TrafficOwner,
-  validateTraffic,
-} from "./traffic.ts";
+export { revisionNameForTemplate } from "./template.ts";
+export { missingRevisionCauses, type TrafficOptions, validateTraffic } from "./traffic.ts";
 export * from "./types.ts";
 export * from "./validate.ts";
 export * from "./worker.ts";

@@ -86,9 +86,6 @@ export function isReservedEnvName(name: string): boolean {
 }
 
 export const isDns1123Label = (v: string): boolean => checkDns1123Label(v) === undefined;
-export const isDns1035Label = (v: string): boolean => checkDns1035Label(v) === undefined;
-export const isDns1123Subdomain = (v: string): boolean => checkDns1123Subdomain(v) === undefined;
-export const isEnvName = (v: string): boolean => checkEnvName(v) === undefined;
 
 /** `hello`, 1 -> `hello-00001` (Knative's generated revision name). */
 export function revisionNameFor(configurationName: string, generation: number): string {

@@ -15,7 +15,6 @@ import { Issues, item, suggest } from "./fields.ts";
 
 export const AUTOSCALING_PREFIX = "autoscaling.knative.dev/";
 export const KPA_CLASS = "kpa.autoscaling.knative.dev";
-export const HPA_CLASS = "hpa.autoscaling.knative.dev";
 export const DEFAULT_ANNOTATIONS_PREFIX = "spec.template.metadata.annotations";
 
 export type ScalingMetric = "concurrency" | "rps";

@@ -4,7 +4,6 @@
  * Field names follow Knative exactly so that a Knative manifest reads the same.
  */
 
-export const API_GROUP = "serving.knative.dev";
 export const API_VERSION = "serving.knative.dev/v1";
 
 /** URL plural -> Kind. The plural is what the store and the REST paths use. */

@@ -26,13 +26,7 @@ import {
   validateWorkerShape,
 } from "./worker-shape.ts";
 
-export { entrySource, PRELUDE_SOURCE } from "./worker-prelude.ts";
-export {
-  checkModuleName,
-  inlineModuleName,
-  MODULE_EXTENSIONS,
-  validateWorkerShape,
-} from "./worker-shape.ts";
+export { validateWorkerShape } from "./worker-shape.ts";
 
 export interface CompileOptions {
   /** Total UTF-8 bytes of all sources (default 1 MiB). */

@@ -6,7 +6,7 @@
  * registers agents and publishes endpoints (through src/fleet).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -373,10 +373,6 @@ export async function hit(
     bodyTimeout: 60_000,
   });
   return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
-}
-
-export function sha256(data: Buffer | string): string {
-  return createHash("sha256").update(data).digest("hex");
 }
 
 export function host(service: string, namespace = "default", tag?: string): string {

@@ -2,6 +2,5 @@
 export {
   freePort,
   type RedisServer,
-  type StartRedisOptions,
   startRedisServer,
 } from "../../src/redis/server.ts";

@@ -36,7 +36,7 @@ describe("RedisStore specifics", () => {
     await raw.quit();
   });
 
-  it("lays out keys as documented in docs/store-keys.md", async () => {
+  it("lays out keys as documented in docs/architecture.md#resource-store-redis-keys", async () => {
     const p = uniquePrefix("keys");
     const store = await open(p);
     const { resourceVersion } = await store.transact(async (tx) => {
