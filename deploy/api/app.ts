@@ -49,7 +49,7 @@ import {
 } from "./access.ts";
 import { readObject } from "./body.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
-import { statusBody, successStatus, toSkiffError } from "./status.ts";
+import { successStatus, toSkiffError } from "./status.ts";
 import type { TokenStore } from "./token.ts";
 import { DEFAULT_WATCH_LIMITS, isWatch, WatchHub, type WatchLimits } from "./watch.ts";
 
@@ -105,13 +105,13 @@ export function createApiApp(options: ApiOptions): Hono {
     const e = toSkiffError(err);
     if (e.code === "INTERNAL") logger.error({ err, path: c.req.path }, "request failed");
     if (e.code === "UNAUTHORIZED") c.header("WWW-Authenticate", 'Bearer realm="skiff"');
-    return c.json(statusBody(e), e.status as 500);
+    return c.json(e.toStatus(), e.status as 500);
   });
   app.notFound((c) => {
     const e = new NotFoundError(
       `the server could not find the requested resource: ${c.req.method} ${c.req.path}`,
     );
-    return c.json(statusBody(e), 404);
+    return c.json(e.toStatus(), 404);
   });
 
   app.use("*", async (c, next) => {
@@ -159,7 +159,7 @@ export function createApiApp(options: ApiOptions): Hono {
         const e = new TooLargeError(
           `request body larger than the ${options.bodyLimitBytes}-byte limit (api.bodyLimitBytes)`,
         );
-        return c.json(statusBody(e), 413);
+        return c.json(e.toStatus(), 413);
       },
     }),
   );
