@@ -3,7 +3,10 @@
  * (`SkiffError.toStatus`, the one mapping in src/errors.ts) and successes
  * (a delete, a revoke), so kubectl-style clients and `skiff` read them the same way.
  */
-import { isSkiffError, SkiffError, type Status } from "../../src/errors.ts";
+import type { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { isSkiffError, NotFoundError, SkiffError, type Status } from "../../src/errors.ts";
+import type { Logger } from "../../src/logging.ts";
 
 /** Anything that is not a SkiffError is our bug: say so without leaking internals. */
 export function toSkiffError(err: unknown): SkiffError {
@@ -23,4 +26,25 @@ export function successStatus(message: string, details?: Status["details"]): Sta
   };
   if (details) body.details = details;
   return body;
+}
+
+/**
+ * Every error a route throws, and every path no route serves, answered as a
+ * Status; our own bugs (anything not a SkiffError) are logged, never shown.
+ */
+export function answerErrors(app: Hono, logger: Logger): void {
+  app.onError((err, c) => {
+    // hono's own middleware (bearer auth) throws responses it already shaped.
+    if (err instanceof HTTPException) return err.getResponse();
+    const e = toSkiffError(err);
+    if (e.code === "INTERNAL") logger.error({ err, path: c.req.path }, "request failed");
+    if (e.code === "UNAUTHORIZED") c.header("WWW-Authenticate", 'Bearer realm="skiff"');
+    return c.json(e.toStatus(), e.status as 500);
+  });
+  app.notFound((c) => {
+    const e = new NotFoundError(
+      `the server could not find the requested resource: ${c.req.method} ${c.req.path}`,
+    );
+    return c.json(e.toStatus(), 404);
+  });
 }
