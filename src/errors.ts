@@ -163,7 +163,7 @@ function codeOf(status: number, reason: string): ErrorCode {
     CODES.find((c) => ErrorCodes[c].reason === reason) ??
     CODES.find((c) => ErrorCodes[c].status === status);
   if (match) return match;
-  // Someone else's status (a proxy's 502): a server error is the server's, anything else ours.
+  // A status Skiff never sends (a proxy's 502): 5xx is the server side's trouble, 4xx the request's.
   return status >= 500 ? "UNAVAILABLE" : "BAD_REQUEST";
 }
 
