@@ -17,13 +17,8 @@ export class QueueFullError extends UnavailableError {
   }
 }
 
-/** The client went away; nobody is left to answer. */
-export class ClientGoneError extends Error {
-  constructor() {
-    super("the client closed the connection");
-    this.name = "ClientGoneError";
-  }
-}
+/** The client went away; nobody is left to answer (the one in src/errors.ts). */
+export { ClientGoneError } from "../src/errors.ts";
 
 /** The gateway is shutting down. */
 export class ShuttingDownError extends UnavailableError {

@@ -324,8 +324,6 @@ export async function proxyHttp(
   }
 }
 
-class UpstreamTimeout extends Error {}
-
 let toFlush: Array<() => void> = [];
 function flushAll(): void {
   const batch = toFlush;
@@ -374,7 +372,7 @@ function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
       timer = setTimeout(
         () => {
           timeoutMessage = message;
-          abort(new UpstreamTimeout(message));
+          abort(new GatewayTimeoutError(message));
           // Still connecting: answer now; the request is dropped when the connection is made.
           if (!controller) finish({ kind: "timeout", message });
         },

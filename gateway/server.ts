@@ -17,6 +17,7 @@ import { Agent, type Dispatcher } from "undici";
 import { ensureClusterIdentity } from "../src/cluster.ts";
 import type { SkiffConfig } from "../src/config.ts";
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../src/control/routing.ts";
+import { UnavailableError } from "../src/errors.ts";
 import { parseRevisionRef } from "../src/fleet/keys.ts";
 import { createLogger } from "../src/logging.ts";
 import { createRegistry, type Registry } from "../src/metrics.ts";
@@ -118,7 +119,9 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     await slots.load();
   } catch (err) {
     redis.disconnect();
-    throw new Error(`cannot load the gateway's scripts into Redis: ${(err as Error).message}`);
+    throw new UnavailableError(
+      `cannot load the gateway's scripts into Redis: ${(err as Error).message}; check that Redis is up at redis.url and that the gateway's Redis user may load scripts (skiff redis-acl prints the ACL)`,
+    );
   }
   const activator = new Activator({
     redis,

@@ -1,8 +1,10 @@
 /**
  * One error hierarchy for all of Skiff. Every error has a stable `code` (what
  * scripts and tests match on), the HTTP status it maps to, and for validation
- * failures a list of causes naming the exact field. The deploy API turns these
- * into Kubernetes Status objects; the CLI prints `message` and the causes.
+ * failures a list of causes naming the exact field. Each maps once to a
+ * Kubernetes Status object (`toStatus`, what the deploy API answers) and back
+ * (`SkiffError.fromStatus`, what the CLI makes of the answer), and once to a
+ * CLI exit code (`exitCodeOf`).
  */
 
 /** Kubernetes StatusReason values we emit, keyed by our stable codes. */
@@ -41,6 +43,31 @@ export interface Cause {
   reason?: string;
 }
 
+/** A Kubernetes Status object (metav1.Status): every error the deploy API answers. */
+export interface Status {
+  kind: "Status";
+  apiVersion: "v1";
+  metadata: Record<string, never>;
+  status: "Failure" | "Success";
+  message: string;
+  reason: string;
+  code: number;
+  details?: {
+    name?: string;
+    group?: string;
+    kind?: string;
+    causes?: { reason: string; message: string; field: string }[];
+  };
+}
+
+/** What `fromStatus` reads: any part of a Status may be missing (a proxy's error page has none). */
+export interface StatusLike {
+  message?: unknown;
+  reason?: unknown;
+  code?: unknown;
+  details?: { name?: unknown; kind?: unknown; causes?: unknown } | null;
+}
+
 export interface ErrorOptions {
   causes?: Cause[];
   /** The object the error is about, for Status.details. */
@@ -71,6 +98,87 @@ export class SkiffError extends Error {
   get reason(): string {
     return ErrorCodes[this.code].reason;
   }
+
+  /** The Kubernetes Status the API answers for this error. */
+  toStatus(): Status {
+    const body: Status = {
+      kind: "Status",
+      apiVersion: "v1",
+      metadata: {},
+      status: "Failure",
+      message: this.message,
+      reason: this.reason,
+      code: this.status,
+    };
+    if (this.kind || this.resourceName || this.causes.length) {
+      body.details = {};
+      if (this.resourceName) body.details.name = this.resourceName;
+      if (this.kind) {
+        body.details.group = "serving.knative.dev";
+        body.details.kind = this.kind;
+      }
+      if (this.causes.length) {
+        body.details.causes = this.causes.map((c) => ({
+          reason: c.reason ?? "FieldValueInvalid",
+          message: c.message,
+          field: c.field,
+        }));
+      }
+    }
+    return body;
+  }
+
+  /**
+   * The error a Status stands for (the inverse of `toStatus`): its code from
+   * the reason and HTTP code, its message, causes, kind and name kept. Codes
+   * that share a reason and status come back as the first one listed
+   * (USAGE as BAD_REQUEST, NOT_LEADER as UNAVAILABLE). `httpStatus` stands in
+   * for a missing `code`; `fallbackMessage` for a missing message.
+   */
+  static fromStatus(
+    status: StatusLike | undefined,
+    httpStatus?: number,
+    fallbackMessage?: string,
+  ): SkiffError {
+    const s: StatusLike = status && typeof status === "object" ? status : {};
+    const code = typeof s.code === "number" && s.code > 0 ? s.code : (httpStatus ?? 500);
+    const reason = typeof s.reason === "string" ? s.reason : "";
+    const message =
+      typeof s.message === "string" && s.message
+        ? s.message
+        : (fallbackMessage ?? `the API answered HTTP ${code}${reason ? ` ${reason}` : ""}`);
+    const options: ErrorOptions = { causes: causesOf(s.details?.causes) };
+    if (typeof s.details?.kind === "string") options.kind = s.details.kind;
+    if (typeof s.details?.name === "string") options.name = s.details.name;
+    return new SkiffError(codeOf(code, reason), message, options);
+  }
+}
+
+const CODES = Object.keys(ErrorCodes) as ErrorCode[];
+
+/** Our code for an HTTP status and a Status reason: both, else the reason, else the status. */
+function codeOf(status: number, reason: string): ErrorCode {
+  const match =
+    CODES.find((c) => ErrorCodes[c].status === status && ErrorCodes[c].reason === reason) ??
+    CODES.find((c) => ErrorCodes[c].reason === reason) ??
+    CODES.find((c) => ErrorCodes[c].status === status);
+  if (match) return match;
+  // A status Skiff never sends (a proxy's 502): 5xx is the server side's trouble, 4xx the request's.
+  return status >= 500 ? "UNAVAILABLE" : "BAD_REQUEST";
+}
+
+function causesOf(value: unknown): Cause[] {
+  if (!Array.isArray(value)) return [];
+  return value
+    .filter((c): c is Record<string, unknown> => typeof c === "object" && c !== null)
+    .map((c) => {
+      const cause: Cause = {
+        field: typeof c.field === "string" ? c.field : "",
+        message: typeof c.message === "string" ? c.message : String(c.message ?? ""),
+      };
+      if (typeof c.reason === "string") cause.reason = c.reason;
+      return cause;
+    });
 }
 
 export class BadRequestError extends SkiffError {

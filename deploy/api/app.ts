@@ -1,57 +1,29 @@
 /**
  * The deploy API: Knative serving.knative.dev/v1 over Kubernetes-shaped REST
- * paths, JSON or YAML in and out, Kubernetes Status objects for errors.
- *
- *   /apis/serving.knative.dev/v1/namespaces/{ns}/{services|configurations|revisions|routes}[/{name}]
- *
- * Services and Configurations are writable; Revisions are read-only (deletable);
- * Routes are read-only (they change through their Service).
+ * paths (resource-routes.ts), API tokens (token-routes.ts), JSON or YAML in
+ * and out, Kubernetes Status objects for errors (status.ts). This module
+ * wires them with what every request shares: metrics, health, the store's
+ * readiness, authentication and the body limit.
  */
 
-import type { Context, MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { HTTPException } from "hono/http-exception";
-import { apply as mergePatch } from "json-merge-patch";
 import type { Registry } from "prom-client";
-import { stringify as toYaml } from "yaml";
-import {
-  applyConfiguration,
-  applyService,
-  type NamespaceQuota,
-  type WriteMode,
-} from "../../src/control/apply.ts";
-import { deleteConfiguration, deleteRevision, deleteService } from "../../src/control/delete.ts";
-import {
-  BadRequestError,
-  ForbiddenError,
-  NotFoundError,
-  TooLargeError,
-  UnavailableError,
-} from "../../src/errors.ts";
+import type { NamespaceQuota } from "../../src/control/apply.ts";
+import { TooLargeError, UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logging.ts";
 import { silentLogger } from "../../src/logging.ts";
 import { httpServerMetrics } from "../../src/metrics.ts";
-import { isDns1123Label } from "../../src/model/index.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
-import { API_VERSION, KINDS, type Plural, type Resource } from "../../src/model/types.ts";
 import type { Store } from "../../src/store/store.ts";
-import {
-  authenticate,
-  authorize,
-  parseTokenBody,
-  principalOf,
-  requireAdmin,
-  TOKEN_API_VERSION,
-  TOKENS_PATH,
-  tokenObject,
-  type Verb,
-} from "./access.ts";
-import { readObject } from "./body.ts";
-import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
-import { statusBody, successStatus, toSkiffError } from "./status.ts";
+import { authenticate, principalOf, requireAdmin } from "./access.ts";
+import type { WriteLimits } from "./prepare.ts";
+import { registerResourceRoutes } from "./resource-routes.ts";
+import { answerErrors } from "./status.ts";
 import type { TokenStore } from "./token.ts";
-import { DEFAULT_WATCH_LIMITS, isWatch, WatchHub, type WatchLimits } from "./watch.ts";
+import { registerTokenRoutes } from "./token-routes.ts";
+import { DEFAULT_WATCH_LIMITS, WatchHub, type WatchLimits } from "./watch.ts";
 
 export interface ApiOptions {
   store: Store;
@@ -80,13 +52,9 @@ export interface ApiOptions {
   onStoreResubscribe?: (listener: () => void) => () => void;
 }
 
-const BASE = "/apis/serving.knative.dev/v1";
-const PLURALS = Object.keys(KINDS) as Plural[];
-
 export function createApiApp(options: ApiOptions): Hono {
   const { store, registry } = options;
   const logger = options.logger ?? silentLogger;
-  const scheme = options.scheme ?? "http";
   const metrics = httpServerMetrics(registry, "skiff_api");
   const app = new Hono();
   const watches = new WatchHub(
@@ -99,20 +67,7 @@ export function createApiApp(options: ApiOptions): Hono {
   // Notices missed while the store's subscription was down: watchers must re-read.
   options.onStoreResubscribe?.(() => watches.closeAll());
 
-  app.onError((err, c) => {
-    // hono's own middleware (bearer auth) throws responses it already shaped.
-    if (err instanceof HTTPException) return err.getResponse();
-    const e = toSkiffError(err);
-    if (e.code === "INTERNAL") logger.error({ err, path: c.req.path }, "request failed");
-    if (e.code === "UNAUTHORIZED") c.header("WWW-Authenticate", 'Bearer realm="skiff"');
-    return c.json(statusBody(e), e.status as 500);
-  });
-  app.notFound((c) => {
-    const e = new NotFoundError(
-      `the server could not find the requested resource: ${c.req.method} ${c.req.path}`,
-    );
-    return c.json(statusBody(e), 404);
-  });
+  answerErrors(app, logger);
 
   app.use("*", async (c, next) => {
     const started = performance.now();
@@ -159,312 +114,21 @@ export function createApiApp(options: ApiOptions): Hono {
         const e = new TooLargeError(
           `request body larger than the ${options.bodyLimitBytes}-byte limit (api.bodyLimitBytes)`,
         );
-        return c.json(statusBody(e), 413);
+        return c.json(e.toStatus(), 413);
       },
     }),
   );
 
-  app.get(BASE, (c) =>
-    c.json({
-      kind: "APIResourceList",
-      apiVersion: "v1",
-      groupVersion: API_VERSION,
-      resources: PLURALS.map((name) => ({
-        name,
-        singularName: KINDS[name].toLowerCase(),
-        namespaced: true,
-        kind: KINDS[name],
-        verbs: verbsOf(name),
-      })),
-    }),
-  );
-
-  // Across namespaces: only the objects of namespaces the token may read.
-  app.get(`${BASE}/:plural`, async (c) => {
-    const plural = pluralOf(c.req.param("plural"));
-    const principal = principalOf(c);
-    const labels = labelSelector(c.req.query("labelSelector"));
-    if (isWatch(c.req.query("watch")))
-      return watches.open(c, principal, { plural, namespace: undefined, labels });
-    const items =
-      principal.kind === "admin"
-        ? await store.list(plural, undefined, { labels })
-        : (
-            await Promise.all(principal.namespaces.map((n) => store.list(plural, n, { labels })))
-          ).flat();
-    return respond(c, listOf(plural, items));
+  registerResourceRoutes(app, {
+    store,
+    watches,
+    logger,
+    domain: options.domain,
+    scheme: options.scheme ?? "http",
+    limits: options.limits,
+    scaling: options.scaling,
+    quotaOf: options.quotaOf,
   });
-
-  const ns = `${BASE}/namespaces/:ns/:plural`;
-  app.get(ns, async (c) => {
-    const plural = pluralOf(c.req.param("plural"));
-    const namespace = namespaceOf(c, plural, "list");
-    const labels = labelSelector(c.req.query("labelSelector"));
-    if (isWatch(c.req.query("watch")))
-      return watches.open(c, principalOf(c), { plural, namespace, labels });
-    const items = await store.list(plural, namespace, { labels });
-    return respond(c, listOf(plural, items));
-  });
-  app.get(`${ns}/:name`, async (c) => {
-    const plural = pluralOf(c.req.param("plural"));
-    const namespace = namespaceOf(c, plural, "get");
-    const name = c.req.param("name");
-    if (isWatch(c.req.query("watch")))
-      return watches.open(c, principalOf(c), { plural, namespace, name });
-    const obj = await store.get(plural, namespace, name);
-    if (!obj) throw notFound(plural, namespace, name);
-    return respond(c, obj);
-  });
-
-  const writeCtx = { domain: options.domain, scheme };
-  const quotaOf = (namespace: string) => {
-    const quota = options.quotaOf?.(namespace);
-    return quota ? { quota } : {};
-  };
-
-  // Tokens: the admin token only. The secret is in the creation's answer, nowhere else.
-  app.get(TOKENS_PATH, async (c) => {
-    requireAdmin(principalOf(c), "tokens");
-    const items = (await options.tokens.list()).map((r) => tokenObject(r));
-    return respond(c, { apiVersion: TOKEN_API_VERSION, kind: "TokenList", metadata: {}, items });
-  });
-  app.post(TOKENS_PATH, async (c) => {
-    requireAdmin(principalOf(c), "tokens");
-    const spec = parseTokenBody(await readObject(c));
-    const { record, secret } = await options.tokens.create(spec);
-    logger.info(
-      { kind: "tokens", name: record.name, role: record.role, namespaces: record.namespaces },
-      "token created",
-    );
-    return respond(c, tokenObject(record, secret), 201);
-  });
-  app.get(`${TOKENS_PATH}/:name`, async (c) => {
-    requireAdmin(principalOf(c), "tokens");
-    return respond(c, tokenObject(await options.tokens.get(c.req.param("name"))));
-  });
-  app.delete(`${TOKENS_PATH}/:name`, async (c) => {
-    requireAdmin(principalOf(c), "tokens");
-    const name = c.req.param("name");
-    await options.tokens.revoke(name);
-    logger.info({ kind: "tokens", name }, "token revoked");
-    return respond(
-      c,
-      successStatus(`token "${name}" revoked`, { name, group: "skiff.dev", kind: "tokens" }),
-    );
-  });
-
-  app.post(ns, async (c) => {
-    const plural = writable(pluralOf(c.req.param("plural")), "create");
-    return write(c, plural, namespaceOf(c, plural, "create"), undefined, "create");
-  });
-  app.put(`${ns}/:name`, async (c) => {
-    const plural = writable(pluralOf(c.req.param("plural")), "replace");
-    return write(c, plural, namespaceOf(c, plural, "update"), c.req.param("name"), "replace");
-  });
-  app.patch(`${ns}/:name`, async (c) => {
-    const plural = writable(pluralOf(c.req.param("plural")), "patch");
-    const namespace = namespaceOf(c, plural, "patch");
-    const name = c.req.param("name");
-    const patch = await readObject(c);
-    const current = await store.get(plural, namespace, name);
-    if (!current) throw notFound(plural, namespace, name);
-    // The patch applies to the user's view of the object (status is not theirs).
-    const merged = mergePatch(userView(current), structuredClone(patch)) as Record<string, unknown>;
-    return writeObject(c, plural, namespace, name, merged, "replace");
-  });
-  app.delete(`${ns}/:name`, async (c) => {
-    const plural = pluralOf(c.req.param("plural"));
-    const namespace = namespaceOf(c, plural, "delete");
-    const name = c.req.param("name");
-    const dryRun = isDryRun(c);
-    const remove =
-      plural === "services"
-        ? deleteService
-        : plural === "configurations"
-          ? deleteConfiguration
-          : plural === "revisions"
-            ? deleteRevision
-            : undefined;
-    if (!remove) throw routesReadOnly("delete");
-    await store.transact((tx) => remove(tx, namespace, name), { dryRun });
-    logger.info({ kind: plural, namespace, name, dryRun }, "deleted");
-    return respond(
-      c,
-      successStatus(`${plural} "${name}" deleted`, {
-        name,
-        group: "serving.knative.dev",
-        kind: plural,
-      }),
-    );
-  });
-
-  async function write(
-    c: Context,
-    plural: "services" | "configurations",
-    namespace: string,
-    name: string | undefined,
-    mode: WriteMode,
-  ): Promise<Response> {
-    const body = await readObject(c);
-    return writeObject(c, plural, namespace, name, body, mode);
-  }
-
-  async function writeObject(
-    c: Context,
-    plural: "services" | "configurations",
-    namespace: string,
-    name: string | undefined,
-    body: Record<string, unknown>,
-    mode: WriteMode,
-  ): Promise<Response> {
-    const dryRun = isDryRun(c);
-    let result: Resource;
-    if (plural === "services") {
-      const { parsed, worker } = await prepareService(body, {
-        namespace,
-        name,
-        limits: options.limits,
-        ...(options.scaling ? { scaling: options.scaling } : {}),
-      });
-      result = (
-        await store.transact(
-          (tx) => applyService(tx, parsed, { mode, worker, ...writeCtx, ...quotaOf(namespace) }),
-          { dryRun },
-        )
-      ).value;
-    } else {
-      const { parsed, worker } = await prepareConfiguration(body, {
-        namespace,
-        name,
-        limits: options.limits,
-        ...(options.scaling ? { scaling: options.scaling } : {}),
-      });
-      result = (
-        await store.transact(
-          (tx) =>
-            applyConfiguration(tx, parsed, { mode, worker, ...writeCtx, ...quotaOf(namespace) }),
-          {
-            dryRun,
-          },
-        )
-      ).value;
-    }
-    logger.info(
-      {
-        kind: plural,
-        namespace,
-        name: result.metadata.name,
-        generation: result.metadata.generation,
-        dryRun,
-      },
-      mode === "create" ? "created" : "updated",
-    );
-    return respond(c, result, mode === "create" ? 201 : 200);
-  }
-
+  registerTokenRoutes(app, options.tokens, logger);
   return app;
-}
-
-function verbsOf(plural: Plural): string[] {
-  if (plural === "routes") return ["get", "list"];
-  if (plural === "revisions") return ["get", "list", "delete"];
-  return ["get", "list", "create", "update", "patch", "delete"];
-}
-
-function pluralOf(value: string): Plural {
-  if ((PLURALS as string[]).includes(value)) return value as Plural;
-  throw new NotFoundError(
-    `the server could not find the requested resource: "${value}" is not one of ${PLURALS.join(", ")}`,
-  );
-}
-
-/** The URL's namespace, once the caller's token may `verb` `plural` there (else 403). */
-function namespaceOf(c: Context, plural: Plural, verb: Verb): string {
-  const ns = c.req.param("ns") ?? "";
-  if (!isDns1123Label(ns)) {
-    throw new BadRequestError(
-      `namespace "${ns.slice(0, 80)}" is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters`,
-    );
-  }
-  authorize(principalOf(c), verb, plural, ns);
-  return ns;
-}
-
-function writable(plural: Plural, verb: string): "services" | "configurations" {
-  if (plural === "services" || plural === "configurations") return plural;
-  if (plural === "routes") throw routesReadOnly(verb);
-  throw new ForbiddenError(
-    `revisions cannot be ${verb === "create" ? "created" : "changed"} directly: they are immutable snapshots created from a Configuration's template; change the Service or Configuration instead`,
-    { kind: "revisions" },
-  );
-}
-
-function routesReadOnly(verb: string): ForbiddenError {
-  return new ForbiddenError(
-    `routes cannot be ${verb === "delete" ? "deleted" : verb === "create" ? "created" : "changed"} directly: a Route is managed by its Service; change spec.traffic of the Service (skiff service update NAME --traffic ...)`,
-    { kind: "routes" },
-  );
-}
-
-function notFound(plural: Plural, namespace: string, name: string): NotFoundError {
-  return new NotFoundError(`${plural} "${name}" not found in namespace "${namespace}"`, {
-    kind: plural,
-    name,
-  });
-}
-
-function isDryRun(c: Context): boolean {
-  const value = c.req.query("dryRun");
-  if (value === undefined) return false;
-  if (value === "All") return true;
-  throw new BadRequestError(`dryRun must be "All" when given, not "${value}"`);
-}
-
-/** Equality-only label selectors: `a=b,c==d`. */
-function labelSelector(value: string | undefined): Record<string, string> | undefined {
-  if (!value) return undefined;
-  const out: Record<string, string> = {};
-  for (const part of value.split(",")) {
-    const m = /^\s*([^=!\s]+)\s*==?\s*([^=\s]*)\s*$/.exec(part);
-    if (!m) {
-      throw new BadRequestError(
-        `unsupported labelSelector term "${part}"; only equality terms like key=value are supported`,
-      );
-    }
-    out[m[1]!] = m[2]!;
-  }
-  return out;
-}
-
-function listOf(plural: Plural, items: Resource[]) {
-  return {
-    apiVersion: API_VERSION,
-    kind: `${KINDS[plural]}List`,
-    metadata: {},
-    items: items.sort((a, b) =>
-      a.metadata.namespace === b.metadata.namespace
-        ? a.metadata.name.localeCompare(b.metadata.name)
-        : a.metadata.namespace.localeCompare(b.metadata.namespace),
-    ),
-  };
-}
-
-/** What a user may PATCH: identity, labels, annotations, resourceVersion and spec. */
-function userView(obj: Resource): Record<string, unknown> {
-  const { name, namespace, labels, annotations, resourceVersion } = obj.metadata;
-  return {
-    apiVersion: obj.apiVersion,
-    kind: obj.kind,
-    metadata: { name, namespace, labels, annotations, resourceVersion },
-    spec: structuredClone(obj.spec),
-  };
-}
-
-function respond(c: Context, body: unknown, status: 200 | 201 = 200): Response {
-  const accept = c.req.header("accept") ?? "";
-  if (/\b(application|text)\/(x-)?yaml\b/.test(accept)) {
-    c.header("Content-Type", "application/yaml; charset=utf-8");
-    return c.body(toYaml(body), status);
-  }
-  return c.json(body, status);
 }

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { SkiffConfig } from "../../src/config.ts";
 import type { NamespaceQuota } from "../../src/control/apply.ts";
+import { UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logging.ts";
 import { createLogger } from "../../src/logging.ts";
 import { createRegistry, type Registry } from "../../src/metrics.ts";
@@ -73,7 +74,11 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", (err) =>
-      reject(new Error(`cannot listen on ${config.api.host}:${config.api.port}: ${err.message}`)),
+      reject(
+        new UnavailableError(
+          `cannot listen on ${config.api.host}:${config.api.port}: ${err.message}; free the port or set api.port (--port)`,
+        ),
+      ),
     );
   });
   const { port } = server.address() as AddressInfo;

@@ -30,7 +30,7 @@ import type { Logger } from "../../src/logging.ts";
 import type { Plural, Resource } from "../../src/model/types.ts";
 import type { Store, StoreEvent } from "../../src/store/store.ts";
 import { allowed } from "./access.ts";
-import { statusBody, toSkiffError } from "./status.ts";
+import { toSkiffError } from "./status.ts";
 import type { Principal, TokenStore } from "./token.ts";
 
 export interface WatchLimits {
@@ -164,7 +164,7 @@ export class WatchHub {
         // Errors the stream: its queue is freed and the connection closed at once.
         if (drop) return controller.error(error);
         if (error !== undefined) {
-          const status = statusBody(toSkiffError(error));
+          const status = toSkiffError(error).toStatus();
           controller.enqueue(
             encoder.encode(`${JSON.stringify({ type: "ERROR", object: status })}\n`),
           );

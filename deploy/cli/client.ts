@@ -1,8 +1,12 @@
 /**
  * The CLI's HTTP client for the deploy API. Errors come back as Kubernetes
- * Status objects; ApiError keeps their code, reason and field causes.
+ * Status objects and are thrown as the SkiffError they stand for
+ * (`SkiffError.fromStatus`: code, message and field causes kept), so the CLI
+ * prints every error the same way (main.ts formatError).
  */
-import type { Plural, ResourceOf } from "../../src/model/types.ts";
+import type { Command } from "commander";
+import { SkiffError, type StatusLike, UnavailableError } from "../../src/errors.ts";
+import type { Plural, Resource, ResourceOf } from "../../src/model/types.ts";
 import { type HttpResponse, httpRequest, readLines, readText } from "./http.ts";
 
 export interface ClientOptions {
@@ -13,24 +17,8 @@ export interface ClientOptions {
   timeoutMs?: number;
 }
 
-export interface StatusCause {
-  field?: string;
-  message: string;
-  reason?: string;
-}
-
-export class ApiError extends Error {
-  readonly status: number;
-  readonly reason: string;
-  readonly causes: StatusCause[];
-  constructor(status: number, reason: string, message: string, causes: StatusCause[] = []) {
-    super(message);
-    this.name = "ApiError";
-    this.status = status;
-    this.reason = reason;
-    this.causes = causes;
-  }
-}
+/** A command's client, with the global flags (--api-url, --token, -n) of its command line. */
+export type ClientFactory = (cmd: Command) => ApiClient;
 
 const BASE = "/apis/serving.knative.dev/v1";
 
@@ -59,7 +47,7 @@ export class ApiClient {
     try {
       return await this.get(kind, name);
     } catch (err) {
-      if (err instanceof ApiError && err.status === 404) return undefined;
+      if (err instanceof SkiffError && err.code === "NOT_FOUND") return undefined;
       throw err;
     }
   }
@@ -167,15 +155,13 @@ export class ApiClient {
     }
   }
 
-  #unreachable(err: unknown, timeoutMs: number): ApiError {
+  #unreachable(err: unknown, timeoutMs: number): UnavailableError {
     const e = err as Error & { code?: string; cause?: { code?: string } };
     const cause =
       e.name === "TimeoutError"
         ? `no answer within ${timeoutMs / 1000} s`
         : (e.code ?? e.cause?.code ?? e.message);
-    return new ApiError(
-      0,
-      "Unreachable",
+    return new UnavailableError(
       `cannot reach the Skiff API at ${this.options.apiUrl} (${cause}); is it running? (skiff up, or pass --api-url / set SKIFF_API_URL)`,
     );
   }
@@ -187,28 +173,24 @@ export class ApiClient {
     } catch {
       parsed = undefined;
     }
+    if (res.status >= 200 && res.status <= 299) return parsed;
     if (res.status === 503) {
-      const message = (parsed as { message?: string } | undefined)?.message;
-      throw new ApiError(
+      // No store behind the API, or no API behind a proxy: either way, retry.
+      const e = SkiffError.fromStatus(
+        parsed as StatusLike,
         503,
-        "ServiceUnavailable",
-        `the Skiff API at ${this.options.apiUrl} is unavailable: ${message ?? "it answered 503 Service Unavailable; retry in a few seconds"}`,
+        "it answered 503 Service Unavailable; retry in a few seconds",
+      );
+      throw new UnavailableError(
+        `the Skiff API at ${this.options.apiUrl} is unavailable: ${e.message}`,
+        { causes: e.causes },
       );
     }
-    if (res.status < 200 || res.status > 299) {
-      const status = parsed as {
-        message?: string;
-        reason?: string;
-        details?: { causes?: StatusCause[] };
-      };
-      throw new ApiError(
-        res.status,
-        status?.reason ?? res.statusText,
-        status?.message ?? `${method} ${path} failed with HTTP ${res.status}`,
-        status?.details?.causes ?? [],
-      );
-    }
-    return parsed;
+    throw SkiffError.fromStatus(
+      parsed as StatusLike,
+      res.status,
+      `${method} ${path} failed with HTTP ${res.status}`,
+    );
   }
 }
 

@@ -9,9 +9,8 @@
  * Users run the prebuilt bundle of this file (bin/skiff.js, scripts/build-cli.ts).
  */
 import { Command, CommanderError } from "commander";
-import { isSkiffError } from "../../src/errors.ts";
-import { ApiClient, ApiError } from "./client.ts";
-import { FlagError } from "./service-flags.ts";
+import { exitCodeOf, isSkiffError } from "../../src/errors.ts";
+import { ApiClient } from "./client.ts";
 import { resolveSettings, writeSettings } from "./settings.ts";
 import { explicitToken } from "./token-file.ts";
 
@@ -139,21 +138,25 @@ export async function main(argv = process.argv): Promise<number> {
     await program.parseAsync(argv);
     return 0;
   } catch (err) {
+    // commander printed its own usage error already.
     if (err instanceof CommanderError) return err.exitCode;
     process.stderr.write(`${formatError(err)}\n`);
-    return 1;
+    return exitCodeOf(err);
   }
 }
 
+/**
+ * Every error of every command, printed one way: the message, then each field
+ * cause the message does not already say (an API's 422 lists them all).
+ */
 export function formatError(err: unknown): string {
-  if (err instanceof ApiError) {
+  if (isSkiffError(err)) {
     const causes = err.causes
       .filter((c) => !err.message.includes(c.message))
       .map((c) => `\n  ${c.field ? `${c.field}: ` : ""}${c.message}`)
       .join("");
     return `Error: ${err.message}${causes}`;
   }
-  if (err instanceof FlagError || isSkiffError(err)) return `Error: ${err.message}`;
   return `Error: ${(err as Error)?.message ?? String(err)}`;
 }
 

@@ -1,4 +1,5 @@
 /** Printing: `-o json|yaml` for machines, aligned tables for people. */
+import { UsageError } from "../../src/errors.ts";
 import type { Condition, Resource } from "../../src/model/types.ts";
 
 export type OutputFormat = "json" | "yaml" | "table";
@@ -6,7 +7,7 @@ export type OutputFormat = "json" | "yaml" | "table";
 export function parseOutput(value: string | undefined): OutputFormat {
   if (value === undefined) return "table";
   if (value === "json" || value === "yaml") return value;
-  throw new Error(`-o ${value}: use json or yaml`);
+  throw new UsageError(`-o ${value}: use json or yaml`);
 }
 
 /** yaml is loaded only when asked for: most commands never print it, and every start counts. */

@@ -5,11 +5,8 @@
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parseEnv } from "node:util";
+import { UsageError } from "../../src/errors.ts";
 import type { EnvVar, RevisionTemplate, TrafficTarget } from "../../src/model/types.ts";
-
-export class FlagError extends Error {
-  override name = "FlagError";
-}
 
 export interface ServiceFlags {
   image?: string;
@@ -90,7 +87,9 @@ export function newServiceManifest(
   flags: ServiceFlags,
 ): ServiceManifest {
   if (!flags.image && !flags.source) {
-    throw new FlagError("give --image IMAGE for a container, or --source FILE for a worker module");
+    throw new UsageError(
+      "give --image IMAGE for a container, or --source FILE for a worker module",
+    );
   }
   const manifest: ServiceManifest = {
     apiVersion: "serving.knative.dev/v1",
@@ -112,7 +111,7 @@ export function applyServiceFlags(input: ServiceManifest, flags: ServiceFlags): 
   const spec = template.spec as Partial<RevisionTemplate["spec"]>;
 
   if (flags.image !== undefined && flags.source !== undefined) {
-    throw new FlagError(
+    throw new UsageError(
       "--image and --source exclude each other: a revision is a container or a worker",
     );
   }
@@ -127,7 +126,7 @@ export function applyServiceFlags(input: ServiceManifest, flags: ServiceFlags): 
     const text = readText(flags.source, "--source");
     const ext = extname(flags.source).toLowerCase();
     if (![".js", ".mjs", ".ts", ".mts"].includes(ext)) {
-      throw new FlagError(`--source ${flags.source}: expected a .js, .mjs or .ts module`);
+      throw new UsageError(`--source ${flags.source}: expected a .js, .mjs or .ts module`);
     }
     spec.worker = {
       ...(spec.worker?.env ? { env: spec.worker.env } : {}),
@@ -139,7 +138,7 @@ export function applyServiceFlags(input: ServiceManifest, flags: ServiceFlags): 
   const isWorker = spec.worker !== undefined;
   const container = spec.containers?.[0];
   if (!isWorker && !container && touchesTemplate(flags)) {
-    throw new FlagError("the service has no container or worker yet; give --image or --source");
+    throw new UsageError("the service has no container or worker yet; give --image or --source");
   }
 
   // Environment: --env-file first, then --env (so a flag can override the file).
@@ -159,14 +158,14 @@ export function applyServiceFlags(input: ServiceManifest, flags: ServiceFlags): 
     const { name, port } = parsePort(flags.port);
     container.ports = [{ containerPort: port, ...(name ? { name } : {}) }];
   } else if (flags.port !== undefined) {
-    throw new FlagError("--port applies to containers; a worker has no port");
+    throw new UsageError("--port applies to containers; a worker has no port");
   }
   if (flags.cmd !== undefined) {
-    if (!container) throw new FlagError("--cmd applies to containers");
+    if (!container) throw new UsageError("--cmd applies to containers");
     container.command = [flags.cmd];
   }
   if (flags.arg?.length) {
-    if (!container) throw new FlagError("--arg applies to containers");
+    if (!container) throw new UsageError("--arg applies to containers");
     container.args = flags.arg;
   }
   if (flags.limit?.length) {
@@ -174,16 +173,16 @@ export function applyServiceFlags(input: ServiceManifest, flags: ServiceFlags): 
     for (const item of flags.limit) {
       const [k, v] = parseKeyValue(item, "--limit", false);
       if (k !== "cpu" && k !== "memory")
-        throw new FlagError(`--limit ${item}: use cpu=QUANTITY or memory=QUANTITY`);
+        throw new UsageError(`--limit ${item}: use cpu=QUANTITY or memory=QUANTITY`);
       limits[k] = v!;
     }
     const target = isWorker ? spec.worker! : container!;
     target.resources = { ...target.resources, limits: { ...target.resources?.limits, ...limits } };
   }
   if (flags.network !== undefined) {
-    if (!isWorker) throw new FlagError("--network applies to workers (--source)");
+    if (!isWorker) throw new UsageError("--network applies to workers (--source)");
     if (flags.network !== "none" && flags.network !== "internet") {
-      throw new FlagError(`--network ${flags.network}: use none or internet`);
+      throw new UsageError(`--network ${flags.network}: use none or internet`);
     }
     spec.worker!.network = flags.network;
   }
@@ -249,13 +248,13 @@ export function applyTraffic(
   ).map((t) => stripStatusFields(t));
   for (const tag of flags.untag ?? []) {
     const t = targets.find((x) => x.tag === tag);
-    if (!t) throw new FlagError(`--untag ${tag}: no traffic target has that tag`);
+    if (!t) throw new UsageError(`--untag ${tag}: no traffic target has that tag`);
     delete t.tag;
   }
   for (const item of flags.tag ?? []) {
     const [ref, tag] = parseKeyValue(item, "--tag", false) as [string, string];
     if (targets.some((x) => x.tag === tag)) {
-      throw new FlagError(`--tag ${item}: tag "${tag}" is already used; --untag ${tag} first`);
+      throw new UsageError(`--tag ${item}: tag "${tag}" is already used; --untag ${tag} first`);
     }
     const latest = ref === "@latest";
     const match = targets.find((x) => !x.tag && (latest ? isLatest(x) : x.revisionName === ref));
@@ -270,11 +269,11 @@ export function applyTraffic(
     for (const t of targets) t.percent = 0;
     for (const item of flags.traffic) {
       const [ref, pctText] = parseKeyValue(item, "--traffic", false) as [string, string];
-      if (seen.has(ref)) throw new FlagError(`--traffic ${item}: ${ref} is given twice`);
+      if (seen.has(ref)) throw new UsageError(`--traffic ${item}: ${ref} is given twice`);
       seen.add(ref);
       const percent = Number(pctText.replace(/%$/, ""));
       if (!Number.isInteger(percent) || percent < 0 || percent > 100) {
-        throw new FlagError(`--traffic ${item}: the percent must be a whole number from 0 to 100`);
+        throw new UsageError(`--traffic ${item}: the percent must be a whole number from 0 to 100`);
       }
       const latest = ref === "@latest";
       const match =
@@ -287,7 +286,7 @@ export function applyTraffic(
     }
     const sum = targets.reduce((s, t) => s + (t.percent ?? 0), 0);
     if (sum !== 100) {
-      throw new FlagError(`--traffic percents add up to ${sum}, they must add up to 100`);
+      throw new UsageError(`--traffic percents add up to ${sum}, they must add up to 100`);
     }
   }
   targets = targets.filter((t) => (t.percent ?? 0) > 0 || t.tag);
@@ -331,12 +330,12 @@ export function parseKeyValue(
   const eq = item.indexOf("=");
   if (eq < 0) {
     if (removable && item.endsWith("-") && item.length > 1) return [item.slice(0, -1), undefined];
-    throw new FlagError(
+    throw new UsageError(
       `${flag} ${item}: expected KEY=VALUE${removable ? " (or KEY- to remove)" : ""}`,
     );
   }
   const key = item.slice(0, eq);
-  if (!key) throw new FlagError(`${flag} ${item}: the key before '=' is empty`);
+  if (!key) throw new UsageError(`${flag} ${item}: the key before '=' is empty`);
   return [key, item.slice(eq + 1)];
 }
 
@@ -345,7 +344,7 @@ export function parsePort(value: string): { name?: string; port: number } {
   const m = /^(?:(h2c|http1):)?(\d+)$/.exec(value);
   const port = Number(m?.[2]);
   if (!m || port < 1 || port > 65535) {
-    throw new FlagError(
+    throw new UsageError(
       `--port ${value}: expected a port number 1-65535, optionally prefixed h2c: or http1:`,
     );
   }
@@ -354,7 +353,7 @@ export function parsePort(value: string): { name?: string; port: number } {
 
 function toInt(value: string, flag: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n)) throw new FlagError(`${flag} ${value}: expected a whole number`);
+  if (!Number.isInteger(n)) throw new UsageError(`${flag} ${value}: expected a whole number`);
   return n;
 }
 
@@ -362,6 +361,6 @@ function readText(path: string, flag: string): string {
   try {
     return path === "-" ? readFileSync(0, "utf8") : readFileSync(path, "utf8");
   } catch (err) {
-    throw new FlagError(`${flag} ${path}: ${(err as Error).message}`);
+    throw new UsageError(`${flag} ${path}: ${(err as Error).message}`);
   }
 }

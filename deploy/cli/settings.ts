@@ -32,14 +32,16 @@ export function ownsSettings(
   mine: { apiUrl: string; cluster: string },
 ): SettingsOwnership {
   if (!existsSync(path)) return { write: true, previous: {} };
-  let previous: CliSettings;
+  let data: unknown;
   try {
-    const data = JSON.parse(readFileSync(path, "utf8")) as unknown;
-    if (typeof data !== "object" || data === null || Array.isArray(data)) throw new Error();
-    previous = data as CliSettings;
+    data = JSON.parse(readFileSync(path, "utf8"));
   } catch {
+    data = undefined;
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
     return { write: false, previous: {}, reason: "it is not a settings file Skiff can read" };
   }
+  const previous = data as CliSettings;
   if (previous.cluster) {
     return previous.cluster === mine.cluster
       ? { write: true, previous }

@@ -298,6 +298,7 @@ async function mintRevision(
     },
   };
   if (template.spec.worker) {
+    // Our bug: the API compiles every worker template (deploy/api/prepare.ts) before it applies.
     if (!ctx.worker) throw new Error("internal: worker template without a compiled bundle");
     const artifact: WorkerArtifact = { sha256: ctx.worker.sha256, bytes: ctx.worker.bytes };
     revision.status.workerArtifact = artifact;

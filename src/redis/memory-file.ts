@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { SkiffError } from "../errors.ts";
 import { quitRedis } from "./connect.ts";
 import {
   connectMemoryRedis,
@@ -50,7 +51,8 @@ export async function openMemoryRedisFile(
       restored = await restoreMemoryRedis(redis, text);
     } catch (err) {
       redis.disconnect();
-      throw new Error(
+      throw new SkiffError(
+        "INVALID",
         `cannot read the store snapshot ${options.file}: ${(err as Error).message}; move the file away to start with an empty store`,
       );
     }

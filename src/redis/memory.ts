@@ -12,6 +12,7 @@
 import { createHash } from "node:crypto";
 import type { Redis, RedisOptions } from "ioredis";
 import RedisMock from "ioredis-mock";
+import { SkiffError } from "../errors.ts";
 
 export const MEMORY_SCHEME = "memory://";
 
@@ -221,6 +222,7 @@ function adapt(mock: Mock): Redis {
   };
   mock.evalsha = async (sha: unknown, ...rest: unknown[]) => {
     const source = scripts.get(String(sha).toLowerCase());
+    // Redis's own error reply, word for word: callers (ioredis) recognise it by its text.
     if (source === undefined) throw new Error("NOSCRIPT No matching script. Please use EVAL.");
     return mock.eval(source, ...rest);
   };
@@ -234,6 +236,7 @@ function adapt(mock: Mock): Redis {
         scripts.clear();
         return "OK";
       default:
+        // A Redis error reply, as redis-server words it; no Skiff code calls another subcommand.
         throw new Error(
           `ERR unknown subcommand '${String(sub)}' for SCRIPT in the in-process store`,
         );
@@ -326,7 +329,7 @@ export function onDurableChange(redis: Redis, listener: (key: string) => void): 
 export async function restoreMemoryRedis(redis: Redis, json: string): Promise<number> {
   const parsed = JSON.parse(json) as { version?: number; keys?: SnapshotEntry[] };
   if (parsed.version !== 1 || !Array.isArray(parsed.keys)) {
-    throw new Error("not a Skiff in-process store snapshot (version 1)");
+    throw new SkiffError("INVALID", "not a Skiff in-process store snapshot (version 1)");
   }
   let restored = 0;
   for (const [key, type, value] of parsed.keys) {
@@ -342,7 +345,11 @@ export async function restoreMemoryRedis(redis: Redis, json: string): Promise<nu
       const pairs: string[] = [];
       for (let i = 0; i + 1 < items.length; i += 2) pairs.push(items[i + 1]!, items[i]!);
       await redis.zadd(key, ...pairs);
-    } else throw new Error(`snapshot key ${key} has an unknown type ${type}`);
+    } else
+      throw new SkiffError(
+        "INVALID",
+        `snapshot key ${key} has an unknown type ${type} (one of string, hash, set, list, zset)`,
+      );
   }
   return restored;
 }

@@ -8,6 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { UnavailableError } from "../errors.ts";
 import { connectRedis } from "./connect.ts";
 
 export interface RedisServer {
@@ -93,7 +94,7 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
   const spawnError = new Promise<never>((_, reject) => {
     child.once("error", (err) =>
       reject(
-        new Error(
+        new UnavailableError(
           `cannot start redis-server (is it installed? apt-get install redis-server): ${err.message}`,
         ),
       ),
@@ -120,9 +121,14 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
       } finally {
         probe.disconnect();
       }
-      if (child.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`);
+      if (child.exitCode !== null)
+        throw new UnavailableError(
+          `redis-server exited at start (its output follows; a port in use or a bad data directory are the usual causes): ${stderr}`,
+        );
     }
-    throw new Error(`redis-server did not answer on 127.0.0.1:${port}: ${stderr}`);
+    throw new UnavailableError(
+      `redis-server did not answer on 127.0.0.1:${port} within 5 s of starting (is the host overloaded?): ${stderr}`,
+    );
   })();
   await Promise.race([ready, spawnError]);
   return {

@@ -41,6 +41,7 @@ export class RedisSubscriber {
    * when it was the channel's last).
    */
   async subscribe(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    // Our bug, not a condition anyone can meet: components subscribe before they close.
     if (this.#closed) throw new Error(`${this.#o.name} subscriber is closed`);
     let set = this.#handlers.get(channel);
     const first = set === undefined;

@@ -29,6 +29,7 @@ import {
   redisPrefixSchema,
   redisUrlTextSchema,
 } from "../options.ts";
+import { parseOrThrow } from "../parse.ts";
 import { connectRedis, quitRedis } from "../redis/connect.ts";
 import { RedisSubscriber } from "../redis/subscriber.ts";
 import { checkSegment, type KeySpace, keySpace } from "./keys.ts";
@@ -100,21 +101,8 @@ const eventSchema = z.object({
   resourceVersion: z.string().min(1),
 });
 
-function parseOptions<T>(schema: z.ZodType<T>, input: unknown, what: string): T {
-  const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  throw ValidationError.of(
-    result.error.issues.map((i) => ({
-      field: i.path.join("."),
-      message: i.message,
-      reason: "FieldValueInvalid",
-    })),
-    { kind: what, name: "options" },
-  );
-}
-
 export async function createRedisStore(options: RedisStoreOptions): Promise<RedisStore> {
-  const opts = parseOptions(optionsSchema, options, "RedisStore");
+  const opts = parseOrThrow(optionsSchema, options, { kind: "RedisStore", name: "options" });
   const owned = opts.redis === undefined;
   const redis =
     opts.redis ??
@@ -270,6 +258,7 @@ class RedisTx implements Tx {
   }
 
   #open(): void {
+    // Our bug (a Tx kept past its callback), never a user's: a plain Error.
     if (this.#finished)
       throw new Error("transaction already finished: use the Tx only inside its callback");
   }
@@ -514,7 +503,10 @@ class RedisStoreImpl implements RedisStore {
     fn: (tx: Tx) => Promise<T>,
     options: TransactOptions = {},
   ): Promise<CommitResult<T>> {
-    const { maxAttempts, dryRun } = parseOptions(transactSchema, options, "TransactOptions");
+    const { maxAttempts, dryRun } = parseOrThrow(transactSchema, options, {
+      kind: "TransactOptions",
+      name: "options",
+    });
     let conflict: Read | undefined;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       const tx = new RedisTx(this.#redis, this.keys);

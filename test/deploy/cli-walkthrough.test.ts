@@ -166,8 +166,43 @@ describe("walkthrough with the CLI", () => {
       ["service", "update", "hello", "--traffic", "hello-00001=60", "--no-wait"],
       { env },
     );
-    expect(r.code).toBe(1);
+    // A command line that cannot run as written: a usage error (exit 2).
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/add up to 60, they must add up to 100/);
+  });
+
+  it("a usage error exits 2 with its message and nothing on stdout", async () => {
+    const missing = await runCli(["service", "create", "nothing", "--no-wait"], { env });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe(
+      "Error: give --image IMAGE for a container, or --source FILE for a worker module\n",
+    );
+    expect(missing.stdout).toBe("");
+    const format = await runCli(["service", "list", "-o", "xml"], { env });
+    expect(format.code).toBe(2);
+    expect(format.stderr).toMatch(/^Error: -o xml: use json or yaml$/m);
+  });
+
+  it("an API validation error (422) prints every cause, one per field, and exits 1", async () => {
+    const r = await runCli(
+      [
+        "service",
+        "create",
+        "broken",
+        "--image",
+        "example/b",
+        "--env",
+        "PORT=1",
+        "--concurrency-limit",
+        "-1",
+        "--no-wait",
+      ],
+      { env },
+    );
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^Error: /);
+    expect(r.stderr).toMatch(/spec\.template\.spec\.containers\[0\]\.env\[0\]\.name: .*PORT/);
+    expect(r.stderr).toMatch(/spec\.template\.spec\.containerConcurrency: /);
   });
 
   it("a wrong token exits non-zero with a 401 message", async () => {

@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import { startGatewayCluster } from "../../../gateway/cluster.ts";
 import { gatewayOptionsFromConfig } from "../../../gateway/server.ts";
 import { loadConfig, mergeConfig } from "../../../src/config.ts";
+import { UsageError } from "../../../src/errors.ts";
 import { num, untilSignal } from "./servers.ts";
 
 interface GatewayFlags {
@@ -128,7 +129,7 @@ export function registerGatewayCommand(program: Command): void {
       const graceMs = num(flags.graceMs, "--grace-ms") ?? 10_000;
       const workers = num(flags.workers, "--workers") ?? availableParallelism();
       if (!Number.isInteger(workers) || workers < 1 || workers > 1024) {
-        throw new Error(`--workers ${flags.workers}: expected a whole number from 1 to 1024`);
+        throw new UsageError(`--workers ${flags.workers}: expected a whole number from 1 to 1024`);
       }
       // Even one worker runs in its own process: supervised (restarted if it
       // dies) and with the V8 flags that keep its memory small.

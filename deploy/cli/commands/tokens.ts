@@ -1,7 +1,7 @@
 /** `skiff token create|list|revoke`: namespaced API tokens (the admin token only). */
 import type { Command } from "commander";
+import type { ClientFactory } from "../client.ts";
 import { age, parseOutput, printObject, table } from "../output.ts";
-import type { ClientFactory } from "./resources.ts";
 
 const TOKENS = "/apis/skiff.dev/v1/tokens";
 

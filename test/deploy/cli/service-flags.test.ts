@@ -3,11 +3,11 @@ import { describe, expect, it } from "vitest";
 import {
   applyServiceFlags,
   applyTraffic,
-  FlagError,
   newServiceManifest,
   parsePort,
   type ServiceManifest,
 } from "../../../deploy/cli/service-flags.ts";
+import { UsageError } from "../../../src/errors.ts";
 
 function base(): ServiceManifest {
   return newServiceManifest("hello", "default", { image: "img:1", env: ["TARGET=World"] });
@@ -15,7 +15,7 @@ function base(): ServiceManifest {
 
 describe("service flags", () => {
   it("create needs --image or --source", () => {
-    expect(() => newServiceManifest("x", "default", {})).toThrow(FlagError);
+    expect(() => newServiceManifest("x", "default", {})).toThrow(UsageError);
   });
 
   it("--env KEY- removes a variable and KEY=V replaces in place", () => {
