@@ -2,11 +2,11 @@
  * The CLI's HTTP client for the deploy API. Errors come back as Kubernetes
  * Status objects and are thrown as the SkiffError they stand for
  * (`SkiffError.fromStatus`: code, message and field causes kept), so the CLI
- * prints every error the same way (main.ts formatError).
+ * prints every error the same way (format-error.ts).
  */
 import type { Command } from "commander";
 import { SkiffError, type StatusLike, UnavailableError } from "../../src/errors.ts";
-import type { Plural, Resource, ResourceOf } from "../../src/model/types.ts";
+import type { Plural, ResourceOf } from "../../src/model/types.ts";
 import { type HttpResponse, httpRequest, readLines, readText } from "./http.ts";
 
 export interface ClientOptions {

@@ -9,8 +9,9 @@
  * Users run the prebuilt bundle of this file (bin/skiff.js, scripts/build-cli.ts).
  */
 import { Command, CommanderError } from "commander";
-import { exitCodeOf, isSkiffError } from "../../src/errors.ts";
+import { exitCodeOf } from "../../src/errors.ts";
 import { ApiClient } from "./client.ts";
+import { formatError } from "./format-error.ts";
 import { resolveSettings, writeSettings } from "./settings.ts";
 import { explicitToken } from "./token-file.ts";
 
@@ -143,21 +144,6 @@ export async function main(argv = process.argv): Promise<number> {
     process.stderr.write(`${formatError(err)}\n`);
     return exitCodeOf(err);
   }
-}
-
-/**
- * Every error of every command, printed one way: the message, then each field
- * cause the message does not already say (an API's 422 lists them all).
- */
-export function formatError(err: unknown): string {
-  if (isSkiffError(err)) {
-    const causes = err.causes
-      .filter((c) => !err.message.includes(c.message))
-      .map((c) => `\n  ${c.field ? `${c.field}: ` : ""}${c.message}`)
-      .join("");
-    return `Error: ${err.message}${causes}`;
-  }
-  return `Error: ${(err as Error)?.message ?? String(err)}`;
 }
 
 if (import.meta.main) {

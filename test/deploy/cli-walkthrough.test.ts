@@ -125,6 +125,34 @@ describe("walkthrough with the CLI", () => {
     expect(await skiff("apply", "-f", file)).toBe("service/one unchanged\nservice/two unchanged\n");
   });
 
+  it("apply -f applies every document it can: a failing one is reported, the rest go in, and the exit code is 1", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-apply-"));
+    const file = join(dir, "mixed.yaml");
+    const svc = (name: string, extra = "") =>
+      `apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n  template:\n    spec:\n${extra}      containers: [{image: example/${name}}]`;
+    writeFileSync(
+      file,
+      [
+        svc("mixed-a"),
+        svc("mixed-bad", "      containerConcurrency: -1\n"),
+        "apiVersion: serving.knative.dev/v1\nkind: Gadget\nmetadata: {name: odd}",
+        svc("mixed-c"),
+      ].join("\n---\n"),
+    );
+    const r = await runCli(["apply", "-f", file], { env });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toBe("service/mixed-a created\nservice/mixed-c created\n");
+    expect(r.stderr).toMatch(/^service\/mixed-bad failed: .*containerConcurrency/m);
+    expect(r.stderr).toMatch(/^document 3 failed: cannot apply kind "Gadget"/m);
+    // The summary names each failure again.
+    expect(r.stderr).toMatch(
+      /Error: 2 of 4 documents failed \(2 applied\):\n {2}service\/mixed-bad: .*\n {2}document 3: /,
+    );
+    expect((await service("mixed-a")).metadata.name).toBe("mixed-a");
+    expect((await service("mixed-c")).metadata.name).toBe("mixed-c");
+    expect((await runCli(["service", "describe", "mixed-bad"], { env })).code).toBe(1);
+  });
+
   it("apply -f - reads standard input", async () => {
     const r = await runCli(["apply", "-f", "-"], {
       env,

@@ -1,9 +1,10 @@
 /** `skiff apply -f`: create or update Services and Configurations from manifests. */
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { UsageError } from "../../../src/errors.ts";
+import { isSkiffError, SkiffError, UsageError } from "../../../src/errors.ts";
 import type { Revision, Route, Service } from "../../../src/model/types.ts";
 import type { ApiClient, ClientFactory } from "../client.ts";
+import { formatError } from "../format-error.ts";
 import { parseOutput, printObject } from "../output.ts";
 
 export function registerApplyCommand(program: Command, client: ClientFactory): void {
@@ -16,30 +17,59 @@ export function registerApplyCommand(program: Command, client: ClientFactory): v
       const api = client(cmd);
       const format = parseOutput(opts.output);
       const docs = await readManifests(opts.filename);
-      for (const doc of docs) {
-        const { kind, plural, name, namespace } = describeDoc(doc, api.namespace);
-        const scoped = namespace === api.namespace ? api : withNamespace(api, namespace);
-        const existing = await scoped.find(plural, name);
-        let result: Service | Revision | Route | unknown;
-        let verb: string;
-        if (existing) {
-          const body = structuredClone(doc) as { metadata: Record<string, unknown> };
-          body.metadata.resourceVersion = existing.metadata.resourceVersion;
-          const updated = await scoped.replace(plural, name, body);
-          verb =
-            updated.metadata.generation === existing.metadata.generation &&
-            JSON.stringify(updated.metadata.labels) === JSON.stringify(existing.metadata.labels)
-              ? "unchanged"
-              : "configured";
-          result = updated;
-        } else {
-          result = await scoped.create(plural, doc);
-          verb = "created";
+      // Like kubectl: every document that can be applied is, in order; each
+      // failure is reported as it happens and named again in the summary.
+      const failures: string[] = [];
+      let applied = 0;
+      let skipped = 0;
+      for (const [i, doc] of docs.entries()) {
+        let what = `document ${i + 1}`;
+        try {
+          const described = describeDoc(doc, api.namespace);
+          what = `${described.kind.toLowerCase()}/${described.name}`;
+          if (described.namespace !== api.namespace) what += ` (namespace ${described.namespace})`;
+          const { verb, result } = await applyOne(api, doc, described);
+          applied++;
+          if (format === "table") process.stdout.write(`${what} ${verb}\n`);
+          else await printObject(result, format);
+        } catch (err) {
+          if (!isSkiffError(err)) throw err; // a bug, not this document's fault
+          failures.push(`${what}: ${formatError(err).replace(/^Error: /, "")}`);
+          process.stderr.write(`${what} failed: ${formatError(err).replace(/^Error: /, "")}\n`);
+          // An API that cannot be reached fails every document the same way.
+          if (err.code === "UNAVAILABLE") {
+            skipped = docs.length - i - 1;
+            break;
+          }
         }
-        if (format === "table") process.stdout.write(`${kind.toLowerCase()}/${name} ${verb}\n`);
-        else await printObject(result, format);
+      }
+      if (failures.length > 0) {
+        const notTried = skipped > 0 ? `, ${skipped} not attempted (the API is unavailable)` : "";
+        throw new SkiffError(
+          "INVALID",
+          `${failures.length} of ${docs.length} documents failed (${applied} applied${notTried}):\n  ${failures.join("\n  ")}`,
+        );
       }
     });
+}
+
+async function applyOne(
+  api: ApiClient,
+  doc: Record<string, unknown>,
+  { plural, name, namespace }: ReturnType<typeof describeDoc>,
+): Promise<{ verb: string; result: Service | Revision | Route | unknown }> {
+  const scoped = namespace === api.namespace ? api : withNamespace(api, namespace);
+  const existing = await scoped.find(plural, name);
+  if (!existing) return { verb: "created", result: await scoped.create(plural, doc) };
+  const body = structuredClone(doc) as { metadata: Record<string, unknown> };
+  body.metadata.resourceVersion = existing.metadata.resourceVersion;
+  const updated = await scoped.replace(plural, name, body);
+  const verb =
+    updated.metadata.generation === existing.metadata.generation &&
+    JSON.stringify(updated.metadata.labels) === JSON.stringify(existing.metadata.labels)
+      ? "unchanged"
+      : "configured";
+  return { verb, result: updated };
 }
 
 async function readManifests(file: string): Promise<Record<string, unknown>[]> {

@@ -1,9 +1,9 @@
 /**
- * The CLI prints every error one way (main.ts formatError): the message, then
+ * The CLI prints every error one way (format-error.ts): the message, then
  * each field cause the message does not already say. Pure: no server.
  */
 import { describe, expect, it } from "vitest";
-import { formatError } from "../../../deploy/cli/main.ts";
+import { formatError } from "../../../deploy/cli/format-error.ts";
 import { SkiffError, UsageError, ValidationError } from "../../../src/errors.ts";
 
 describe("formatError", () => {
