@@ -86,17 +86,16 @@ export const agentSection = z
       description: "The Docker engine's socket.",
       flags: { agent: "--docker-socket <path>", up: "--docker-socket <path>" },
     }),
-    portRange: setting(
-      z
-        .object({ min: portSchema.min(1), max: portSchema.min(1) })
-        .refine((r) => r.min <= r.max, "min must not exceed max")
-        .optional(),
-      {
-        description: "Serving ports of containers are allocated from here: { min, max }.",
-        defaultText: "any free port",
-        env: false,
-      },
-    ),
+    portRange: z
+      .object({
+        min: setting(portSchema.min(1), {
+          description: "Serving ports of containers are allocated from min..max.",
+          defaultText: "any free port",
+        }),
+        max: setting(portSchema.min(1), { description: "See portRange.min." }),
+      })
+      .refine((r) => r.min <= r.max, "min must not exceed max")
+      .optional(),
     imageRegistry: z
       .object({
         address: setting(z.string().min(1), {

@@ -121,9 +121,11 @@ export function mergeLayers(layers: readonly (Layer | undefined)[]): Layer {
   const origins = new Map<string, Origin>();
   for (const layer of present) {
     for (const [key, origin] of layer.origins) {
-      // A value set here replaces what earlier layers set below or above it.
-      for (const k of [...origins.keys()]) {
-        if (k.startsWith(`${key}.`) || key.startsWith(`${k}.`)) origins.delete(k);
+      // A value set here replaces a plain value an earlier layer set above it
+      // (objects merge, so what they set below stays theirs).
+      for (let k = key; k.includes("."); ) {
+        k = k.slice(0, k.lastIndexOf("."));
+        origins.delete(k);
       }
       origins.set(key, origin);
     }
@@ -253,7 +255,7 @@ function fixFor(key: string, origin: Origin | undefined): string {
       const ways = [`${key} in the config file`, ...(s?.env ? [`env ${s.env}`] : [])];
       const flags = [...new Set(Object.values(s?.meta?.flags ?? {}))].map((f) => f.split(" ")[0]);
       if (flags.length > 0) ways.push(`flag ${flags.join(" / ")}`);
-      return `set ${ways.join(", ")} (see docs/configuration.md)`;
+      return `the default; set ${ways.join(", ")}; see docs/configuration.md`;
     }
   }
 }
