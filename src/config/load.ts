@@ -95,7 +95,17 @@ export function readConfigFile(path: string): Record<string, unknown> {
 }
 
 export function fileLayer(path: string): Layer {
-  return uniformLayer(readConfigFile(path), { kind: "file", path });
+  const values = readConfigFile(path);
+  // Numbers written as text ("8090") are taken, as z.coerce did before the schema was shared.
+  for (const s of SETTINGS) {
+    if (s.type !== "number") continue;
+    const parent = s.path
+      .slice(0, -1)
+      .reduce<unknown>((node, key) => (isObject(node) ? node[key] : undefined), values);
+    const key = s.path[s.path.length - 1]!;
+    if (isObject(parent) && typeof parent[key] === "string") parent[key] = fromText(parent[key], s);
+  }
+  return uniformLayer(values, { kind: "file", path });
 }
 
 /** Settings from the environment (each setting's variable: SKIFF_{SECTION}_{KEY}, REDIS_URL, SKIFF_TOKEN); empty means unset. */

@@ -155,6 +155,12 @@ describe("configuration precedence: default < file < env < flag", () => {
     });
   });
 
+  it("a number written as text in the file is taken as the number", () => {
+    const path = file('api:\n  port: "9300"\nquotas:\n  services: "7"\n');
+    const config = loadConfig({ file: path, env: {} });
+    expect([config.api.port, config.quotas.services]).toEqual([9_300, 7]);
+  });
+
   it("SKIFF_CONFIG names the file when --config does not", () => {
     const path = file("scaler:\n  leaseMs: 2500\n");
     expect(loadConfig({ env: { SKIFF_CONFIG: path } }).scaler.leaseMs).toBe(2_500);
