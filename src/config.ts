@@ -8,18 +8,19 @@
  */
 export {
   configFromEnv,
-  configLayers,
   envLayer,
   fileLayer,
   type Layer,
-  type LoadConfigOptions,
-  loadConfig,
   mergeConfig,
   mergeLayers,
   type Origin,
-  parseConfig,
   readConfigFile,
-  SETTINGS,
   uniformLayer,
+} from "./config/layers.ts";
+export {
+  configLayers,
+  type LoadConfigOptions,
+  loadConfig,
+  parseConfig,
 } from "./config/load.ts";
-export { type ConfigInput, configSchema, type SkiffConfig } from "./config/schema.ts";
+export { type ConfigInput, configSchema, SETTINGS, type SkiffConfig } from "./config/schema.ts";

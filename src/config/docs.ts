@@ -3,9 +3,8 @@
  * with its file path, environment variable, flags, default and description.
  * `npm run docs:config` writes it; a test fails when the committed copy differs.
  */
-import { SETTINGS } from "./load.ts";
 import { SERVER_COMMANDS } from "./meta.ts";
-import { configSchema } from "./schema.ts";
+import { configSchema, SETTINGS } from "./schema.ts";
 import { defaultText, type Setting, sectionMeta, shapeOf } from "./walk.ts";
 
 const cell = (text: string) => text.replace(/\|/g, "\\|").replace(/\n/g, " ");

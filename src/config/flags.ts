@@ -6,9 +6,9 @@
  * loaded lazily, and the client CLI never loads it.
  */
 import type { Command } from "commander";
-import type { Layer } from "./load.ts";
-import { SETTINGS, setPath } from "./load.ts";
+import { type Layer, setPath } from "./layers.ts";
 import type { ServerCommand } from "./meta.ts";
+import { SETTINGS } from "./schema.ts";
 import { defaultText, fromText, type Setting } from "./walk.ts";
 
 export interface ConfigFlag {

@@ -1,147 +1,24 @@
 /**
  * Loading the configuration: defaults < config file (YAML/JSON) < environment
- * < flags, the same way for every server command. Each layer remembers where
- * each value came from, so a bad value is reported with its key, its source
- * (the file, the environment variable or the flag) and how to fix it; unknown
- * keys get a did-you-mean, bounded as the deploy API's are.
+ * < flags, the same way for every server command. A bad value is reported
+ * with its key, its origin (the file, the environment variable or the flag)
+ * and how to fix it; unknown keys get a did-you-mean, bounded as the deploy
+ * API's are.
  */
-import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
 import type { z } from "zod";
 import { type Cause, causesFromIssues, ValidationError } from "../errors.ts";
 import { child, echoKey, Issues, isObject, unknownFieldMessage } from "../model/fields.ts";
 import { sentinelUrl } from "../redis/connect.ts";
-import { type ConfigInput, configSchema, type SkiffConfig } from "./schema.ts";
-import { fromText, recordValueOf, type Setting, settingsOf, shapeOf } from "./walk.ts";
-
-/** Where a value came from. */
-export type Origin =
-  | { kind: "file"; path: string }
-  | { kind: "env"; name: string }
-  | { kind: "flag"; flag: string }
-  | { kind: "given" };
-
-/** One source of settings, in the configuration's shape, with the origin of each value it sets. */
-export interface Layer {
-  values: Record<string, unknown>;
-  /** Dotted key of each value set -> its origin. */
-  origins: Map<string, Origin>;
-}
-
-/** Every setting of the configuration, in declaration order. */
-export const SETTINGS: readonly Setting[] = settingsOf(configSchema);
-
-/** Deep-merge plain objects; later sources win, undefined never overrides. */
-export function mergeConfig(
-  ...sources: (Record<string, unknown> | undefined)[]
-): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const src of sources) {
-    if (!src) continue;
-    for (const [key, value] of Object.entries(src)) {
-      if (value === undefined) continue;
-      const prev = out[key];
-      out[key] = isObject(prev) && isObject(value) ? mergeConfig(prev, value) : value;
-    }
-  }
-  return out;
-}
-
-/** Set `value` at `path`, creating the objects on the way. */
-export function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown) {
-  let node = target;
-  for (const key of path.slice(0, -1)) {
-    if (!isObject(node[key])) node[key] = {};
-    node = node[key] as Record<string, unknown>;
-  }
-  node[path[path.length - 1]!] = value;
-}
-
-/** A layer whose every value has one origin (a file, or options given in code). */
-export function uniformLayer(values: Record<string, unknown>, origin: Origin): Layer {
-  const origins = new Map<string, Origin>();
-  const walk = (node: Record<string, unknown>, prefix: string) => {
-    for (const [key, value] of Object.entries(node)) {
-      if (value === undefined) continue;
-      const at = prefix ? `${prefix}.${key}` : key;
-      if (isObject(value) && Object.keys(value).length > 0) walk(value, at);
-      else origins.set(at, origin);
-    }
-  };
-  walk(values, "");
-  return { values, origins };
-}
-
-export function readConfigFile(path: string): Record<string, unknown> {
-  const fail = (problem: string) =>
-    new ValidationError(`config file ${path} ${problem}`, [{ field: "", message: problem }], {
-      kind: "configuration",
-    });
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw fail(`cannot be read: ${(err as Error).message}; check --config / SKIFF_CONFIG`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (err) {
-    throw fail(`is not valid YAML/JSON: ${(err as Error).message}`);
-  }
-  if (parsed == null) return {};
-  if (!isObject(parsed)) throw fail("must hold a mapping of keys (see docs/configuration.md)");
-  return parsed;
-}
-
-export function fileLayer(path: string): Layer {
-  const values = readConfigFile(path);
-  // Numbers written as text ("8090") are taken, as z.coerce did before the schema was shared.
-  for (const s of SETTINGS) {
-    if (s.type !== "number") continue;
-    const parent = s.path
-      .slice(0, -1)
-      .reduce<unknown>((node, key) => (isObject(node) ? node[key] : undefined), values);
-    const key = s.path[s.path.length - 1]!;
-    if (isObject(parent) && typeof parent[key] === "string") parent[key] = fromText(parent[key], s);
-  }
-  return uniformLayer(values, { kind: "file", path });
-}
-
-/** Settings from the environment (each setting's variable: SKIFF_{SECTION}_{KEY}, REDIS_URL, SKIFF_TOKEN); empty means unset. */
-export function envLayer(env: NodeJS.ProcessEnv = process.env): Layer {
-  const layer: Layer = { values: {}, origins: new Map() };
-  for (const s of SETTINGS) {
-    const text = s.env ? env[s.env] : undefined;
-    if (!text || !s.env) continue;
-    setPath(layer.values, s.path, fromText(text, s));
-    layer.origins.set(s.key, { kind: "env", name: s.env });
-  }
-  return layer;
-}
-
-/** Settings from the environment as a plain object (without origins). */
-export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
-  return envLayer(env).values;
-}
-
-/** Later layers win; a value's origin is that of the layer that set it last. */
-export function mergeLayers(layers: readonly (Layer | undefined)[]): Layer {
-  const present = layers.filter((l): l is Layer => l !== undefined);
-  const origins = new Map<string, Origin>();
-  for (const layer of present) {
-    for (const [key, origin] of layer.origins) {
-      // A value set here replaces a plain value an earlier layer set above it
-      // (objects merge, so what they set below stays theirs).
-      for (let k = key; k.includes("."); ) {
-        k = k.slice(0, k.lastIndexOf("."));
-        origins.delete(k);
-      }
-      origins.set(key, origin);
-    }
-  }
-  return { values: mergeConfig(...present.map((l) => l.values)), origins };
-}
+import {
+  envLayer,
+  fileLayer,
+  type Layer,
+  mergeLayers,
+  type Origin,
+  uniformLayer,
+} from "./layers.ts";
+import { type ConfigInput, configSchema, SETTINGS, type SkiffConfig } from "./schema.ts";
+import { recordValueOf, shapeOf } from "./walk.ts";
 
 export interface LoadConfigOptions {
   /** The config file; default SKIFF_CONFIG. */
@@ -318,9 +195,4 @@ function withSentinels(config: SkiffConfig, origins: ReadonlyMap<string, Origin>
   } catch (err) {
     throw bad("redisSentinels", (err as Error).message);
   }
-}
-
-/** The setting at a dotted key. */
-export function settingAt(key: string): Setting | undefined {
-  return SETTINGS.find((s) => s.key === key);
 }

@@ -11,6 +11,7 @@ import { gatewaySection } from "./gateway.ts";
 import { everyCommand, setting } from "./meta.ts";
 import { scalerSection } from "./scaler.ts";
 import { domainSchema, redisPrefixSchema, redisUrlSchema, urlSchemeSchema } from "./values.ts";
+import { type Setting, settingsOf } from "./walk.ts";
 
 const sentinelPart = (description: string, flag?: string, secret = false) =>
   setting(z.string().min(1).optional(), {
@@ -87,3 +88,6 @@ export const configSchema = z.object({
 
 export type SkiffConfig = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+
+/** Every setting (leaf key) of the configuration, in declaration order. */
+export const SETTINGS: readonly Setting[] = settingsOf(configSchema);
