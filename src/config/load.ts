@@ -75,23 +75,26 @@ function unknownKeys(
   field: string,
   issues: Issues,
   origins: ReadonlyMap<string, Origin>,
+  /** The path as given (field has long keys cut), to look the origin up by. */
+  path = field,
 ): void {
   if (!isObject(value) || issues.full) return;
   const shape = shapeOf(schema);
   const values = recordValueOf(schema);
   for (const [key, v] of Object.entries(value)) {
     const at = child(field, echoKey(key));
+    const rawAt = child(path, key);
     if (values) {
-      unknownKeys(v, values, at, issues, origins);
+      unknownKeys(v, values, at, issues, origins, rawAt);
       continue;
     }
     if (!shape) return;
     const known = shape[key];
     if (known) {
-      unknownKeys(v, known, at, issues, origins);
+      unknownKeys(v, known, at, issues, origins, rawAt);
       continue;
     }
-    const where = describeOrigin(originOf(at, origins));
+    const where = issues.full ? "" : describeOrigin(originOf(rawAt, origins));
     issues.add(
       at,
       issues.full

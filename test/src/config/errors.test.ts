@@ -50,6 +50,7 @@ describe("unknown keys in the config file", () => {
     const err = failure(() => loadConfig({ file: path, env: {} }));
     expect(err.causes[0]!.field).toBe(`gateway.${"x".repeat(64)}...(10000 characters)`);
     expect(err.causes[0]!.message).toMatch(/^unknown field; the fields allowed here are: id, host/);
+    expect(err.causes[0]!.message).toContain(`(in config file ${path})`);
     expect(err.message.length).toBeLessThan(5_000);
   });
 
