@@ -105,7 +105,6 @@ export const agentSection = z
         username: setting(z.string().optional(), { description: "The registry's user." }),
         password: setting(z.string().optional(), {
           description: "The registry's password.",
-          secret: true,
         }),
         insecure: setting(z.boolean().optional(), {
           description: "Talk plain HTTP to the registry.",

@@ -23,7 +23,6 @@ export const apiSection = z.object({
     defaultText: "the stored one, else generated on first start",
     env: "SKIFF_TOKEN",
     flags: { api: "--token <token>", up: "--token <token>" },
-    secret: true,
   }),
   bodyLimitBytes: setting(
     z

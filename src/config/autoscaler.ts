@@ -14,6 +14,7 @@ const DURATION = 'Go duration ("60s") or ms';
 
 export const autoscalerSection = scalingDefaultsSchema.safeExtend({
   stableWindow: setting(s.stableWindow, {
+    defaultText: "60s",
     description: `The window load is averaged over (6s..1h); ${DURATION}.`,
     flags: both("--stable-window <duration>"),
   }),
@@ -43,13 +44,16 @@ export const autoscalerSection = scalingDefaultsSchema.safeExtend({
     description: "Instances may shrink at most by this factor per decision.",
   }),
   scaleToZeroGracePeriod: setting(s.scaleToZeroGracePeriod, {
+    defaultText: "30s",
     description: `Wait after going inactive before removing the last instance; ${DURATION}.`,
     flags: both("--scale-to-zero-grace <duration>"),
   }),
   scaleToZeroPodRetentionPeriod: setting(s.scaleToZeroPodRetentionPeriod, {
+    defaultText: "0s",
     description: `Keep the last instance at least this long after traffic stopped; ${DURATION}.`,
   }),
   scaleDownDelay: setting(s.scaleDownDelay, {
+    defaultText: "0s",
     description: `A scale-down takes effect only after the load stayed low this long; ${DURATION}.`,
   }),
   initialScale: setting(s.initialScale, {
@@ -75,6 +79,7 @@ export const autoscalerSection = scalingDefaultsSchema.safeExtend({
     flags: both("--no-enable-scale-to-zero"),
   }),
   tickInterval: setting(s.tickInterval, {
+    defaultText: "2s",
     description: `The autoscaler's decision period; ${DURATION}.`,
     flags: both("--tick-interval <duration>"),
   }),

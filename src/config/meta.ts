@@ -19,8 +19,6 @@ export interface SettingMeta {
   flags?: Partial<Record<ServerCommand, string>>;
   /** The default as the reference shows it, when the schema has none (a derived one). */
   defaultText?: string;
-  /** Never shown in messages (tokens, passwords). */
-  secret?: boolean;
 }
 
 /** Attach the reference's metadata to a setting's schema (a copy: shared schemas stay bare). */

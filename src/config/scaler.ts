@@ -37,10 +37,12 @@ const count = z
 export const gcSettingsSchema = z
   .object({
     retainSinceCreateTime: setting(retention.default(48 * HOUR), {
+      defaultText: "48h",
       description:
         'A non-active revision is stale once created this long ago (and last active retainSinceLastActiveTime ago): Go duration, ms, or "disabled".',
     }),
     retainSinceLastActiveTime: setting(retention.default(15 * HOUR), {
+      defaultText: "15h",
       description: 'A non-active revision is stale once last routed this long ago, or "disabled".',
     }),
     minNonActiveRevisions: setting(z.number().int().min(0).default(20), {

@@ -13,11 +13,10 @@ import { scalerSection } from "./scaler.ts";
 import { domainSchema, redisPrefixSchema, redisUrlSchema, urlSchemeSchema } from "./values.ts";
 import { type Setting, settingsOf } from "./walk.ts";
 
-const sentinelPart = (description: string, flag?: string, secret = false) =>
+const sentinelPart = (description: string, flag?: string) =>
   setting(z.string().min(1).optional(), {
     description,
     ...(flag ? { flags: everyCommand(flag) } : {}),
-    ...(secret ? { secret } : {}),
   });
 
 export const configSchema = z.object({
@@ -26,7 +25,6 @@ export const configSchema = z.object({
       "Redis holding every object, routing table and counter. `skiff up` without one runs its own.",
     env: "REDIS_URL",
     flags: everyCommand("--redis-url <url>"),
-    secret: true,
   }),
   redisSentinels: sentinelPart(
     "Redis Sentinel: HOST:PORT,HOST:PORT of the sentinels (with redisMaster); every component then follows a failover. The master's user and password are redisUrl's.",
@@ -37,7 +35,7 @@ export const configSchema = z.object({
     "--redis-master <name>",
   ),
   redisSentinelUsername: sentinelPart("The sentinels' own user, when they want one."),
-  redisSentinelPassword: sentinelPart("The sentinels' own password.", undefined, true),
+  redisSentinelPassword: sentinelPart("The sentinels' own password."),
   redisPrefix: setting(redisPrefixSchema, {
     description: "Prefix of every Redis key, so several Skiff installs can share one Redis.",
     flags: everyCommand("--redis-prefix <prefix>"),
