@@ -56,7 +56,9 @@ function help(f: ConfigFlag): string {
     ...(s.env ? [`env ${s.env}`] : []),
     ...(f.repeatable ? ["repeatable"] : []),
   ];
-  return `${s.meta?.description ?? s.key}${extra.length ? ` (${extra.join("; ")})` : ""}`;
+  const what = s.meta?.description ?? s.key;
+  const text = f.negated ? `sets ${s.key} to false: ${what}` : what;
+  return `${text}${extra.length ? ` (${extra.join("; ")})` : ""}`;
 }
 
 const collect = (value: string, prev: string[] = []) => [...prev, value];
