@@ -3,7 +3,7 @@
  * with its file path, environment variable, flags, default and description.
  * `npm run docs:config` writes it; a test fails when the committed copy differs.
  */
-import { SERVER_COMMANDS } from "./meta.ts";
+import { CONFIG_COMMANDS } from "./meta.ts";
 import { configSchema, SETTINGS } from "./schema.ts";
 import { defaultText, type Setting, sectionMeta, shapeOf } from "./walk.ts";
 
@@ -12,10 +12,10 @@ const code = (text: string) => `\`${text}\``;
 
 function flagsCell(s: Setting): string {
   const flags = s.meta?.flags ?? {};
-  const names = SERVER_COMMANDS.flatMap((c) => (flags[c] ? [[c, flags[c]!.split(" ")[0]!]] : []));
+  const names = CONFIG_COMMANDS.flatMap((c) => (flags[c] ? [[c, flags[c]!.split(" ")[0]!]] : []));
   if (names.length === 0) return "";
   const distinct = new Set(names.map(([, f]) => f));
-  if (names.length === SERVER_COMMANDS.length && distinct.size === 1) {
+  if (names.length === CONFIG_COMMANDS.length && distinct.size === 1) {
     return `${code(names[0]![1]!)} (every command)`;
   }
   return names.map(([c, f]) => code(`skiff ${c} ${f}`)).join(", ");

@@ -7,8 +7,8 @@
 import { z } from "zod";
 
 /** The commands that take configuration; each server component has its own. */
-export const SERVER_COMMANDS = ["api", "gateway", "agent", "scaler", "up"] as const;
-export type ServerCommand = (typeof SERVER_COMMANDS)[number];
+export const CONFIG_COMMANDS = ["api", "gateway", "agent", "scaler", "up"] as const;
+export type ServerCommand = (typeof CONFIG_COMMANDS)[number];
 
 export interface SettingMeta {
   /** One or two sentences for the reference and the flag's help. */
@@ -33,5 +33,5 @@ export function metaOf(schema: z.ZodType): SettingMeta | undefined {
 
 /** The same flag on every server command (the keys every component reads). */
 export function everyCommand(flag: string): Partial<Record<ServerCommand, string>> {
-  return Object.fromEntries(SERVER_COMMANDS.map((c) => [c, flag]));
+  return Object.fromEntries(CONFIG_COMMANDS.map((c) => [c, flag]));
 }

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { configReference } from "../../../src/config/docs.ts";
 import { configFlags } from "../../../src/config/flags.ts";
-import { SERVER_COMMANDS } from "../../../src/config/meta.ts";
+import { CONFIG_COMMANDS } from "../../../src/config/meta.ts";
 import { SETTINGS } from "../../../src/config.ts";
 
 describe("configuration reference", () => {
@@ -24,7 +24,7 @@ describe("configuration reference", () => {
     expect(new Set(envs).size).toBe(envs.length);
   });
 
-  it.each(SERVER_COMMANDS)("skiff %s has distinct flags", (command) => {
+  it.each(CONFIG_COMMANDS)("skiff %s has distinct flags", (command) => {
     const attrs = configFlags(command).map((f) => f.attribute);
     expect(new Set(attrs).size).toBe(attrs.length);
     expect(attrs).not.toContain("config");
