@@ -9,45 +9,38 @@
  * decisions), gateway (requests in flight finish), agent (instances drained),
  * API, store.
  */
-import { randomBytes } from "node:crypto";
-import {
-  accessSync,
-  chmodSync,
-  constants,
-  mkdirSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
 import { homedir } from "node:os";
-import { delimiter, join, resolve } from "node:path";
+import { join } from "node:path";
 import { pino } from "pino";
+import { agentOptionsFromConfig } from "../agent/options.ts";
 import { type RunningAgent, startAgent } from "../agent/server.ts";
 import { type Gateway, gatewayOptionsFromConfig, startGateway } from "../gateway/server.ts";
 import { scalerOptionsFromConfig } from "../scaler/options.ts";
 import { type RunningScaler, startScaler } from "../scaler/server.ts";
 import { ensureClusterIdentity } from "../src/cluster.ts";
 import {
-  configFromEnv,
-  loadConfig,
-  mergeConfig,
-  readConfigFile,
+  configLayers,
+  type Layer,
+  mergeLayers,
+  parseConfig,
   type SkiffConfig,
+  uniformLayer,
 } from "../src/config.ts";
 import type { RuntimeKind } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
 import { createRegistry } from "../src/metrics.ts";
-import { connectRedis, openRedis, quitRedis, redactRedisUrl } from "../src/redis/connect.ts";
+import { openRedis, quitRedis, redactRedisUrl } from "../src/redis/connect.ts";
 import { isMemoryRedisUrl } from "../src/redis/memory.ts";
-import { openMemoryRedisFile } from "../src/redis/memory-file.ts";
-import { type RedisServer, startRedisServer } from "../src/redis/server.ts";
 import { type ApiServer, startApiServer } from "./api/server.ts";
+import { localStore } from "./up-store.ts";
+
+export { redisPassword } from "./up-store.ts";
 
 export interface UpOptions {
   configFile?: string | undefined;
   stateDir?: string | undefined;
-  /** Highest precedence (flags), in the configuration's shape. */
-  overrides?: Record<string, unknown>;
+  /** Highest precedence: the flags (a layer naming each one), or settings given in code. */
+  overrides?: Layer | Record<string, unknown>;
   env?: NodeJS.ProcessEnv;
   /** Where the human-readable start-up lines go. */
   log?: (line: string) => void;
@@ -79,20 +72,20 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
   const log = options.log ?? (() => {});
   const env = options.env ?? process.env;
   const stateDir = options.stateDir ?? defaultStateDir(env);
-  const configFile = options.configFile ?? env.SKIFF_CONFIG;
-  let overrides = options.overrides ?? {};
+  // defaults < file < environment < flags, as every server command.
+  let layers = configLayers({
+    file: options.configFile,
+    env,
+    ...(options.overrides ? { overrides: options.overrides } : {}),
+  });
 
   // Redis named anywhere (file, env, flag) is used as is; otherwise a private one.
-  const named = mergeConfig(
-    configFile ? readConfigFile(configFile) : {},
-    configFromEnv(env),
-    overrides,
-  ).redisUrl;
+  const named = layers.values.redisUrl;
   let stopRedis: (() => Promise<void>) | undefined;
   if (!named) {
     const local = await localStore(stateDir, env, log);
     stopRedis = local.stop;
-    overrides = mergeConfig(overrides, { redisUrl: local.url });
+    layers = mergeLayers([layers, uniformLayer({ redisUrl: local.url }, { kind: "given" })]);
     log(`Store:    ${local.describe}`);
   }
 
@@ -109,7 +102,7 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
   if (stopRedis) stops.push({ name: "redis", stop: stopRedis });
 
   try {
-    const config = loadConfig({ file: configFile, env, overrides });
+    const config = parseConfig(layers.values, layers.origins);
     if (named && isMemoryRedisUrl(config.redisUrl)) {
       log(
         `Store:    in-process (${config.redisUrl}), kept in memory only: gone when this process stops`,
@@ -220,208 +213,11 @@ function agentOptions(
   stateDir: string,
   logger: Logger,
 ): Parameters<typeof startAgent>[0] {
-  const { host, port, address, containers, ...tuning } = config.agent;
-  const options: Record<string, unknown> = {
-    redisUrl: config.redisUrl,
-    redisPrefix: config.redisPrefix,
-    domain: config.domain,
-    urlScheme: config.urlScheme,
-    host,
-    port,
-    address,
-    containers,
+  return {
+    ...agentOptionsFromConfig(config),
     // Under the state folder: a restart after a crash finds and stops stray workerd processes.
-    isolateStateDir: join(stateDir, "isolate"),
+    isolateStateDir: config.agent.isolateStateDir ?? join(stateDir, "isolate"),
     logger: logger.child({ component: "agent" }),
     registry: createRegistry({ component: "agent" }),
   };
-  for (const [key, value] of Object.entries(tuning)) if (value !== undefined) options[key] = value;
-  return options;
-}
-
-/** Whether an executable of this name is on PATH. */
-function onPath(name: string, env: NodeJS.ProcessEnv): boolean {
-  for (const dir of (env.PATH ?? "").split(delimiter)) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return true;
-    } catch {}
-  }
-  return false;
-}
-
-interface LocalStore {
-  url: string;
-  stop: () => Promise<void>;
-  /** The start-up line saying which store is in use. */
-  describe: string;
-}
-
-/**
- * The store when no Redis is named: reuse the redis-server this state folder
- * already runs (a previous `skiff up` that was killed), or start one with AOF
- * so that nothing is lost on restart; without redis-server on PATH, the
- * in-process Redis kept in a snapshot file under the state folder.
- */
-async function localStore(
-  stateDir: string,
-  env: NodeJS.ProcessEnv,
-  log: (line: string) => void,
-): Promise<LocalStore> {
-  const dir = join(stateDir, "redis");
-  const portFile = join(stateDir, "redis.port");
-  let previous: number | undefined;
-  try {
-    previous = Number(readFileSync(portFile, "utf8").trim()) || undefined;
-  } catch {}
-  const password = redisPassword(stateDir);
-  const withAuth = (port: number) => `redis://:${password.value}@127.0.0.1:${port}`;
-  const auth = `password in ${password.file}`;
-  // One that answers without a password is not ours as it must be (see stopOpenRedisOfDir).
-  if (previous) await stopOpenRedisOfDir(previous, dir);
-  // Still open: someone else's server took the port (a wrong password would not be refused there).
-  const taken = previous !== undefined && (await answers(`redis://127.0.0.1:${previous}`));
-  if (previous && !taken && (await answers(withAuth(previous)))) {
-    // Left running by a run that was killed: ours again, stopped with us.
-    const url = withAuth(previous);
-    return {
-      url,
-      stop: () => shutdownRedis(url),
-      describe: `running redis-server at ${redactRedisUrl(url)} (data in ${dir}, append-only, ${auth})`,
-    };
-  }
-  if (!onPath("redis-server", env)) {
-    const file = join(stateDir, "store.json");
-    const mem = await openMemoryRedisFile({
-      file,
-      onError: (err) => log(`Store:    saving ${file} failed (retrying): ${err.message}`),
-    });
-    const kept = mem.restored ? `, ${mem.restored} keys restored` : "";
-    return {
-      url: mem.url,
-      stop: () => mem.stop(),
-      describe: `in-process (redis-server is not on PATH), saved to ${file}${kept}; install redis-server (or pass --redis-url) for a store that separate processes can share`,
-    };
-  }
-  mkdirSync(dir, { recursive: true });
-  let server: RedisServer;
-  try {
-    server = await startRedisServer({
-      appendonly: true,
-      dir,
-      detached: true,
-      password: password.value,
-      ...(previous ? { port: previous } : {}),
-    });
-  } catch (err) {
-    if (!previous) {
-      throw new Error(
-        `cannot start a local redis-server: ${(err as Error).message}; pass --redis-url to use another Redis`,
-      );
-    }
-    // The port of the last run is taken by something else: any free one will do.
-    server = await startRedisServer({
-      appendonly: true,
-      dir,
-      detached: true,
-      password: password.value,
-    });
-  }
-  writeFileSync(portFile, `${server.port}\n`);
-  return {
-    url: server.url,
-    stop: () => server.stop(),
-    describe: `started redis-server at ${redactRedisUrl(server.url)} (data in ${dir}, append-only, ${auth})`,
-  };
-}
-
-/**
- * The password of the redis-server `skiff up` runs: generated on first start,
- * kept in `{stateDir}/redis.password` (mode 0600, folder 0700) and reused, so a
- * restart finds its data and a running server again. Containers and other
- * users of the host cannot read it.
- */
-export function redisPassword(stateDir: string): { value: string; file: string } {
-  const file = join(stateDir, "redis.password");
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  let value = "";
-  try {
-    value = readFileSync(file, "utf8").trim();
-  } catch {}
-  if (!value) {
-    value = randomBytes(24).toString("hex");
-    // wx: two starts racing on a fresh folder must not end up with two passwords.
-    try {
-      writeFileSync(file, `${value}\n`, { mode: 0o600, flag: "wx" });
-    } catch {
-      value = readFileSync(file, "utf8").trim();
-    }
-  }
-  // A copy restored from a backup may have come back readable by others.
-  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
-  return { value, file };
-}
-
-/**
- * A redis-server without a password on the last run's port that serves this
- * state folder's data was started by a Skiff from before passwords: stop it
- * (SHUTDOWN syncs the AOF), so that ours starts on the same data with a
- * password. A server of anyone else (another data folder) is left alone.
- */
-async function stopOpenRedisOfDir(port: number, dir: string): Promise<void> {
-  const url = `redis://127.0.0.1:${port}`;
-  if (!(await answers(url))) return;
-  const r = connectRedis(url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  r.on("error", () => {});
-  try {
-    await r.connect();
-    const [, served] = (await r.config("GET", "dir")) as [string, string];
-    if (served !== resolve(dir)) return;
-  } catch {
-    return;
-  } finally {
-    r.disconnect();
-  }
-  await shutdownRedis(url);
-}
-
-/** Stop a redis-server an earlier run started: SHUTDOWN syncs the AOF first. */
-async function shutdownRedis(url: string): Promise<void> {
-  const r = connectRedis(url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  r.on("error", () => {});
-  try {
-    await r.connect();
-    await r.shutdown();
-  } catch {
-    // SHUTDOWN closes the connection instead of replying.
-  } finally {
-    r.disconnect();
-  }
-}
-
-async function answers(url: string): Promise<boolean> {
-  const probe = connectRedis(url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  probe.on("error", () => {}); // a refused connection is the answer we look for
-  try {
-    await probe.connect();
-    await probe.ping();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
 }

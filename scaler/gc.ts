@@ -20,55 +20,17 @@
  * (the last time the revision was routed), a caller-supplied time, or else
  * the creation time. Ties order by configurationGeneration, then name.
  */
-import { z } from "zod";
-import { DURATION_FORMAT, parseGoDuration } from "../src/model/duration.ts";
+import {
+  defaultGcSettings,
+  GC_DISABLED,
+  type GcSettings,
+  type GcSettingsInput,
+  gcSettingsSchema,
+} from "../src/config/scaler.ts";
 import { Annotations, Labels } from "../src/model/types.ts";
 
-/** Knative's "disabled" for any GC setting. */
-export const GC_DISABLED = -1;
-
-const HOUR = 3_600_000;
-
-/** Milliseconds, a Go duration, or "disabled" / -1. */
-const retention = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  if (v === "disabled" || v === GC_DISABLED) return GC_DISABLED;
-  const ms = typeof v === "number" ? v : parseGoDuration(v);
-  if (ms === undefined || ms < 0) {
-    ctx.addIssue({
-      code: "custom",
-      message: `must be ${DURATION_FORMAT}, milliseconds, or "disabled"`,
-    });
-    return z.NEVER;
-  }
-  return ms;
-});
-
-const count = z
-  .union([z.number().int().min(-1), z.literal("disabled")])
-  .transform((v) => (v === "disabled" ? GC_DISABLED : v));
-
-export const gcSettingsSchema = z
-  .object({
-    retainSinceCreateTime: retention.default(48 * HOUR),
-    retainSinceLastActiveTime: retention.default(15 * HOUR),
-    minNonActiveRevisions: z.number().int().min(0).default(20),
-    maxNonActiveRevisions: count.default(1000),
-  })
-  .superRefine((s, ctx) => {
-    if (
-      s.maxNonActiveRevisions !== GC_DISABLED &&
-      s.minNonActiveRevisions > s.maxNonActiveRevisions
-    ) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["maxNonActiveRevisions"],
-        message: `must be >= minNonActiveRevisions (${s.minNonActiveRevisions}), or "disabled"`,
-      });
-    }
-  });
-export type GcSettings = z.output<typeof gcSettingsSchema>;
-export type GcSettingsInput = z.input<typeof gcSettingsSchema>;
-export const defaultGcSettings: GcSettings = gcSettingsSchema.parse({});
+// The settings (Knative's config-gc and its defaults) are part of the configuration model.
+export { defaultGcSettings, GC_DISABLED, type GcSettings, type GcSettingsInput, gcSettingsSchema };
 
 /** The parts of a Revision GC looks at (a full Revision fits). */
 export interface GcRevision {

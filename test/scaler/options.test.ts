@@ -57,6 +57,22 @@ describe("scaler configuration", () => {
     expect(options.port).toBe(8092);
   });
 
+  it("presumes agents alive for their heartbeat TTL after a leader change, unless agentGraceMs says otherwise", () => {
+    const config = loadConfig({ env: { SKIFF_AGENT_HEARTBEAT_TTL_MS: "8000" } });
+    expect(parseScalerOptions(scalerOptionsFromConfig(config)).agentGraceMs).toBe(8_000);
+    const set = loadConfig({
+      env: { SKIFF_AGENT_HEARTBEAT_TTL_MS: "8000", SKIFF_SCALER_AGENT_GRACE_MS: "2000" },
+    });
+    expect(parseScalerOptions(scalerOptionsFromConfig(set)).agentGraceMs).toBe(2_000);
+    expect(parseScalerOptions({}).agentGraceMs).toBe(5_000);
+  });
+
+  it("takes its id from the configuration, else the hostname and a random suffix", () => {
+    const config = loadConfig({ env: { SKIFF_SCALER_ID: "scaler-a" } });
+    expect(parseScalerOptions(scalerOptionsFromConfig(config)).id).toBe("scaler-a");
+    expect(parseScalerOptions({}).id).toMatch(/^[A-Za-z0-9._-]+-[0-9a-f]{6}$/);
+  });
+
   it("refuses an out-of-range stable window with the field's path", () => {
     expect(() => loadConfig({ file: file("autoscaler:\n  stableWindow: 2s\n"), env: {} })).toThrow(
       /autoscaler\.stableWindow: must be between 6s and 1h/,

@@ -1,9 +1,13 @@
 /** Server commands: `skiff api`, `skiff agent`, `skiff scaler` and `skiff up`. */
 import type { Command } from "commander";
+import { agentOptionsFromConfig } from "../../../agent/options.ts";
 import { startAgent } from "../../../agent/server.ts";
 import { scalerOptionsFromConfig } from "../../../scaler/options.ts";
 import { startScaler } from "../../../scaler/server.ts";
-import { loadConfig, mergeConfig } from "../../../src/config.ts";
+import { addConfigFlags, flagLayer } from "../../../src/config/flags.ts";
+import type { ServerCommand } from "../../../src/config/meta.ts";
+import { type Layer, loadConfig, mergeLayers, type SkiffConfig } from "../../../src/config.ts";
+import { UsageError } from "../../../src/errors.ts";
 import { createLogger } from "../../../src/logging.ts";
 import { handleShutdownSignals } from "../../../src/signals.ts";
 import { startApiServer } from "../../api/server.ts";
@@ -12,28 +16,50 @@ import { startUp, type Up } from "../../up.ts";
 import { ownsSettings, settingsPath, writeSettings } from "../settings.ts";
 import { readTokenFile } from "../token-file.ts";
 
-interface ServerFlags {
+/** What commander parsed for a server command: its configuration flags and a few of its own. */
+export interface ServerFlags extends Record<string, unknown> {
   config?: string;
-  redisUrl?: string;
-  redisSentinels?: string;
-  redisMaster?: string;
-  host?: string;
-  port?: string;
   token?: string;
   tokenFile?: string;
-  domain?: string;
 }
 
-/** The admin token a server was given: --token, else --token-file / SKIFF_TOKEN_FILE (SKIFF_TOKEN is read with the config). */
-function givenToken(flags: ServerFlags): string | undefined {
+/**
+ * The admin token given to `api` / `up` on the command line: --token (with a
+ * warning), else --token-file / SKIFF_TOKEN_FILE, as a layer above SKIFF_TOKEN
+ * and the config file.
+ */
+function tokenLayer(flags: ServerFlags): Layer | undefined {
   if (flags.token) {
     process.stderr.write(
       "warning: --token is visible to every user of this host (ps); use --token-file FILE or SKIFF_TOKEN\n",
     );
-    return flags.token;
+    return undefined; // already in the flag layer
   }
-  const file = flags.tokenFile ?? (process.env.SKIFF_TOKEN_FILE || undefined);
-  return file ? readTokenFile(file) : undefined;
+  const fromFlag = flags.tokenFile;
+  const file = fromFlag ?? (process.env.SKIFF_TOKEN_FILE || undefined);
+  if (!file) return undefined;
+  return {
+    values: { api: { token: readTokenFile(file) } },
+    origins: new Map([
+      [
+        "api.token",
+        fromFlag
+          ? { kind: "flag", flag: "--token-file" }
+          : { kind: "env", name: "SKIFF_TOKEN_FILE" },
+      ],
+    ]),
+  };
+}
+
+/** A server command's flags as the top configuration layer (absent flags override nothing). */
+export function serverFlagLayer(command: ServerCommand, flags: ServerFlags): Layer {
+  const token = command === "api" || command === "up" ? tokenLayer(flags) : undefined;
+  return mergeLayers([flagLayer(command, flags), token]);
+}
+
+/** The configuration of a server command: defaults < file < environment < flags. */
+export function serverConfig(command: ServerCommand, flags: ServerFlags): SkiffConfig {
+  return loadConfig({ file: flags.config, overrides: serverFlagLayer(command, flags) });
 }
 
 /** Stop cleanly on SIGINT/SIGTERM: close servers, then exit. */
@@ -45,98 +71,8 @@ export function untilSignal(close: () => Promise<void>): void {
 export function num(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n)) throw new Error(`${flag} ${value}: expected a number`);
+  if (!Number.isFinite(n)) throw new UsageError(`${flag} ${value}: expected a number`);
   return n;
-}
-
-function labels(items: string[] | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of items ?? []) {
-    const i = item.indexOf("=");
-    if (i <= 0) throw new Error(`--label ${item}: expected KEY=VALUE`);
-    out[item.slice(0, i)] = item.slice(i + 1);
-  }
-  return out;
-}
-
-const collect = (value: string, prev: string[] = []) => [...prev, value];
-
-interface AgentFlags extends ServerFlags {
-  redisPrefix?: string;
-  id?: string;
-  address?: string;
-  cpu?: string;
-  memory?: string;
-  maxInstances?: string;
-  label?: string[];
-  heartbeatInterval?: string;
-  heartbeatTtl?: string;
-  resyncInterval?: string;
-  containers?: boolean;
-  dockerSocket?: string;
-  isolateProcesses?: string;
-  isolateStateDir?: string;
-  drainDelay?: string;
-  startupTimeout?: string;
-  imageRegistry?: string;
-  containerFirewall?: string;
-}
-
-interface ScalerFlags extends ServerFlags, AutoscalerFlags {
-  redisPrefix?: string;
-  id?: string;
-  lease?: string;
-  agentGrace?: string;
-  resyncInterval?: string;
-  gcInterval?: string;
-}
-
-/** A duration flag: Go duration text ("6s") as given, bare digits as milliseconds. */
-function duration(value: string | undefined): string | number | undefined {
-  if (value === undefined) return undefined;
-  return /^\d+$/.test(value) ? Number(value) : value;
-}
-
-/** Global autoscaler settings, shared by `skiff scaler` and `skiff up`. */
-interface AutoscalerFlags {
-  stableWindow?: string;
-  panicWindowPercentage?: string;
-  scaleToZeroGrace?: string;
-  tickInterval?: string;
-  targetConcurrency?: string;
-  targetUtilization?: string;
-  enableScaleToZero?: boolean;
-}
-
-function withAutoscalerOptions(cmd: Command): Command {
-  return cmd
-    .option(
-      "--stable-window <duration>",
-      "autoscaler stable window, e.g. 60s (6s..1h); env SKIFF_AUTOSCALER_STABLE_WINDOW",
-    )
-    .option("--panic-window-percentage <percent>", "panic window as % of the stable window (10)")
-    .option(
-      "--scale-to-zero-grace <duration>",
-      "wait after going inactive before removing the last instance, e.g. 30s; env SKIFF_AUTOSCALER_SCALE_TO_ZERO_GRACE_PERIOD",
-    )
-    .option("--tick-interval <duration>", "autoscaler decision period, e.g. 2s")
-    .option("--target-concurrency <n>", "default in-flight requests per instance (100)")
-    .option("--target-utilization <percent>", "share of the target aimed for (70)")
-    .option("--no-enable-scale-to-zero", "keep at least one instance of every revision");
-}
-
-/** The config file's `autoscaler:` section, from flags (absent flags override nothing). */
-function autoscalerOverrides(flags: AutoscalerFlags): Record<string, unknown> {
-  return {
-    stableWindow: duration(flags.stableWindow),
-    panicWindowPercentage: num(flags.panicWindowPercentage, "--panic-window-percentage"),
-    scaleToZeroGracePeriod: duration(flags.scaleToZeroGrace),
-    tickInterval: duration(flags.tickInterval),
-    targetConcurrency: num(flags.targetConcurrency, "--target-concurrency"),
-    targetUtilizationPercentage: num(flags.targetUtilization, "--target-utilization"),
-    // Only an explicit --no-enable-scale-to-zero overrides the config file.
-    enableScaleToZero: flags.enableScaleToZero === false ? false : undefined,
-  };
 }
 
 export function registerServerCommands(program: Command): void {
@@ -164,39 +100,11 @@ export function registerServerCommands(program: Command): void {
       );
     });
 
-  program
-    .command("api")
+  addConfigFlags(program.command("api"), "api")
     .description("run the deploy API (Knative serving.knative.dev/v1 over HTTP)")
-    .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
-    .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
-    .option(
-      "--redis-sentinels <host:port,...>",
-      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
-    )
-    .option(
-      "--redis-master <name>",
-      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
-    )
-    .option("--host <host>", "listen address (default 127.0.0.1)")
-    .option("--port <port>", "listen port (default 8090)")
-    .option(
-      "--token <token>",
-      "admin token (replaces the previous one); prefer --token-file or env SKIFF_TOKEN (generated on first start when absent)",
-    )
-    .option("--domain <domain>", "domain of service URLs (default localhost)")
     .action(async (_flags: ServerFlags, cmd: Command) => {
       // --token is also the client commands' global flag: commander files it there.
-      const flags = cmd.optsWithGlobals<ServerFlags>();
-      const config = loadConfig({
-        file: flags.config,
-        overrides: mergeConfig({
-          redisUrl: flags.redisUrl,
-          redisSentinels: flags.redisSentinels,
-          redisMaster: flags.redisMaster,
-          domain: flags.domain,
-          api: { host: flags.host, port: flags.port, token: givenToken(flags) },
-        }),
-      });
+      const config = serverConfig("api", cmd.optsWithGlobals<ServerFlags>());
       const api = await startApiServer({ config });
       process.stdout.write(`Skiff API listening on ${api.url}\n`);
       if (api.generatedToken) {
@@ -207,154 +115,29 @@ export function registerServerCommands(program: Command): void {
       untilSignal(() => api.close());
     });
 
-  program
-    .command("agent")
+  addConfigFlags(program.command("agent"), "agent")
     .description("run the node agent: containers (Docker) and isolates (workerd) on this host")
-    .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
-    .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
-    .option(
-      "--redis-sentinels <host:port,...>",
-      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
-    )
-    .option(
-      "--redis-master <name>",
-      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
-    )
-    .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
-    .option("--id <id>", "agent id, stable across restarts (default: from hostname and address)")
-    .option(
-      "--address <ip>",
-      "data address instances listen on and gateways connect to",
-      "127.0.0.1",
-    )
-    .option("--host <host>", "listen address of /healthz, /readyz, /metrics", "127.0.0.1")
-    .option("--port <port>", "listen port of /healthz, /readyz, /metrics", "8091")
-    .option("--cpu <millicores>", "CPU to offer (default: all cores)")
-    .option("--memory <bytes>", "memory to offer (default: all)")
-    .option("--max-instances <n>", "most instances to run (default 256)")
-    .option("--label <KEY=VALUE>", "agent label (repeatable)", collect)
-    .option("--heartbeat-interval <ms>", "heartbeat period", "1000")
-    .option("--heartbeat-ttl <ms>", "declared dead after this long without a heartbeat", "5000")
-    .option("--resync-interval <ms>", "full reconcile period", "5000")
-    .option("--no-containers", "offer isolates only (no Docker engine needed)")
-    .option("--docker-socket <path>", "Docker engine socket", "/var/run/docker.sock")
-    .option("--isolate-processes <n>", "workerd processes (default: one per core)")
-    .option("--isolate-state-dir <dir>", "workerd state folder")
-    .option("--drain-delay <ms>", "wait after withdrawing an endpoint before stopping", "1000")
-    .option("--startup-timeout <ms>", "readiness deadline of a new instance", "60000")
-    .option(
-      "--image-registry <address>",
-      "pull missing images from this registry (default: local images only)",
-    )
-    .option(
-      "--container-firewall <cidrs>",
-      "install iptables rules (root) so containers reach neither this host's addresses nor these comma-separated CIDRs (the fleet's control network)",
-    )
-    .action(async (flags: AgentFlags) => {
-      const config = loadConfig({
-        file: flags.config,
-        overrides: mergeConfig({
-          redisUrl: flags.redisUrl,
-          redisSentinels: flags.redisSentinels,
-          redisMaster: flags.redisMaster,
-          redisPrefix: flags.redisPrefix,
-          domain: flags.domain,
-        }),
-      });
+    .action(async (flags: ServerFlags) => {
+      const config = serverConfig("agent", flags);
       const running = await startAgent({
+        ...agentOptionsFromConfig(config),
+        logger: createLogger({ component: "agent", level: config.log.level }),
         handleSignals: true,
-        redisUrl: config.redisUrl,
-        redisPrefix: config.redisPrefix,
-        domain: config.domain,
-        urlScheme: config.urlScheme,
-        ...(flags.id ? { id: flags.id } : {}),
-        address: flags.address,
-        host: flags.host,
-        port: num(flags.port, "--port"),
-        capacity: {
-          cpuMillis: num(flags.cpu, "--cpu"),
-          memoryBytes: num(flags.memory, "--memory"),
-          maxInstances: num(flags.maxInstances, "--max-instances"),
-        },
-        labels: labels(flags.label),
-        heartbeatIntervalMs: num(flags.heartbeatInterval, "--heartbeat-interval"),
-        heartbeatTtlMs: num(flags.heartbeatTtl, "--heartbeat-ttl"),
-        resyncIntervalMs: num(flags.resyncInterval, "--resync-interval"),
-        containers: flags.containers !== false,
-        dockerSocket: flags.dockerSocket,
-        isolateProcesses: num(flags.isolateProcesses, "--isolate-processes"),
-        ...(flags.isolateStateDir ? { isolateStateDir: flags.isolateStateDir } : {}),
-        drainDelayMs: num(flags.drainDelay, "--drain-delay"),
-        startupTimeoutMs: num(flags.startupTimeout, "--startup-timeout"),
-        ...(flags.imageRegistry ? { imageRegistry: { address: flags.imageRegistry } } : {}),
-        ...(flags.containerFirewall !== undefined
-          ? {
-              containerFirewall: {
-                blockCidrs: flags.containerFirewall
-                  .split(",")
-                  .map((c) => c.trim())
-                  .filter(Boolean),
-              },
-            }
-          : config.agent.containerFirewall
-            ? { containerFirewall: config.agent.containerFirewall }
-            : {}),
       });
       process.stdout.write(
-        `Skiff agent ${running.agent.id} serving on ${flags.address} (runtimes: ${running.agent.runtimes.join(", ")}); health and metrics at ${running.url}\n`,
+        `Skiff agent ${running.agent.id} serving on ${config.agent.address} (runtimes: ${running.agent.runtimes.join(", ")}); health and metrics at ${running.url}\n`,
       );
     });
 
-  withAutoscalerOptions(program.command("scaler"))
+  addConfigFlags(program.command("scaler"), "scaler")
     .description(
       "run the scaler: Knative's autoscaler, placement on agents, routing tables, revision GC (several may run; one leads)",
     )
-    .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
-    .option("--redis-url <url>", "Redis holding all state; env REDIS_URL")
-    .option(
-      "--redis-sentinels <host:port,...>",
-      "Redis Sentinel: ask these for the master (with --redis-master); env SKIFF_REDIS_SENTINELS",
-    )
-    .option(
-      "--redis-master <name>",
-      "the master group the sentinels monitor; env SKIFF_REDIS_MASTER",
-    )
-    .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
-    .option("--id <id>", "scaler id in the leader lease (default: hostname and a random suffix)")
-    .option("--host <host>", "listen address of /healthz, /readyz, /metrics (default 127.0.0.1)")
-    .option("--port <port>", "listen port of /healthz, /readyz, /metrics (default 8092)")
-    .option("--domain <domain>", "domain of service URLs (default localhost)")
-    .option("--lease <ms>", "leader lease; a standby takes over within about this long (3000)")
-    .option(
-      "--agent-grace <ms>",
-      "after a leader change or Redis reconnect, agents without a heartbeat are presumed alive this long (the agents' heartbeat TTL, 5000)",
-    )
-    .option("--resync-interval <ms>", "full re-read of objects, agents and routes (10000)")
-    .option("--gc-interval <ms>", "revision garbage collection period (60000)")
-    .action(async (flags: ScalerFlags) => {
-      const config = loadConfig({
-        file: flags.config,
-        overrides: mergeConfig({
-          redisUrl: flags.redisUrl,
-          redisSentinels: flags.redisSentinels,
-          redisMaster: flags.redisMaster,
-          redisPrefix: flags.redisPrefix,
-          domain: flags.domain,
-          scaler: {
-            host: flags.host,
-            port: flags.port,
-            leaseMs: flags.lease,
-            agentGraceMs: flags.agentGrace,
-            resyncIntervalMs: flags.resyncInterval,
-            gcIntervalMs: flags.gcInterval,
-          },
-          autoscaler: autoscalerOverrides(flags),
-        }),
-      });
+    .action(async (flags: ServerFlags) => {
+      const config = serverConfig("scaler", flags);
       const scaler = await startScaler({
         ...scalerOptionsFromConfig(config),
         logger: createLogger({ component: "scaler", level: config.log.level }),
-        ...(flags.id ? { id: flags.id } : {}),
         handleSignals: true,
       });
       process.stdout.write(
@@ -362,31 +145,14 @@ export function registerServerCommands(program: Command): void {
       );
     });
 
-  withAutoscalerOptions(program.command("up"))
+  addConfigFlags(program.command("up"), "up")
     .description(
       "run a complete single-host Skiff: store, deploy API, gateway, scaler and agent in one process",
     )
-    .option("--config <file>", "config file (YAML/JSON); env SKIFF_CONFIG")
-    .option("--redis-url <url>", "use this Redis instead of a local one; env REDIS_URL")
-    .option("--redis-prefix <prefix>", "key prefix; env SKIFF_REDIS_PREFIX")
-    .option("--host <host>", "listen address of the gateway (default 127.0.0.1)")
-    .option(
-      "--api-host <host>",
-      "listen address of the deploy API (default 127.0.0.1); env SKIFF_API_HOST",
-    )
-    .option("--api-port <port>", "deploy API port (default 8090); env SKIFF_API_PORT")
-    .option("--gateway-port <port>", "gateway port (default 8080); env SKIFF_GATEWAY_PORT")
-    .option("--domain <domain>", "domain of service URLs (default localhost); env SKIFF_DOMAIN")
     .option(
       "--state-dir <dir>",
       "where local state lives (default ~/.local/state/skiff); env SKIFF_STATE_DIR",
     )
-    .option(
-      "--token <token>",
-      "admin API token (replaces the previous one); prefer --token-file or env SKIFF_TOKEN (generated on first start when absent)",
-    )
-    .option("--no-containers", "offer isolates only (do not look for a Docker engine)")
-    .option("--docker-socket <path>", "Docker engine socket (default /var/run/docker.sock)")
     .action(async (_flags: UpFlags, cmd: Command) => {
       // --token is also the client commands' global flag: commander files it there.
       const flags = cmd.optsWithGlobals<UpFlags>();
@@ -405,22 +171,9 @@ export function registerServerCommands(program: Command): void {
     });
 }
 
-/** `skiff up`'s flags in the configuration's shape (absent flags override nothing). */
-export function upOverrides(flags: UpFlags): Record<string, unknown> {
-  return mergeConfig({
-    redisUrl: flags.redisUrl,
-    redisPrefix: flags.redisPrefix,
-    domain: flags.domain,
-    // --host exposes user traffic only; the API stays on loopback unless --api-host says otherwise.
-    api: { host: flags.apiHost, port: flags.apiPort, token: givenToken(flags) },
-    gateway: { host: flags.host, port: flags.gatewayPort },
-    // Only an explicit --no-containers overrides the config file.
-    agent: {
-      containers: flags.containers === false ? false : undefined,
-      dockerSocket: flags.dockerSocket,
-    },
-    autoscaler: autoscalerOverrides(flags),
-  });
+/** `skiff up`'s flags as the top configuration layer (absent flags override nothing). */
+export function upOverrides(flags: UpFlags): Layer {
+  return serverFlagLayer("up", flags);
 }
 
 /**
@@ -448,12 +201,6 @@ export function cliSettingsForUp(
   ].join("\n");
 }
 
-export interface UpFlags extends ServerFlags, AutoscalerFlags {
-  redisPrefix?: string;
-  apiHost?: string;
-  apiPort?: string;
-  gatewayPort?: string;
+export interface UpFlags extends ServerFlags {
   stateDir?: string;
-  containers?: boolean;
-  dockerSocket?: string;
 }
