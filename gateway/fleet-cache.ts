@@ -16,24 +16,10 @@
  * later read always wins over an earlier one.
  */
 import type { Redis } from "ioredis";
-import { z } from "zod";
+import { parseEndpoints } from "../src/fleet/endpoints.ts";
 import { fleetKeys, parseRevisionRef } from "../src/fleet/keys.ts";
 import type { Endpoint } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
-
-const endpointSchema = z
-  .object({
-    instanceId: z.string().min(1),
-    agentId: z.string().min(1),
-    runtime: z.enum(["container", "isolate"]),
-    host: z.string().min(1),
-    port: z.number().int().min(1).max(65535),
-    protocol: z.enum(["http1", "h2c"]).default("http1"),
-    header: z.object({ name: z.string().min(1), value: z.string() }).optional(),
-    containerConcurrency: z.number().int().min(0).default(0),
-    readyAt: z.number().default(0),
-  })
-  .loose();
 
 interface AgentState {
   alive: boolean;
@@ -204,21 +190,8 @@ export class FleetCache {
     if (this.#rawText.get(ref) === (text || undefined) && text !== "") return;
     if (text === "") this.#rawText.delete(ref);
     else this.#rawText.set(ref, text);
-    const endpoints: Endpoint[] = [];
-    for (const [field, json] of Object.entries(hash)) {
-      try {
-        const parsed = endpointSchema.safeParse(JSON.parse(json));
-        if (parsed.success) endpoints.push(parsed.data as Endpoint);
-        else
-          this.#log.warn({ revision: ref, instance: field }, "ignoring malformed endpoint record");
-      } catch {
-        this.#log.warn(
-          { revision: ref, instance: field },
-          "ignoring endpoint record that is not JSON",
-        );
-      }
-    }
-    endpoints.sort((a, b) => (a.instanceId < b.instanceId ? -1 : 1));
+    // Sorted by instance id; a bad record is skipped with one log line, the rest still route.
+    const endpoints = parseEndpoints(hash, this.#log, { revision: ref });
     if (endpoints.length === 0) this.#raw.delete(ref);
     else this.#raw.set(ref, endpoints);
     this.#update(ref);

@@ -1,9 +1,8 @@
 /**
  * Proxying one HTTP request: route by Host, pick a revision by weight, wait
- * for an instance (and a slot), then stream the request to it and its
- * response back with undici, never buffering a body whole (backpressure both
- * ways: the client's body is piped as it arrives, the instance's body pauses
- * while the client cannot take more).
+ * for an instance (and a slot), then send it (attempt.ts: streamed with
+ * undici, never buffering a body whole, backpressure both ways), moving on to
+ * another instance when one cannot be reached.
  *
  * Failure rules:
  * - no response started within timeoutSeconds of arrival (waiting included),
@@ -19,12 +18,14 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import { UnavailableError } from "../src/errors.ts";
 import type { Logger } from "../src/logging.ts";
-import type { Grant, RevisionDispatcher, Waiter } from "./dispatcher.ts";
+import { type Attempt, type Outcome, send } from "./attempt.ts";
+import type { RevisionDispatcher, Waiter } from "./dispatcher.ts";
 import { BodyTooLargeError, ClientGoneError, GatewayTimeoutError } from "./errors.ts";
-import { downstreamHeaders, GATEWAY_AUTH_HEADER, upstreamHeaders } from "./headers.ts";
+import { upstreamHeaders } from "./headers.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import { checkRequest } from "./request-checks.ts";
 import { normalizeHost, pickTarget, type RouteTable } from "./routes.ts";
+import { shortReason } from "./upstream-errors.ts";
 
 export interface ProxyContext {
   routes: RouteTable;
@@ -45,35 +46,6 @@ export interface ProxyContext {
 
 /** Attempts per request at most (connection failures move on to another instance). */
 const MAX_ATTEMPTS = 8;
-
-type Outcome =
-  | { kind: "done" }
-  | { kind: "cut" }
-  | { kind: "gone" }
-  | { kind: "retry"; reason: "connect" | "stale"; error: Error }
-  | { kind: "timeout"; message: string }
-  | { kind: "failed"; message: string }
-  /** The request itself cannot be sent (its own fault; no instance is blamed). */
-  | { kind: "refused"; status: 400 | 413; message: string };
-
-interface Attempt {
-  req: IncomingMessage;
-  res: ServerResponse;
-  grant: Grant;
-  headers: string[];
-  /** What undici sends as the body (the request itself, or a size-limited view of it). */
-  body: IncomingMessage | AsyncIterable<Buffer> | null;
-  hasBody: boolean;
-  path: string;
-  /** "{ns}/{rev}", for messages. */
-  ref: string;
-  deadline: number;
-  timeoutSeconds: number;
-  responseStartMs: number | undefined;
-  idleMs: number;
-  /** Set by the client-close handler so an attempt in flight can abort. */
-  state: { gone: boolean; abort?: (err: Error) => void };
-}
 
 export function replyText(
   res: ServerResponse,
@@ -123,44 +95,6 @@ async function* limitedBody(req: IncomingMessage, max: number): AsyncGenerator<B
     if (total > max) throw new BodyTooLargeError(max);
     yield chunk as Buffer;
   }
-}
-
-/** Errors that say the instance could not be reached (nothing was sent): another instance may do. */
-const CONNECT_ERRORS = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ECONNABORTED",
-  "EHOSTUNREACH",
-  "EHOSTDOWN",
-  "ENETUNREACH",
-  "ENETDOWN",
-  "EADDRNOTAVAIL",
-  "ETIMEDOUT",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "UND_ERR_CONNECT_TIMEOUT",
-  "UND_ERR_SOCKET",
-]);
-
-export function isConnectError(err: Error): boolean {
-  return CONNECT_ERRORS.has((err as { code?: string }).code ?? "");
-}
-
-/** undici (or Node) refused the request's own arguments: headers, method, path. */
-export function isRequestError(err: Error): boolean {
-  const code = (err as { code?: string }).code ?? "";
-  return (
-    code.startsWith("UND_ERR_INVALID") ||
-    code.startsWith("ERR_INVALID") ||
-    code === "UND_ERR_NOT_SUPPORTED" ||
-    code === "ERR_HTTP_INVALID_HEADER_VALUE"
-  );
-}
-
-function shortReason(err: Error): string {
-  const code = (err as { code?: string }).code;
-  return code ? `${code}: ${err.message}` : err.message;
 }
 
 export async function proxyHttp(
@@ -322,183 +256,4 @@ export async function proxyHttp(
     ctx.metrics.requests.inc({ code: String(code || res.statusCode), ...labels });
     ctx.metrics.duration.observe(labels, (performance.now() - arrived) / 1000);
   }
-}
-
-let toFlush: Array<() => void> = [];
-function flushAll(): void {
-  const batch = toFlush;
-  toFlush = [];
-  for (const f of batch) f();
-}
-function flushSoon(f: () => void): void {
-  if (toFlush.push(f) === 1) setImmediate(flushAll);
-}
-
-/** One try against one instance. Resolves (never rejects) with what happened. */
-function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
-  const { res, grant } = a;
-  const up = grant.upstream;
-  const internal = up.endpoint.header;
-  const headers = internal
-    ? ctx.gatewayAuth === undefined
-      ? [...a.headers, internal.name, internal.value]
-      : [...a.headers, internal.name, internal.value, GATEWAY_AUTH_HEADER, ctx.gatewayAuth]
-    : a.headers;
-  return new Promise<Outcome>((resolve) => {
-    let controller: Dispatcher.DispatchController | undefined;
-    let requestStarted = false;
-    let responseStarted = false;
-    let timeoutMessage: string | undefined;
-    let settled = false;
-    let timer: NodeJS.Timeout | undefined;
-    let pendingAbort: Error | undefined;
-    let wroteBody = false;
-
-    const finish = (outcome: Outcome) => {
-      if (settled) return;
-      settled = true;
-      if (timer) clearTimeout(timer);
-      a.state.abort = undefined;
-      resolve(outcome);
-    };
-    const abort = (err: Error) => {
-      if (controller) controller.abort(err);
-      else pendingAbort = err;
-    };
-    a.state.abort = abort;
-
-    const armTimeout = (ms: number, message: string) => {
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(
-        () => {
-          timeoutMessage = message;
-          abort(new GatewayTimeoutError(message));
-          // Still connecting: answer now; the request is dropped when the connection is made.
-          if (!controller) finish({ kind: "timeout", message });
-        },
-        Math.max(0, ms),
-      );
-    };
-    armTimeout(
-      a.deadline - performance.now(),
-      `revision ${a.ref} did not start a response within ${a.timeoutSeconds}s (instance ${up.id})`,
-    );
-
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
-        requestStarted = true;
-        if (pendingAbort) {
-          c.abort(pendingAbort);
-          return;
-        }
-        if (a.responseStartMs !== undefined) {
-          const left = a.deadline - performance.now();
-          if (a.responseStartMs < left) {
-            armTimeout(
-              a.responseStartMs,
-              `instance ${up.id} did not start a response within ${a.responseStartMs / 1000}s of receiving the request`,
-            );
-          }
-        }
-      },
-      onResponseStart(c, statusCode, headers, statusMessage) {
-        // 1xx (100 Continue from the instance): the gateway already handled Expect itself.
-        if (statusCode < 200) return;
-        if (timer) clearTimeout(timer);
-        timer = undefined;
-        responseStarted = true;
-        if (res.destroyed) {
-          c.abort(new ClientGoneError());
-          return;
-        }
-        const out = downstreamHeaders(headers);
-        if (statusMessage) res.writeHead(statusCode, statusMessage, out);
-        else res.writeHead(statusCode, out);
-        // Headers go out with the first chunk; when the body takes its time
-        // (SSE, long polls) they go out on their own right away (one shared
-        // setImmediate for every response started in this turn of the loop).
-        flushSoon(() => {
-          if (!wroteBody && !res.writableEnded && !res.destroyed) res.flushHeaders();
-        });
-      },
-      onResponseData(c, chunk) {
-        wroteBody = true;
-        if (!res.write(chunk)) {
-          c.pause();
-          res.once("drain", () => c.resume());
-        }
-      },
-      onResponseEnd() {
-        res.end();
-        finish({ kind: "done" });
-      },
-      onResponseError(_c, err) {
-        if (responseStarted) {
-          // Never an error status once the status line went out: cut the connection.
-          if (!res.destroyed) res.destroy();
-          finish({ kind: a.state.gone ? "gone" : "cut" });
-        } else if (a.state.gone || err instanceof ClientGoneError) {
-          finish({ kind: "gone" });
-        } else if (timeoutMessage !== undefined) {
-          finish({ kind: "timeout", message: timeoutMessage });
-        } else if (err instanceof BodyTooLargeError) {
-          finish({ kind: "refused", status: 413, message: err.message });
-        } else if (isRequestError(err)) {
-          // The request's own fault (e.g. a header undici will not send): never the instance's.
-          finish({
-            kind: "refused",
-            status: 400,
-            message: `bad request: the gateway cannot forward this request: ${err.message}`,
-          });
-        } else if (!requestStarted && isConnectError(err)) {
-          // Nothing was sent: safe to try another instance.
-          finish({ kind: "retry", reason: "connect", error: err });
-        } else if (!a.hasBody && isIdempotent(a.req.method) && isReset(err)) {
-          // Most likely a kept-alive connection the instance closed as we reused it.
-          finish({ kind: "retry", reason: "stale", error: err });
-        } else {
-          finish({ kind: "failed", message: `instance ${up.id} failed: ${shortReason(err)}` });
-        }
-      },
-    };
-
-    try {
-      ctx.agentFor(up.endpoint.protocol).dispatch(
-        {
-          origin: up.origin,
-          path: a.path,
-          method: (a.req.method ?? "GET") as Dispatcher.HttpMethod,
-          headers,
-          // undici streams an async iterable body (its types list only streams).
-          body: a.body as Dispatcher.DispatchOptions["body"],
-          headersTimeout: 0,
-          bodyTimeout: a.idleMs,
-        },
-        handler,
-      );
-    } catch (err) {
-      finish(
-        isRequestError(err as Error)
-          ? {
-              kind: "refused",
-              status: 400,
-              message: `bad request: the gateway cannot forward this request: ${(err as Error).message}`,
-            }
-          : {
-              kind: "failed",
-              message: `cannot send to instance ${up.id}: ${(err as Error).message}`,
-            },
-      );
-    }
-  });
-}
-
-function isIdempotent(method: string | undefined): boolean {
-  return method === "GET" || method === "HEAD" || method === "OPTIONS";
-}
-
-function isReset(err: Error): boolean {
-  const code = (err as { code?: string }).code;
-  return code === "UND_ERR_SOCKET" || code === "ECONNRESET" || code === "EPIPE";
 }

@@ -1,26 +1,26 @@
 /**
- * Edge- plus level-triggered refresh over plain Redis channels, the pattern of
- * src/redis/resync.ts: subscribe first, then resync at start, every
- * `intervalMs` (jittered), and whenever the subscriber came back after a loss
- * (messages published meanwhile were missed). Pub/sub makes reactions fast;
- * resync makes a lost message harmless.
+ * The gateway's channels (routing, fleet, slots) under the one edge + level
+ * loop, src/redis/resync.ts's startResyncLoop: subscribe first, then resync at
+ * start, every `intervalMs` (jittered), and whenever the subscriber came back
+ * after a loss (messages published meanwhile were missed).
  *
- * Messages are handled at once (handlers only start Redis reads whose replies
- * arrive in order on one connection); resyncs never overlap, and requests that
- * pile up while one waits join it.
+ * Messages skip the loop's queue and are handled at once: the handlers only
+ * start Redis reads whose replies arrive in order on one connection, and
+ * queueing them behind a resync of every revision would only delay reactions.
+ * Resyncs go through the loop, so they never overlap and requests that pile
+ * up while one waits join it.
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../src/logging.ts";
+import { type ResyncReason, startResyncLoop } from "../src/redis/resync.ts";
 import { RedisSubscriber } from "../src/redis/subscriber.ts";
-
-export type RefreshReason = "start" | "interval" | "resubscribe" | "manual";
 
 export interface ChannelWatchOptions {
   /** A connection to duplicate for the subscriber. */
   redis: Redis;
   channels: string[];
   onMessage(channel: string, message: string): void;
-  resync(reason: RefreshReason): Promise<void>;
+  resync(reason: ResyncReason): Promise<void>;
   intervalMs: number;
   /** Each period is intervalMs * (1 ± jitter). Default 0.2. */
   jitter?: number;
@@ -32,64 +32,33 @@ export interface ChannelWatch {
   stop(): Promise<void>;
 }
 
-export async function watchChannels(options: ChannelWatchOptions): Promise<ChannelWatch> {
-  const { channels, onMessage, resync, intervalMs, logger } = options;
-  const jitter = options.jitter ?? 0.2;
+export function watchChannels(options: ChannelWatchOptions): Promise<ChannelWatch> {
+  const { channels, onMessage, resync, logger } = options;
   const sub = new RedisSubscriber({ redis: options.redis, name: "gateway", logger });
-
-  let stopped = false;
-  let running: Promise<void> | undefined;
-  let waiting: Promise<void> | undefined;
-  let timer: NodeJS.Timeout | undefined;
-
-  const run = async (reason: RefreshReason) => {
-    try {
-      await resync(reason);
-    } catch (err) {
-      logger.warn({ err, reason }, "gateway resync failed; the next one retries");
-    }
-  };
-  const requestResync = (reason: RefreshReason): Promise<void> => {
-    if (stopped) return Promise.resolve();
-    if (waiting) return waiting;
-    const after = running ?? Promise.resolve();
-    const next: Promise<void> = after.then(async () => {
-      // From here on a new request must run again: this one may read too early.
-      waiting = undefined;
-      running = next;
-      if (!stopped) await run(reason);
-      if (running === next) running = undefined;
-    });
-    waiting = next;
-    return next;
-  };
-
-  const schedule = () => {
-    if (stopped) return;
-    const delay = intervalMs * (1 - jitter + 2 * jitter * Math.random());
-    timer = setTimeout(() => void requestResync("interval").then(schedule), delay);
-    timer.unref();
-  };
-
-  sub.onResubscribe(() => void requestResync("resubscribe"));
-  try {
-    const handler = (message: string, channel: string) => onMessage(channel, message);
-    await Promise.all(channels.map((channel) => sub.subscribe(channel, handler)));
-  } catch (err) {
-    await sub.close();
-    throw err;
-  }
-  await requestResync("start");
-  schedule();
-
-  return {
-    resyncNow: () => requestResync("manual"),
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await (waiting ?? running);
-      await sub.close();
+  return startResyncLoop<never>({
+    async subscribe() {
+      try {
+        const handler = (message: string, channel: string) => onMessage(channel, message);
+        await Promise.all(channels.map((channel) => sub.subscribe(channel, handler)));
+      } catch (err) {
+        await sub.close();
+        throw err;
+      }
+      return () => sub.close();
     },
-  };
+    onResubscribe: (listener) => sub.onResubscribe(listener),
+    onMessage() {},
+    async resync(reason) {
+      try {
+        await resync(reason);
+      } catch (err) {
+        // The next resync retries: a warning (quiet while Redis is away), not an error.
+        logger.warn({ err, reason }, "gateway resync failed; the next one retries");
+      }
+    },
+    intervalMs: options.intervalMs,
+    jitter: options.jitter ?? 0.2,
+    logger,
+    name: "gateway watch",
+  });
 }

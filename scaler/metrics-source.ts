@@ -19,6 +19,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../src/logging.ts";
+import { parseRevisionCounters } from "../src/traffic/counters.ts";
 import { gatewayKeys, type RevisionCounters } from "../src/traffic/keys.ts";
 
 /** The fleet's load on one revision over the last read interval. */
@@ -44,23 +45,6 @@ interface SeriesState {
 }
 
 const META_FIELD = "_gateway";
-
-function isCounters(v: unknown): v is RevisionCounters {
-  if (typeof v !== "object" || v === null) return false;
-  const c = v as Record<string, unknown>;
-  return (
-    c.v === 1 &&
-    typeof c.at === "number" &&
-    typeof c.since === "number" &&
-    typeof c.concurrencyMs === "number" &&
-    typeof c.requests === "number" &&
-    typeof c.periodMs === "number" &&
-    typeof c.avgInflight === "number" &&
-    typeof c.windowRequests === "number" &&
-    typeof c.inflight === "number" &&
-    typeof c.queued === "number"
-  );
-}
 
 export class GatewayMetricsSource {
   readonly #redis: Redis;
@@ -111,13 +95,8 @@ export class GatewayMetricsSource {
       const next = new Map<string, SeriesState>();
       for (const [ref, raw] of Object.entries(hash)) {
         if (ref === META_FIELD) continue;
-        let c: unknown;
-        try {
-          c = JSON.parse(raw);
-        } catch {
-          c = undefined;
-        }
-        if (!isCounters(c)) {
+        const c = parseRevisionCounters(raw);
+        if (c === undefined) {
           this.#log.warn({ gateway: id, revision: ref }, "ignoring malformed gateway counters");
           continue;
         }

@@ -35,6 +35,8 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
+import { NotLeaderError } from "../src/errors.ts";
+import { DesiredWriter } from "../src/fleet/desired.ts";
 import type { Fleet } from "../src/fleet/fleet.ts";
 import { parseRevisionRef, revisionRef } from "../src/fleet/keys.ts";
 import type { DesiredInstance, RuntimeKind } from "../src/fleet/types.ts";
@@ -59,7 +61,6 @@ import { type RedisStore, type WatchAndResync, watchAndResync } from "../src/sto
 import type { StoreEvent } from "../src/store/store.ts";
 import { gatewayKeys } from "../src/traffic/keys.ts";
 import { Coalescer } from "./coalesce.ts";
-import { DesiredWriter, NotLeaderError } from "./desired-writer.ts";
 import { type FleetView, readFleetView, readyCount } from "./fleet-view.ts";
 import { type Decision, KpaAutoscaler, type Observation } from "./kpa.ts";
 import type { ScalerMetrics } from "./metrics.ts";

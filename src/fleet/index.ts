@@ -1,12 +1,15 @@
 /** The fleet state in Redis: agents, desired instances, instance reports, endpoints. */
 export {
-  createFleet,
-  Fleet,
-  type FleetChannel,
-  type FleetOptions,
-  type PublishedRef,
-} from "./fleet.ts";
+  agentsWithDesired,
+  type DesiredChange,
+  type DesiredFence,
+  DesiredWriter,
+  writeDesired,
+} from "./desired.ts";
+export { type PublishedRef, parseEndpoints } from "./endpoints.ts";
+export { createFleet, Fleet, type FleetChannel, type FleetOptions } from "./fleet.ts";
 export { type FleetKeys, fleetKeys, parseRevisionRef, revisionRef } from "./keys.ts";
+export { parseRecord, parseRecords } from "./records.ts";
 export {
   agentRecordSchema,
   desiredInstanceSchema,

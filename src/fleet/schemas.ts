@@ -78,10 +78,11 @@ export const endpointSchema = z.object({
   runtime: runtimeKindSchema,
   host: z.string().min(1),
   port: z.number().int().min(1).max(65535),
-  protocol: z.enum(["http1", "h2c"]),
+  // Defaults: what a record of an agent older than these fields means.
+  protocol: z.enum(["http1", "h2c"]).default("http1"),
   header: z.object({ name: z.string().min(1), value: z.string() }).optional(),
-  containerConcurrency: z.number().int().nonnegative(),
-  readyAt: z.number(),
+  containerConcurrency: z.number().int().nonnegative().default(0),
+  readyAt: z.number().default(0),
 }) satisfies z.ZodType<Endpoint>;
 
 export { segment as fleetSegment };

@@ -138,3 +138,20 @@ if redis.call("HLEN", KEYS[1]) == 0 then redis.call("SREM", KEYS[2], ARGV[2]) en
 redis.call("PUBLISH", ARGV[3], ARGV[2])
 return 1
 `);
+
+/**
+ * The one write of a desired set. KEYS: desired hash, and the leader lease
+ * when the write is fenced. ARGV: lease value ("" unfenced), desired channel,
+ * agent id, "1" to clear the set first, #ids to remove, ids..., then
+ * field/json pairs to set. Returns 1, or -1 (nothing written) when the lease
+ * does not hold our value: a deposed leader's write changes nothing.
+ */
+export const WRITE_DESIRED = luaScript(`
+if #KEYS == 2 and redis.call("GET", KEYS[2]) ~= ARGV[1] then return -1 end
+if ARGV[4] == "1" then redis.call("DEL", KEYS[1]) end
+local n = tonumber(ARGV[5])
+for i = 6, 5 + n do redis.call("HDEL", KEYS[1], ARGV[i]) end
+for i = 6 + n, #ARGV, 2 do redis.call("HSET", KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call("PUBLISH", ARGV[2], ARGV[3])
+return 1
+`);

@@ -1,7 +1,8 @@
 /**
- * Redis keys and channels the gateways write and the scaler reads (the contract between gateways and the scaler; docs/architecture.md lists every key).
- * Routing tables are read from src/control/routing.ts keys, endpoints and
- * agents from src/fleet/keys.ts.
+ * Redis keys and channels the gateways write and the scaler reads: the
+ * contract between the two (docs/architecture.md lists every key). Routing
+ * tables have their keys in src/control/routing.ts, endpoints and agents in
+ * src/fleet/keys.ts; the counters' schema is in counters.ts.
  *
  *   {p}activate:{ns}:{rev}                  STRING  gateway id, SET NX PX: a revision at zero was asked for
  *   channel {p}activate                     "{ns}/{rev}", published only by the SET that won

@@ -9,7 +9,7 @@
 import { createServer } from "node:net";
 import { Agent, request } from "undici";
 import { afterAll, describe, expect, it } from "vitest";
-import { isConnectError, isRequestError } from "../../gateway/proxy.ts";
+import { isConnectError, isRequestError } from "../../gateway/upstream-errors.ts";
 import { freePort } from "../support/redis-server.ts";
 
 const agent = new Agent({ connect: { timeout: 2_000 } });
