@@ -6,21 +6,6 @@
  * docs/configuration.md; every component receives a fully typed, defaulted
  * object and never re-checks.
  */
-export {
-  configFromEnv,
-  envLayer,
-  fileLayer,
-  type Layer,
-  mergeConfig,
-  mergeLayers,
-  type Origin,
-  readConfigFile,
-  uniformLayer,
-} from "./config/layers.ts";
-export {
-  configLayers,
-  type LoadConfigOptions,
-  loadConfig,
-  parseConfig,
-} from "./config/load.ts";
-export { type ConfigInput, configSchema, SETTINGS, type SkiffConfig } from "./config/schema.ts";
+export { type Layer, mergeLayers, uniformLayer } from "./config/layers.ts";
+export { configLayers, loadConfig, parseConfig } from "./config/load.ts";
+export { SETTINGS, type SkiffConfig } from "./config/schema.ts";

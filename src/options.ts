@@ -13,11 +13,9 @@ import { parseOrThrow } from "./parse.ts";
 export {
   defaultReplicaId,
   domainSchema,
-  portSchema,
   redisPrefixSchema,
   redisUrlSchema,
   redisUrlTextSchema,
-  replicaIdSchema,
   urlSchemeSchema,
 } from "./config/values.ts";
 

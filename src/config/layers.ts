@@ -114,11 +114,6 @@ export function envLayer(env: NodeJS.ProcessEnv = process.env): Layer {
   return layer;
 }
 
-/** Settings from the environment as a plain object (without origins). */
-export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
-  return envLayer(env).values;
-}
-
 /** Later layers win; a value's origin is that of the layer that set it last. */
 export function mergeLayers(layers: readonly (Layer | undefined)[]): Layer {
   const present = layers.filter((l): l is Layer => l !== undefined);
