@@ -108,6 +108,7 @@ async function steady(
       ok,
       ...(ok ? {} : { error: error ?? `${answer?.status} ${answer?.body.trim()}` }),
     });
+    // The client's pace, not a wait for state.
     if (options.gapMs > 0) await new Promise((resolve) => setTimeout(resolve, options.gapMs));
   }
   return out;
