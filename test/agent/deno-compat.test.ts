@@ -7,12 +7,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GATEWAY_AUTH_HEADER, WorkerdPool } from "../../agent/isolate/index.ts";
 import { compileWorker } from "../../src/model/index.ts";
 import { freePort } from "../support/redis-server.ts";
+import { waitFor } from "../support/wait.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const deno = join(root, "node_modules/.bin/deno");
@@ -79,16 +79,20 @@ async function startDeno(example: Example): Promise<string> {
   child.stdout!.on("data", (d) => (log += d));
   child.stderr!.on("data", (d) => (log += d));
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
+  const state = await waitFor(
+    `deno answering on ${url}`,
+    async () => {
+      if (child.exitCode !== null) return "exited";
       await fetch(url);
-      return url;
-    } catch {
-      if (child.exitCode !== null) throw new Error(`deno exited: ${log}`);
-      await sleep(50);
-    }
-  }
-  throw new Error(`deno did not answer on ${url}: ${log}`);
+      return "up";
+    },
+    10_000,
+    50,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}: ${log}`);
+  });
+  if (state === "exited") throw new Error(`deno exited: ${log}`);
+  return url;
 }
 
 type Answer = { status: number; body: string; type: string | null; servedBy: string | null };

@@ -1,9 +1,9 @@
 /** Agent identity and the reconcile loop's pure parts. */
-import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, test } from "vitest";
 import { agentId, offeredRuntimes } from "../../agent/identity.ts";
 import { planReconcile, type ReconcileReason, SerialRunner } from "../../agent/reconcile.ts";
 import { ID_PATTERN } from "../../src/fleet/schemas.ts";
+import { waitFor } from "../support/wait.ts";
 
 describe("agentId", () => {
   test("a given id is used as is", () => {
@@ -70,23 +70,26 @@ describe("SerialRunner", () => {
     let running = 0;
     let maxRunning = 0;
     const passes: ReconcileReason[][] = [];
+    // Each pass holds until the test releases it, so the triggers below surely arrive during the first.
+    const release = Promise.withResolvers<void>();
     const runner = new SerialRunner(
       async (reasons) => {
         running++;
         maxRunning = Math.max(maxRunning, running);
         passes.push(reasons);
-        await sleep(30);
+        await release.promise;
         running--;
       },
       () => {},
     );
     const first = runner.trigger("start");
-    await sleep(5);
+    await waitFor("the first pass running", () => passes.length === 1);
     const later = [
       runner.trigger("message"),
       runner.trigger("message"),
       runner.trigger("interval"),
     ];
+    release.resolve();
     await Promise.all([first, ...later]);
     expect(maxRunning).toBe(1);
     expect(passes).toEqual([["start"], ["message", "interval"]]);

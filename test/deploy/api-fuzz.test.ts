@@ -191,8 +191,14 @@ function hostileCases(rand: () => number): HostileCase[] {
       );
     return lines.join("\n");
   };
-  for (let i = 0; i < 2200; i++) {
-    const k = i % 11;
+  /** A body as the content type says: real YAML for YAML (block or flow), JSON for JSON. */
+  const encode = (type: string, value: unknown) =>
+    type === YAML_TYPE
+      ? toYaml(value, { collectionStyle: rand() < 0.3 ? "flow" : "block", lineWidth: 0 })
+      : JSON.stringify(value);
+  const validYaml = toYaml(valid);
+  for (let i = 0; i < 2210; i++) {
+    const k = i % 13;
     if (k === 0) {
       const levels = 2 + int(9);
       const width = 3 + int(8);
@@ -230,10 +236,11 @@ function hostileCases(rand: () => number): HostileCase[] {
     } else if (k === 4) {
       // Long unknown keys of every length around the suggestion bound.
       const key = "x".repeat(40 + int(30_000));
+      const type = rand() < 0.5 ? JSON_TYPE : YAML_TYPE;
       out.push({
         kind: "long-unknown-key",
-        type: rand() < 0.5 ? JSON_TYPE : YAML_TYPE,
-        body: JSON.stringify(withSpec({ [key]: 1 })),
+        type,
+        body: encode(type, withSpec({ [key]: 1 })),
         expect: /unknown field/,
       });
     } else if (k === 5) {
@@ -246,10 +253,11 @@ function hostileCases(rand: () => number): HostileCase[] {
         expect: /did you mean "(template|traffic)"/,
       });
     } else if (k === 6) {
+      const type = rand() < 0.5 ? JSON_TYPE : YAML_TYPE;
       out.push({
         kind: "huge-string-values",
-        type: rand() < 0.5 ? JSON_TYPE : YAML_TYPE,
-        body: JSON.stringify({
+        type,
+        body: encode(type, {
           ...valid,
           metadata: { name: "n".repeat(1 + int(100_000)), labels: { a: "v".repeat(int(50_000)) } },
         }),
@@ -286,6 +294,35 @@ function hostileCases(rand: () => number): HostileCase[] {
         path: method === "POST" ? api.ns("services") : api.ns("services", "seed"),
         body: yamlOf(method === "PATCH" ? { spec: { template: body } } : body, rand),
       });
+    } else if (k === 11) {
+      // Tags, standard and not, on a scalar of the Service (each parsed, none a crash).
+      const [tagged, mayBeValid] = TAGGED[int(TAGGED.length)]!;
+      const line = [
+        "name: fuzzed",
+        "value: World",
+        "kind: Service",
+        "image: ghcr.io/knative/helloworld-go:latest",
+      ][int(4)]!;
+      const key = line.slice(0, line.indexOf(":"));
+      let body = validYaml.replace(line, `${key}: ${tagged}`);
+      // A tag that may leave a valid Service (e.g. !!str 123) gets an unknown field too.
+      if (mayBeValid) body += `${pickTypo(rand)}: true\n`;
+      out.push({ kind: "yaml-tags", type: YAML_TYPE, body });
+    } else if (k === 12) {
+      // Anchors on deep block mappings, aliases and merge keys (YAML 1.1's <<) into them.
+      const depth = 2 + int(12);
+      const lines = ["base: &base"];
+      for (let d = 0; d < depth; d++) lines.push(`${"  ".repeat(d + 1)}k${d}:`);
+      lines.push(`${"  ".repeat(depth + 1)}leaf: ${"s".repeat(int(5_000))}`);
+      lines.push(
+        "apiVersion: serving.knative.dev/v1",
+        "kind: Service",
+        "metadata: {name: merged}",
+        "spec:",
+        "  <<: *base",
+        `  template: ${rand() < 0.5 ? "*base" : "{<<: *base}"}`,
+      );
+      out.push({ kind: "yaml-merge-deep-anchors", type: YAML_TYPE, body: `${lines.join("\n")}\n` });
     } else {
       // Invalid YAML syntax of many kinds.
       const junk = [
@@ -304,6 +341,27 @@ function hostileCases(rand: () => number): HostileCase[] {
   }
   return out;
 }
+
+/** YAML tags on a scalar: [text, whether the value might still make a valid Service]. */
+const TAGGED: [string, boolean][] = [
+  ["!!binary aGVsbG8gd29ybGQ=", false],
+  ["!!timestamp 2001-12-14t21:59:43.10-05:00", true],
+  ["!!set {a, b, c}", false],
+  ["!!omap [a: 1, b: 2]", false],
+  ["!!pairs [a: 1, a: 2]", false],
+  ["!!map [1, 2]", false],
+  ["!!seq {a: 1}", false],
+  ["!!int not-a-number", true],
+  ["!!float .nan", false],
+  ["!!null something", true],
+  ["!!bool maybe", true],
+  ["!!str 123", true],
+  ["!custom value", true],
+  ["!<tag:yaml.org,2002:js/function> 'function () { return 1 }'", true],
+  ["!<tag:example.com,2026:evil> {a: 1}", false],
+  ["!e!undeclared value", true],
+  ["!!python/object:os.system ['id']", false],
+];
 
 function pickTypo(rand: () => number): string {
   const typos = ["templte", "tempalte", "trafic", "trafficc", "Template", "teplate"];
@@ -405,6 +463,7 @@ describe("fuzz", () => {
     let heapMax = heapStart;
     let slowest = { ms: 0, name: "" };
     const byKind = new Map<string, Map<number, number>>();
+    const msByKind = new Map<string, number>();
     for (const [i, c] of cases.entries()) {
       const started = performance.now();
       const res =
@@ -415,6 +474,7 @@ describe("fuzz", () => {
             });
       const ms = performance.now() - started;
       if (ms > slowest.ms) slowest = { ms, name: c.kind };
+      msByKind.set(c.kind, (msByKind.get(c.kind) ?? 0) + ms);
       heapMax = Math.max(heapMax, process.memoryUsage().heapUsed);
       const counts = byKind.get(c.kind) ?? new Map<number, number>();
       counts.set(res.status, (counts.get(res.status) ?? 0) + 1);
@@ -433,13 +493,27 @@ describe("fuzz", () => {
     }
     expect(await snapshot()).toBe(before);
     const summary = [...byKind.entries()]
-      .map(([k, m]) => `${k}: ${[...m.entries()].map(([s, n]) => `${n}x${s}`).join(" ")}`)
+      .map(
+        ([k, m]) =>
+          `${k}: ${[...m.entries()].map(([s, n]) => `${n}x${s}`).join(" ")} in ${Math.round(msByKind.get(k) ?? 0)} ms`,
+      )
       .join("\n  ");
     console.log(
       `hostile bodies: ${cases.length} sent, 0 5xx\n  ${summary}\n` +
         `  slowest ${slowest.ms.toFixed(0)} ms (${slowest.name}); heap growth max ${((heapMax - heapStart) / 1048576).toFixed(0)} MiB`,
     );
     expect(cases.length).toBeGreaterThanOrEqual(2000);
+    // The YAML bodies are YAML: most of them are not JSON as well.
+    const yamlBodies = cases.filter((c) => c.type === YAML_TYPE);
+    const notJson = yamlBodies.filter((c) => {
+      try {
+        JSON.parse(c.body);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(notJson.length).toBeGreaterThan(0.9 * yamlBodies.length);
     // Generous bounds for a shared, noisy machine; before the fix one 2 MB key took 17.7 s and 530 MB.
     expect(slowest.ms).toBeLessThan(8_000);
     expect(heapMax - heapStart).toBeLessThan(400 * 1048576);

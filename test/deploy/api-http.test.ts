@@ -1,6 +1,7 @@
 /** HTTP behaviour of the deploy API: auth, media types, limits, status codes. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BASE, serviceBody, startTestApi, type TestApi } from "../support/api.ts";
+import { configurationManifest } from "../support/fixtures.ts";
 
 let api: TestApi;
 beforeAll(async () => {
@@ -182,12 +183,11 @@ describe("status codes", () => {
   });
 
   it("writing a service-owned configuration is 403", async () => {
-    const r = await api.call("PUT", api.ns("configurations", "base"), {
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Configuration",
-      metadata: { name: "base" },
-      spec: { template: { spec: { containers: [{ image: "example/other" }] } } },
-    });
+    const r = await api.call(
+      "PUT",
+      api.ns("configurations", "base"),
+      configurationManifest("base", { image: "example/other" }),
+    );
     expectStatus(r, 403, "Forbidden", /owned by Service "base"/);
   });
 

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serviceBody, startTestApi, type TestApi } from "../support/api.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 
 let api: TestApi;
 beforeAll(async () => {
@@ -23,12 +24,7 @@ afterAll(async () => {
   await api?.close();
 });
 
-const workerService = (name: string, source: string) => ({
-  apiVersion: "serving.knative.dev/v1",
-  kind: "Service",
-  metadata: { name },
-  spec: { template: { spec: { worker: { source } } } },
-});
+const workerService = (name: string, source: string) => serviceManifest(name, { worker: source });
 
 const names = async (ns: string, plural = "services") =>
   (await api.call("GET", api.ns(plural, undefined, ns))).json.items.map(

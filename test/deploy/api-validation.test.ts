@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApi, type TestApi } from "../support/api.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 
 let api: TestApi;
 beforeAll(async () => {
@@ -23,18 +24,10 @@ afterAll(async () => {
 type Json = Record<string, unknown>;
 
 function svc(name: string, spec: Json = {}, template: Json = {}, templateMeta?: Json): Json {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        ...(templateMeta ? { metadata: templateMeta } : {}),
-        spec: { containers: [{ image: "example/app:1" }], ...template },
-      },
-      ...spec,
-    },
-  };
+  const body = serviceManifest(name, { image: "example/app:1", spec: template });
+  if (templateMeta) body.spec.template = { metadata: templateMeta, ...body.spec.template };
+  Object.assign(body.spec, spec);
+  return body;
 }
 
 function container(c: Json): Json {

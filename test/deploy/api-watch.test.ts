@@ -9,6 +9,7 @@ import type { Service } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
 import { BASE, serviceBody, startTestApi, type TestApi } from "../support/api.ts";
 import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
 
 const TOKENS = "/apis/skiff.dev/v1/tokens";
 
@@ -253,14 +254,18 @@ describe("watch", () => {
     expect(admin.status).toBe(200);
     admin.close();
     open.pop()!.close();
-    let again: Watch | undefined;
-    for (let i = 0; i < 100 && again?.status !== 200; i++) {
-      // The server sees the disconnect a moment later.
-      again = await openWatch(api, path, secrets["a-view"]);
-      if (again.status !== 200) await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(again?.status).toBe(200);
-    again?.close();
+    // The server sees the disconnect a moment later.
+    const again = await waitFor(
+      "the token's watch slot freed",
+      async () => {
+        const w = await openWatch(api, path, secrets["a-view"]);
+        return w.status === 200 ? w : undefined;
+      },
+      5_000,
+      20,
+    );
+    expect(again.status).toBe(200);
+    again.close();
     for (const w of open) w.close();
   });
 
@@ -310,7 +315,7 @@ describe("watch", () => {
         w.close();
         return w.status === 429;
       };
-      for (let i = 0; i < 100 && !(await taken()); i++) await new Promise((r) => setTimeout(r, 20));
+      await waitFor("the silent client's watch open", taken, 5_000, 20);
       expect(await taken()).toBe(true);
       // Each change queues ~200 KB for it: after the socket buffers fill, the API lets go.
       let freed = false;

@@ -10,8 +10,9 @@
  * 10% of it, scale-to-zero grace 3 s, decisions every 500 ms; scaler lease
  * 1.5 s; agent heartbeat 250 ms with a 1.5 s TTL.
  *
- * The tests run in order and build on each other (one service, `load`, whose
- * revisions follow the story), logging the timings they measure.
+ * Each test deploys a service of its own (so any one passes alone with -t) and
+ * deletes it at its end, logging the timings it measures. Killing agent B and
+ * the leading scaler are the last two: later tests would run without them.
  */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -21,12 +22,18 @@ import { runCli } from "../support/cli.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import {
+  agentArgs,
+  answered,
   hit,
   killContainers,
+  leadingScaler,
   type Proc,
   published,
   readyByAgent,
   removeContainers,
+  runningContainers,
+  type ScalerProc,
+  scalerTicks,
   spawnSkiff,
   startLoad,
   stopAllProcesses,
@@ -40,7 +47,7 @@ const token = `e2e-${randomBytes(12).toString("hex")}`;
 const suffix = randomBytes(3).toString("hex");
 const agentA = `e2e-a-${suffix}`;
 const agentB = `e2e-b-${suffix}`;
-const HOST = "load.default.localhost";
+const hostOf = (service: string) => `${service}.default.localhost`;
 const env = {
   REDIS_URL: redisUrl(),
   SKIFF_REDIS_PREFIX: prefix,
@@ -67,34 +74,12 @@ let redis: Redis;
 let image: string;
 let apiUrl: string;
 let gateways: string[];
-const scalers: { proc: Proc; adminUrl: string }[] = [];
+const scalers: ScalerProc[] = [];
 let agentBProc: Proc;
 const procs: Proc[] = [];
 
 function agent(id: string, address: string): Proc {
-  return spawnSkiff(
-    id,
-    [
-      "agent",
-      "--id",
-      id,
-      "--address",
-      address,
-      "--host",
-      address,
-      "--port",
-      "0",
-      "--heartbeat-interval",
-      "250",
-      "--heartbeat-ttl",
-      "1500",
-      "--resync-interval",
-      "1000",
-      "--isolate-processes",
-      "1",
-    ],
-    env,
-  );
+  return spawnSkiff(id, agentArgs(id, address), env);
 }
 
 beforeAll(async () => {
@@ -156,16 +141,32 @@ async function skiff(...args: string[]) {
 }
 
 /** The scaler whose /readyz says it leads. */
-async function leader(): Promise<{ proc: Proc; adminUrl: string } | undefined> {
-  for (const s of scalers) {
-    if (!s.proc.alive()) continue;
-    const res = await fetch(`${s.adminUrl}/readyz`).catch(() => undefined);
-    if (res && (await res.text()) === "ok (leader)") return s;
-  }
-  return undefined;
-}
+const leader = () => leadingScaler(scalers);
 
 const ready = (revision: string) => readyByAgent(redis, prefix, revision);
+
+/** Autoscaler passes the leading scaler has made (its tick histogram's count). */
+async function leaderTicks(): Promise<number> {
+  const lead = await leader();
+  return lead ? scalerTicks(lead.adminUrl) : 0;
+}
+
+/** Wait until the leading scaler has made `n` more autoscaler passes: proof that it decided meanwhile. */
+async function moreTicks(n: number): Promise<void> {
+  const from = await leaderTicks();
+  await waitUntil(
+    `${n} more scaler passes`,
+    async () => (await leaderTicks()) >= from + n,
+    30_000,
+    100,
+  );
+}
+
+/** `service create NAME --image ... ARGS`, then wait until its table is published. */
+async function createService(name: string, ...args: string[]): Promise<void> {
+  await skiff("service", "create", name, "--image", image, ...args);
+  await published(redis, prefix, hostOf(name), [`${name}-00001`]);
+}
 
 /** Sample a revision's ready count every 100 ms until stopped; reports the largest seen. */
 function watchMax(revision: string) {
@@ -174,6 +175,7 @@ function watchMax(revision: string) {
   const loop = (async () => {
     while (!stopped) {
       max = Math.max(max, total(await ready(revision)));
+      // The sampling period of a watch, not a wait for state.
       await sleep(100);
     }
   })();
@@ -186,47 +188,37 @@ function watchMax(revision: string) {
   };
 }
 
+// Every test deploys (and cold-starts) a service of its own: 90 s each on a loaded machine.
 describe("a fleet of separate processes: 1 API, 2 gateways, 2 scalers, 2 agents on 127.0.0.1 and 127.0.0.2", () => {
-  let loadStoppedAt = 0;
-
   it("a container service with target 10 becomes Ready through the CLI and answers through both gateways", async () => {
-    await skiff(
-      "service",
-      "create",
-      "load",
-      "--image",
-      image,
-      "--env",
-      "TARGET=One",
-      "--scale-target",
-      "10",
-    );
-    await published(redis, prefix, HOST, ["load-00001"]);
+    await createService("ready", "--env", "TARGET=One", "--scale-target", "10");
     for (const g of gateways) {
-      expect(await hit(g, HOST)).toEqual({ status: 200, body: "Hello One!" });
+      expect(await hit(g, hostOf("ready"))).toEqual({ status: 200, body: "Hello One!" });
     }
-    expect(total(await ready("load-00001"))).toBe(1);
-  }, 60_000);
+    expect(total(await ready("ready-00001"))).toBe(1);
+    await skiff("service", "delete", "ready");
+  }, 90_000);
 
   it("20 clients against target 10 (x 70% utilisation) scale out to ceil(20 / 7) = 3 instances on both agents, no failed request", async () => {
+    await createService("out", "--env", "TARGET=Out", "--scale-target", "10");
     // Closed loop: 20 requests always in flight (10 per gateway), each held 100 ms by the app,
     // so the fleet's concurrency is just under 20: 20 / 7 -> 3 instances, never more.
-    const max = watchMax("load-00001");
-    const load = startLoad({ gateways, host: HOST, path: "/?sleep=100", connections: 20 });
+    const max = watchMax("out-00001");
+    const load = startLoad({ gateways, host: hostOf("out"), path: "/?sleep=100", connections: 20 });
     const started = Date.now();
     const placed = await waitUntil(
       "3 ready instances",
       async () => {
-        const r = await ready("load-00001");
+        const r = await ready("out-00001");
         return total(r) === 3 ? r : undefined;
       },
       20_000,
     );
     const scaledIn = Date.now() - started;
-    // Hold the load a little longer: the count must stay at 3 (no overshoot).
-    await sleep(Math.max(0, 8_000 - scaledIn));
+    // Hold the load until 8 s after its start (at least 4 more scaler passes at 500 ms):
+    // the count must stay at 3 (no overshoot).
+    await moreTicks(Math.max(4, Math.ceil((8_000 - scaledIn) / 500)));
     const result = await load.stop();
-    loadStoppedAt = Date.now();
     const most = await max.stop();
     console.log(
       `scale-out: 1 -> 3 ready instances ${scaledIn} ms after the load started (placement ${JSON.stringify(placed)}); ` +
@@ -236,115 +228,162 @@ describe("a fleet of separate processes: 1 API, 2 gateways, 2 scalers, 2 agents 
     expect(result.ok).toBe(result.requests);
     expect(most).toBe(3);
     expect(Object.keys(placed).sort()).toEqual([agentA, agentB].sort());
-  }, 60_000);
+    await skiff("service", "delete", "out");
+  }, 90_000);
 
   it("as load drops to 3 clients it scales back to 1 instance, draining without a failed request", async () => {
-    const load = startLoad({ gateways, host: HOST, path: "/?sleep=100", connections: 3 });
+    // Starts at 3 instances (its initial scale), as after a scale-out.
+    await createService(
+      "down",
+      "--env",
+      "TARGET=Down",
+      "--scale-target",
+      "10",
+      "--scale-init",
+      "3",
+    );
+    await waitUntil(
+      "3 ready instances",
+      async () => total(await ready("down-00001")) === 3,
+      30_000,
+    );
+    const load = startLoad({ gateways, host: hostOf("down"), path: "/?sleep=100", connections: 3 });
     const started = Date.now();
     await waitUntil(
       "1 ready instance",
-      async () => total(await ready("load-00001")) === 1,
+      async () => total(await ready("down-00001")) === 1,
       30_000,
       100,
     );
-    console.log(
-      `scale-down: 3 -> 1 instance ${Date.now() - loadStoppedAt} ms after the load dropped`,
+    console.log(`scale-down: 3 -> 1 instance ${Date.now() - started} ms after the load started`);
+    // Keep sending through the drain of the removed instances (drain delay 1 s, then SIGTERM)
+    // until their containers have stopped, and a while after.
+    await waitUntil(
+      "the removed instances' containers stopped",
+      async () => (await runningContainers([agentA, agentB], "down-00001")) === 1,
+      30_000,
+      100,
     );
-    // Keep sending through the drain of the removed instances (drain delay 1 s, then SIGTERM).
-    await sleep(Math.max(0, 3_000 - (Date.now() - started)) + 2_000);
+    await answered(load, 30);
     const result = await load.stop();
-    loadStoppedAt = Date.now();
     console.log(`scale-down phase: ${result.requests} requests, ${result.failures} failed`);
     expect(result.failureSamples).toEqual([]);
     expect(result.ok).toBe(result.requests);
-  }, 60_000);
+    await skiff("service", "delete", "down");
+  }, 90_000);
 
   it("with no traffic it reaches zero instances after the stable window and grace, and the next request is served from zero", async () => {
+    await createService("idle", "--env", "TARGET=Idle", "--scale-target", "10");
+    expect(await hit(gateways[0]!, hostOf("idle"))).toEqual({ status: 200, body: "Hello Idle!" });
+    const lastRequestAt = Date.now();
     await waitUntil(
       "zero instances",
-      async () => total(await ready("load-00001")) === 0,
+      async () => total(await ready("idle-00001")) === 0,
       30_000,
       100,
     );
-    const idle = Date.now() - loadStoppedAt;
+    const idle = Date.now() - lastRequestAt;
     console.log(`idle -> zero instances in ${idle} ms (stable window 6 s + grace 3 s)`);
-    const desired = await redis.hlen(`${prefix}fleet:desired:${agentA}`);
-    const desiredB = await redis.hlen(`${prefix}fleet:desired:${agentB}`);
-    expect(desired + desiredB).toBe(0);
+    const desired = async (agent: string) =>
+      Object.values(await redis.hgetall(`${prefix}fleet:desired:${agent}`)).filter(
+        (json) => (JSON.parse(json) as { revision: string }).revision === "idle-00001",
+      ).length;
+    expect((await desired(agentA)) + (await desired(agentB))).toBe(0);
     const started = Date.now();
-    expect(await hit(gateways[1]!, HOST)).toEqual({ status: 200, body: "Hello One!" });
+    expect(await hit(gateways[1]!, hostOf("idle"))).toEqual({ status: 200, body: "Hello Idle!" });
     console.log(`cold start from zero through the gateway (container): ${Date.now() - started} ms`);
-  }, 60_000);
+    await skiff("service", "delete", "idle");
+  }, 90_000);
 
-  it("a rollout under load (--env TARGET=Two) moves the traffic to load-00002 without a failed request", async () => {
-    const load = startLoad({ gateways, host: HOST, path: "/?sleep=50", connections: 6 });
-    await sleep(1_000);
+  it("a rollout under load (--env TARGET=Two) moves the traffic to roll-00002 without a failed request", async () => {
+    const host = hostOf("roll");
+    await createService("roll", "--env", "TARGET=One", "--scale-target", "10");
+    const load = startLoad({ gateways, host, path: "/?sleep=50", connections: 6 });
+    await answered(load, 30);
     const started = Date.now();
-    await skiff("service", "update", "load", "--env", "TARGET=Two");
-    console.log(`rollout: load-00002 Ready ${Date.now() - started} ms after the update`);
-    // Every gateway now sends to load-00002 only.
+    await skiff("service", "update", "roll", "--env", "TARGET=Two");
+    console.log(`rollout: roll-00002 Ready ${Date.now() - started} ms after the update`);
+    // Every gateway now sends to roll-00002 only.
     await waitUntil(
-      "answers from load-00002 only",
+      "answers from roll-00002 only",
       async () => {
-        const counts = await tally(gateways[0]!, HOST, 10, 2);
-        const counts2 = await tally(gateways[1]!, HOST, 10, 2);
+        const counts = await tally(gateways[0]!, host, 10, 2);
+        const counts2 = await tally(gateways[1]!, host, 10, 2);
         return counts["Hello Two!"] === 10 && counts2["Hello Two!"] === 10;
       },
       10_000,
     );
-    // Keep the load on until load-00001's instance has drained and stopped.
+    // Keep the load on until roll-00001's instance has drained and its container stopped.
     await waitUntil(
-      "load-00001 at zero",
-      async () => total(await ready("load-00001")) === 0,
+      "roll-00001 at zero",
+      async () => total(await ready("roll-00001")) === 0,
       30_000,
       100,
     );
-    await sleep(1_500);
+    await waitUntil(
+      "roll-00001's container stopped",
+      async () => (await runningContainers([agentA, agentB], "roll-00001")) === 0,
+      30_000,
+      100,
+    );
+    await answered(load, 30);
     const result = await load.stop();
     console.log(
       `rollout phase: ${result.requests} requests, ${result.failures} failed, answers ${JSON.stringify(result.bodies)}`,
     );
     expect(result.failureSamples).toEqual([]);
     expect(Object.keys(result.bodies).sort()).toEqual(["Hello One!", "Hello Two!"]);
-  }, 60_000);
+    await skiff("service", "delete", "roll");
+  }, 90_000);
 
   it("killing an agent (SIGKILL, and its containers) re-places its instances on the other agent and traffic recovers", async () => {
-    await skiff("service", "update", "load", "--scale-min", "2");
+    const host = hostOf("kill");
+    await createService("kill", "--env", "TARGET=Kill", "--scale-min", "2");
     const spread = await waitUntil(
-      "load-00003 on both agents",
+      "kill-00001 on both agents",
       async () => {
-        const r = await ready("load-00003");
+        const r = await ready("kill-00001");
         return r[agentA] && r[agentB] ? r : undefined;
       },
       20_000,
     );
     console.log(`before the kill: ${JSON.stringify(spread)}`);
-    await published(redis, prefix, HOST, ["load-00003"]);
-    const load = startLoad({ gateways, host: HOST, path: "/?sleep=20", connections: 4 });
-    await sleep(500);
+    const load = startLoad({ gateways, host, path: "/?sleep=20", connections: 4 });
+    await answered(load, 20);
     const killedAt = Date.now();
     agentBProc.killGroup();
     const killed = await killContainers(agentB);
     await waitUntil(
       `2 ready instances on ${agentA} only`,
       async () => {
-        const r = await ready("load-00003");
+        const r = await ready("kill-00001");
         return r[agentB] === undefined && (r[agentA] ?? 0) >= 2;
       },
       20_000,
     );
     const replaced = Date.now() - killedAt;
-    await sleep(1_000);
+    const failedWhileReplacing = load.current().failures;
+    await answered(load, 50);
     const during = await load.stop();
     console.log(
       `agent ${agentB} killed (with ${killed} container(s)): instances re-placed on ${agentA} in ${replaced} ms; ` +
         `${during.requests} requests meanwhile, ${during.failures} failed ${JSON.stringify(during.failureSamples.slice(0, 3))}`,
     );
-    expect(await tally(gateways[0]!, HOST, 20)).toEqual({ "Hello Two!": 20 });
-    expect(await tally(gateways[1]!, HOST, 20)).toEqual({ "Hello Two!": 20 });
-  }, 60_000);
+    // Failures allowed: requests sent to the dead host's instance (a 502 naming it as
+    // unreachable) until the gateways drop its endpoints; none once it was re-placed.
+    // (Not yet "at most those in flight": the gateway retries a connection reset by the
+    // dead container's port once, without suspecting the instance, so it may pick it again.)
+    for (const f of during.failureSamples) {
+      expect(f).toMatch(/^HTTP 502 .*no instance of revision default\/kill-00001 could be reached/);
+    }
+    expect(during.failures - failedWhileReplacing, JSON.stringify(during.failureSamples)).toBe(0);
+    expect(await tally(gateways[0]!, host, 20)).toEqual({ "Hello Kill!": 20 });
+    expect(await tally(gateways[1]!, host, 20)).toEqual({ "Hello Kill!": 20 });
+  }, 90_000);
 
   it("killing the leading scaler hands over to the standby, which keeps scaling and routing", async () => {
+    const host = hostOf("lead");
+    await createService("lead", "--env", "TARGET=Lead", "--scale-target", "10");
     const lead = (await leader())!;
     expect(lead).toBeDefined();
     const standby = scalers.find((s) => s !== lead)!;
@@ -357,9 +396,9 @@ describe("a fleet of separate processes: 1 API, 2 gateways, 2 scalers, 2 agents 
     );
     // The new leader places and routes a new revision.
     const started = Date.now();
-    await skiff("service", "update", "load", "--env", "TARGET=Three", "--scale-min", "1");
-    console.log(`after the handover, load-00004 Ready in ${Date.now() - started} ms`);
-    await published(redis, prefix, HOST, ["load-00004"]);
-    expect(await tally(gateways[0]!, HOST, 10)).toEqual({ "Hello Three!": 10 });
-  }, 60_000);
+    await skiff("service", "update", "lead", "--env", "TARGET=Three");
+    console.log(`after the handover, lead-00002 Ready in ${Date.now() - started} ms`);
+    await published(redis, prefix, host, ["lead-00002"]);
+    expect(await tally(gateways[0]!, host, 10)).toEqual({ "Hello Three!": 10 });
+  }, 90_000);
 });

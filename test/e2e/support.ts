@@ -89,6 +89,68 @@ export function outputs(procs: Proc[], lines = 40): string {
     .join("\n");
 }
 
+/**
+ * A setup step that several tests build on, run by the first test that needs
+ * it (the others reuse its result): each test calls the steps it depends on,
+ * so that it passes alone (-t) as well as in order.
+ */
+export function step<T>(run: () => Promise<T>): () => Promise<T> {
+  let done: Promise<T> | undefined;
+  return () => {
+    done ??= run();
+    return done;
+  };
+}
+
+/**
+ * `skiff agent` arguments as the fleet tests run it: on its own loopback
+ * address, heartbeat every 250 ms with a record living `ttlMs`.
+ */
+export function agentArgs(id: string, address: string, ttlMs = 1_500): string[] {
+  return [
+    "agent",
+    "--id",
+    id,
+    "--address",
+    address,
+    "--host",
+    address,
+    "--port",
+    "0",
+    "--heartbeat-interval",
+    "250",
+    "--heartbeat-ttl",
+    String(ttlMs),
+    "--resync-interval",
+    "1000",
+    "--isolate-processes",
+    "1",
+  ];
+}
+
+export interface ScalerProc {
+  proc: Proc;
+  adminUrl: string;
+}
+
+/** The scaler whose /readyz says it leads. */
+export async function leadingScaler<T extends ScalerProc>(scalers: T[]): Promise<T | undefined> {
+  for (const s of scalers) {
+    if (!s.proc.alive()) continue;
+    const res = await fetch(`${s.adminUrl}/readyz`).catch(() => undefined);
+    if (res && (await res.text()) === "ok (leader)") return s;
+  }
+  return undefined;
+}
+
+/** Autoscaler passes a scaler has made (its tick histogram's count). */
+export async function scalerTicks(adminUrl: string): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  return Number(
+    /^skiff_scaler_tick_duration_seconds_count(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0,
+  );
+}
+
 // ---------------------------------------------------------------- docker
 
 const docker = new Docker();
@@ -111,6 +173,17 @@ export async function removeContainers(agentIds: string[]): Promise<void> {
         .catch(() => {});
     }
   }
+}
+
+/** Running containers of a revision that the given agents started. */
+export async function runningContainers(agentIds: string[], revision: string): Promise<number> {
+  let n = 0;
+  for (const id of agentIds) {
+    n += (await containersOf(id)).filter(
+      (c) => c.State === "running" && c.Labels["skiff.revision"] === revision,
+    ).length;
+  }
+  return n;
 }
 
 /** SIGKILL an agent's containers (what a host losing power does to them). */
@@ -169,6 +242,8 @@ export async function published(
     const names = (entry?.targets ?? []).map((t) => t.revision).sort();
     return JSON.stringify(names) === JSON.stringify([...revisions].sort());
   });
+  // Nothing a gateway exposes says it applied the table (it does on the pub/sub
+  // message that follows the write): a short grace instead.
   await sleep(200);
 }
 
@@ -243,6 +318,16 @@ export interface Load {
   stop(): Promise<LoadResult>;
   /** A snapshot of the result so far. */
   current(): LoadResult;
+}
+
+/** Wait until `load` has had `n` more answers (any status) than now: proof that traffic flowed on. */
+export async function answered(load: Load, n: number, timeoutMs = 30_000): Promise<void> {
+  const count = () => {
+    const r = load.current();
+    return r.ok + r.failures;
+  };
+  const from = count();
+  await waitUntil(`${n} more answers`, () => count() >= from + n, timeoutMs, 20);
 }
 
 /**

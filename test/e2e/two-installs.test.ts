@@ -22,6 +22,7 @@ import {
   published,
   removeContainers,
   spawnSkiff,
+  step,
   stopAllProcesses,
 } from "./support.ts";
 
@@ -166,10 +167,26 @@ afterAll(async () => {
   for (const d of temp) rmSync(d, { recursive: true, force: true });
 }, 90_000);
 
+/** The steps the tests build on: each test runs the ones it needs (once in all). */
+const started = step(async () => {
+  await start(a);
+  await start(b);
+});
+const deployed = step(async () => {
+  await started();
+  // Default autoscaling would scale them to zero between the steps below.
+  const minOne = ["--scale-min", "1"];
+  for (const i of [a, b]) {
+    const target = `TARGET=${i.name.toUpperCase()}`;
+    await skiff(i, "service", "create", "w", "--source", WORKER, "--env", target, ...minOne);
+    if (image)
+      await skiff(i, "service", "create", "c", "--image", image, "--env", target, ...minOne);
+  }
+});
+
 describe("two skiff up on one host", () => {
   it("start side by side with different cluster and agent ids; only the first writes the shared CLI settings", async () => {
-    await start(a);
-    await start(b);
+    await started();
     console.log(
       `a: cluster ${a.clusterId} agent ${a.agentId}; b: cluster ${b.clusterId} agent ${b.agentId}`,
     );
@@ -184,22 +201,16 @@ describe("two skiff up on one host", () => {
   }, 200_000);
 
   it("both serve a worker and a container of their own", async () => {
-    // Default autoscaling would scale them to zero between the steps below.
-    const minOne = ["--scale-min", "1"];
-    for (const i of [a, b]) {
-      const target = `TARGET=${i.name.toUpperCase()}`;
-      await skiff(i, "service", "create", "w", "--source", WORKER, "--env", target, ...minOne);
-      if (image)
-        await skiff(i, "service", "create", "c", "--image", image, "--env", target, ...minOne);
-    }
+    await deployed();
     for (const i of [a, b]) await serves(i);
     if (image) {
       expect(Object.keys(await containers(a.agentId!))).toHaveLength(1);
       expect(Object.keys(await containers(b.agentId!))).toHaveLength(1);
     }
-  }, 180_000);
+  }, 360_000);
 
   it("stopping and restarting one never touches the other's containers, and both keep serving", async () => {
+    await deployed();
     const aBefore = await containers(a.agentId!);
     console.log(`a's containers: ${JSON.stringify(aBefore)}`);
 
@@ -220,5 +231,5 @@ describe("two skiff up on one host", () => {
     await serves(b);
     console.log(`b's containers after a stopped: ${JSON.stringify(bNow)}`);
     expect(await b.proc!.stop(30_000)).toBe(0);
-  }, 240_000);
+  }, 480_000);
 });

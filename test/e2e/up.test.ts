@@ -30,6 +30,7 @@ import {
   published,
   removeContainers,
   spawnSkiff,
+  step,
   stopAllProcesses,
   tally,
 } from "./support.ts";
@@ -117,7 +118,8 @@ function upArgs(stateDir: string, agentId: string, ...extra: string[]): string[]
   return ["up", "--state-dir", stateDir, "--config", upConfig(agentId), ...ports, ...extra];
 }
 
-describe("the walkthrough with skiff up", () => {
+// Alone (-t), a test also runs the steps it builds on: more time than the default.
+describe("the walkthrough with skiff up", { timeout: 90_000 }, () => {
   const agentId = `e2e-up-${randomBytes(3).toString("hex")}`;
   const stateDir = tempDir("state");
   const configHome = tempDir("xdg");
@@ -151,6 +153,28 @@ describe("the walkthrough with skiff up", () => {
     return r.stdout;
   }
 
+  // The walkthrough's steps: each test runs the ones it builds on (once in all).
+  const created = step(async () => {
+    const started = Date.now();
+    const out = await skiff(
+      "service",
+      "create",
+      "hello",
+      "--image",
+      image,
+      "--env",
+      "TARGET=World",
+    );
+    console.log(`service create hello (container) until Ready: ${Date.now() - started} ms`);
+    await published(redis, "skiff:", "hello.default.localhost", ["hello-00001"]);
+    return out;
+  });
+  const pinnedThenUpdated = step(async () => {
+    await created();
+    await skiff("service", "update", "hello", "--traffic", "hello-00001=100");
+    await skiff("service", "update", "hello", "--env", "TARGET=Knative");
+  });
+
   it("prints the store, API, token, gateway, service URL pattern and runtimes, and writes the CLI settings", () => {
     const out = up.output();
     expect(out).toMatch(
@@ -169,17 +193,7 @@ describe("the walkthrough with skiff up", () => {
   });
 
   it("service create hello --image ... --env TARGET=World waits until Ready, and the gateway answers Hello World!", async () => {
-    const started = Date.now();
-    const out = await skiff(
-      "service",
-      "create",
-      "hello",
-      "--image",
-      image,
-      "--env",
-      "TARGET=World",
-    );
-    console.log(`service create hello (container) until Ready: ${Date.now() - started} ms`);
+    const out = await created();
     expect(out).toMatch(/Service 'hello' created .*hello-00001/);
     expect(out).toContain("http://hello.default.localhost");
     const svc = JSON.parse(await skiff("service", "describe", "hello", "-o", "json"));
@@ -194,8 +208,7 @@ describe("the walkthrough with skiff up", () => {
   });
 
   it("after pinning traffic to hello-00001, --env TARGET=Knative makes hello-00002 and answers stay Hello World!", async () => {
-    await skiff("service", "update", "hello", "--traffic", "hello-00001=100");
-    await skiff("service", "update", "hello", "--env", "TARGET=Knative");
+    await pinnedThenUpdated();
     const svc = JSON.parse(await skiff("service", "describe", "hello", "-o", "json"));
     expect(svc.status.latestCreatedRevisionName).toBe("hello-00002");
     expect(svc.status.latestReadyRevisionName).toBe("hello-00002");
@@ -207,6 +220,7 @@ describe("the walkthrough with skiff up", () => {
   });
 
   it("--traffic hello-00001=50 --traffic @latest=50 serves both answers within binomial bounds", async () => {
+    await pinnedThenUpdated();
     await skiff(
       "service",
       "update",
@@ -230,6 +244,7 @@ describe("the walkthrough with skiff up", () => {
   });
 
   it("--tag hello-00002=canary answers Hello Knative! at canary-hello.default.localhost", async () => {
+    await pinnedThenUpdated();
     const out = await skiff("service", "update", "hello", "--tag", "hello-00002=canary");
     expect(out).toContain("http://hello.default.localhost");
     const route = JSON.parse(await skiff("route", "describe", "hello", "-o", "json"));
@@ -258,6 +273,7 @@ describe("the walkthrough with skiff up", () => {
   });
 
   it("SIGTERM stops everything: exit 0, its containers removed", async () => {
+    await created();
     expect((await containersOf(agentId)).length).toBeGreaterThan(0);
     redis.disconnect();
     const started = Date.now();

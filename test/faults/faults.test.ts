@@ -28,17 +28,22 @@ import { fleetKeys } from "../../src/fleet/keys.ts";
 import { connectRedis } from "../../src/redis/connect.ts";
 import { gatewayKeys } from "../../src/traffic/keys.ts";
 import {
+  agentArgs,
+  leadingScaler,
   outputs,
   type Proc,
   readyByAgent,
+  type ScalerProc,
+  scalerTicks,
   spawnSkiff,
   stopAllProcesses,
   total,
   waitUntil,
 } from "../e2e/support.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { type RedisServer, startRedisServer } from "../support/redis-server.ts";
-import { type Counts, countedLoad, report, writeResults } from "./support.ts";
+import { answered, type Counts, countedLoad, report, writeResults } from "./support.ts";
 
 const OUTAGE_MS = Number(process.env.SKIFF_FAULTS_OUTAGE_MS ?? 10_000);
 const prefix = uniquePrefix("faults");
@@ -61,7 +66,7 @@ let redis: Redis;
 let env: Record<string, string>;
 let apiUrl: string;
 const gateways: { proc: Proc; url: string }[] = [];
-const scalers: { proc: Proc; adminUrl: string }[] = [];
+const scalers: ScalerProc[] = [];
 const agents: Record<string, Proc> = {};
 const gatewayUrls = () => gateways.filter((g) => g.proc.alive()).map((g) => g.url);
 const all = () => [
@@ -73,36 +78,14 @@ const all = () => [
 const WORKER = `export default {
   async fetch(request, env) {
     const ms = Number(new URL(request.url).searchParams.get("sleep") ?? 0);
-    if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+    if (ms > 0) await new Promise((r) => setTimeout(r, ms)); // a slow app, on request
     return new Response("Hello " + env.TARGET + "! (" + env.K_REVISION + ")");
   },
 };
 `;
 
 function startAgent(id: string, address: string): Proc {
-  const p = spawnSkiff(
-    id,
-    [
-      "agent",
-      "--id",
-      id,
-      "--address",
-      address,
-      "--host",
-      address,
-      "--port",
-      "0",
-      "--heartbeat-interval",
-      "250",
-      "--heartbeat-ttl",
-      String(AGENT_TTL_MS),
-      "--resync-interval",
-      "1000",
-      "--isolate-processes",
-      "1",
-    ],
-    env,
-  );
+  const p = spawnSkiff(id, agentArgs(id, address, AGENT_TTL_MS), env);
   agents[id] = p;
   return p;
 }
@@ -159,14 +142,7 @@ async function startScaler(i: number): Promise<void> {
   scalers[i] = { proc, adminUrl };
 }
 
-async function leader(): Promise<{ proc: Proc; adminUrl: string } | undefined> {
-  for (const s of scalers) {
-    if (!s.proc.alive()) continue;
-    const res = await fetch(`${s.adminUrl}/readyz`).catch(() => undefined);
-    if (res && (await res.text()) === "ok (leader)") return s;
-  }
-  return undefined;
-}
+const leader = () => leadingScaler(scalers);
 
 const SERVICES = "/apis/serving.knative.dev/v1/namespaces/default/services";
 
@@ -209,20 +185,16 @@ async function createService(
   annotations: Record<string, string>,
   containerConcurrency?: number,
 ): Promise<void> {
-  const r = await call("POST", SERVICES, {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        metadata: { annotations },
-        spec: {
-          ...(containerConcurrency === undefined ? {} : { containerConcurrency }),
-          worker: { source: WORKER, env: [{ name: "TARGET", value: target }] },
-        },
-      },
-    },
-  });
+  const r = await call(
+    "POST",
+    SERVICES,
+    serviceManifest(name, {
+      worker: WORKER,
+      env: { TARGET: target },
+      annotations,
+      ...(containerConcurrency === undefined ? {} : { containerConcurrency }),
+    }),
+  );
   expect(r.status, JSON.stringify(r.json)).toBe(201);
   await serviceReady(name);
 }
@@ -378,11 +350,15 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  await writeResults().catch((err) => console.log(`could not write fault results: ${err}`));
-  await stopAllProcesses(5_000);
-  redis?.disconnect();
-  await server?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  try {
+    // The rows are the suite's output: failing to write them fails it.
+    await writeResults();
+  } finally {
+    await stopAllProcesses(5_000);
+    redis?.disconnect();
+    await server?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
 }, 60_000);
 
 describe("faults survived, under bounded load", () => {
@@ -398,7 +374,7 @@ describe("faults survived, under bounded load", () => {
       path: "/?sleep=20",
       connections: connectionsUsed,
     });
-    await sleep(1_000);
+    await answered(load, 50);
     const inflightAtKill = load.current().inflight;
     const killedAt = performance.now();
     agents[agentB]!.killGroup();
@@ -411,7 +387,7 @@ describe("faults survived, under bounded load", () => {
       20_000,
     );
     const recoveryMs = performance.now() - killedAt;
-    await sleep(1_000);
+    await answered(load, 50);
     const c = await load.stop();
     report({
       id: "agent-sigkill",
@@ -445,7 +421,7 @@ describe("faults survived, under bounded load", () => {
       connections: 4,
       timeoutMs: 5_000,
     });
-    await sleep(1_000);
+    await Promise.all([answered(survivor, 10), answered(survivorSteady, 10), answered(victim, 10)]);
     const slots = gatewayKeys(prefix);
     const instances = async () =>
       Object.keys(await redis.hgetall(fleetKeys(prefix).endpoints("default", "limited-00001")));
@@ -469,7 +445,7 @@ describe("faults survived, under bounded load", () => {
     gw1.proc.killGroup();
     await waitUntil("the dead gateway's slots free", async () => (await held()) === 0, 15_000);
     const recoveryMs = performance.now() - killedAt;
-    await sleep(1_000);
+    await Promise.all([answered(survivor, 20), answered(survivorSteady, 20)]);
     const [a, b, dead] = await Promise.all([survivor.stop(), survivorSteady.stop(), victim.stop()]);
     const c: Counts = {
       ...a,
@@ -519,7 +495,7 @@ describe("faults survived, under bounded load", () => {
       path: "/?sleep=10",
       connections: 6,
     });
-    await sleep(500);
+    await answered(load, 30);
     const killedAt = performance.now();
     lead.proc.killGroup();
     const seen = new Set<number>();
@@ -535,12 +511,19 @@ describe("faults survived, under bounded load", () => {
       15_000,
       100,
     );
-    // Watch the counts a while longer under the new leader (its autoscalers start in panic).
-    const until = performance.now() + 3_000;
-    while (performance.now() < until) {
-      seen.add(count(await desiredOf(["steady-00001", "limited-00001"])));
-      await sleep(100);
-    }
+    // Watch the counts a while longer under the new leader (its autoscalers start in panic):
+    // 6 of its autoscaler passes (3 s at 500 ms).
+    const standby = (await leader())!;
+    const from = await scalerTicks(standby.adminUrl);
+    await waitUntil(
+      "6 passes of the new leader",
+      async () => {
+        seen.add(count(await desiredOf(["steady-00001", "limited-00001"])));
+        return (await scalerTicks(standby.adminUrl)) >= from + 6;
+      },
+      15_000,
+      100,
+    );
     const c = await load.stop();
     report({
       id: "scaler-sigkill",
@@ -550,7 +533,7 @@ describe("faults survived, under bounded load", () => {
       failed: c.failed,
       recoveryMs,
       recovered: `the standby leads (lease ${LEASE_MS} ms)`,
-      notes: `desired instances seen every 100 ms through the handover and 3 s after: ${JSON.stringify([...seen])} (before: ${count(before)})`,
+      notes: `desired instances seen every 100 ms through the handover and 6 passes after: ${JSON.stringify([...seen])} (before: ${count(before)})`,
     });
     expectNoFailures(c);
     expect([...seen]).toEqual([count(before)]);
@@ -562,7 +545,8 @@ describe("faults survived, under bounded load", () => {
     const revisions = ["steady-00001", "limited-00001"];
     const baseline = await connections();
     const markers = await writeMarkers(kind, 5);
-    // appendfsync everysec: a write is on disk within a second of its answer.
+    // appendfsync everysec: a write is on disk within a second of its answer (the
+    // contract is a time, nothing observable says the fsync happened).
     await sleep(1_100);
     const before = await desiredOf(revisions);
     const load = countedLoad({
@@ -577,7 +561,7 @@ describe("faults survived, under bounded load", () => {
       path: "/?sleep=10",
       connections: 2,
     });
-    await sleep(500);
+    await Promise.all([answered(load, 30), answered(limited, 10)]);
     const downMs = kind === "restart" ? AGENT_TTL_MS + 500 : OUTAGE_MS;
     if (kind === "restart") await server.stop();
     else {
@@ -585,6 +569,7 @@ describe("faults survived, under bounded load", () => {
       server.process.kill("SIGKILL");
       await exited;
     }
+    // The length of the outage is what is under test.
     await sleep(downMs);
     // Recovery counts from the restart command (AOF loading included).
     const backAt = performance.now();
@@ -602,7 +587,8 @@ describe("faults survived, under bounded load", () => {
     );
     const recoveryMs = performance.now() - backAt;
     await waitUntil("a leading scaler", async () => (await leader()) !== undefined, 15_000);
-    await sleep(2_000);
+    // Traffic goes on after the return (agents rejoin, gateways resync).
+    await Promise.all([answered(load, 100), answered(limited, 30)]);
     const [a, b] = await Promise.all([load.stop(), limited.stop()]);
     const c: Counts = {
       ...a,
@@ -656,7 +642,7 @@ describe("faults survived, under bounded load", () => {
       path: "/?sleep=10",
       connections: 6,
     });
-    await sleep(500);
+    await answered(load, 30);
     const t = performance.now();
     await updateService("steady", setTarget("Two"));
     await answersOnly(STEADY, /^Hello Two! \(steady-00002\)$/);
@@ -667,7 +653,7 @@ describe("faults survived, under bounded load", () => {
       30_000,
       100,
     );
-    await sleep(1_000);
+    await answered(load, 50);
     const c = await load.stop();
     report({
       id: "rollout",
@@ -689,16 +675,16 @@ describe("faults survived, under bounded load", () => {
       path: "/?sleep=10",
       connections: 6,
     });
-    await sleep(500);
+    await answered(load, 30);
     const t = performance.now();
     await updateService("steady", (svc) => {
       setTarget("Three")(svc);
       split(90)(svc);
     });
-    await sleep(2_000);
+    await answered(load, 100);
     const at10 = load.current().bodies;
     await updateService("steady", split(50));
-    await sleep(2_000);
+    await answered(load, 100);
     await updateService("steady", (svc) => {
       svc.spec.traffic = [{ latestRevision: true, percent: 100 }];
     });
@@ -762,7 +748,7 @@ describe("faults survived, under bounded load", () => {
       100,
     );
     const recoveryMs = performance.now() - t;
-    await sleep(1_500);
+    await answered(trickle, 10);
     const c2 = await trickle.stop();
     report({
       id: "scale-down",

@@ -19,15 +19,15 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import { connectRedis } from "../../src/redis/connect.ts";
 import { outputs, type Proc, spawnSkiff, stopAllProcesses, waitUntil } from "../e2e/support.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { freePort } from "../support/redis-server.ts";
-import { countedLoad, report, writeResults } from "./support.ts";
+import { answered, countedLoad, report, writeResults } from "./support.ts";
 
 const MASTER = "skiffm";
 const prefix = uniquePrefix("sentinel");
@@ -112,23 +112,12 @@ const marker = (name: string) =>
   });
 
 function worker(name: string, target: string) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        metadata: { annotations: { "autoscaling.knative.dev/min-scale": "1" } },
-        spec: {
-          worker: {
-            source:
-              "export default { fetch(req, env) { return new Response('Hello ' + env.TARGET + '!'); } };",
-            env: [{ name: "TARGET", value: target }],
-          },
-        },
-      },
-    },
-  };
+  return serviceManifest(name, {
+    worker:
+      "export default { fetch(req, env) { return new Response('Hello ' + env.TARGET + '!'); } };",
+    env: { TARGET: target },
+    annotations: { "autoscaling.knative.dev/min-scale": "1" },
+  });
 }
 
 async function answers(host: string, body: string): Promise<boolean> {
@@ -259,10 +248,14 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  await writeResults().catch(() => {});
-  await stopAllProcesses(5_000);
-  for (const s of servers) if (s.exitCode === null && s.signalCode === null) s.kill("SIGKILL");
-  if (dir) await rm(dir, { recursive: true, force: true });
+  try {
+    // The rows are the suite's output: failing to write them fails it.
+    await writeResults();
+  } finally {
+    await stopAllProcesses(5_000);
+    for (const s of servers) if (s.exitCode === null && s.signalCode === null) s.kill("SIGKILL");
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
 }, 60_000);
 
 describe("Redis Sentinel failover", () => {
@@ -319,7 +312,7 @@ describe("Redis Sentinel failover", () => {
       100,
     );
     const recoveryMs = performance.now() - killedAt;
-    await sleep(500);
+    await answered(load, 20);
     const c = await load.stop();
 
     const list = await api("GET", "/apis/skiff.dev/v1/tokens");

@@ -10,6 +10,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Agent as HttpAgent, request } from "undici";
+import { waitFor } from "../support/wait.ts";
 
 export const RESULTS_FILE = join(
   dirname(fileURLToPath(import.meta.url)),
@@ -92,6 +93,7 @@ export function countedLoad(options: {
         c.inflight--;
         c.slowestMs = Math.max(c.slowestMs, performance.now() - started);
       }
+      // The load's pace, not a wait for state.
       if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
     }
   });
@@ -109,6 +111,16 @@ export function countedLoad(options: {
     },
     current: snapshot,
   };
+}
+
+/** Wait until `load` has had `n` more answers (any status) than now: proof that traffic flowed on. */
+export async function answered(load: CountedLoad, n: number, timeoutMs = 30_000): Promise<void> {
+  const count = () => {
+    const c = load.current();
+    return c.succeeded + c.failed;
+  };
+  const from = count();
+  await waitFor(`${n} more answers`, () => count() >= from + n, timeoutMs, 20);
 }
 
 /** One row of docs/reliability.md. */

@@ -37,6 +37,7 @@ async function childrenOf(pid: number): Promise<number[]> {
 beforeAll(async () => {
   backend = await startBackend("hello", (req, res) => {
     req.resume();
+    // "/slow" is a slow instance, for the drain under test.
     setTimeout(() => res.end("hello\n"), req.url?.includes("slow") ? 800 : 0);
   });
   await scaler.agent();

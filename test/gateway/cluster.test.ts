@@ -44,6 +44,7 @@ beforeAll(async () => {
   backend = await startBackend("hello", (req, res) => {
     req.resume();
     const wait = Number(new URL(req.url ?? "/", "http://x").searchParams.get("sleep") ?? 0);
+    // ?sleep= makes a slow instance on request, for the tests that need one in flight.
     setTimeout(() => res.end("hello\n"), wait);
   });
   await scaler.agent();

@@ -41,6 +41,21 @@ const field = async (ref: string): Promise<RevisionCounters | undefined> => {
   return json ? (JSON.parse(json) as RevisionCounters) : undefined;
 };
 
+/** Wait until the gateway has published `n` more periods (its `_gateway` field changes each one). */
+async function publishPeriods(n: number): Promise<void> {
+  const seen = new Set<string>();
+  await waitFor(
+    `${n} publish periods`,
+    async () => {
+      const beat = await scaler.redis.hget(key, "_gateway");
+      if (beat) seen.add(beat);
+      return seen.size > n;
+    },
+    10_000,
+    10,
+  );
+}
+
 describe("published counters", () => {
   it("publishes a revision with traffic, ends with a quiet sample, then removes it; idle ones never appear", async () => {
     const seen: RevisionCounters[] = [];
@@ -72,7 +87,7 @@ describe("published counters", () => {
       async () => (await field("default/busy-00001")) === undefined,
     );
     // Stay quiet for several periods: the next window must not stretch back over them.
-    await new Promise((r) => setTimeout(r, 600));
+    await publishPeriods(6);
     expect((await hit(gw.url, host("busy"))).status).toBe(200);
     const back = await waitFor("busy published again", () => field("default/busy-00001"));
     expect(back.windowRequests).toBe(1);

@@ -7,7 +7,6 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createServer as createHttp2Server } from "node:http2";
 import { type AddressInfo, connect as netConnect } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Gateway } from "../../gateway/server.ts";
@@ -273,6 +272,7 @@ describe("timeouts and failures", () => {
     await serve("slow", {
       timeoutSeconds: 1,
       handler: (_req, res) => {
+        // The slow instance is what is under test.
         setTimeout(() => res.end("too late"), 3_000);
       },
     });
@@ -287,6 +287,7 @@ describe("timeouts and failures", () => {
       handler: (_req, res) => {
         res.writeHead(200);
         res.write("started ");
+        // A response that takes longer than timeoutSeconds is what is under test.
         setTimeout(() => res.end("and finished"), 2_000);
       },
     });
@@ -297,6 +298,7 @@ describe("timeouts and failures", () => {
 
   it("answers 504 when the instance does not start answering within responseStartTimeoutSeconds", async () => {
     const b = await backend("rst", (_req, res) => {
+      // The slow instance is what is under test.
       setTimeout(() => res.end("too late"), 2_500);
     });
     await scaler.route("default", "rst", [
@@ -351,7 +353,10 @@ describe("timeouts and failures", () => {
     await scaler.endpoint("default", "refused-00001", dead);
     await until("refused known", () => gw.resync().then(() => true));
     const pending = hit(gw.url, host("refused"));
-    await sleep(300);
+    await until(
+      "the request held after the refusal",
+      () => gw.queued("default", "refused-00001") === 1,
+    );
     const good = await backend("good2");
     await scaler.endpoint("default", "refused-00001", good);
     const res = await pending;
@@ -375,6 +380,7 @@ describe("timeouts and failures", () => {
       handler: (req, res) => {
         res.writeHead(200, { "content-length": "100" });
         res.write("partial");
+        // A break after the response started is what is under test.
         setTimeout(() => req.socket.destroy(), 50);
       },
     });
@@ -393,8 +399,15 @@ describe("fleet changes", () => {
     ]);
     await scaler.endpoint("default", "mortal-00001", b, { agentId: "agent-mortal" });
     await until("mortal routable", async () => (await hit(gw.url, host("mortal"))).status === 200);
-    // No heartbeat: the record expires, no message is sent.
-    await sleep(900);
+    // No heartbeat: the record expires, no message is sent; the gateway's agent check notices.
+    await until(
+      "the agent's record expired",
+      async () => (await scaler.redis.exists(scaler.fleet.keys.agent("agent-mortal"))) === 0,
+    );
+    await until(
+      "the gateway dropped the endpoint",
+      async () => (await hit(gw.url, host("mortal"))).status === 504,
+    );
     const before = b.hits;
     const res = await hit(gw.url, host("mortal"));
     expect(res.status).toBe(504);

@@ -125,11 +125,13 @@ describe("a Redis outage", () => {
         }
         t.sent++;
         t.slowest = Math.max(t.slowest, performance.now() - started);
+        // The load's pace, not a wait.
         await sleep(5);
       }
     };
     const workers = [worker("steady"), worker("steady"), worker("limited"), worker("limited")];
-    await sleep(1_000);
+    const sentBy = (service: string) => (tallies[service] as Tally).sent;
+    await waitFor("load flowing", () => sentBy("steady") >= 40 && sentBy("limited") >= 40);
 
     const logsBefore = lines.length;
     const sentBefore = tallies.steady?.sent ?? 0;
@@ -159,6 +161,7 @@ describe("a Redis outage", () => {
         coldStatus = res.status;
         coldBody = res.body.trim();
       }
+      // Sampling readiness through an outage of a fixed length (the length is under test).
       await sleep(250);
     }
     const sentDuringOutage = (tallies.steady?.sent ?? 0) - sentBefore;
@@ -176,7 +179,12 @@ describe("a Redis outage", () => {
     ).catch(() => {});
     const backAfterMs = performance.now() - restartedAt;
     // Traffic goes on after the return too (agent rejoins, gateway resyncs).
-    await sleep(2_000);
+    const sentBack = { steady: sentBy("steady"), limited: sentBy("limited") };
+    await waitFor(
+      "traffic answered after the return",
+      () =>
+        sentBy("steady") >= sentBack.steady + 100 && sentBy("limited") >= sentBack.limited + 100,
+    );
     running = false;
     await Promise.all(workers);
     await agent.close();

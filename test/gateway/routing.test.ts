@@ -13,6 +13,7 @@ import {
   routingTables,
 } from "../../src/control/routing.ts";
 import { connect, uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
 import { revisionObject, routeObject } from "./support.ts";
 
 const revisions = [
@@ -163,7 +164,7 @@ describe("publishRouting", () => {
       expect(Object.keys(all).sort()).toEqual(["canary-hello.ns.localhost", "hello.ns.localhost"]);
       expect(parseRoutingEntry(all["hello.ns.localhost"] as string)?.targets).toHaveLength(2);
       expect(await redis.smembers(keys.routeHosts("ns", "hello"))).toHaveLength(2);
-      await until(() => messages.length === 5);
+      await waitFor("five routing messages", () => messages.length === 5, 5_000, 5);
       expect(messages.sort()).toEqual([...first, ...second].sort());
     } finally {
       sub.disconnect();
@@ -197,14 +198,6 @@ describe("publishRouting", () => {
     ]);
   });
 });
-
-async function until(check: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe("parseRoutingEntry", () => {
   it("rejects entries that are not JSON or miss fields", () => {

@@ -26,6 +26,7 @@ import { silentLogger } from "../../src/logging.ts";
 import type { Revision, Route, TrafficTarget } from "../../src/model/types.ts";
 import { connectRedis } from "../../src/redis/connect.ts";
 import { connect, redisUrl } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "localhost";
 
@@ -198,6 +199,7 @@ export class TestScaler {
         } catch {
           // Redis away: the next beat retries.
         }
+        // The beat's period, as an agent's timer: not a wait for state.
         await new Promise((r) => setTimeout(r, everyMs));
       }
     };
@@ -385,9 +387,5 @@ export async function until(
   check: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitFor(what, check, timeoutMs, 10);
 }

@@ -12,6 +12,7 @@ import { prepareService } from "../../deploy/api/prepare.ts";
 import { parseConfig } from "../../src/config.ts";
 import type { Container } from "../../src/model/types.ts";
 import { createHarness, get, type Harness } from "../agent/container/harness.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -26,12 +27,7 @@ async function deployedContainer(
 ): Promise<Container> {
   const config = parseConfig({ limits });
   const { parsed } = await prepareService(
-    {
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Service",
-      metadata: { name: "sbx" },
-      spec: { template: { spec: { containers: [container] } } },
-    },
+    serviceManifest("sbx", { spec: { containers: [container] } }),
     { namespace: "default", name: undefined, limits: config.limits },
   );
   return parsed.spec.template.spec.containers?.[0] as Container;

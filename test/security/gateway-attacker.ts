@@ -90,6 +90,7 @@ export async function attack(plan: AttackPlan): Promise<AttackStats> {
       try {
         await once(socket, "connect");
       } catch {
+        // Refused (a gateway limit): the attacker tries again shortly.
         await sleep(50);
         continue;
       }
@@ -117,6 +118,7 @@ export async function attack(plan: AttackPlan): Promise<AttackStats> {
     while (!stopped) {
       const status = await rawStatus(url, texts[i++ % texts.length] as string);
       counts[status] = (counts[status] ?? 0) + 1;
+      // The attack's pace, not a wait for state.
       await sleep(plan.paceMs);
     }
   };
@@ -151,6 +153,7 @@ export async function attack(plan: AttackPlan): Promise<AttackStats> {
       stats.malformed,
     ),
   ];
+  // The attack lasts its planned time.
   await sleep(plan.durationMs);
   stopped = true;
   stop();

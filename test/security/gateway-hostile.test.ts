@@ -34,6 +34,7 @@ import {
   TestScaler,
 } from "../gateway/support.ts";
 import { uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
 import type { AttackPlan, AttackStats } from "./gateway-attacker.ts";
 
 const ATTACKER = join(dirname(fileURLToPath(import.meta.url)), "gateway-attacker.ts");
@@ -51,11 +52,12 @@ beforeAll(async () => {
   await scaler.route("default", "steady", [{ revision: "steady-00001", percent: 100 }]);
   await scaler.endpoint("default", "steady-00001", backend);
   gw = await spawnGateway(prefix, { headersTimeoutMs: HEADERS_TIMEOUT_MS });
-  const deadline = Date.now() + 10_000;
-  while ((await hit(gw.url, HOST).catch(() => ({ status: 0 }))).status !== 200) {
-    if (Date.now() > deadline) throw new Error("the gateway never routed the service");
-    await sleep(50);
-  }
+  await waitFor(
+    "the gateway routing the service",
+    async () => (await hit(gw.url, HOST)).status === 200,
+    10_000,
+    50,
+  );
 });
 
 afterAll(async () => {
@@ -94,7 +96,7 @@ async function legitimate(url: string, ms: number, workers = 4): Promise<Phase> 
           failed++;
         }
         latencies.push(performance.now() - t);
-        // Steady, bounded: about 200 requests/s per worker at most.
+        // Steady, bounded: about 200 requests/s per worker at most (the load's pace, not a wait).
         await sleep(5);
       }
     }),
@@ -134,7 +136,7 @@ describe("hostile HTTP alongside legitimate traffic", () => {
       out += String(d);
     });
     const exited = once(child, "exit");
-    // Let the slowloris connections pile up before measuring.
+    // Let the slowloris connections pile up before measuring (the attack plan's lead-in).
     await sleep(LEAD_MS);
     const underAttack = await legitimate(gw.url, PHASE_MS);
     await exited;
@@ -213,8 +215,17 @@ describe("per-gateway limits", () => {
         await once(s, "connect");
         held.push(s);
       }
-      // Let the server count them.
-      await sleep(100);
+      // The last one answering proves the server has accepted (and counts) all 20.
+      const last = held[19] as Socket;
+      const head = new Promise<void>((resolve) => {
+        let data = "";
+        last.on("data", (d: Buffer) => {
+          data += String(d);
+          if (data.includes("\r\n\r\n")) resolve();
+        });
+      });
+      last.write(`GET / HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+      await head;
       const extra = connect(Number(port), hostname);
       extra.on("error", () => {});
       const closedAt = performance.now();

@@ -21,6 +21,7 @@ import {
   WorkerdPool,
 } from "../../agent/isolate/index.ts";
 import { type Answer, send } from "../agent/isolate/support.ts";
+import { waitFor } from "../support/wait.ts";
 
 const SPIN_S = 10;
 const MEMORY_MB = 256;
@@ -108,6 +109,7 @@ async function steady(
       ok,
       ...(ok ? {} : { error: error ?? `${answer?.status} ${answer?.body.trim()}` }),
     });
+    // The client's pace, not a wait for state.
     if (options.gapMs > 0) await new Promise((resolve) => setTimeout(resolve, options.gapMs));
   }
   return out;
@@ -144,7 +146,12 @@ describe("security: the workerd socket without a gateway", () => {
           /skiff_agent_isolate_forbidden_total (\d+)/,
         )?.[1] ?? 0,
       );
-    await expect.poll(counted, { timeout: 5_000 }).toBe(attempts.length);
+    await waitFor(
+      "every forged request counted",
+      async () => (await counted()) === attempts.length,
+      5_000,
+    );
+    expect(await counted()).toBe(attempts.length);
     console.log(`[forged header] skiff_agent_isolate_forbidden_total = ${await counted()}`);
     const ok = await send(pool, "gamma/echo-00001");
     console.log(
@@ -236,9 +243,9 @@ describe("security: a worker allocating without bound", () => {
       const answer = await send(pool, "gamma/hog-00001").catch(() => undefined);
       hog.push(answer ? `${answer.status} ${answer.body.trim()}` : "connection lost");
     }
-    await expect
-      .poll(() => events.filter((e) => e.type === "exit").length, { timeout: 20_000 })
-      .toBeGreaterThan(exitsBefore);
+    const exits = () => events.filter((e) => e.type === "exit").length;
+    await waitFor("the hog's process exit", () => exits() > exitsBefore, 20_000);
+    expect(exits()).toBeGreaterThan(exitsBefore);
     stop = true;
     const beta = await other;
     const exit = events.filter((e) => e.type === "exit")[exitsBefore]!;
@@ -258,11 +265,12 @@ describe("security: a worker allocating without bound", () => {
     expect(beta.filter((s) => !s.ok)).toEqual([]);
     expect(beta.length).toBeGreaterThan(0);
     // The namespace serves again in a fresh process.
-    await expect
-      .poll(async () => (await send(pool, "gamma/echo-00001").catch(() => undefined))?.status, {
-        timeout: 10_000,
-      })
-      .toBe(200);
+    const served = await waitFor(
+      "gamma served again",
+      async () => (await send(pool, "gamma/echo-00001")).status === 200,
+      10_000,
+    );
+    expect(served).toBe(true);
   }, 60_000);
 });
 
@@ -272,9 +280,11 @@ describe("security: what the workerd processes run as", () => {
     const agentPgrp = readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ")[2];
     const uids = new Map<string, string>();
     // A process restarting (e.g. after the OOM kill above) has no pid yet: wait for it.
-    await expect
-      .poll(() => pool.stats().every((s) => s.pid !== undefined), { timeout: 10_000 })
-      .toBe(true);
+    await waitFor(
+      "every process with a pid",
+      () => pool.stats().every((s) => s.pid !== undefined),
+      10_000,
+    );
     for (const slot of pool.stats().filter((s) => s.pid !== undefined)) {
       const pid = slot.pid!;
       const status = readFileSync(`/proc/${pid}/status`, "utf8");

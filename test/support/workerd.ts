@@ -8,6 +8,7 @@
  */
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { waitFor } from "./wait.ts";
 
 export async function killWorkerdOf(stateDir: string): Promise<number[]> {
   const dirs = [stateDir];
@@ -42,9 +43,12 @@ export async function killWorkerdOf(stateDir: string): Promise<number[]> {
   }
   for (const d of dirs.slice(1)) rmSync(d, { recursive: true, force: true });
   // Its cgroups (namespace groups first, then the pool's) can go once their processes have.
-  for (let i = 0; i < 40 && killed.some((pid) => existsSync(`/proc/${pid}`)); i++) {
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  // Best effort (cleanup): after a second, remove what can be removed anyway.
+  await waitFor(
+    "the killed workerd processes gone",
+    () => !killed.some((pid) => existsSync(`/proc/${pid}`)),
+    1_000,
+  ).catch(() => {});
   for (const dir of cgroups) {
     if (!dir.includes("/skiff/")) continue;
     try {

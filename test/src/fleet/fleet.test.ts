@@ -8,6 +8,7 @@ import { Fleet, type FleetChannel } from "../../../src/fleet/fleet.ts";
 import type { AgentRecord, DesiredInstance, Endpoint } from "../../../src/fleet/types.ts";
 import { watchFleet } from "../../../src/fleet/watch.ts";
 import { connect, redisUrl, uniquePrefix } from "../../support/redis.ts";
+import { waitFor } from "../../support/wait.ts";
 
 const prefix = uniquePrefix("fleet");
 let fleet: Fleet;
@@ -57,22 +58,17 @@ async function listen(channel: FleetChannel) {
   const off = await fleet.subscribe(channel, (m) => messages.push(m));
   return {
     messages,
+    /** Whether `m` arrives within 2 s. */
     async waitFor(m: string) {
-      for (let i = 0; i < 200 && !messages.includes(m); i++) await sleep(10);
-      return messages.includes(m);
+      return waitFor(`message ${m}`, () => messages.includes(m), 2_000).catch(() => false);
     },
     stop: off,
   };
 }
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await sleep(25);
-  }
-  return check();
-}
+/** Whether the agent's record (PX = its heartbeat TTL) has expired in Redis. */
+const recordExpired = (id: string) =>
+  waitFor(`record of ${id} expired`, async () => (await raw.exists(fleet.keys.agent(id))) === 0);
 
 describe("membership", () => {
   test("a registered agent is listed live with its record", async () => {
@@ -97,7 +93,8 @@ describe("membership", () => {
     const id = `a-${uid()}`;
     await fleet.registerAgent(record(id), 300);
     expect((await fleet.listLiveAgents()).some((a) => a.id === id)).toBe(true);
-    const gone = await waitUntil(
+    const gone = await waitFor(
+      `${id} no longer live`,
       async () => !(await fleet.listLiveAgents()).some((a) => a.id === id),
       1_500,
     );
@@ -111,7 +108,7 @@ describe("membership", () => {
     await fleet.registerAgent(record(id), 200);
     await fleet.publishEndpoint("default", "dead-00001", endpoint(id, `${id}-i1`));
     const sub = await listen("endpoints");
-    await sleep(300);
+    await recordExpired(id);
     await fleet.listLiveAgents();
     expect(await fleet.readEndpoints("default", "dead-00001")).toEqual([]);
     expect(await sub.waitFor("default/dead-00001")).toBe(true);
@@ -124,6 +121,7 @@ describe("membership", () => {
     const rec = record(id);
     await fleet.registerAgent(rec, 300);
     for (let i = 0; i < 8; i++) {
+      // Time passing beyond the TTL is what is under test: 8 x 100 ms > 300 ms.
       await sleep(100);
       const { rejoined } = await fleet.heartbeat({ ...rec, heartbeatAt: Date.now() }, 300);
       expect(rejoined).toBe(false);
@@ -134,7 +132,7 @@ describe("membership", () => {
   test("a heartbeat after the record expired reports rejoined", async () => {
     const id = `a-${uid()}`;
     await fleet.registerAgent(record(id), 100);
-    await sleep(200);
+    await recordExpired(id);
     const { rejoined } = await fleet.heartbeat(record(id), 5_000);
     expect(rejoined).toBe(true);
   });
@@ -341,7 +339,7 @@ describe("watchFleet", () => {
     await fleet.putDesired(agent, [
       { id: "y", namespace: "default", revision: "r", runtime: "isolate" },
     ]);
-    await waitUntil(async () => seen.length > 0, 2_000);
+    await waitFor("the accepted message", () => seen.length > 0, 2_000);
     expect(seen).toEqual([agent]);
     await watch.stop();
   });
@@ -357,7 +355,7 @@ describe("watchFleet", () => {
       },
       intervalMs: 50,
     });
-    expect(await waitUntil(async () => resyncs >= 3, 2_000)).toBe(true);
+    expect(await waitFor("three resyncs", () => resyncs >= 3, 2_000)).toBe(true);
     await watch.stop();
   });
 });
