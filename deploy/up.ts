@@ -34,7 +34,6 @@ import { isMemoryRedisUrl } from "../src/redis/memory.ts";
 import { type ApiServer, startApiServer } from "./api/server.ts";
 import { localStore } from "./up-store.ts";
 
-
 export interface UpOptions {
   configFile?: string | undefined;
   stateDir?: string | undefined;
