@@ -11,7 +11,8 @@
  *   breaks (or stays silent beyond idleTimeoutSeconds) the connection is cut;
  * - the instance could not be reached before any byte was sent: the request
  *   goes to another instance (or waits for one); an idempotent request without
- *   a body whose reused connection was closed under it is retried once;
+ *   a body whose connection was reset under it is retried (the second reset
+ *   marks the instance suspect, and one more attempt goes elsewhere);
  * - anything else: 502 with a short reason.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -176,7 +177,7 @@ export async function proxyHttp(
   };
 
   let code = 0;
-  let staleRetried = false;
+  let resets = 0;
   try {
     for (let n = 1; ; n++) {
       let grant = n === 1 ? d.tryGrant() : undefined;
@@ -196,10 +197,15 @@ export async function proxyHttp(
         grant.release();
       }
       if (outcome.kind === "retry") {
-        const allowed = outcome.reason === "connect" || !staleRetried;
+        // One reset is a kept-alive connection closed as it was reused; a
+        // second is an instance, or the port proxy in front of a dead
+        // container, dropping requests: suspect it and try once more
+        // elsewhere. Not more: a request that itself kills instances must
+        // not be carried to every one of them.
+        if (outcome.reason === "stale") resets++;
+        const allowed = outcome.reason === "connect" || resets <= 2;
         if (allowed && n < MAX_ATTEMPTS && !state.gone) {
-          if (outcome.reason === "connect") d.markSuspect(grant.upstream);
-          else staleRetried = true;
+          if (outcome.reason === "connect" || resets === 2) d.markSuspect(grant.upstream);
           ctx.metrics.retries.inc({ reason: outcome.reason });
           ctx.logger.debug(
             { err: outcome.error, instance: grant.upstream.id, revision: d.ref },
