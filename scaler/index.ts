@@ -1,4 +1,12 @@
-/** The scaler (`skiff scaler`): Knative's autoscaler, placement on agents, routing tables, revision GC. */
+/** The scaler (`skiff scaler`): Knative's autoscaler, placement on agents, routing tables, revision status, revision GC. */
+export { ObjectCache } from "./cache.ts";
+export { GcController } from "./controllers/gc.ts";
+export {
+  RevisionStatusController,
+  startRevisionStatus,
+} from "./controllers/revision-status.ts";
+export { RoutesController } from "./controllers/routes.ts";
+export { ScaleController } from "./controllers/scale.ts";
 export { type GcSettings, gcSettingsSchema, selectRevisionsToDelete } from "./gc.ts";
 export { type Decision, KpaAutoscaler } from "./kpa.ts";
 export { startLeaderElection } from "./leader.ts";
