@@ -14,8 +14,11 @@
  * - Instances: an endpoint is published only once the instance is ready and
  *   withdrawn at once when it is not (crash, exit, stall, unready, stop);
  *   each instance's Redis writes go through its own chain, in order.
- * - Status: failures (and first readiness) land on the Revision's conditions
- *   and are propagated to its Configuration, Route and Service.
+ * - Observations only: each instance's report says its phase, when it last
+ *   passed readiness, the image digest that ran and its last failure that is
+ *   the revision's own (with the condition it belongs on). The scaler alone
+ *   derives Revision status from the reports of all live agents
+ *   (scaler/controllers/revision-status.ts).
  * - Restart: containers of a previous run are adopted, not duplicated.
  */
 import { rm } from "node:fs/promises";
@@ -25,7 +28,7 @@ import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { ensureClusterIdentity } from "../src/cluster.ts";
-import { conditionForFailure, type RevisionHealth } from "../src/control/revision-health.ts";
+import { conditionForFailure } from "../src/control/revision-health.ts";
 import { Fleet } from "../src/fleet/fleet.ts";
 import type {
   AgentRecord,
@@ -65,7 +68,6 @@ import { type AgentMetrics, agentMetrics } from "./metrics.ts";
 import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
 import { heartbeatAlive } from "./orphans.ts";
 import { planReconcile, type ReconcileReason, SerialRunner } from "./reconcile.ts";
-import { RevisionHealthReporter, readyOnOtherAgents } from "./revision-health.ts";
 
 export type AgentState = "new" | "starting" | "running" | "draining" | "stopped";
 
@@ -89,7 +91,8 @@ export class Agent {
   readonly #instances = new Map<string, Instance>();
   readonly #runner: SerialRunner;
   readonly #metrics: AgentMetrics;
-  #health: RevisionHealthReporter | undefined;
+  /** Containers of a previous run found dead: their failure goes on the instance started in their place. */
+  readonly #foundDead = new Map<string, Failure & { at: number }>();
   /** Redis reachable or not; one log line per change (src/redis/health.ts). */
   #redisHealth: RedisHealth | undefined;
   /** For the Redis-dependent background work: quiet while Redis is away. */
@@ -161,10 +164,9 @@ export class Agent {
     return this.#runner.trigger("manual");
   }
 
-  /** Wait until revision status writes in progress are done (tests). */
+  /** Wait until instance writes in progress are done (tests). */
   async settled(): Promise<void> {
     await Promise.all([...this.#instances.values()].map((i) => i.chain));
-    await this.#health?.idle();
   }
 
   // ---- lifecycle -----------------------------------------------------------
@@ -207,14 +209,6 @@ export class Agent {
       this.#store = await createRedisStore({
         redis,
         prefix: o.redisPrefix,
-        logger: this.#redisLog,
-      });
-      this.#health = new RevisionHealthReporter({
-        store: this.#store,
-        domain: o.domain,
-        scheme: o.urlScheme,
-        holdFailureMs: o.statusHoldMs,
-        readyElsewhere: readyOnOtherAgents(this.#fleet, this.id),
         logger: this.#redisLog,
       });
       const sink = this.#sink();
@@ -344,7 +338,6 @@ export class Agent {
     await this.#containers
       ?.removeStandbys()
       .catch((err: unknown) => this.log.warn({ err }, "removing standbys failed"));
-    await this.#health?.idle();
     await this.#teardown({ deregister: true });
     if (!this.options.isolateStateDir) {
       // Nothing of ours runs any more: the default state directory has served its purpose.
@@ -357,7 +350,6 @@ export class Agent {
   async #teardown(options: { deregister?: boolean } = {}): Promise<void> {
     clearInterval(this.#heartbeatTimer);
     this.#heartbeatTimer = undefined;
-    this.#health?.close();
     this.#redisHealth?.close();
     await this.#watch?.stop().catch(() => {});
     await this.#pool?.stop().catch((err: unknown) => this.log.warn({ err }, "pool stop failed"));
@@ -446,8 +438,9 @@ export class Agent {
       this.#instances.set(inst.id, inst);
       this.#containers.attachAdopted(inst, a);
     }
+    // Still desired, the instance starts again (a new container) and its report says how the last one ended.
     for (const e of exited) {
-      this.#healthFailure(e.namespace, e.revision, e);
+      this.#foundDead.set(e.instanceId, { reason: e.reason, message: e.message, at: Date.now() });
     }
     if (running.length || exited.length) {
       this.log.info(
@@ -492,8 +485,9 @@ export class Agent {
         }
       }
     }
+    // Found dead at adoption but no longer desired: nothing reports on them.
+    this.#foundDead.clear();
     await this.#syncFleet();
-    this.#reassertHealth();
     this.#reconciled = true;
     this.#metrics.reconcile.observe((performance.now() - started) / 1000);
   }
@@ -510,6 +504,14 @@ export class Agent {
       inst.reason = previous.reason;
       inst.message = previous.message;
       inst.since = previous.since;
+      inst.readyAt = previous.readyAt;
+      inst.lastFailure = previous.lastFailure;
+      inst.readyHealth = previous.readyHealth;
+    }
+    const dead = this.#foundDead.get(inst.id);
+    if (dead) {
+      this.#foundDead.delete(inst.id);
+      inst.lastFailure = { condition: conditionForFailure(dead.reason), ...dead };
     }
     this.#instances.set(inst.id, inst);
     const active = [...this.#instances.values()].filter((i) => !i.stopping).length;
@@ -564,11 +566,9 @@ export class Agent {
           ? { reason: err.reason, message: err.message }
           : { reason: "StartFailed", message: (err as Error)?.message ?? String(err) };
       inst.retryable = err instanceof StartError && err.retryable;
-      if (!this.#setFailed(inst, failure)) return; // a retry that failed the same way
+      const health = !(err instanceof StartError) || err.health;
+      if (!this.#setPhase(inst, "failed", failure, health)) return; // a retry that failed the same way
       this.#metrics.failures.inc({ runtime, reason: failure.reason });
-      if (!(err instanceof StartError) || err.health) {
-        this.#healthFailure(namespace, name, failure);
-      }
     }
   }
 
@@ -623,8 +623,7 @@ export class Agent {
       },
       failed: (inst, phase, failure, health = true) => {
         if (inst.stopping) return;
-        this.#setPhase(inst, phase, failure);
-        if (health) this.#healthFailure(inst.desired.namespace, inst.desired.revision, failure);
+        this.#setPhase(inst, phase, failure, health);
       },
     };
   }
@@ -644,6 +643,7 @@ export class Agent {
     if (at.header) endpoint.header = at.header;
     inst.endpoint = endpoint;
     inst.readyHealth = health;
+    inst.readyAt = endpoint.readyAt;
     if (!inst.coldStartRecorded) {
       inst.coldStartRecorded = true;
       this.#metrics.coldStart.observe(
@@ -656,23 +656,32 @@ export class Agent {
       { instance: inst.id, revision: inst.desired.revision, host: at.host, port: at.port },
       "instance ready",
     );
-    this.#reportReady(inst);
-  }
-
-  #reportReady(inst: Instance): void {
-    const report: RevisionHealth = { ready: true };
-    if (inst.readyHealth.imageDigest) report.imageDigest = inst.readyHealth.imageDigest;
-    this.#health?.report(inst.desired.namespace, inst.desired.revision, report);
   }
 
   #setFailed(inst: Instance, failure: Failure): boolean {
     return this.#setPhase(inst, "failed", failure);
   }
 
-  /** Returns whether anything changed (and so was queued for Redis). */
-  #setPhase(inst: Instance, phase: Instance["phase"], detail?: Failure): boolean {
+  /**
+   * Returns whether anything changed (and so was queued for Redis). `health`:
+   * the failure is the revision's own, so the report's lastFailure says it
+   * (seen now, even when the phase is the same: a crash again).
+   */
+  #setPhase(inst: Instance, phase: Instance["phase"], detail?: Failure, health = false): boolean {
     const changed =
       inst.phase !== phase || inst.reason !== detail?.reason || inst.message !== detail?.message;
+    if (health && detail && (changed || inst.lastFailure?.reason !== detail.reason)) {
+      inst.lastFailure = {
+        condition: conditionForFailure(detail.reason),
+        reason: detail.reason,
+        message: detail.message,
+        at: Date.now(),
+      };
+      if (!changed) {
+        void this.#push(inst);
+        return true;
+      }
+    }
     if (!changed) return false;
     if (inst.phase !== phase) inst.since = Date.now();
     inst.phase = phase;
@@ -683,27 +692,6 @@ export class Agent {
     }
     void this.#push(inst);
     return true;
-  }
-
-  #healthFailure(namespace: string, revision: string, failure: Failure): void {
-    this.#health?.report(namespace, revision, {
-      ready: false,
-      condition: conditionForFailure(failure.reason),
-      reason: failure.reason,
-      message: failure.message,
-    });
-  }
-
-  /** Revisions this agent serves are re-asserted ready now and then (another agent may have said otherwise). */
-  #reassertHealth(): void {
-    const seen = new Set<string>();
-    for (const inst of this.#instances.values()) {
-      if (inst.phase !== "ready" || inst.stopping) continue;
-      const key = `${inst.desired.namespace}/${inst.desired.revision}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      this.#reportReady(inst);
-    }
   }
 
   #wantEndpoint(inst: Instance): Endpoint | undefined {

@@ -1,13 +1,14 @@
 /**
  * One instance the agent holds, whatever its runtime, and the narrow
  * interface through which a runtime driver tells the agent what happened to
- * it. The agent turns those notices into endpoint publishes/withdrawals,
- * instance reports and revision status.
+ * it. The agent turns those notices into endpoint publishes/withdrawals and
+ * instance reports (from which the scaler derives revision status).
  */
 
 import type {
   DesiredInstance,
   Endpoint,
+  InstanceFailureReport,
   InstancePhase,
   InstanceStatus,
 } from "../src/fleet/types.ts";
@@ -25,8 +26,12 @@ export interface Instance {
   since: number;
   /** Where it answers, once ready (kept while unready so it can be republished). */
   endpoint: Endpoint | undefined;
-  /** What its readiness said about the revision (re-asserted now and then). */
+  /** What its readiness said about the revision (its report carries it). */
   readyHealth: { imageDigest?: string };
+  /** ms since epoch it last passed readiness. */
+  readyAt: number | undefined;
+  /** The last failure that is the revision's own (its report carries it; the scaler derives status). */
+  lastFailure: InstanceFailureReport | undefined;
   /** Set once a stop began; never cleared. */
   stopping: boolean;
   /** It was routable when the stop began: give gateways time to notice the withdrawal. */
@@ -74,6 +79,8 @@ export function newInstance(desired: DesiredInstance, now = Date.now()): Instanc
     since: now,
     endpoint: undefined,
     readyHealth: {},
+    readyAt: undefined,
+    lastFailure: undefined,
     stopping: false,
     drainOnStop: false,
     stopped: undefined,
@@ -102,6 +109,9 @@ export function statusOf(inst: Instance, agentId: string): InstanceStatus {
   };
   if (inst.reason) s.reason = inst.reason;
   if (inst.message) s.message = inst.message;
+  if (inst.readyAt !== undefined) s.readyAt = inst.readyAt;
+  if (inst.lastFailure) s.lastFailure = inst.lastFailure;
+  if (inst.readyHealth.imageDigest) s.imageDigest = inst.readyHealth.imageDigest;
   return s;
 }
 
@@ -126,13 +136,14 @@ export interface InstanceSink {
   starting(inst: Instance, detail?: Failure): void;
   /**
    * Not running: "backoff" (will be restarted) or "failed" (will not).
-   * `health: false` keeps the failure off the Revision's status (the revision
-   * is not at fault, e.g. an innocent neighbour of a stalled worker).
+   * `health: false` keeps the failure out of the report's `lastFailure`, so off
+   * the Revision's status (the revision is not at fault, e.g. an innocent
+   * neighbour of a stalled worker).
    */
   failed(inst: Instance, phase: "backoff" | "failed", failure: Failure, health?: boolean): void;
 }
 
-/** A start failure with a reason for the report (and maybe the revision status). */
+/** A start failure with a reason for the report (and maybe its lastFailure). */
 export class StartError extends Error {
   readonly reason: string;
   readonly retryable: boolean;

@@ -5,7 +5,7 @@
  * For one Route:
  * 1. Its status (and its Configuration's and Service's) is recomputed from
  *    the stored objects with the same pure functions the deploy API and the
- *    agents use (src/control/refresh.ts), so @latest follows
+ *    revision-status controller use (src/control/refresh.ts), so @latest follows
  *    latestReadyRevisionName: a revision that never became ready takes no
  *    traffic.
  * 2. If every target of the resolved traffic names a revision that is Ready
@@ -27,7 +27,7 @@
  * or is corrected by the new leader's next reconcile of that Route.
  */
 import type { Redis } from "ioredis";
-import { controllerOf } from "../src/control/objects.ts";
+import { controllerOf, isRevisionReady } from "../src/control/objects.ts";
 import { refreshStatusesFor } from "../src/control/refresh.ts";
 import {
   parseRoutingEntry,
@@ -39,7 +39,6 @@ import {
 } from "../src/control/routing.ts";
 import { trafficFingerprint } from "../src/control/status.ts";
 import type { Logger } from "../src/logging.ts";
-import { getCondition } from "../src/model/index.ts";
 import type { Revision, Route } from "../src/model/types.ts";
 import type { Store } from "../src/store/store.ts";
 
@@ -63,10 +62,6 @@ export interface RouteReconcilerOptions {
 /** "{ns}/{route}" */
 const routeKey = (namespace: string, name: string) => `${namespace}/${name}`;
 
-function isReady(rev: Revision | undefined): boolean {
-  return getCondition(rev?.status.conditions, "Ready")?.status === "True";
-}
-
 /** Why a Route's traffic cannot be published yet, or undefined when it can. */
 export function holdReason(route: Route, revision: (name: string) => Revision | undefined) {
   const traffic = route.status.traffic;
@@ -77,7 +72,7 @@ export function holdReason(route: Route, revision: (name: string) => Revision | 
     }
     const rev = revision(t.revisionName);
     if (!rev) return `revision "${t.revisionName}" does not exist`;
-    if (!isReady(rev)) return `revision "${t.revisionName}" is not ready`;
+    if (!isRevisionReady(rev)) return `revision "${t.revisionName}" is not ready`;
   }
   return undefined;
 }

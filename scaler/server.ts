@@ -108,6 +108,7 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
       metrics,
       logger: redisLog.child({ fencingToken: l.fencingToken }),
       redisUp: () => health.up,
+      statusHoldMs: options.statusHoldMs,
     });
     loop = next;
     metrics.leader.set(1);

@@ -137,7 +137,7 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
   {
     role: "agent",
     summary:
-      "heartbeats, reads its desired instances, publishes endpoints and instance reports, writes revision status",
+      "heartbeats, reads its desired instances and revisions, publishes endpoints and instance reports (the scaler derives status from them)",
     keys: [
       { pattern: "fleet:agent:*", access: "RW", why: "its record (PX = heartbeat TTL)" },
       { pattern: "fleet:agents", access: "RW", why: "live agents" },
@@ -146,8 +146,8 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
       { pattern: "fleet:endpoints:*", access: "RW", why: "ready endpoints it publishes" },
       { pattern: "fleet:endpoint-revisions", access: "RW", why: "index of the above" },
       { pattern: "fleet:agent-endpoints:*", access: "RW", why: "its endpoint index" },
-      ...STORE_KEYS("RW"),
-      { pattern: "artifact:*", access: "RW", why: "worker bundles (read; commits declare it)" },
+      ...STORE_KEYS("R"),
+      { pattern: "artifact:*", access: "R", why: "worker bundles" },
       { pattern: "cluster", access: "R", why: "cluster id (agent id, labels) and secret" },
     ],
     channels: ["fleet:*", "events"],

@@ -207,9 +207,6 @@ export const agentSection = z
         }),
       })
       .prefault({}),
-    statusHoldMs: setting(msSchema(0).default(10_000), {
-      description: "A failure on a serving revision stays on its status at least this long.",
-    }),
   })
   .refine((o) => o.heartbeatTtlMs >= 2 * o.heartbeatIntervalMs, {
     message: "must be at least twice heartbeatIntervalMs, so that one late heartbeat is not death",

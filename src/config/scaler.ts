@@ -85,6 +85,10 @@ export const scalerSection = z.object({
     description: "Listen port of the scaler's /healthz, /readyz and /metrics.",
     flags: scaler("--port <port>"),
   }),
+  statusHoldMs: setting(msSchema(0).default(10_000), {
+    description:
+      "A failure on a serving revision stays on its status at least this long (a crash followed by a fast restart stays visible).",
+  }),
   leaseMs: setting(msSchema(300, 600_000).default(3_000), {
     description:
       "The leader lease: a standby takes over within about this long of the leader dying.",

@@ -1,6 +1,7 @@
 /** Small builders for stored objects' metadata, shared by apply and delete. */
 import { randomUUID } from "node:crypto";
-import type { KindName, ObjectMeta, OwnerReference, Resource } from "../model/types.ts";
+import { getCondition } from "../model/conditions.ts";
+import type { KindName, ObjectMeta, OwnerReference, Resource, Revision } from "../model/types.ts";
 import { API_VERSION } from "../model/types.ts";
 
 /** Kubernetes timestamps carry whole seconds: 2026-11-22T10:00:00Z. */
@@ -48,4 +49,9 @@ export function compactRecord(
   r: Record<string, string> | undefined,
 ): Record<string, string> | undefined {
   return r && Object.keys(r).length ? r : undefined;
+}
+
+/** A revision is Ready: it passed readiness once (it stays Ready at zero instances). */
+export function isRevisionReady(rev: Revision | undefined): boolean {
+  return getCondition(rev?.status.conditions, "Ready")?.status === "True";
 }

@@ -1,15 +1,16 @@
 /**
  * Recompute the readiness-dependent status of a Configuration and of the
  * Service and Route that own/route it, after a Revision's conditions changed
- * (an agent saw an instance become ready or fail; later the scaler). Uses the
- * same pure functions as apply.ts, so both always agree. Writes only what
- * changed, so agents reporting the same thing commit nothing.
+ * (the scaler derived it from the agents' instance reports, or placed, scaled
+ * or routed it). Uses the same pure functions as apply.ts, so both always
+ * agree. Writes only what changed, so re-deriving the same thing commits
+ * nothing.
  */
-import { canonicalJson, getCondition } from "../model/index.ts";
+import { canonicalJson } from "../model/index.ts";
 import type { Configuration, Revision } from "../model/types.ts";
 import { Labels } from "../model/types.ts";
 import type { Tx } from "../store/store.ts";
-import { controllerOf } from "./objects.ts";
+import { controllerOf, isRevisionReady } from "./objects.ts";
 import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
 
 export interface RefreshContext {
@@ -26,10 +27,6 @@ export interface RefreshResult {
 function generationOf(rev: Revision): number {
   const n = Number(rev.metadata.labels?.[Labels.configurationGeneration]);
   return Number.isInteger(n) ? n : -1;
-}
-
-function isReady(rev: Revision): boolean {
-  return getCondition(rev.status.conditions, "Ready")?.status === "True";
 }
 
 /**
@@ -50,7 +47,7 @@ export function latestReadyRevision(
   const byName = new Map(mine.map((r) => [r.metadata.name, r]));
   let best: Revision | undefined;
   for (const r of mine) {
-    if (isReady(r) && (!best || generationOf(r) > generationOf(best))) best = r;
+    if (isRevisionReady(r) && (!best || generationOf(r) > generationOf(best))) best = r;
   }
   const current = config.status.latestReadyRevisionName;
   const recorded = current ? byName.get(current) : undefined;

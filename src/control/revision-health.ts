@@ -17,13 +17,17 @@
  * before a ready report may clear it, so a crash followed by a fast restart
  * does not vanish unseen.
  *
- * Idempotent: reporting what the revision already says writes nothing, so
- * agents may report freely; the store retries conflicting writers.
+ * Idempotent: reporting what the revision already says writes nothing. The
+ * one writer is the scaler's revision-status controller
+ * (scaler/controllers/revision-status.ts), which derives the health from the
+ * agents' instance reports (deriveRevisionHealth).
  */
+import type { InstanceStatus } from "../fleet/types.ts";
 import { canonicalJson, getCondition, setCondition } from "../model/index.ts";
 import type { Revision } from "../model/types.ts";
 import { Labels } from "../model/types.ts";
 import type { Store, Tx } from "../store/store.ts";
+import { isRevisionReady } from "./objects.ts";
 import { type RefreshContext, refreshStatusesFor } from "./refresh.ts";
 
 export type RevisionHealth =
@@ -59,20 +63,21 @@ export function conditionForFailure(reason: string): "ContainerHealthy" | "Resou
     : "ContainerHealthy";
 }
 
-/** Stage the change inside a transaction (and refresh the owners' status). */
-export async function applyRevisionHealth(
-  tx: Tx,
-  namespace: string,
-  name: string,
+/**
+ * The revision with `health` applied (pure): "unchanged" when it already says
+ * so, "held" while a failure on a serving revision is younger than the hold.
+ */
+export function withRevisionHealth(
+  existing: Revision,
   health: RevisionHealth,
-  ctx: RevisionHealthContext,
-): Promise<RevisionHealthOutcome> {
-  const existing = await tx.get("revisions", namespace, name);
-  if (!existing) return { outcome: "missing" };
-  const now = ctx.now ?? new Date();
+  ctx: { holdFailureMs?: number; now: Date },
+):
+  | { outcome: "changed"; revision: Revision }
+  | Exclude<RevisionHealthOutcome, { outcome: "changed" }> {
+  const { now } = ctx;
   const rev: Revision = structuredClone(existing);
   let conditions = rev.status.conditions;
-  const wasReady = getCondition(conditions, "Ready")?.status === "True";
+  const wasReady = isRevisionReady(existing);
 
   if (health.ready) {
     const hold = ctx.holdFailureMs ?? 0;
@@ -108,10 +113,84 @@ export async function applyRevisionHealth(
   }
   rev.status.conditions = conditions;
   if (canonicalJson(rev.status) === canonicalJson(existing.status)) return { outcome: "unchanged" };
-  tx.put(rev);
-  const config = rev.metadata.labels?.[Labels.configuration];
+  return { outcome: "changed", revision: rev };
+}
+
+/** Stage the change inside a transaction (and refresh the owners' status). */
+export async function applyRevisionHealth(
+  tx: Tx,
+  namespace: string,
+  name: string,
+  health: RevisionHealth,
+  ctx: RevisionHealthContext,
+): Promise<RevisionHealthOutcome> {
+  const existing = await tx.get("revisions", namespace, name);
+  if (!existing) return { outcome: "missing" };
+  const out = withRevisionHealth(existing, health, {
+    now: ctx.now ?? new Date(),
+    ...(ctx.holdFailureMs !== undefined ? { holdFailureMs: ctx.holdFailureMs } : {}),
+  });
+  if (out.outcome !== "changed") return out;
+  tx.put(out.revision);
+  const config = out.revision.metadata.labels?.[Labels.configuration];
   if (config) await refreshStatusesFor(tx, namespace, config, ctx);
   return { outcome: "changed" };
+}
+
+/** What the instances of one revision say about it, and when to look again. */
+export interface DerivedHealth {
+  /** Undefined: the reports say nothing (no instance ready, no failure): leave the status as it is. */
+  health: RevisionHealth | undefined;
+  /** A failure kept visible by the hold expires then: derive again. */
+  recheckInMs?: number;
+}
+
+/**
+ * Revision health from the reports of its instances on live agents (pure).
+ *
+ * A failure counts while its instance has not passed readiness since, and,
+ * on a revision that is serving (Ready True), for `holdFailureMs` after it was
+ * seen even if the instance is ready again (a crash then fast restart stays
+ * visible). Status reflects the instances as a whole: a failure is left out
+ * while an instance on another agent is ready (a restarted agent finding its
+ * killed container must not mark a revision unhealthy that serves from
+ * elsewhere). The newest failure that counts wins; otherwise a ready instance
+ * makes the revision ready (with its image digest).
+ */
+export function deriveRevisionHealth(
+  reports: readonly InstanceStatus[],
+  ctx: { serving: boolean; nowMs: number; holdFailureMs: number },
+): DerivedHealth {
+  const ready = reports.filter((r) => r.phase === "ready");
+  const readyAgents = new Set(ready.map((r) => r.agentId));
+  let failure: InstanceStatus["lastFailure"];
+  let recheckInMs: number | undefined;
+  for (const r of reports) {
+    const f = r.lastFailure;
+    if (!f) continue;
+    const recovered = r.readyAt !== undefined && r.readyAt >= f.at;
+    const age = ctx.nowMs - f.at;
+    const held = ctx.serving && age < ctx.holdFailureMs;
+    if (recovered && !held) continue;
+    if ([...readyAgents].some((a) => a !== r.agentId)) continue;
+    if (recovered) {
+      const left = ctx.holdFailureMs - age;
+      recheckInMs = recheckInMs === undefined ? left : Math.min(recheckInMs, left);
+    }
+    if (!failure || f.at > failure.at) failure = f;
+  }
+  const out: DerivedHealth = { health: undefined };
+  if (recheckInMs !== undefined) out.recheckInMs = recheckInMs;
+  if (failure) {
+    const { condition, reason, message } = failure;
+    out.health = { ready: false, condition, reason, message };
+  } else if (ready.length > 0) {
+    const newest = ready.reduce((a, b) => ((b.readyAt ?? 0) > (a.readyAt ?? 0) ? b : a));
+    out.health = newest.imageDigest
+      ? { ready: true, imageDigest: newest.imageDigest }
+      : { ready: true };
+  }
+  return out;
 }
 
 /** One transaction: report a revision's health and propagate it. */

@@ -70,6 +70,16 @@ export const instanceStatusSchema = z.object({
   message: z.string().optional(),
   restarts: z.number().int().nonnegative(),
   since: z.number(),
+  readyAt: z.number().optional(),
+  lastFailure: z
+    .object({
+      condition: z.enum(["ContainerHealthy", "ResourcesAvailable"]),
+      reason: z.string(),
+      message: z.string(),
+      at: z.number(),
+    })
+    .optional(),
+  imageDigest: z.string().optional(),
 }) satisfies z.ZodType<InstanceStatus>;
 
 export const endpointSchema = z.object({

@@ -46,6 +46,20 @@ export interface DesiredInstance {
 
 export type InstancePhase = "starting" | "ready" | "backoff" | "failed" | "stopping";
 
+/**
+ * A failure the agent saw that is the revision's own (a crash, a missing
+ * image, a stalled worker; not an innocent neighbour's), and which of the
+ * Revision's conditions it belongs on. The scaler derives Revision status
+ * from these; the agent only observes.
+ */
+export interface InstanceFailureReport {
+  condition: "ContainerHealthy" | "ResourcesAvailable";
+  reason: string;
+  message: string;
+  /** ms since epoch it was seen. */
+  at: number;
+}
+
 /** An agent's report on one instance it runs (or tries to). */
 export interface InstanceStatus {
   id: string;
@@ -61,6 +75,12 @@ export interface InstanceStatus {
   restarts: number;
   /** ms since epoch when the phase was entered. */
   since: number;
+  /** ms since epoch it last passed readiness (absent: never yet). */
+  readyAt?: number;
+  /** The last failure that is the revision's own; kept for the instance's life. */
+  lastFailure?: InstanceFailureReport;
+  /** The image digest that ran (containers). */
+  imageDigest?: string;
 }
 
 /** A ready instance gateways may send requests to. */

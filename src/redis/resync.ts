@@ -6,7 +6,9 @@
  * event harmless.
  *
  * Handlers never run concurrently: events and resyncs go through one queue, in
- * order, and resync requests that pile up while one is waiting collapse into it.
+ * order, and resync requests that pile up while one is waiting collapse into it
+ * (Coalescer, the same "one at a time, requests meanwhile collapse into one"
+ * loop the scaler's controllers run their passes with).
  */
 import { z } from "zod";
 import { ValidationError } from "../errors.ts";
@@ -45,6 +47,70 @@ const optionsSchema = z.object({
   jitter: z.number().min(0).max(1).default(0.2),
 });
 
+export interface CoalescerOptions<A> {
+  /** What a request that joins a waiting run makes of its argument (default: keeps the first). */
+  merge?(waiting: A, next: A): A;
+  /** Where a run starts (default: at once, or right after the run in progress). */
+  schedule?(start: () => Promise<void>): Promise<void>;
+}
+
+/**
+ * Run an async pass at most once at a time; requests that arrive while one is
+ * waiting to start join it, so a burst becomes one more pass. Every request
+ * resolves once a pass that started after it has finished, so "request and
+ * wait" always sees fresh work done. The pass should not throw (catch and log
+ * inside); if it does, the requests that joined it reject.
+ */
+export class Coalescer<A = void> {
+  readonly #fn: (arg: A) => Promise<void>;
+  readonly #merge: (waiting: A, next: A) => A;
+  readonly #schedule: (start: () => Promise<void>) => Promise<void>;
+  /** Requested, not started yet. */
+  #waiting: { arg: A; done: Promise<void> } | undefined;
+  /** Started, not finished. */
+  #running: Promise<void> | undefined;
+
+  constructor(fn: (arg: A) => Promise<void>, options: CoalescerOptions<A> = {}) {
+    this.#fn = fn;
+    this.#merge = options.merge ?? ((waiting) => waiting);
+    this.#schedule = options.schedule ?? ((start) => start());
+  }
+
+  get busy(): boolean {
+    return this.#running !== undefined;
+  }
+
+  trigger(...args: A extends void ? [arg?: A] : [arg: A]): Promise<void> {
+    const arg = args[0] as A;
+    const waiting = this.#waiting;
+    if (waiting) {
+      waiting.arg = this.#merge(waiting.arg, arg);
+      return waiting.done;
+    }
+    const entry: { arg: A; done: Promise<void> } = { arg, done: Promise.resolve() };
+    const start = (): Promise<void> => {
+      // From here on a new request must run again: this pass may read too early for it.
+      if (this.#waiting === entry) this.#waiting = undefined;
+      const running: Promise<void> = this.#fn(entry.arg).finally(() => {
+        if (this.#running === running) this.#running = undefined;
+      });
+      this.#running = running;
+      return running;
+    };
+    this.#waiting = entry;
+    const before = this.#running;
+    entry.done = this.#schedule(before ? () => before.then(start, start) : start);
+    return entry.done;
+  }
+
+  /** Wait for whatever runs or waits now. */
+  async idle(): Promise<void> {
+    while (this.#running || this.#waiting) {
+      await (this.#waiting?.done ?? this.#running)?.catch(() => {});
+    }
+  }
+}
+
 /** Any source of change notices: the store's events, a fleet channel, ... */
 export interface ResyncLoopOptions<M> {
   /** Start delivering notices to `handler`; resolves once live, with an unsubscribe. */
@@ -82,7 +148,6 @@ export async function startResyncLoop<M>(options: ResyncLoopOptions<M>): Promise
 
   let stopped = false;
   let tail: Promise<void> = Promise.resolve();
-  let waiting: { promise: Promise<void>; reason: ResyncReason } | undefined;
   let timer: NodeJS.Timeout | undefined;
 
   const enqueue = (task: () => void | Promise<void>, what: string): Promise<void> => {
@@ -97,24 +162,12 @@ export async function startResyncLoop<M>(options: ResyncLoopOptions<M>): Promise
     return tail;
   };
 
-  const requestResync = (reason: ResyncReason): Promise<void> => {
-    if (waiting) {
-      // A resync that has not started yet will read everything anyway.
-      if (reason !== "interval") waiting.reason = reason;
-      return waiting.promise;
-    }
-    const entry: { promise: Promise<void>; reason: ResyncReason } = {
-      promise: Promise.resolve(),
-      reason,
-    };
-    entry.promise = enqueue(() => {
-      // From here on, a new request must run again: this one may have read too early.
-      waiting = undefined;
-      return resync(entry.reason);
-    }, "resync");
-    waiting = entry;
-    return entry.promise;
-  };
+  // A resync that has not started yet will read everything anyway: requests join it.
+  const resyncs = new Coalescer<ResyncReason>(async (reason) => resync(reason), {
+    merge: (waiting, next) => (next !== "interval" ? next : waiting),
+    schedule: (start) => enqueue(start, "resync"),
+  });
+  const requestResync = (reason: ResyncReason): Promise<void> => resyncs.trigger(reason);
 
   const schedule = () => {
     if (stopped) return;

@@ -288,7 +288,7 @@ describe("container instances", () => {
     const withdrawn: string[] = [];
     const off = await env.fleet.subscribe("endpoints", (m) => withdrawn.push(m));
     await call(first, "/crash?code=7").catch(() => undefined);
-    // Watch for the crash on the revision from now on: it is held there only statusHoldMs.
+    // Watch for the crash on the revision from now on: it is held there only STATUS_HOLD_MS.
     const crashed = waitFor("the crash on the revision", async () => {
       const r = await env.revision(name);
       return condition(r, "ContainerHealthy")?.status === "False" ? r : undefined;

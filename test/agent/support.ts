@@ -3,7 +3,9 @@
  * creates them (prepare + apply in one store transaction, so the Revision and
  * a worker's bundle exist), an agent with a unique id (= container owner) and
  * key prefix per test file, the test plays the scaler by writing desired
- * instances, and a cleanup that force-removes the file's containers.
+ * instances, the scaler's revision-status controller alone (so Revision
+ * conditions follow the agents' instance reports, as in a cluster), and a
+ * cleanup that force-removes the file's containers.
  */
 
 import { randomBytes } from "node:crypto";
@@ -12,6 +14,7 @@ import { Agent } from "../../agent/agent.ts";
 import { GATEWAY_AUTH_HEADER } from "../../agent/isolate/index.ts";
 import type { AgentOptionsInput } from "../../agent/options.ts";
 import { prepareService } from "../../deploy/api/prepare.ts";
+import { startRevisionStatus } from "../../scaler/controllers/revision-status.ts";
 import { clusterKey } from "../../src/cluster.ts";
 import { applyService } from "../../src/control/apply.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
@@ -23,6 +26,8 @@ import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "example.test";
+/** How long a failure on a serving revision stays visible (the controller's hold). */
+export const STATUS_HOLD_MS = 2_000;
 
 /** Agent id -> the gateway secret its isolates demand (read from Redis by the agent). */
 const gatewaySecrets = new Map<string, string>();
@@ -52,6 +57,15 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
   const prefix = uniquePrefix(label);
   const store = await createRedisStore({ url: redisUrl(), prefix });
   const fleet = new Fleet({ url: redisUrl(), prefix });
+  const status = await startRevisionStatus({
+    store,
+    fleet,
+    domain: DOMAIN,
+    scheme: "http",
+    holdFailureMs: STATUS_HOLD_MS,
+    resyncIntervalMs: 1_000,
+    logger: silentLogger,
+  });
   const docker = new Docker();
   const agentId = `test-${label}-${randomBytes(3).toString("hex")}`;
   const agents: Agent[] = [];
@@ -79,7 +93,6 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
     drainDelayMs: 100,
     startupTimeoutMs: 15_000,
     restartBackoff: { initialMs: 500, maxMs: 5_000 },
-    statusHoldMs: 2_000,
     domain: DOMAIN,
     logger: silentLogger,
     ...extra,
@@ -147,6 +160,7 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
           .remove()
           .catch(() => {});
       }
+      await status.stop();
       await fleet.close();
       await store.close();
     },

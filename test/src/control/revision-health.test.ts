@@ -4,9 +4,11 @@ import { prepareService } from "../../../deploy/api/prepare.ts";
 import { applyService } from "../../../src/control/apply.ts";
 import {
   applyRevisionHealth,
+  deriveRevisionHealth,
   type RevisionHealth,
   reportRevisionHealth,
 } from "../../../src/control/revision-health.ts";
+import type { InstanceStatus } from "../../../src/fleet/types.ts";
 import type { Revision } from "../../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../../src/store/index.ts";
 import { redisUrl, uniquePrefix } from "../../support/redis.ts";
@@ -200,6 +202,88 @@ describe("reportRevisionHealth", () => {
       await reportRevisionHealth(store, "default", "nosuch-00001", { ready: true }, ctx),
     ).toEqual({
       outcome: "missing",
+    });
+  });
+});
+
+describe("deriveRevisionHealth (pure: the instance reports of live agents)", () => {
+  const NOW = 1_000_000;
+  const base = { namespace: "default", revision: "r-00001", runtime: "container" as const };
+  const inst = (
+    id: string,
+    agentId: string,
+    fields: Partial<InstanceStatus> & Pick<InstanceStatus, "phase">,
+  ): InstanceStatus => ({ id, agentId, restarts: 0, since: NOW - 5_000, ...base, ...fields });
+  const crash = (at: number) => ({
+    condition: "ContainerHealthy" as const,
+    reason: "ExitCode3",
+    message: "exited with code 3",
+    at,
+  });
+  const ctx = { serving: true, nowMs: NOW, holdFailureMs: 10_000 };
+
+  test("no report, or none ready and none failed, says nothing", () => {
+    expect(deriveRevisionHealth([], ctx).health).toBeUndefined();
+    expect(deriveRevisionHealth([inst("i1", "a", { phase: "starting" })], ctx).health).toBe(
+      undefined,
+    );
+  });
+
+  test("a ready instance makes the revision ready, with the newest ready instance's digest", () => {
+    const out = deriveRevisionHealth(
+      [
+        inst("i1", "a", { phase: "ready", readyAt: NOW - 100, imageDigest: "sha256:old" }),
+        inst("i2", "a", { phase: "ready", readyAt: NOW - 10, imageDigest: "sha256:new" }),
+      ],
+      ctx,
+    );
+    expect(out.health).toEqual({ ready: true, imageDigest: "sha256:new" });
+  });
+
+  test("a failure not yet recovered from counts, the newest one wins", () => {
+    const out = deriveRevisionHealth(
+      [
+        inst("i1", "a", { phase: "backoff", lastFailure: crash(NOW - 50_000) }),
+        inst("i2", "a", {
+          phase: "backoff",
+          lastFailure: { ...crash(NOW - 20_000), reason: "OOMKilled", message: "oom" },
+        }),
+      ],
+      ctx,
+    );
+    expect(out.health).toEqual({
+      ready: false,
+      condition: "ContainerHealthy",
+      reason: "OOMKilled",
+      message: "oom",
+    });
+  });
+
+  test("a recovered failure counts only on a serving revision within the hold, and says when to look again", () => {
+    const recovered = inst("i1", "a", {
+      phase: "ready",
+      readyAt: NOW - 3_000,
+      lastFailure: crash(NOW - 4_000),
+    });
+    const held = deriveRevisionHealth([recovered], ctx);
+    expect(held.health).toMatchObject({ ready: false, reason: "ExitCode3" });
+    expect(held.recheckInMs).toBe(6_000);
+    expect(deriveRevisionHealth([recovered], { ...ctx, serving: false }).health).toEqual({
+      ready: true,
+    });
+    expect(deriveRevisionHealth([recovered], { ...ctx, nowMs: NOW + 7_000 }).health).toEqual({
+      ready: true,
+    });
+  });
+
+  test("a failure is left out while an instance on another agent is ready, not one on its own agent", () => {
+    const failed = inst("i1", "a", { phase: "starting", lastFailure: crash(NOW - 1_000) });
+    const elsewhere = inst("i2", "b", { phase: "ready", readyAt: NOW - 60_000 });
+    const beside = inst("i3", "a", { phase: "ready", readyAt: NOW - 60_000 });
+    expect(deriveRevisionHealth([failed, elsewhere], ctx).health).toEqual({ ready: true });
+    expect(deriveRevisionHealth([failed, beside], ctx).health).toMatchObject({
+      ready: false,
+      reason: "ExitCode3",
     });
   });
 });

@@ -10,7 +10,7 @@ import {
   SCALING_CONDITION,
   type ScaleReport,
   scaledRevision,
-} from "../../scaler/revision-status.ts";
+} from "../../scaler/scale-status.ts";
 import { getCondition } from "../../src/model/index.ts";
 import type { Condition, Revision } from "../../src/model/types.ts";
 import { Annotations } from "../../src/model/types.ts";

@@ -9,8 +9,9 @@
  * `serving.knative.dev/routingStateModified`, which revision GC reads).
  *
  * `scaledRevision` is pure and returns undefined when nothing would change,
- * so a steady fleet writes nothing. The scaler only retracts failure reasons
- * it wrote itself; the agent owns the others (revision-health.ts).
+ * so a steady fleet writes nothing. The scale controller only retracts
+ * failure reasons it wrote itself; the others are the revision-status
+ * controller's (controllers/revision-status.ts, from the agents' reports).
  */
 import { timestamp } from "../src/control/objects.ts";
 import { type RefreshContext, refreshStatusesFor } from "../src/control/refresh.ts";
