@@ -28,7 +28,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { publishRouting } from "../src/control/routing.ts";
-import { createFleet } from "../src/fleet/index.ts";
+import { createFleet } from "../src/fleet/fleet.ts";
 import { connectRedis } from "../src/redis/connect.ts";
 import { freePort, startRedisServer } from "../src/redis/server.ts";
 import { floorProxySource } from "./floor-proxy.ts";

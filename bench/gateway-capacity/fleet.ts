@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import type { Redis } from "ioredis";
 import { Agent, request } from "undici";
 import { routingKeys } from "../../src/control/routing.ts";
-import { createFleet } from "../../src/fleet/index.ts";
+import { createFleet } from "../../src/fleet/fleet.ts";
 
 /** The host every measured request asks for (service "hello"). */
 export const HOST = "hello.default.localhost";

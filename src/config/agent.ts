@@ -212,5 +212,3 @@ export const agentSection = z
     message: "must be at least twice heartbeatIntervalMs, so that one late heartbeat is not death",
     path: ["heartbeatTtlMs"],
   });
-
-export type AgentSettings = z.output<typeof agentSection>;

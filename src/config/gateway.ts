@@ -117,5 +117,3 @@ export const gatewaySection = z
     message: "must be longer than publishPeriodMs, or counters would expire between publishes",
     path: ["counterTtlMs"],
   });
-
-export type GatewaySettings = z.output<typeof gatewaySection>;

@@ -120,8 +120,6 @@ export const scalerSection = z.object({
   gc: gcSettingsSchema.prefault({}),
 });
 
-export type ScalerSettings = z.output<typeof scalerSection>;
-
 /** The scaler's agentGraceMs when none is set: the agents' heartbeat TTL, at least the default one. */
 export function agentGraceFor(heartbeatTtlMs: number): number {
   return Math.max(AGENT_HEARTBEAT_TTL_MS, heartbeatTtlMs);

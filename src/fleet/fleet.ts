@@ -26,8 +26,6 @@ import { type FleetKeys, fleetKeys } from "./keys.ts";
 import * as reports from "./reports.ts";
 import type { AgentRecord, DesiredInstance, Endpoint, InstanceStatus } from "./types.ts";
 
-export type { PublishedRef } from "./endpoints.ts";
-
 export type FleetChannel = "desired" | "endpoints" | "instances" | "agents";
 
 export interface FleetOptions {

@@ -20,7 +20,7 @@ import { Agent, request } from "undici";
 import type { GatewayOptionsInput } from "../../gateway/options.ts";
 import { type Gateway, startGateway } from "../../gateway/server.ts";
 import { publishRouting, routingTables } from "../../src/control/routing.ts";
-import { createFleet, type Fleet } from "../../src/fleet/index.ts";
+import { createFleet, type Fleet } from "../../src/fleet/fleet.ts";
 import type { AgentRecord, Endpoint } from "../../src/fleet/types.ts";
 import { silentLogger } from "../../src/logging.ts";
 import type { Revision, Route, TrafficTarget } from "../../src/model/types.ts";

@@ -71,13 +71,3 @@ export function configurationManifest(name: string, t: TemplateInput = {}): Mani
     spec: { template: template(t) },
   };
 }
-
-/** A Route body. */
-export function routeManifest(name: string, traffic: unknown[]): Manifest {
-  return {
-    apiVersion: SERVING_API_VERSION,
-    kind: "Route",
-    metadata: { name },
-    spec: { traffic },
-  };
-}
