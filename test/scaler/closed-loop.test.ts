@@ -228,14 +228,17 @@ describe("scaling out under load", () => {
     await waitRouted(redis, prefix, gateway, host);
     await waitFor("load-00001 ready", async () => (await endpoints("load-00001")) === 1);
 
-    // Bounded load: 30 clients, each sending ?sleep=200 requests back to back for 4 s.
+    // Bounded load: 30 clients, each sending ?sleep=1000 requests back to back for 4 s.
+    // Long requests keep the observed concurrency at 30 on a loaded machine: the
+    // client-side gap between two requests (tens of ms when CPU-starved) would
+    // bring short ones' average under 28, where ceil(c / 3.5) drops to 8.
     const statuses = new Map<number, number>();
     const t0 = performance.now();
     let reachedAt: number | undefined;
     const stopAt = Date.now() + 4_000;
     const client = async () => {
       while (Date.now() < stopAt) {
-        const a = await hit(gateway.url, host, "/?sleep=200");
+        const a = await hit(gateway.url, host, "/?sleep=1000");
         statuses.set(a.status, (statuses.get(a.status) ?? 0) + 1);
       }
     };
