@@ -441,6 +441,15 @@ describe.skipIf(!prometheusBinary)(
       }
     });
 
+    it("its alerts fire on the exported series, with their labels, after their `for` (promtool test rules)", () => {
+      const r = spawnSync(
+        join(dirname(prometheusBinary!), "promtool"),
+        ["test", "rules", join(ROOT, "test", "ops", "skiff-rules.promtest.yml")],
+        { encoding: "utf8" },
+      );
+      expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+    });
+
     it("loads the shipped rule files: /api/v1/rules lists their groups, every rule evaluates", async () => {
       const groups = await waitFor(
         "every rule evaluated without error",
