@@ -39,6 +39,7 @@ import type {
 } from "../src/fleet/types.ts";
 import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
+import { redisUpGauge } from "../src/metrics.ts";
 import { canonicalJson } from "../src/model/index.ts";
 import type { Revision } from "../src/model/types.ts";
 import { openRedis } from "../src/redis/connect.ts";
@@ -64,7 +65,7 @@ import {
 } from "./instance.ts";
 import { WorkerdPool } from "./isolate/index.ts";
 import { IsolateDriver } from "./isolates.ts";
-import { type AgentMetrics, agentMetrics } from "./metrics.ts";
+import { type AgentMetrics, agentMetrics, capacityGauge } from "./metrics.ts";
 import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
 import { heartbeatAlive } from "./orphans.ts";
 import { planReconcile, type ReconcileReason, SerialRunner } from "./reconcile.ts";
@@ -116,6 +117,8 @@ export class Agent {
     this.#metrics = agentMetrics(this.registry, () =>
       [...this.#instances.values()].map((i) => ({ phase: i.phase, runtime: i.desired.runtime })),
     );
+    capacityGauge(this.registry, this.capacity);
+    redisUpGauge(this.registry, () => this.redisUp);
     this.#runner = new SerialRunner(
       (reasons) => this.#reconcile(reasons),
       (err) => this.#redisFailure(err, "reconcile pass failed", "error"),

@@ -1,6 +1,7 @@
 /** The agent's Prometheus series. */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { InstancePhase, RuntimeKind } from "../src/fleet/types.ts";
+import type { Capacity } from "./identity.ts";
 
 export interface AgentMetrics {
   starts: Counter<"runtime">;
@@ -68,4 +69,23 @@ export function agentMetrics(
         registers: [registry],
       }),
   };
+}
+
+/**
+ * `skiff_agent_capacity`: what this agent offers the scaler's placement, by
+ * resource (compare with skiff_agent_instances for a host's headroom). A
+ * restarted agent on the same registry replaces it.
+ */
+export function capacityGauge(registry: Registry, capacity: Capacity): void {
+  const name = "skiff_agent_capacity";
+  if (existing(registry, name)) registry.removeSingleMetric(name);
+  const gauge = new Gauge({
+    name,
+    help: "Capacity this agent offers for placement: cpu_millis, memory_bytes, instances (the most it runs)",
+    labelNames: ["resource"] as const,
+    registers: [registry],
+  });
+  gauge.set({ resource: "cpu_millis" }, capacity.cpuMillis);
+  gauge.set({ resource: "memory_bytes" }, capacity.memoryBytes);
+  gauge.set({ resource: "instances" }, capacity.maxInstances);
 }

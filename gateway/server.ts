@@ -11,7 +11,7 @@ import { ensureClusterIdentity } from "../src/cluster.ts";
 import type { SkiffConfig } from "../src/config.ts";
 import { UnavailableError } from "../src/errors.ts";
 import { createLogger } from "../src/logging.ts";
-import { createRegistry, type Registry } from "../src/metrics.ts";
+import { createRegistry, type Registry, redisUpGauge } from "../src/metrics.ts";
 import { openRedis } from "../src/redis/connect.ts";
 import { RedisHealth } from "../src/redis/health.ts";
 import { Activator } from "./activation.ts";
@@ -86,6 +86,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     whileLost: "serving from the routes and endpoints in memory until it is back",
     onBack: "resyncing routes and endpoints",
   });
+  redisUpGauge(registry, () => health.up);
   // The background Redis work logs here: quiet while Redis is away.
   const redisLog = health.quietLogger;
 

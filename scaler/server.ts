@@ -11,7 +11,7 @@ import { Hono } from "hono";
 import type { Redis } from "ioredis";
 import { Fleet } from "../src/fleet/fleet.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
-import { createRegistry, type Registry } from "../src/metrics.ts";
+import { createRegistry, type Registry, redisUpGauge } from "../src/metrics.ts";
 import { openRedis } from "../src/redis/connect.ts";
 import { RedisHealth } from "../src/redis/health.ts";
 import { handleShutdownSignals } from "../src/signals.ts";
@@ -70,6 +70,7 @@ export async function startScaler(input: StartScalerOptions = {}): Promise<Runni
   const connect = (name: string) => openRedis(options.redisUrl, { connectionName: name });
   const redis = await connect("skiff-scaler");
   const health = new RedisHealth(redis, log, { whileLost: "no scaling until it is back" });
+  redisUpGauge(registry, () => health.up);
   // The background Redis work logs here: quiet while Redis is away.
   const redisLog = health.quietLogger;
   let leaseRedis: Redis;

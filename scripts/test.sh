@@ -17,6 +17,7 @@ say "node $(node --version), npm $(npm --version 2>/dev/null)"
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "apt-get install ${need_apt[*]}"
@@ -56,6 +57,9 @@ say "format + lint (biome)"
 npx biome check --error-on-warnings .
 say "type-check (tsc)"
 npx tsc -p tsconfig.json
+say "Prometheus rules and config (promtool)"
+promtool check rules deploy/prometheus/*.rules.yml
+promtool check config --syntax-only deploy/prometheus/prometheus.yml
 say "dead code (knip)"
 npx knip
 say "doc references"

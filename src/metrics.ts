@@ -3,7 +3,7 @@
  * all-in-one `skiff up` process can serve every component's metrics without
  * name clashes, and tests can inspect a fresh registry.
  */
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 export { Counter, Gauge, Histogram, Registry } from "prom-client";
 
@@ -38,4 +38,24 @@ export function httpServerMetrics(registry: Registry, prefix: string) {
       registers: [registry],
     }),
   };
+}
+
+/**
+ * `skiff_redis_up`: whether this component's Redis connection is established
+ * right now (RedisHealth.up), read at scrape time. A component started again
+ * on the same registry replaces the gauge, so it reads the live connection.
+ * The gateway's cluster keeps the lowest of its workers' values.
+ */
+export function redisUpGauge(registry: Registry, up: () => boolean): void {
+  const name = "skiff_redis_up";
+  if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
+  new Gauge({
+    name,
+    help: "1 while this component's connection to Redis is established, else 0",
+    aggregator: "min",
+    registers: [registry],
+    collect() {
+      this.set(up() ? 1 : 0);
+    },
+  });
 }

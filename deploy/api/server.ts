@@ -6,7 +6,7 @@ import type { NamespaceQuota } from "../../src/control/apply.ts";
 import { UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logging.ts";
 import { createLogger } from "../../src/logging.ts";
-import { createRegistry, type Registry } from "../../src/metrics.ts";
+import { createRegistry, type Registry, redisUpGauge } from "../../src/metrics.ts";
 import { openRedis } from "../../src/redis/connect.ts";
 import { RedisHealth } from "../../src/redis/health.ts";
 import { createRedisStore } from "../../src/store/index.ts";
@@ -42,6 +42,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   const health = new RedisHealth(redis, logger, {
     whileLost: "answering 503 until it is back",
   });
+  redisUpGauge(registry, () => health.up);
   const store = await createRedisStore({
     redis,
     prefix: config.redisPrefix,
