@@ -14,6 +14,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { delimiter, join, resolve } from "node:path";
+import { UnavailableError } from "../src/errors.ts";
 import { connectRedis, redactRedisUrl } from "../src/redis/connect.ts";
 import { openMemoryRedisFile } from "../src/redis/memory-file.ts";
 import { type RedisServer, startRedisServer } from "../src/redis/server.ts";
@@ -95,8 +96,9 @@ export async function localStore(
     });
   } catch (err) {
     if (!previous) {
-      throw new Error(
+      throw new UnavailableError(
         `cannot start a local redis-server: ${(err as Error).message}; pass --redis-url to use another Redis`,
+        { cause: err },
       );
     }
     // The port of the last run is taken by something else: any free one will do.
