@@ -34,8 +34,6 @@ export const StandbyOptionsSchema = z
   })
   .prefault({});
 
-export type StandbyOptions = z.output<typeof StandbyOptionsSchema>;
-
 /**
  * What must be equal for a standby to serve a new instance: the whole spec
  * but its instance id (namespace, revision, image reference, env, limits,
