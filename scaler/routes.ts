@@ -135,8 +135,13 @@ export class RouteReconciler {
       }
     }
 
-    const revisions = await o.store.list("revisions", namespace);
-    const byName = new Map(revisions.map((r) => [r.metadata.name, r]));
+    // Only the revisions the Route's traffic names (not the whole namespace's).
+    const byName = new Map<string, Revision>();
+    for (const t of route.status.traffic ?? []) {
+      if (t.revisionName === undefined || byName.has(t.revisionName)) continue;
+      const rev = await o.store.get("revisions", namespace, t.revisionName);
+      if (rev) byName.set(t.revisionName, rev);
+    }
     const reason = holdReason(route, (n) => byName.get(n));
     if (reason !== undefined) return { outcome: "held", reason };
 

@@ -239,7 +239,9 @@ async function upsertConfiguration(
   }
   config.status = configurationStatus(
     config,
-    await statusContext(tx, config.metadata.namespace, ctx),
+    await statusContext(tx, config.metadata.namespace, ctx, [
+      config.status.latestCreatedRevisionName,
+    ]),
   );
   tx.put(config);
   return config;
@@ -374,7 +376,14 @@ async function writeRoute(
   if (existing && canonicalJson(existing.spec.traffic) !== canonicalJson(traffic))
     route.metadata.generation += 1;
   route.spec = { traffic };
-  const sctx = await statusContext(tx, namespace, ctx);
+  // routeStatus reads the revisions traffic names (a latest target resolves
+  // through the Configuration, not a revision read).
+  const sctx = await statusContext(
+    tx,
+    namespace,
+    ctx,
+    traffic.map((t) => t.revisionName),
+  );
   route.status = routeStatus(route, (n) => (n === config.metadata.name ? config : undefined), sctx);
   tx.put(route);
   return route;
@@ -420,19 +429,24 @@ function assertOwnedBy(obj: Resource | undefined, owner: Service, kind: string):
 }
 
 /**
- * Status lookups see revisions read or staged in this transaction. The read is
- * a snapshot the write does not depend on: the status a write implies is
- * computed from it, and the scaler (status's one writer) recomputes from the
- * write's own event, so revisions changing status elsewhere in the namespace
- * never make a user's write conflict.
+ * Status lookups see the named revisions (read or staged in this
+ * transaction): only those the status reads, so a write's cost does not grow
+ * with the namespace. The reads are snapshots the write does not depend on:
+ * the status a write implies is computed from them, and the scaler (status's
+ * one writer) recomputes from the write's own event, so revisions changing
+ * status elsewhere never make a user's write conflict.
  */
 export async function statusContext(
   tx: Tx,
   namespace: string,
   ctx: { domain: string; scheme: string },
+  names: Iterable<string | undefined>,
 ): Promise<StatusContext> {
-  const revisions = new Map(
-    (await tx.list("revisions", namespace, { depend: "none" })).map((r) => [r.metadata.name, r]),
-  );
+  const revisions = new Map<string, Revision>();
+  for (const name of new Set(names)) {
+    if (!name) continue;
+    const rev = await tx.get("revisions", namespace, name, { depend: "none" });
+    if (rev) revisions.set(name, rev);
+  }
   return { domain: ctx.domain, scheme: ctx.scheme, revision: (n) => revisions.get(n) };
 }

@@ -69,12 +69,28 @@ export async function refreshStatusesFor(
   const changed: RefreshResult["changed"] = [];
   const existing = await tx.get("configurations", namespace, configurationName);
   if (!existing) return { changed };
-  const revisions = await tx.list("revisions", namespace);
-  const byName = new Map(revisions.map((r) => [r.metadata.name, r]));
+  const owner = controllerOf(existing);
+  const owned = owner?.kind === "Service";
+  const service = owned ? await tx.get("services", namespace, owner.name) : undefined;
+  const route = owned ? await tx.get("routes", namespace, owner.name) : undefined;
+
+  // Only the revisions the statuses read: the configuration's own (their names
+  // carry its name as a prefix) and those its Route pins. The decision rests
+  // on each of them, so each is a dependency; the rest of the namespace is
+  // not read at all, and its revisions changing never conflict with this.
+  const wanted = new Set(
+    (await tx.names("revisions", namespace)).filter((n) => n.startsWith(`${configurationName}-`)),
+  );
+  for (const t of route?.spec.traffic ?? []) if (t.revisionName) wanted.add(t.revisionName);
+  const byName = new Map<string, Revision>();
+  for (const name of wanted) {
+    const rev = await tx.get("revisions", namespace, name);
+    if (rev) byName.set(name, rev);
+  }
   const sctx: StatusContext = { ...ctx, revision: (n) => byName.get(n) };
 
   const config = structuredClone(existing);
-  const latestReady = latestReadyRevision(config, revisions);
+  const latestReady = latestReadyRevision(config, [...byName.values()]);
   if (latestReady) config.status.latestReadyRevisionName = latestReady;
   else delete config.status.latestReadyRevisionName;
   config.status = configurationStatus(config, sctx);
@@ -83,11 +99,7 @@ export async function refreshStatusesFor(
     changed.push("configurations");
   }
 
-  const owner = controllerOf(config);
-  if (owner?.kind !== "Service") return { changed };
-  const service = await tx.get("services", namespace, owner.name);
-  const route = await tx.get("routes", namespace, owner.name);
-  if (!service || service.metadata.uid !== owner.uid || !route) return { changed };
+  if (!owned || !service || service.metadata.uid !== owner.uid || !route) return { changed };
 
   const nextRoute = structuredClone(route);
   nextRoute.status = routeStatus(

@@ -42,6 +42,7 @@ import type {
   StoreEvent,
   TransactOptions,
   Tx,
+  TxGetOptions,
   TxListOptions,
 } from "./store.ts";
 
@@ -285,6 +286,7 @@ class RedisTx implements Tx {
     kind: P,
     namespace: string,
     name: string,
+    options: TxGetOptions = {},
   ): Promise<ResourceOf<P> | undefined> {
     this.#open();
     checkSegment("metadata.namespace", namespace);
@@ -293,13 +295,15 @@ class RedisTx implements Tx {
     const mine = this.#stagedView<P>(key);
     if (mine !== null) return mine;
     const [rv, json] = await guard(this.#redis.hmget(key, "rv", "json"));
-    this.#remember(key, {
-      type: "o",
-      seen: rv ?? "",
-      what: `${kind} ${namespace}/${name}`,
-      kind: KINDS[kind],
-      name,
-    });
+    if (options.depend !== "none") {
+      this.#remember(key, {
+        type: "o",
+        seen: rv ?? "",
+        what: `${kind} ${namespace}/${name}`,
+        kind: KINDS[kind],
+        name,
+      });
+    }
     return rv && json ? decode<P>(key, rv, json) : undefined;
   }
 
@@ -349,6 +353,18 @@ class RedisTx implements Tx {
       else byName.set(s.name, this.#stagedView<P>(key) as ResourceOf<P>);
     }
     return [...byName.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, o]) => o);
+  }
+
+  async names(kind: Plural, namespace: string): Promise<string[]> {
+    this.#open();
+    checkSegment("metadata.namespace", namespace);
+    const names = new Set(await guard(this.#redis.smembers(this.#keys.index(kind, namespace))));
+    for (const s of this.staged.values()) {
+      if (s.kind !== kind || s.namespace !== namespace) continue;
+      if (s.op === "delete") names.delete(s.name);
+      else names.add(s.name);
+    }
+    return [...names].sort();
   }
 
   async count(kind: Plural, namespace: string, bound?: Bound): Promise<number> {

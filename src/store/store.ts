@@ -27,11 +27,15 @@ export interface StoreEvent extends ResourceKey {
 }
 
 export interface Tx {
-  /** Read one object; the commit fails (and the callback re-runs) if it changes meanwhile. */
+  /**
+   * Read one object; the commit fails (and the callback re-runs) if it changes
+   * meanwhile, unless `depend` is "none" (a snapshot, as for list).
+   */
   get<P extends Plural>(
     kind: P,
     namespace: string,
     name: string,
+    options?: TxGetOptions,
   ): Promise<ResourceOf<P> | undefined>;
   /**
    * Read a whole collection. By default the commit fails if any member is
@@ -43,6 +47,13 @@ export interface Tx {
     namespace: string,
     options?: TxListOptions,
   ): Promise<ResourceOf<P>[]>;
+  /**
+   * The names of a kind's objects in a namespace (with this Tx's staged
+   * creates and deletes), sorted. A snapshot: the commit does not depend on
+   * it. Cheap beside list: no object is read, so a caller that needs a few
+   * members of a large collection picks them by name and reads them with get.
+   */
+  names(kind: Plural, namespace: string): Promise<string[]>;
   /**
    * How many objects of a kind a namespace holds (committed ones: not what this
    * Tx staged). With a bound, the commit fails only if the count has grown past
@@ -58,6 +69,14 @@ export interface Tx {
   delete(kind: Plural, namespace: string, name: string): void;
   /** Stage a write of an opaque artifact (e.g. a worker bundle) tied to a revision. */
   putArtifact(namespace: string, revision: string, content: string): void;
+}
+
+export interface TxGetOptions {
+  /**
+   * "object" (default): the commit fails if the object changes meanwhile;
+   * "none": a snapshot the writes do not depend on.
+   */
+  depend?: "object" | "none";
 }
 
 export interface TxListOptions {

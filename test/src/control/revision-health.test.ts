@@ -197,6 +197,45 @@ describe("reportRevisionHealth", () => {
     expect(await latest()).toBe(c);
   });
 
+  test("a configuration whose name prefixes another's does not take that one's revisions", async () => {
+    await deploy("pre");
+    const other = await deploy("pre-x");
+    await reportRevisionHealth(store, "default", other, { ready: true }, ctx);
+    expect(
+      (await store.get("configurations", "default", "pre-x"))?.status.latestReadyRevisionName,
+    ).toBe(other);
+    const pre = await store.get("configurations", "default", "pre");
+    expect(pre?.status.latestReadyRevisionName).toBeUndefined();
+    expect(cond(pre, "Ready")?.status).toBe("Unknown");
+  });
+
+  test("a health change does not conflict with other services' revisions changing status meanwhile", async () => {
+    const mine = await deploy("calm");
+    const busy = await deploy("busy");
+    let attempts = 0;
+    await store.transact(async (tx) => {
+      attempts++;
+      const out = await applyRevisionHealth(
+        tx,
+        "default",
+        mine,
+        { ready: true },
+        {
+          ...ctx,
+          now: new Date(),
+        },
+      );
+      expect(out.outcome).toBe("changed");
+      // Another revision in the namespace changes status before this commits.
+      if (attempts === 1) await reportRevisionHealth(store, "default", busy, { ready: true }, ctx);
+    });
+    expect(attempts).toBe(1);
+    expect(cond(await store.get("revisions", "default", busy), "Ready")?.status).toBe("True");
+    expect(
+      (await store.get("configurations", "default", "calm"))?.status.latestReadyRevisionName,
+    ).toBe(mine);
+  });
+
   test("a revision that is gone is reported missing", async () => {
     expect(
       await reportRevisionHealth(store, "default", "nosuch-00001", { ready: true }, ctx),

@@ -284,6 +284,33 @@ export function describeStoreContract(name: string, open: () => Promise<Store>):
         ).toBe(1);
       });
 
+      it("a get depending on nothing is a snapshot its object's change does not disturb", async () => {
+        await store.transact(async (tx) => tx.put(revision(NS, "r1")));
+        const snapshot = (tx: Tx) => tx.get("revisions", NS, "r1", { depend: "none" });
+        expect(await raced(snapshot, () => setStatus("r1", "changed"))).toBe(1);
+        const dependent = (tx: Tx) => tx.get("revisions", NS, "r1");
+        expect(await raced(dependent, () => setStatus("r1", "again"))).toBe(2);
+      });
+
+      it("names lists the committed names with this Tx's staged creates and deletes, and depends on nothing", async () => {
+        await store.transact(async (tx) => {
+          tx.put(revision(NS, "b"));
+          tx.put(revision(NS, "a"));
+        });
+        await store.transact(async (tx) => {
+          tx.put(revision(NS, "c"));
+          tx.delete("revisions", NS, "b");
+          expect(await tx.names("revisions", NS)).toEqual(["a", "c"]);
+        });
+        expect(await store.transact((tx) => tx.names("revisions", "elsewhere"))).toMatchObject({
+          value: [],
+        });
+        const names = (tx: Tx) => tx.names("revisions", NS);
+        expect(
+          await raced(names, () => store.transact(async (tx) => tx.put(revision(NS, "d")))),
+        ).toBe(1);
+      });
+
       it("a default list is disturbed by a member's change (status included)", async () => {
         await store.transact(async (tx) => tx.put(revision(NS, "r1")));
         expect(
