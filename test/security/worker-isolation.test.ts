@@ -54,13 +54,16 @@ beforeAll(async () => {
   await pool.register("alpha/neighbour-00001", { code: hello("alpha neighbour") });
   await pool.register("beta/neighbour-00001", { code: hello("beta neighbour") });
   await pool.register("gamma/hog-00001", {
+    // Small steps with a yield between: the event loop keeps answering the
+    // watchdog's probes, so only memory (not a CPU stall on a loaded host,
+    // where a 32 MB fill under reclaim can block for 200 ms) stops it.
     code: `const kept = [];
     export default { async fetch() {
-      for (let i = 0; i < 8; i++) {
-        kept.push(new Uint8Array(32 * 1024 * 1024).fill(7));
-        await new Promise((r) => setTimeout(r, 5));
+      for (let i = 0; i < 64; i++) {
+        kept.push(new Uint8Array(4 * 1024 * 1024).fill(7));
+        await new Promise((r) => setTimeout(r, 1));
       }
-      return new Response("holding " + kept.length * 32 + " MB");
+      return new Response("holding " + kept.length * 4 + " MB");
     } };`,
   });
   await pool.register("gamma/echo-00001", {
