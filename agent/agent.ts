@@ -265,6 +265,7 @@ export class Agent {
         stateDir: o.isolateStateDir ?? join(this.#defaultStateDir(), "isolate"),
       });
       this.#pool.on("log", (e) => this.log.debug(e, "workerd"));
+      this.#pool.on("warning", (e) => this.log.warn(e, "workerd pool"));
       await this.#pool.start();
       if (this.#pool.sandbox.notes.length > 0) {
         this.log.warn(

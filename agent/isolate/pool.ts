@@ -124,6 +124,8 @@ export interface WorkerdPoolEvents {
   recycle: [IsolateEvent];
   spawn: [SpawnEvent];
   log: [LogEvent];
+  /** Something went wrong that the pool worked around (nothing was lost). */
+  warning: [{ message: string }];
 }
 
 export interface SlotStats {
@@ -1046,6 +1048,14 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     let socket: { port: number; handle: ListenHandle } | undefined;
     try {
       [socket] = await this.#takeSockets(1);
+    } catch (err) {
+      // No socket (descriptors exhausted, helper killed): the revision stays in
+      // the shared processes, where a repeat stall counts toward refusing it.
+      // Never an unhandled rejection: that would take the whole agent down.
+      this.emit("warning", {
+        message: `could not give ${rev} a process of its own: ${(err as Error).message}`,
+      });
+      return;
     } finally {
       group.moving.delete(rev);
     }
