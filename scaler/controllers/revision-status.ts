@@ -59,8 +59,8 @@ type Notice = { type: "instances" | "agents"; agentId: string } | { type: "revis
 export class RevisionStatusController {
   readonly #d: RevisionStatusDeps;
   readonly #log: Logger;
-  /** Live agent id -> its instance reports. */
-  readonly #reports = new Map<string, InstanceStatus[]>();
+  /** Live agent id -> revision ref -> its instances' reports from that agent. */
+  readonly #reports = new Map<string, Map<string, InstanceStatus[]>>();
   readonly #timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   #loop: WatchAndResync | undefined;
   #notify: ((n: Notice) => void) | undefined;
@@ -133,29 +133,38 @@ export class RevisionStatusController {
     for (const ref of refs) await this.#derive(ref);
   }
 
-  /** Re-read one agent's reports; returns the revisions they were or are about. */
+  /**
+   * Re-read one agent's reports; returns the revisions whose reports from it
+   * changed (not all it reports on: one instance changing on an agent that
+   * runs a thousand must not re-derive the thousand; the resync does that).
+   */
   async #reread(agentId: string, checkAlive: boolean): Promise<Set<string>> {
     const { fleet } = this.#d;
-    const refs = refsOf(this.#reports.get(agentId) ?? []);
+    const before = this.#reports.get(agentId) ?? new Map<string, InstanceStatus[]>();
     const alive =
       (!checkAlive && this.#reports.has(agentId)) || (await fleet.getAgent(agentId)) !== undefined;
     if (!alive) {
       this.#reports.delete(agentId);
-      return refs;
+      return new Set(before.keys());
     }
-    const reports = await fleet.readInstanceStatuses(agentId);
-    this.#reports.set(agentId, reports);
-    for (const ref of refsOf(reports)) refs.add(ref);
-    return refs;
+    const after = byRevision(await fleet.readInstanceStatuses(agentId));
+    this.#reports.set(agentId, after);
+    const changed = new Set<string>();
+    for (const ref of new Set([...before.keys(), ...after.keys()])) {
+      if (JSON.stringify(before.get(ref)) !== JSON.stringify(after.get(ref))) changed.add(ref);
+    }
+    return changed;
   }
 
   async #resync(): Promise<void> {
     const { fleet } = this.#d;
     const { live } = await fleet.listAgents();
     const refs = new Set([...this.#d.cache.revisions.keys()]);
-    for (const list of this.#reports.values()) for (const ref of refsOf(list)) refs.add(ref);
-    const next = new Map<string, InstanceStatus[]>();
-    for (const agent of live) next.set(agent.id, await fleet.readInstanceStatuses(agent.id));
+    for (const byRef of this.#reports.values()) for (const ref of byRef.keys()) refs.add(ref);
+    const next = new Map<string, Map<string, InstanceStatus[]>>();
+    for (const agent of live) {
+      next.set(agent.id, byRevision(await fleet.readInstanceStatuses(agent.id)));
+    }
     this.#reports.clear();
     for (const [id, list] of next) this.#reports.set(id, list);
     for (const ref of refs) await this.#derive(ref);
@@ -168,9 +177,7 @@ export class RevisionStatusController {
     const rev = d.cache.revisions.get(ref);
     if (!r || !rev || this.#stopped) return;
     const reports: InstanceStatus[] = [];
-    for (const list of this.#reports.values()) {
-      for (const s of list) if (revisionRef(s.namespace, s.revision) === ref) reports.push(s);
-    }
+    for (const byRef of this.#reports.values()) reports.push(...(byRef.get(ref) ?? []));
     const now = new Date();
     const { health, recheckInMs } = deriveRevisionHealth(reports, {
       serving: isRevisionReady(rev),
@@ -209,8 +216,15 @@ export class RevisionStatusController {
   }
 }
 
-function refsOf(reports: readonly InstanceStatus[]): Set<string> {
-  return new Set(reports.map((s) => revisionRef(s.namespace, s.revision)));
+function byRevision(reports: readonly InstanceStatus[]): Map<string, InstanceStatus[]> {
+  const out = new Map<string, InstanceStatus[]>();
+  for (const s of reports) {
+    const ref = revisionRef(s.namespace, s.revision);
+    const list = out.get(ref);
+    if (list) list.push(s);
+    else out.set(ref, [s]);
+  }
+  return out;
 }
 
 export interface StandaloneRevisionStatusOptions

@@ -70,6 +70,8 @@ import {
 } from "../scale-status.ts";
 import { type GuardDeps, guarded } from "./guard.ts";
 
+/** Revision status writes of one pass in flight at once. */
+const STATUS_WRITES_IN_FLIGHT = 16;
 export interface ScaleControllerDeps extends GuardDeps {
   options: ScalerOptions;
   /** Commands (activation keys) and the source of the activation subscriber. */
@@ -520,6 +522,7 @@ export class ScaleController {
     }
 
     // Report on each revision (written only when something changed).
+    const writes: { ref: string; namespace: string; revision: string; report: ScaleReport }[] = [];
     for (const [ref, { decision, ready, s }] of decisions) {
       const rev = this.#d.cache.revisions.get(ref);
       if (!rev) continue;
@@ -549,17 +552,28 @@ export class ScaleController {
       }
       m.observed.set({ ...labels, window: "stable" }, decision.stableAvg);
       m.observed.set({ ...labels, window: "panic" }, decision.panicAvg);
-      if (!scaledRevision(rev, report) || !this.#canWrite()) continue;
-      try {
-        await writeScaleReport(this.#d.store, labels.namespace, labels.revision, report, {
-          domain: this.#o.domain,
-          scheme: this.#o.urlScheme,
-        });
-      } catch (err) {
-        m.errors.inc({ stage: "status" });
-        this.#log.warn({ err, revision: ref }, "writing revision status failed");
-      }
+      if (scaledRevision(rev, report)) writes.push({ ref, ...labels, report });
     }
+    // Different objects: a few in flight at once, so a thousand new revisions
+    // cost a thousand round trips divided by the width, not in a row.
+    const next = writes[Symbol.iterator]();
+    const writer = async () => {
+      for (const w of next) {
+        if (!this.#canWrite()) return;
+        try {
+          await writeScaleReport(this.#d.store, w.namespace, w.revision, w.report, {
+            domain: this.#o.domain,
+            scheme: this.#o.urlScheme,
+          });
+        } catch (err) {
+          m.errors.inc({ stage: "status" });
+          this.#log.warn({ err, revision: w.ref }, "writing revision status failed");
+        }
+      }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(STATUS_WRITES_IN_FLIGHT, writes.length) }, writer),
+    );
     m.tick.observe((performance.now() - started) / 1000);
   }
 
