@@ -64,6 +64,8 @@ export class RevisionStatusController {
   readonly #timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   #loop: WatchAndResync | undefined;
   #notify: ((n: Notice) => void) | undefined;
+  /** Agent notices queued and not yet read: a burst of them is one re-read. */
+  readonly #queued = new Set<string>();
   #stopped = false;
 
   constructor(deps: RevisionStatusDeps) {
@@ -82,9 +84,15 @@ export class RevisionStatusController {
     this.#loop = await startResyncLoop<Notice>({
       subscribe: async (handler) => {
         this.#notify = handler;
+        this.#queued.clear();
         const offs = await Promise.all(
           (["instances", "agents"] as const).map((type) =>
-            fleet.subscribe(type, (agentId) => handler({ type, agentId })),
+            fleet.subscribe(type, (agentId) => {
+              const key = `${type}:${agentId}`;
+              if (this.#queued.has(key)) return;
+              this.#queued.add(key);
+              handler({ type, agentId });
+            }),
           ),
         );
         return async () => {
@@ -129,6 +137,8 @@ export class RevisionStatusController {
 
   async #onNotice(n: Notice): Promise<void> {
     if (n.type === "revision") return this.#derive(n.ref);
+    // Cleared before the read: a notice arriving during it queues another.
+    this.#queued.delete(`${n.type}:${n.agentId}`);
     const refs = await this.#reread(n.agentId, n.type === "agents");
     for (const ref of refs) await this.#derive(ref);
   }
@@ -158,6 +168,9 @@ export class RevisionStatusController {
 
   async #resync(): Promise<void> {
     const { fleet } = this.#d;
+    // Reads everything: whatever was queued is covered (and a queued notice a
+    // lost subscription dropped can never hold an agent's key forever).
+    this.#queued.clear();
     const { live } = await fleet.listAgents();
     const refs = new Set([...this.#d.cache.revisions.keys()]);
     for (const byRef of this.#reports.values()) for (const ref of byRef.keys()) refs.add(ref);
