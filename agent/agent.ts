@@ -491,7 +491,10 @@ export class Agent {
     }
     // Found dead at adoption but no longer desired: nothing reports on them.
     this.#foundDead.clear();
-    await this.#syncFleet();
+    // The repair reads every endpoint and report of this agent: level-triggered
+    // passes only, not each desired-set message (a thousand new instances are
+    // a thousand messages; each instance pushes its own writes).
+    if (reasons.some((r) => r !== "message" && r !== "event")) await this.#syncFleet();
     this.#reconciled = true;
     this.#metrics.reconcile.observe((performance.now() - started) / 1000);
   }
