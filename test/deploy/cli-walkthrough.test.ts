@@ -153,6 +153,27 @@ describe("walkthrough with the CLI", () => {
     expect((await runCli(["service", "describe", "mixed-bad"], { env })).code).toBe(1);
   });
 
+  it("apply -f with many documents prints them in file order, and a later document about the same object applies after the earlier one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-apply-"));
+    const file = join(dir, "many.yaml");
+    const svc = (name: string, image: string) =>
+      `apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n  template:\n    spec:\n      containers: [{image: ${image}}]`;
+    const names = Array.from({ length: 12 }, (_, i) => `many-${i}`);
+    // many-0 again right after, with another image: sent at once they would
+    // both create; it must wait for the first and update what it created.
+    const docs = names.map((n) => svc(n, `example/${n}:1`));
+    docs.splice(1, 0, svc("many-0", "example/many-0:2"));
+    writeFileSync(file, docs.join("\n---\n"));
+    const r = await runCli(["apply", "-f", file], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = names.map((n) => `service/${n} created\n`);
+    lines.splice(1, 0, "service/many-0 configured\n");
+    expect(r.stdout).toBe(lines.join(""));
+    const first = await service("many-0");
+    expect(first.spec.template.spec.containers[0].image).toBe("example/many-0:2");
+    expect(first.status.latestCreatedRevisionName).toBe("many-0-00002");
+  });
+
   it("apply -f - reads standard input", async () => {
     const r = await runCli(["apply", "-f", "-"], {
       env,

@@ -17,32 +17,68 @@ export function registerApplyCommand(program: Command, client: ClientFactory): v
       const api = client(cmd);
       const format = parseOutput(opts.output);
       const docs = await readManifests(opts.filename);
-      // Like kubectl: every document that can be applied is, in order; each
-      // failure is reported as it happens and named again in the summary.
+      // Like kubectl: every document that can be applied is; each failure is
+      // reported and named again in the summary. Results print in document
+      // order. Documents about different objects are independent (a Service
+      // or Configuration names no other object), so several go at once; one
+      // about an object an earlier document also names waits for it.
       const failures: string[] = [];
       let applied = 0;
       let skipped = 0;
-      for (const [i, doc] of docs.entries()) {
-        let what = `document ${i + 1}`;
-        try {
-          const described = describeDoc(doc, api.namespace);
+      const outcomes = docs.map(() => Promise.withResolvers<Outcome>());
+      const last = new Map<string, Promise<unknown>>();
+      let unavailable = false;
+      const queue = docs.entries();
+      const worker = async () => {
+        for (const [i, doc] of queue) {
+          const settle = outcomes[i]!;
+          if (unavailable) {
+            settle.resolve({ what: "", kind: "skipped" });
+            continue;
+          }
+          let what = `document ${i + 1}`;
+          let described: ReturnType<typeof describeDoc>;
+          try {
+            described = describeDoc(doc, api.namespace);
+          } catch (err) {
+            settle.resolve(failed(what, err));
+            continue;
+          }
           what = `${described.kind.toLowerCase()}/${described.name}`;
           if (described.namespace !== api.namespace) what += ` (namespace ${described.namespace})`;
-          const { verb, result } = await applyOne(api, doc, described);
-          applied++;
-          if (format === "table") process.stdout.write(`${what} ${verb}\n`);
-          else await printObject(result, format);
-        } catch (err) {
-          if (!isSkiffError(err)) throw err; // a bug, not this document's fault
-          failures.push(`${what}: ${formatError(err).replace(/^Error: /, "")}`);
-          process.stderr.write(`${what} failed: ${formatError(err).replace(/^Error: /, "")}\n`);
-          // An API that cannot be reached fails every document the same way.
-          if (err.code === "UNAVAILABLE") {
-            skipped = docs.length - i - 1;
-            break;
+          const key = `${described.namespace}/${described.plural}/${described.name}`;
+          const before = last.get(key);
+          last.set(key, settle.promise);
+          await before;
+          try {
+            const { verb, result } = await applyOne(api, doc, described);
+            settle.resolve({ what, kind: "applied", verb, result });
+          } catch (err) {
+            const outcome = failed(what, err);
+            // An API that cannot be reached fails every document the same way.
+            if (outcome.kind === "failed" && outcome.err.code === "UNAVAILABLE") unavailable = true;
+            settle.resolve(outcome);
           }
         }
+      };
+      const workers = Promise.all(
+        Array.from({ length: Math.min(APPLY_IN_FLIGHT, docs.length) }, worker),
+      );
+      for (const { promise } of outcomes) {
+        const o = await promise;
+        if (o.kind === "bug") throw o.err; // a bug, not this document's fault
+        if (o.kind === "skipped") skipped++;
+        else if (o.kind === "applied") {
+          applied++;
+          if (format === "table") process.stdout.write(`${o.what} ${o.verb}\n`);
+          else await printObject(o.result, format);
+        } else {
+          const message = formatError(o.err).replace(/^Error: /, "");
+          failures.push(`${o.what}: ${message}`);
+          process.stderr.write(`${o.what} failed: ${message}\n`);
+        }
       }
+      await workers;
       if (failures.length > 0) {
         const notTried = skipped > 0 ? `, ${skipped} not attempted (the API is unavailable)` : "";
         throw new SkiffError(
@@ -51,6 +87,19 @@ export function registerApplyCommand(program: Command, client: ClientFactory): v
         );
       }
     });
+}
+
+/** Documents applied at once (each is a read and a write on the API). */
+const APPLY_IN_FLIGHT = 8;
+
+type Outcome =
+  | { what: string; kind: "applied"; verb: string; result: unknown }
+  | { what: string; kind: "failed"; err: SkiffError }
+  | { what: string; kind: "skipped" }
+  | { what: string; kind: "bug"; err: unknown };
+
+function failed(what: string, err: unknown): Outcome {
+  return isSkiffError(err) ? { what, kind: "failed", err } : { what, kind: "bug", err };
 }
 
 async function applyOne(
