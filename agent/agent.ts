@@ -47,6 +47,7 @@ import { RedisHealth } from "../src/redis/health.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { ContainerRuntime } from "./container/index.ts";
 import { ContainerDriver } from "./containers.ts";
+import { InstanceError } from "./errors.ts";
 import {
   agentId,
   agentRecord,
@@ -60,7 +61,6 @@ import {
   type InstanceSink,
   newInstance,
   type ReadyAt,
-  StartError,
   statusOf,
 } from "./instance.ts";
 import { WorkerdPool } from "./isolate/index.ts";
@@ -536,26 +536,32 @@ export class Agent {
       const revision = await this.#readRevision(namespace, name);
       if (inst.stopping) return;
       if (!revision) {
-        throw new StartError(
-          "RevisionNotFound",
-          `revision "${name}" not found in namespace "${namespace}": it was deleted or never existed`,
-          { retryable: true, health: false },
+        throw new InstanceError(
+          {
+            reason: "RevisionNotFound",
+            message: `revision "${name}" not found in namespace "${namespace}": it was deleted or never existed`,
+          },
+          { instanceId: inst.id, retryable: true, health: false },
         );
       }
       const kind: RuntimeKind = revision.spec.worker ? "isolate" : "container";
       if (kind !== runtime) {
-        throw new StartError(
-          "RuntimeMismatch",
-          `revision "${name}" is a ${kind} revision, but the instance asks for the ${runtime} runtime`,
-          { health: false },
+        throw new InstanceError(
+          {
+            reason: "RuntimeMismatch",
+            message: `revision "${name}" is a ${kind} revision, but the instance asks for the ${runtime} runtime`,
+          },
+          { instanceId: inst.id, health: false },
         );
       }
       if (kind === "container") {
         if (!this.#containers) {
-          throw new StartError(
-            "RuntimeUnavailable",
-            `agent ${this.id} offers no container runtime (no Docker engine answered at ${this.options.dockerSocket})`,
-            { retryable: true, health: false },
+          throw new InstanceError(
+            {
+              reason: "RuntimeUnavailable",
+              message: `agent ${this.id} offers no container runtime (no Docker engine answered at ${this.options.dockerSocket})`,
+            },
+            { instanceId: inst.id, retryable: true, health: false },
           );
         }
         this.#containers.start(inst, revision);
@@ -565,11 +571,11 @@ export class Agent {
     } catch (err) {
       if (inst.stopping) return;
       const failure =
-        err instanceof StartError
-          ? { reason: err.reason, message: err.message }
+        err instanceof InstanceError
+          ? { reason: err.failure.reason, message: err.failure.message }
           : { reason: "StartFailed", message: (err as Error)?.message ?? String(err) };
-      inst.retryable = err instanceof StartError && err.retryable;
-      const health = !(err instanceof StartError) || err.health;
+      inst.retryable = err instanceof InstanceError && err.retryable;
+      const health = !(err instanceof InstanceError) || err.health;
       if (!this.#setPhase(inst, "failed", failure, health)) return; // a retry that failed the same way
       this.#metrics.failures.inc({ runtime, reason: failure.reason });
     }
