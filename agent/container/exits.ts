@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import type { InstanceFailure } from "../errors.ts";
 import type { RuntimeContext } from "./context.ts";
-import { dockerStatus } from "./errors.ts";
+import { dockerStatus } from "./docker-errors.ts";
 import type { Tracked } from "./instances.ts";
 import { tailLogs } from "./logs.ts";
 import type { InstanceSpec } from "./spec.ts";

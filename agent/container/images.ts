@@ -6,7 +6,7 @@
  */
 import type Docker from "dockerode";
 import { InstanceError } from "../errors.ts";
-import { dockerMessage, dockerStatus } from "./errors.ts";
+import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 
 export interface RegistryConfig {
   /** Registry host[:port] as it appears in image references ("docker.io" for Docker Hub). */

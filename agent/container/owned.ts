@@ -7,7 +7,7 @@
 import type Docker from "dockerode";
 import { SkiffError } from "../../src/errors.ts";
 import type { RuntimeContext } from "./context.ts";
-import { dockerMessage, dockerStatus } from "./errors.ts";
+import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 import { type InstanceSpec, InstanceSpecSchema, labelKeys } from "./spec.ts";
 
 export class OwnedContainers {

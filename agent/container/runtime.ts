@@ -30,7 +30,7 @@ import { SkiffError, UnavailableError } from "../../src/errors.ts";
 import { InstanceError } from "../errors.ts";
 import { adoptContainers } from "./adoption.ts";
 import type { RuntimeContext } from "./context.ts";
-import { dockerMessage } from "./errors.ts";
+import { dockerMessage } from "./docker-errors.ts";
 import { ContainerEvents } from "./events.ts";
 import { ExitWatcher } from "./exits.ts";
 import { ImageResolver } from "./images.ts";

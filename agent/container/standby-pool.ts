@@ -8,7 +8,7 @@
 import type Docker from "dockerode";
 import type { RuntimeContext } from "./context.ts";
 import { elapsed } from "./context.ts";
-import { dockerMessage } from "./errors.ts";
+import { dockerMessage } from "./docker-errors.ts";
 import { ownPid } from "./exits.ts";
 import type { Tracked } from "./instances.ts";
 import { throwIfInterrupted } from "./readiness.ts";

@@ -7,7 +7,7 @@
 import { AlreadyExistsError } from "../../src/errors.ts";
 import { InstanceError } from "../errors.ts";
 import { elapsed, type RuntimeContext } from "./context.ts";
-import { dockerMessage, dockerStatus } from "./errors.ts";
+import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 import type { ResolvedImage } from "./images.ts";
 import type { Tracked } from "./instances.ts";
 import { isNetworkGone, isPortTaken } from "./network.ts";
