@@ -30,37 +30,25 @@ import { Registry } from "prom-client";
 import { ensureClusterIdentity } from "../src/cluster.ts";
 import { conditionForFailure } from "../src/control/revision-health.ts";
 import { Fleet } from "../src/fleet/fleet.ts";
-import type {
-  AgentRecord,
-  DesiredInstance,
-  Endpoint,
-  InstanceStatus,
-  RuntimeKind,
-} from "../src/fleet/types.ts";
+import type { DesiredInstance, Endpoint, InstanceStatus, RuntimeKind } from "../src/fleet/types.ts";
 import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { redisUpGauge } from "../src/metrics.ts";
-import { canonicalJson } from "../src/model/index.ts";
 import type { Revision } from "../src/model/types.ts";
 import { openRedis } from "../src/redis/connect.ts";
 import { RedisHealth } from "../src/redis/health.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { ContainerRuntime } from "./container/index.ts";
 import { ContainerDriver } from "./containers.ts";
-import {
-  agentId,
-  agentRecord,
-  type Capacity,
-  detectCapacity,
-  offeredRuntimes,
-} from "./identity.ts";
+import { InstanceError } from "./errors.ts";
+import { FleetMirror } from "./fleet-mirror.ts";
+import { agentId, type Capacity, detectCapacity, offeredRuntimes } from "./identity.ts";
 import {
   type Failure,
   type Instance,
   type InstanceSink,
   newInstance,
   type ReadyAt,
-  StartError,
   statusOf,
 } from "./instance.ts";
 import { WorkerdPool } from "./isolate/index.ts";
@@ -99,9 +87,8 @@ export class Agent {
   /** For the Redis-dependent background work: quiet while Redis is away. */
   #redisLog: Logger;
   #watch: FleetWatch | undefined;
-  #heartbeatTimer: NodeJS.Timeout | undefined;
-  #beating = false;
-  #lastBeat = 0;
+  /** What Redis says about this host and its instances (set once the fleet handle exists). */
+  #mirror: FleetMirror | undefined;
   #reconciled = false;
   #stopping: Promise<void> | undefined;
 
@@ -143,7 +130,7 @@ export class Agent {
     return (
       this.#state === "running" &&
       this.#reconciled &&
-      Date.now() - this.#lastBeat < this.options.heartbeatTtlMs
+      Date.now() - (this.#mirror?.lastBeat ?? 0) < this.options.heartbeatTtlMs
     );
   }
 
@@ -209,6 +196,7 @@ export class Agent {
       redis.off("error", ignore);
       this.#redisLog = this.#redisHealth.quietLogger;
       this.#fleet = new Fleet({ redis, prefix: o.redisPrefix, logger: this.#redisLog });
+      this.#mirror = this.#fleetMirror(this.#fleet);
       this.#store = await createRedisStore({
         redis,
         prefix: o.redisPrefix,
@@ -283,9 +271,7 @@ export class Agent {
 
       await this.#adopt();
 
-      await this.#fleet.registerAgent(this.#record(), o.heartbeatTtlMs);
-      this.#lastBeat = Date.now();
-      this.#heartbeatTimer = setInterval(() => void this.#beat(), o.heartbeatIntervalMs);
+      await this.#mirror.register();
 
       this.#state = "running";
       this.#watch = await watchFleet({
@@ -330,8 +316,8 @@ export class Agent {
     await this.#watch?.stop();
     await this.#runner.stop();
     // Announce the draining record so that the scaler places nothing new here.
-    await this.#fleet
-      ?.heartbeat(this.#record(), this.options.heartbeatTtlMs, { announce: true })
+    await this.#mirror
+      ?.announceDrain()
       .catch((err: unknown) => this.log.warn({ err }, "announcing the drain failed"));
     const all = [...this.#instances.values()];
     // Withdraw everything first, so that gateways stop sending before anything stops.
@@ -352,15 +338,14 @@ export class Agent {
   }
 
   async #teardown(options: { deregister?: boolean } = {}): Promise<void> {
-    clearInterval(this.#heartbeatTimer);
-    this.#heartbeatTimer = undefined;
+    this.#mirror?.stopHeartbeat();
     this.#redisHealth?.close();
     await this.#watch?.stop().catch(() => {});
     await this.#pool?.stop().catch((err: unknown) => this.log.warn({ err }, "pool stop failed"));
     await this.#containers?.close().catch(() => {});
-    if (options.deregister && this.#fleet) {
-      await this.#fleet
-        .deregisterAgent(this.id)
+    if (options.deregister && this.#mirror) {
+      await this.#mirror
+        .deregister()
         .catch((err: unknown) => this.log.warn({ err }, "deregistering failed"));
     }
     await this.#store?.close().catch(() => {});
@@ -390,37 +375,30 @@ export class Agent {
     return join(tmpdir(), `skiff-agent-${this.id}`);
   }
 
-  #record(draining = this.#state === "draining"): AgentRecord {
-    const record = agentRecord({
-      id: this.id,
-      address: this.options.address,
-      runtimes: this.#runtimes,
+  #fleetMirror(fleet: Fleet): FleetMirror {
+    const o = this.options;
+    return new FleetMirror({
+      fleet,
+      agentId: this.id,
+      address: o.address,
       capacity: this.capacity,
-      labels: this.options.labels,
+      labels: o.labels,
       startedAt: this.#startedAt,
-      draining,
-    });
-    const standbys = draining ? [] : (this.#containers?.standbyRevisions() ?? []);
-    if (standbys.length) record.standbys = standbys;
-    return record;
-  }
-
-  async #beat(): Promise<void> {
-    if (this.#beating || !this.#fleet) return;
-    this.#beating = true;
-    try {
-      const { rejoined } = await this.#fleet.heartbeat(this.#record(), this.options.heartbeatTtlMs);
-      this.#lastBeat = Date.now();
-      if (rejoined && this.#state === "running") {
+      heartbeatTtlMs: o.heartbeatTtlMs,
+      heartbeatIntervalMs: o.heartbeatIntervalMs,
+      instances: this.#instances,
+      runtimes: () => this.#runtimes,
+      standbys: () => this.#containers?.standbyRevisions() ?? [],
+      serving: () => this.#state === "running" || this.#state === "starting",
+      draining: () => this.#state === "draining",
+      onRejoined: () => {
+        if (this.#state !== "running") return;
         // Taken for dead (and pruned) meanwhile: put endpoints and reports back.
         this.log.warn("heartbeat found the agent record expired; rejoined the fleet");
         void this.#runner.trigger("event");
-      }
-    } catch (err) {
-      this.#redisFailure(err, "heartbeat failed");
-    } finally {
-      this.#beating = false;
-    }
+      },
+      onFailure: (err, msg, instance) => this.#redisFailure(err, msg, "warn", instance),
+    });
   }
 
   // ---- adoption ------------------------------------------------------------
@@ -494,7 +472,7 @@ export class Agent {
     // The repair reads every endpoint and report of this agent: level-triggered
     // passes only, not each desired-set message (a thousand new instances are
     // a thousand messages; each instance pushes its own writes).
-    if (reasons.some((r) => r !== "message" && r !== "event")) await this.#syncFleet();
+    if (reasons.some((r) => r !== "message" && r !== "event")) await this.#mirror?.syncAll();
     this.#reconciled = true;
     this.#metrics.reconcile.observe((performance.now() - started) / 1000);
   }
@@ -540,26 +518,32 @@ export class Agent {
       const revision = await this.#readRevision(namespace, name);
       if (inst.stopping) return;
       if (!revision) {
-        throw new StartError(
-          "RevisionNotFound",
-          `revision "${name}" not found in namespace "${namespace}": it was deleted or never existed`,
-          { retryable: true, health: false },
+        throw new InstanceError(
+          {
+            reason: "RevisionNotFound",
+            message: `revision "${name}" not found in namespace "${namespace}": it was deleted or never existed`,
+          },
+          { instanceId: inst.id, retryable: true, health: false },
         );
       }
       const kind: RuntimeKind = revision.spec.worker ? "isolate" : "container";
       if (kind !== runtime) {
-        throw new StartError(
-          "RuntimeMismatch",
-          `revision "${name}" is a ${kind} revision, but the instance asks for the ${runtime} runtime`,
-          { health: false },
+        throw new InstanceError(
+          {
+            reason: "RuntimeMismatch",
+            message: `revision "${name}" is a ${kind} revision, but the instance asks for the ${runtime} runtime`,
+          },
+          { instanceId: inst.id, health: false },
         );
       }
       if (kind === "container") {
         if (!this.#containers) {
-          throw new StartError(
-            "RuntimeUnavailable",
-            `agent ${this.id} offers no container runtime (no Docker engine answered at ${this.options.dockerSocket})`,
-            { retryable: true, health: false },
+          throw new InstanceError(
+            {
+              reason: "RuntimeUnavailable",
+              message: `agent ${this.id} offers no container runtime (no Docker engine answered at ${this.options.dockerSocket})`,
+            },
+            { instanceId: inst.id, retryable: true, health: false },
           );
         }
         this.#containers.start(inst, revision);
@@ -569,11 +553,11 @@ export class Agent {
     } catch (err) {
       if (inst.stopping) return;
       const failure =
-        err instanceof StartError
-          ? { reason: err.reason, message: err.message }
+        err instanceof InstanceError
+          ? { reason: err.failure.reason, message: err.failure.message }
           : { reason: "StartFailed", message: (err as Error)?.message ?? String(err) };
-      inst.retryable = err instanceof StartError && err.retryable;
-      const health = !(err instanceof StartError) || err.health;
+      inst.retryable = err instanceof InstanceError && err.retryable;
+      const health = !(err instanceof InstanceError) || err.health;
       if (!this.#setPhase(inst, "failed", failure, health)) return; // a retry that failed the same way
       this.#metrics.failures.inc({ runtime, reason: failure.reason });
     }
@@ -606,12 +590,7 @@ export class Agent {
         this.log.warn({ err, instance: inst.id }, "stopping instance failed");
       }
       if (this.#instances.get(inst.id) === inst) this.#instances.delete(inst.id);
-      inst.chain = inst.chain.then(() =>
-        this.#fleet?.removeInstanceStatus(this.id, inst.id).catch((err: unknown) => {
-          this.#redisFailure(err, "removing instance report failed", "warn", inst.id);
-        }),
-      );
-      await inst.chain;
+      await (this.#mirror?.removeReport(inst) ?? inst.chain);
       this.log.info({ instance: inst.id, revision: inst.desired.revision }, "instance stopped");
       // It may be desired again (a later pass starts it now that it is gone).
       if (this.#state === "running") void this.#runner.trigger("event");
@@ -701,75 +680,8 @@ export class Agent {
     return true;
   }
 
-  #wantEndpoint(inst: Instance): Endpoint | undefined {
-    if (inst.stopping || inst.phase !== "ready") return undefined;
-    if (this.#state !== "running" && this.#state !== "starting") return undefined;
-    return inst.endpoint;
-  }
-
-  /** Queue a write of the instance's endpoint and report, in order, as they are when it runs. */
+  /** Queue a write of the instance's endpoint and report (fleet-mirror.ts). */
   #push(inst: Instance): Promise<void> {
-    inst.chain = inst.chain
-      .then(() => this.#sync(inst))
-      .catch((err: unknown) => {
-        inst.dirty = true;
-        this.#redisFailure(err, "writing instance state to Redis failed", "warn", inst.id);
-      });
-    return inst.chain;
-  }
-
-  async #sync(inst: Instance): Promise<void> {
-    const fleet = this.#fleet;
-    if (!fleet) return;
-    const { namespace, revision } = inst.desired;
-    const want = this.#wantEndpoint(inst);
-    const wantJson = want ? JSON.stringify(want) : undefined;
-    if (wantJson !== inst.published || inst.dirty) {
-      if (want) await fleet.publishEndpoint(namespace, revision, want);
-      else await fleet.withdrawEndpoint(namespace, revision, inst.id, this.id);
-      inst.published = wantJson;
-    }
-    if (this.#instances.get(inst.id) !== inst && inst.stopped) return;
-    const report = statusOf(inst, this.id);
-    const reportJson = canonicalJson(report);
-    if (reportJson !== inst.reported || inst.dirty) {
-      await fleet.writeInstanceStatus(report, this.options.heartbeatTtlMs);
-      inst.reported = reportJson;
-    }
-    inst.dirty = false;
-  }
-
-  /**
-   * Level-triggered repair: Redis must hold exactly the endpoints and reports
-   * of the instances this agent holds (leftovers of a previous run, writes
-   * lost while Redis was away, a pruning while the agent looked dead).
-   */
-  async #syncFleet(): Promise<void> {
-    const fleet = this.#fleet;
-    if (!fleet) return;
-    const [published, reports] = await Promise.all([
-      fleet.agentEndpoints(this.id),
-      fleet.readInstanceStatuses(this.id),
-    ]);
-    const publishedIds = new Set(published.map((p) => p.instanceId));
-    const stale: Promise<unknown>[] = [];
-    for (const p of published) {
-      if (!this.#instances.has(p.instanceId)) {
-        stale.push(fleet.withdrawEndpoint(p.namespace, p.revision, p.instanceId, this.id));
-      }
-    }
-    const reported = new Map(reports.map((r) => [r.id, canonicalJson(r)]));
-    for (const r of reports) {
-      if (!this.#instances.has(r.id)) stale.push(fleet.removeInstanceStatus(this.id, r.id));
-    }
-    await Promise.all(stale);
-    for (const inst of this.#instances.values()) {
-      const endpointWrong = (this.#wantEndpoint(inst) !== undefined) !== publishedIds.has(inst.id);
-      const reportWrong = reported.get(inst.id) !== inst.reported;
-      if (endpointWrong || reportWrong || inst.dirty) {
-        inst.dirty = true;
-        void this.#push(inst);
-      }
-    }
+    return this.#mirror?.push(inst) ?? inst.chain;
   }
 }

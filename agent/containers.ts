@@ -12,12 +12,12 @@ import {
   type AdoptResult,
   type ContainerRuntime,
   type ExitEvent,
-  type InstanceFailure,
   type ReadinessEvent,
   type SupervisorStatus,
   supervise,
 } from "./container/index.ts";
 import type { InstanceSpecInput } from "./container/spec.ts";
+import { InstanceError, type InstanceFailure } from "./errors.ts";
 import type { Instance, InstanceSink } from "./instance.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import { OrphanReaper, type OrphanReaperOptions } from "./orphans.ts";
@@ -40,7 +40,12 @@ export const MAX_REPORTED_STANDBYS = 64;
 /** The runtime contract's view of a Revision: what one of its containers runs. */
 export function containerSpecFor(instanceId: string, revision: Revision): InstanceSpecInput {
   const container = revision.spec.containers?.[0];
-  if (!container) throw new Error(`revision ${revision.metadata.name} has no container`);
+  if (!container) {
+    throw new InstanceError({
+      reason: "StartFailed",
+      message: `revision ${revision.metadata.name} has no container`,
+    });
+  }
   const labels = revision.metadata.labels ?? {};
   const spec: InstanceSpecInput = {
     instanceId,

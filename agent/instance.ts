@@ -142,23 +142,3 @@ export interface InstanceSink {
    */
   failed(inst: Instance, phase: "backoff" | "failed", failure: Failure, health?: boolean): void;
 }
-
-/** A start failure with a reason for the report (and maybe its lastFailure). */
-export class StartError extends Error {
-  readonly reason: string;
-  readonly retryable: boolean;
-  /** Whether the failure belongs on the Revision's status. */
-  readonly health: boolean;
-
-  constructor(
-    reason: string,
-    message: string,
-    options: { retryable?: boolean; health?: boolean } = {},
-  ) {
-    super(message);
-    this.name = "StartError";
-    this.reason = reason;
-    this.retryable = options.retryable ?? false;
-    this.health = options.health ?? true;
-  }
-}

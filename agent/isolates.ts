@@ -13,7 +13,8 @@
 import type { Logger } from "../src/logging.ts";
 import { Labels, type Revision } from "../src/model/types.ts";
 import type { Store } from "../src/store/store.ts";
-import { type Instance, type InstanceSink, StartError } from "./instance.ts";
+import { InstanceError } from "./errors.ts";
+import type { Instance, InstanceSink } from "./instance.ts";
 import type { IsolateEvent, SpawnEvent, WorkerdPool } from "./isolate/index.ts";
 import type { AgentMetrics } from "./metrics.ts";
 
@@ -76,7 +77,12 @@ export class IsolateDriver {
 
   async start(inst: Instance, revision: Revision): Promise<void> {
     const worker = revision.spec.worker;
-    if (!worker) throw new Error(`revision ${revision.metadata.name} has no worker`);
+    if (!worker) {
+      throw new InstanceError(
+        { reason: "StartFailed", message: `revision ${revision.metadata.name} has no worker` },
+        { instanceId: inst.id },
+      );
+    }
     const { namespace, name } = revision.metadata;
     const key = revisionKeyOf(namespace, name);
     inst.revisionKey = key;
@@ -94,7 +100,15 @@ export class IsolateDriver {
       await loading;
       reg = this.#registrations.get(key);
     }
-    if (!reg) throw new Error(`revision ${key} could not be registered with the workerd pool`);
+    if (!reg) {
+      throw new InstanceError(
+        {
+          reason: "StartFailed",
+          message: `revision ${key} could not be registered with the workerd pool`,
+        },
+        { instanceId: inst.id },
+      );
+    }
     reg.instances.add(inst);
     if (inst.stopping) return this.#release(inst);
     // Evaluate the module before publishing (also makes the first request warm).
@@ -107,20 +121,26 @@ export class IsolateDriver {
     if (!loaded.ok && loaded.kind !== "unknown-revision") {
       this.#release(inst);
       if (loaded.kind === "refused") {
-        throw new StartError("WorkerStalled", loaded.message, { retryable: true });
-      }
-      if (loaded.kind === "module-error") {
-        throw new StartError(
-          "WorkerModuleError",
-          `the worker's module failed to load: ${loaded.message.replace(/^Failed to start Worker:\s*/, "").replace(/\s+/g, " ")}${loaded.position ? ` (at ${loaded.position} of the compiled bundle)` : ""}`,
+        throw new InstanceError(
+          { reason: "WorkerStalled", message: loaded.message },
+          { instanceId: inst.id, retryable: true },
         );
       }
-      throw new StartError(
-        "WorkerLoadFailed",
-        `the worker could not be loaded: ${loaded.message}`,
+      if (loaded.kind === "module-error") {
+        throw new InstanceError(
+          {
+            reason: "WorkerModuleError",
+            message: `the worker's module failed to load: ${loaded.message.replace(/^Failed to start Worker:\s*/, "").replace(/\s+/g, " ")}${loaded.position ? ` (at ${loaded.position} of the compiled bundle)` : ""}`,
+          },
+          { instanceId: inst.id },
+        );
+      }
+      throw new InstanceError(
         {
-          retryable: true,
+          reason: "WorkerLoadFailed",
+          message: `the worker could not be loaded: ${loaded.message}`,
         },
+        { instanceId: inst.id, retryable: true },
       );
     }
     if (inst.stopping) return this.#release(inst);
@@ -141,9 +161,12 @@ export class IsolateDriver {
     const { namespace, name } = revision.metadata;
     const code = await this.#store.getArtifact(namespace, name);
     if (code === undefined) {
-      throw new StartError(
-        "ArtifactMissing",
-        `the compiled bundle of worker revision "${name}" is missing from the store (${namespace}); redeploy the service to rebuild it`,
+      // Shared by every instance loading this revision: no instance id.
+      throw new InstanceError(
+        {
+          reason: "ArtifactMissing",
+          message: `the compiled bundle of worker revision "${name}" is missing from the store (${namespace}); redeploy the service to rebuild it`,
+        },
         { retryable: true },
       );
     }

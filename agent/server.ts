@@ -6,6 +6,7 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
+import { UnavailableError } from "../src/errors.ts";
 import { handleShutdownSignals } from "../src/signals.ts";
 import { Agent } from "./agent.ts";
 import type { AgentOptionsInput } from "./options.ts";
@@ -49,7 +50,7 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Runni
     await new Promise<void>((resolve, reject) => {
       server.once("listening", resolve);
       server.once("error", (err) =>
-        reject(new Error(`agent cannot listen on ${host}:${port}: ${err.message}`)),
+        reject(new UnavailableError(`agent cannot listen on ${host}:${port}: ${err.message}`)),
       );
     });
   } catch (err) {

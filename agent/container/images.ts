@@ -5,7 +5,8 @@
  * instead of a pull that hangs on an unreachable network.
  */
 import type Docker from "dockerode";
-import { dockerMessage, dockerStatus, InstanceError } from "./errors.ts";
+import { InstanceError } from "../errors.ts";
+import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 
 export interface RegistryConfig {
   /** Registry host[:port] as it appears in image references ("docker.io" for Docker Hub). */
@@ -52,7 +53,7 @@ export class ImageResolver {
     if (local) return local;
     const registry = this.#registry;
     const fail = (reason: "ImageNotFound" | "ImagePullFailed", message: string, cause?: unknown) =>
-      new InstanceError(instanceId, { reason, message }, { cause });
+      new InstanceError({ reason, message }, { instanceId, cause });
     if (!registry) {
       throw fail("ImageNotFound", `image ${ref} not found locally and no registry configured`);
     }

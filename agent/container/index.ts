@@ -2,7 +2,6 @@
  * Skiff's container runtime: revision instances as Docker containers. The
  * agent's view of it; the modules beside this one are its parts.
  */
-export type { InstanceFailure } from "./errors.ts";
 export {
   type AdoptResult,
   ContainerRuntime,

@@ -12,7 +12,7 @@
  * that a network with containers attached cannot be removed.
  */
 import type Docker from "dockerode";
-import { dockerMessage, dockerStatus } from "./errors.ts";
+import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 import { BridgeFirewall } from "./firewall.ts";
 
 export interface ClusterNetworkOptions {

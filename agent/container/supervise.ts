@@ -7,7 +7,7 @@
  * purpose: the agent's reconciler may choose its own policy.
  */
 import { ValidationError } from "../../src/errors.ts";
-import { InstanceError, type InstanceFailure } from "./errors.ts";
+import { InstanceError, type InstanceFailure } from "../errors.ts";
 import type { ContainerRuntime, ExitEvent, StartedInstance, StopOptions } from "./runtime.ts";
 import type { InstanceSpecInput } from "./spec.ts";
 

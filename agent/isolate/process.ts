@@ -10,6 +10,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { Client } from "undici";
+import { UnavailableError } from "../../src/errors.ts";
 import type { Cgroup } from "./cgroup.ts";
 import { SOCKET_CONTROL, SOCKET_HTTP } from "./config.ts";
 
@@ -180,11 +181,13 @@ export class WorkerdProcess {
       });
       this.child.once("error", (err) =>
         reject(
-          new Error(`cannot run workerd at ${options.binary} (option workerdPath): ${err.message}`),
+          new UnavailableError(
+            `cannot run workerd at ${options.binary} (option workerdPath): ${err.message}`,
+          ),
         ),
       );
       void this.exited.then(() =>
-        reject(new Error(`workerd exited before listening: ${this.exitReason()}`)),
+        reject(new UnavailableError(`workerd exited before listening: ${this.exitReason()}`)),
       );
     });
     // Callers may never await ready (e.g. when it is killed first).

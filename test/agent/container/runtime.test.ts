@@ -1,7 +1,7 @@
 /** ContainerRuntime against the real Docker engine: start, contract, failures. */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { InstanceError } from "../../../agent/container/errors.ts";
 import type { ExitEvent, ReadinessEvent } from "../../../agent/container/runtime.ts";
+import { InstanceError } from "../../../agent/errors.ts";
 import { AlreadyExistsError } from "../../../src/errors.ts";
 import { missingImage } from "../../support/images.ts";
 import { createHarness, get, type Harness, waitFor } from "./harness.ts";

@@ -1,7 +1,7 @@
 /** ContainerRuntime against the real Docker engine: graceful stop and adoption after a restart. */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { InstanceError } from "../../../agent/container/errors.ts";
 import type { ExitEvent } from "../../../agent/container/runtime.ts";
+import { InstanceError } from "../../../agent/errors.ts";
 import { createHarness, get, type Harness, waitFor } from "./harness.ts";
 
 let h: Harness;

@@ -1,0 +1,142 @@
+/**
+ * Exit watching: a container of ours died (the Docker events stream said so,
+ * or a look at it did). The exit is described in readable terms (exit code,
+ * OOM kill, the last log lines) and reported as an "exit" event when the
+ * instance was running; start() and stop() handle the exits they meet.
+ */
+import { readFile } from "node:fs/promises";
+import type { InstanceFailure } from "../errors.ts";
+import type { RuntimeContext } from "./context.ts";
+import { dockerStatus } from "./docker-errors.ts";
+import type { Tracked } from "./instances.ts";
+import { tailLogs } from "./logs.ts";
+import type { InstanceSpec } from "./spec.ts";
+
+export class ExitWatcher {
+  readonly #ctx: RuntimeContext;
+
+  constructor(ctx: RuntimeContext) {
+    this.#ctx = ctx;
+    const events = ctx.events;
+    events.on("die", (e) => {
+      this.onDie(e.containerId, e.exitCode).catch((err: Error) => ctx.emitter.emit("warning", err));
+    });
+    events.on("oom", (e) => {
+      const t = ctx.table.byContainer.get(e.containerId);
+      if (t) t.oomSeen = true;
+    });
+    events.on("reconnect", () => void this.#recheckAll());
+    events.on("warning", (err) => ctx.emitter.emit("warning", err));
+  }
+
+  /** Look at the container: learns its pid (netns probes) and notices an exit the events missed. */
+  async checkAlive(t: Tracked): Promise<void> {
+    try {
+      const info = await this.#ctx.docker.getContainer(t.containerId).inspect();
+      if (info.State.Running && info.State.Pid && !t.pid && this.#ctx.options.probeNetns) {
+        t.pid = await ownPid(info.State.Pid, t.containerId);
+      }
+      if (
+        !info.State.Running &&
+        info.State.FinishedAt &&
+        !info.State.FinishedAt.startsWith("0001")
+      ) {
+        await this.onDie(t.containerId, info.State.ExitCode);
+      }
+    } catch (err) {
+      if (dockerStatus(err) === 404) await this.onDie(t.containerId, undefined);
+    }
+  }
+
+  async #recheckAll(): Promise<void> {
+    await Promise.all(
+      [...this.#ctx.table.byContainer.values()].map((t) => this.checkAlive(t)),
+    ).catch((err: Error) => this.#ctx.emitter.emit("warning", err));
+  }
+
+  /** A container of ours died: describe why, then report it (or hand it to start()/stop()). */
+  async onDie(containerId: string, exitCodeHint: number | undefined): Promise<void> {
+    const ctx = this.#ctx;
+    const standby = ctx.standbys.get(containerId);
+    if (standby) {
+      // Killed while paused (by hand, or the OOM killer): nothing to report, nothing to keep.
+      await ctx.standbys.drop(standby, "Exited");
+      return;
+    }
+    const t = ctx.table.byContainer.get(containerId);
+    if (!t || t.dying || t.failure) return;
+    t.dying = true;
+    const failure = await this.describeExit(containerId, t.spec, exitCodeHint, t.oomSeen);
+    t.failure = failure;
+    t.interrupt();
+    // start() and stop() clean up after themselves; only a running instance's exit is news.
+    if (t.state === "starting" || t.state === "stopping") return;
+    ctx.table.forget(t);
+    ctx.emitter.emit("exit", {
+      instanceId: t.spec.instanceId,
+      containerId,
+      namespace: t.spec.namespace,
+      revision: t.spec.revision,
+      ...failure,
+    });
+    if (ctx.options.removeExited) await ctx.owned.remove(containerId);
+  }
+
+  async describeExit(
+    containerId: string,
+    spec: InstanceSpec,
+    exitCodeHint: number | undefined,
+    oomSeen: boolean,
+  ): Promise<InstanceFailure> {
+    const [info, logs] = await Promise.all([
+      this.#ctx.docker
+        .getContainer(containerId)
+        .inspect()
+        .catch(() => undefined),
+      tailLogs(this.#ctx.docker, containerId, this.#ctx.options.logTailLines),
+    ]);
+    const exitCode = info?.State.ExitCode ?? exitCodeHint ?? -1;
+    const oomKilled = info?.State.OOMKilled === true || (oomSeen && exitCode === 137);
+    if (oomKilled) {
+      const limit = spec.container.resources?.limits?.memory;
+      return {
+        reason: "OOMKilled",
+        message:
+          `container was OOMKilled: it went over its memory limit` +
+          `${limit ? ` of ${limit}` : ""} and was killed (exit code ${exitCode}); ` +
+          "raise resources.limits.memory or lower its usage" +
+          logSuffix(logs),
+        exitCode,
+        oomKilled: true,
+        logs,
+      };
+    }
+    const dockerError = info?.State.Error ? ` (${info.State.Error})` : "";
+    return {
+      reason: `ExitCode${exitCode}`,
+      message: `container exited with code ${exitCode}${dockerError}${logSuffix(logs)}`,
+      exitCode,
+      oomKilled: false,
+      logs,
+    };
+  }
+}
+
+/**
+ * The pid, if this process sees the engine's processes (same host, same pid
+ * namespace): its cgroup path names the container. Otherwise undefined, and
+ * probes go through the published port.
+ */
+export async function ownPid(pid: number, containerId: string): Promise<number | undefined> {
+  try {
+    const cgroup = await readFile(`/proc/${pid}/cgroup`, "utf8");
+    return cgroup.includes(containerId) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tail of a failure message: the container's last log lines, or that it wrote none. */
+export function logSuffix(logs: string[]): string {
+  return logs.length ? `; last log lines:\n${logs.join("\n")}` : "; it wrote no logs";
+}
