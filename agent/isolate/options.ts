@@ -71,6 +71,14 @@ export const WorkerdPoolOptionsSchema = z.object({
         .min(0)
         .max(1)
         .default(1 / 3),
+      /**
+       * While a revision loads (its isolate created, its module evaluated), the
+       * CPU a probe may wait for before it is a stall: startup work is larger
+       * than a request's, and 100 revisions loading at once on a busy host
+       * must not read as a spinning one. A module spinning at top level is
+       * still stopped, after this much CPU.
+       */
+      loadCpuMs: z.number().int().min(10).default(400),
       /** Unanswered this long without burning CPU: the process hangs; it is restarted, nobody blamed. */
       hangMs: z.number().int().min(100).default(30_000),
     })

@@ -889,11 +889,13 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
   /**
    * Health probes on the control socket. An unanswered probe is a stall only
    * once the process burned `stallMs * cpuRatio` of CPU on it (scaled down when
-   * its cgroup grants less than a core); a process that did not get the CPU is
-   * starved by the host, not stalled, and is left alone (up to `hangMs`).
+   * its cgroup grants less than a core) and its router gave no progress beat
+   * since the last look; a process that did not get the CPU, or kept serving
+   * other requests meanwhile (a backlog), is starved by the host, not stalled,
+   * and is left alone (up to `hangMs`).
    */
   #watch(slot: Slot, p: WorkerdProcess): void {
-    const { intervalMs, stallMs, cpuRatio, hangMs } = this.options.watchdog;
+    const { intervalMs, stallMs, cpuRatio, hangMs, loadCpuMs } = this.options.watchdog;
     const share = slot.group.cgroup ? Math.min(1, this.options.sandbox.cpuMillis / 1000) : 1;
     const cpuNeeded = stallMs * cpuRatio * share;
     let probes = 0;
@@ -905,14 +907,22 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       p.probeCpuMs = p.cpuMs() ?? 0;
       let timer: NodeJS.Timeout | undefined;
       let starved = false;
+      let lastCheck = started;
       const check = () => {
         // An answer may already sit in the socket while our own loop lagged:
         // let the poll phase run before deciding.
         setImmediate(() => {
           if (p.probeStartedAt !== started || !this.#live(p)) return;
-          const wall = performance.now() - started;
+          const now = performance.now();
+          const wall = now - started;
           const cpu = (p.cpuMs() ?? p.probeCpuMs) - p.probeCpuMs;
-          if (cpu >= cpuNeeded) this.#onStall(slot, p, wall, cpu);
+          // Requests kept running since the last look: the probe waits its
+          // turn behind a backlog (a starved host), no request holds the thread.
+          const progressing = (p.progressAt ?? 0) > lastCheck;
+          lastCheck = now;
+          // Creating isolates is the platform's startup work: a larger budget.
+          const budget = p.loading.size > 0 ? Math.max(cpuNeeded, loadCpuMs * share) : cpuNeeded;
+          if (cpu >= budget && !progressing) this.#onStall(slot, p, wall, cpu);
           else if (wall >= hangMs) this.#onHang(slot, p, wall);
           else {
             if (!starved) this.#metrics?.starved.inc();

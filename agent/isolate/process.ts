@@ -87,11 +87,15 @@ export class WorkerdProcess {
   readonly loaded = new Set<string>();
   /** Revision -> when it last became busy; present while it has requests in flight. */
   readonly busy = new Map<string, number>();
+  /** Revision -> loads in progress (isolate creation and module evaluation). */
+  readonly loading = new Map<string, number>();
   readonly stderrTail: string[] = [];
   controlPort: number | undefined;
   exitInfo: ExitInfo | undefined;
   /** Why the pool killed it (stall, recycle, stop); undefined for a crash. */
   killReason: string | undefined;
+  /** When the router last said JS ran (a progress beat, with in-flight tracking on). */
+  progressAt: number | undefined;
   /** A probe started at this time has not answered yet. */
   probeStartedAt: number | undefined;
   /** The process's CPU time (ms) when that probe started. */
@@ -204,9 +208,20 @@ export class WorkerdProcess {
 
   /** `b <rev>` when a revision gets its first request in flight, `i <rev>` when its last one ends. */
   #track(message: string): void {
+    if (message === "p") {
+      this.progressAt = performance.now();
+      return;
+    }
     const revision = message.slice(2);
     if (message.startsWith("b ")) this.busy.set(revision, Date.now());
     else if (message.startsWith("i ")) this.busy.delete(revision);
+    else if (message.startsWith("s "))
+      this.loading.set(revision, (this.loading.get(revision) ?? 0) + 1);
+    else if (message.startsWith("e ")) {
+      const n = (this.loading.get(revision) ?? 1) - 1;
+      if (n > 0) this.loading.set(revision, n);
+      else this.loading.delete(revision);
+    }
   }
 
   /** Revisions with requests in flight, most recently busy first. */

@@ -64,13 +64,30 @@ function sameSecret(given, expected) {
   return diff === 0;
 }
 
+/**
+ * A progress beat, at most one per PROGRESS_MS of wall time: JS ran here. The
+ * watchdog tells a thread held by one request (no beats) from a backlog on a
+ * starved host (beats keep coming while the probe waits its turn). Date.now()
+ * only moves between I/O events in workerd, which is all a beat needs.
+ */
+const PROGRESS_MS = 25;
+let lastBeat = 0;
+function beat(env) {
+  const now = Date.now();
+  if (now - lastBeat < PROGRESS_MS || env.TRACK !== "1") return;
+  lastBeat = now;
+  console.log(`${env.TOKEN} p`);
+}
+
 function enter(env, revision) {
+  beat(env);
   const n = (busy.get(revision) ?? 0) + 1;
   busy.set(revision, n);
   if (n === 1 && env.TRACK === "1") console.log(`${env.TOKEN} b ${revision}`);
 }
 
 function leave(env, revision) {
+  beat(env);
   const n = (busy.get(revision) ?? 1) - 1;
   if (n > 0) {
     busy.set(revision, n);
@@ -226,9 +243,12 @@ async function load(env, revision) {
   }
   // Tracked like a request: a module that spins at top level is named by the stall.
   enter(env, revision);
+  // A load (isolate creation, module evaluation) gets the startup CPU budget.
+  if (env.TRACK === "1") console.log(`${env.TOKEN} s ${revision}`);
   try {
     return await loadNow(env, revision);
   } finally {
+    if (env.TRACK === "1") console.log(`${env.TOKEN} e ${revision}`);
     leave(env, revision);
   }
 }
