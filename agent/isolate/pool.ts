@@ -890,7 +890,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
    * Health probes on the control socket. An unanswered probe is a stall only
    * once the process burned `stallMs * cpuRatio` of CPU on it (scaled down when
    * its cgroup grants less than a core) and its router gave no progress beat
-   * since the last look; a process that did not get the CPU, or kept serving
+   * for `stallMs`; a process that did not get the CPU, or kept serving
    * other requests meanwhile (a backlog), is starved by the host, not stalled,
    * and is left alone (up to `hangMs`).
    */
@@ -907,7 +907,6 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       p.probeCpuMs = p.cpuMs() ?? 0;
       let timer: NodeJS.Timeout | undefined;
       let starved = false;
-      let lastCheck = started;
       const check = () => {
         // An answer may already sit in the socket while our own loop lagged:
         // let the poll phase run before deciding.
@@ -916,12 +915,13 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
           const now = performance.now();
           const wall = now - started;
           const cpu = (p.cpuMs() ?? p.probeCpuMs) - p.probeCpuMs;
-          // Requests kept running since the last look: the probe waits its
-          // turn behind a backlog (a starved host), no request holds the thread.
-          const progressing = (p.progressAt ?? 0) > lastCheck;
-          lastCheck = now;
-          // Creating isolates is the platform's startup work: a larger budget.
-          const budget = p.loading.size > 0 ? Math.max(cpuNeeded, loadCpuMs * share) : cpuNeeded;
+          // Requests kept running within the window: the probe waits its turn
+          // behind a backlog (a starved host or a throttled cgroup), no request
+          // holds the thread. A spinner's last beat ages out within stallMs.
+          const progressing = p.progressAt !== undefined && now - p.progressAt < stallMs;
+          // Creating isolates is the platform's startup work: a larger budget,
+          // an amount of work (a smaller CPU share makes it slower, not smaller).
+          const budget = p.loading.size > 0 ? Math.max(cpuNeeded, loadCpuMs) : cpuNeeded;
           if (cpu >= budget && !progressing) this.#onStall(slot, p, wall, cpu);
           else if (wall >= hangMs) this.#onHang(slot, p, wall);
           else {

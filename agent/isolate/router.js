@@ -201,6 +201,9 @@ export default {
       });
     }
     enter(env, revision);
+    // The first request here creates the isolate: the startup CPU budget.
+    const cold = !loaded.has(revision) && env.TRACK === "1";
+    if (cold) console.log(`${env.TOKEN} s ${revision}`);
     try {
       let stub;
       try {
@@ -223,6 +226,7 @@ export default {
     } catch (err) {
       return fail(500, "worker-exception", `worker error: ${shortMessage(err)}`);
     } finally {
+      if (cold) console.log(`${env.TOKEN} e ${revision}`);
       leave(env, revision);
     }
   },
