@@ -14,17 +14,21 @@ import { join } from "node:path";
 import type { Redis } from "ioredis";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRevisionStatus } from "../../scaler/controllers/revision-status.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
 import type { AgentRecord } from "../../src/fleet/types.ts";
+import { createRedisStore } from "../../src/store/index.ts";
 import { gatewayKeys, type RevisionCounters } from "../../src/traffic/keys.ts";
 import { serviceBody, startTestApi, type TestApi } from "../support/api.ts";
-import { connect } from "../support/redis.ts";
+import { connect, redisUrl } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const SHOTS = join(import.meta.dirname, "..", "..", ".cache", "console-screenshots");
 const TOKENS = "/apis/skiff.dev/v1/tokens";
 const XSS = `<script>window.__xss=1</script><img src=x onerror="window.__xss=2">`;
+/** What the agent reports for broken-00001: the image name is the tenant's text. */
+const PULL_FAILURE = 'image "<b>nope</b>:1" not found in any registry';
 
 let api: TestApi;
 let redis: Redis;
@@ -106,11 +110,30 @@ beforeAll(async () => {
   await makeToken("viewer", "view", ["default"]);
   await makeToken("editor", "edit", ["default"]);
   await makeToken("team-b", "edit", ["team-b"]);
-  // A host with one instance of hello and one of team-b's service.
+  expect((await api.call("POST", api.ns("services"), serviceBody("broken"))).status).toBe(201);
+  // A host with a ready instance of hello and of team-b's service, and one of
+  // broken that cannot pull its image, reported as an agent reports them.
   await fleet.registerAgent(agentRecord("host-a"), 120_000);
-  for (const [id, ns, rev] of [
-    ["hello-00002-aaaaaa", "default", "hello-00002"],
-    ["secret-00001-bbbbbb", "team-b", "secret-00001"],
+  const ready = { phase: "ready" as const, readyAt: Date.now() };
+  for (const [id, ns, rev, state] of [
+    ["hello-00002-aaaaaa", "default", "hello-00002", ready],
+    ["secret-00001-bbbbbb", "team-b", "secret-00001", ready],
+    [
+      "broken-00001-cccccc",
+      "default",
+      "broken-00001",
+      {
+        phase: "backoff" as const,
+        reason: "ImageNotFound",
+        message: PULL_FAILURE,
+        lastFailure: {
+          condition: "ResourcesAvailable" as const,
+          reason: "ImageNotFound",
+          message: PULL_FAILURE,
+          at: Date.now(),
+        },
+      },
+    ],
   ] as const) {
     await fleet.writeInstanceStatus(
       {
@@ -119,14 +142,32 @@ beforeAll(async () => {
         namespace: ns,
         revision: rev,
         runtime: "container",
-        phase: "ready",
         restarts: 0,
         since: Date.now(),
-        readyAt: Date.now(),
+        ...state,
       },
       120_000,
     );
   }
+  // The scaler's revision-status controller turns the reports into Revision
+  // conditions; stopped once they are written, so nothing changes under the pages.
+  const store = await createRedisStore({ url: redisUrl(), prefix: api.prefix });
+  const status = await startRevisionStatus({
+    store,
+    fleet,
+    domain: "localhost",
+    scheme: "http",
+    holdFailureMs: 1_000,
+    resyncIntervalMs: 60_000,
+  });
+  const readyOf = async (rev: string) =>
+    (await api.call("GET", api.ns("revisions", rev))).json.status.conditions?.find(
+      (c: { type: string }) => c.type === "Ready",
+    )?.status;
+  await waitFor("hello-00002 Ready", async () => (await readyOf("hello-00002")) === "True");
+  await waitFor("broken-00001 failing", async () => (await readyOf("broken-00001")) === "False");
+  await status.stop();
+  await store.close();
 });
 
 afterAll(async () => {
@@ -295,6 +336,14 @@ describe("console over HTTP", () => {
     expect(rates).toEqual({ "team-b/secret": 7 });
   });
 
+  it("a failing revision shows its condition's message, escaped", async () => {
+    const { text } = await page(await session(secrets.viewer!));
+    const row = /<tr data-revision="broken-00001">[\s\S]*?<\/tr>/.exec(text)?.[0] ?? "";
+    expect(row).toContain("Failing");
+    expect(row).toContain("image &quot;&lt;b&gt;nope&lt;/b&gt;:1&quot; not found in any registry");
+    expect(text).not.toContain("<b>nope</b>");
+  });
+
   it("tenant markup is escaped, never markup", async () => {
     const { text } = await page(await session(secrets.editor!));
     expect(text).not.toContain("<script>window.__xss");
@@ -356,6 +405,9 @@ describe.skipIf(!haveChromium)("console in headless Chromium", () => {
     await card.waitFor();
     expect(await card.locator(".url a").textContent()).toBe("http://hello.default.localhost");
     expect(await card.locator("tr[data-revision]").count()).toBe(3); // two revisions + latest
+    expect(await p.locator('tr[data-revision="broken-00001"] .failure').textContent()).toBe(
+      PULL_FAILURE,
+    );
     await p.screenshot({ path: join(SHOTS, "01-services.png"), fullPage: true });
 
     await card.locator('input[name="percent.hello-00001"]').fill("50");

@@ -183,7 +183,7 @@ ${
     : html`<table class="instances"><thead><tr><th>Instance</th><th>Revision</th><th>Runtime</th><th>Phase</th><th>Message</th></tr></thead><tbody>
 ${h.instances.map(
   (i) =>
-    html`<tr data-instance="${i.id}"><td>${i.id}</td><td>${i.namespace}/${i.revision}</td><td>${i.runtime}</td><td class="phase ${i.phase}">${i.phase}</td><td>${i.reason ? html`${i.reason}: ` : ""}${i.message ?? ""}</td></tr>`,
+    html`<tr data-instance="${i.id}"><td>${i.id}</td><td>${i.namespace}/${i.revision}</td><td>${i.runtime}</td><td class="phase phase-${i.phase}">${i.phase}</td><td>${i.reason ? html`${i.reason}: ` : ""}${i.message ?? ""}</td></tr>`,
 )}
 </tbody></table>`
 }
