@@ -256,8 +256,25 @@ describe("console over HTTP", () => {
     expect(cookie).toMatch(/;\s*SameSite=Strict/i);
     expect(cookie).toMatch(/;\s*Path=\/console/i);
     expect(cookie).not.toMatch(/;\s*Secure/i);
+    // Behind a TLS proxy: Secure, and a __Host- cookie that sibling hosts cannot plant.
     const tls = await login(api.token, { "x-forwarded-proto": "https" });
-    expect(tls.headers.get("set-cookie")).toMatch(/;\s*Secure/i);
+    const tlsCookie = tls.headers.get("set-cookie") ?? "";
+    expect(tlsCookie).toMatch(/^__Host-skiff_console=/);
+    expect(tlsCookie).toMatch(/;\s*Secure/i);
+    expect(tlsCookie).toMatch(/;\s*Path=\/(;|$)/i);
+    expect(tlsCookie).toMatch(/;\s*HttpOnly/i);
+    expect(tlsCookie).not.toMatch(/Domain=/i);
+    const overTls = await fetch(url("/console"), {
+      redirect: "manual",
+      headers: { cookie: tlsCookie.split(";")[0]!, "x-forwarded-proto": "https" },
+    });
+    expect(overTls.status).toBe(200);
+    // The plain-HTTP cookie name is not read over TLS (nor the reverse).
+    const mixed = await fetch(url("/console"), {
+      redirect: "manual",
+      headers: { cookie: `skiff_console=${api.token}`, "x-forwarded-proto": "https" },
+    });
+    expect(mixed.status).toBe(303);
     const { res: home, text } = await page(cookie.split(";")[0]!);
     expect(home.status).toBe(200);
     expect(home.headers.get("cache-control")).toBe("no-store");
@@ -278,6 +295,13 @@ describe("console over HTTP", () => {
     const before = await specTraffic("hello");
     const forged = await postTraffic(cookie, { pin: "hello-00001" }, "http://evil.example");
     expect(forged.res.status).toBe(403);
+    // A tenant's service is the same site (SameSite lets the cookie through), not the same origin.
+    const sibling = await postTraffic(
+      cookie,
+      { pin: "hello-00001" },
+      "http://evil.default.localhost",
+    );
+    expect(sibling.res.status).toBe(403);
     // A request with neither Origin nor Sec-Fetch-Site proves nothing: refused too.
     const blind = await postTraffic(cookie, { pin: "hello-00001" });
     expect(blind.res.status).toBe(403);

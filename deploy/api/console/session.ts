@@ -1,21 +1,31 @@
 /**
  * The console's session: the API token itself, in a cookie the page's script
  * cannot read (HttpOnly), that no other site's request carries (SameSite=
- * Strict), sent only over TLS when the console is served over TLS (Secure),
- * and scoped to /console. The token is checked against the token store on
+ * Strict), and, when the console is served over TLS, sent only over TLS and
+ * not settable by sibling hosts (a `__Host-` cookie); over plain HTTP it is
+ * scoped to /console. The token is checked against the token store on
  * every request, as a bearer token is: revoking it ends the session at once.
  *
  * Every POST must also come from the console's own origin (Origin, else
- * Sec-Fetch-Site): SameSite covers modern browsers, the origin check covers
- * the rest, and a request that proves neither is refused.
+ * Sec-Fetch-Site). SameSite alone is not enough: a tenant's service at
+ * `{name}.{namespace}.{domain}` is the same *site* as an API at
+ * `api.{domain}`, so its pages would carry the cookie; they are not the same
+ * origin.
  */
 import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { ForbiddenError } from "../../../src/errors.ts";
 import type { Principal, TokenStore } from "../token.ts";
 
-export const COOKIE = "skiff_console";
 export const CONSOLE_PATH = "/console";
+/** Over plain HTTP (a local install). */
+const COOKIE = "skiff_console";
+/**
+ * Over TLS: a `__Host-` cookie (Secure, Path=/, no Domain), which a service's
+ * host under the same parent domain cannot set or overwrite (cookie tossing:
+ * planting its own token to log the operator into a tenant's view).
+ */
+const TLS_COOKIE = "__Host-skiff_console";
 /** A session lasts at most this long; the token's revocation ends it sooner. */
 const MAX_AGE_S = 8 * 3600;
 
@@ -28,17 +38,14 @@ function overTls(c: Context): boolean {
 }
 
 export function startSession(c: Context, token: string): void {
-  setCookie(c, COOKIE, token, {
-    path: CONSOLE_PATH,
-    httpOnly: true,
-    sameSite: "Strict",
-    secure: overTls(c),
-    maxAge: MAX_AGE_S,
-  });
+  const common = { httpOnly: true, sameSite: "Strict", maxAge: MAX_AGE_S } as const;
+  if (overTls(c)) setCookie(c, TLS_COOKIE, token, { ...common, path: "/", secure: true });
+  else setCookie(c, COOKIE, token, { ...common, path: CONSOLE_PATH });
 }
 
 export function endSession(c: Context): void {
-  deleteCookie(c, COOKIE, { path: CONSOLE_PATH, secure: overTls(c) });
+  if (overTls(c)) deleteCookie(c, TLS_COOKIE, { path: "/", secure: true });
+  else deleteCookie(c, COOKIE, { path: CONSOLE_PATH });
 }
 
 /** The principal of the session's token, or undefined (no cookie, unknown or revoked token). */
@@ -46,7 +53,7 @@ export async function sessionPrincipal(
   c: Context,
   tokens: TokenStore,
 ): Promise<Principal | undefined> {
-  const token = getCookie(c, COOKIE);
+  const token = getCookie(c, overTls(c) ? TLS_COOKIE : COOKIE);
   if (!token || !/^[A-Za-z0-9._~+/=-]{1,512}$/.test(token)) return undefined;
   return tokens.authenticate(token);
 }
