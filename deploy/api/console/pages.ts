@@ -167,7 +167,7 @@ function latestRow(s: ServiceView): Html {
 
 function hostsTable(hosts: HostView[] | undefined): Html {
   if (hosts === undefined)
-    return html`<p class="empty">Fleet state is not available to this API.</p>`;
+    return html`<p class="empty">Fleet state is not available to this API (its log says why).</p>`;
   if (hosts.length === 0) return html`<p class="empty">No hosts.</p>`;
   return html`${hosts.map(
     (h) => html`<article class="host" data-host="${h.id}">

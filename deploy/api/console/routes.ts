@@ -115,7 +115,14 @@ export function registerConsole(app: Hono, options: ConsoleOptions): void {
   async function overview(c: Context, p: Principal, error?: string, status = 200) {
     const [services, hosts] = await Promise.all([
       readServices(store, p),
-      sources ? readHosts(sources, p, logger) : Promise.resolve(undefined),
+      // Hosts are secondary: a fleet read that fails (e.g. a Redis ACL from before
+      // the console) leaves the services page working, and says so.
+      sources
+        ? readHosts(sources, p, logger).catch((err: unknown) => {
+            logger.warn({ err }, "console: cannot read the fleet's hosts");
+            return undefined;
+          })
+        : Promise.resolve(undefined),
     ]);
     const body = overviewPage({
       principal: p,
