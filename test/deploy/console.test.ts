@@ -13,7 +13,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
 import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startRevisionStatus } from "../../scaler/controllers/revision-status.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
 import type { AgentRecord } from "../../src/fleet/types.ts";
@@ -406,11 +406,22 @@ describe.skipIf(!haveChromium)("console in headless Chromium", () => {
   afterAll(async () => {
     await browser?.close();
   });
+  const pageErrors: string[] = [];
+  afterEach(() => {
+    expect(pageErrors.splice(0)).toEqual([]);
+  });
 
   async function loggedIn(token: string): Promise<Page> {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const p = await context.newPage();
     p.on("dialog", (d) => void d.dismiss());
+    // A CSP violation or a script error shows up as a console error (HTTP
+    // statuses do too: the favicon's 404, the refused POST's 403; not counted).
+    p.on("console", (m) => {
+      if (m.type() === "error" && !m.text().startsWith("Failed to load resource"))
+        pageErrors.push(m.text());
+    });
+    p.on("pageerror", (e) => pageErrors.push(e.message));
     await p.goto(url("/console"));
     expect(p.url()).toMatch(/\/console\/login$/);
     await p.fill("#token", token);
