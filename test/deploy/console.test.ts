@@ -375,6 +375,18 @@ describe("console over HTTP", () => {
     expect(text).toContain("&lt;script&gt;window.__xss=1&lt;/script&gt;");
   });
 
+  it("revoking the token ends its console session at once", async () => {
+    await makeToken("short-lived", "view", ["default"]);
+    const cookie = await session(secrets["short-lived"]!);
+    expect((await page(cookie)).res.status).toBe(200);
+    expect((await api.call("DELETE", `${TOKENS}/short-lived`)).status).toBe(200);
+    const after = await page(cookie);
+    expect(after.res.status).toBe(303);
+    expect(after.res.headers.get("location")).toBe("/console/login");
+    const rates = await fetch(url("/console/rates"), { headers: { cookie } });
+    expect(rates.status).toBe(401);
+  });
+
   it("logout clears the cookie", async () => {
     const cookie = await session(secrets.viewer!);
     const res = await fetch(url("/console/logout"), {
