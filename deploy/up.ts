@@ -128,6 +128,7 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
     });
     stops.push({ name: "api", stop: () => api.close() });
     log(`API:      ${api.url}`);
+    log(`Console:  ${api.url}/console (log in with the token)`);
     const token = api.generatedToken ?? config.api.token;
     if (api.generatedToken) log(`Token:    ${api.generatedToken}   (generated now and shown once)`);
     else if (!config.api.token)

@@ -18,6 +18,8 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# The web console's browser test drives Debian's chromium with playwright-core.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "apt-get install ${need_apt[*]}"

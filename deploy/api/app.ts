@@ -3,7 +3,8 @@
  * paths (resource-routes.ts), API tokens (token-routes.ts), JSON or YAML in
  * and out, Kubernetes Status objects for errors (status.ts). This module
  * wires them with what every request shares: metrics, health, the store's
- * readiness, authentication and the body limit.
+ * readiness, authentication and the body limit. The web console (console/)
+ * sits beside them under /console, with its own cookie session.
  */
 
 import type { MiddlewareHandler } from "hono";
@@ -18,12 +19,15 @@ import { httpServerMetrics } from "../../src/metrics.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import type { Store } from "../../src/store/store.ts";
 import { authenticate, principalOf, requireAdmin } from "./access.ts";
+import type { ConsoleSources } from "./console/data.ts";
+import { registerConsole } from "./console/routes.ts";
 import type { WriteLimits } from "./prepare.ts";
 import { registerResourceRoutes } from "./resource-routes.ts";
 import { answerErrors } from "./status.ts";
 import type { TokenStore } from "./token.ts";
 import { registerTokenRoutes } from "./token-routes.ts";
 import { DEFAULT_WATCH_LIMITS, WatchHub, type WatchLimits } from "./watch.ts";
+import type { WriteDeps } from "./write.ts";
 
 export interface ApiOptions {
   store: Store;
@@ -50,6 +54,8 @@ export interface ApiOptions {
   shutdown?: AbortSignal;
   /** Registers a listener for "the store's change notices were interrupted" (watches then end). */
   onStoreResubscribe?: (listener: () => void) => () => void;
+  /** Fleet records and gateway counters the web console reads (hosts, request rates). */
+  consoleSources?: ConsoleSources;
 }
 
 export function createApiApp(options: ApiOptions): Hono {
@@ -119,16 +125,22 @@ export function createApiApp(options: ApiOptions): Hono {
     }),
   );
 
-  registerResourceRoutes(app, {
+  const writes: WriteDeps = {
     store,
-    watches,
     logger,
     domain: options.domain,
     scheme: options.scheme ?? "http",
     limits: options.limits,
     scaling: options.scaling,
     quotaOf: options.quotaOf,
-  });
+  };
+  registerResourceRoutes(app, { ...writes, watches });
   registerTokenRoutes(app, options.tokens, logger);
+  registerConsole(app, {
+    ...writes,
+    tokens: options.tokens,
+    storeReady: options.storeReady,
+    sources: options.consoleSources,
+  });
   return app;
 }

@@ -10,38 +10,23 @@
  */
 import type { Context, Hono } from "hono";
 import { apply as mergePatch } from "json-merge-patch";
-import {
-  applyConfiguration,
-  applyService,
-  type NamespaceQuota,
-  type WriteMode,
-} from "../../src/control/apply.ts";
+import type { WriteMode } from "../../src/control/apply.ts";
 import { deleteConfiguration, deleteRevision, deleteService } from "../../src/control/delete.ts";
 import { BadRequestError, ForbiddenError, NotFoundError } from "../../src/errors.ts";
-import type { Logger } from "../../src/logging.ts";
 import { isDns1123Label } from "../../src/model/index.ts";
-import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import { API_VERSION, KINDS, type Plural, type Resource } from "../../src/model/types.ts";
-import type { Store } from "../../src/store/store.ts";
 import { authorize, principalOf, type Verb } from "./access.ts";
 import { readObject } from "./body.ts";
-import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
 import { respond } from "./respond.ts";
 import { successStatus } from "./status.ts";
 import { isWatch, type WatchHub } from "./watch.ts";
+import { userView, type WriteDeps, writeObject } from "./write.ts";
 
 export const BASE = "/apis/serving.knative.dev/v1";
 const PLURALS = Object.keys(KINDS) as Plural[];
 
-export interface ResourceRoutes {
-  store: Store;
+export interface ResourceRoutes extends WriteDeps {
   watches: WatchHub;
-  logger: Logger;
-  domain: string;
-  scheme: string;
-  limits: WriteLimits;
-  scaling?: ScalingDefaults | undefined;
-  quotaOf?: ((namespace: string) => NamespaceQuota | undefined) | undefined;
 }
 
 export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void {
@@ -99,12 +84,6 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     return respond(c, obj);
   });
 
-  const writeCtx = { domain: options.domain, scheme: options.scheme };
-  const quotaOf = (namespace: string) => {
-    const quota = options.quotaOf?.(namespace);
-    return quota ? { quota } : {};
-  };
-
   app.post(ns, async (c) => {
     const plural = writable(pluralOf(c.req.param("plural")), "create");
     return write(c, plural, namespaceOf(c, plural, "create"), undefined, "create");
@@ -122,7 +101,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     if (!current) throw notFound(plural, namespace, name);
     // The patch applies to the user's view of the object (status is not theirs).
     const merged = mergePatch(userView(current), structuredClone(patch)) as Record<string, unknown>;
-    return writeObject(c, plural, namespace, name, merged, "replace");
+    return writeAndAnswer(c, plural, namespace, name, merged, "replace");
   });
   app.delete(`${ns}/:name`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
@@ -158,10 +137,10 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     mode: WriteMode,
   ): Promise<Response> {
     const body = await readObject(c);
-    return writeObject(c, plural, namespace, name, body, mode);
+    return writeAndAnswer(c, plural, namespace, name, body, mode);
   }
 
-  async function writeObject(
+  async function writeAndAnswer(
     c: Context,
     plural: "services" | "configurations",
     namespace: string,
@@ -169,48 +148,14 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     body: Record<string, unknown>,
     mode: WriteMode,
   ): Promise<Response> {
-    const dryRun = isDryRun(c);
-    let result: Resource;
-    if (plural === "services") {
-      const { parsed, worker } = await prepareService(body, {
-        namespace,
-        name,
-        limits: options.limits,
-        ...(options.scaling ? { scaling: options.scaling } : {}),
-      });
-      result = (
-        await store.transact(
-          (tx) => applyService(tx, parsed, { mode, worker, ...writeCtx, ...quotaOf(namespace) }),
-          { dryRun },
-        )
-      ).value;
-    } else {
-      const { parsed, worker } = await prepareConfiguration(body, {
-        namespace,
-        name,
-        limits: options.limits,
-        ...(options.scaling ? { scaling: options.scaling } : {}),
-      });
-      result = (
-        await store.transact(
-          (tx) =>
-            applyConfiguration(tx, parsed, { mode, worker, ...writeCtx, ...quotaOf(namespace) }),
-          {
-            dryRun,
-          },
-        )
-      ).value;
-    }
-    logger.info(
-      {
-        kind: plural,
-        namespace,
-        name: result.metadata.name,
-        generation: result.metadata.generation,
-        dryRun,
-      },
-      mode === "create" ? "created" : "updated",
-    );
+    const result = await writeObject(options, {
+      plural,
+      namespace,
+      name,
+      body,
+      mode,
+      dryRun: isDryRun(c),
+    });
     return respond(c, result, mode === "create" ? 201 : 200);
   }
 }
@@ -296,16 +241,5 @@ function listOf(plural: Plural, items: Resource[]) {
         ? a.metadata.name.localeCompare(b.metadata.name)
         : a.metadata.namespace.localeCompare(b.metadata.namespace),
     ),
-  };
-}
-
-/** What a user may PATCH: identity, labels, annotations, resourceVersion and spec. */
-function userView(obj: Resource): Record<string, unknown> {
-  const { name, namespace, labels, annotations, resourceVersion } = obj.metadata;
-  return {
-    apiVersion: obj.apiVersion,
-    kind: obj.kind,
-    metadata: { name, namespace, labels, annotations, resourceVersion },
-    spec: structuredClone(obj.spec),
   };
 }

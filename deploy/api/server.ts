@@ -70,6 +70,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     registry,
     logger,
     watch: config.api.watch,
+    consoleSources: { redis, prefix: config.redisPrefix },
   });
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port });
   await new Promise<void>((resolve, reject) => {

@@ -195,15 +195,21 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
   },
   {
     role: "api",
-    summary: "the deploy store (Knative objects, worker bundles) and the API token hash",
+    summary:
+      "the deploy store (Knative objects, worker bundles) and the API token hash; reads hosts, instances and request counters for the web console",
     keys: [
       ...STORE_KEYS("RW"),
       { pattern: "artifact:*", access: "RW", why: "worker bundles" },
       { pattern: "auth:*", access: "RW", why: "the API token's SHA-256" },
       { pattern: "cluster", access: "R", why: "cluster id" },
+      { pattern: "fleet:agents", access: "R", why: "the console's hosts" },
+      { pattern: "fleet:agent:*", access: "R", why: "the console's hosts (records)" },
+      { pattern: "fleet:instances:*", access: "R", why: "the console's instances per host" },
+      { pattern: "metrics:gateways", access: "R", why: "the console's request rates" },
+      { pattern: "metrics:gw:*", access: "R", why: "the console's request rates (counters)" },
     ],
     channels: ["events"],
-    commands: [...STORE_COMMANDS_WRITE, "exists", "hgetall"],
+    commands: [...STORE_COMMANDS_WRITE, "exists", "hgetall", "zrange"],
   },
 ];
 

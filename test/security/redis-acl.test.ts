@@ -165,6 +165,24 @@ describe("each component with its own restricted Redis user", () => {
       status: 200,
       body: "Hello ACL!",
     });
+    // The web console reads hosts, instances and gateway counters as the api user too.
+    const login = await fetch(`${apiUrl}/console/login`, {
+      method: "POST",
+      redirect: "manual",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: new URL(apiUrl).origin,
+      },
+      body: new URLSearchParams({ token }).toString(),
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+    const page = await (await fetch(`${apiUrl}/console`, { headers: { cookie } })).text();
+    expect(page).toContain("acl-00001");
+    expect(page).toContain('class="host"');
+    const rates = await fetch(`${apiUrl}/console/rates`, { headers: { cookie } });
+    expect(rates.status).toBe(200);
+    expect(Object.keys((await rates.json()) as Record<string, number>)).toEqual(["default/acl"]);
     const clients = String(await admin.client("LIST"))
       .split("\n")
       .map((l) => / user=(\S+)/.exec(l)?.[1])

@@ -1,0 +1,94 @@
+/**
+ * The one write path of Services and Configurations: parse and validate the
+ * untrusted body (prepare.ts), then apply it in a store transaction with the
+ * namespace's quota (src/control/apply.ts), then log the change. The REST
+ * routes and the web console's traffic changes both go through here, so a
+ * console write is validated, bounded and logged exactly like an API write.
+ */
+import {
+  applyConfiguration,
+  applyService,
+  type NamespaceQuota,
+  type WriteMode,
+} from "../../src/control/apply.ts";
+import type { Logger } from "../../src/logging.ts";
+import type { ScalingDefaults } from "../../src/model/scaling.ts";
+import type { Resource } from "../../src/model/types.ts";
+import type { Store } from "../../src/store/store.ts";
+import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
+
+export interface WriteDeps {
+  store: Store;
+  logger: Logger;
+  domain: string;
+  scheme: string;
+  limits: WriteLimits;
+  scaling?: ScalingDefaults | undefined;
+  quotaOf?: ((namespace: string) => NamespaceQuota | undefined) | undefined;
+}
+
+export interface WriteRequest {
+  plural: "services" | "configurations";
+  namespace: string;
+  /** The name in the URL (PUT/PATCH); the body's name must agree. */
+  name: string | undefined;
+  body: Record<string, unknown>;
+  mode: WriteMode;
+  dryRun: boolean;
+  /** Logged with the change: who asked, through what (e.g. "console"). */
+  via?: string;
+}
+
+export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<Resource> {
+  const { plural, namespace, name, body, mode, dryRun } = req;
+  const quota = deps.quotaOf?.(namespace);
+  const ctx = {
+    mode,
+    domain: deps.domain,
+    scheme: deps.scheme,
+    ...(quota ? { quota } : {}),
+  };
+  const prepare = {
+    namespace,
+    name,
+    limits: deps.limits,
+    ...(deps.scaling ? { scaling: deps.scaling } : {}),
+  };
+  let result: Resource;
+  if (plural === "services") {
+    const { parsed, worker } = await prepareService(body, prepare);
+    result = (
+      await deps.store.transact((tx) => applyService(tx, parsed, { ...ctx, worker }), { dryRun })
+    ).value;
+  } else {
+    const { parsed, worker } = await prepareConfiguration(body, prepare);
+    result = (
+      await deps.store.transact((tx) => applyConfiguration(tx, parsed, { ...ctx, worker }), {
+        dryRun,
+      })
+    ).value;
+  }
+  deps.logger.info(
+    {
+      kind: plural,
+      namespace,
+      name: result.metadata.name,
+      generation: result.metadata.generation,
+      dryRun,
+      ...(req.via ? { via: req.via } : {}),
+    },
+    mode === "create" ? "created" : "updated",
+  );
+  return result;
+}
+
+/** What a user may PATCH: identity, labels, annotations, resourceVersion and spec. */
+export function userView(obj: Resource): Record<string, unknown> {
+  const { name, namespace, labels, annotations, resourceVersion } = obj.metadata;
+  return {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
+    metadata: { name, namespace, labels, annotations, resourceVersion },
+    spec: structuredClone(obj.spec),
+  };
+}
