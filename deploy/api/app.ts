@@ -18,6 +18,7 @@ import { httpServerMetrics } from "../../src/metrics.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import type { Store } from "../../src/store/store.ts";
 import { authenticate, principalOf, requireAdmin } from "./access.ts";
+import { registerDiscoveryRoutes } from "./discovery.ts";
 import type { WriteLimits } from "./prepare.ts";
 import { registerResourceRoutes } from "./resource-routes.ts";
 import { answerErrors } from "./status.ts";
@@ -34,6 +35,8 @@ export interface ApiOptions {
    * instead of waiting for commands that cannot be sent.
    */
   storeReady?: () => boolean;
+  /** Namespaces the configuration names (quota overrides): listed even while empty. */
+  configuredNamespaces?: readonly string[];
   /** The quota of one namespace (default: none). */
   quotaOf?: (namespace: string) => NamespaceQuota | undefined;
   domain: string;
@@ -98,7 +101,10 @@ export function createApiApp(options: ApiOptions): Hono {
   };
   const auth = authenticate(options.tokens);
   app.use("/metrics", storeUp, auth);
+  // Discovery needs a token as on Kubernetes (only /version is public).
   app.use("/apis/*", storeUp, auth);
+  app.use("/api/*", storeUp, auth);
+  app.use("/openapi/*", storeUp, auth);
 
   // /metrics names tenants (namespaces, services in route labels): the admin token only.
   app.get("/metrics", async (c) => {
@@ -119,6 +125,7 @@ export function createApiApp(options: ApiOptions): Hono {
     }),
   );
 
+  registerDiscoveryRoutes(app, { store, configuredNamespaces: options.configuredNamespaces });
   registerResourceRoutes(app, {
     store,
     watches,

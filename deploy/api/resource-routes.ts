@@ -28,6 +28,7 @@ import { readObject } from "./body.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
 import { respond } from "./respond.ts";
 import { successStatus } from "./status.ts";
+import { KNATIVE_COLUMNS, respondRead } from "./table.ts";
 import { isWatch, type WatchHub } from "./watch.ts";
 
 export const BASE = "/apis/serving.knative.dev/v1";
@@ -47,21 +48,6 @@ export interface ResourceRoutes {
 export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void {
   const { store, watches, logger } = options;
 
-  app.get(BASE, (c) =>
-    c.json({
-      kind: "APIResourceList",
-      apiVersion: "v1",
-      groupVersion: API_VERSION,
-      resources: PLURALS.map((name) => ({
-        name,
-        singularName: KINDS[name].toLowerCase(),
-        namespaced: true,
-        kind: KINDS[name],
-        verbs: verbsOf(name),
-      })),
-    }),
-  );
-
   // Across namespaces: only the objects of namespaces the token may read.
   app.get(`${BASE}/:plural`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
@@ -75,7 +61,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
         : (
             await Promise.all(principal.namespaces.map((n) => store.list(plural, n, { labels })))
           ).flat();
-    return respond(c, listOf(plural, items));
+    return respondRead(c, listOf(plural, items), KNATIVE_COLUMNS[plural]);
   });
 
   const ns = `${BASE}/namespaces/:ns/:plural`;
@@ -86,7 +72,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     if (isWatch(c.req.query("watch")))
       return watches.open(c, principalOf(c), { plural, namespace, labels });
     const items = await store.list(plural, namespace, { labels });
-    return respond(c, listOf(plural, items));
+    return respondRead(c, listOf(plural, items), KNATIVE_COLUMNS[plural]);
   });
   app.get(`${ns}/:name`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
@@ -96,7 +82,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
       return watches.open(c, principalOf(c), { plural, namespace, name });
     const obj = await store.get(plural, namespace, name);
     if (!obj) throw notFound(plural, namespace, name);
-    return respond(c, obj);
+    return respondRead(c, obj, KNATIVE_COLUMNS[plural]);
   });
 
   const writeCtx = { domain: options.domain, scheme: options.scheme };
@@ -213,12 +199,6 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     );
     return respond(c, result, mode === "create" ? 201 : 200);
   }
-}
-
-function verbsOf(plural: Plural): string[] {
-  if (plural === "routes") return ["get", "list"];
-  if (plural === "revisions") return ["get", "list", "delete"];
-  return ["get", "list", "create", "update", "patch", "delete"];
 }
 
 function pluralOf(value: string): Plural {

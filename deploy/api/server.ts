@@ -62,6 +62,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     tokens: new TokenStore(redis, config.redisPrefix),
     storeReady: () => redis.status === "ready",
     quotaOf: (namespace) => quotaFor(config.quotas, namespace),
+    configuredNamespaces: Object.keys(config.quotas.namespaces),
     domain: config.domain,
     scheme: config.urlScheme,
     bodyLimitBytes: config.api.bodyLimitBytes,
