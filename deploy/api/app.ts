@@ -19,6 +19,7 @@ import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import type { Store } from "../../src/store/store.ts";
 import { authenticate, principalOf, requireAdmin } from "./access.ts";
 import { registerDiscoveryRoutes } from "./discovery.ts";
+import { registerOpenApiRoutes } from "./openapi.ts";
 import type { WriteLimits } from "./prepare.ts";
 import { registerResourceRoutes } from "./resource-routes.ts";
 import { answerErrors } from "./status.ts";
@@ -126,6 +127,7 @@ export function createApiApp(options: ApiOptions): Hono {
   );
 
   registerDiscoveryRoutes(app, { store, configuredNamespaces: options.configuredNamespaces });
+  registerOpenApiRoutes(app);
   registerResourceRoutes(app, {
     store,
     watches,
