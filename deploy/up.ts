@@ -61,6 +61,8 @@ export interface Up {
   config: SkiffConfig;
   /** With api.tls: the kubeconfig written for kubectl ({state}/kubeconfig). */
   kubeconfig?: string;
+  /** With api.tls: the CA clients trust (PEM file), when known. */
+  caFile?: string;
   close(): Promise<void>;
 }
 
@@ -202,6 +204,7 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
       close: () => stopAll(logger),
     };
     if (kubeconfig) result.kubeconfig = kubeconfig;
+    if (api.caFile) result.caFile = api.caFile;
     if (token) result.token = token;
     return result;
   } catch (err) {

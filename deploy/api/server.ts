@@ -21,6 +21,8 @@ export interface ApiServer {
   url: string;
   /** With TLS: the CA clients should trust (PEM), when known (generated, or api.tls.caFile). */
   ca?: string;
+  /** Where that CA is on disk (the CLI's settings name it). */
+  caFile?: string;
   /** Set when this start generated the token (first start on this Redis). */
   generatedToken?: string;
   close(): Promise<void>;
@@ -122,6 +124,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   };
   if (token.generated) result.generatedToken = token.generated;
   if (tls?.ca) result.ca = tls.ca;
+  if (tls?.caFile) result.caFile = tls.caFile;
   return result;
 }
 

@@ -21,6 +21,8 @@ export interface TlsMaterial {
   key: string;
   /** The CA clients should trust (PEM), when known: generated, or the operator's caFile. */
   ca?: string;
+  /** Where that CA is on disk. */
+  caFile?: string;
 }
 
 export interface TlsSettings {
@@ -56,7 +58,10 @@ export function tlsMaterial(settings: TlsSettings, dir: string, listenHost: stri
       cert: readPem(settings.certFile, "api.tls.certFile"),
       key: readPem(settings.keyFile, "api.tls.keyFile"),
     };
-    if (settings.caFile) out.ca = readPem(settings.caFile, "api.tls.caFile");
+    if (settings.caFile) {
+      out.ca = readPem(settings.caFile, "api.tls.caFile");
+      out.caFile = settings.caFile;
+    }
     return out;
   }
   return generatedTls(dir, servingNames(listenHost));
@@ -89,13 +94,13 @@ function generatedTls(dir: string, names: string[]): TlsMaterial {
   if (existsSync(certPath) && existsSync(keyPath)) {
     const cert = readFileSync(certPath, "utf8");
     if (stillGood(cert, ca.cert, names)) {
-      return { cert, key: readFileSync(keyPath, "utf8"), ca: ca.cert };
+      return { cert, key: readFileSync(keyPath, "utf8"), ca: ca.cert, caFile: caCertPath };
     }
   }
   const serving = makeServing(ca, names);
   writeFileSync(keyPath, serving.key, { mode: 0o600 });
   writeFileSync(certPath, serving.cert);
-  return { ...serving, ca: ca.cert };
+  return { ...serving, ca: ca.cert, caFile: caCertPath };
 }
 
 function stillGood(certPem: string, caPem: string, names: string[]): boolean {

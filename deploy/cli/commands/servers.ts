@@ -182,21 +182,29 @@ export function upOverrides(flags: UpFlags): Layer {
  * the line(s) to print.
  */
 export function cliSettingsForUp(
-  up: Pick<Up, "apiUrl" | "clusterId" | "token">,
+  up: Pick<Up, "apiUrl" | "clusterId" | "token" | "caFile">,
   path: string,
 ): string {
   const own = ownsSettings(path, { apiUrl: up.apiUrl, cluster: up.clusterId });
   if (own.write) {
     // The token is known when generated now or given; otherwise keep the saved one.
     const token = up.token ?? own.previous.token;
-    writeSettings({ apiUrl: up.apiUrl, ...(token ? { token } : {}), cluster: up.clusterId }, path);
+    writeSettings(
+      {
+        apiUrl: up.apiUrl,
+        ...(token ? { token } : {}),
+        ...(up.caFile ? { caFile: up.caFile } : {}),
+        cluster: up.clusterId,
+      },
+      path,
+    );
     return `CLI:      settings written to ${path}`;
   }
   const token = up.token ? "the token above" : "this install's token";
   return [
     `CLI:      ${path} left as is: ${own.reason}. To use this install:`,
     `            skiff --api-url ${up.apiUrl} --token TOKEN ...   (TOKEN: ${token})`,
-    `            export SKIFF_API_URL=${up.apiUrl} SKIFF_TOKEN=TOKEN`,
+    `            export SKIFF_API_URL=${up.apiUrl} SKIFF_TOKEN=TOKEN${up.caFile ? ` SKIFF_CA_FILE=${up.caFile}` : ""}`,
     `            skiff login --api-url ${up.apiUrl} --token TOKEN   (makes it the CLI's default)`,
   ].join("\n");
 }
