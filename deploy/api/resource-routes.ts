@@ -28,7 +28,7 @@ import { readObject } from "./body.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
 import { respond } from "./respond.ts";
 import { successStatus } from "./status.ts";
-import { KNATIVE_COLUMNS, respondRead } from "./table.ts";
+import { KNATIVE_COLUMNS, respondRead, tableFor } from "./table.ts";
 import { isWatch, type WatchHub } from "./watch.ts";
 
 export const BASE = "/apis/serving.knative.dev/v1";
@@ -54,7 +54,12 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const principal = principalOf(c);
     const labels = labelSelector(c.req.query("labelSelector"));
     if (isWatch(c.req.query("watch")))
-      return watches.open(c, principal, { plural, namespace: undefined, labels });
+      return watches.open(c, principal, {
+        plural,
+        namespace: undefined,
+        labels,
+        table: tableFor(c, KNATIVE_COLUMNS[plural]),
+      });
     const items =
       principal.kind === "admin"
         ? await store.list(plural, undefined, { labels })
@@ -70,7 +75,12 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const namespace = namespaceOf(c, plural, "list");
     const labels = labelSelector(c.req.query("labelSelector"));
     if (isWatch(c.req.query("watch")))
-      return watches.open(c, principalOf(c), { plural, namespace, labels });
+      return watches.open(c, principalOf(c), {
+        plural,
+        namespace,
+        labels,
+        table: tableFor(c, KNATIVE_COLUMNS[plural]),
+      });
     const items = await store.list(plural, namespace, { labels });
     return respondRead(c, listOf(plural, items), KNATIVE_COLUMNS[plural]);
   });
@@ -79,7 +89,12 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const namespace = namespaceOf(c, plural, "get");
     const name = c.req.param("name");
     if (isWatch(c.req.query("watch")))
-      return watches.open(c, principalOf(c), { plural, namespace, name });
+      return watches.open(c, principalOf(c), {
+        plural,
+        namespace,
+        name,
+        table: tableFor(c, KNATIVE_COLUMNS[plural]),
+      });
     const obj = await store.get(plural, namespace, name);
     if (!obj) throw notFound(plural, namespace, name);
     return respondRead(c, obj, KNATIVE_COLUMNS[plural]);

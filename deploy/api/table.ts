@@ -98,30 +98,43 @@ export const KNATIVE_COLUMNS: Record<Plural, Column[]> = {
  * one object or a list (`items`); both become a Table of their rows.
  */
 export function respondRead(c: Context, value: Obj, columns: Column[]): Response {
+  const toTable = tableFor(c, columns);
+  if (!toTable) return respond(c, value);
+  return c.json(toTable(Array.isArray(value.items) ? value.items : [value], value.metadata));
+}
+
+/**
+ * When the client asked for Tables: what turns objects into one (a watch
+ * sends each event's object as a one-row Table, as Kubernetes does).
+ */
+export function tableFor(
+  c: Context,
+  columns: Column[],
+): ((objects: Obj[], listMeta?: Obj) => Obj) | undefined {
   const version = tableVersion(c.req.header("accept"));
-  if (!version) return respond(c, value);
-  const objects: Obj[] = Array.isArray(value.items) ? value.items : [value];
+  if (!version) return undefined;
   const include = c.req.query("includeObject") ?? "Metadata";
-  return c.json({
+  const columnDefinitions = [
+    {
+      name: "Name",
+      type: "string",
+      format: "name",
+      description: "Name must be unique within a namespace.",
+      priority: 0,
+    },
+    ...columns.map(({ name, type, description }) => ({
+      name,
+      type,
+      format: "",
+      description,
+      priority: 0,
+    })),
+  ];
+  return (objects, listMeta) => ({
     kind: "Table",
     apiVersion: `meta.k8s.io/${version}`,
-    metadata: { resourceVersion: value.metadata?.resourceVersion ?? "" },
-    columnDefinitions: [
-      {
-        name: "Name",
-        type: "string",
-        format: "name",
-        description: "Name must be unique within a namespace.",
-        priority: 0,
-      },
-      ...columns.map(({ name, type, description }) => ({
-        name,
-        type,
-        format: "",
-        description,
-        priority: 0,
-      })),
-    ],
+    metadata: { resourceVersion: listMeta?.resourceVersion ?? "" },
+    columnDefinitions,
     rows: objects.map((obj) => ({
       cells: [obj.metadata?.name, ...columns.map((col) => col.cell(obj) ?? "")],
       ...(include === "None" ? {} : { object: include === "Object" ? obj : partial(obj) }),

@@ -3,13 +3,14 @@
  * cluster: a kubeconfig with the CA, server and token, then apply, get
  * (server-side printed tables), jsonpath, explain, patch and delete.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeKubeconfig } from "../../deploy/kubeconfig.ts";
 import { startTestApi, type TestApi, TOKEN } from "../support/api.ts";
+import { waitFor } from "../support/wait.ts";
 
 const KUBECTL = "/usr/bin/kubectl";
 const present = existsSync(KUBECTL);
@@ -39,19 +40,23 @@ interface Run {
   stderr: string;
 }
 
+function kubectlEnv() {
+  // A private cache folder: discovery from another run never answers for this one.
+  return {
+    PATH: process.env.PATH ?? "",
+    HOME: dir,
+    KUBECONFIG: kubeconfig,
+    KUBECACHEDIR: join(dir, "cache"),
+  };
+}
+
 function run(args: string[], input?: string): Promise<Run> {
   return new Promise((resolve) => {
     const child = execFile(
       KUBECTL,
       args,
       {
-        // A private cache folder: discovery from another run never answers for this one.
-        env: {
-          PATH: process.env.PATH ?? "",
-          HOME: dir,
-          KUBECONFIG: kubeconfig,
-          KUBECACHEDIR: join(dir, "cache"),
-        },
+        env: kubectlEnv(),
         timeout: 30_000,
       },
       (err, stdout, stderr) =>
@@ -183,30 +188,47 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
     expect(refused.stderr).toMatch(/forbidden/);
   });
 
-  it("patch --type merge changes the template (a new revision)", async () => {
-    const out = await kubectl(
-      "patch",
-      "ksvc",
-      "hello",
-      "--type",
-      "merge",
-      "-p",
-      JSON.stringify({
-        spec: {
-          template: {
-            spec: {
-              containers: [
-                {
-                  image: "ghcr.io/knative/helloworld-go:latest",
-                  env: [{ name: "TARGET", value: "Knative" }],
-                },
-              ],
+  it("patch --type merge changes the template (a new revision), which get -w shows", async () => {
+    // The watch prints Knative's columns for every event (Tables in the stream).
+    const watch = spawn(KUBECTL, ["get", "ksvc", "hello", "-w"], { env: kubectlEnv() });
+    let seen = "";
+    watch.stdout.on("data", (d) => {
+      seen += d;
+    });
+    watch.stderr.on("data", (d) => {
+      seen += d;
+    });
+    try {
+      await waitFor("get -w to print the current row", () => /hello-00002/.test(seen));
+      const out = await kubectl(
+        "patch",
+        "ksvc",
+        "hello",
+        "--type",
+        "merge",
+        "-p",
+        JSON.stringify({
+          spec: {
+            template: {
+              spec: {
+                containers: [
+                  {
+                    image: "ghcr.io/knative/helloworld-go:latest",
+                    env: [{ name: "TARGET", value: "Knative" }],
+                  },
+                ],
+              },
             },
           },
-        },
-      }),
-    );
-    expect(out).toMatch(/service\.serving\.knative\.dev\/hello patched/);
+        }),
+      );
+      expect(out).toMatch(/service\.serving\.knative\.dev\/hello patched/);
+      await waitFor("get -w to print the new revision", () => /hello-00003/.test(seen));
+      expect(seen.match(/^NAME\s+URL\s+LATESTCREATED/gm)).toHaveLength(1);
+      expect(seen).not.toMatch(/Unable to decode/);
+    } finally {
+      watch.kill();
+    }
     expect(
       await kubectl("get", "ksvc", "hello", "-o", "jsonpath={.status.latestCreatedRevisionName}"),
     ).toBe("hello-00003");

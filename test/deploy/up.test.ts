@@ -241,6 +241,33 @@ describe("skiff up --api-tls", () => {
         });
         expect(out).toMatch(/^NAME\s+URL\s+LATESTCREATED/);
         expect(out).toMatch(/\nhello\s+http:\/\/hello\.default\.localhost/);
+        // An isolate becomes Ready on this host's agent: kubectl wait sees it through a watch.
+        const file = join(dir, "hi.yaml");
+        writeFileSync(
+          file,
+          [
+            "apiVersion: serving.knative.dev/v1",
+            "kind: Service",
+            "metadata: { name: hi }",
+            "spec:",
+            "  template:",
+            "    spec:",
+            "      worker:",
+            "        source: 'export default { fetch() { return new Response(\"hi\") } }'",
+          ].join("\n"),
+        );
+        const kenv = {
+          PATH: process.env.PATH ?? "",
+          HOME: home,
+          KUBECONFIG: join(dir, "kubeconfig"),
+        };
+        execFileSync("/usr/bin/kubectl", ["apply", "-f", file], { env: kenv });
+        const waited = execFileSync(
+          "/usr/bin/kubectl",
+          ["wait", "--for=condition=Ready", "ksvc/hi", "--timeout=60s"],
+          { env: kenv, encoding: "utf8" },
+        );
+        expect(waited).toMatch(/service\.serving\.knative\.dev\/hi condition met/);
       }
       // Without the CA the same API is refused: the trust comes from the settings.
       const bare = await runCli(["service", "list"], {
