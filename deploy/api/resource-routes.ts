@@ -129,7 +129,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const plural = pluralOf(c.req.param("plural"));
     const namespace = namespaceOf(c, plural, "delete");
     const name = c.req.param("name");
-    const dryRun = isDryRun(c);
+    const dryRun = await deleteDryRun(c);
     const remove =
       plural === "services"
         ? deleteService
@@ -263,6 +263,20 @@ function isDryRun(c: Context): boolean {
   if (value === undefined) return false;
   if (value === "All") return true;
   throw new BadRequestError(`dryRun must be "All" when given, not "${value}"`);
+}
+
+/**
+ * A DELETE's dry run: `?dryRun=All`, or `dryRun: ["All"]` in a DeleteOptions
+ * body, where client-go (kubectl delete --dry-run=server) puts it. Read
+ * before anything is deleted: a dry run must never delete.
+ */
+async function deleteDryRun(c: Context): Promise<boolean> {
+  const query = isDryRun(c);
+  if (!(await c.req.text()).trim()) return query;
+  const dryRun = (await readObject(c)).dryRun;
+  if (dryRun === undefined || dryRun === null) return query;
+  if (Array.isArray(dryRun) && dryRun.every((v) => v === "All")) return query || dryRun.length > 0;
+  throw new BadRequestError('DeleteOptions.dryRun must be ["All"] when given');
 }
 
 /** Equality-only label selectors: `a=b,c==d`. */

@@ -234,6 +234,15 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
     ).toBe("hello-00003");
   });
 
+  it("delete --dry-run=server deletes nothing (DeleteOptions in the body)", async () => {
+    expect(await kubectl("delete", "ksvc", "hello", "--dry-run=server")).toMatch(
+      /"hello" deleted \(server dry run\)/,
+    );
+    expect(await kubectl("get", "ksvc", "hello", "-o", "name")).toBe(
+      "service.serving.knative.dev/hello\n",
+    );
+  });
+
   it("delete ksvc removes it", async () => {
     expect(await kubectl("delete", "ksvc", "hello")).toMatch(
       /service\.serving\.knative\.dev "hello" deleted/,
