@@ -53,20 +53,25 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const plural = pluralOf(c.req.param("plural"));
     const principal = principalOf(c);
     const labels = labelSelector(c.req.query("labelSelector"));
+    const fields = fieldSelector(c.req.query("fieldSelector"));
+    // metadata.namespace=NS: the same as the namespace's own path (and authorized so).
+    const namespace = fields.namespace;
+    if (namespace !== undefined) authorize(principal, "list", plural, namespace);
     if (isWatch(c.req.query("watch")))
       return watches.open(c, principal, {
         plural,
-        namespace: undefined,
+        namespace,
+        name: fields.name,
         labels,
         table: tableFor(c, KNATIVE_COLUMNS[plural]),
       });
     const items =
-      principal.kind === "admin"
-        ? await store.list(plural, undefined, { labels })
+      principal.kind === "admin" || namespace !== undefined
+        ? await store.list(plural, namespace, { labels })
         : (
             await Promise.all(principal.namespaces.map((n) => store.list(plural, n, { labels })))
           ).flat();
-    return respondRead(c, listOf(plural, items), KNATIVE_COLUMNS[plural]);
+    return respondRead(c, listOf(plural, named(items, fields.name)), KNATIVE_COLUMNS[plural]);
   });
 
   const ns = `${BASE}/namespaces/:ns/:plural`;
@@ -74,15 +79,22 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const plural = pluralOf(c.req.param("plural"));
     const namespace = namespaceOf(c, plural, "list");
     const labels = labelSelector(c.req.query("labelSelector"));
+    const fields = fieldSelector(c.req.query("fieldSelector"));
+    if (fields.namespace !== undefined && fields.namespace !== namespace) {
+      throw new BadRequestError(
+        `fieldSelector metadata.namespace=${fields.namespace} contradicts the path's namespace "${namespace}"`,
+      );
+    }
     if (isWatch(c.req.query("watch")))
       return watches.open(c, principalOf(c), {
         plural,
         namespace,
+        name: fields.name,
         labels,
         table: tableFor(c, KNATIVE_COLUMNS[plural]),
       });
     const items = await store.list(plural, namespace, { labels });
-    return respondRead(c, listOf(plural, items), KNATIVE_COLUMNS[plural]);
+    return respondRead(c, listOf(plural, named(items, fields.name)), KNATIVE_COLUMNS[plural]);
   });
   app.get(`${ns}/:name`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
@@ -277,6 +289,36 @@ async function deleteDryRun(c: Context): Promise<boolean> {
   if (dryRun === undefined || dryRun === null) return query;
   if (Array.isArray(dryRun) && dryRun.every((v) => v === "All")) return query || dryRun.length > 0;
   throw new BadRequestError('DeleteOptions.dryRun must be ["All"] when given');
+}
+
+/**
+ * Field selectors as Kubernetes serves them for custom resources: equality
+ * on metadata.name and metadata.namespace (kubectl wait and get
+ * --field-selector send them; ignoring one would answer for other objects).
+ */
+function fieldSelector(value: string | undefined): { name?: string; namespace?: string } {
+  const out: { name?: string; namespace?: string } = {};
+  if (!value) return out;
+  for (const part of value.split(",")) {
+    const m = /^\s*(metadata\.name|metadata\.namespace)\s*==?\s*([^=\s]*)\s*$/.exec(part);
+    if (!m) {
+      throw new BadRequestError(
+        `unsupported fieldSelector term "${part.slice(0, 80)}"; only metadata.name=NAME and metadata.namespace=NS are supported`,
+      );
+    }
+    if (m[1] === "metadata.name") out.name = m[2]!;
+    else out.namespace = m[2]!;
+  }
+  if (out.namespace !== undefined && !isDns1123Label(out.namespace)) {
+    throw new BadRequestError(
+      `fieldSelector metadata.namespace: "${out.namespace.slice(0, 80)}" is not a valid namespace`,
+    );
+  }
+  return out;
+}
+
+function named<T extends Resource>(items: T[], name: string | undefined): T[] {
+  return name === undefined ? items : items.filter((o) => o.metadata.name === name);
 }
 
 /** Equality-only label selectors: `a=b,c==d`. */

@@ -271,17 +271,18 @@ export class WatchHub {
       unwatch = await store.watch((event) => {
         chain = chain.then(() => handle(event)).catch((err: unknown) => finish(err));
       });
-      const current = target.name
-        ? [await store.get(target.plural, target.namespace!, target.name)].filter(
-            (o): o is Resource => o !== undefined,
-          )
-        : target.namespace !== undefined
-          ? await store.list(target.plural, target.namespace, { labels: target.labels })
-          : (await store.list(target.plural, undefined, { labels: target.labels })).filter((o) =>
-              allowed(principal, "list", o.metadata.namespace),
-            );
+      const current =
+        target.name && target.namespace !== undefined
+          ? [await store.get(target.plural, target.namespace, target.name)].filter(
+              (o): o is Resource => o !== undefined,
+            )
+          : target.namespace !== undefined
+            ? await store.list(target.plural, target.namespace, { labels: target.labels })
+            : (await store.list(target.plural, undefined, { labels: target.labels })).filter((o) =>
+                allowed(principal, "list", o.metadata.namespace),
+              );
       for (const obj of current) {
-        if (!matches(obj)) continue;
+        if (!inScope(obj.metadata.namespace, obj.metadata.name) || !matches(obj)) continue;
         sent.set(keyOf(obj.metadata.namespace, obj.metadata.name), obj);
         send("ADDED", obj);
       }

@@ -120,6 +120,35 @@ describe("tables", () => {
   });
 });
 
+describe("field selectors", () => {
+  it("pick objects by name and namespace in lists and watches, authorized as the namespace's path", async () => {
+    const all = "/apis/serving.knative.dev/v1/services";
+    const list = await get(`${all}?fieldSelector=metadata.namespace%3Dsecret-team`, api.token);
+    expect(
+      list.json.items.map((o: { metadata: { namespace: string } }) => o.metadata.namespace),
+    ).toEqual(["secret-team"]);
+    const theirs = await get(`${all}?fieldSelector=metadata.namespace%3Dsecret-team`, teamToken);
+    expect(theirs.status).toBe(403);
+    const abort = new AbortController();
+    const res = await fetch(
+      new URL(
+        `${all}?watch=true&fieldSelector=metadata.name%3Dhello,metadata.namespace%3Dsecret-team`,
+        api.url,
+      ),
+      { headers: { authorization: `Bearer ${api.token}` }, signal: abort.signal },
+    );
+    const reader = res.body!.getReader();
+    const { value } = await reader.read();
+    abort.abort();
+    const first = JSON.parse(new TextDecoder().decode(value).split("\n")[0]!);
+    expect(first).toMatchObject({
+      type: "ADDED",
+      object: { metadata: { name: "hello", namespace: "secret-team" } },
+    });
+    expect((await get(`${all}?fieldSelector=spec.x%3Dy`, api.token)).status).toBe(400);
+  });
+});
+
 describe("generated TLS material", () => {
   it("keeps the CA, renews the serving certificate when a listen name is missing, keys 0600", () => {
     const dir = mkdtempSync(join(tmpdir(), "skiff-tls-"));

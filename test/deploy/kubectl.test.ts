@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeKubeconfig } from "../../deploy/kubeconfig.ts";
-import { startTestApi, type TestApi, TOKEN } from "../support/api.ts";
+import { serviceBody, startTestApi, type TestApi, TOKEN } from "../support/api.ts";
 import { waitFor } from "../support/wait.ts";
 
 const KUBECTL = "/usr/bin/kubectl";
@@ -167,6 +167,22 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/imag/);
     expect((await run(["get", "ksvc", "typo"])).code).not.toBe(0);
+  });
+
+  it("--field-selector metadata.name picks one object (what kubectl wait lists and watches by)", async () => {
+    expect((await api.call("POST", api.ns("services"), serviceBody("other"))).status).toBe(201);
+    try {
+      expect(
+        await kubectl("get", "ksvc", "--field-selector", "metadata.name=hello", "-o", "name"),
+      ).toBe("service.serving.knative.dev/hello\n");
+      const none = await run(["get", "ksvc", "--field-selector", "metadata.name=nope"]);
+      expect(none.stderr).toMatch(/No resources found/);
+      const bad = await run(["get", "ksvc", "--field-selector", "spec.x=y"]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/unsupported fieldSelector/);
+    } finally {
+      await api.call("DELETE", api.ns("services", "other"));
+    }
   });
 
   it("a namespaced token sees only its own namespace (get ns, get ksvc -A)", async () => {
