@@ -4,7 +4,7 @@
  * that `KUBECONFIG=... kubectl get ksvc` works and ~/.kube/config is never
  * touched. Written 0600: it holds the admin token.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 
 export interface KubeconfigInput {
@@ -17,7 +17,8 @@ export interface KubeconfigInput {
   name?: string;
 }
 
-export function writeKubeconfig(path: string, input: KubeconfigInput): void {
+/** Writes the file; false when it holds no token (not generated now, given, nor there before). */
+export function writeKubeconfig(path: string, input: KubeconfigInput): boolean {
   const name = input.name ?? "skiff";
   const token = input.token ?? previousToken(path);
   const cluster: Record<string, string> = { server: input.server };
@@ -31,6 +32,9 @@ export function writeKubeconfig(path: string, input: KubeconfigInput): void {
     "current-context": name,
   };
   writeFileSync(path, toYaml(doc), { mode: 0o600 });
+  // The mode applies only to a new file: one left looser by hand is tightened.
+  chmodSync(path, 0o600);
+  return token !== undefined;
 }
 
 function previousToken(path: string): string | undefined {

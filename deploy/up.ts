@@ -133,8 +133,14 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
     let kubeconfig: string | undefined;
     if (config.api.tls.enabled) {
       kubeconfig = join(stateDir, "kubeconfig");
-      writeKubeconfig(kubeconfig, { server: api.url, ca: api.ca, token });
+      const hasToken = writeKubeconfig(kubeconfig, { server: api.url, ca: api.ca, token });
       log(`kubectl:  export KUBECONFIG=${kubeconfig}   (then: kubectl get ksvc)`);
+      // The admin token is kept only hashed: a later start cannot write it unless given.
+      if (!hasToken) {
+        log(
+          `          it has no token yet: kubectl config set-credentials skiff --token=TOKEN --kubeconfig ${kubeconfig}`,
+        );
+      }
     }
     if (api.generatedToken) log(`Token:    ${api.generatedToken}   (generated now and shown once)`);
     else if (!config.api.token)
