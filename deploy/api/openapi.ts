@@ -183,7 +183,17 @@ export function registerOpenApiRoutes(app: Hono): void {
   const hash = createHash("sha512").update(v3).digest("hex").slice(0, 32).toUpperCase();
   const json = { "Content-Type": "application/json" };
 
-  app.get("/openapi/v2", (c) => c.body(v2, 200, json));
+  app.get("/openapi/v2", (c) => {
+    // client-go asks for protobuf only and parses whatever comes as protobuf:
+    // a clear 404 (it then gives up on v2 and uses v3) beats JSON it cannot read.
+    const accept = c.req.header("accept") ?? "";
+    if (accept && !/application\/json|\*\/\*/.test(accept)) {
+      throw new NotFoundError(
+        "the OpenAPI v2 document is served as JSON only (Accept: application/json); Kubernetes clients use /openapi/v3",
+      );
+    }
+    return c.body(v2, 200, json);
+  });
   app.get("/openapi/v3", (c) =>
     c.json({ paths: { [V3_PATH]: { serverRelativeURL: `/openapi/v3/${V3_PATH}?hash=${hash}` } } }),
   );

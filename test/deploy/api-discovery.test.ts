@@ -92,6 +92,40 @@ describe("discovery", () => {
   });
 });
 
+describe("OpenAPI", () => {
+  it("v3: an index, then the group's document with each kind's GVK, merge patch only", async () => {
+    const index = (await get("/openapi/v3", api.token)).json;
+    const url = index.paths["apis/serving.knative.dev/v1"].serverRelativeURL as string;
+    const doc = (await get(url, api.token)).json;
+    const svc = doc.components.schemas["dev.knative.serving.v1.Service"];
+    expect(svc["x-kubernetes-group-version-kind"]).toEqual([
+      { group: "serving.knative.dev", version: "v1", kind: "Service" },
+    ]);
+    const container =
+      svc.properties.spec.properties.template.properties.spec.properties.containers.items;
+    expect(container.required).toEqual(["image"]);
+    expect(Object.keys(container.properties)).toContain("readinessProbe");
+    const patch =
+      doc.paths["/apis/serving.knative.dev/v1/namespaces/{namespace}/services/{name}"].patch;
+    expect(Object.keys(patch.requestBody.content)).toEqual(["application/merge-patch+json"]);
+    expect(patch.parameters.map((p: { name: string }) => p.name)).toContain("fieldValidation");
+  });
+
+  it("v2: JSON for a client that accepts it, a 404 for one that wants protobuf only", async () => {
+    const v2 = (await get("/openapi/v2", api.token)).json;
+    expect(v2.swagger).toBe("2.0");
+    expect(
+      v2.definitions["dev.knative.serving.v1.Route"]["x-kubernetes-group-version-kind"],
+    ).toEqual([{ group: "serving.knative.dev", version: "v1", kind: "Route" }]);
+    const pb = await get(
+      "/openapi/v2",
+      api.token,
+      "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    );
+    expect(pb.status).toBe(404);
+  });
+});
+
 describe("tables", () => {
   it("answer a Table with Knative's columns only when asked for one", async () => {
     const table = (await get(api.ns("services"), api.token, TABLE)).json;
