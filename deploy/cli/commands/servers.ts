@@ -107,6 +107,11 @@ export function registerServerCommands(program: Command): void {
       const config = serverConfig("api", cmd.optsWithGlobals<ServerFlags>());
       const api = await startApiServer({ config });
       process.stdout.write(`Skiff API listening on ${api.url}\n`);
+      if (api.caFile) {
+        process.stdout.write(
+          `Clients trust the CA in ${api.caFile} (kubeconfig certificate-authority, SKIFF_CA_FILE for the CLI)\n`,
+        );
+      }
       if (api.generatedToken) {
         process.stdout.write(
           `Generated API token (shown once, keep it): ${api.generatedToken}\n  export SKIFF_TOKEN=${api.generatedToken}\n`,
