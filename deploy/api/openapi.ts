@@ -21,7 +21,7 @@ const V3_PATH = `apis/${API_VERSION}`;
 
 type Json = Record<string, unknown>;
 
-/** `io.knative.serving.v1.Service`, the way Kubernetes names definitions. */
+/** `dev.knative.serving.v1.Service`: reverse-domain names, as Kubernetes names definitions. */
 const defName = (kind: string) => `dev.knative.serving.v1.${kind}`;
 
 /** One kind's JSON Schema: inline (no $ref), OpenAPI 3.0 flavour, with its GVK. */
