@@ -9,7 +9,6 @@
  * decisions), gateway (requests in flight finish), agent (instances drained),
  * API, store.
  */
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { agentOptionsFromConfig } from "../agent/options.ts";
@@ -31,7 +30,8 @@ import type { Logger } from "../src/logging.ts";
 import { createRegistry } from "../src/metrics.ts";
 import { openRedis, quitRedis, redactRedisUrl } from "../src/redis/connect.ts";
 import { isMemoryRedisUrl } from "../src/redis/memory.ts";
-import { type ApiServer, startApiServer } from "./api/server.ts";
+import { type ApiServer, defaultStateDir, startApiServer } from "./api/server.ts";
+import { writeKubeconfig } from "./kubeconfig.ts";
 import { localStore } from "./up-store.ts";
 
 export interface UpOptions {
@@ -59,11 +59,11 @@ export interface Up {
   /** What the agent offers: "isolate" always, "container" when Docker answered. */
   runtimes: RuntimeKind[];
   config: SkiffConfig;
+  /** With api.tls: the kubeconfig written for kubectl ({state}/kubeconfig). */
+  kubeconfig?: string;
+  /** With api.tls: the CA clients trust (PEM file), when known. */
+  caFile?: string;
   close(): Promise<void>;
-}
-
-export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_STATE_HOME || join(homedir(), ".local", "state"), "skiff");
 }
 
 export async function startUp(options: UpOptions = {}): Promise<Up> {
@@ -125,11 +125,24 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
     const api: ApiServer = await startApiServer({
       config,
       logger: logger.child({ component: "api" }),
+      stateDir,
     });
     stops.push({ name: "api", stop: () => api.close() });
     log(`API:      ${api.url}`);
     log(`Console:  ${api.url}/console (log in with the token)`);
     const token = api.generatedToken ?? config.api.token;
+    let kubeconfig: string | undefined;
+    if (config.api.tls.enabled) {
+      kubeconfig = join(stateDir, "kubeconfig");
+      const hasToken = writeKubeconfig(kubeconfig, { server: api.url, ca: api.ca, token });
+      log(`kubectl:  export KUBECONFIG=${kubeconfig}   (then: kubectl get ksvc)`);
+      // The admin token is kept only hashed: a later start cannot write it unless given.
+      if (!hasToken) {
+        log(
+          `          it has no token yet: kubectl config set-credentials skiff --token=TOKEN --kubeconfig ${kubeconfig}`,
+        );
+      }
+    }
     if (api.generatedToken) log(`Token:    ${api.generatedToken}   (generated now and shown once)`);
     else if (!config.api.token)
       log("Token:    the one generated on first start (kept in your CLI settings)");
@@ -197,6 +210,8 @@ export async function startUp(options: UpOptions = {}): Promise<Up> {
       config,
       close: () => stopAll(logger),
     };
+    if (kubeconfig) result.kubeconfig = kubeconfig;
+    if (api.caFile) result.caFile = api.caFile;
     if (token) result.token = token;
     return result;
   } catch (err) {

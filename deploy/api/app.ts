@@ -21,6 +21,8 @@ import type { Store } from "../../src/store/store.ts";
 import { authenticate, principalOf, requireAdmin } from "./access.ts";
 import type { ConsoleSources } from "./console/data.ts";
 import { registerConsole } from "./console/routes.ts";
+import { registerDiscoveryRoutes } from "./discovery.ts";
+import { registerOpenApiRoutes } from "./openapi.ts";
 import type { WriteLimits } from "./prepare.ts";
 import { registerResourceRoutes } from "./resource-routes.ts";
 import { answerErrors } from "./status.ts";
@@ -38,6 +40,8 @@ export interface ApiOptions {
    * instead of waiting for commands that cannot be sent.
    */
   storeReady?: () => boolean;
+  /** Namespaces the configuration names (quota overrides): listed even while empty. */
+  configuredNamespaces?: readonly string[];
   /** The quota of one namespace (default: none). */
   quotaOf?: (namespace: string) => NamespaceQuota | undefined;
   domain: string;
@@ -104,7 +108,10 @@ export function createApiApp(options: ApiOptions): Hono {
   };
   const auth = authenticate(options.tokens);
   app.use("/metrics", storeUp, auth);
+  // Discovery needs a token as on Kubernetes (only /version is public).
   app.use("/apis/*", storeUp, auth);
+  app.use("/api/*", storeUp, auth);
+  app.use("/openapi/*", storeUp, auth);
 
   // /metrics names tenants (namespaces, services in route labels): the admin token only.
   app.get("/metrics", async (c) => {
@@ -125,6 +132,8 @@ export function createApiApp(options: ApiOptions): Hono {
     }),
   );
 
+  registerDiscoveryRoutes(app, { store, configuredNamespaces: options.configuredNamespaces });
+  registerOpenApiRoutes(app);
   const writes: WriteDeps = {
     store,
     logger,

@@ -19,6 +19,7 @@ import { authorize, principalOf, type Verb } from "./access.ts";
 import { readObject } from "./body.ts";
 import { respond } from "./respond.ts";
 import { successStatus } from "./status.ts";
+import { KNATIVE_COLUMNS, respondRead, tableFor } from "./table.ts";
 import { isWatch, type WatchHub } from "./watch.ts";
 import { userView, type WriteDeps, writeObject } from "./write.ts";
 
@@ -32,35 +33,30 @@ export interface ResourceRoutes extends WriteDeps {
 export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void {
   const { store, watches, logger } = options;
 
-  app.get(BASE, (c) =>
-    c.json({
-      kind: "APIResourceList",
-      apiVersion: "v1",
-      groupVersion: API_VERSION,
-      resources: PLURALS.map((name) => ({
-        name,
-        singularName: KINDS[name].toLowerCase(),
-        namespaced: true,
-        kind: KINDS[name],
-        verbs: verbsOf(name),
-      })),
-    }),
-  );
-
   // Across namespaces: only the objects of namespaces the token may read.
   app.get(`${BASE}/:plural`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
     const principal = principalOf(c);
     const labels = labelSelector(c.req.query("labelSelector"));
+    const fields = fieldSelector(c.req.query("fieldSelector"));
+    // metadata.namespace=NS: the same as the namespace's own path (and authorized so).
+    const namespace = fields.namespace;
+    if (namespace !== undefined) authorize(principal, "list", plural, namespace);
     if (isWatch(c.req.query("watch")))
-      return watches.open(c, principal, { plural, namespace: undefined, labels });
+      return watches.open(c, principal, {
+        plural,
+        namespace,
+        name: fields.name,
+        labels,
+        table: tableFor(c, KNATIVE_COLUMNS[plural]),
+      });
     const items =
-      principal.kind === "admin"
-        ? await store.list(plural, undefined, { labels })
+      principal.kind === "admin" || namespace !== undefined
+        ? await store.list(plural, namespace, { labels })
         : (
             await Promise.all(principal.namespaces.map((n) => store.list(plural, n, { labels })))
           ).flat();
-    return respond(c, listOf(plural, items));
+    return respondRead(c, listOf(plural, named(items, fields.name)), KNATIVE_COLUMNS[plural]);
   });
 
   const ns = `${BASE}/namespaces/:ns/:plural`;
@@ -68,20 +64,37 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const plural = pluralOf(c.req.param("plural"));
     const namespace = namespaceOf(c, plural, "list");
     const labels = labelSelector(c.req.query("labelSelector"));
+    const fields = fieldSelector(c.req.query("fieldSelector"));
+    if (fields.namespace !== undefined && fields.namespace !== namespace) {
+      throw new BadRequestError(
+        `fieldSelector metadata.namespace=${fields.namespace} contradicts the path's namespace "${namespace}"`,
+      );
+    }
     if (isWatch(c.req.query("watch")))
-      return watches.open(c, principalOf(c), { plural, namespace, labels });
+      return watches.open(c, principalOf(c), {
+        plural,
+        namespace,
+        name: fields.name,
+        labels,
+        table: tableFor(c, KNATIVE_COLUMNS[plural]),
+      });
     const items = await store.list(plural, namespace, { labels });
-    return respond(c, listOf(plural, items));
+    return respondRead(c, listOf(plural, named(items, fields.name)), KNATIVE_COLUMNS[plural]);
   });
   app.get(`${ns}/:name`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
     const namespace = namespaceOf(c, plural, "get");
     const name = c.req.param("name");
     if (isWatch(c.req.query("watch")))
-      return watches.open(c, principalOf(c), { plural, namespace, name });
+      return watches.open(c, principalOf(c), {
+        plural,
+        namespace,
+        name,
+        table: tableFor(c, KNATIVE_COLUMNS[plural]),
+      });
     const obj = await store.get(plural, namespace, name);
     if (!obj) throw notFound(plural, namespace, name);
-    return respond(c, obj);
+    return respondRead(c, obj, KNATIVE_COLUMNS[plural]);
   });
 
   app.post(ns, async (c) => {
@@ -107,7 +120,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const plural = pluralOf(c.req.param("plural"));
     const namespace = namespaceOf(c, plural, "delete");
     const name = c.req.param("name");
-    const dryRun = isDryRun(c);
+    const dryRun = await deleteDryRun(c);
     const remove =
       plural === "services"
         ? deleteService
@@ -160,12 +173,6 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
   }
 }
 
-function verbsOf(plural: Plural): string[] {
-  if (plural === "routes") return ["get", "list"];
-  if (plural === "revisions") return ["get", "list", "delete"];
-  return ["get", "list", "create", "update", "patch", "delete"];
-}
-
 function pluralOf(value: string): Plural {
   if ((PLURALS as string[]).includes(value)) return value as Plural;
   throw new NotFoundError(
@@ -213,6 +220,50 @@ function isDryRun(c: Context): boolean {
   if (value === undefined) return false;
   if (value === "All") return true;
   throw new BadRequestError(`dryRun must be "All" when given, not "${value}"`);
+}
+
+/**
+ * A DELETE's dry run: `?dryRun=All`, or `dryRun: ["All"]` in a DeleteOptions
+ * body, where client-go (kubectl delete --dry-run=server) puts it. Read
+ * before anything is deleted: a dry run must never delete.
+ */
+async function deleteDryRun(c: Context): Promise<boolean> {
+  const query = isDryRun(c);
+  if (!(await c.req.text()).trim()) return query;
+  const dryRun = (await readObject(c)).dryRun;
+  if (dryRun === undefined || dryRun === null) return query;
+  if (Array.isArray(dryRun) && dryRun.every((v) => v === "All")) return query || dryRun.length > 0;
+  throw new BadRequestError('DeleteOptions.dryRun must be ["All"] when given');
+}
+
+/**
+ * Field selectors as Kubernetes serves them for custom resources: equality
+ * on metadata.name and metadata.namespace (kubectl wait and get
+ * --field-selector send them; ignoring one would answer for other objects).
+ */
+function fieldSelector(value: string | undefined): { name?: string; namespace?: string } {
+  const out: { name?: string; namespace?: string } = {};
+  if (!value) return out;
+  for (const part of value.split(",")) {
+    const m = /^\s*(metadata\.name|metadata\.namespace)\s*==?\s*([^=\s]*)\s*$/.exec(part);
+    if (!m) {
+      throw new BadRequestError(
+        `unsupported fieldSelector term "${part.slice(0, 80)}"; only metadata.name=NAME and metadata.namespace=NS are supported`,
+      );
+    }
+    if (m[1] === "metadata.name") out.name = m[2]!;
+    else out.namespace = m[2]!;
+  }
+  if (out.namespace !== undefined && !isDns1123Label(out.namespace)) {
+    throw new BadRequestError(
+      `fieldSelector metadata.namespace: "${out.namespace.slice(0, 80)}" is not a valid namespace`,
+    );
+  }
+  return out;
+}
+
+function named<T extends Resource>(items: T[], name: string | undefined): T[] {
+  return name === undefined ? items : items.filter((o) => o.metadata.name === name);
 }
 
 /** Equality-only label selectors: `a=b,c==d`. */

@@ -1,5 +1,8 @@
 /** `skiff api`: the deploy API as a process, on Redis. */
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import type { SkiffConfig } from "../../src/config.ts";
 import type { NamespaceQuota } from "../../src/control/apply.ts";
@@ -11,10 +14,15 @@ import { openRedis } from "../../src/redis/connect.ts";
 import { RedisHealth } from "../../src/redis/health.ts";
 import { createRedisStore } from "../../src/store/index.ts";
 import { createApiApp } from "./app.ts";
+import { tlsMaterial } from "./tls.ts";
 import { resolveApiToken, TokenStore } from "./token.ts";
 
 export interface ApiServer {
   url: string;
+  /** With TLS: the CA clients should trust (PEM), when known (generated, or api.tls.caFile). */
+  ca?: string;
+  /** Where that CA is on disk (the CLI's settings name it). */
+  caFile?: string;
   /** Set when this start generated the token (first start on this Redis). */
   generatedToken?: string;
   close(): Promise<void>;
@@ -24,6 +32,8 @@ export interface StartApiOptions {
   config: SkiffConfig;
   logger?: Logger;
   registry?: Registry;
+  /** The state folder: generated TLS material goes in its tls/ unless api.tls.dir says otherwise. */
+  stateDir?: string;
 }
 
 export async function startApiServer(options: StartApiOptions): Promise<ApiServer> {
@@ -62,6 +72,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     tokens: new TokenStore(redis, config.redisPrefix),
     storeReady: () => redis.status === "ready",
     quotaOf: (namespace) => quotaFor(config.quotas, namespace),
+    configuredNamespaces: Object.keys(config.quotas.namespaces),
     domain: config.domain,
     scheme: config.urlScheme,
     bodyLimitBytes: config.api.bodyLimitBytes,
@@ -72,7 +83,21 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     watch: config.api.watch,
     consoleSources: { redis, prefix: config.redisPrefix },
   });
-  const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port });
+  const tls = config.api.tls.enabled
+    ? tlsMaterial(
+        config.api.tls,
+        config.api.tls.dir ?? join(options.stateDir ?? defaultStateDir(), "tls"),
+        config.api.host,
+      )
+    : undefined;
+  const server = serve({
+    fetch: app.fetch,
+    hostname: config.api.host,
+    port: config.api.port,
+    ...(tls
+      ? { createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }
+      : {}),
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", (err) =>
@@ -85,7 +110,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
   });
   const { port } = server.address() as AddressInfo;
   const host = config.api.host.includes(":") ? `[${config.api.host}]` : config.api.host;
-  const url = `http://${host}:${port}`;
+  const url = `${tls ? "https" : "http"}://${host}:${port}`;
   logger.info({ url }, "deploy API listening");
   const result: ApiServer = {
     url,
@@ -99,6 +124,8 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     },
   };
   if (token.generated) result.generatedToken = token.generated;
+  if (tls?.ca) result.ca = tls.ca;
+  if (tls?.caFile) result.caFile = tls.caFile;
   return result;
 }
 
@@ -112,4 +139,9 @@ export function quotaFor(quotas: SkiffConfig["quotas"], namespace: string): Name
     revisions: own?.revisions ?? quotas.revisions,
     artifactBytes: own?.artifactBytes ?? quotas.artifactBytes,
   };
+}
+
+/** Where `skiff up` and `skiff api` keep local state: $XDG_STATE_HOME/skiff, else ~/.local/state/skiff. */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_STATE_HOME || join(homedir(), ".local", "state"), "skiff");
 }

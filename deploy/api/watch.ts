@@ -61,6 +61,8 @@ export interface WatchTarget {
   /** One object, or undefined for the collection. */
   name?: string | undefined;
   labels?: Record<string, string> | undefined;
+  /** When the client asked for Tables: each event's object as a one-row Table. */
+  table?: ((objects: Resource[]) => unknown) | undefined;
 }
 
 export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "ERROR";
@@ -177,7 +179,8 @@ export class WatchHub {
 
     const send = (type: WatchEventType, object: Resource) => {
       if (closed) return;
-      controller.enqueue(encoder.encode(`${JSON.stringify({ type, object })}\n`));
+      const shown = target.table ? target.table([object]) : object;
+      controller.enqueue(encoder.encode(`${JSON.stringify({ type, object: shown })}\n`));
       // A client that stops reading must not make the API hold its events forever.
       if ((controller.desiredSize ?? 0) < -limits.maxQueuedBytes) {
         finish(new TooManyRequestsError("watch client reads too slowly"), true);
@@ -268,17 +271,18 @@ export class WatchHub {
       unwatch = await store.watch((event) => {
         chain = chain.then(() => handle(event)).catch((err: unknown) => finish(err));
       });
-      const current = target.name
-        ? [await store.get(target.plural, target.namespace!, target.name)].filter(
-            (o): o is Resource => o !== undefined,
-          )
-        : target.namespace !== undefined
-          ? await store.list(target.plural, target.namespace, { labels: target.labels })
-          : (await store.list(target.plural, undefined, { labels: target.labels })).filter((o) =>
-              allowed(principal, "list", o.metadata.namespace),
-            );
+      const current =
+        target.name && target.namespace !== undefined
+          ? [await store.get(target.plural, target.namespace, target.name)].filter(
+              (o): o is Resource => o !== undefined,
+            )
+          : target.namespace !== undefined
+            ? await store.list(target.plural, target.namespace, { labels: target.labels })
+            : (await store.list(target.plural, undefined, { labels: target.labels })).filter((o) =>
+                allowed(principal, "list", o.metadata.namespace),
+              );
       for (const obj of current) {
-        if (!matches(obj)) continue;
+        if (!inScope(obj.metadata.namespace, obj.metadata.name) || !matches(obj)) continue;
         sent.set(keyOf(obj.metadata.namespace, obj.metadata.name), obj);
         send("ADDED", obj);
       }

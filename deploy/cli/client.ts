@@ -12,6 +12,8 @@ import { type HttpResponse, httpRequest, readLines, readText } from "./http.ts";
 export interface ClientOptions {
   apiUrl: string;
   token?: string | undefined;
+  /** A CA (PEM file) to trust for an https:// API (settings caFile, env SKIFF_CA_FILE). */
+  caFile?: string | undefined;
   namespace: string;
   /** Per-request timeout (default 30 s). */
   timeoutMs?: number;
@@ -149,6 +151,7 @@ export class ApiClient {
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal,
+        caFile: this.options.caFile,
       });
     } catch (err) {
       throw this.#unreachable(err, timeoutMs);

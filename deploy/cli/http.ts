@@ -6,15 +6,20 @@
  * request to the API is a single exchange that this small client covers:
  * one request per connection (Connection: close), bodies framed by
  * Content-Length, chunked encoding or the end of the connection. https://
- * URLs go through fetch (TLS is not worth re-doing here).
+ * URLs go through fetch (TLS is not worth re-doing here), or node:https
+ * when a CA file is to be trusted (fetch takes no CA of its own).
  */
+import { readFile } from "node:fs/promises";
 import { connect } from "node:net";
+import { UsageError } from "../../src/errors.ts";
 
 export interface HttpRequest {
   method: string;
   headers: Record<string, string>;
   body?: string | undefined;
   signal?: AbortSignal | undefined;
+  /** https only: trust this CA (PEM file) instead of the system's roots. */
+  caFile?: string | undefined;
 }
 
 export interface HttpResponse {
@@ -30,7 +35,9 @@ export interface HttpResponse {
 const MAX_HEAD_BYTES = 64 * 1024;
 
 export async function httpRequest(url: URL, req: HttpRequest): Promise<HttpResponse> {
-  if (url.protocol === "https:") return viaFetch(url, req);
+  if (url.protocol === "https:") {
+    return req.caFile ? viaHttps(url, req, req.caFile) : viaFetch(url, req);
+  }
   if (url.protocol !== "http:") {
     throw new TypeError(`unsupported API URL scheme ${url.protocol} (use http:// or https://)`);
   }
@@ -58,6 +65,41 @@ async function viaFetch(url: URL, req: HttpRequest): Promise<HttpResponse> {
       for await (const chunk of stream) yield Buffer.from(chunk);
     })(),
   };
+}
+
+/** https trusting one CA: node:https (loaded only here), the response streamed as it arrives. */
+async function viaHttps(url: URL, req: HttpRequest, caFile: string): Promise<HttpResponse> {
+  let ca: string;
+  try {
+    ca = await readFile(caFile, "utf8");
+  } catch (err) {
+    throw new UsageError(
+      `cannot read the CA file ${caFile} (SKIFF_CA_FILE or caFile in the CLI settings): ${(err as Error).message}`,
+    );
+  }
+  const { request } = await import("node:https");
+  return new Promise((resolve, reject) => {
+    const r = request(url, { method: req.method, headers: req.headers, ca }, (res) => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(res.headers)) {
+        if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(", ") : v;
+      }
+      resolve({
+        status: res.statusCode ?? 0,
+        statusText: res.statusMessage ?? "",
+        headers,
+        body: res as AsyncIterable<Buffer>,
+      });
+    });
+    r.on("error", reject);
+    if (req.signal) {
+      if (req.signal.aborted) r.destroy(req.signal.reason as Error);
+      req.signal.addEventListener("abort", () => r.destroy(req.signal?.reason as Error), {
+        once: true,
+      });
+    }
+    r.end(req.body);
+  });
 }
 
 /** A queue that turns socket events into an async iterator. */

@@ -94,6 +94,7 @@ export async function buildProgram(args: string[] = []): Promise<Command> {
     return new ApiClient({
       apiUrl: settings.apiUrl,
       token: settings.token,
+      caFile: settings.caFile,
       namespace: flags.namespace,
     });
   };
@@ -127,7 +128,8 @@ export async function buildProgram(args: string[] = []): Promise<Command> {
     .action(async (_opts: unknown, cmd: Command) => {
       const api = client(cmd);
       await api.request("GET", "/apis/serving.knative.dev/v1");
-      const path = writeSettings({ apiUrl: api.options.apiUrl, token: api.options.token });
+      const { apiUrl, token, caFile } = api.options;
+      const path = writeSettings({ apiUrl, token, ...(caFile ? { caFile } : {}) });
       process.stdout.write(`Logged in to ${api.options.apiUrl}; settings saved to ${path}\n`);
     });
   return program;

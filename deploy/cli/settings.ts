@@ -13,6 +13,8 @@ export const DEFAULT_API_URL = "http://127.0.0.1:8090";
 export interface CliSettings {
   apiUrl?: string;
   token?: string;
+  /** A CA (PEM file) to trust for an https:// API, e.g. the one `skiff up --api-tls` generated. */
+  caFile?: string;
   /** The cluster id of the install `skiff up` wrote these settings for (src/cluster.ts). */
   cluster?: string;
 }
@@ -88,5 +90,7 @@ export function resolveSettings(
   // An empty variable counts as unset, as in most shells' tools.
   const apiUrl = flags.apiUrl || env.SKIFF_API_URL || file.apiUrl || DEFAULT_API_URL;
   const token = flags.token || env.SKIFF_TOKEN || file.token;
-  return token ? { apiUrl, token } : { apiUrl };
+  // The saved CA goes with the saved URL only: another API is not vouched for by it.
+  const caFile = env.SKIFF_CA_FILE || (apiUrl === file.apiUrl ? file.caFile : undefined);
+  return { apiUrl, ...(token ? { token } : {}), ...(caFile ? { caFile } : {}) };
 }

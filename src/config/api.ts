@@ -32,6 +32,31 @@ export const apiSection = z.object({
       .default(8 * MiB),
     { description: "Largest request body accepted; 413 beyond." },
   ),
+  tls: z
+    .object({
+      enabled: setting(z.boolean().default(false), {
+        description:
+          "Serve the API over HTTPS (kubectl and other Kubernetes clients send a token only over TLS). Without certFile/keyFile, a private CA and serving certificate are generated on first start and kept in dir.",
+        flags: { api: "--tls", up: "--api-tls" },
+      }),
+      certFile: setting(z.string().min(1).optional(), {
+        description: "The serving certificate (PEM, with its chain) instead of a generated one.",
+        flags: { api: "--tls-cert-file <file>", up: "--api-tls-cert-file <file>" },
+      }),
+      keyFile: setting(z.string().min(1).optional(), {
+        description: "The serving certificate's private key (PEM).",
+        flags: { api: "--tls-key-file <file>", up: "--api-tls-key-file <file>" },
+      }),
+      caFile: setting(z.string().min(1).optional(), {
+        description:
+          "The CA that signed certFile, written into `skiff up`'s kubeconfig (else clients use their system roots).",
+      }),
+      dir: setting(z.string().min(1).optional(), {
+        description: "Where the generated CA and serving certificate are kept.",
+        defaultText: "{state folder}/tls",
+      }),
+    })
+    .prefault({}),
   watch: z
     .object({
       maxOpen: setting(z.number().int().min(0).default(256), {

@@ -46,7 +46,7 @@ export function effectiveReadinessProbe(container: Pick<Container, "readinessPro
   return p;
 }
 
-const CONTAINER_SHAPE = {
+export const CONTAINER_SHAPE = {
   known: [
     "name",
     "image",
@@ -58,7 +58,7 @@ const CONTAINER_SHAPE = {
     "resources",
     "readinessProbe",
     "imagePullPolicy",
-  ],
+  ] as const,
   unsupported: {
     livenessProbe: "Skiff replaces crashed instances by itself; use readinessProbe",
     startupProbe: "use readinessProbe",
@@ -77,12 +77,12 @@ const CONTAINER_SHAPE = {
   },
 };
 
-const PORT_SHAPE = {
-  known: ["containerPort", "name", "protocol"],
+export const PORT_SHAPE = {
+  known: ["containerPort", "name", "protocol"] as const,
   unsupported: { hostPort: "Skiff assigns host ports itself", hostIP: "" },
 };
 
-const PROBE_SHAPE = {
+export const PROBE_SHAPE = {
   known: [
     "tcpSocket",
     "httpGet",
@@ -91,7 +91,7 @@ const PROBE_SHAPE = {
     "timeoutSeconds",
     "successThreshold",
     "failureThreshold",
-  ],
+  ] as const,
   unsupported: {
     exec: "use httpGet or tcpSocket",
     grpc: "use httpGet or tcpSocket",

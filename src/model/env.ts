@@ -4,8 +4,8 @@ import { child, type Issues, item, readArray, readObject, readString } from "./f
 import { checkEnvName, isReservedEnvName } from "./names.ts";
 import type { EnvVar } from "./types.ts";
 
-const ENV_SHAPE = {
-  known: ["name", "value"],
+export const ENV_SHAPE = {
+  known: ["name", "value"] as const,
   unsupported: {
     valueFrom: 'Skiff has no Secrets or ConfigMaps; put the value in "value"',
   },

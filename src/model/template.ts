@@ -24,8 +24,8 @@ export const MAX_CONTAINER_CONCURRENCY = 1000;
 
 const TEMPLATE_SHAPE = { known: ["metadata", "spec"] };
 
-const TEMPLATE_META_SHAPE = {
-  known: ["name", "labels", "annotations"],
+export const TEMPLATE_META_SHAPE = {
+  known: ["name", "labels", "annotations"] as const,
   unsupported: {
     generateName: "Skiff names revisions <name>-00001, <name>-00002, ...; or set metadata.name",
     namespace: "a revision lives in its Service's namespace",
@@ -33,7 +33,7 @@ const TEMPLATE_META_SHAPE = {
   ignored: ["creationTimestamp"],
 };
 
-const SPEC_SHAPE = {
+export const SPEC_SHAPE = {
   known: [
     "containerConcurrency",
     "timeoutSeconds",
@@ -41,7 +41,7 @@ const SPEC_SHAPE = {
     "idleTimeoutSeconds",
     "containers",
     "worker",
-  ],
+  ] as const,
   unsupported: {
     volumes: "revisions are stateless; /tmp is writable",
     serviceAccountName: "",

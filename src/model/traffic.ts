@@ -36,8 +36,8 @@ export function defaultServiceTraffic(): TrafficTarget[] {
   return [{ latestRevision: true, percent: 100 }];
 }
 
-const TARGET_SHAPE = {
-  known: ["tag", "revisionName", "configurationName", "latestRevision", "percent"],
+export const TARGET_SHAPE = {
+  known: ["tag", "revisionName", "configurationName", "latestRevision", "percent"] as const,
   unsupported: { url: "it is set in status for tagged targets; remove it from spec" },
 };
 

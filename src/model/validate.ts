@@ -50,8 +50,8 @@ export interface ParsedConfiguration {
 
 const ROOT_SHAPE = { known: ["apiVersion", "kind", "metadata", "spec"], ignored: ["status"] };
 
-const META_SHAPE = {
-  known: ["name", "namespace", "labels", "annotations", "resourceVersion"],
+export const META_SHAPE = {
+  known: ["name", "namespace", "labels", "annotations", "resourceVersion"] as const,
   unsupported: { generateName: "give the name in metadata.name" },
   ignored: [
     "uid",

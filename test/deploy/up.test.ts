@@ -2,7 +2,8 @@
  * `skiff up` (what `npm start` runs): a private Redis with AOF and a generated
  * password plus the API, restartable; the CLI settings it writes only for itself.
  */
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -188,6 +189,98 @@ describe("skiff up after a Skiff without Redis passwords", () => {
     } finally {
       await s.kill("SIGTERM");
       await old.stop();
+    }
+  });
+});
+
+describe("skiff up --api-tls", () => {
+  it("serves the API over HTTPS with a generated CA; the CLI and kubectl (its kubeconfig) trust it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-up-tls-"));
+    const home = mkdtempSync(join(tmpdir(), "skiff-cfg-"));
+    const s = startCliServer(
+      [
+        "up",
+        "--state-dir",
+        dir,
+        "--api-port",
+        "0",
+        "--redis-url",
+        "memory://tls",
+        "--api-tls",
+        "--no-containers",
+      ],
+      { ...env, XDG_CONFIG_HOME: home },
+    );
+    try {
+      await s.waitFor(/CLI:\s+settings written/);
+      expect(s.output()).toMatch(/API:\s+https:\/\/127\.0\.0\.1:\d+/);
+      expect(s.output()).toContain(`kubectl:  export KUBECONFIG=${join(dir, "kubeconfig")}`);
+      for (const key of ["tls/ca.key", "tls/api.key", "kubeconfig"]) {
+        expect(statSync(join(dir, key)).mode & 0o777, key).toBe(0o600);
+      }
+      const settings = JSON.parse(readFileSync(join(home, "skiff", "cli.json"), "utf8"));
+      expect(settings.caFile).toBe(join(dir, "tls", "ca.crt"));
+      // The CLI with no flags: the URL, token and CA from the settings `up` wrote.
+      const cliEnv = { ...env, SKIFF_CONFIG_FILE: join(home, "skiff", "cli.json") };
+      const created = await runCli(
+        [
+          "service",
+          "create",
+          "hello",
+          "--image",
+          "ghcr.io/knative/helloworld-go:latest",
+          "--no-wait",
+        ],
+        { env: cliEnv },
+      );
+      expect(created.code, created.stderr).toBe(0);
+      if (existsSync("/usr/bin/kubectl")) {
+        const out = execFileSync("/usr/bin/kubectl", ["get", "ksvc"], {
+          env: { PATH: process.env.PATH ?? "", HOME: home, KUBECONFIG: join(dir, "kubeconfig") },
+          encoding: "utf8",
+        });
+        expect(out).toMatch(/^NAME\s+URL\s+LATESTCREATED/);
+        expect(out).toMatch(/\nhello\s+http:\/\/hello\.default\.localhost/);
+        // An isolate becomes Ready on this host's agent: kubectl wait sees it through a watch.
+        const file = join(dir, "hi.yaml");
+        writeFileSync(
+          file,
+          [
+            "apiVersion: serving.knative.dev/v1",
+            "kind: Service",
+            "metadata: { name: hi }",
+            "spec:",
+            "  template:",
+            "    spec:",
+            "      worker:",
+            "        source: 'export default { fetch() { return new Response(\"hi\") } }'",
+          ].join("\n"),
+        );
+        const kenv = {
+          PATH: process.env.PATH ?? "",
+          HOME: home,
+          KUBECONFIG: join(dir, "kubeconfig"),
+        };
+        execFileSync("/usr/bin/kubectl", ["apply", "-f", file], { env: kenv });
+        const waited = execFileSync(
+          "/usr/bin/kubectl",
+          ["wait", "--for=condition=Ready", "ksvc/hi", "--timeout=60s"],
+          { env: kenv, encoding: "utf8" },
+        );
+        expect(waited).toMatch(/service\.serving\.knative\.dev\/hi condition met/);
+      }
+      // Without the CA the same API is refused: the trust comes from the settings.
+      const bare = await runCli(["service", "list"], {
+        env: {
+          ...cliEnv,
+          SKIFF_CONFIG_FILE: join(home, "none.json"),
+          SKIFF_API_URL: settings.apiUrl,
+          SKIFF_TOKEN: settings.token,
+        },
+      });
+      expect(bare.code).not.toBe(0);
+    } finally {
+      await s.kill("SIGTERM");
     }
   });
 });

@@ -1,5 +1,6 @@
 /** A real deploy API on a free loopback port, over the run's Redis, with its own key prefix. */
 
+import { Agent, fetch as undiciFetch } from "undici";
 import { type ApiServer, startApiServer } from "../../deploy/api/server.ts";
 import { parseConfig } from "../../src/config.ts";
 import { type Logger, silentLogger } from "../../src/logging.ts";
@@ -52,6 +53,7 @@ export async function startTestApi(
     logger: options.logger ?? silentLogger,
     registry: createRegistry({ component: "api" }),
   });
+  const tlsAgent = server.ca ? new Agent({ connect: { ca: server.ca } }) : undefined;
   return {
     ...server,
     prefix,
@@ -69,11 +71,11 @@ export async function startTestApi(
           h["content-type"] ??= "application/json";
         }
       }
-      const res = await fetch(new URL(path, server.url), {
-        method,
-        headers: h,
-        body: payload ?? null,
-      });
+      const init = { method, headers: h, body: payload ?? null };
+      // Over TLS: trust the API's generated CA (and nothing else) for these calls.
+      const res = tlsAgent
+        ? await undiciFetch(new URL(path, server.url), { ...init, dispatcher: tlsAgent })
+        : await fetch(new URL(path, server.url), init);
       const text = await res.text();
       let json: unknown;
       try {

@@ -107,6 +107,11 @@ export function registerServerCommands(program: Command): void {
       const config = serverConfig("api", cmd.optsWithGlobals<ServerFlags>());
       const api = await startApiServer({ config });
       process.stdout.write(`Skiff API listening on ${api.url}\n`);
+      if (api.caFile) {
+        process.stdout.write(
+          `Clients trust the CA in ${api.caFile} (kubeconfig certificate-authority, SKIFF_CA_FILE for the CLI)\n`,
+        );
+      }
       if (api.generatedToken) {
         process.stdout.write(
           `Generated API token (shown once, keep it): ${api.generatedToken}\n  export SKIFF_TOKEN=${api.generatedToken}\n`,
@@ -182,21 +187,29 @@ export function upOverrides(flags: UpFlags): Layer {
  * the line(s) to print.
  */
 export function cliSettingsForUp(
-  up: Pick<Up, "apiUrl" | "clusterId" | "token">,
+  up: Pick<Up, "apiUrl" | "clusterId" | "token" | "caFile">,
   path: string,
 ): string {
   const own = ownsSettings(path, { apiUrl: up.apiUrl, cluster: up.clusterId });
   if (own.write) {
     // The token is known when generated now or given; otherwise keep the saved one.
     const token = up.token ?? own.previous.token;
-    writeSettings({ apiUrl: up.apiUrl, ...(token ? { token } : {}), cluster: up.clusterId }, path);
+    writeSettings(
+      {
+        apiUrl: up.apiUrl,
+        ...(token ? { token } : {}),
+        ...(up.caFile ? { caFile: up.caFile } : {}),
+        cluster: up.clusterId,
+      },
+      path,
+    );
     return `CLI:      settings written to ${path}`;
   }
   const token = up.token ? "the token above" : "this install's token";
   return [
     `CLI:      ${path} left as is: ${own.reason}. To use this install:`,
     `            skiff --api-url ${up.apiUrl} --token TOKEN ...   (TOKEN: ${token})`,
-    `            export SKIFF_API_URL=${up.apiUrl} SKIFF_TOKEN=TOKEN`,
+    `            export SKIFF_API_URL=${up.apiUrl} SKIFF_TOKEN=TOKEN${up.caFile ? ` SKIFF_CA_FILE=${up.caFile}` : ""}`,
     `            skiff login --api-url ${up.apiUrl} --token TOKEN   (makes it the CLI's default)`,
   ].join("\n");
 }

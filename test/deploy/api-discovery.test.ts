@@ -1,0 +1,203 @@
+/**
+ * Kubernetes discovery, tables and OpenAPI on the deploy API, as a hostile
+ * client sees them: what needs a token, and what a namespaced token learns.
+ */
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tlsMaterial } from "../../deploy/api/tls.ts";
+import { serviceBody, startTestApi, type TestApi } from "../support/api.ts";
+
+const TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
+let api: TestApi;
+let teamToken: string;
+beforeAll(async () => {
+  api = await startTestApi();
+  for (const ns of ["default", "secret-team"]) {
+    const r = await api.call("POST", api.ns("services", undefined, ns), serviceBody("hello"));
+    expect(r.status).toBe(201);
+  }
+  const t = await api.call("POST", "/apis/skiff.dev/v1/tokens", {
+    apiVersion: "skiff.dev/v1",
+    kind: "Token",
+    metadata: { name: "team-a" },
+    spec: { role: "view", namespaces: ["team-a"] },
+  });
+  teamToken = t.json.status.token;
+});
+afterAll(async () => {
+  await api?.close();
+});
+
+async function get(path: string, token: string | undefined, accept = "application/json") {
+  const headers: Record<string, string> = { accept };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(new URL(path, api.url), { headers });
+  // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+  const json: any = await res.json();
+  return { status: res.status, json };
+}
+
+describe("discovery", () => {
+  it("/version is public; everything else needs a token, as on Kubernetes", async () => {
+    expect((await get("/version", undefined)).json).toMatchObject({ major: "1", minor: "32" });
+    for (const path of [
+      "/api",
+      "/api/v1",
+      "/api/v1/namespaces",
+      "/apis",
+      "/apis/serving.knative.dev",
+      "/apis/serving.knative.dev/v1",
+      "/openapi/v2",
+      "/openapi/v3",
+    ]) {
+      const r = await get(path, undefined);
+      expect(r.status, path).toBe(401);
+      expect(r.json.kind, path).toBe("Status");
+    }
+  });
+
+  it("lists the group and its resources with Knative's names", async () => {
+    const groups = await get("/apis", api.token);
+    expect(groups.json.groups.map((g: { name: string }) => g.name)).toEqual([
+      "serving.knative.dev",
+    ]);
+    const list = (await get("/apis/serving.knative.dev/v1", api.token)).json;
+    const ksvc = list.resources.find((r: { name: string }) => r.name === "services");
+    expect(ksvc).toMatchObject({
+      kind: "Service",
+      singularName: "service",
+      namespaced: true,
+      shortNames: ["kservice", "ksvc"],
+      categories: ["all", "knative", "serving"],
+    });
+    expect(ksvc.verbs).toContain("watch");
+  });
+
+  it("a namespaced token sees only its own namespaces, and others' as not found", async () => {
+    const admin = await get("/api/v1/namespaces", api.token);
+    expect(admin.json.items.map((n: { metadata: { name: string } }) => n.metadata.name)).toEqual([
+      "default",
+      "secret-team",
+    ]);
+    const mine = await get("/api/v1/namespaces", teamToken, TABLE);
+    expect(mine.json.kind).toBe("Table");
+    expect(mine.json.rows.map((r: { cells: string[] }) => r.cells[0])).toEqual(["team-a"]);
+    const other = await get("/api/v1/namespaces/secret-team", teamToken);
+    expect(other.status).toBe(404);
+    expect(JSON.stringify(other.json)).not.toContain("team-a");
+  });
+});
+
+describe("OpenAPI", () => {
+  it("v3: an index, then the group's document with each kind's GVK, merge patch only", async () => {
+    const index = (await get("/openapi/v3", api.token)).json;
+    const url = index.paths["apis/serving.knative.dev/v1"].serverRelativeURL as string;
+    const doc = (await get(url, api.token)).json;
+    const svc = doc.components.schemas["dev.knative.serving.v1.Service"];
+    expect(svc["x-kubernetes-group-version-kind"]).toEqual([
+      { group: "serving.knative.dev", version: "v1", kind: "Service" },
+    ]);
+    const container =
+      svc.properties.spec.properties.template.properties.spec.properties.containers.items;
+    expect(container.required).toEqual(["image"]);
+    expect(Object.keys(container.properties)).toContain("readinessProbe");
+    const patch =
+      doc.paths["/apis/serving.knative.dev/v1/namespaces/{namespace}/services/{name}"].patch;
+    expect(Object.keys(patch.requestBody.content)).toEqual(["application/merge-patch+json"]);
+    expect(patch.parameters.map((p: { name: string }) => p.name)).toContain("fieldValidation");
+  });
+
+  it("v2: JSON for a client that accepts it, a 404 for one that wants protobuf only", async () => {
+    const v2 = (await get("/openapi/v2", api.token)).json;
+    expect(v2.swagger).toBe("2.0");
+    expect(
+      v2.definitions["dev.knative.serving.v1.Route"]["x-kubernetes-group-version-kind"],
+    ).toEqual([{ group: "serving.knative.dev", version: "v1", kind: "Route" }]);
+    const pb = await get(
+      "/openapi/v2",
+      api.token,
+      "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    );
+    expect(pb.status).toBe(404);
+  });
+});
+
+describe("tables", () => {
+  it("answer a Table with Knative's columns only when asked for one", async () => {
+    const table = (await get(api.ns("services"), api.token, TABLE)).json;
+    expect(table).toMatchObject({ kind: "Table", apiVersion: "meta.k8s.io/v1" });
+    expect(table.columnDefinitions.map((c: { name: string }) => c.name)).toEqual([
+      "Name",
+      "URL",
+      "LatestCreated",
+      "LatestReady",
+      "Ready",
+      "Reason",
+    ]);
+    expect(table.rows[0].cells.slice(0, 3)).toEqual([
+      "hello",
+      "http://hello.default.localhost",
+      "hello-00001",
+    ]);
+    expect(table.rows[0].object.kind).toBe("PartialObjectMetadata");
+    expect((await get(api.ns("services"), api.token)).json.kind).toBe("ServiceList");
+  });
+
+  it("across namespaces hold only the rows of the token's namespaces", async () => {
+    const all = await get("/apis/serving.knative.dev/v1/services", teamToken, TABLE);
+    expect(all.status).toBe(200);
+    expect(all.json.rows).toEqual([]);
+  });
+});
+
+describe("field selectors", () => {
+  it("pick objects by name and namespace in lists and watches, authorized as the namespace's path", async () => {
+    const all = "/apis/serving.knative.dev/v1/services";
+    const list = await get(`${all}?fieldSelector=metadata.namespace%3Dsecret-team`, api.token);
+    expect(
+      list.json.items.map((o: { metadata: { namespace: string } }) => o.metadata.namespace),
+    ).toEqual(["secret-team"]);
+    const theirs = await get(`${all}?fieldSelector=metadata.namespace%3Dsecret-team`, teamToken);
+    expect(theirs.status).toBe(403);
+    const abort = new AbortController();
+    const res = await fetch(
+      new URL(
+        `${all}?watch=true&fieldSelector=metadata.name%3Dhello,metadata.namespace%3Dsecret-team`,
+        api.url,
+      ),
+      { headers: { authorization: `Bearer ${api.token}` }, signal: abort.signal },
+    );
+    const reader = res.body!.getReader();
+    const { value } = await reader.read();
+    abort.abort();
+    const first = JSON.parse(new TextDecoder().decode(value).split("\n")[0]!);
+    expect(first).toMatchObject({
+      type: "ADDED",
+      object: { metadata: { name: "hello", namespace: "secret-team" } },
+    });
+    expect((await get(`${all}?fieldSelector=spec.x%3Dy`, api.token)).status).toBe(400);
+  });
+});
+
+describe("generated TLS material", () => {
+  it("keeps the CA, renews the serving certificate when a listen name is missing, keys 0600", () => {
+    const dir = mkdtempSync(join(tmpdir(), "skiff-tls-"));
+    const first = tlsMaterial({}, dir, "127.0.0.1");
+    expect(statSync(join(dir, "ca.key")).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, "api.key")).mode & 0o777).toBe(0o600);
+    const cert = new X509Certificate(first.cert);
+    expect(cert.checkIssued(new X509Certificate(first.ca!))).toBe(true);
+    expect(cert.checkHost("localhost")).toBe("localhost");
+    expect(cert.checkIP("127.0.0.1")).toBe("127.0.0.1");
+    expect(tlsMaterial({}, dir, "127.0.0.1").cert).toBe(first.cert);
+    const moved = tlsMaterial({}, dir, "10.1.2.3");
+    expect(moved.cert).not.toBe(first.cert);
+    expect(moved.ca).toBe(first.ca);
+    expect(new X509Certificate(moved.cert).checkIP("10.1.2.3")).toBe("10.1.2.3");
+    expect(readFileSync(join(dir, "api.crt"), "utf8")).toBe(moved.cert);
+  });
+});
