@@ -136,6 +136,8 @@ export class ScaleController {
   readonly #state = new Map<string, RevisionScaleState>();
   /** Activation signals received since the last pass. */
   readonly #activations = new Set<string>();
+  /** Revision -> the placement problem last logged for it (logged when it starts or changes). */
+  readonly #loggedProblems = new Map<string, string>();
   /** Live agents of the last pass (an agent missing now died: its desired set is cleared). */
   #lastAgents = new Set<string>();
   #scanDesired = true;
@@ -518,7 +520,13 @@ export class ScaleController {
     await this.#apply(plan.add, plan.remove);
     for (const [ref, p] of plan.problems) {
       m.placementFailures.inc({ reason: p.reason }, p.unplaced);
+      // Once per problem, not once per pass (a full fleet is a steady state).
+      if (this.#loggedProblems.get(ref) === p.reason) continue;
+      this.#loggedProblems.set(ref, p.reason);
       this.#log.warn({ revision: ref, reason: p.reason }, p.message);
+    }
+    for (const ref of this.#loggedProblems.keys()) {
+      if (!plan.problems.has(ref)) this.#loggedProblems.delete(ref);
     }
 
     // Report on each revision (written only when something changed).

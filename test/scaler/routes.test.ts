@@ -11,6 +11,7 @@
  * retention set to nothing (it only runs when the test asks).
  */
 import type { Redis } from "ioredis";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningAgent } from "../../agent/server.ts";
 import type { Gateway } from "../../gateway/server.ts";
@@ -38,6 +39,8 @@ let agent: RunningAgent;
 let gateway: Gateway;
 let scaler: RunningScaler;
 let redis: Redis;
+/** The scaler's warnings, as JSON lines. */
+const scalerLines: string[] = [];
 let fleet: Fleet;
 
 beforeAll(async () => {
@@ -47,6 +50,7 @@ beforeAll(async () => {
   agent = await startTestAgent(prefix, "routes-agent", { containers: true });
   gateway = await startTestGateway(prefix);
   scaler = await startTestScaler(prefix, {
+    logger: pino({ level: "warn" }, { write: (line: string) => void scalerLines.push(line) }),
     autoscaler: { ...SHORT_AUTOSCALER, maxScaleLimit: 10 },
     gc: {
       retainSinceCreateTime: 0,
@@ -262,6 +266,12 @@ describe("what the scaler cannot do shows on the revision", () => {
     expect(cond.message).toMatch(/could not be placed: no agent has room \(routes-agent: cpu/);
     expect(ready(await revision("huge-00001"))).toBe("False");
     expect(await desiredOf("huge-00001")).toEqual([]);
+    // A steady state, not news on every pass: logged once however many passes.
+    for (let i = 0; i < 5; i++) await scaler.tickNow();
+    const logged = scalerLines.filter(
+      (l) => l.includes("huge-00001") && l.includes("could not be placed"),
+    );
+    expect(logged).toHaveLength(1);
   });
 
   it("annotations that no longer parse (the cluster's max-scale limit is 10): a warning, scaling goes on", async () => {
