@@ -114,7 +114,10 @@ export class ClusterNetwork {
     const nets = await this.#docker.listNetworks({ filters: { name: [this.name] } });
     const exact = nets
       .filter((n) => n.Name === this.name)
-      .sort((a, b) => (a.Created ?? "").localeCompare(b.Created ?? "") || a.Id.localeCompare(b.Id));
+      .sort(
+        (a, b) =>
+          createdKey(a.Created).localeCompare(createdKey(b.Created)) || a.Id.localeCompare(b.Id),
+      );
     return exact[0]?.Id;
   }
 
@@ -149,4 +152,18 @@ export function isNetworkGone(err: unknown): boolean {
 /** Whether a docker start failed because the published host port is taken. */
 export function isPortTaken(err: unknown): boolean {
   return /address already in use|port is already allocated/i.test(dockerMessage(err));
+}
+
+/**
+ * Docker's creation time (RFC 3339 with nanoseconds, trailing zeros trimmed:
+ * ".12Z" and ".123Z") as a key that sorts in time order: the fraction padded
+ * to nine digits. Compared as given, ".123Z" sorted before ".12Z" and two
+ * racing agents each kept the twin they created.
+ */
+function createdKey(created: string | undefined): string {
+  if (!created) return "";
+  return created.replace(
+    /(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/,
+    (_, fraction: string | undefined, zone) => `.${(fraction ?? "").padEnd(9, "0")}${zone}`,
+  );
 }

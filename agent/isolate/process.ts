@@ -238,11 +238,16 @@ export class WorkerdProcess {
     return this.#client;
   }
 
-  /** CPU time (user + system, all threads) the process used so far, in ms; undefined once gone. */
+  /**
+   * CPU time (user + system) of the process's main thread so far, in ms;
+   * undefined once gone. The main thread runs the isolates' JavaScript; V8's
+   * helper threads (concurrent GC, background compiles) are left out, so they
+   * never count toward a stall.
+   */
   cpuMs(): number | undefined {
     if (this.pid === undefined) return undefined;
     try {
-      const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+      const stat = readFileSync(`/proc/${this.pid}/task/${this.pid}/stat`, "utf8");
       // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
