@@ -160,6 +160,12 @@ afterAll(async () => {
 describe("traffic and a cold start", () => {
   it("serves 20 requests, scales the revision to zero, and a request after that waits for a cold start", async () => {
     for (let i = 0; i < 20; i++) expect((await hitService()).status).toBe(200);
+    // The scaler's gauge follows its passes: first see the instance it scales
+    // down, else a pass that ran before the instance was ready reads as "zero".
+    await waitFor(`the scaler counting ${REVISION}'s ready instance`, async () => {
+      const text = (await get(`${skiff.admin.scaler}/metrics`)).body;
+      return (sample(text, "skiff_scaler_ready_instances", { revision: REVISION }) ?? 0) >= 1;
+    });
     await waitFor(
       `${REVISION} at zero ready instances`,
       async () => {
