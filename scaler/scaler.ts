@@ -149,6 +149,8 @@ export class ScalerLoop {
   async #teardown(): Promise<void> {
     await Promise.all([this.#scale.stop(), this.#gc.stop(), this.#status.stop()]);
     await this.#cache.stop();
+    // Reconciles already running finish (none starts once stopped).
+    await this.#routes.idle();
   }
 
   /** Run a scaling pass now and wait for it. */
