@@ -45,6 +45,7 @@ import {
   type ScalingSettings,
 } from "../../src/model/index.ts";
 import type { Revision } from "../../src/model/types.ts";
+import { inParallel } from "../../src/parallel.ts";
 import { MAX_RECONNECT_DELAY_MS } from "../../src/redis/connect.ts";
 import { Coalescer } from "../../src/redis/resync.ts";
 import type { RedisStore } from "../../src/store/index.ts";
@@ -564,24 +565,18 @@ export class ScaleController {
     }
     // Different objects: a few in flight at once, so a thousand new revisions
     // cost a thousand round trips divided by the width, not in a row.
-    const next = writes[Symbol.iterator]();
-    const writer = async () => {
-      for (const w of next) {
-        if (!this.#canWrite()) return;
-        try {
-          await writeScaleReport(this.#d.store, w.namespace, w.revision, w.report, {
-            domain: this.#o.domain,
-            scheme: this.#o.urlScheme,
-          });
-        } catch (err) {
-          m.errors.inc({ stage: "status" });
-          this.#log.warn({ err, revision: w.ref }, "writing revision status failed");
-        }
+    await inParallel(writes, STATUS_WRITES_IN_FLIGHT, async (w) => {
+      if (!this.#canWrite()) return;
+      try {
+        await writeScaleReport(this.#d.store, w.namespace, w.revision, w.report, {
+          domain: this.#o.domain,
+          scheme: this.#o.urlScheme,
+        });
+      } catch (err) {
+        m.errors.inc({ stage: "status" });
+        this.#log.warn({ err, revision: w.ref }, "writing revision status failed");
       }
-    };
-    await Promise.all(
-      Array.from({ length: Math.min(STATUS_WRITES_IN_FLIGHT, writes.length) }, writer),
-    );
+    });
     m.tick.observe((performance.now() - started) / 1000);
   }
 

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { isSkiffError, SkiffError, UsageError } from "../../../src/errors.ts";
 import type { Revision, Route, Service } from "../../../src/model/types.ts";
+import { inParallel } from "../../../src/parallel.ts";
 import type { ApiClient, ClientFactory } from "../client.ts";
 import { formatError } from "../format-error.ts";
 import { parseOutput, printObject } from "../output.ts";
@@ -28,42 +29,36 @@ export function registerApplyCommand(program: Command, client: ClientFactory): v
       const outcomes = docs.map(() => Promise.withResolvers<Outcome>());
       const last = new Map<string, Promise<unknown>>();
       let unavailable = false;
-      const queue = docs.entries();
-      const worker = async () => {
-        for (const [i, doc] of queue) {
-          const settle = outcomes[i]!;
-          if (unavailable) {
-            settle.resolve({ what: "", kind: "skipped" });
-            continue;
-          }
-          let what = `document ${i + 1}`;
-          let described: ReturnType<typeof describeDoc>;
-          try {
-            described = describeDoc(doc, api.namespace);
-          } catch (err) {
-            settle.resolve(failed(what, err));
-            continue;
-          }
-          what = `${described.kind.toLowerCase()}/${described.name}`;
-          if (described.namespace !== api.namespace) what += ` (namespace ${described.namespace})`;
-          const key = `${described.namespace}/${described.plural}/${described.name}`;
-          const before = last.get(key);
-          last.set(key, settle.promise);
-          await before;
-          try {
-            const { verb, result } = await applyOne(api, doc, described);
-            settle.resolve({ what, kind: "applied", verb, result });
-          } catch (err) {
-            const outcome = failed(what, err);
-            // An API that cannot be reached fails every document the same way.
-            if (outcome.kind === "failed" && outcome.err.code === "UNAVAILABLE") unavailable = true;
-            settle.resolve(outcome);
-          }
+      const workers = inParallel(docs.entries(), APPLY_IN_FLIGHT, async ([i, doc]) => {
+        const settle = outcomes[i]!;
+        if (unavailable) {
+          settle.resolve({ what: "", kind: "skipped" });
+          return;
         }
-      };
-      const workers = Promise.all(
-        Array.from({ length: Math.min(APPLY_IN_FLIGHT, docs.length) }, worker),
-      );
+        let what = `document ${i + 1}`;
+        let described: ReturnType<typeof describeDoc>;
+        try {
+          described = describeDoc(doc, api.namespace);
+        } catch (err) {
+          settle.resolve(failed(what, err));
+          return;
+        }
+        what = `${described.kind.toLowerCase()}/${described.name}`;
+        if (described.namespace !== api.namespace) what += ` (namespace ${described.namespace})`;
+        const key = `${described.namespace}/${described.plural}/${described.name}`;
+        const before = last.get(key);
+        last.set(key, settle.promise);
+        await before;
+        try {
+          const { verb, result } = await applyOne(api, doc, described);
+          settle.resolve({ what, kind: "applied", verb, result });
+        } catch (err) {
+          const outcome = failed(what, err);
+          // An API that cannot be reached fails every document the same way.
+          if (outcome.kind === "failed" && outcome.err.code === "UNAVAILABLE") unavailable = true;
+          settle.resolve(outcome);
+        }
+      });
       for (const { promise } of outcomes) {
         const o = await promise;
         if (o.kind === "bug") throw o.err; // a bug, not this document's fault
