@@ -1,5 +1,5 @@
 /** The seed walkthrough's control-plane half through the real `skiff` CLI. */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,12 +8,15 @@ import { runCli } from "../support/cli.ts";
 
 let api: TestApi;
 let env: Record<string, string>;
+/** The manifests the apply cases write. */
+const manifests = mkdtempSync(join(tmpdir(), "skiff-apply-"));
 beforeAll(async () => {
   api = await startTestApi();
   env = { SKIFF_API_URL: api.url, SKIFF_TOKEN: api.token };
 });
 afterAll(async () => {
   await api?.close();
+  rmSync(manifests, { recursive: true, force: true });
 });
 
 async function skiff(...args: string[]) {
@@ -112,8 +115,7 @@ describe("walkthrough with the CLI", () => {
   });
 
   it("apply -f creates, then reports unchanged, from a multi-document file", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "skiff-apply-"));
-    const file = join(dir, "two.yaml");
+    const file = join(manifests, "two.yaml");
     writeFileSync(
       file,
       [
@@ -126,8 +128,7 @@ describe("walkthrough with the CLI", () => {
   });
 
   it("apply -f applies every document it can: a failing one is reported, the rest go in, and the exit code is 1", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "skiff-apply-"));
-    const file = join(dir, "mixed.yaml");
+    const file = join(manifests, "mixed.yaml");
     const svc = (name: string, extra = "") =>
       `apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n  template:\n    spec:\n${extra}      containers: [{image: example/${name}}]`;
     writeFileSync(
@@ -154,8 +155,7 @@ describe("walkthrough with the CLI", () => {
   });
 
   it("apply -f with many documents prints them in file order, and a later document about the same object applies after the earlier one", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "skiff-apply-"));
-    const file = join(dir, "many.yaml");
+    const file = join(manifests, "many.yaml");
     const svc = (name: string, image: string) =>
       `apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n  template:\n    spec:\n      containers: [{image: ${image}}]`;
     const names = Array.from({ length: 12 }, (_, i) => `many-${i}`);
