@@ -3,7 +3,7 @@
  * client sees them: what needs a token, and what a namespaced token learns.
  */
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -186,18 +186,22 @@ describe("field selectors", () => {
 describe("generated TLS material", () => {
   it("keeps the CA, renews the serving certificate when a listen name is missing, keys 0600", () => {
     const dir = mkdtempSync(join(tmpdir(), "skiff-tls-"));
-    const first = tlsMaterial({}, dir, "127.0.0.1");
-    expect(statSync(join(dir, "ca.key")).mode & 0o777).toBe(0o600);
-    expect(statSync(join(dir, "api.key")).mode & 0o777).toBe(0o600);
-    const cert = new X509Certificate(first.cert);
-    expect(cert.checkIssued(new X509Certificate(first.ca!))).toBe(true);
-    expect(cert.checkHost("localhost")).toBe("localhost");
-    expect(cert.checkIP("127.0.0.1")).toBe("127.0.0.1");
-    expect(tlsMaterial({}, dir, "127.0.0.1").cert).toBe(first.cert);
-    const moved = tlsMaterial({}, dir, "10.1.2.3");
-    expect(moved.cert).not.toBe(first.cert);
-    expect(moved.ca).toBe(first.ca);
-    expect(new X509Certificate(moved.cert).checkIP("10.1.2.3")).toBe("10.1.2.3");
-    expect(readFileSync(join(dir, "api.crt"), "utf8")).toBe(moved.cert);
+    try {
+      const first = tlsMaterial({}, dir, "127.0.0.1");
+      expect(statSync(join(dir, "ca.key")).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, "api.key")).mode & 0o777).toBe(0o600);
+      const cert = new X509Certificate(first.cert);
+      expect(cert.checkIssued(new X509Certificate(first.ca!))).toBe(true);
+      expect(cert.checkHost("localhost")).toBe("localhost");
+      expect(cert.checkIP("127.0.0.1")).toBe("127.0.0.1");
+      expect(tlsMaterial({}, dir, "127.0.0.1").cert).toBe(first.cert);
+      const moved = tlsMaterial({}, dir, "10.1.2.3");
+      expect(moved.cert).not.toBe(first.cert);
+      expect(moved.ca).toBe(first.ca);
+      expect(new X509Certificate(moved.cert).checkIP("10.1.2.3")).toBe("10.1.2.3");
+      expect(readFileSync(join(dir, "api.crt"), "utf8")).toBe(moved.cert);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,7 @@
  * (server-side printed tables), jsonpath, explain, patch and delete.
  */
 import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -32,6 +32,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await api?.close();
+  // The CA's private key and the token's kubeconfig live there.
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 interface Run {
