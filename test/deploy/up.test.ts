@@ -3,7 +3,7 @@
  * password plus the API, restartable; the CLI settings it writes only for itself.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -281,6 +281,8 @@ describe("skiff up --api-tls", () => {
       expect(bare.code).not.toBe(0);
     } finally {
       await s.kill("SIGTERM");
+      // The state (CA key, token kubeconfig) and the CLI settings.
+      for (const d of [dir, home]) rmSync(d, { recursive: true, force: true });
     }
   });
 });
