@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tlsMaterial } from "../../deploy/api/tls.ts";
-import { serviceBody, startTestApi, type TestApi } from "../support/api.ts";
+import { createToken, serviceBody, startTestApi, type TestApi } from "../support/api.ts";
 
 const TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 
@@ -20,13 +20,7 @@ beforeAll(async () => {
     const r = await api.call("POST", api.ns("services", undefined, ns), serviceBody("hello"));
     expect(r.status).toBe(201);
   }
-  const t = await api.call("POST", "/apis/skiff.dev/v1/tokens", {
-    apiVersion: "skiff.dev/v1",
-    kind: "Token",
-    metadata: { name: "team-a" },
-    spec: { role: "view", namespaces: ["team-a"] },
-  });
-  teamToken = t.json.status.token;
+  teamToken = await createToken(api, "team-a", "view", ["team-a"]);
 });
 afterAll(async () => {
   await api?.close();

@@ -7,7 +7,7 @@ import { connect as connectTcp } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Service } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
-import { BASE, serviceBody, startTestApi, type TestApi } from "../support/api.ts";
+import { BASE, createToken, serviceBody, startTestApi, type TestApi } from "../support/api.ts";
 import { redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -117,14 +117,7 @@ beforeAll(async () => {
     ["a-view", "view", ["team-a"]],
     ["gone", "view", ["team-a"]],
   ] as const) {
-    const r = await api.call("POST", TOKENS, {
-      apiVersion: "skiff.dev/v1",
-      kind: "Token",
-      metadata: { name },
-      spec: { role, namespaces },
-    });
-    expect(r.status, r.text).toBe(201);
-    secrets[name] = r.json.status.token;
+    secrets[name] = await createToken(api, name, role, [...namespaces]);
   }
 });
 afterAll(async () => {

@@ -19,7 +19,7 @@ import { Fleet } from "../../src/fleet/fleet.ts";
 import type { AgentRecord } from "../../src/fleet/types.ts";
 import { createRedisStore } from "../../src/store/index.ts";
 import { gatewayKeys, type RevisionCounters } from "../../src/traffic/keys.ts";
-import { serviceBody, startTestApi, type TestApi } from "../support/api.ts";
+import { createToken, serviceBody, startTestApi, type TestApi } from "../support/api.ts";
 import { connect, redisUrl } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -36,14 +36,7 @@ let fleet: Fleet;
 const secrets: Record<string, string> = {};
 
 async function makeToken(name: string, role: "view" | "edit", namespaces: string[]) {
-  const r = await api.call("POST", TOKENS, {
-    apiVersion: "skiff.dev/v1",
-    kind: "Token",
-    metadata: { name },
-    spec: { role, namespaces },
-  });
-  expect(r.status, r.text).toBe(201);
-  secrets[name] = r.json.status.token;
+  secrets[name] = await createToken(api, name, role, namespaces);
 }
 
 async function specTraffic(name: string, namespace = "default") {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeKubeconfig } from "../../deploy/kubeconfig.ts";
-import { serviceBody, startTestApi, type TestApi, TOKEN } from "../support/api.ts";
+import { createToken, serviceBody, startTestApi, type TestApi, TOKEN } from "../support/api.ts";
 import { waitFor } from "../support/wait.ts";
 
 const KUBECTL = "/usr/bin/kubectl";
@@ -188,14 +188,7 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
   });
 
   it("a namespaced token sees only its own namespace (get ns, get ksvc -A)", async () => {
-    const created = await api.call("POST", "/apis/skiff.dev/v1/tokens", {
-      apiVersion: "skiff.dev/v1",
-      kind: "Token",
-      metadata: { name: "team-a-viewer" },
-      spec: { role: "view", namespaces: ["team-a"] },
-    });
-    expect(created.status).toBe(201);
-    const token = created.json.status.token as string;
+    const token = await createToken(api, "team-a-viewer", "view", ["team-a"]);
     const ns = await kubectl("--token", token, "get", "ns");
     expect(ns).toMatch(/\nteam-a\s+Active/);
     expect(ns).not.toMatch(/default/);

@@ -88,6 +88,23 @@ export async function startTestApi(
   };
 }
 
+/** A namespaced token made through the API (what `skiff token create` does); its secret. */
+export async function createToken(
+  api: TestApi,
+  name: string,
+  role: "view" | "edit",
+  namespaces: string[],
+): Promise<string> {
+  const r = await api.call("POST", "/apis/skiff.dev/v1/tokens", {
+    apiVersion: "skiff.dev/v1",
+    kind: "Token",
+    metadata: { name },
+    spec: { role, namespaces },
+  });
+  if (r.status !== 201) throw new Error(`creating token ${name}: ${r.status} ${r.text}`);
+  return r.json.status.token as string;
+}
+
 /** A minimal valid Service body. */
 export function serviceBody(
   name: string,
