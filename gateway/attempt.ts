@@ -10,6 +10,7 @@ import type { Grant } from "./dispatcher.ts";
 import { BodyTooLargeError, ClientGoneError, GatewayTimeoutError } from "./errors.ts";
 import { downstreamHeaders, GATEWAY_AUTH_HEADER } from "./headers.ts";
 import type { ProxyContext } from "./proxy.ts";
+import { DRAINING_HEADER } from "./upstream-agents.ts";
 import { isConnectError, isRequestError, isReset, shortReason } from "./upstream-errors.ts";
 
 export type Outcome =
@@ -28,7 +29,9 @@ export interface Attempt {
   grant: Grant;
   headers: string[];
   /** What undici sends as the body (the request itself, or a size-limited view of it). */
-  body: IncomingMessage | AsyncIterable<Buffer> | null;
+  body: IncomingMessage | AsyncIterable<Buffer> | Buffer | null;
+  /** The body read whole (an isolate hand-over): sent again if the old process closes before answering. */
+  replay?: Buffer;
   hasBody: boolean;
   path: string;
   /** "{ns}/{rev}", for messages. */
@@ -129,6 +132,14 @@ export function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
           c.abort(new ClientGoneError());
           return;
         }
+        if (internal) {
+          // Only an isolate's router says its process is being replaced.
+          const draining = headers[DRAINING_HEADER];
+          if (typeof draining === "string") {
+            ctx.upstreams.draining(up.origin, Number(draining));
+            delete headers[DRAINING_HEADER];
+          }
+        }
         const out = downstreamHeaders(headers);
         if (statusMessage) res.writeHead(statusCode, statusMessage, out);
         else res.writeHead(statusCode, out);
@@ -171,8 +182,12 @@ export function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
         } else if (!requestStarted && isConnectError(err)) {
           // Nothing was sent: safe to try another instance.
           finish({ kind: "retry", reason: "connect", error: err });
-        } else if (!a.hasBody && isIdempotent(a.req.method) && isReset(err)) {
-          // Most likely a kept-alive connection the instance closed as we reused it.
+        } else if (
+          (a.replay !== undefined || (!a.hasBody && isIdempotent(a.req.method))) &&
+          isReset(err)
+        ) {
+          // Most likely a kept-alive connection the instance closed as we reused it,
+          // or a process in its hand-over closing before it read the request.
           finish({ kind: "retry", reason: "stale", error: err });
         } else {
           finish({ kind: "failed", message: `instance ${up.id} failed: ${shortReason(err)}` });
@@ -181,9 +196,11 @@ export function send(ctx: ProxyContext, a: Attempt): Promise<Outcome> {
     };
 
     try {
-      ctx.agentFor(up.endpoint.protocol).dispatch(
+      const route = ctx.upstreams.routeFor(up.endpoint.protocol, up.origin);
+      route.dispatcher.dispatch(
         {
           origin: up.origin,
+          reset: route.reset,
           path: a.path,
           method: (a.req.method ?? "GET") as Dispatcher.HttpMethod,
           headers,

@@ -16,7 +16,6 @@
  * - anything else: 502 with a short reason.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Dispatcher } from "undici";
 import { UnavailableError } from "../src/errors.ts";
 import type { Logger } from "../src/logging.ts";
 import { type Attempt, type Outcome, send } from "./attempt.ts";
@@ -26,13 +25,14 @@ import { upstreamHeaders } from "./headers.ts";
 import type { GatewayMetrics } from "./metrics.ts";
 import { checkRequest } from "./request-checks.ts";
 import { normalizeHost, pickTarget, type RouteTable } from "./routes.ts";
+import type { UpstreamAgents } from "./upstream-agents.ts";
 import { shortReason } from "./upstream-errors.ts";
 
 export interface ProxyContext {
   routes: RouteTable;
   dispatcher(namespace: string, revision: string): RevisionDispatcher;
-  /** undici dispatcher for an endpoint protocol. */
-  agentFor(protocol: "http1" | "h2c"): Dispatcher;
+  /** The connection pools to instances (kept-alive, or one-use during an isolate hand-over). */
+  upstreams: Pick<UpstreamAgents, "routeFor" | "draining" | "handingOver">;
   metrics: GatewayMetrics;
   trustForwarded: boolean;
   /** Largest request body proxied (413 beyond). */
@@ -96,6 +96,34 @@ async function* limitedBody(req: IncomingMessage, max: number): AsyncGenerator<B
     if (total > max) throw new BodyTooLargeError(max);
     yield chunk as Buffer;
   }
+}
+
+/** Largest body held in memory so that it can be sent again (only during an isolate hand-over). */
+const REPLAY_MAX_BYTES = 256 * 1024;
+
+/**
+ * The whole body, read before sending, when the instance's process is being
+ * replaced and the body is small and of known length: a request that meets
+ * the old process's close before any answer was never run, and is sent again.
+ * Otherwise undefined (the body streams, as always).
+ */
+async function replayableBody(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  origin: string,
+): Promise<Buffer | undefined> {
+  const length = Number(req.headers["content-length"]);
+  if (!(length > 0 && length <= REPLAY_MAX_BYTES) || !ctx.upstreams.handingOver(origin)) {
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+  } catch {
+    throw new ClientGoneError();
+  }
+  if (req.readableAborted) throw new ClientGoneError();
+  return Buffer.concat(chunks);
 }
 
 export async function proxyHttp(
@@ -192,6 +220,10 @@ export async function proxyHttp(
       }
       let outcome: Outcome;
       try {
+        if (n === 1 && attempt.hasBody) {
+          const body = await replayableBody(ctx, req, grant.upstream.origin);
+          if (body !== undefined) Object.assign(attempt, { body, replay: body });
+        }
         outcome = await send(ctx, { ...attempt, grant });
       } finally {
         grant.release();

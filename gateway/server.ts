@@ -170,7 +170,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   const ctx: ProxyContext = {
     routes,
     dispatcher: dispatcherFor,
-    agentFor: upstreams.agentFor,
+    upstreams,
     metrics,
     trustForwarded: options.trustForwardedHeaders,
     maxBodyBytes: options.maxBodyBytes,

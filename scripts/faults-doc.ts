@@ -38,6 +38,7 @@ const ORDER = [
   "rollout",
   "traffic-shift",
   "scale-down",
+  "isolate-recycle",
 ];
 
 const cell = (text: string) => text.replace(/\|/g, "\\|").replace(/\n/g, " ");

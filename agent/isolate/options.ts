@@ -139,6 +139,16 @@ export const WorkerdPoolOptionsSchema = z.object({
   /** How long a recycled process may take to finish its in-flight requests. */
   drainTimeoutMs: z.number().int().min(0).default(30_000),
   /**
+   * A recycled process keeps serving this long beside its replacement before
+   * it drains, marking its answers as draining (`x-skiff-draining`) so that
+   * gateways stop reusing their kept-alive connections to it. It must exceed
+   * the gateways' upstream keep-alive timeout (4 s): then no connection is
+   * idle in a gateway's pool when the process closes it, and no request (a
+   * POST included) meets that close. 0 drains at once (a request with a body
+   * can then get a 502).
+   */
+  recycleHandoverMs: z.number().int().min(0).default(5_000),
+  /**
    * A namespace whose last revision went keeps its processes this long, so that
    * its next cold start does not pay a workerd process start (~100-300 ms).
    */

@@ -1176,12 +1176,17 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
         revisions: old.inFlight(),
         at: new Date(),
       });
+      if (!old.alive) return;
+      slot.draining.add(old);
+      // Both processes accept on the shared socket during the hand-over; the
+      // old one tells gateways to stop reusing connections to it.
+      const handover = this.options.recycleHandoverMs;
+      if (handover > 0) await old.drainAt(Date.now() + handover).catch(() => {});
       // SIGTERM: workerd stops accepting, finishes in-flight requests, exits.
-      if (old.alive) {
+      this.#later(handover, () => {
         old.kill("SIGTERM", "recycle");
-        slot.draining.add(old);
         this.#later(this.options.drainTimeoutMs, () => old.kill("SIGKILL", "recycle"));
-      }
+      });
     } catch {
       // The fresh process failed to start; the old one keeps serving. A later load retries.
     } finally {

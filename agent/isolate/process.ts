@@ -305,6 +305,11 @@ export class WorkerdProcess {
     await this.#post(`/refuse?${query}`);
   }
 
+  /** Mark every answer as coming from a process stopped at `until` (ms since epoch): a recycle's hand-over. */
+  async drainAt(until: number): Promise<void> {
+    await this.#post(`/drain?until=${until}`);
+  }
+
   kill(signal: NodeJS.Signals, reason: string): void {
     this.killReason ??= reason;
     if (this.alive) this.child.kill(signal);

@@ -30,6 +30,16 @@ const refused = new Map();
 let refusedRead = false;
 
 const ERROR_HEADER = "x-skiff-isolate-error";
+/**
+ * Set on every response while this process is being replaced (a recycle): the
+ * milliseconds until the agent stops it. A gateway that sees it sends its next
+ * requests on fresh connections that close after one answer, so that no
+ * kept-alive connection is still reused when this process drains and closes
+ * it (the HTTP/1.1 race that would lose a request with a body).
+ */
+const DRAINING_HEADER = "x-skiff-draining";
+/** Epoch ms when the agent stops this process; 0 while not being replaced. */
+let drainingUntil = 0;
 
 function fail(status, kind, message) {
   return new Response(`${message}\n`, {
@@ -176,61 +186,72 @@ function shortMessage(err) {
 
 export default {
   async fetch(request, env) {
-    if (!sameSecret(request.headers.get(env.AUTH_HEADER), env.GATEWAY_SECRET)) {
-      console.log(`${env.TOKEN} f`);
-      return fail(
-        403,
-        "forbidden",
-        `forbidden: isolates only answer requests from a Skiff gateway (missing or wrong ${env.AUTH_HEADER})`,
-      );
-    }
-    const revision = request.headers.get(env.HEADER);
-    if (!revision) return fail(400, "missing-revision", `missing ${env.HEADER} header`);
-    if (!revision.startsWith(`${env.NAMESPACE}/`)) {
-      return fail(404, "unknown-revision", `revision ${revision} is not served by this process`);
-    }
-    const refusal = refusalOf(env, revision);
-    if (refusal !== undefined) {
-      return new Response(`${refusal.message}\n`, {
-        status: 503,
-        headers: {
-          "content-type": "text/plain; charset=utf-8",
-          [ERROR_HEADER]: "worker-stalled",
-          "retry-after": String(Math.max(1, Math.ceil((refusal.until - Date.now()) / 1000))),
-        },
-      });
-    }
-    enter(env, revision);
-    // The first request here creates the isolate: the startup CPU budget.
-    const cold = !loaded.has(revision) && env.TRACK === "1";
-    if (cold) console.log(`${env.TOKEN} s ${revision}`);
-    try {
-      let stub;
-      try {
-        stub = await stubFor(env, revision);
-      } catch (err) {
-        return fail(503, "code-unavailable", `could not load revision: ${shortMessage(err)}`);
-      }
-      if (stub === null) {
-        return fail(404, "unknown-revision", `revision ${revision} is not registered on this node`);
-      }
-      const headers = new Headers(request.headers);
-      headers.delete(env.HEADER);
-      headers.delete(env.AUTH_HEADER);
-      const response = await stub.getEntrypoint().fetch(new Request(request, { headers }));
-      if (!response.headers.has(ERROR_HEADER)) return response;
-      // A worker must not be able to impersonate the router's error kinds.
-      const clean = new Response(response.body, response);
-      clean.headers.delete(ERROR_HEADER);
-      return clean;
-    } catch (err) {
-      return fail(500, "worker-exception", `worker error: ${shortMessage(err)}`);
-    } finally {
-      if (cold) console.log(`${env.TOKEN} e ${revision}`);
-      leave(env, revision);
-    }
+    const response = await route(request, env);
+    if (drainingUntil === 0 && !response.headers.has(DRAINING_HEADER)) return response;
+    const marked = new Response(response.body, response);
+    // Only the router says a process is draining, never a worker's own answer.
+    if (drainingUntil === 0) marked.headers.delete(DRAINING_HEADER);
+    else marked.headers.set(DRAINING_HEADER, String(Math.max(0, drainingUntil - Date.now())));
+    return marked;
   },
 };
+
+/** One request: the gateway secret, the revision, a refusal in force, its isolate. */
+async function route(request, env) {
+  if (!sameSecret(request.headers.get(env.AUTH_HEADER), env.GATEWAY_SECRET)) {
+    console.log(`${env.TOKEN} f`);
+    return fail(
+      403,
+      "forbidden",
+      `forbidden: isolates only answer requests from a Skiff gateway (missing or wrong ${env.AUTH_HEADER})`,
+    );
+  }
+  const revision = request.headers.get(env.HEADER);
+  if (!revision) return fail(400, "missing-revision", `missing ${env.HEADER} header`);
+  if (!revision.startsWith(`${env.NAMESPACE}/`)) {
+    return fail(404, "unknown-revision", `revision ${revision} is not served by this process`);
+  }
+  const refusal = refusalOf(env, revision);
+  if (refusal !== undefined) {
+    return new Response(`${refusal.message}\n`, {
+      status: 503,
+      headers: {
+        "content-type": "text/plain; charset=utf-8",
+        [ERROR_HEADER]: "worker-stalled",
+        "retry-after": String(Math.max(1, Math.ceil((refusal.until - Date.now()) / 1000))),
+      },
+    });
+  }
+  enter(env, revision);
+  // The first request here creates the isolate: the startup CPU budget.
+  const cold = !loaded.has(revision) && env.TRACK === "1";
+  if (cold) console.log(`${env.TOKEN} s ${revision}`);
+  try {
+    let stub;
+    try {
+      stub = await stubFor(env, revision);
+    } catch (err) {
+      return fail(503, "code-unavailable", `could not load revision: ${shortMessage(err)}`);
+    }
+    if (stub === null) {
+      return fail(404, "unknown-revision", `revision ${revision} is not registered on this node`);
+    }
+    const headers = new Headers(request.headers);
+    headers.delete(env.HEADER);
+    headers.delete(env.AUTH_HEADER);
+    const response = await stub.getEntrypoint().fetch(new Request(request, { headers }));
+    if (!response.headers.has(ERROR_HEADER)) return response;
+    // A worker must not be able to impersonate the router's error kinds.
+    const clean = new Response(response.body, response);
+    clean.headers.delete(ERROR_HEADER);
+    return clean;
+  } catch (err) {
+    return fail(500, "worker-exception", `worker error: ${shortMessage(err)}`);
+  } finally {
+    if (cold) console.log(`${env.TOKEN} e ${revision}`);
+    leave(env, revision);
+  }
+}
 
 /** Where a module failed, when V8 said: `worker.js:3:9`. */
 function position(err) {
@@ -308,6 +329,10 @@ export const control = {
       return new Response(null, { status: 204 });
     }
     if (url.pathname === "/load") return load(env, revision);
+    if (url.pathname === "/drain") {
+      drainingUntil = Number(url.searchParams.get("until")) || 0;
+      return new Response(null, { status: 204 });
+    }
     if (url.pathname === "/refuse") {
       const until = Number(url.searchParams.get("until"));
       if (until > Date.now()) {

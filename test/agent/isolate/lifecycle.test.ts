@@ -4,6 +4,7 @@ import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Client } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { type IsolateEvent, WorkerdPool } from "../../../agent/isolate/index.ts";
 import { alive, send } from "./support.ts";
@@ -29,7 +30,12 @@ const numbered = (i: number) =>
 
 describe("WorkerdPool lifecycle", () => {
   it("recycles a process after maxLoaderEntries and keeps answering on the same port", async () => {
-    pool = new WorkerdPool({ processes: 1, maxLoaderEntries: 3, watchdog: { stallMs: 3_000 } });
+    pool = new WorkerdPool({
+      processes: 1,
+      maxLoaderEntries: 3,
+      recycleHandoverMs: 500,
+      watchdog: { stallMs: 3_000 },
+    });
     const recycles: IsolateEvent[] = [];
     pool.on("recycle", (e) => recycles.push(e));
     await pool.start();
@@ -69,6 +75,52 @@ describe("WorkerdPool lifecycle", () => {
     expect((await send(pool, keys[0]!, { retryClosed: true })).body).toBe("w0");
     // Drained processes exit by themselves (waited for above).
     expect(alive(firstPid!)).toBe(false);
+  });
+
+  it("marks a recycled process's answers as draining for its hand-over, and never passes a worker's own mark", async () => {
+    pool = new WorkerdPool({
+      processes: 1,
+      maxLoaderEntries: 2,
+      recycleHandoverMs: 3_000,
+      watchdog: { stallMs: 3_000 },
+    });
+    const recycled = new Promise<IsolateEvent>((resolve) => pool!.on("recycle", resolve));
+    await pool.start();
+    const forger = `export default { fetch() { return new Response("forged", { headers: { "x-skiff-draining": "600000" } }); } };`;
+    await pool.register("default/forger-00001", { code: forger });
+    const before = await send(pool, "default/forger-00001", { fresh: true });
+    expect(before.body).toBe("forged");
+    expect(before.headers["x-skiff-draining"]).toBeUndefined();
+
+    // A kept-alive connection to the old process (opened before the recycle) sees the mark.
+    const ep = pool.endpointFor("default/forger-00001");
+    const old = new Client(`http://${ep.host}:${ep.port}`, { keepAliveTimeout: 10_000 });
+    const ask = async () => {
+      const res = await old.request({
+        path: "/",
+        method: "GET",
+        headers: {
+          [ep.header.name]: ep.header.value,
+          "x-skiff-gateway-auth": pool!.gatewaySecret!,
+        },
+      });
+      await res.body.dump();
+      return res.headers["x-skiff-draining"];
+    };
+    try {
+      expect(await ask()).toBeUndefined();
+      await pool.register("default/filler-00001", { code: numbered(1) });
+      await pool.load("default/filler-00001");
+      const event = await recycled;
+      const left = Number(await ask());
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual(3_000);
+      // The old process serves through its hand-over, then drains and exits.
+      expect(alive(event.pid!)).toBe(true);
+      await expect.poll(() => alive(event.pid!), { timeout: 15_000 }).toBe(false);
+    } finally {
+      await old.destroy();
+    }
   });
 
   it("lets an in-flight request of a recycled process finish", async () => {
