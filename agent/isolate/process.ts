@@ -8,7 +8,7 @@
  * turning its death into a readable reason.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { Client } from "undici";
 import { UnavailableError } from "../../src/errors.ts";
 import type { Cgroup } from "./cgroup.ts";
@@ -57,6 +57,27 @@ export interface ExitInfo {
 
 const STDERR_TAIL = 30;
 const MAX_LINE = 64 * 1024;
+
+/** util-linux's setpriv, where present (Debian's util-linux is essential). */
+const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+
+/**
+ * Run workerd through `setpriv --pdeathsig KILL`: it dies with the agent that
+ * started it, even when that agent is SIGKILLed and no agent ever runs on
+ * this host again (its own process group keeps it out of the agent's
+ * signals otherwise). A restarted agent kills the processes it finds anyway,
+ * so nothing of value outlives the agent. A binary that cannot be run is
+ * spawned as is, so that the error names it.
+ */
+function withParentDeathSignal(binary: string, args: string[]): [string, string[]] {
+  if (SETPRIV === undefined) return [binary, args];
+  try {
+    accessSync(binary, constants.X_OK);
+  } catch {
+    return [binary, args];
+  }
+  return [SETPRIV, ["--pdeathsig", "KILL", "--", binary, ...args]];
+}
 
 /** Split a stream into lines without unbounded buffering. */
 function onLines(stream: NodeJS.ReadableStream | null, each: (line: string) => void): void {
@@ -112,34 +133,32 @@ export class WorkerdProcess {
     this.id = options.id;
     this.namespace = options.namespace;
     this.#token = options.token;
-    this.child = spawn(
-      options.binary,
-      [
-        "serve",
-        "--experimental",
-        options.configPath,
-        "--socket-fd",
-        `${SOCKET_HTTP}=3`,
-        "--control-fd",
-        "4",
-      ],
-      {
-        stdio: ["ignore", "pipe", "pipe", options.listenFd, "pipe"],
-        cwd: options.cwd,
-        // Only what the config reads: the agent's own environment stays out.
-        env: {
-          SKIFF_TOKEN: options.token,
-          SKIFF_PROCESS: options.id,
-          SKIFF_NAMESPACE: options.namespace,
-          SKIFF_GATEWAY_SECRET: options.gatewaySecret,
-          // Set before it serves anything: no request reaches a refused revision meanwhile.
-          SKIFF_REFUSED: JSON.stringify(options.refused ?? {}),
-        },
-        // Its own process group: a terminal's SIGINT goes to the agent, which drains.
-        detached: true,
-        ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
+    const args = [
+      "serve",
+      "--experimental",
+      options.configPath,
+      "--socket-fd",
+      `${SOCKET_HTTP}=3`,
+      "--control-fd",
+      "4",
+    ];
+    const [command, argv] = withParentDeathSignal(options.binary, args);
+    this.child = spawn(command, argv, {
+      stdio: ["ignore", "pipe", "pipe", options.listenFd, "pipe"],
+      cwd: options.cwd,
+      // Only what the config reads: the agent's own environment stays out.
+      env: {
+        SKIFF_TOKEN: options.token,
+        SKIFF_PROCESS: options.id,
+        SKIFF_NAMESPACE: options.namespace,
+        SKIFF_GATEWAY_SECRET: options.gatewaySecret,
+        // Set before it serves anything: no request reaches a refused revision meanwhile.
+        SKIFF_REFUSED: JSON.stringify(options.refused ?? {}),
       },
-    );
+      // Its own process group: a terminal's SIGINT goes to the agent, which drains.
+      detached: true,
+      ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
+    });
     if (options.cgroup && this.child.pid !== undefined) {
       // The child is still starting up (exec, dynamic loading); nothing of any
       // worker has run. A failure leaves it outside its limits: kill it.

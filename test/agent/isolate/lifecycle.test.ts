@@ -209,8 +209,9 @@ describe("WorkerdPool lifecycle", () => {
   it("kills workerd processes a previous agent left running in its state dir", async () => {
     const stateDir = await mkdtemp(join(tmpdir(), "skiff-isolate-test-"));
     const poolModule = new URL("../../../agent/isolate/index.ts", import.meta.url).href;
-    // A real agent process, killed with SIGKILL once its pool runs: its workerd
-    // processes outlive it (nothing tells them their parent died).
+    // A real agent process, frozen (SIGSTOP: hung, as a stuck agent that
+    // systemd replaces) once its pool runs: its workerd processes live on. (A
+    // SIGKILLed agent takes them with it: parent-death.test.ts.)
     const agent = spawn(
       process.execPath,
       [
@@ -231,8 +232,7 @@ describe("WorkerdPool lifecycle", () => {
       const stale = JSON.parse(readFileSync(join(stateDir, "workerd.pids"), "utf8")) as {
         cgroups: string[];
       };
-      agent.kill("SIGKILL");
-      await once(agent, "exit");
+      agent.kill("SIGSTOP");
       expect(orphans).toHaveLength(1);
       expect(alive(orphans[0]!)).toBe(true);
 
