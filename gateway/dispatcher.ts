@@ -17,6 +17,7 @@ import type { Logger } from "../src/logging.ts";
 import type { Activator } from "./activation.ts";
 import { RevisionStats } from "./counters.ts";
 import { GatewayTimeoutError, QueueFullError } from "./errors.ts";
+import type { QueueBudget } from "./queue-budget.ts";
 import { type Lease, MAX_BATCH, type Slots } from "./slots.ts";
 
 /** An instance as this gateway sees it. */
@@ -44,12 +45,6 @@ export interface Grant {
 export interface DispatcherHooks {
   /** A request that waited for the revision's first instance got one. */
   coldStartServed(seconds: number): void;
-}
-
-/** Requests waiting across every revision of this gateway, and their bound (maxQueued). */
-export interface QueueBudget {
-  queued: number;
-  readonly max: number;
 }
 
 export interface DispatcherOptions {
@@ -199,13 +194,10 @@ export class RevisionDispatcher {
       return w;
     }
     const budget = this.#o.budget;
-    if (budget.queued >= budget.max) {
+    const refusal = budget.refusal(this.namespace);
+    if (refusal) {
       w.done = true;
-      w.reject(
-        new QueueFullError(
-          `the gateway already holds ${budget.max} requests waiting for instances across all revisions (its maxQueued limit); retry later`,
-        ),
-      );
+      w.reject(refusal);
       return w;
     }
     const wait = Math.max(0, deadline - performance.now());
@@ -226,7 +218,7 @@ export class RevisionDispatcher {
       this.#queue.push(w);
     }
     this.stats.queued++;
-    budget.queued++;
+    budget.take(this.namespace);
     if (this.#upstreams.length === 0) {
       this.#o.activator.signal(this.namespace, this.revision);
       return w;
@@ -307,7 +299,7 @@ export class RevisionDispatcher {
     w.done = true;
     if (w.timer) clearTimeout(w.timer);
     this.stats.queued--;
-    this.#o.budget.queued--;
+    this.#o.budget.give(this.namespace);
     w.reject(reason);
     this.#compact();
     if (this.stats.queued === 0) this.#leaveWaiters();
@@ -387,7 +379,7 @@ export class RevisionDispatcher {
     if (w.timer) clearTimeout(w.timer);
     w.done = true;
     this.stats.queued--;
-    this.#o.budget.queued--;
+    this.#o.budget.give(this.namespace);
     w.resolve(this.#grant(up, lease, w.cold, performance.now() - w.enqueuedAt));
   }
 

@@ -30,6 +30,13 @@ export const gatewayOptionsSchema = gatewaySection.safeExtend({
    * Read from Redis at start (src/cluster.ts) when absent; set it only in tests.
    */
   clusterSecret: z.string().min(16).optional(),
+  /** Requests waiting per namespace (the cluster's quotas.queuedRequests); 429 beyond. */
+  namespaceQueued: z
+    .object({
+      default: z.number().int().min(1).default(10_000),
+      namespaces: z.record(z.string(), z.number().int().min(1)).default({}),
+    })
+    .prefault({}),
   logger: loggerSchema.optional(),
   registry: registrySchema.optional(),
 });

@@ -16,7 +16,7 @@
  * - anything else: 502 with a short reason.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { UnavailableError } from "../src/errors.ts";
+import { TooManyRequestsError, UnavailableError } from "../src/errors.ts";
 import type { Logger } from "../src/logging.ts";
 import { type Attempt, type Outcome, send } from "./attempt.ts";
 import type { RevisionDispatcher, Waiter } from "./dispatcher.ts";
@@ -280,6 +280,9 @@ export async function proxyHttp(
     } else if (err instanceof UnavailableError) {
       code = 503;
       replyText(res, 503, `service unavailable: ${err.message}`, { "retry-after": "1" });
+    } else if (err instanceof TooManyRequestsError) {
+      code = 429;
+      replyText(res, 429, `too many requests: ${err.message}`, { "retry-after": "1" });
     } else if (err instanceof ClientGoneError) {
       code = 499;
     } else {

@@ -17,13 +17,14 @@ import { RedisHealth } from "../src/redis/health.ts";
 import { Activator } from "./activation.ts";
 import { createAdminServer } from "./admin.ts";
 import { CounterPublisher } from "./counters.ts";
-import { type QueueBudget, RevisionDispatcher } from "./dispatcher.ts";
+import { RevisionDispatcher } from "./dispatcher.ts";
 import { ShuttingDownError } from "./errors.ts";
 import { FleetCache } from "./fleet-cache.ts";
 import { hostForUrl, listen } from "./listen.ts";
 import { type GatewayMetrics, gatewayMetrics } from "./metrics.ts";
 import { type GatewayOptions, type GatewayOptionsInput, parseGatewayOptions } from "./options.ts";
 import type { ProxyContext } from "./proxy.ts";
+import { QueueBudget } from "./queue-budget.ts";
 import { RouteTable } from "./routes.ts";
 import { Slots } from "./slots.ts";
 import { type RedisSync, startRedisSync } from "./sync.ts";
@@ -63,6 +64,14 @@ export function gatewayOptionsFromConfig(config: SkiffConfig): GatewayOptionsInp
     port,
     adminHost,
     adminPort,
+    namespaceQueued: {
+      default: config.quotas.queuedRequests,
+      namespaces: Object.fromEntries(
+        Object.entries(config.quotas.namespaces).flatMap(([ns, q]) =>
+          q.queuedRequests === undefined ? [] : [[ns, q.queuedRequests]],
+        ),
+      ),
+    },
   };
   // Only what the configuration sets: the rest keeps the gateway's defaults.
   for (const [key, value] of Object.entries(tuning)) {
@@ -141,7 +150,7 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
   });
 
   let closing = false;
-  const budget: QueueBudget = { queued: 0, max: options.maxQueued };
+  const budget = new QueueBudget(options.maxQueued, options.namespaceQueued);
   const dispatcherFor = (namespace: string, revision: string): RevisionDispatcher => {
     const ref = `${namespace}/${revision}`;
     let d = dispatchers.get(ref);

@@ -8,7 +8,7 @@
  */
 import { type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { UnavailableError } from "../src/errors.ts";
+import { TooManyRequestsError, UnavailableError } from "../src/errors.ts";
 import type { Grant, Waiter } from "./dispatcher.ts";
 import { ClientGoneError, GatewayTimeoutError } from "./errors.ts";
 import { downstreamHeaders, GATEWAY_AUTH_HEADER, upstreamHeaders } from "./headers.ts";
@@ -157,6 +157,9 @@ export async function proxyUpgrade(
     } else if (err instanceof UnavailableError) {
       code = 503;
       rawReply(socket, 503, "Service Unavailable", `service unavailable: ${err.message}`);
+    } else if (err instanceof TooManyRequestsError) {
+      code = 429;
+      rawReply(socket, 429, "Too Many Requests", `too many requests: ${err.message}`);
     } else if (err instanceof ClientGoneError) {
       code = 499;
     } else {

@@ -119,6 +119,10 @@ export const quotasSection = z.object({
   artifactBytes: setting(quotaCount.default(256 * MiB), {
     description: "Worker bundles kept per namespace, in bytes.",
   }),
+  queuedRequests: setting(quotaCount.default(10_000), {
+    description:
+      "Requests one gateway holds waiting for instances (a cold start, no free slot) per namespace, across its revisions; 429 beyond, so that one namespace's burst cannot take the whole of gateway.maxQueued.",
+  }),
   namespaces: setting(
     z
       .record(
@@ -128,13 +132,14 @@ export const quotasSection = z.object({
             services: quotaCount.optional(),
             revisions: quotaCount.optional(),
             artifactBytes: quotaCount.optional(),
+            queuedRequests: quotaCount.optional(),
           })
           .strict(),
       )
       .default({}),
     {
       description:
-        "Per-namespace overrides: `{ big-team: { services: 500 } }` (services, revisions, artifactBytes).",
+        "Per-namespace overrides: `{ big-team: { services: 500 } }` (services, revisions, artifactBytes, queuedRequests).",
       env: false,
     },
   ),

@@ -70,7 +70,7 @@ export const configSchema = z.object({
   }),
   quotas: setting(quotasSection.prefault({}), {
     description:
-      "Per-namespace quotas enforced by the deploy API (403 beyond): the defaults for every namespace, overrides under namespaces.",
+      "Per-namespace quotas, enforced by the deploy API (403 beyond) and, for queued requests, by each gateway (429): the defaults for every namespace, overrides under namespaces.",
   }),
   log: setting(
     z

@@ -475,6 +475,51 @@ describe("global queue bound", () => {
   });
 });
 
+describe("queued requests quota per namespace", () => {
+  it("answers 429 naming the quota once a namespace holds its queuedRequests, while another namespace still queues", async () => {
+    const small = await startTestGateway(prefix, {
+      namespaceQueued: { default: 2, namespaces: { roomy: 5 } },
+    });
+    try {
+      for (const ns of ["greedy", "other", "roomy"]) {
+        await scaler.route(ns, "burst", [
+          { revision: "burst-00001", percent: 100, timeoutSeconds: 10 },
+        ]);
+      }
+      await small.resync();
+      const held = [
+        hit(small.url, host("burst", "greedy")),
+        hit(small.url, host("burst", "greedy")),
+      ];
+      await until("two held in greedy", () => small.queued("greedy", "burst-00001") === 2);
+      const refused = await hit(small.url, host("burst", "greedy"));
+      expect(refused.status).toBe(429);
+      expect(refused.headers["retry-after"]).toBe("1");
+      expect(refused.body).toContain("namespace greedy already has 2 requests waiting");
+      expect(refused.body).toContain("quotas.namespaces.greedy.queuedRequests");
+      // Other namespaces are not held back by greedy's burst; an override raises one's quota.
+      const others = [
+        hit(small.url, host("burst", "other")),
+        ...Array.from({ length: 5 }, () => hit(small.url, host("burst", "roomy"))),
+      ];
+      await until(
+        "other and roomy held",
+        () =>
+          small.queued("other", "burst-00001") === 1 && small.queued("roomy", "burst-00001") === 5,
+      );
+      expect((await hit(small.url, host("burst", "roomy"))).status).toBe(429);
+      for (const ns of ["greedy", "other", "roomy"]) {
+        await scaler.endpoint(ns, "burst-00001", await backend(`burst-${ns}`));
+      }
+      for (const res of await Promise.all([...held, ...others])) expect(res.status).toBe(200);
+      // The quota is given back as requests leave the queue.
+      expect((await hit(small.url, host("burst", "greedy"))).status).toBe(200);
+    } finally {
+      await small.close(1_000);
+    }
+  });
+});
+
 describe("scale from zero", () => {
   it("sends held requests out in arrival order once the first endpoint appears (containerConcurrency=1)", async () => {
     await scaler.route("default", "order", [
