@@ -29,6 +29,8 @@ import type { Fleet } from "../../src/fleet/fleet.ts";
 import { parseRevisionRef, revisionRef } from "../../src/fleet/keys.ts";
 import type { InstanceStatus } from "../../src/fleet/types.ts";
 import { type Logger, silentLogger } from "../../src/logging.ts";
+import { Labels } from "../../src/model/types.ts";
+import { inParallel } from "../../src/parallel.ts";
 import { startResyncLoop, type WatchAndResync } from "../../src/redis/resync.ts";
 import type { Store } from "../../src/store/store.ts";
 import { ObjectCache } from "../cache.ts";
@@ -53,6 +55,9 @@ export interface RevisionStatusDeps {
   metrics?: Pick<ScalerMetrics, "errors">;
   logger?: Logger;
 }
+
+/** Configurations whose revisions are derived (and written) at once. */
+const DERIVE_IN_FLIGHT = 16;
 
 type Notice = { type: "instances" | "agents"; agentId: string } | { type: "revision"; ref: string };
 
@@ -140,7 +145,38 @@ export class RevisionStatusController {
     // Cleared before the read: a notice arriving during it queues another.
     this.#queued.delete(`${n.type}:${n.agentId}`);
     const refs = await this.#reread(n.agentId, n.type === "agents");
-    for (const ref of refs) await this.#derive(ref);
+    await this.#deriveAll(refs);
+  }
+
+  /**
+   * Derive many revisions, DERIVE_IN_FLIGHT configurations at once: a status
+   * write is a store round trip or two, and a thousand revisions turning
+   * Ready together must not wait for each other's. Revisions of one
+   * Configuration go one after another (their writes meet in its status).
+   * The first failure is rethrown once every group has ended.
+   */
+  async #deriveAll(refs: Iterable<string>): Promise<void> {
+    const groups = new Map<string, string[]>();
+    for (const ref of refs) {
+      const rev = this.#d.cache.revisions.get(ref);
+      const configuration = rev?.metadata.labels?.[Labels.configuration];
+      const key = configuration ? `${rev.metadata.namespace}/${configuration}` : ref;
+      const group = groups.get(key);
+      if (group) group.push(ref);
+      else groups.set(key, [ref]);
+    }
+    let failure: unknown;
+    await inParallel(groups.values(), DERIVE_IN_FLIGHT, async (group) => {
+      for (const ref of group) {
+        if (failure !== undefined) return;
+        try {
+          await this.#derive(ref);
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+    });
+    if (failure !== undefined) throw failure;
   }
 
   /**
@@ -180,7 +216,7 @@ export class RevisionStatusController {
     }
     this.#reports.clear();
     for (const [id, list] of next) this.#reports.set(id, list);
-    for (const ref of refs) await this.#derive(ref);
+    await this.#deriveAll(refs);
   }
 
   /** Derive one revision's health from its reports and write it if it says something new. */

@@ -217,4 +217,46 @@ describe("RevisionStatusController", () => {
     expect(c.reason).toBe("ExitCode137");
     expect((await cond(name, "Ready"))?.status).toBe("False");
   });
+
+  test("writes the status of many revisions turning ready together several at a time, not one after another", async () => {
+    const names: string[] = [];
+    for (let i = 0; i < 12; i++) names.push(await deploy(`many-${i}`));
+    // The same controller over the same real store, its transactions counted.
+    await stop();
+    let inFlight = 0;
+    let most = 0;
+    const counted = new Proxy(store, {
+      get(target, key) {
+        if (key === "transact") {
+          return async (...args: Parameters<RedisStore["transact"]>) => {
+            most = Math.max(most, ++inFlight);
+            try {
+              return await target.transact(...args);
+            } finally {
+              inFlight--;
+            }
+          };
+        }
+        const value = Reflect.get(target, key, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    ({ controller, stop } = await startRevisionStatus({
+      store: counted,
+      fleet,
+      domain: DOMAIN,
+      scheme: "http",
+      holdFailureMs: HOLD_MS,
+      resyncIntervalMs: 60_000,
+    }));
+    const self = await join("many");
+    await Promise.all(
+      names.map((name) => report(self, name, { phase: "ready", readyAt: Date.now() })),
+    );
+    await controller.resyncNow();
+    for (const name of names) {
+      await waitFor(`${name} Ready`, async () => (await cond(name, "Ready"))?.status === "True");
+    }
+    expect(most).toBeGreaterThan(1);
+  });
 });
