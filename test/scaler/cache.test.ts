@@ -1,0 +1,90 @@
+/**
+ * The scaler's object cache over a real Redis store: a burst of store events
+ * is read ahead (the reads go out together, not one round trip per event),
+ * and events are still applied and told to listeners in order, each after the
+ * cache holds it.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { prepareService } from "../../deploy/api/prepare.ts";
+import { type CacheChange, ObjectCache } from "../../scaler/cache.ts";
+import { applyService } from "../../src/control/apply.ts";
+import { silentLogger } from "../../src/logging.ts";
+import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
+import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
+
+const DOMAIN = "example.test";
+let store: RedisStore;
+let cache: ObjectCache;
+let readsInFlight = 0;
+let mostReads = 0;
+const changes: Array<{ change: CacheChange; cachedThen: unknown }> = [];
+
+beforeAll(async () => {
+  store = await createRedisStore({ url: redisUrl(), prefix: uniquePrefix("cache") });
+  // The real store, its reads counted.
+  const counted = new Proxy(store, {
+    get(target, key) {
+      if (key === "get") {
+        return async (...args: Parameters<RedisStore["get"]>) => {
+          mostReads = Math.max(mostReads, ++readsInFlight);
+          try {
+            return await target.get(...args);
+          } finally {
+            readsInFlight--;
+          }
+        };
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  cache = new ObjectCache({ store: counted, resyncIntervalMs: 600_000, logger: silentLogger });
+  cache.listen({
+    onChange(change) {
+      if (change.kind === "revisions") {
+        changes.push({ change, cachedThen: cache.revisions.get(change.ref) });
+      }
+    },
+  });
+  await cache.start();
+});
+
+afterAll(async () => {
+  await cache?.stop();
+  await store?.close();
+});
+
+async function create(name: string): Promise<void> {
+  const { parsed } = await prepareService(
+    {
+      apiVersion: "serving.knative.dev/v1",
+      kind: "Service",
+      metadata: { name },
+      spec: { template: { spec: { containers: [{ image: "example/hello:1" }] } } },
+    },
+    { namespace: "default", name: undefined, limits: { maxWorkerSourceBytes: 1 << 20 } },
+  );
+  await store.transact((tx) =>
+    applyService(tx, parsed, { mode: "create", domain: DOMAIN, scheme: "http" }),
+  );
+}
+
+describe("ObjectCache", () => {
+  test("reads a burst of events ahead, and applies them in order, each before its listeners hear of it", async () => {
+    const names = Array.from({ length: 40 }, (_, i) => `burst-${i}`);
+    await Promise.all(names.map(create));
+    await waitFor("every revision cached", () =>
+      names.every((n) => cache.revisions.has(`default/${n}-00001`)),
+    );
+    expect(mostReads).toBeGreaterThan(1);
+    for (const { change, cachedThen } of changes) expect(cachedThen).toBe(change.after);
+    // What the cache holds is what the store holds.
+    for (const n of names) {
+      const stored = await store.get("revisions", "default", `${n}-00001`);
+      expect(cache.revisions.get(`default/${n}-00001`)?.metadata.resourceVersion).toBe(
+        stored?.metadata.resourceVersion,
+      );
+    }
+  });
+});
