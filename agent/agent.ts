@@ -1,25 +1,25 @@
 /**
  * The node agent: turns the scaler's desired instances for this host into
  * running containers and isolates, and tells the rest of Skiff about them.
+ * This class wires the parts and runs the agent's life: start, reconcile
+ * passes, graceful stop (drain, withdraw, stop, deregister).
  *
- * - Membership: registers in Redis with its id, data address, capacity and
- *   runtimes, and heartbeats with a TTL so a dead host is noticed within
- *   seconds. A graceful stop drains and deregisters.
- * - Reconcile: desired -> actual, one pass at a time, triggered by the
- *   desired channel (edge) and a periodic resync (level). Starts and stops
- *   run in the background; a pass only decides. Each pass also checks that
- *   Redis holds exactly the endpoints and reports it should (so a lost write,
- *   a pruning while the agent looked dead, or a previous run's leftovers are
- *   repaired).
- * - Instances: an endpoint is published only once the instance is ready and
- *   withdrawn at once when it is not (crash, exit, stall, unready, stop);
- *   each instance's Redis writes go through its own chain, in order.
- * - Observations only: each instance's report says its phase, when it last
- *   passed readiness, the image digest that ran and its last failure that is
- *   the revision's own (with the condition it belongs on). The scaler alone
- *   derives Revision status from the reports of all live agents
+ * - Connection (connection.ts): Redis, the install's identity, the agent id.
+ * - Membership and mirror (fleet-mirror.ts): the host record with a
+ *   heartbeat TTL, so a dead host is noticed within seconds; each instance's
+ *   endpoint (only while ready) and report, written in order through its own
+ *   chain; every level-triggered pass repairs what Redis holds (a lost write,
+ *   a pruning while the agent looked dead, a previous run's leftovers).
+ * - Reconcile (reconcile.ts, instance-lifecycle.ts): desired -> actual, one
+ *   pass at a time, triggered by the desired channel (edge) and a periodic
+ *   resync (level). Starts and stops run in the background; a pass only
+ *   decides. Containers of a previous run are adopted, not duplicated.
+ * - Observations only (instance-phase.ts): each instance's report says its
+ *   phase, when it last passed readiness, the image digest that ran and its
+ *   last failure that is the revision's own. The scaler alone derives
+ *   Revision status from the reports of all live agents
  *   (scaler/controllers/revision-status.ts).
- * - Restart: containers of a previous run are adopted, not duplicated.
+ * - Runtimes (runtimes.ts): the container driver and the workerd pool.
  */
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -27,36 +27,26 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
-import { ensureClusterIdentity } from "../src/cluster.ts";
-import { conditionForFailure } from "../src/control/revision-health.ts";
 import { Fleet } from "../src/fleet/fleet.ts";
-import type { DesiredInstance, Endpoint, InstanceStatus, RuntimeKind } from "../src/fleet/types.ts";
+import type { InstanceStatus, RuntimeKind } from "../src/fleet/types.ts";
 import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { redisUpGauge } from "../src/metrics.ts";
-import type { Revision } from "../src/model/types.ts";
-import { openRedis } from "../src/redis/connect.ts";
-import { RedisHealth } from "../src/redis/health.ts";
+import type { RedisHealth } from "../src/redis/health.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
-import { ContainerRuntime } from "./container/index.ts";
-import { ContainerDriver } from "./containers.ts";
-import { InstanceError } from "./errors.ts";
+import { connectAgent, logRedisFailure } from "./connection.ts";
+import type { ContainerDriver } from "./containers.ts";
 import { FleetMirror } from "./fleet-mirror.ts";
 import { agentId, type Capacity, detectCapacity, offeredRuntimes } from "./identity.ts";
-import {
-  type Failure,
-  type Instance,
-  type InstanceSink,
-  newInstance,
-  type ReadyAt,
-  statusOf,
-} from "./instance.ts";
-import { WorkerdPool } from "./isolate/index.ts";
+import { type Instance, statusOf } from "./instance.ts";
+import { InstanceLifecycle } from "./instance-lifecycle.ts";
+import { type InstancePhaseDeps, instanceSink } from "./instance-phase.ts";
+import type { WorkerdPool } from "./isolate/index.ts";
 import { IsolateDriver } from "./isolates.ts";
 import { type AgentMetrics, agentMetrics, capacityGauge } from "./metrics.ts";
 import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
-import { heartbeatAlive } from "./orphans.ts";
-import { planReconcile, type ReconcileReason, SerialRunner } from "./reconcile.ts";
+import { type ReconcileReason, SerialRunner } from "./reconcile.ts";
+import { createWorkerdPool, openContainerDriver, startWorkerdPool } from "./runtimes.ts";
 
 export type AgentState = "new" | "starting" | "running" | "draining" | "stopped";
 
@@ -78,10 +68,10 @@ export class Agent {
   #isolates: IsolateDriver | undefined;
   #pool: WorkerdPool | undefined;
   readonly #instances = new Map<string, Instance>();
+  /** Starts, retries and stops them (set once the runtimes exist). */
+  #lifecycle: InstanceLifecycle | undefined;
   readonly #runner: SerialRunner;
   readonly #metrics: AgentMetrics;
-  /** Containers of a previous run found dead: their failure goes on the instance started in their place. */
-  readonly #foundDead = new Map<string, Failure & { at: number }>();
   /** Redis reachable or not; one log line per change (src/redis/health.ts). */
   #redisHealth: RedisHealth | undefined;
   /** For the Redis-dependent background work: quiet while Redis is away. */
@@ -120,12 +110,12 @@ export class Agent {
     return [...this.#runtimes];
   }
 
-  /** Running, reconciled at least once, and its last heartbeat landed within the TTL. */
   /** Redis answered last time the agent looked. */
   get redisUp(): boolean {
     return this.#redisHealth?.up ?? false;
   }
 
+  /** Running, reconciled at least once, and its last heartbeat landed within the TTL. */
   get ready(): boolean {
     return (
       this.#state === "running" &&
@@ -167,33 +157,17 @@ export class Agent {
     this.#startedAt = new Date();
     const o = this.options;
     try {
-      // No `logger`: RedisHealth (below, once the id is settled) logs an outage once.
-      const redis = await openRedis(o.redisUrl, {
-        connectionName: o.id ? `skiff-agent-${o.id}` : "skiff-agent",
-      });
-      this.#redis = redis;
-      const ignore = () => {};
-      redis.on("error", ignore);
-      // The install's identity: part of the default agent id, the label of every
-      // container, and the secret gateways show the workerd router.
-      const cluster = await ensureClusterIdentity(redis, o.redisPrefix);
-      if (!o.id) {
-        // Two installs on one host (two `skiff up`) must never share an agent id.
-        this.id = agentId({ address: o.address, clusterId: cluster.id });
-        this.log = this.#baseLog.child({ agent: this.id });
-        // Named like an agent with a given id, now and after a reconnect.
-        redis.options.connectionName = `skiff-agent-${this.id}`;
-        try {
-          await redis.client("SETNAME", redis.options.connectionName);
-        } catch {
-          // Cosmetic (CLIENT LIST); the in-process store has no CLIENT command (throws at once).
-        }
-      }
-      this.#redisHealth = new RedisHealth(redis, this.log, {
-        whileLost: "instances keep serving; heartbeats and reports wait until it is back",
-        onBack: "resyncing",
-      });
-      redis.off("error", ignore);
+      const { redis, cluster, ...conn } = await connectAgent(
+        o,
+        { id: this.id, log: this.log },
+        (id) => this.#baseLog.child({ agent: id }),
+        (r) => {
+          this.#redis = r;
+        },
+      );
+      this.id = conn.id;
+      this.log = conn.log;
+      this.#redisHealth = conn.health;
       this.#redisLog = this.#redisHealth.quietLogger;
       this.#fleet = new Fleet({ redis, prefix: o.redisPrefix, logger: this.#redisLog });
       this.#mirror = this.#fleetMirror(this.#fleet);
@@ -202,65 +176,37 @@ export class Agent {
         prefix: o.redisPrefix,
         logger: this.#redisLog,
       });
-      const sink = this.#sink();
+      const phase: InstancePhaseDeps = {
+        agentId: this.id,
+        log: this.log,
+        metrics: this.#metrics,
+        push: (inst) => this.#push(inst),
+      };
+      const sink = instanceSink(phase);
 
       if (o.containers) {
-        // The install's id labels every container and names the bridge, so that two
-        // installs sharing a Docker engine never adopt or stop each other's.
-        const runtime = new ContainerRuntime({
+        this.#containers = await openContainerDriver({
+          options: o,
           clusterId: cluster.id,
-          owner: this.id,
-          dataAddress: o.address,
-          socketPath: o.dockerSocket,
-          startupTimeoutMs: o.startupTimeoutMs,
-          standby: o.containerStandby,
-          ...(o.portRange ? { portRange: o.portRange } : {}),
-          ...(o.imageRegistry ? { registry: o.imageRegistry } : {}),
-          ...(o.containerFirewall ? { firewall: o.containerFirewall } : {}),
+          agentId: this.id,
+          sink,
+          metrics: this.#metrics,
+          registry: this.registry,
+          log: this.log,
+          redis,
+          fleet: this.#fleet,
         });
-        if (await runtime.available()) {
-          this.#containers = new ContainerDriver({
-            runtime,
-            sink,
-            metrics: this.#metrics,
-            backoff: o.restartBackoff,
-            logger: this.log,
-            registry: this.registry,
-            // A dead agent's containers (absent heartbeat twice, a TTL x2 apart) are reaped.
-            orphans: {
-              isAlive: heartbeatAlive(redis, (id) => this.fleet.keys.agent(id)),
-              graceMs: 2 * o.heartbeatTtlMs,
-            },
-          });
-        } else {
-          await runtime.close();
-          this.log.warn(
-            { socket: o.dockerSocket },
-            "no Docker engine answered: this agent offers isolates only",
-          );
-        }
       }
       this.#runtimes = offeredRuntimes(this.#containers !== undefined);
 
-      this.#pool = new WorkerdPool({
-        host: o.address,
-        metrics: this.registry,
+      this.#pool = createWorkerdPool(o, {
+        registry: this.registry,
+        log: this.log,
         gatewaySecret: o.gatewaySecret ?? cluster.secret,
-        ...(o.isolateSandbox ? { sandbox: o.isolateSandbox } : {}),
-        ...(o.isolateMaxHeapMb ? { maxHeapMb: o.isolateMaxHeapMb } : {}),
-        ...(o.isolateProcesses ? { processes: o.isolateProcesses } : {}),
         // Stable per agent id: a restart after SIGKILL finds and kills its predecessor's workerd.
         stateDir: o.isolateStateDir ?? join(this.#defaultStateDir(), "isolate"),
       });
-      this.#pool.on("log", (e) => this.log.debug(e, "workerd"));
-      this.#pool.on("warning", (e) => this.log.warn(e, "workerd pool"));
-      await this.#pool.start();
-      if (this.#pool.sandbox.notes.length > 0) {
-        this.log.warn(
-          { notes: this.#pool.sandbox.notes },
-          "isolate sandbox incomplete on this host",
-        );
-      }
+      await startWorkerdPool(this.#pool, this.log);
       this.#isolates = new IsolateDriver({
         pool: this.#pool,
         store: this.#store,
@@ -268,8 +214,20 @@ export class Agent {
         metrics: this.#metrics,
         logger: this.log,
       });
+      this.#lifecycle = new InstanceLifecycle({
+        ...phase,
+        options: o,
+        capacity: this.capacity,
+        instances: this.#instances,
+        containers: this.#containers,
+        isolates: this.#isolates,
+        store: this.#store,
+        removeReport: (inst) => this.#mirror?.removeReport(inst) ?? inst.chain,
+        running: () => this.#state === "running",
+        onStopped: () => void this.#runner.trigger("event"),
+      });
 
-      await this.#adopt();
+      await this.#lifecycle.adopt();
 
       await this.#mirror.register();
 
@@ -319,11 +277,7 @@ export class Agent {
     await this.#mirror
       ?.announceDrain()
       .catch((err: unknown) => this.log.warn({ err }, "announcing the drain failed"));
-    const all = [...this.#instances.values()];
-    // Withdraw everything first, so that gateways stop sending before anything stops.
-    for (const inst of all) this.#enterStopping(inst);
-    await Promise.all(all.map((inst) => this.#push(inst)));
-    await Promise.all(all.map((inst) => this.#stopInstance(inst)));
+    await this.#lifecycle?.stopAll();
     // Leaving the fleet: nothing will be placed here to resume them.
     await this.#containers
       ?.removeStandbys()
@@ -355,20 +309,8 @@ export class Agent {
     }
   }
 
-  /**
-   * A failure of Redis work: debug while Redis is away (its outage is logged
-   * once by RedisHealth), `level` with the stack otherwise.
-   */
-  #redisFailure(
-    err: unknown,
-    msg: string,
-    level: "warn" | "error" = "warn",
-    instance?: string,
-  ): void {
-    const at = this.#redisHealth?.failureLevel(level) ?? level;
-    const fields = instance === undefined ? {} : { instance };
-    if (at === "debug") this.log.debug({ ...fields, err: (err as Error)?.message }, msg);
-    else this.log[at]({ ...fields, err }, msg);
+  #redisFailure(err: unknown, msg: string, level: "warn" | "error" = "warn", instance?: string) {
+    logRedisFailure(this.log, this.#redisHealth, { err, msg, level, instance });
   }
 
   #defaultStateDir(): string {
@@ -401,37 +343,6 @@ export class Agent {
     });
   }
 
-  // ---- adoption ------------------------------------------------------------
-
-  async #adopt(): Promise<void> {
-    if (!this.#containers) return;
-    const { running, exited } = await this.#containers.adopt();
-    for (const a of running) {
-      const desired: DesiredInstance = {
-        id: a.instanceId,
-        namespace: a.spec.namespace,
-        revision: a.spec.revision,
-        runtime: "container",
-      };
-      const inst = newInstance(desired);
-      inst.coldStartRecorded = true; // it was started by a previous run
-      // Redis may still hold its endpoint and report from that run: overwrite or withdraw them.
-      inst.dirty = true;
-      this.#instances.set(inst.id, inst);
-      this.#containers.attachAdopted(inst, a);
-    }
-    // Still desired, the instance starts again (a new container) and its report says how the last one ended.
-    for (const e of exited) {
-      this.#foundDead.set(e.instanceId, { reason: e.reason, message: e.message, at: Date.now() });
-    }
-    if (running.length || exited.length) {
-      this.log.info(
-        { running: running.map((a) => a.instanceId), exited: exited.map((e) => e.instanceId) },
-        "adopted containers of a previous run",
-      );
-    }
-  }
-
   // ---- reconcile -----------------------------------------------------------
 
   async #reconcile(reasons: ReconcileReason[]): Promise<void> {
@@ -440,244 +351,13 @@ export class Agent {
     const started = performance.now();
     const desired = await fleet.readDesired(this.id);
     if (this.#state !== "running") return;
-    const plan = planReconcile(
-      desired,
-      [...this.#instances.values()].map((i) => ({ id: i.id, stopping: i.stopping })),
-    );
-    for (const id of plan.stop) {
-      const inst = this.#instances.get(id);
-      // No longer desired (a scale-down): a ready container may stay as a paused standby.
-      if (inst) void this.#stopInstance(inst, { standby: true });
-    }
-    for (const d of plan.start) this.#startInstance(d);
-    // Failures that may have gone away (revision created late, room freed) are retried now and then.
-    if (reasons.some((r) => r !== "message" && r !== "event")) {
-      void this.#containers
-        ?.pruneStandbys(async (ns, rev) => (await this.#readRevision(ns, rev)) !== undefined)
-        .catch((err: unknown) => this.log.warn({ err }, "pruning standbys failed"));
-      void this.#containers
-        ?.reapOrphans()
-        .catch((err: unknown) => this.log.warn({ err }, "reaping orphaned containers failed"));
-      const wanted = new Map(desired.map((d) => [d.id, d]));
-      for (const inst of [...this.#instances.values()]) {
-        const d = wanted.get(inst.id);
-        if (d && inst.phase === "failed" && inst.retryable && !inst.stopping) {
-          this.#instances.delete(inst.id);
-          this.#startInstance(d, inst);
-        }
-      }
-    }
-    // Found dead at adoption but no longer desired: nothing reports on them.
-    this.#foundDead.clear();
+    this.#lifecycle?.reconcile(desired, reasons);
     // The repair reads every endpoint and report of this agent: level-triggered
     // passes only, not each desired-set message (a thousand new instances are
     // a thousand messages; each instance pushes its own writes).
     if (reasons.some((r) => r !== "message" && r !== "event")) await this.#mirror?.syncAll();
     this.#reconciled = true;
     this.#metrics.reconcile.observe((performance.now() - started) / 1000);
-  }
-
-  /** `previous`: a failed instance retried; it keeps its report until the outcome differs. */
-  #startInstance(desired: DesiredInstance, previous?: Instance): void {
-    const inst = newInstance(desired);
-    if (previous) {
-      inst.chain = previous.chain;
-      inst.reported = previous.reported;
-      inst.published = previous.published;
-      inst.restarts = previous.restarts;
-      inst.phase = previous.phase;
-      inst.reason = previous.reason;
-      inst.message = previous.message;
-      inst.since = previous.since;
-      inst.readyAt = previous.readyAt;
-      inst.lastFailure = previous.lastFailure;
-      inst.readyHealth = previous.readyHealth;
-    }
-    const dead = this.#foundDead.get(inst.id);
-    if (dead) {
-      this.#foundDead.delete(inst.id);
-      inst.lastFailure = { condition: conditionForFailure(dead.reason), ...dead };
-    }
-    this.#instances.set(inst.id, inst);
-    const active = [...this.#instances.values()].filter((i) => !i.stopping).length;
-    if (active > this.capacity.maxInstances) {
-      this.#setFailed(inst, {
-        reason: "AgentFull",
-        message: `agent ${this.id} already runs its maximum of ${this.capacity.maxInstances} instances; place this one elsewhere`,
-      });
-      inst.retryable = true;
-      return;
-    }
-    if (!previous) void this.#push(inst);
-    void this.#launch(inst);
-  }
-
-  async #launch(inst: Instance): Promise<void> {
-    const { namespace, revision: name, runtime } = inst.desired;
-    try {
-      const revision = await this.#readRevision(namespace, name);
-      if (inst.stopping) return;
-      if (!revision) {
-        throw new InstanceError(
-          {
-            reason: "RevisionNotFound",
-            message: `revision "${name}" not found in namespace "${namespace}": it was deleted or never existed`,
-          },
-          { instanceId: inst.id, retryable: true, health: false },
-        );
-      }
-      const kind: RuntimeKind = revision.spec.worker ? "isolate" : "container";
-      if (kind !== runtime) {
-        throw new InstanceError(
-          {
-            reason: "RuntimeMismatch",
-            message: `revision "${name}" is a ${kind} revision, but the instance asks for the ${runtime} runtime`,
-          },
-          { instanceId: inst.id, health: false },
-        );
-      }
-      if (kind === "container") {
-        if (!this.#containers) {
-          throw new InstanceError(
-            {
-              reason: "RuntimeUnavailable",
-              message: `agent ${this.id} offers no container runtime (no Docker engine answered at ${this.options.dockerSocket})`,
-            },
-            { instanceId: inst.id, retryable: true, health: false },
-          );
-        }
-        this.#containers.start(inst, revision);
-      } else {
-        await this.#isolates?.start(inst, revision);
-      }
-    } catch (err) {
-      if (inst.stopping) return;
-      const failure =
-        err instanceof InstanceError
-          ? { reason: err.failure.reason, message: err.failure.message }
-          : { reason: "StartFailed", message: (err as Error)?.message ?? String(err) };
-      inst.retryable = err instanceof InstanceError && err.retryable;
-      const health = !(err instanceof InstanceError) || err.health;
-      if (!this.#setPhase(inst, "failed", failure, health)) return; // a retry that failed the same way
-      this.#metrics.failures.inc({ runtime, reason: failure.reason });
-    }
-  }
-
-  async #readRevision(namespace: string, name: string): Promise<Revision | undefined> {
-    return this.#store?.get("revisions", namespace, name);
-  }
-
-  #enterStopping(inst: Instance): void {
-    if (inst.stopping) return;
-    inst.drainOnStop = inst.phase === "ready";
-    inst.stopping = true;
-    this.#setPhase(inst, "stopping");
-  }
-
-  /** Withdraw first, then drain and stop; the instance leaves the agent's books when done. */
-  #stopInstance(inst: Instance, options: { standby?: boolean } = {}): Promise<void> {
-    this.#enterStopping(inst);
-    inst.stopped ??= (async () => {
-      await this.#push(inst);
-      // Only an instance that was routable has requests to drain.
-      const drainMs = inst.drainOnStop ? this.options.drainDelayMs : 0;
-      try {
-        if (inst.desired.runtime === "container") {
-          const standby = options.standby === true && inst.drainOnStop;
-          await this.#containers?.stop(inst, drainMs, { standby });
-        } else await this.#isolates?.stop(inst, drainMs);
-      } catch (err) {
-        this.log.warn({ err, instance: inst.id }, "stopping instance failed");
-      }
-      if (this.#instances.get(inst.id) === inst) this.#instances.delete(inst.id);
-      await (this.#mirror?.removeReport(inst) ?? inst.chain);
-      this.log.info({ instance: inst.id, revision: inst.desired.revision }, "instance stopped");
-      // It may be desired again (a later pass starts it now that it is gone).
-      if (this.#state === "running") void this.#runner.trigger("event");
-    })();
-    return inst.stopped;
-  }
-
-  // ---- instance state -> Redis ---------------------------------------------
-
-  #sink(): InstanceSink {
-    return {
-      ready: (inst, at, health) => this.#onReady(inst, at, health),
-      starting: (inst, detail) => {
-        if (inst.stopping) return;
-        this.#setPhase(inst, "starting", detail);
-      },
-      failed: (inst, phase, failure, health = true) => {
-        if (inst.stopping) return;
-        this.#setPhase(inst, phase, failure, health);
-      },
-    };
-  }
-
-  #onReady(inst: Instance, at: ReadyAt, health: { imageDigest?: string } = {}): void {
-    if (inst.stopping) return;
-    const endpoint: Endpoint = {
-      instanceId: inst.id,
-      agentId: this.id,
-      runtime: inst.desired.runtime,
-      host: at.host,
-      port: at.port,
-      protocol: at.protocol,
-      containerConcurrency: at.containerConcurrency,
-      readyAt: Date.now(),
-    };
-    if (at.header) endpoint.header = at.header;
-    inst.endpoint = endpoint;
-    inst.readyHealth = health;
-    inst.readyAt = endpoint.readyAt;
-    if (!inst.coldStartRecorded) {
-      inst.coldStartRecorded = true;
-      this.#metrics.coldStart.observe(
-        { runtime: inst.desired.runtime },
-        (performance.now() - inst.startedAt) / 1000,
-      );
-    }
-    this.#setPhase(inst, "ready");
-    this.log.info(
-      { instance: inst.id, revision: inst.desired.revision, host: at.host, port: at.port },
-      "instance ready",
-    );
-  }
-
-  #setFailed(inst: Instance, failure: Failure): boolean {
-    return this.#setPhase(inst, "failed", failure);
-  }
-
-  /**
-   * Returns whether anything changed (and so was queued for Redis). `health`:
-   * the failure is the revision's own, so the report's lastFailure says it
-   * (seen now, even when the phase is the same: a crash again).
-   */
-  #setPhase(inst: Instance, phase: Instance["phase"], detail?: Failure, health = false): boolean {
-    const changed =
-      inst.phase !== phase || inst.reason !== detail?.reason || inst.message !== detail?.message;
-    if (health && detail && (changed || inst.lastFailure?.reason !== detail.reason)) {
-      inst.lastFailure = {
-        condition: conditionForFailure(detail.reason),
-        reason: detail.reason,
-        message: detail.message,
-        at: Date.now(),
-      };
-      if (!changed) {
-        void this.#push(inst);
-        return true;
-      }
-    }
-    if (!changed) return false;
-    if (inst.phase !== phase) inst.since = Date.now();
-    inst.phase = phase;
-    inst.reason = detail?.reason;
-    inst.message = detail?.message;
-    if (phase === "backoff" || phase === "failed") {
-      this.log.warn({ instance: inst.id, phase, ...detail }, "instance not running");
-    }
-    void this.#push(inst);
-    return true;
   }
 
   /** Queue a write of the instance's endpoint and report (fleet-mirror.ts). */

@@ -26,12 +26,13 @@ import { ObjectCache } from "./cache.ts";
 import { GcController } from "./controllers/gc.ts";
 import { RevisionStatusController } from "./controllers/revision-status.ts";
 import { RoutesController } from "./controllers/routes.ts";
-import { type RevisionScaleState, ScaleController } from "./controllers/scale.ts";
+import { ScaleController } from "./controllers/scale.ts";
+import type { RevisionScaleState } from "./controllers/scale-reports.ts";
 import type { ScalerMetrics } from "./metrics.ts";
 import type { ScalerOptions } from "./options.ts";
 import { RouteReconciler } from "./routes.ts";
 
-export type { RevisionScaleState } from "./controllers/scale.ts";
+export type { RevisionScaleState } from "./controllers/scale-reports.ts";
 
 export interface ScalerLoopDeps {
   options: ScalerOptions;
