@@ -143,7 +143,7 @@ export function createApiApp(options: ApiOptions): Hono {
     scaling: options.scaling,
     quotaOf: options.quotaOf,
   };
-  registerResourceRoutes(app, { ...writes, watches });
+  registerResourceRoutes(app, { ...writes, watches, bodyLimitBytes: options.bodyLimitBytes });
   registerTokenRoutes(app, options.tokens, logger);
   registerConsole(app, {
     ...writes,

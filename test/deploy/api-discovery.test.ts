@@ -101,7 +101,11 @@ describe("OpenAPI", () => {
     expect(Object.keys(container.properties)).toContain("readinessProbe");
     const patch =
       doc.paths["/apis/serving.knative.dev/v1/namespaces/{namespace}/services/{name}"].patch;
-    expect(Object.keys(patch.requestBody.content)).toEqual(["application/merge-patch+json"]);
+    expect(Object.keys(patch.requestBody.content)).toEqual([
+      "application/merge-patch+json",
+      "application/json-patch+json",
+      "application/apply-patch+yaml",
+    ]);
     expect(patch.parameters.map((p: { name: string }) => p.name)).toContain("fieldValidation");
   });
 

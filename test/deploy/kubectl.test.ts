@@ -245,6 +245,72 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
     ).toBe("hello-00003");
   });
 
+  it("apply --server-side creates, records kubectl as field manager, and conflicts with another manager unless forced", async () => {
+    const file = join(dir, "ssa.yaml");
+    writeFileSync(file, SERVICE.replace("name: hello", "name: ssa"));
+    expect(await kubectl("apply", "--server-side", "-f", file)).toMatch(
+      /service\.serving\.knative\.dev\/ssa serverside-applied/,
+    );
+    const svc = JSON.parse(
+      await kubectl("get", "ksvc", "ssa", "-o", "json", "--show-managed-fields"),
+    );
+    expect(svc.metadata.managedFields).toMatchObject([{ manager: "kubectl", operation: "Apply" }]);
+
+    writeFileSync(file, SERVICE.replace("name: hello", "name: ssa").replace("World", "Other"));
+    const refused = await run(["apply", "--server-side", "--field-manager=other", "-f", file]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(
+      /Apply failed with 1 conflict: conflict with "kubectl": \.spec\.template\.spec\.containers/,
+    );
+    expect(
+      await kubectl("get", "ksvc", "ssa", "-o", "jsonpath={.status.latestCreatedRevisionName}"),
+    ).toBe("ssa-00001");
+    expect(
+      await kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        file,
+      ),
+    ).toMatch(/serverside-applied/);
+    expect(
+      await kubectl("get", "ksvc", "ssa", "-o", "jsonpath={.status.latestCreatedRevisionName}"),
+    ).toBe("ssa-00002");
+  });
+
+  it("patch --type json applies RFC 6902 operations, and names a path that does not exist", async () => {
+    const ops = (value: string, path = "/spec/template/spec/containers/0/env/0/value") =>
+      JSON.stringify([{ op: "replace", path, value }]);
+    expect(await kubectl("patch", "ksvc", "ssa", "--type", "json", "-p", ops("Json"))).toMatch(
+      /service\.serving\.knative\.dev\/ssa patched/,
+    );
+    expect(
+      await kubectl(
+        "get",
+        "ksvc",
+        "ssa",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[0].value}",
+      ),
+    ).toBe("Json");
+    const bad = await run([
+      "patch",
+      "ksvc",
+      "ssa",
+      "--type",
+      "json",
+      "-p",
+      ops("x", "/spec/nope/x"),
+    ]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(
+      /\/spec\/nope\/x: json patch operation 0 \(replace\): the path does not exist in the object/,
+    );
+    await kubectl("delete", "ksvc", "ssa");
+  });
+
   it("delete --dry-run=server deletes nothing (DeleteOptions in the body)", async () => {
     expect(await kubectl("delete", "ksvc", "hello", "--dry-run=server")).toMatch(
       /"hello" deleted \(server dry run\)/,
