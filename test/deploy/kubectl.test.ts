@@ -138,6 +138,19 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
     expect(out).toMatch(/\ndefault\s+Active/);
   });
 
+  it("create ns makes a namespace get ns lists; a namespaced token may not", async () => {
+    expect(await kubectl("create", "ns", "made-by-kubectl")).toMatch(
+      /namespace\/made-by-kubectl created/,
+    );
+    expect(await kubectl("get", "ns")).toMatch(/\nmade-by-kubectl\s+Active/);
+    const again = await run(["create", "ns", "made-by-kubectl"]);
+    expect(again.stderr).toMatch(/AlreadyExists.*"made-by-kubectl" already exists/);
+    const token = await createToken(api, "ns-editor", "edit", ["team-b"]);
+    const refused = await run(["--token", token, "create", "ns", "team-b"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/Forbidden.*creating namespaces is forbidden/);
+  });
+
   it("explain ksvc.spec reads the OpenAPI document", async () => {
     const out = await kubectl("explain", "ksvc.spec");
     expect(out).toMatch(/KIND:\s+Service/);
