@@ -67,7 +67,11 @@ beforeAll(async () => {
   admin = connectRedis(server.url);
   await admin.acl("LOG", "RESET");
 
-  const api = spawnSkiff("api", ["api", "--port", "0", "--token", token], envFor("api"));
+  const api = spawnSkiff(
+    "api",
+    ["api", "--port", "0", "--no-tls", "--token", token],
+    envFor("api"),
+  );
   const agent = spawnSkiff(
     "agent",
     [
