@@ -27,6 +27,14 @@ import { BadRequestError, ConflictError, ForbiddenError } from "../../src/errors
 export const MAX_MANAGERS = 16;
 /** Kubernetes' own bound on a field manager's name. */
 const MAX_MANAGER_LENGTH = 128;
+/**
+ * Most fields one apply may name. Lists are atomic, so a Service names a few
+ * dozen (its labels and annotations, the template's); the bound keeps the
+ * ownership sets, and the work of comparing them, small.
+ */
+export const MAX_APPLIED_FIELDS = 1000;
+/** Conflicts listed in a 409's message (all are in its causes). */
+const MAX_LISTED_CONFLICTS = 20;
 
 type Json = Record<string, unknown>;
 type Path = string[];
@@ -86,17 +94,24 @@ export function serverSideApply(input: ApplyInput): ApplyResult {
   const { live, applied, manager } = input;
   const mine = (e: ManagedFieldsEntry) => e.manager === manager && e.operation === "Apply";
   const appliedPaths = leafPaths(applied);
+  if (appliedPaths.length > MAX_APPLIED_FIELDS) {
+    throw new BadRequestError(
+      `the applied configuration sets ${appliedPaths.length} fields; at most ${MAX_APPLIED_FIELDS} are accepted`,
+    );
+  }
+  const touchesApplied = overlapIndex(appliedPaths);
   const previous = input.managed.find(mine);
   const previousPaths = previous ? pathsOf(previous.fieldsV1) : [];
   const others = input.managed
     .filter((e) => !mine(e))
     .map((e) => ({ entry: e, paths: pathsOf(e.fieldsV1) }));
+  const touchesOthers = overlapIndex(others.flatMap((o) => o.paths));
 
   const object: Json = structuredClone(live ?? {});
   // Fields this manager applied before and no longer does go, unless another owns them.
   for (const path of previousPaths) {
-    if (appliedPaths.some((p) => overlaps(p, path))) continue;
-    if (others.some((o) => o.paths.some((q) => overlaps(q, path)))) continue;
+    if (touchesApplied(path)) continue;
+    if (touchesOthers(path)) continue;
     removeAt(object, path);
   }
   for (const path of appliedPaths) setAt(object, path, structuredClone(getAt(applied, path)));
@@ -111,7 +126,7 @@ export function serverSideApply(input: ApplyInput): ApplyResult {
   const after = others.length ? input.normalize(object) : object;
   for (const o of others) {
     for (const q of o.paths) {
-      if (!appliedPaths.some((p) => overlaps(p, q))) continue;
+      if (!touchesApplied(q)) continue;
       if (!isDeepStrictEqual(getAt(live ?? {}, q), getAt(after, q)))
         conflicts.push({ manager: o.entry.manager, path: q });
     }
@@ -153,8 +168,11 @@ export function serverSideApply(input: ApplyInput): ApplyResult {
 
 /** Kubernetes' message: `Apply failed with N conflicts: conflict with "m": .spec.x`. */
 function conflictError(conflicts: { manager: string; path: Path }[], input: ApplyInput) {
-  const lines = conflicts.map((c) => `conflict with "${c.manager}": ${dotted(c.path)}`);
+  const lines = conflicts
+    .slice(0, MAX_LISTED_CONFLICTS)
+    .map((c) => `conflict with "${c.manager}": ${dotted(c.path)}`);
   const n = conflicts.length;
+  if (n > MAX_LISTED_CONFLICTS) lines.push(`and ${n - MAX_LISTED_CONFLICTS} more`);
   return new ConflictError(
     `Apply failed with ${n} conflict${n === 1 ? "" : "s"}: ${lines.join("\n")}\n(apply with force=true, kubectl apply --server-side --force-conflicts, to take these fields over, or leave them out of the applied configuration)`,
     {
@@ -201,11 +219,26 @@ function isMap(value: unknown): value is Json {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** One path is the other or inside it. */
-function overlaps(a: Path, b: Path): boolean {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
-  return true;
+const SEP = "\u0000";
+
+/**
+ * "Does a path overlap one of these (equal, inside, or holding one)?" in
+ * time linear in the path's length: sets of the paths and of their prefixes.
+ */
+function overlapIndex(paths: Path[]): (path: Path) => boolean {
+  const whole = new Set<string>();
+  const prefixes = new Set<string>();
+  for (const p of paths) {
+    whole.add(p.join(SEP));
+    for (let i = 1; i <= p.length; i++) prefixes.add(p.slice(0, i).join(SEP));
+  }
+  return (path) => {
+    // The path holds (or is) one of them...
+    if (prefixes.has(path.join(SEP))) return true;
+    // ...or lies inside one of them.
+    for (let i = 1; i < path.length; i++) if (whole.has(path.slice(0, i).join(SEP))) return true;
+    return false;
+  };
 }
 
 function getAt(obj: unknown, path: Path): unknown {

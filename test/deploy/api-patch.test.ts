@@ -258,6 +258,17 @@ spec:
     expect(invalid.text).toMatch(/bogus/);
   });
 
+  it("an apply naming more than 1000 fields is refused before any work (ownership sets stay small)", async () => {
+    const labels = Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`k${i}`, "v"]));
+    const r = await apply(
+      "ssa",
+      { apiVersion: "serving.knative.dev/v1", kind: "Service", metadata: { name: "ssa", labels } },
+      "fieldManager=bob",
+    );
+    expect(r.status).toBe(400);
+    expect(r.json.message).toMatch(/sets 1001 fields; at most 1000/);
+  });
+
   it("dryRun=All applies nothing", async () => {
     const r = await apply("ssa-dry", serviceBody("ssa-dry"), "fieldManager=alice&dryRun=All");
     expect(r.status).toBe(201);
