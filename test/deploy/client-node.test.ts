@@ -3,7 +3,7 @@
  * API as a Knative user's program drives a cluster: CustomObjectsApi create,
  * get, list, patch (merge and JSON Patch, its default) and delete of a ksvc,
  * and a Watch seeing ADDED and MODIFIED events. Over TLS with a kubeconfig,
- * as `skiff up --api-tls` writes it.
+ * as `skiff up` writes it (HTTPS is its default).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
