@@ -104,6 +104,7 @@ async function startUp(): Promise<ChildProcess> {
       "--gateway-port",
       String(ports.gateway),
       "--no-containers",
+      "--no-api-tls",
     ],
     { env, stdio: ["ignore", "pipe", "pipe"] },
   );

@@ -102,6 +102,7 @@ async function startUp(extra: string[] = []): Promise<ChildProcess> {
       "--gateway-port",
       String(ports.gateway),
       "--no-containers",
+      "--no-api-tls",
       ...extra,
     ],
     { env, stdio: ["ignore", "pipe", "pipe"] },

@@ -22,6 +22,7 @@ import { authenticate, principalOf, requireAdmin } from "./access.ts";
 import type { ConsoleSources } from "./console/data.ts";
 import { registerConsole } from "./console/routes.ts";
 import { registerDiscoveryRoutes } from "./discovery.ts";
+import type { NamespaceStore } from "./namespaces.ts";
 import { registerOpenApiRoutes } from "./openapi.ts";
 import type { WriteLimits } from "./prepare.ts";
 import { registerResourceRoutes } from "./resource-routes.ts";
@@ -42,6 +43,8 @@ export interface ApiOptions {
   storeReady?: () => boolean;
   /** Namespaces the configuration names (quota overrides): listed even while empty. */
   configuredNamespaces?: readonly string[];
+  /** Namespaces made through the API (kubectl create ns). */
+  namespaces: NamespaceStore;
   /** The quota of one namespace (default: none). */
   quotaOf?: (namespace: string) => NamespaceQuota | undefined;
   domain: string;
@@ -119,20 +122,23 @@ export function createApiApp(options: ApiOptions): Hono {
     c.header("Content-Type", registry.contentType);
     return c.body(await registry.metrics());
   });
-  app.use(
-    "/apis/*",
-    bodyLimit({
-      maxSize: options.bodyLimitBytes,
-      onError: (c) => {
-        const e = new TooLargeError(
-          `request body larger than the ${options.bodyLimitBytes}-byte limit (api.bodyLimitBytes)`,
-        );
-        return c.json(e.toStatus(), 413);
-      },
-    }),
-  );
+  const limit = bodyLimit({
+    maxSize: options.bodyLimitBytes,
+    onError: (c) => {
+      const e = new TooLargeError(
+        `request body larger than the ${options.bodyLimitBytes}-byte limit (api.bodyLimitBytes)`,
+      );
+      return c.json(e.toStatus(), 413);
+    },
+  });
+  app.use("/apis/*", limit);
+  app.use("/api/*", limit);
 
-  registerDiscoveryRoutes(app, { store, configuredNamespaces: options.configuredNamespaces });
+  registerDiscoveryRoutes(app, {
+    store,
+    configuredNamespaces: options.configuredNamespaces,
+    namespaces: options.namespaces,
+  });
   registerOpenApiRoutes(app);
   const writes: WriteDeps = {
     store,
@@ -143,7 +149,7 @@ export function createApiApp(options: ApiOptions): Hono {
     scaling: options.scaling,
     quotaOf: options.quotaOf,
   };
-  registerResourceRoutes(app, { ...writes, watches });
+  registerResourceRoutes(app, { ...writes, watches, bodyLimitBytes: options.bodyLimitBytes });
   registerTokenRoutes(app, options.tokens, logger);
   registerConsole(app, {
     ...writes,

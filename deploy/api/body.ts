@@ -12,6 +12,10 @@ import { BadRequestError, UnsupportedMediaTypeError } from "../../src/errors.ts"
 
 const JSON_TYPES = new Set(["application/json", "application/merge-patch+json"]);
 const YAML_TYPES = new Set(["application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"]);
+/** Patch formats: a JSON Patch (RFC 6902) list, and a server-side apply configuration (YAML, or JSON as kubectl sends it). */
+export const JSON_PATCH = "application/json-patch+json";
+export const APPLY_PATCH = "application/apply-patch+yaml";
+const PATCH_ONLY = new Set(["application/merge-patch+json", JSON_PATCH, APPLY_PATCH]);
 
 export type BodyFormat = "json" | "yaml";
 
@@ -29,27 +33,33 @@ export function mediaType(header: string | undefined): string {
 
 export function bodyFormat(header: string | undefined, method: string): BodyFormat {
   const type = mediaType(header);
-  if (type === "application/merge-patch+json" && method !== "PATCH") {
+  if (PATCH_ONLY.has(type) && method !== "PATCH") {
     throw new UnsupportedMediaTypeError(
       `Content-Type ${type} is only for PATCH; send the whole object as application/json or application/yaml`,
     );
   }
-  if (JSON_TYPES.has(type)) return "json";
-  if (YAML_TYPES.has(type)) return "yaml";
+  if (JSON_TYPES.has(type) || type === JSON_PATCH) return "json";
+  // YAML is a superset of JSON: an apply configuration in either reads as YAML.
+  if (YAML_TYPES.has(type) || type === APPLY_PATCH) return "yaml";
   const hint =
     method === "PATCH"
-      ? "use application/merge-patch+json (or application/yaml for a YAML merge patch)"
+      ? `use application/merge-patch+json (or application/yaml for a YAML merge patch), ${JSON_PATCH} or ${APPLY_PATCH}`
       : "use application/json or application/yaml";
   if (!type) throw new UnsupportedMediaTypeError(`missing Content-Type header; ${hint}`);
   throw new UnsupportedMediaTypeError(`unsupported Content-Type "${type}"; ${hint}`);
 }
 
-/** Parse the body as exactly one JSON/YAML mapping. */
-export async function readObject(c: Context): Promise<Record<string, unknown>> {
+/** Parse the body as exactly one JSON/YAML value (a JSON Patch is a list). */
+export async function readValue(c: Context): Promise<unknown> {
   const format = bodyFormat(c.req.header("content-type"), c.req.method);
   const text = await c.req.text();
   if (!text.trim()) throw new BadRequestError("the request body is empty; send one object");
-  const value = format === "json" ? parseJson(text) : parseYaml(text);
+  return format === "json" ? parseJson(text) : parseYaml(text);
+}
+
+/** Parse the body as exactly one JSON/YAML mapping. */
+export async function readObject(c: Context): Promise<Record<string, unknown>> {
+  const value = await readValue(c);
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new BadRequestError(
       `the request body must be one object (a mapping), not ${Array.isArray(value) ? "a list" : typeof value === "object" ? "null" : `a ${typeof value}`}`,

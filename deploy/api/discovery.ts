@@ -8,10 +8,14 @@
  * a namespaced token sees only its own namespaces.
  */
 import type { Context, Hono } from "hono";
-import { NotFoundError } from "../../src/errors.ts";
+import { BadRequestError, NotFoundError, ValidationError } from "../../src/errors.ts";
+import { isDns1123Label } from "../../src/model/index.ts";
 import { API_VERSION, KINDS, type Plural } from "../../src/model/types.ts";
 import type { Store } from "../../src/store/store.ts";
-import { principalOf } from "./access.ts";
+import { principalOf, requireAdmin } from "./access.ts";
+import { mediaType, readObject } from "./body.ts";
+import type { NamespaceRecord, NamespaceStore } from "./namespaces.ts";
+import { namespaceFromProtobuf, PROTOBUF } from "./protobuf.ts";
 import { type Column, respondRead } from "./table.ts";
 import type { Principal } from "./token.ts";
 
@@ -41,6 +45,8 @@ export interface DiscoveryOptions {
   store: Store;
   /** Namespaces the configuration names (quotas), known even while empty. */
   configuredNamespaces?: readonly string[];
+  /** Namespaces made through the API (kubectl create ns). */
+  namespaces: NamespaceStore;
 }
 
 export function registerDiscoveryRoutes(app: Hono, options: DiscoveryOptions): void {
@@ -99,7 +105,7 @@ export function registerDiscoveryRoutes(app: Hono, options: DiscoveryOptions): v
           singularName: "namespace",
           namespaced: false,
           kind: "Namespace",
-          verbs: ["get", "list"],
+          verbs: ["create", "get", "list"],
           shortNames: ["ns"],
         },
       ],
@@ -107,20 +113,37 @@ export function registerDiscoveryRoutes(app: Hono, options: DiscoveryOptions): v
   );
 
   app.get("/api/v1/namespaces", async (c) => {
-    const names = await visibleNamespaces(options, principalOf(c));
+    const created = await options.namespaces.all();
+    const names = await visibleNamespaces(options, principalOf(c), created);
+    const items = names.map((n) => namespaceObject(n, created.get(n)));
     return respondRead(
       c,
-      { apiVersion: "v1", kind: "NamespaceList", metadata: {}, items: names.map(namespaceObject) },
+      { apiVersion: "v1", kind: "NamespaceList", metadata: {}, items },
       NAMESPACE_COLUMNS,
     );
   });
   app.get("/api/v1/namespaces/:name", async (c) => {
     const name = c.req.param("name");
-    const names = await visibleNamespaces(options, principalOf(c));
+    const created = await options.namespaces.all();
+    const names = await visibleNamespaces(options, principalOf(c), created);
     // The same answer for "absent" and "not yours": a token learns nothing of others.
     if (!names.includes(name))
       throw new NotFoundError(`namespaces "${name}" not found`, { kind: "namespaces", name });
-    return respondRead(c, namespaceObject(name), NAMESPACE_COLUMNS);
+    return respondRead(c, namespaceObject(name, created.get(name)), NAMESPACE_COLUMNS);
+  });
+  // Only the admin makes namespaces: a namespaced token is bound to its own.
+  app.post("/api/v1/namespaces", async (c) => {
+    requireAdmin(principalOf(c), "creating namespaces");
+    const protobuf = mediaType(c.req.header("content-type")) === PROTOBUF;
+    const body = protobuf
+      ? namespaceFromProtobuf(new Uint8Array(await c.req.arrayBuffer()))
+      : await readObject(c);
+    const name = namespaceNameOf(body);
+    const dryRun = c.req.query("dryRun");
+    if (dryRun !== undefined && dryRun !== "All")
+      throw new BadRequestError(`dryRun must be "All" when given, not "${dryRun.slice(0, 40)}"`);
+    const record = await options.namespaces.create(name, { dryRun: dryRun === "All" });
+    return c.json(namespaceObject(name, record), 201);
   });
 }
 
@@ -128,24 +151,56 @@ const NAMESPACE_COLUMNS: Column[] = [
   { name: "Status", type: "string", description: "The namespace's phase.", cell: () => "Active" },
 ];
 
+/** The name of a Namespace body (`kubectl create ns NAME`), checked as Kubernetes does. */
+function namespaceNameOf(body: Record<string, unknown>): string {
+  const issues: { field: string; message: string; reason?: string }[] = [];
+  if (body.apiVersion !== undefined && body.apiVersion !== "v1")
+    issues.push({ field: "apiVersion", message: 'must be "v1"', reason: "FieldValueNotSupported" });
+  if (body.kind !== undefined && body.kind !== "Namespace")
+    issues.push({
+      field: "kind",
+      message: 'must be "Namespace"',
+      reason: "FieldValueNotSupported",
+    });
+  const meta = body.metadata;
+  const name =
+    typeof meta === "object" && meta !== null ? (meta as Record<string, unknown>).name : undefined;
+  if (typeof name !== "string" || !isDns1123Label(name)) {
+    issues.push({
+      field: "metadata.name",
+      message:
+        name === undefined
+          ? "required: the namespace's name"
+          : "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
+      reason: name === undefined ? "FieldValueRequired" : "FieldValueInvalid",
+    });
+  }
+  if (issues.length) throw ValidationError.of(issues);
+  return name as string;
+}
+
 /**
  * The namespaces a principal may see: a namespaced token its own; the admin
- * every namespace that holds an object, is configured, or is "default".
+ * every namespace that holds an object, is configured, was created, or is "default".
  */
-async function visibleNamespaces(options: DiscoveryOptions, p: Principal): Promise<string[]> {
+async function visibleNamespaces(
+  options: DiscoveryOptions,
+  p: Principal,
+  created: Map<string, NamespaceRecord>,
+): Promise<string[]> {
   if (p.kind === "token") return [...p.namespaces].sort();
-  const found = new Set(["default", ...(options.configuredNamespaces ?? [])]);
+  const found = new Set(["default", ...(options.configuredNamespaces ?? []), ...created.keys()]);
   for (const plural of ["services", "configurations"] as const) {
     for (const obj of await options.store.list(plural)) found.add(obj.metadata.namespace);
   }
   return [...found].sort();
 }
 
-function namespaceObject(name: string) {
+function namespaceObject(name: string, record?: NamespaceRecord) {
   return {
     apiVersion: "v1",
     kind: "Namespace",
-    metadata: { name },
+    metadata: { name, ...record },
     spec: { finalizers: ["kubernetes"] },
     status: { phase: "Active" },
   };

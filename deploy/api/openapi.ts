@@ -50,7 +50,19 @@ const PARAMS = [
     schema: { type: "string" },
     description: "Unknown fields are always rejected (Strict).",
   },
-  { name: "fieldManager", in: "query", schema: { type: "string" }, description: "Accepted." },
+  {
+    name: "fieldManager",
+    in: "query",
+    schema: { type: "string" },
+    description:
+      "The field manager of a server-side apply (required with application/apply-patch+yaml).",
+  },
+  {
+    name: "force",
+    in: "query",
+    schema: { type: "boolean" },
+    description: "A server-side apply takes over fields other managers own instead of failing.",
+  },
 ];
 
 function gvkExt(plural: Plural) {
@@ -103,9 +115,14 @@ function v3Document(): Json {
         "x-kubernetes-action": "patch",
         "x-kubernetes-group-version-kind": gvkExt(plural),
         parameters: PARAMS,
-        // Merge patch only: kubectl then computes JSON merge patches, never strategic ones.
+        // No strategic merge patch (as for custom resources): kubectl's
+        // client-side apply then computes JSON merge patches.
         requestBody: {
-          content: { "application/merge-patch+json": { schema: { type: "object" } } },
+          content: {
+            "application/merge-patch+json": { schema: { type: "object" } },
+            "application/json-patch+json": { schema: { type: "object" } },
+            "application/apply-patch+yaml": { schema: { type: "object" } },
+          },
           required: true,
         },
         responses: { "200": { description: "OK", content: json } },

@@ -53,6 +53,22 @@ export async function prepareConfiguration(
   return worker ? { parsed, worker } : { parsed };
 }
 
+/**
+ * A body as it would be stored (parsed, container defaults applied), without
+ * compiling: what server-side apply compares owned fields by, so a default
+ * the API filled in is not a changed value.
+ */
+export function normalizedView(
+  plural: "services" | "configurations",
+  body: Record<string, unknown>,
+  ctx: PrepareContext,
+): Record<string, unknown> {
+  const parsed = plural === "services" ? parseService(body, ctx) : parseConfiguration(body, ctx);
+  applyContainerDefaults(parsed.spec.template, ctx.limits);
+  const { labels, annotations } = parsed.metadata;
+  return { metadata: { labels, annotations }, spec: parsed.spec };
+}
+
 async function compileIfWorker(
   worker: WorkerSpec | undefined,
   limits: WriteLimits,

@@ -12,12 +12,16 @@ import type { Context, Hono } from "hono";
 import { apply as mergePatch } from "json-merge-patch";
 import type { WriteMode } from "../../src/control/apply.ts";
 import { deleteConfiguration, deleteRevision, deleteService } from "../../src/control/delete.ts";
+import { type ManagedFieldsEntry, managedFieldsOf } from "../../src/control/managed-fields.ts";
 import { BadRequestError, ForbiddenError, NotFoundError } from "../../src/errors.ts";
 import { isDns1123Label } from "../../src/model/index.ts";
 import { API_VERSION, KINDS, type Plural, type Resource } from "../../src/model/types.ts";
 import { authorize, principalOf, type Verb } from "./access.ts";
-import { readObject } from "./body.ts";
+import { APPLY_PATCH, JSON_PATCH, mediaType, readObject, readValue } from "./body.ts";
+import { applyJsonPatch } from "./json-patch.ts";
+import { normalizedView } from "./prepare.ts";
 import { respond } from "./respond.ts";
+import { fieldManagerOf, forceOf, serverSideApply } from "./server-side-apply.ts";
 import { successStatus } from "./status.ts";
 import { KNATIVE_COLUMNS, respondRead, tableFor } from "./table.ts";
 import { isWatch, type WatchHub } from "./watch.ts";
@@ -28,6 +32,8 @@ const PLURALS = Object.keys(KINDS) as Plural[];
 
 export interface ResourceRoutes extends WriteDeps {
   watches: WatchHub;
+  /** The request body limit, which also bounds what a JSON Patch may copy. */
+  bodyLimitBytes: number;
 }
 
 export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void {
@@ -109,12 +115,49 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     const plural = writable(pluralOf(c.req.param("plural")), "patch");
     const namespace = namespaceOf(c, plural, "patch");
     const name = c.req.param("name");
-    const patch = await readObject(c);
+    const type = mediaType(c.req.header("content-type"));
+    const isApply = type === APPLY_PATCH;
+    const force = forceOf(c.req.query("force"), isApply);
+    const patch = await readValue(c);
     const current = await store.get(plural, namespace, name);
+    if (isApply) {
+      const applied = asObject(patch);
+      // An apply creates what is missing (its own precondition: a create).
+      const { object, managedFields } = serverSideApply({
+        live: current && userView(current),
+        managed: current ? managedFieldsOf(current) : [],
+        applied,
+        manager: fieldManagerOf(c.req.query("fieldManager")),
+        force,
+        apiVersion: API_VERSION,
+        kind: plural,
+        name,
+        normalize: (obj) =>
+          normalizedView(plural, obj, {
+            namespace,
+            name,
+            limits: options.limits,
+            ...(options.scaling ? { scaling: options.scaling } : {}),
+          }),
+      });
+      return writeAndAnswer(c, plural, namespace, name, object, current ? "replace" : "create", {
+        managedFields,
+      });
+    }
     if (!current) throw notFound(plural, namespace, name);
-    // The patch applies to the user's view of the object (status is not theirs).
-    const merged = mergePatch(userView(current), structuredClone(patch)) as Record<string, unknown>;
-    return writeAndAnswer(c, plural, namespace, name, merged, "replace");
+    // A JSON Patch sees the whole object (a `test` may read status); the
+    // write then ignores what is not the user's, as a PUT does.
+    const patched =
+      type === JSON_PATCH
+        ? applyJsonPatch(current as unknown as Record<string, unknown>, patch, {
+            maxBytes: options.bodyLimitBytes,
+          })
+        : // A merge patch applies to the user's view of the object (status is not theirs).
+          (mergePatch(userView(current), structuredClone(asObject(patch))) as Record<
+            string,
+            unknown
+          >);
+    return writeAndAnswer(c, plural, namespace, name, patched, "replace");
   });
   app.delete(`${ns}/:name`, async (c) => {
     const plural = pluralOf(c.req.param("plural"));
@@ -160,6 +203,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
     name: string | undefined,
     body: Record<string, unknown>,
     mode: WriteMode,
+    extra: { managedFields?: ManagedFieldsEntry[] } = {},
   ): Promise<Response> {
     const result = await writeObject(options, {
       plural,
@@ -168,9 +212,19 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
       body,
       mode,
       dryRun: isDryRun(c),
+      ...extra,
     });
     return respond(c, result, mode === "create" ? 201 : 200);
   }
+}
+
+/** A merge patch or apply configuration: one mapping. */
+function asObject(value: unknown): Record<string, unknown> {
+  if (typeof value === "object" && value !== null && !Array.isArray(value))
+    return value as Record<string, unknown>;
+  throw new BadRequestError(
+    `this patch must be one object (a mapping), not ${Array.isArray(value) ? "a list (a list of operations is a JSON Patch: Content-Type application/json-patch+json)" : typeof value === "object" ? "null" : `a ${typeof value}`}`,
+  );
 }
 
 function pluralOf(value: string): Plural {

@@ -14,6 +14,7 @@ import { openRedis } from "../../src/redis/connect.ts";
 import { RedisHealth } from "../../src/redis/health.ts";
 import { createRedisStore } from "../../src/store/index.ts";
 import { createApiApp } from "./app.ts";
+import { NamespaceStore } from "./namespaces.ts";
 import { tlsMaterial } from "./tls.ts";
 import { resolveApiToken, TokenStore } from "./token.ts";
 
@@ -70,6 +71,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     shutdown: shutdown.signal,
     onStoreResubscribe: (listener) => store.onResubscribe(listener),
     tokens: new TokenStore(redis, config.redisPrefix),
+    namespaces: new NamespaceStore(redis, config.redisPrefix),
     storeReady: () => redis.status === "ready",
     quotaOf: (namespace) => quotaFor(config.quotas, namespace),
     configuredNamespaces: Object.keys(config.quotas.namespaces),

@@ -11,6 +11,7 @@ import {
   type NamespaceQuota,
   type WriteMode,
 } from "../../src/control/apply.ts";
+import type { ManagedFieldsEntry } from "../../src/control/managed-fields.ts";
 import type { Logger } from "../../src/logging.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import type { Resource } from "../../src/model/types.ts";
@@ -37,6 +38,8 @@ export interface WriteRequest {
   dryRun: boolean;
   /** Logged with the change: who asked, through what (e.g. "console"). */
   via?: string;
+  /** A server-side apply's field ownership for the object (absent: kept as stored). */
+  managedFields?: ManagedFieldsEntry[] | undefined;
 }
 
 export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<Resource> {
@@ -47,6 +50,7 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
     domain: deps.domain,
     scheme: deps.scheme,
     ...(quota ? { quota } : {}),
+    ...(req.managedFields ? { managedFields: req.managedFields } : {}),
   };
   const prepare = {
     namespace,

@@ -78,7 +78,7 @@ export async function buildProgram(args: string[] = []): Promise<Command> {
     .description(
       "Skiff: serverless on your own hosts (Knative Serving semantics, Docker and JS isolates)",
     )
-    .option("--api-url <url>", "deploy API URL; env SKIFF_API_URL (default http://127.0.0.1:8090)")
+    .option("--api-url <url>", "deploy API URL; env SKIFF_API_URL (default https://127.0.0.1:8090)")
     .option(
       "--token <token>",
       "API bearer token (visible in ps: prefer --token-file or SKIFF_TOKEN); default: the one `skiff login` saved",

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 
-export const DEFAULT_API_URL = "http://127.0.0.1:8090";
+export const DEFAULT_API_URL = "https://127.0.0.1:8090";
 
 export interface CliSettings {
   apiUrl?: string;

@@ -201,6 +201,7 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
       ...STORE_KEYS("RW"),
       { pattern: "artifact:*", access: "RW", why: "worker bundles" },
       { pattern: "auth:*", access: "RW", why: "the API token's SHA-256" },
+      { pattern: "namespaces", access: "RW", why: "namespaces made with kubectl create ns" },
       { pattern: "cluster", access: "R", why: "cluster id" },
       { pattern: "fleet:agents", access: "R", why: "the console's hosts" },
       { pattern: "fleet:agent:*", access: "R", why: "the console's hosts (records)" },
@@ -209,7 +210,7 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
       { pattern: "metrics:gw:*", access: "R", why: "the console's request rates (counters)" },
     ],
     channels: ["events"],
-    commands: [...STORE_COMMANDS_WRITE, "exists", "hgetall", "zrange"],
+    commands: [...STORE_COMMANDS_WRITE, "exists", "hgetall", "zrange", "hsetnx", "hexists"],
   },
 ];
 

@@ -33,6 +33,7 @@ import type {
 } from "../model/types.ts";
 import { API_VERSION, Labels } from "../model/types.ts";
 import type { Tx } from "../store/store.ts";
+import { type ManagedFieldsEntry, setManagedFields } from "./managed-fields.ts";
 import { compactRecord, controllerOf, newMeta, ownerRef } from "./objects.ts";
 import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
 
@@ -60,6 +61,8 @@ export interface ApplyContext {
   worker?: CompiledWorker;
   /** Absent: no limits. */
   quota?: NamespaceQuota;
+  /** A server-side apply's new field ownership for the written object (absent: kept as stored). */
+  managedFields?: ManagedFieldsEntry[];
 }
 
 /** The 403 of a quota: which, its limit, the use, and how to raise it. */
@@ -112,6 +115,7 @@ export async function applyService(
         status: {},
       };
   setUserMeta(service, input.metadata);
+  if (ctx.managedFields) setManagedFields(service, ctx.managedFields);
   if (existing && canonicalJson(existing.spec) !== canonicalJson(input.spec))
     service.metadata.generation += 1;
   service.spec = input.spec;
@@ -229,6 +233,7 @@ async function upsertConfiguration(
         status: {},
       };
   setUserMeta(config, meta);
+  if (!owner && ctx.managedFields) setManagedFields(config, ctx.managedFields);
 
   const changed = !existing || !templatesEqual(existing.spec.template, template);
   if (changed) {

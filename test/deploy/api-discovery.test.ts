@@ -86,6 +86,99 @@ describe("discovery", () => {
   });
 });
 
+describe("namespaces as resources", () => {
+  const create = (body: unknown, token = api.token, query = "") =>
+    fetch(new URL(`/api/v1/namespaces${query}`, api.url), {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+    }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+  const ns = (name: unknown) => ({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
+  const names = async () =>
+    (await get("/api/v1/namespaces", api.token)).json.items.map(
+      (n: { metadata: { name: string } }) => n.metadata.name,
+    );
+
+  it("the core v1 resource list offers create on namespaces", async () => {
+    const list = (await get("/api/v1", api.token)).json;
+    expect(list.resources).toEqual([
+      expect.objectContaining({
+        name: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
+        shortNames: ["ns"],
+        verbs: ["create", "get", "list"],
+      }),
+    ]);
+  });
+
+  it("the admin creates a namespace, listed (and got) while empty; a second create is a 409", async () => {
+    const r = await create(ns("created-empty"));
+    expect(r.status).toBe(201);
+    expect(r.json).toMatchObject({ kind: "Namespace", metadata: { name: "created-empty" } });
+    expect(r.json.metadata.creationTimestamp).toMatch(/Z$/);
+    expect(await names()).toContain("created-empty");
+    const one = await get("/api/v1/namespaces/created-empty", api.token);
+    expect(one.json.metadata.uid).toBe(r.json.metadata.uid);
+    const again = await create(ns("created-empty"));
+    expect(again.status).toBe(409);
+    expect(again.json.reason).toBe("AlreadyExists");
+  });
+
+  it("a namespaced token may not create one, even its own; a bad name is a 422; dryRun creates nothing", async () => {
+    const refused = await create(ns("team-a"), teamToken);
+    expect(refused.status).toBe(403);
+    expect(refused.json.message).toMatch(/creating namespaces is forbidden/);
+    const bad = await create(ns("Not_A_Label"));
+    expect(bad.status).toBe(422);
+    expect(bad.json.details.causes[0].field).toBe("metadata.name");
+    const dry = await create(ns("dry-only"), api.token, "?dryRun=All");
+    expect(dry.status).toBe(201);
+    expect(await names()).not.toContain("dry-only");
+  });
+});
+
+describe("namespaces in protobuf (what kubectl create ns sends)", () => {
+  // Length-delimited field `n` (lengths below 128: one byte).
+  const field = (n: number, bytes: number[]) => [(n << 3) | 2, bytes.length, ...bytes];
+  const str = (s: string) => [...new TextEncoder().encode(s)];
+  const post = (bytes: number[]) =>
+    fetch(new URL("/api/v1/namespaces", api.url), {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${api.token}`,
+        "content-type": "application/vnd.kubernetes.protobuf",
+      },
+      body: new Uint8Array(bytes),
+      // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
+    }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+  const MAGIC = [0x6b, 0x38, 0x73, 0x00];
+
+  it("a runtime.Unknown envelope holding a Namespace creates it", async () => {
+    const typeMeta = field(1, [...field(1, str("v1")), ...field(2, str("Namespace"))]);
+    const raw = field(2, field(1, field(1, str("from-protobuf"))));
+    const r = await post([...MAGIC, ...typeMeta, ...raw]);
+    expect(r.status, JSON.stringify(r.json)).toBe(201);
+    expect(r.json.metadata.name).toBe("from-protobuf");
+  });
+
+  it("garbage, a missing envelope or a length past the end is a 400, never a crash", async () => {
+    for (const bytes of [
+      [1, 2, 3],
+      [...MAGIC, 0x12, 0x7f, 1],
+      [...MAGIC, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+      [...MAGIC, 0x0b],
+    ]) {
+      const r = await post(bytes);
+      expect(r.status, JSON.stringify(bytes)).toBe(400);
+      expect(r.json.message).toMatch(/the protobuf body is not a Namespace/);
+    }
+    // An envelope without a name: the name is required, as in JSON.
+    expect((await post([...MAGIC])).status).toBe(422);
+  });
+});
+
 describe("OpenAPI", () => {
   it("v3: an index, then the group's document with each kind's GVK, merge patch only", async () => {
     const index = (await get("/openapi/v3", api.token)).json;
@@ -101,7 +194,11 @@ describe("OpenAPI", () => {
     expect(Object.keys(container.properties)).toContain("readinessProbe");
     const patch =
       doc.paths["/apis/serving.knative.dev/v1/namespaces/{namespace}/services/{name}"].patch;
-    expect(Object.keys(patch.requestBody.content)).toEqual(["application/merge-patch+json"]);
+    expect(Object.keys(patch.requestBody.content)).toEqual([
+      "application/merge-patch+json",
+      "application/json-patch+json",
+      "application/apply-patch+yaml",
+    ]);
     expect(patch.parameters.map((p: { name: string }) => p.name)).toContain("fieldValidation");
   });
 

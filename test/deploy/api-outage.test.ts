@@ -31,7 +31,16 @@ beforeAll(async () => {
   redis = await startRedisServer({ appendonly: true, dir: join(dir) });
   const port = await freePort();
   api = startCliServer(
-    ["api", "--redis-url", redis.url, "--port", String(port), "--token-file", join(dir, "token")],
+    [
+      "api",
+      "--redis-url",
+      redis.url,
+      "--port",
+      String(port),
+      "--no-tls",
+      "--token-file",
+      join(dir, "token"),
+    ],
     { SKIFF_LOG_LEVEL: "info", SKIFF_TOKEN: "", SKIFF_TOKEN_FILE: "" },
   );
   const m = await api.waitFor(/Skiff API listening on (\S+)/);

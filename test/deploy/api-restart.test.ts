@@ -12,7 +12,7 @@ afterEach(async () => {
 });
 
 async function startApi(port: number, prefix: string) {
-  const s = startCliServer(["api", "--redis-url", redisUrl(), "--port", String(port)], {
+  const s = startCliServer(["api", "--redis-url", redisUrl(), "--port", String(port), "--no-tls"], {
     SKIFF_REDIS_PREFIX: prefix,
     SKIFF_TOKEN: "",
   });

@@ -138,6 +138,19 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
     expect(out).toMatch(/\ndefault\s+Active/);
   });
 
+  it("create ns makes a namespace get ns lists; a namespaced token may not", async () => {
+    expect(await kubectl("create", "ns", "made-by-kubectl")).toMatch(
+      /namespace\/made-by-kubectl created/,
+    );
+    expect(await kubectl("get", "ns")).toMatch(/\nmade-by-kubectl\s+Active/);
+    const again = await run(["create", "ns", "made-by-kubectl"]);
+    expect(again.stderr).toMatch(/AlreadyExists.*"made-by-kubectl" already exists/);
+    const token = await createToken(api, "ns-editor", "edit", ["team-b"]);
+    const refused = await run(["--token", token, "create", "ns", "team-b"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/Forbidden.*creating namespaces is forbidden/);
+  });
+
   it("explain ksvc.spec reads the OpenAPI document", async () => {
     const out = await kubectl("explain", "ksvc.spec");
     expect(out).toMatch(/KIND:\s+Service/);
@@ -243,6 +256,72 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
     expect(
       await kubectl("get", "ksvc", "hello", "-o", "jsonpath={.status.latestCreatedRevisionName}"),
     ).toBe("hello-00003");
+  });
+
+  it("apply --server-side creates, records kubectl as field manager, and conflicts with another manager unless forced", async () => {
+    const file = join(dir, "ssa.yaml");
+    writeFileSync(file, SERVICE.replace("name: hello", "name: ssa"));
+    expect(await kubectl("apply", "--server-side", "-f", file)).toMatch(
+      /service\.serving\.knative\.dev\/ssa serverside-applied/,
+    );
+    const svc = JSON.parse(
+      await kubectl("get", "ksvc", "ssa", "-o", "json", "--show-managed-fields"),
+    );
+    expect(svc.metadata.managedFields).toMatchObject([{ manager: "kubectl", operation: "Apply" }]);
+
+    writeFileSync(file, SERVICE.replace("name: hello", "name: ssa").replace("World", "Other"));
+    const refused = await run(["apply", "--server-side", "--field-manager=other", "-f", file]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(
+      /Apply failed with 1 conflict: conflict with "kubectl": \.spec\.template\.spec\.containers/,
+    );
+    expect(
+      await kubectl("get", "ksvc", "ssa", "-o", "jsonpath={.status.latestCreatedRevisionName}"),
+    ).toBe("ssa-00001");
+    expect(
+      await kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        file,
+      ),
+    ).toMatch(/serverside-applied/);
+    expect(
+      await kubectl("get", "ksvc", "ssa", "-o", "jsonpath={.status.latestCreatedRevisionName}"),
+    ).toBe("ssa-00002");
+  });
+
+  it("patch --type json applies RFC 6902 operations, and names a path that does not exist", async () => {
+    const ops = (value: string, path = "/spec/template/spec/containers/0/env/0/value") =>
+      JSON.stringify([{ op: "replace", path, value }]);
+    expect(await kubectl("patch", "ksvc", "ssa", "--type", "json", "-p", ops("Json"))).toMatch(
+      /service\.serving\.knative\.dev\/ssa patched/,
+    );
+    expect(
+      await kubectl(
+        "get",
+        "ksvc",
+        "ssa",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[0].value}",
+      ),
+    ).toBe("Json");
+    const bad = await run([
+      "patch",
+      "ksvc",
+      "ssa",
+      "--type",
+      "json",
+      "-p",
+      ops("x", "/spec/nope/x"),
+    ]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(
+      /\/spec\/nope\/x: json patch operation 0 \(replace\): the path does not exist in the object/,
+    );
+    await kubectl("delete", "ksvc", "ssa");
   });
 
   it("delete --dry-run=server deletes nothing (DeleteOptions in the body)", async () => {

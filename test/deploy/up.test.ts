@@ -40,6 +40,8 @@ afterAll(async () => {
     await r.shutdown("NOSAVE").catch(() => {});
     r.disconnect();
   } catch {}
+  // The state folders hold the generated CA's private key and the token.
+  for (const d of [stateDir, configHome, env.HOME]) rmSync(d, { recursive: true, force: true });
 });
 
 /** Send inline commands on a plain TCP connection; one reply line each. */
@@ -76,7 +78,8 @@ function stateRedis(options: { password?: string; lazyConnect?: boolean } = {}) 
 
 async function up(apiPort: number) {
   server = startCliServer(["up", "--state-dir", stateDir, "--api-port", String(apiPort)], env);
-  await server.waitFor(/API:\s+http:\/\/127\.0\.0\.1:\d+/);
+  // HTTPS by default, with a CA generated into the state folder.
+  await server.waitFor(/API:\s+https:\/\/127\.0\.0\.1:\d+/);
   await server.waitFor(/CLI:\s+settings written|Token:.*first start/);
   return server;
 }
@@ -90,7 +93,8 @@ describe("skiff up", () => {
     );
     expect(s.output()).toMatch(/Token:\s+skf_\S+\s+\(generated now and shown once\)/);
     const settings = JSON.parse(readFileSync(join(configHome, "skiff", "cli.json"), "utf8"));
-    expect(settings.apiUrl).toBe(`http://127.0.0.1:${apiPort}`);
+    expect(settings.apiUrl).toBe(`https://127.0.0.1:${apiPort}`);
+    expect(settings.caFile).toBe(join(stateDir, "tls", "ca.crt"));
     const created = await runCli(
       ["service", "create", "persist", "--image", "example/p", "--no-wait"],
       {
@@ -149,7 +153,12 @@ describe("skiff up", () => {
         settings.token,
       ],
       {
-        env: { ...env, SKIFF_CONFIG_FILE: "/nonexistent" },
+        // No settings: the CA the state folder keeps (the same one as before the restart).
+        env: {
+          ...env,
+          SKIFF_CONFIG_FILE: "/nonexistent",
+          SKIFF_CA_FILE: join(stateDir, "tls", "ca.crt"),
+        },
       },
     );
     expect(got.code, got.stderr).toBe(0);
@@ -189,11 +198,12 @@ describe("skiff up after a Skiff without Redis passwords", () => {
     } finally {
       await s.kill("SIGTERM");
       await old.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
 
-describe("skiff up --api-tls", () => {
+describe("skiff up over HTTPS (the default)", () => {
   it("serves the API over HTTPS with a generated CA; the CLI and kubectl (its kubeconfig) trust it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "skiff-up-tls-"));
     const home = mkdtempSync(join(tmpdir(), "skiff-cfg-"));
@@ -206,7 +216,6 @@ describe("skiff up --api-tls", () => {
         "0",
         "--redis-url",
         "memory://tls",
-        "--api-tls",
         "--no-containers",
       ],
       { ...env, XDG_CONFIG_HOME: home },
@@ -289,17 +298,13 @@ describe("skiff up --api-tls", () => {
 
 describe("skiff up --redis-url memory://NAME", () => {
   it("runs on the in-process store and says it is kept in memory only", async () => {
+    const dirs = [
+      mkdtempSync(join(tmpdir(), "skiff-up-mem-")),
+      mkdtempSync(join(tmpdir(), "skiff-cfg-")),
+    ];
     const s = startCliServer(
-      [
-        "up",
-        "--state-dir",
-        mkdtempSync(join(tmpdir(), "skiff-up-mem-")),
-        "--api-port",
-        "0",
-        "--redis-url",
-        "memory://explicit",
-      ],
-      { ...env, XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "skiff-cfg-")) },
+      ["up", "--state-dir", dirs[0]!, "--api-port", "0", "--redis-url", "memory://explicit"],
+      { ...env, XDG_CONFIG_HOME: dirs[1]! },
     );
     try {
       await s.waitFor(/CLI:\s+settings written/);
@@ -308,6 +313,7 @@ describe("skiff up --redis-url memory://NAME", () => {
       );
     } finally {
       await s.kill("SIGTERM");
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
     }
   });
 });

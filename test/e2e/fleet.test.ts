@@ -85,7 +85,7 @@ function agent(id: string, address: string): Proc {
 beforeAll(async () => {
   redis = connect();
   image = await helloImage();
-  const api = spawnSkiff("api", ["api", "--port", "0", "--token", token], env);
+  const api = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
   const a = agent(agentA, "127.0.0.1");
   agentBProc = agent(agentB, "127.0.0.2");
   const gw = [1, 2].map((i) =>

@@ -86,7 +86,7 @@ function stateRedis(i: Install) {
 }
 
 async function start(i: Install): Promise<void> {
-  i.proc = spawnSkiff(`up-${i.name}`, ["up", "--state-dir", i.stateDir], i.env);
+  i.proc = spawnSkiff(`up-${i.name}`, ["up", "--state-dir", i.stateDir, "--no-api-tls"], i.env);
   await i.proc.waitFor(/Skiff is up/, 90_000);
   const out = i.proc.output();
   i.apiUrl = out.match(/API:\s+(\S+)/)![1]!;

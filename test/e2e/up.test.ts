@@ -114,7 +114,8 @@ function upConfig(agentId: string, extra = ""): string {
 
 /** `skiff up` on OS-chosen ports with a state folder and the config above. */
 function upArgs(stateDir: string, agentId: string, ...extra: string[]): string[] {
-  const ports = ["--api-port", "0", "--gateway-port", "0"];
+  // Plain HTTP on loopback: these tests drive the API with fetch, not a CA.
+  const ports = ["--api-port", "0", "--gateway-port", "0", "--no-api-tls"];
   return ["up", "--state-dir", stateDir, "--config", upConfig(agentId), ...ports, ...extra];
 }
 

@@ -331,7 +331,7 @@ beforeAll(async () => {
     SKIFF_API_URL: "",
     SKIFF_CONFIG: "",
   };
-  const api = spawnSkiff("api", ["api", "--port", "0", "--token", token], env);
+  const api = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
   startAgent(agentA, "127.0.0.1");
   startAgent(agentB, "127.0.0.2");
   await Promise.all([startGateway(0), startGateway(1), startScaler(0), startScaler(1)]);

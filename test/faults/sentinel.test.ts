@@ -193,7 +193,7 @@ beforeAll(async () => {
     SKIFF_API_URL: "",
     SKIFF_CONFIG: "",
   };
-  const apiProc = spawnSkiff("api", ["api", "--port", "0", "--token", token], env);
+  const apiProc = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
   const agent = spawnSkiff(
     "agent",
     [

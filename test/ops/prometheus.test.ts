@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { runCli, type ServerProcess, startCliServer } from "../support/cli.ts";
@@ -48,6 +48,8 @@ const tempDir = (label: string) => {
 interface Skiff {
   proc: ServerProcess;
   apiUrl: string;
+  /** The CA `skiff up` generated for its HTTPS API (PEM file). */
+  caFile: string;
   token: string;
   gatewayUrl: string;
   /** The admin listeners, http://host:port each. */
@@ -70,24 +72,23 @@ async function startSkiff(): Promise<Skiff> {
       "autoscaler: { tickInterval: 500ms, stableWindow: 6s, scaleToZeroGracePeriod: 1s }",
     ].join("\n"),
   );
-  const proc = startCliServer(
-    ["up", "--no-containers", "--state-dir", tempDir("state"), "--config", config],
-    {
-      // Never the developer's own ~/.config or ~/.local/state, Redis or token.
-      HOME: tempDir("home"),
-      XDG_CONFIG_HOME: tempDir("xdg"),
-      REDIS_URL: "",
-      SKIFF_TOKEN: "",
-      SKIFF_CONFIG: "",
-      SKIFF_STATE_DIR: "",
-    },
-  );
+  const state = tempDir("state");
+  const proc = startCliServer(["up", "--no-containers", "--state-dir", state, "--config", config], {
+    // Never the developer's own ~/.config or ~/.local/state, Redis or token.
+    HOME: tempDir("home"),
+    XDG_CONFIG_HOME: tempDir("xdg"),
+    REDIS_URL: "",
+    SKIFF_TOKEN: "",
+    SKIFF_CONFIG: "",
+    SKIFF_STATE_DIR: "",
+  });
   await proc.waitFor(/Skiff is up/, 60_000);
   const out = proc.output();
   const admin = out.match(/Admin:\s+gateway (\S+), agent (\S+), scaler (\S+)/)!;
   return {
     proc,
     apiUrl: out.match(/API:\s+(\S+)/)![1]!,
+    caFile: join(state, "tls", "ca.crt"),
     token: out.match(/Token:\s+(skf_\S+)/)![1]!,
     gatewayUrl: out.match(/Gateway:\s+(\S+)/)![1]!,
     admin: { gateway: admin[1]!, agent: admin[2]!, scaler: admin[3]! },
@@ -98,7 +99,16 @@ async function get(
   url: string,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: string }> {
-  const res = await request(url, { headers, headersTimeout: 60_000, bodyTimeout: 60_000 });
+  // The API is HTTPS with skiff up's own CA; the admin ports are plain HTTP.
+  const dispatcher = url.startsWith("https:")
+    ? new Agent({ connect: { ca: readFileSync(skiff.caFile) } })
+    : undefined;
+  const res = await request(url, {
+    headers,
+    headersTimeout: 60_000,
+    bodyTimeout: 60_000,
+    ...(dispatcher ? { dispatcher } : {}),
+  });
   return { status: res.statusCode, body: await res.body.text() };
 }
 
@@ -137,7 +147,7 @@ beforeAll(async () => {
   skiff = await startSkiff();
   const created = await runCli(
     ["service", "create", SERVICE, "--source", WORKER, "--env", "TARGET=Ops"],
-    { env: { SKIFF_API_URL: skiff.apiUrl, SKIFF_TOKEN: skiff.token } },
+    { env: { SKIFF_API_URL: skiff.apiUrl, SKIFF_TOKEN: skiff.token, SKIFF_CA_FILE: skiff.caFile } },
   );
   expect(created.code, `${created.stdout}\n${created.stderr}\n${skiff.proc.output()}`).toBe(0);
   await waitFor("the service answers through the gateway", async () => {
@@ -299,6 +309,8 @@ describe.skipIf(!prometheusBinary)(
         }
         const auth = job.authorization as { credentials_file?: string } | undefined;
         if (auth?.credentials_file) auth.credentials_file = tokenFile;
+        const tls = job.tls_config as { ca_file?: string } | undefined;
+        if (tls?.ca_file) tls.ca_file = skiff.caFile;
       }
       shipped.global = {
         ...shipped.global,

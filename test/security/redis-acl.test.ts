@@ -67,7 +67,11 @@ beforeAll(async () => {
   admin = connectRedis(server.url);
   await admin.acl("LOG", "RESET");
 
-  const api = spawnSkiff("api", ["api", "--port", "0", "--token", token], envFor("api"));
+  const api = spawnSkiff(
+    "api",
+    ["api", "--port", "0", "--no-tls", "--token", token],
+    envFor("api"),
+  );
   const agent = spawnSkiff(
     "agent",
     [
@@ -183,6 +187,24 @@ describe("each component with its own restricted Redis user", () => {
     const rates = await fetch(`${apiUrl}/console/rates`, { headers: { cookie } });
     expect(rates.status).toBe(200);
     expect(Object.keys((await rates.json()) as Record<string, number>)).toEqual(["default/acl"]);
+    // kubectl create ns / get ns: the API keeps made namespaces under its own user.
+    const auth = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const made = await fetch(`${apiUrl}/api/v1/namespaces`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: "acl-ns" } }),
+    });
+    expect(made.status, await made.text()).toBe(201);
+    const dry = await fetch(`${apiUrl}/api/v1/namespaces?dryRun=All`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ metadata: { name: "acl-ns" } }),
+    });
+    expect(dry.status).toBe(409);
+    const listed = (await (
+      await fetch(`${apiUrl}/api/v1/namespaces`, { headers: auth })
+    ).json()) as { items: { metadata: { name: string } }[] };
+    expect(listed.items.map((n) => n.metadata.name)).toContain("acl-ns");
     const clients = String(await admin.client("LIST"))
       .split("\n")
       .map((l) => / user=(\S+)/.exec(l)?.[1])

@@ -42,12 +42,17 @@ export async function startTestApi(
 ): Promise<TestApi> {
   const prefix = options.prefix ?? uniquePrefix("api");
   const token = options.token === null ? "" : (options.token ?? TOKEN);
-  const config = parseConfig({
+  const given: Record<string, unknown> = {
     redisUrl: redisUrl(),
     redisPrefix: prefix,
     api: token ? { port: 0, token } : { port: 0 },
     ...options.config,
-  });
+  };
+  // HTTPS is the default; a test that does not ask for it gets plain HTTP on
+  // loopback (no certificates generated into the user's state folder).
+  const api = given.api as Record<string, unknown>;
+  if (api.tls === undefined) given.api = { ...api, tls: { enabled: false } };
+  const config = parseConfig(given);
   const server = await startApiServer({
     config,
     logger: options.logger ?? silentLogger,

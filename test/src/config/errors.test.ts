@@ -117,3 +117,24 @@ describe("skiff agent with a bad config file", () => {
     );
   });
 });
+
+describe("plain HTTP for the deploy API", () => {
+  it("is refused off loopback (a token in clear text must not cross a network)", () => {
+    const err = failure(() =>
+      loadConfig({ env: {}, overrides: flags("up", ["--no-api-tls", "--api-host", "0.0.0.0"]) }),
+    );
+    expect(err.causes.map((c) => c.field)).toEqual(["api.tls.enabled"]);
+    expect(err.message).toMatch(/plain HTTP .* is only for a loopback host, not "0\.0\.0\.0"/);
+  });
+
+  it("is allowed on loopback behind --no-tls / --no-api-tls; HTTPS is the default", () => {
+    expect(loadConfig({ env: {} }).api.tls.enabled).toBe(true);
+    for (const host of ["127.0.0.1", "127.8.9.10", "::1", "localhost"]) {
+      const c = loadConfig({ env: {}, overrides: flags("api", ["--no-tls", "--host", host]) });
+      expect(c.api.tls.enabled, host).toBe(false);
+    }
+    expect(
+      loadConfig({ env: {}, overrides: flags("up", ["--api-host", "0.0.0.0"]) }).api.host,
+    ).toBe("0.0.0.0");
+  });
+});
