@@ -14,6 +14,7 @@ import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/con
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import type { Endpoint } from "../../src/fleet/types.ts";
 import { CLI, watchOutput } from "../support/cli.ts";
+import { inNetns } from "../support/netns.ts";
 import { waitFor } from "../support/wait.ts";
 
 // ---------------------------------------------------------------- processes
@@ -34,9 +35,15 @@ export interface Proc {
 
 const running = new Set<Proc>();
 
-/** `skiff ...args` as a child process in its own process group. */
-export function spawnSkiff(name: string, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], {
+/** `skiff ...args` as a child process in its own process group (inside `netns` when given). */
+export function spawnSkiff(
+  name: string,
+  args: string[],
+  env: Record<string, string> = {},
+  netns?: string,
+): Proc {
+  const [command, argv] = inNetns(netns, [process.execPath, CLI, ...args]);
+  const child = spawn(command, argv, {
     env: { ...process.env, SKIFF_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,

@@ -1,6 +1,7 @@
 /** Run the real `skiff` CLI as a child process: the same entry point (bin/skiff.js, the bundle) users run. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { inNetns } from "./netns.ts";
 
 export const CLI = fileURLToPath(new URL("../../bin/skiff.js", import.meta.url));
 
@@ -12,10 +13,11 @@ export interface CliResult {
 
 export function runCli(
   args: string[],
-  options: { env?: Record<string, string>; input?: string } = {},
+  options: { env?: Record<string, string>; input?: string; netns?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const [command, argv] = inNetns(options.netns, [process.execPath, CLI, ...args]);
+    const child = spawn(command, argv, {
       env: { ...process.env, SKIFF_CONFIG_FILE: "/nonexistent/skiff-cli.json", ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
     });
