@@ -181,6 +181,7 @@ const metadata = shaped(
   META_SHAPE,
   {
     name: str("The object's name (a DNS label)."),
+    generateName: str("On create without a name: a prefix the server completes with 5 characters."),
     namespace: str("The namespace (from the URL)."),
     labels: stringMap("Labels."),
     annotations: stringMap("Annotations."),
@@ -226,6 +227,6 @@ export const KIND_SCHEMAS: Record<Plural, z.ZodType> = {
   routes: kind(
     "Route",
     z.object({ traffic }).describe("The traffic split."),
-    "A Route: how traffic reaches revisions (changed through its Service).",
+    "A Route: how traffic reaches revisions (a Service's own, or created directly).",
   ),
 };

@@ -30,6 +30,12 @@ export const Annotations = {
   noGc: "serving.knative.dev/no-gc",
   /** Set by Skiff on Revisions when they were last routed (RFC 3339). */
   routingStateModified: "serving.knative.dev/routingStateModified",
+  /** Who created a Service, Configuration or Route (set by the API from the token; immutable). */
+  creator: "serving.knative.dev/creator",
+  /** Who last changed its spec (set by the API from the token). */
+  lastModifier: "serving.knative.dev/lastModifier",
+  /** kubectl's client-side apply record: Knative keeps it on the Service only. */
+  lastApplied: "kubectl.kubernetes.io/last-applied-configuration",
 } as const;
 
 export interface OwnerReference {

@@ -180,11 +180,23 @@ describe("metadata", () => {
       'must be a string (got the number 1); quote it: "1"',
     );
   });
-  it("generateName is not supported", () => {
+  it("generateName completes a missing name with 5 characters, as the Kubernetes API server does", () => {
+    const body = { ...service(), metadata: { generateName: "hello-" } };
+    const a = parseService(body, ctx).metadata.name;
+    const b = parseService(body, ctx).metadata.name;
+    expect(a).toMatch(/^hello-[bcdfghjklmnpqrstvwxz2456789]{5}$/);
+    expect(a).not.toBe(b);
+    // A given name wins; a long prefix is cut so revision names still fit.
+    expect(
+      parseService({ ...service(), metadata: { name: "x", generateName: "h-" } }, ctx).metadata
+        .name,
+    ).toBe("x");
+    const long = parseService({ ...service(), metadata: { generateName: "a".repeat(80) } }, ctx);
+    expect(long.metadata.name).toHaveLength(57);
     expectCause(
-      failService({ ...service(), metadata: { name: "hello", generateName: "h-" } }),
+      failService({ ...service(), metadata: { generateName: "Bad_" } }),
       "metadata.generateName",
-      "not supported",
+      "",
     );
   });
   it("annotations over the size limit are refused", () => {
