@@ -12,6 +12,8 @@ export type FailureReason =
   | "ImageNotFound"
   | "ImagePullFailed"
   | "StartFailed"
+  /** Kubernetes' kubelet reason: the spec cannot run as given (runAsNonRoot with a root image). */
+  | "CreateContainerConfigError"
   | "ReadinessTimeout"
   | "OOMKilled"
   | "Stopped"
@@ -43,6 +45,7 @@ const CODES: Partial<Record<FailureReason, ErrorCode>> = {
   ReadinessTimeout: "TIMEOUT",
   RuntimeMismatch: "CONFLICT",
   WorkerModuleError: "INVALID",
+  CreateContainerConfigError: "INVALID",
 };
 
 export interface InstanceErrorOptions {

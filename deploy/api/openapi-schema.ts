@@ -7,7 +7,12 @@
  * quantities); these schemas give types and descriptions.
  */
 import { z } from "zod";
-import { CONTAINER_SHAPE, PORT_SHAPE, PROBE_SHAPE } from "../../src/model/container.ts";
+import {
+  CONTAINER_SHAPE,
+  PORT_SHAPE,
+  PROBE_SHAPE,
+  SECURITY_CONTEXT_SHAPE,
+} from "../../src/model/container.ts";
 import { ENV_SHAPE } from "../../src/model/env.ts";
 import { SPEC_SHAPE, TEMPLATE_META_SHAPE } from "../../src/model/template.ts";
 import { TARGET_SHAPE } from "../../src/model/traffic.ts";
@@ -107,6 +112,17 @@ const container = shaped(
     imagePullPolicy: z
       .enum(["Always", "IfNotPresent", "Never"])
       .describe("When to pull the image."),
+    securityContext: shaped(
+      SECURITY_CONTEXT_SHAPE,
+      {
+        runAsUser: int("The uid the process runs as."),
+        runAsGroup: int("The primary gid the process runs as."),
+        runAsNonRoot: z
+          .boolean()
+          .describe("Refuse to start when the process would run as root (uid 0)."),
+      },
+      "Knative's allowed security settings: the user and group to run as.",
+    ),
   },
   "A container (Knative allows one serving container).",
   ["image"],

@@ -10,6 +10,7 @@ import {
   type Issues,
   item,
   readArray,
+  readBool,
   readInt,
   readObject,
   readString,
@@ -18,7 +19,7 @@ import {
 import type { ModelLimits } from "./limits.ts";
 import { checkDns1123Label } from "./names.ts";
 import { readResources } from "./resources.ts";
-import type { Container, ContainerPort, HTTPGetAction, Probe } from "./types.ts";
+import type { Container, ContainerPort, HTTPGetAction, Probe, SecurityContext } from "./types.ts";
 
 /** Knative's default serving port (the PORT env var). */
 export const DEFAULT_PORT = 8080;
@@ -58,13 +59,13 @@ export const CONTAINER_SHAPE = {
     "resources",
     "readinessProbe",
     "imagePullPolicy",
+    "securityContext",
   ] as const,
   unsupported: {
     livenessProbe: "Skiff replaces crashed instances by itself; use readinessProbe",
     startupProbe: "use readinessProbe",
     envFrom: 'list variables under "env"',
     volumeMounts: "revisions are stateless; /tmp is writable",
-    securityContext: "",
     lifecycle: "",
     stdin: "",
     stdinOnce: "",
@@ -81,6 +82,53 @@ export const PORT_SHAPE = {
   known: ["containerPort", "name", "protocol"] as const,
   unsupported: { hostPort: "Skiff assigns host ports itself", hostIP: "" },
 };
+
+/** Knative's allowed container securityContext, the parts a Docker host can honour. */
+export const SECURITY_CONTEXT_SHAPE = {
+  known: ["runAsUser", "runAsGroup", "runAsNonRoot"] as const,
+  unsupported: {
+    privileged: "containers never run privileged",
+    capabilities: "Skiff drops every capability (NET_BIND_SERVICE is added for a port below 1024)",
+    allowPrivilegeEscalation: "Skiff always sets no-new-privileges",
+    procMount: "",
+    seLinuxOptions: "",
+    windowsOptions: "",
+    appArmorProfile: "",
+    seccompProfile: "Docker's default seccomp profile applies",
+    readOnlyRootFilesystem: "",
+  },
+};
+
+/** Largest uid/gid Kubernetes accepts. */
+const MAX_ID = 2 ** 31 - 1;
+
+function readSecurityContext(
+  value: unknown,
+  field: string,
+  issues: Issues,
+): SecurityContext | undefined {
+  const obj = readObject(value, field, issues, SECURITY_CONTEXT_SHAPE);
+  if (obj === undefined) return undefined;
+  const before = issues.count;
+  const out: SecurityContext = {};
+  const user = readInt(obj.runAsUser, child(field, "runAsUser"), issues, { min: 0, max: MAX_ID });
+  if (user !== undefined) out.runAsUser = user;
+  const group = readInt(obj.runAsGroup, child(field, "runAsGroup"), issues, {
+    min: 0,
+    max: MAX_ID,
+  });
+  if (group !== undefined) out.runAsGroup = group;
+  const nonRoot = readBool(obj.runAsNonRoot, child(field, "runAsNonRoot"), issues);
+  if (nonRoot !== undefined) out.runAsNonRoot = nonRoot;
+  if (nonRoot === true && user === 0) {
+    issues.add(
+      child(field, "runAsUser"),
+      "runAsNonRoot is true, so runAsUser cannot be 0 (root); give a non-zero uid",
+      "FieldValueForbidden",
+    );
+  }
+  return issues.count === before ? out : undefined;
+}
 
 export const PROBE_SHAPE = {
   known: [
@@ -116,11 +164,11 @@ function readPorts(value: unknown, field: string, issues: Issues): ContainerPort
     const at = item(field, i);
     const obj = readObject(raw, at, issues, PORT_SHAPE, { required: true });
     if (obj === undefined) return;
-    const containerPort = readInt(obj.containerPort, child(at, "containerPort"), issues, {
-      required: true,
-      min: 1,
-      max: 65535,
-    });
+    // Knative: a port given by name only (`name: h2c`) serves on the default 8080.
+    const containerPort =
+      obj.containerPort === undefined || obj.containerPort === null || obj.containerPort === 0
+        ? DEFAULT_PORT
+        : readInt(obj.containerPort, child(at, "containerPort"), issues, { min: 1, max: 65535 });
     const name = readString(obj.name, child(at, "name"), issues);
     if (name !== undefined && name !== "" && name !== "http1" && name !== "h2c") {
       issues.add(
@@ -294,6 +342,12 @@ export function readContainer(
   const port = servingPort({ ports });
   const probe = readProbe(obj.readinessProbe, child(field, "readinessProbe"), issues, port);
   if (probe !== undefined) c.readinessProbe = probe;
+  const security = readSecurityContext(
+    obj.securityContext,
+    child(field, "securityContext"),
+    issues,
+  );
+  if (security !== undefined && Object.keys(security).length > 0) c.securityContext = security;
   const pull = readString(obj.imagePullPolicy, child(field, "imagePullPolicy"), issues);
   if (pull !== undefined) {
     if (pull === "Always" || pull === "IfNotPresent" || pull === "Never") c.imagePullPolicy = pull;

@@ -90,6 +90,16 @@ export interface Probe {
   failureThreshold?: number;
 }
 
+/** Knative's allowed subset of a container's securityContext that Skiff honours. */
+export interface SecurityContext {
+  /** The uid the process runs as (Docker's User). */
+  runAsUser?: number;
+  /** The primary gid. */
+  runAsGroup?: number;
+  /** Refuse to start when the process would run as root (uid 0). */
+  runAsNonRoot?: boolean;
+}
+
 export interface ResourceList {
   /** Kubernetes quantity: "500m", "1", "2.5". */
   cpu?: string;
@@ -109,6 +119,7 @@ export interface Container {
   readinessProbe?: Probe;
   /** As in Kubernetes (unset: Always for ":latest" or untagged images, else IfNotPresent). */
   imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
+  securityContext?: SecurityContext;
 }
 
 /** One ES module of a worker, as written by the user. */

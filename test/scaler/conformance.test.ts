@@ -10,7 +10,7 @@ import type { RunningAgent } from "../../agent/server.ts";
 import type { Gateway } from "../../gateway/server.ts";
 import type { RunningScaler } from "../../scaler/server.ts";
 import { startTestApi, type TestApi } from "../support/api.ts";
-import { helloImage, missingImage } from "../support/images.ts";
+import { helloImage, helloRootImage, missingImage } from "../support/images.ts";
 import { connect, uniquePrefix } from "../support/redis.ts";
 import {
   hit,
@@ -101,6 +101,46 @@ function route(name: string, traffic: unknown[], resourceVersion?: string) {
     metadata: { name, ...(resourceVersion ? { resourceVersion } : {}) },
     spec: { traffic },
   };
+}
+
+/** A Service running the hello test image with `container` merged into its container. */
+function containerService(
+  name: string,
+  image: string,
+  env: Record<string, string> = {},
+  container: Record<string, unknown> = {},
+) {
+  return {
+    apiVersion: "serving.knative.dev/v1",
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      template: {
+        spec: {
+          timeoutSeconds: 30,
+          containers: [
+            {
+              image,
+              env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
+              ...container,
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/** Create a container Service and wait until its host serves. */
+async function serving(name: string, container: Record<string, unknown>) {
+  const r = await api.call(
+    "POST",
+    api.ns("services"),
+    containerService(name, await helloImage(), {}, container),
+  );
+  expect(r.status, r.text).toBe(201);
+  await waitCondition("services", name, "Ready", "True");
+  await waitRouted(redis, prefix, gateway, serviceHost(name));
 }
 
 describe("Routes and Configurations written directly", () => {
@@ -219,24 +259,6 @@ describe("a failing latest revision (errorcondition_test.go)", () => {
     expect(condition(config, "Ready")?.message).toBeTruthy();
   }
 
-  function containerService(name: string, image: string, env: Record<string, string> = {}) {
-    return {
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Service",
-      metadata: { name },
-      spec: {
-        template: {
-          spec: {
-            timeoutSeconds: 30,
-            containers: [
-              { image, env: Object.entries(env).map(([n, value]) => ({ name: n, value })) },
-            ],
-          },
-        },
-      },
-    };
-  }
-
   it("TestContainerErrorMsg: a missing image fails the Route and the Service's RoutesReady", async () => {
     const r = await api.call(
       "POST",
@@ -260,5 +282,49 @@ describe("a failing latest revision (errorcondition_test.go)", () => {
     const rev = await waitCondition("revisions", "exiting-00001", "Ready", "False");
     expect(condition(rev, "Ready")?.reason).toBe("ExitCode5");
     await expectRouteFailed("exiting");
+  }, 60_000);
+});
+
+describe("the runtime contract (test/conformance/runtime)", () => {
+  it("TestProtocols (http1 by name): a port given by name only serves HTTP/1.1 on 8080", async () => {
+    await serving("portname", { ports: [{ name: "http1" }] });
+    const rev = await get("revisions", "portname-00001");
+    expect(rev.spec.containers[0].ports).toEqual([{ name: "http1", containerPort: 8080 }]);
+    const info = JSON.parse((await hit(gateway.url, serviceHost("portname"), "/info")).body);
+    expect(info.port).toBe("8080");
+  }, 60_000);
+
+  it("TestShouldRunAsUserContainerDefault: without a securityContext the image's USER runs", async () => {
+    await serving("imageuser", {});
+    const status = (await hit(gateway.url, serviceHost("imageuser"), "/status")).body;
+    expect(status).toMatch(/^Uid:\s+65532\s/m);
+  }, 60_000);
+
+  it("TestMustRunAsUser: securityContext.runAsUser and runAsGroup are the process's uid and gid", async () => {
+    await serving("runas", {
+      securityContext: { runAsUser: 2020, runAsGroup: 2021, runAsNonRoot: true },
+    });
+    const status = (await hit(gateway.url, serviceHost("runas"), "/status")).body;
+    expect(status).toMatch(/^Uid:\s+2020\s+2020\s+2020\s+2020$/m);
+    expect(status).toMatch(/^Gid:\s+2021\s+2021\s+2021\s+2021$/m);
+  }, 60_000);
+
+  it("runAsNonRoot with an image that runs as root: the revision fails with a clear condition", async () => {
+    const r = await api.call(
+      "POST",
+      api.ns("services"),
+      containerService(
+        "rootimage",
+        await helloRootImage(),
+        {},
+        {
+          securityContext: { runAsNonRoot: true },
+        },
+      ),
+    );
+    expect(r.status, r.text).toBe(201);
+    const rev = await waitCondition("revisions", "rootimage-00001", "Ready", "False");
+    expect(condition(rev, "Ready")).toMatchObject({ reason: "CreateContainerConfigError" });
+    expect(condition(rev, "Ready")?.message).toMatch(/runAsNonRoot .* will run as root/);
   }, 60_000);
 });

@@ -6,6 +6,7 @@ import {
   parseConfiguration,
   parseScaling,
   parseService,
+  servingProtocol,
 } from "../../../src/model/index.ts";
 import { causesOf, expectCause } from "./support.ts";
 
@@ -466,6 +467,36 @@ describe("container", () => {
       failService(service({ ports: [{ containerPort: 8080, name: "grpc" }] })),
       `${C0}.ports[0].name`,
       '"http1"',
+    );
+  });
+  it("a port given by name only serves on 8080 (Knative's TestProtocols)", () => {
+    for (const name of ["h2c", "http1"]) {
+      const c = parseService(service({ ports: [{ name }] }), ctx).spec.template.spec
+        .containers?.[0];
+      expect(c?.ports).toEqual([{ containerPort: 8080, name }]);
+      expect(servingProtocol(c!)).toBe(name);
+    }
+  });
+  it("securityContext: runAsUser, runAsGroup and runAsNonRoot as Knative allows them", () => {
+    const sc = { runAsUser: 1000, runAsGroup: 3000, runAsNonRoot: true };
+    expect(
+      parseService(service({ securityContext: sc }), ctx).spec.template.spec.containers?.[0]
+        ?.securityContext,
+    ).toEqual(sc);
+    expectCause(
+      failService(service({ securityContext: { runAsNonRoot: true, runAsUser: 0 } })),
+      `${C0}.securityContext.runAsUser`,
+      "cannot be 0",
+    );
+    expectCause(
+      failService(service({ securityContext: { privileged: true } })),
+      `${C0}.securityContext.privileged`,
+      "never run privileged",
+    );
+    expectCause(
+      failService(service({ securityContext: { runAsUser: -1 } })),
+      `${C0}.securityContext.runAsUser`,
+      "",
     );
   });
   it("cpu and memory limits must be quantities", () => {
