@@ -15,6 +15,8 @@ export type FailureReason =
   /** Kubernetes' kubelet reason: the spec cannot run as given (runAsNonRoot with a root image). */
   | "CreateContainerConfigError"
   | "ReadinessTimeout"
+  /** The liveness probe failed and the container was killed (to be restarted). */
+  | "LivenessProbeFailed"
   | "OOMKilled"
   | "Stopped"
   | `ExitCode${number}`

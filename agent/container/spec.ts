@@ -46,6 +46,7 @@ const probeSchema = z.object({
       httpHeaders: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
     })
     .optional(),
+  exec: z.object({ command: z.array(z.string()).min(1) }).optional(),
   initialDelaySeconds: z.number().min(0).optional(),
   periodSeconds: z.number().min(0).optional(),
   timeoutSeconds: z.number().min(0).optional(),
@@ -81,6 +82,7 @@ const containerSchema = z.object({
     .object({ limits: resourceList.optional(), requests: resourceList.optional() })
     .optional(),
   readinessProbe: probeSchema.optional(),
+  livenessProbe: probeSchema.optional(),
   securityContext: z
     .object({
       runAsUser: z.number().int().min(0).optional(),

@@ -74,13 +74,16 @@ const probe = shaped(
         scheme: str("HTTP only.").optional(),
       })
       .describe("Ready when a GET answers 2xx/3xx."),
+    exec: z
+      .object({ command: z.array(z.string()).describe("The command and its arguments.") })
+      .describe("Ready when the command, run in the container, exits 0."),
     initialDelaySeconds: int("Seconds before the first probe."),
     periodSeconds: int("Seconds between probes; 0: Knative's aggressive probing until ready."),
     timeoutSeconds: int("Seconds a probe may take."),
     successThreshold: int("Successes in a row to be ready."),
     failureThreshold: int("Failures in a row to be not ready."),
   },
-  "Readiness probe, as in Kubernetes (httpGet or tcpSocket).",
+  "A probe, as in Kubernetes (httpGet, tcpSocket or exec).",
 );
 
 const container = shaped(
@@ -109,6 +112,9 @@ const container = shaped(
       .object({ limits: quantities.optional(), requests: quantities.optional() })
       .describe("Compute resources: limits and requests."),
     readinessProbe: probe,
+    livenessProbe: probe.describe(
+      "Liveness probe: failing failureThreshold times in a row restarts the instance.",
+    ),
     imagePullPolicy: z
       .enum(["Always", "IfNotPresent", "Never"])
       .describe("When to pull the image."),

@@ -41,7 +41,7 @@ export function servingProtocol(container: Pick<Container, "ports">): "http1" | 
  */
 export function effectiveReadinessProbe(container: Pick<Container, "readinessProbe">): Probe {
   const p = container.readinessProbe;
-  if (p === undefined || (p.tcpSocket === undefined && p.httpGet === undefined)) {
+  if (p === undefined || (!p.tcpSocket && !p.httpGet && !p.exec)) {
     return { ...p, tcpSocket: {} };
   }
   return p;
@@ -58,11 +58,11 @@ export const CONTAINER_SHAPE = {
     "ports",
     "resources",
     "readinessProbe",
+    "livenessProbe",
     "imagePullPolicy",
     "securityContext",
   ] as const,
   unsupported: {
-    livenessProbe: "Skiff replaces crashed instances by itself; use readinessProbe",
     startupProbe: "use readinessProbe",
     envFrom: 'list variables under "env"',
     volumeMounts: "revisions are stateless; /tmp is writable",
@@ -134,6 +134,7 @@ export const PROBE_SHAPE = {
   known: [
     "tcpSocket",
     "httpGet",
+    "exec",
     "initialDelaySeconds",
     "periodSeconds",
     "timeoutSeconds",
@@ -141,7 +142,6 @@ export const PROBE_SHAPE = {
     "failureThreshold",
   ] as const,
   unsupported: {
-    exec: "use httpGet or tcpSocket",
     grpc: "use httpGet or tcpSocket",
     terminationGracePeriodSeconds: "",
   },
@@ -223,8 +223,25 @@ function readProbe(value: unknown, field: string, issues: Issues, port: number):
   const probe: Probe = {};
   const hasTcp = obj.tcpSocket !== undefined && obj.tcpSocket !== null;
   const hasHttp = obj.httpGet !== undefined && obj.httpGet !== null;
-  if (hasTcp && hasHttp) {
-    issues.add(field, 'set at most one of "tcpSocket" and "httpGet"', "FieldValueForbidden");
+  const hasExec = obj.exec !== undefined && obj.exec !== null;
+  if (Number(hasTcp) + Number(hasHttp) + Number(hasExec) > 1) {
+    issues.add(
+      field,
+      'set at most one of "tcpSocket", "httpGet" and "exec"',
+      "FieldValueForbidden",
+    );
+  }
+  if (hasExec) {
+    const at = child(field, "exec");
+    const exec = readObject(obj.exec, at, issues, { known: ["command"] });
+    const command = readStringList(exec?.command, child(at, "command"), issues);
+    if (exec !== undefined && (command === undefined || command.length === 0)) {
+      issues.add(
+        child(at, "command"),
+        'required: the command to run in the container, e.g. ["/bin/check"]',
+        "FieldValueRequired",
+      );
+    } else if (command !== undefined) probe.exec = { command };
   }
   if (hasTcp) {
     const at = child(field, "tcpSocket");
@@ -342,6 +359,8 @@ export function readContainer(
   const port = servingPort({ ports });
   const probe = readProbe(obj.readinessProbe, child(field, "readinessProbe"), issues, port);
   if (probe !== undefined) c.readinessProbe = probe;
+  const liveness = readProbe(obj.livenessProbe, child(field, "livenessProbe"), issues, port);
+  if (liveness !== undefined) c.livenessProbe = liveness;
   const security = readSecurityContext(
     obj.securityContext,
     child(field, "securityContext"),

@@ -82,6 +82,8 @@ export interface HTTPGetAction {
 export interface Probe {
   tcpSocket?: { port?: number };
   httpGet?: HTTPGetAction;
+  /** A command run inside the container; exit status 0 is success. */
+  exec?: { command: string[] };
   initialDelaySeconds?: number;
   /** 0 means Knative's aggressive probing until first ready. */
   periodSeconds?: number;
@@ -117,6 +119,8 @@ export interface Container {
   ports?: ContainerPort[];
   resources?: { limits?: ResourceList; requests?: ResourceList };
   readinessProbe?: Probe;
+  /** Failing failureThreshold times in a row restarts the instance. */
+  livenessProbe?: Probe;
   /** As in Kubernetes (unset: Always for ":latest" or untagged images, else IfNotPresent). */
   imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
   securityContext?: SecurityContext;

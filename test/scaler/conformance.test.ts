@@ -328,3 +328,43 @@ describe("the runtime contract (test/conformance/runtime)", () => {
     expect(condition(rev, "Ready")?.message).toMatch(/runAsNonRoot .* will run as root/);
   }, 60_000);
 });
+
+describe("probes (runtime/readiness_probe_test.go, liveness_probe_test.go)", () => {
+  const served = async (host: string) =>
+    JSON.parse((await hit(gateway.url, host, "/stats")).body).served as number;
+
+  it("TestLivenessWithFail: a failing httpGet liveness probe restarts the container", async () => {
+    await serving("liveness", {
+      livenessProbe: { httpGet: { path: "/healthz" }, periodSeconds: 1, failureThreshold: 3 },
+    });
+    const host = serviceHost("liveness");
+    // The probe has run a few times (each is a request the app counts) with no restart.
+    const before = await waitFor("5 liveness checks", async () => {
+      const n = await served(host);
+      return n >= 6 ? n : undefined;
+    });
+    expect((await hit(gateway.url, host, "/healthz/fail")).status).toBe(200);
+    expect((await hit(gateway.url, host, "/healthz")).status).toBe(503);
+    // A new process: /healthz answers again and its request count started over.
+    await waitFor("a restarted container", async () => {
+      const r = await hit(gateway.url, host, "/healthz");
+      return r.status === 200 ? r : undefined;
+    });
+    expect(await served(host)).toBeLessThan(before + 3);
+  }, 60_000);
+
+  it("TestProbeRuntime (exec): exec readiness and liveness probes run in the container; a failing one restarts it", async () => {
+    const check = { exec: { command: ["/hello", "check", "/healthz"] } };
+    await serving("execprobe", {
+      readinessProbe: check,
+      livenessProbe: { ...check, periodSeconds: 1, failureThreshold: 2 },
+    });
+    const host = serviceHost("execprobe");
+    expect((await hit(gateway.url, host)).status).toBe(200);
+    expect((await hit(gateway.url, host, "/healthz/fail")).status).toBe(200);
+    await waitFor("a restarted container", async () => {
+      const r = await hit(gateway.url, host, "/healthz");
+      return r.status === 200 ? r : undefined;
+    });
+  }, 60_000);
+});

@@ -395,11 +395,16 @@ describe("container", () => {
       'unknown field; did you mean "image"?',
     );
   });
-  it("livenessProbe is not supported, with a hint", () => {
+  it("livenessProbe is read like readinessProbe (httpGet, tcpSocket or exec)", () => {
+    const probe = { httpGet: { path: "/healthz" }, periodSeconds: 1, failureThreshold: 3 };
+    expect(
+      parseService(service({ livenessProbe: probe }), ctx).spec.template.spec.containers?.[0]
+        ?.livenessProbe,
+    ).toEqual(probe);
     expectCause(
-      failService(service({ livenessProbe: {} })),
-      `${C0}.livenessProbe`,
-      "use readinessProbe",
+      failService(service({ livenessProbe: { httpGet: { port: 9999 } } })),
+      `${C0}.livenessProbe.httpGet.port`,
+      "serving port",
     );
   });
   it("env names must be valid", () => {
@@ -549,11 +554,20 @@ describe("container", () => {
     expectCause(c, `${C0}.readinessProbe.periodSeconds`, "between 0 and 3600");
     expectCause(c, `${C0}.readinessProbe.failureThreshold`, "between 1 and 100");
   });
-  it("exec probes are not supported", () => {
+  it("exec probes need a command and exclude the other handlers", () => {
+    expect(
+      parseService(service({ readinessProbe: { exec: { command: ["/check", "-q"] } } }), ctx).spec
+        .template.spec.containers?.[0]?.readinessProbe,
+    ).toEqual({ exec: { command: ["/check", "-q"] } });
     expectCause(
-      failService(service({ readinessProbe: { exec: { command: ["true"] } } })),
-      `${C0}.readinessProbe.exec`,
-      "use httpGet or tcpSocket",
+      failService(service({ readinessProbe: { exec: { command: [] } } })),
+      `${C0}.readinessProbe.exec.command`,
+      "required",
+    );
+    expectCause(
+      failService(service({ livenessProbe: { exec: { command: ["/check"] }, tcpSocket: {} } })),
+      `${C0}.livenessProbe`,
+      'at most one of "tcpSocket", "httpGet" and "exec"',
     );
   });
   it("an httpGet probe without a path is stored with path /", () => {
