@@ -12,7 +12,11 @@ export type FailureReason =
   | "ImageNotFound"
   | "ImagePullFailed"
   | "StartFailed"
+  /** Kubernetes' kubelet reason: the spec cannot run as given (runAsNonRoot with a root image). */
+  | "CreateContainerConfigError"
   | "ReadinessTimeout"
+  /** The liveness probe failed and the container was killed (to be restarted). */
+  | "LivenessProbeFailed"
   | "OOMKilled"
   | "Stopped"
   | `ExitCode${number}`
@@ -43,6 +47,7 @@ const CODES: Partial<Record<FailureReason, ErrorCode>> = {
   ReadinessTimeout: "TIMEOUT",
   RuntimeMismatch: "CONFLICT",
   WorkerModuleError: "INVALID",
+  CreateContainerConfigError: "INVALID",
 };
 
 export interface InstanceErrorOptions {

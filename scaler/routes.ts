@@ -28,7 +28,7 @@
  */
 import type { Redis } from "ioredis";
 import { controllerOf, isRevisionReady } from "../src/control/objects.ts";
-import { refreshStatusesFor } from "../src/control/refresh.ts";
+import { refreshRouteStatus, refreshStatusesFor } from "../src/control/refresh.ts";
 import {
   parseRoutingEntry,
   publishRouting,
@@ -68,7 +68,7 @@ export function holdReason(route: Route, revision: (name: string) => Revision | 
   if (!traffic || traffic.length === 0) return "its traffic is not resolved yet";
   for (const t of traffic) {
     if (t.revisionName === undefined) {
-      return `configuration "${t.configurationName ?? route.metadata.name}" has no ready revision yet`;
+      return `a latest-revision target${t.tag === undefined ? "" : ` (tag ${t.tag})`} has no ready revision yet`;
     }
     const rev = revision(t.revisionName);
     if (!rev) return `revision "${t.revisionName}" does not exist`;
@@ -125,11 +125,15 @@ export class RouteReconciler {
     if (!route) return this.remove(namespace, name);
 
     const owner = controllerOf(route);
-    if (owner?.kind === "Service" && o.canWrite()) {
-      const { value } = await o.store.transact((tx) =>
-        refreshStatusesFor(tx, namespace, owner.name, { domain: o.domain, scheme: o.scheme }),
+    const ctx = { domain: o.domain, scheme: o.scheme };
+    if (o.canWrite()) {
+      // A Service's Route with its Service; a stand-alone one (RouteCreation) on its own.
+      const { value } = await o.store.transact(async (tx) =>
+        owner?.kind === "Service"
+          ? (await refreshStatusesFor(tx, namespace, owner.name, ctx)).changed.includes("routes")
+          : refreshRouteStatus(tx, namespace, name, ctx),
       );
-      if (value.changed.includes("routes")) {
+      if (value) {
         route = await o.store.get("routes", namespace, name);
         if (!route) return this.remove(namespace, name);
       }
@@ -174,9 +178,9 @@ export class RouteReconciler {
       next.status.publishedTraffic = fingerprint;
       tx.put(next);
       const owner = controllerOf(route);
-      if (owner?.kind === "Service") {
-        await refreshStatusesFor(tx, namespace, owner.name, { domain: o.domain, scheme: o.scheme });
-      }
+      const ctx = { domain: o.domain, scheme: o.scheme };
+      if (owner?.kind === "Service") await refreshStatusesFor(tx, namespace, owner.name, ctx);
+      else await refreshRouteStatus(tx, namespace, name, ctx);
     });
   }
 

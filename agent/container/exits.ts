@@ -66,7 +66,10 @@ export class ExitWatcher {
     const t = ctx.table.byContainer.get(containerId);
     if (!t || t.dying || t.failure) return;
     t.dying = true;
-    const failure = await this.describeExit(containerId, t.spec, exitCodeHint, t.oomSeen);
+    const exit = await this.describeExit(containerId, t.spec, exitCodeHint, t.oomSeen);
+    const failure: InstanceFailure = t.livenessFailure
+      ? { ...exit, reason: "LivenessProbeFailed", message: t.livenessFailure }
+      : exit;
     t.failure = failure;
     t.interrupt();
     // start() and stop() clean up after themselves; only a running instance's exit is news.

@@ -26,6 +26,8 @@ export interface ResolvedImage {
   id: string;
   /** A repo digest (name@sha256:...) when the image came from a registry. */
   digest: string | undefined;
+  /** The image's USER ("" or absent: root), for runAsNonRoot. */
+  user?: string;
 }
 
 /** The registry host of a reference: the first path part when it looks like a host. */
@@ -89,7 +91,7 @@ export class ImageResolver {
   async #inspect(ref: string): Promise<ResolvedImage | undefined> {
     try {
       const info = await this.#docker.getImage(ref).inspect();
-      return { id: info.Id, digest: info.RepoDigests?.[0] };
+      return { id: info.Id, digest: info.RepoDigests?.[0], user: info.Config?.User ?? "" };
     } catch (err) {
       if (dockerStatus(err) === 404) return undefined;
       throw err;

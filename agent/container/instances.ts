@@ -22,6 +22,9 @@ export interface Tracked extends Endpoint {
   interrupted: Promise<void>;
   interrupt: () => void;
   probeTimer?: NodeJS.Timeout;
+  livenessTimer?: NodeJS.Timeout;
+  /** Set when the liveness probe killed it: what its exit is reported as. */
+  livenessFailure?: string;
   stopping?: Promise<void>;
   /** The container's main process on this host, once seen running (for netns probes). */
   pid?: number;
@@ -133,6 +136,7 @@ export class InstanceTable {
   forget(t: Tracked): void {
     if (t.forgotten) return;
     clearTimeout(t.probeTimer);
+    clearTimeout(t.livenessTimer);
     this.untrack(t);
     this.#ctx.ports.release(t.port);
     t.interrupt();

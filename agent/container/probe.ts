@@ -16,6 +16,7 @@ import { readFile } from "node:fs/promises";
 import { request } from "node:http";
 import { connect } from "node:net";
 import type { Probe } from "../../src/model/types.ts";
+import type { ExecRunner } from "./exec-probe.ts";
 
 export type ProbeTarget =
   | {
@@ -30,7 +31,8 @@ export type ProbeTarget =
       /** Fallback only: a connection that stays open this long counts as accepted by the app. */
       settleMs: number;
     }
-  | { kind: "http"; host: string; port: number; path: string; headers: Record<string, string> };
+  | { kind: "http"; host: string; port: number; path: string; headers: Record<string, string> }
+  | { kind: "exec"; command: string[]; run: ExecRunner };
 
 /**
  * Where to probe. Probes speak of the container's port (Knative allows only
@@ -38,10 +40,13 @@ export type ProbeTarget =
  */
 export function probeTarget(
   probe: Probe | undefined,
-  endpoint: { host: string; port: number; containerPort: number; pid?: number },
+  endpoint: { host: string; port: number; containerPort: number; pid?: number; exec?: ExecRunner },
   settleMs: number,
 ): ProbeTarget {
   const { host, port } = endpoint;
+  if (probe?.exec && endpoint.exec) {
+    return { kind: "exec", command: probe.exec.command, run: endpoint.exec };
+  }
   if (probe?.httpGet) {
     const headers: Record<string, string> = {};
     for (const h of probe.httpGet.httpHeaders ?? []) headers[h.name] = h.value;
@@ -59,6 +64,7 @@ export function probeTarget(
 }
 
 export function describeTarget(t: ProbeTarget): string {
+  if (t.kind === "exec") return `exec ${JSON.stringify(t.command)}`;
   return t.kind === "tcp"
     ? `TCP check of container port ${t.containerPort} (published at ${t.host}:${t.port})`
     : `HTTP GET http://${t.host}:${t.port}${t.path}`;
@@ -75,6 +81,7 @@ export async function probeCheck(
   timeoutMs: number,
 ): Promise<{ ok: boolean; detail: string }> {
   if (target.kind === "http") return httpProbe(target, timeoutMs);
+  if (target.kind === "exec") return target.run(target.command, timeoutMs);
   if (target.pid) {
     const listening = await listensInNetns(target.pid, target.containerPort);
     if (listening !== undefined) {

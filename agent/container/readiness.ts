@@ -6,11 +6,16 @@
  */
 import { InstanceError } from "../errors.ts";
 import type { RuntimeContext } from "./context.ts";
+import { execRunner } from "./exec-probe.ts";
 import { logSuffix } from "./exits.ts";
 import type { Tracked } from "./instances.ts";
+import { scheduleLiveness } from "./liveness.ts";
 import { tailLogs } from "./logs.ts";
 import { describeTarget, type ProbeTarget, probeCheck, probeOnce, probeTarget } from "./probe.ts";
 import { declaredPort } from "./spec.ts";
+
+/** Least time between two exec probes of a starting instance. */
+const EXEC_MIN_INTERVAL_MS = 100;
 
 export class ReadinessProber {
   readonly #ctx: RuntimeContext;
@@ -28,6 +33,7 @@ export class ReadinessProber {
         port: t.port,
         containerPort: declaredPort(t.spec.container),
         ...(t.pid ? { pid: t.pid } : {}),
+        exec: execRunner(this.#ctx.docker, t.containerId),
       },
       this.#ctx.options.probeSettleMs,
     );
@@ -81,16 +87,24 @@ export class ReadinessProber {
         await this.#ctx.exits.checkAlive(t);
         continue;
       }
-      await pauseUnlessInterrupted(t, o.probeIntervalMs);
+      // An exec probe is a process in the container and a call to the engine: not every 10 ms.
+      await pauseUnlessInterrupted(
+        t,
+        target.kind === "exec"
+          ? Math.max(o.probeIntervalMs, EXEC_MIN_INTERVAL_MS)
+          : o.probeIntervalMs,
+      );
     }
   }
 
   /**
    * Probe a ready instance on its period (the probe's periodSeconds, else
    * readyProbePeriodMs; failureThreshold 3 and successThreshold 1 by default)
-   * until it is stopped, exits or is forgotten.
+   * until it is stopped, exits or is forgotten; its liveness probe, if any,
+   * starts too (liveness.ts).
    */
   schedulePeriodic(t: Tracked, target: ProbeTarget): void {
+    scheduleLiveness(this.#ctx, t);
     const probe = t.spec.container.readinessProbe;
     const o = this.#ctx.options;
     const period = probe?.periodSeconds ? probe.periodSeconds * 1000 : o.readyProbePeriodMs;

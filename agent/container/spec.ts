@@ -46,6 +46,7 @@ const probeSchema = z.object({
       httpHeaders: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
     })
     .optional(),
+  exec: z.object({ command: z.array(z.string()).min(1) }).optional(),
   initialDelaySeconds: z.number().min(0).optional(),
   periodSeconds: z.number().min(0).optional(),
   timeoutSeconds: z.number().min(0).optional(),
@@ -81,6 +82,14 @@ const containerSchema = z.object({
     .object({ limits: resourceList.optional(), requests: resourceList.optional() })
     .optional(),
   readinessProbe: probeSchema.optional(),
+  livenessProbe: probeSchema.optional(),
+  securityContext: z
+    .object({
+      runAsUser: z.number().int().min(0).optional(),
+      runAsGroup: z.number().int().min(0).optional(),
+      runAsNonRoot: z.boolean().optional(),
+    })
+    .optional(),
 }) satisfies z.ZodType<Container>;
 
 export const InstanceSpecSchema = z.object({
@@ -140,6 +149,34 @@ export function protocolOf(container: Container): "http1" | "h2c" {
   return container.ports?.[0]?.name === "h2c" ? "h2c" : "http1";
 }
 
+/**
+ * Docker's User for securityContext runAsUser/runAsGroup, as the kubelet
+ * runs them: a group alone keeps the image's user. Undefined: the image's own.
+ */
+export function dockerUser(container: Container, imageUser = ""): string | undefined {
+  const sc = container.securityContext;
+  if (sc?.runAsUser === undefined && sc?.runAsGroup === undefined) return undefined;
+  const user = sc.runAsUser !== undefined ? String(sc.runAsUser) : imageUser.split(":")[0] || "0";
+  return sc.runAsGroup !== undefined ? `${user}:${sc.runAsGroup}` : user;
+}
+
+/**
+ * Why runAsNonRoot forbids this start, the kubelet's way: the user that would
+ * run is root (uid 0, or the image's USER unset/"root"/"0"), or a name whose
+ * uid cannot be known without running the image. Undefined: it may start.
+ */
+export function nonRootProblem(container: Container, imageUser = ""): string | undefined {
+  if (container.securityContext?.runAsNonRoot !== true) return undefined;
+  const user = (dockerUser(container, imageUser) ?? imageUser).split(":")[0] ?? "";
+  if (user === "" || user === "root" || user === "0") {
+    return `container has runAsNonRoot and image ${container.image} will run as root; set securityContext.runAsUser to a non-zero uid, or a non-root USER in the image`;
+  }
+  if (!/^\d+$/.test(user)) {
+    return `container has runAsNonRoot and image ${container.image} has a non-numeric user (${user}): cannot verify it is non-root; set securityContext.runAsUser`;
+  }
+  return undefined;
+}
+
 /** Label keys, all under the runtime's prefix (default "skiff."). */
 export function labelKeys(prefix: string) {
   return {
@@ -167,6 +204,8 @@ export interface CreateContext {
   port: number;
   /** The cluster's bridge network (id or name). */
   network: string;
+  /** The image's USER, for a runAsGroup without runAsUser. */
+  imageUser?: string;
   clusterId: string;
   owner: string;
   labelPrefix: string;
@@ -225,6 +264,7 @@ export function buildCreateOptions(
   const cpuRequest = requests?.cpu ? parseCpu(requests.cpu) : undefined;
   const memoryRequest = requests?.memory ? parseMemory(requests.memory) : undefined;
   const containerPort = `${declaredPort(c)}/tcp`;
+  const user = dockerUser(c, ctx.imageUser);
   const tmpfs = [
     "rw",
     "nosuid",
@@ -241,6 +281,7 @@ export function buildCreateOptions(
     ...(c.command ? { Entrypoint: c.command } : {}),
     ...(c.args ? { Cmd: c.args } : {}),
     ...(c.workingDir ? { WorkingDir: c.workingDir } : {}),
+    ...(user !== undefined ? { User: user } : {}),
     Labels: buildLabels(spec, ctx),
     AttachStdin: false,
     OpenStdin: false, // stdin at EOF, as the contract says

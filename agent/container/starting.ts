@@ -13,7 +13,7 @@ import type { Tracked } from "./instances.ts";
 import { isNetworkGone, isPortTaken } from "./network.ts";
 import { throwIfInterrupted } from "./readiness.ts";
 import type { StartedInstance } from "./runtime-types.ts";
-import { buildCreateOptions, type InstanceSpec, protocolOf } from "./spec.ts";
+import { buildCreateOptions, type InstanceSpec, nonRootProblem, protocolOf } from "./spec.ts";
 
 export class ColdStarter {
   readonly #ctx: RuntimeContext;
@@ -37,6 +37,13 @@ export class ColdStarter {
     ]);
     for (const r of [resolved, opened, ensured]) if (r.status === "rejected") throw r.reason;
     const image = (resolved as PromiseFulfilledResult<ResolvedImage>).value;
+    const nonRoot = nonRootProblem(spec.container, image.user);
+    if (nonRoot !== undefined) {
+      throw new InstanceError(
+        { reason: "CreateContainerConfigError", message: nonRoot },
+        { instanceId: id },
+      );
+    }
     ctx.standbys.trimIfMemoryTight();
     const t1 = performance.now();
     let t: Tracked;
@@ -120,6 +127,7 @@ export class ColdStarter {
         address: o.dataAddress,
         port,
         network,
+        ...(image.user !== undefined ? { imageUser: image.user } : {}),
         clusterId: o.clusterId,
         owner: o.owner,
         labelPrefix: o.labelPrefix,

@@ -54,6 +54,15 @@ export function principalOf(c: Context): Principal {
   return p;
 }
 
+/**
+ * The identity Knative's creator/lastModifier annotations record: the admin
+ * token as "skiff:admin" (token names are DNS labels, so no token can take
+ * it), a namespaced token by its name.
+ */
+export function userName(p: Principal): string {
+  return p.kind === "admin" ? "skiff:admin" : p.name;
+}
+
 export function describePrincipal(p: Principal): string {
   return p.kind === "admin"
     ? "the admin token"

@@ -36,7 +36,10 @@ const NAMES: Record<Plural, { shortNames: string[]; verbs: string[] }> = {
     verbs: ["create", "delete", "get", "list", "patch", "update", "watch"],
   },
   revisions: { shortNames: ["rev"], verbs: ["delete", "get", "list", "watch"] },
-  routes: { shortNames: ["rt"], verbs: ["get", "list", "watch"] },
+  routes: {
+    shortNames: ["rt"],
+    verbs: ["create", "delete", "get", "list", "patch", "update", "watch"],
+  },
 };
 
 const PLURALS = Object.keys(KINDS) as Plural[];

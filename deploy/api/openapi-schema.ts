@@ -7,7 +7,12 @@
  * quantities); these schemas give types and descriptions.
  */
 import { z } from "zod";
-import { CONTAINER_SHAPE, PORT_SHAPE, PROBE_SHAPE } from "../../src/model/container.ts";
+import {
+  CONTAINER_SHAPE,
+  PORT_SHAPE,
+  PROBE_SHAPE,
+  SECURITY_CONTEXT_SHAPE,
+} from "../../src/model/container.ts";
 import { ENV_SHAPE } from "../../src/model/env.ts";
 import { SPEC_SHAPE, TEMPLATE_META_SHAPE } from "../../src/model/template.ts";
 import { TARGET_SHAPE } from "../../src/model/traffic.ts";
@@ -69,13 +74,16 @@ const probe = shaped(
         scheme: str("HTTP only.").optional(),
       })
       .describe("Ready when a GET answers 2xx/3xx."),
+    exec: z
+      .object({ command: z.array(z.string()).describe("The command and its arguments.") })
+      .describe("Ready when the command, run in the container, exits 0."),
     initialDelaySeconds: int("Seconds before the first probe."),
     periodSeconds: int("Seconds between probes; 0: Knative's aggressive probing until ready."),
     timeoutSeconds: int("Seconds a probe may take."),
     successThreshold: int("Successes in a row to be ready."),
     failureThreshold: int("Failures in a row to be not ready."),
   },
-  "Readiness probe, as in Kubernetes (httpGet or tcpSocket).",
+  "A probe, as in Kubernetes (httpGet, tcpSocket or exec).",
 );
 
 const container = shaped(
@@ -104,9 +112,23 @@ const container = shaped(
       .object({ limits: quantities.optional(), requests: quantities.optional() })
       .describe("Compute resources: limits and requests."),
     readinessProbe: probe,
+    livenessProbe: probe.describe(
+      "Liveness probe: failing failureThreshold times in a row restarts the instance.",
+    ),
     imagePullPolicy: z
       .enum(["Always", "IfNotPresent", "Never"])
       .describe("When to pull the image."),
+    securityContext: shaped(
+      SECURITY_CONTEXT_SHAPE,
+      {
+        runAsUser: int("The uid the process runs as."),
+        runAsGroup: int("The primary gid the process runs as."),
+        runAsNonRoot: z
+          .boolean()
+          .describe("Refuse to start when the process would run as root (uid 0)."),
+      },
+      "Knative's allowed security settings: the user and group to run as.",
+    ),
   },
   "A container (Knative allows one serving container).",
   ["image"],
@@ -181,6 +203,7 @@ const metadata = shaped(
   META_SHAPE,
   {
     name: str("The object's name (a DNS label)."),
+    generateName: str("On create without a name: a prefix the server completes with 5 characters."),
     namespace: str("The namespace (from the URL)."),
     labels: stringMap("Labels."),
     annotations: stringMap("Annotations."),
@@ -226,6 +249,6 @@ export const KIND_SCHEMAS: Record<Plural, z.ZodType> = {
   routes: kind(
     "Route",
     z.object({ traffic }).describe("The traffic split."),
-    "A Route: how traffic reaches revisions (changed through its Service).",
+    "A Route: how traffic reaches revisions (a Service's own, or created directly).",
   ),
 };

@@ -39,7 +39,7 @@ function kindSchema(plural: Plural): Json {
 }
 
 const PLURALS = Object.keys(KINDS) as Plural[];
-const WRITABLE: Plural[] = ["services", "configurations"];
+const WRITABLE: Plural[] = ["services", "configurations", "routes"];
 
 /** The query parameters kubectl looks for before it trusts the server to validate. */
 const PARAMS = [

@@ -18,6 +18,7 @@ import {
   type WorkerSpec,
 } from "../../src/model/index.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
+import { parseRoute } from "../../src/model/validate.ts";
 
 /** config.limits: write limits, and the container defaults applied to templates without limits. */
 export interface WriteLimits extends Partial<ContainerDefaults> {
@@ -59,10 +60,15 @@ export async function prepareConfiguration(
  * the API filled in is not a changed value.
  */
 export function normalizedView(
-  plural: "services" | "configurations",
+  plural: "services" | "configurations" | "routes",
   body: Record<string, unknown>,
   ctx: PrepareContext,
 ): Record<string, unknown> {
+  if (plural === "routes") {
+    const route = parseRoute(body, ctx);
+    const { labels, annotations } = route.metadata;
+    return { metadata: { labels, annotations }, spec: route.spec };
+  }
   const parsed = plural === "services" ? parseService(body, ctx) : parseConfiguration(body, ctx);
   applyContainerDefaults(parsed.spec.template, ctx.limits);
   const { labels, annotations } = parsed.metadata;

@@ -4,19 +4,25 @@
  *   /apis/serving.knative.dev/v1/namespaces/{ns}/{services|configurations|revisions|routes}[/{name}]
  *   /apis/serving.knative.dev/v1/{plural}   (across the namespaces the token may read)
  *
- * Services and Configurations are writable; Revisions are read-only (deletable);
- * Routes are read-only (they change through their Service). Every list and
+ * Services, Configurations and stand-alone Routes are writable (a Service's
+ * own Route changes through its Service); Revisions are read-only
+ * (deletable). Every list and
  * get may be a `?watch=true` stream (watch.ts).
  */
 import type { Context, Hono } from "hono";
 import { apply as mergePatch } from "json-merge-patch";
 import type { WriteMode } from "../../src/control/apply.ts";
-import { deleteConfiguration, deleteRevision, deleteService } from "../../src/control/delete.ts";
+import {
+  deleteConfiguration,
+  deleteRevision,
+  deleteRoute,
+  deleteService,
+} from "../../src/control/delete.ts";
 import { type ManagedFieldsEntry, managedFieldsOf } from "../../src/control/managed-fields.ts";
 import { BadRequestError, ForbiddenError, NotFoundError } from "../../src/errors.ts";
 import { isDns1123Label } from "../../src/model/index.ts";
 import { API_VERSION, KINDS, type Plural, type Resource } from "../../src/model/types.ts";
-import { authorize, principalOf, type Verb } from "./access.ts";
+import { authorize, principalOf, userName, type Verb } from "./access.ts";
 import { APPLY_PATCH, JSON_PATCH, mediaType, readObject, readValue } from "./body.ts";
 import { applyJsonPatch } from "./json-patch.ts";
 import { normalizedView } from "./prepare.ts";
@@ -25,7 +31,7 @@ import { fieldManagerOf, forceOf, serverSideApply } from "./server-side-apply.ts
 import { successStatus } from "./status.ts";
 import { KNATIVE_COLUMNS, respondRead, tableFor } from "./table.ts";
 import { isWatch, type WatchHub } from "./watch.ts";
-import { userView, type WriteDeps, writeObject } from "./write.ts";
+import { userView, type WritablePlural, type WriteDeps, writeObject } from "./write.ts";
 
 export const BASE = "/apis/serving.knative.dev/v1";
 const PLURALS = Object.keys(KINDS) as Plural[];
@@ -171,8 +177,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
           ? deleteConfiguration
           : plural === "revisions"
             ? deleteRevision
-            : undefined;
-    if (!remove) throw routesReadOnly("delete");
+            : deleteRoute;
     await store.transact((tx) => remove(tx, namespace, name), { dryRun });
     logger.info({ kind: plural, namespace, name, dryRun }, "deleted");
     return respond(
@@ -187,7 +192,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
 
   async function write(
     c: Context,
-    plural: "services" | "configurations",
+    plural: WritablePlural,
     namespace: string,
     name: string | undefined,
     mode: WriteMode,
@@ -198,7 +203,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
 
   async function writeAndAnswer(
     c: Context,
-    plural: "services" | "configurations",
+    plural: WritablePlural,
     namespace: string,
     name: string | undefined,
     body: Record<string, unknown>,
@@ -213,6 +218,7 @@ export function registerResourceRoutes(app: Hono, options: ResourceRoutes): void
       mode,
       dryRun: isDryRun(c),
       ...extra,
+      user: userName(principalOf(c)),
     });
     return respond(c, result, mode === "create" ? 201 : 200);
   }
@@ -246,19 +252,11 @@ function namespaceOf(c: Context, plural: Plural, verb: Verb): string {
   return ns;
 }
 
-function writable(plural: Plural, verb: string): "services" | "configurations" {
-  if (plural === "services" || plural === "configurations") return plural;
-  if (plural === "routes") throw routesReadOnly(verb);
+function writable(plural: Plural, verb: string): WritablePlural {
+  if (plural !== "revisions") return plural;
   throw new ForbiddenError(
     `revisions cannot be ${verb === "create" ? "created" : "changed"} directly: they are immutable snapshots created from a Configuration's template; change the Service or Configuration instead`,
     { kind: "revisions" },
-  );
-}
-
-function routesReadOnly(verb: string): ForbiddenError {
-  return new ForbiddenError(
-    `routes cannot be ${verb === "delete" ? "deleted" : verb === "create" ? "created" : "changed"} directly: a Route is managed by its Service; change spec.traffic of the Service (skiff service update NAME --traffic ...)`,
-    { kind: "routes" },
   );
 }
 

@@ -1,5 +1,5 @@
 /**
- * The one write path of Services and Configurations: parse and validate the
+ * The one write path of Services, Configurations and stand-alone Routes: parse and validate the
  * untrusted body (prepare.ts), then apply it in a store transaction with the
  * namespace's quota (src/control/apply.ts), then log the change. The REST
  * routes and the web console's traffic changes both go through here, so a
@@ -7,6 +7,7 @@
  */
 import {
   applyConfiguration,
+  applyRoute,
   applyService,
   type NamespaceQuota,
   type WriteMode,
@@ -15,6 +16,7 @@ import type { ManagedFieldsEntry } from "../../src/control/managed-fields.ts";
 import type { Logger } from "../../src/logging.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import type { Resource } from "../../src/model/types.ts";
+import { parseRoute } from "../../src/model/validate.ts";
 import type { Store } from "../../src/store/store.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
 
@@ -29,7 +31,7 @@ export interface WriteDeps {
 }
 
 export interface WriteRequest {
-  plural: "services" | "configurations";
+  plural: WritablePlural;
   namespace: string;
   /** The name in the URL (PUT/PATCH); the body's name must agree. */
   name: string | undefined;
@@ -40,7 +42,11 @@ export interface WriteRequest {
   via?: string;
   /** A server-side apply's field ownership for the object (absent: kept as stored). */
   managedFields?: ManagedFieldsEntry[] | undefined;
+  /** The caller's identity, stamped as Knative's creator/lastModifier annotations. */
+  user?: string;
 }
+
+export type WritablePlural = "services" | "configurations" | "routes";
 
 export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<Resource> {
   const { plural, namespace, name, body, mode, dryRun } = req;
@@ -51,6 +57,7 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
     scheme: deps.scheme,
     ...(quota ? { quota } : {}),
     ...(req.managedFields ? { managedFields: req.managedFields } : {}),
+    ...(req.user !== undefined ? { user: req.user } : {}),
   };
   const prepare = {
     namespace,
@@ -64,6 +71,9 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
     result = (
       await deps.store.transact((tx) => applyService(tx, parsed, { ...ctx, worker }), { dryRun })
     ).value;
+  } else if (plural === "routes") {
+    const parsed = parseRoute(body, prepare);
+    result = (await deps.store.transact((tx) => applyRoute(tx, parsed, ctx), { dryRun })).value;
   } else {
     const { parsed, worker } = await prepareConfiguration(body, prepare);
     result = (

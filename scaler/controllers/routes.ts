@@ -1,9 +1,10 @@
 /**
  * The route controller: which Routes to reconcile (routes.ts does one) when
  * the cache changes. A Route or Configuration change reconciles that Route
- * (a Service's Route has its Configuration's name); a Revision created,
- * deleted or changing readiness reconciles its Configuration's Route and
- * every Route whose traffic names it. A resync reads the published tables
+ * (a Service's Route has its Configuration's name) and every stand-alone
+ * Route whose traffic names the Configuration; a Revision created, deleted or
+ * changing readiness reconciles its Configuration's Route and every Route
+ * whose traffic (spec or status) names it. A resync reads the published tables
  * back from Redis and reconciles every Route, and every published Route
  * whose object is gone (its delete event was missed).
  *
@@ -56,8 +57,14 @@ export class RoutesController {
 
   #onChange(c: CacheChange): void {
     const dirty = new Set<string>();
-    if (c.kind === "routes" || c.kind === "configurations") dirty.add(c.ref);
-    else {
+    if (c.kind === "routes") dirty.add(c.ref);
+    else if (c.kind === "configurations") {
+      dirty.add(c.ref);
+      for (const [key, route] of this.#d.cache.routes) {
+        if (route.metadata.namespace !== c.namespace) continue;
+        if (route.spec.traffic.some((t) => t.configurationName === c.name)) dirty.add(key);
+      }
+    } else {
       const before = c.before as Revision | undefined;
       const after = c.after as Revision | undefined;
       const rev = after ?? before;
@@ -67,7 +74,8 @@ export class RoutesController {
         if (config) dirty.add(revisionRef(c.namespace, config));
         for (const [key, route] of this.#d.cache.routes) {
           if (route.metadata.namespace !== c.namespace) continue;
-          if (route.status.traffic?.some((t) => t.revisionName === c.name)) dirty.add(key);
+          const names = (t: { revisionName?: string }) => t.revisionName === c.name;
+          if (route.status.traffic?.some(names) || route.spec.traffic.some(names)) dirty.add(key);
         }
       }
     }

@@ -17,6 +17,7 @@ import {
   canonicalJson,
   type ParsedConfiguration,
   type ParsedMetadata as ParsedMeta,
+  type ParsedRoute,
   type ParsedService,
   revisionNameFor,
   templatesEqual,
@@ -31,11 +32,13 @@ import type {
   TrafficTarget,
   WorkerArtifact,
 } from "../model/types.ts";
-import { API_VERSION, Labels } from "../model/types.ts";
+import { Annotations, API_VERSION, Labels } from "../model/types.ts";
 import type { Tx } from "../store/store.ts";
 import { type ManagedFieldsEntry, setManagedFields } from "./managed-fields.ts";
 import { compactRecord, controllerOf, newMeta, ownerRef } from "./objects.ts";
+import { standaloneRouteStatus } from "./refresh.ts";
 import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
+import { propagatedAnnotations, stampUser } from "./user-info.ts";
 
 export type WriteMode = "create" | "replace";
 
@@ -63,6 +66,8 @@ export interface ApplyContext {
   quota?: NamespaceQuota;
   /** A server-side apply's new field ownership for the written object (absent: kept as stored). */
   managedFields?: ManagedFieldsEntry[];
+  /** The caller's identity for the creator/lastModifier annotations (absent: internal write). */
+  user?: string;
 }
 
 /** The 403 of a quota: which, its limit, the use, and how to raise it. */
@@ -114,10 +119,19 @@ export async function applyService(
         spec: input.spec,
         status: {},
       };
-  setUserMeta(service, input.metadata);
+  const specChanged = !!existing && canonicalJson(existing.spec) !== canonicalJson(input.spec);
+  setUserMeta(service, {
+    ...input.metadata,
+    annotations: stampUser(input.metadata.annotations, {
+      user: ctx.user,
+      existing,
+      specChanged,
+      kind: "services",
+      name,
+    }),
+  });
   if (ctx.managedFields) setManagedFields(service, ctx.managedFields);
-  if (existing && canonicalJson(existing.spec) !== canonicalJson(input.spec))
-    service.metadata.generation += 1;
+  if (specChanged) service.metadata.generation += 1;
   service.spec = input.spec;
 
   const config = await writeConfiguration(tx, service, input.spec.template, ctx);
@@ -143,15 +157,78 @@ export async function applyConfiguration(
       { kind: "configurations", name },
     );
   }
-  const config = await upsertConfiguration(
-    tx,
-    existing,
-    input.metadata,
-    input.spec.template,
-    undefined,
-    ctx,
-  );
+  const specChanged = !!existing && !templatesEqual(existing.spec.template, input.spec.template);
+  const meta: ParsedMeta = {
+    ...input.metadata,
+    annotations: stampUser(input.metadata.annotations, {
+      user: ctx.user,
+      existing,
+      specChanged,
+      kind: "configurations",
+      name,
+    }),
+  };
+  const config = await upsertConfiguration(tx, existing, meta, input.spec.template, undefined, ctx);
   return config;
+}
+
+/**
+ * Apply a stand-alone Route write (Knative's RouteCreation and BYO-Route
+ * flows): traffic to any Configuration's latest ready revision or to pinned
+ * revisions of the namespace. A named revision or configuration that does not
+ * exist is not refused: as in Knative, the Route's Ready says so until it
+ * does. Each such Route counts against the namespace's services quota (it
+ * owns hosts as a Service does).
+ */
+export async function applyRoute(tx: Tx, input: ParsedRoute, ctx: ApplyContext): Promise<Route> {
+  const { name, namespace } = input.metadata;
+  const existing = await tx.get("routes", namespace, name);
+  checkExistence("routes", existing, input.metadata, ctx.mode);
+  const owner = existing && controllerOf(existing);
+  if (owner) {
+    throw new ForbiddenError(
+      `route "${name}" is owned by ${owner.kind} "${owner.name}"; change spec.traffic of the ${owner.kind} instead`,
+      { kind: "routes", name },
+    );
+  }
+  if (!existing && ctx.quota) {
+    const used = await tx.count("routes", namespace, { atMost: ctx.quota.services - 1 });
+    if (used + 1 > ctx.quota.services) {
+      throw quotaExceeded(
+        namespace,
+        "services",
+        ctx.quota.services,
+        used,
+        1,
+        "delete a service or route",
+      );
+    }
+  }
+  const specChanged = !!existing && canonicalJson(existing.spec) !== canonicalJson(input.spec);
+  const route: Route = existing
+    ? structuredClone(existing)
+    : {
+        apiVersion: API_VERSION,
+        kind: "Route",
+        metadata: newMeta(name, namespace),
+        spec: input.spec,
+        status: {},
+      };
+  setUserMeta(route, {
+    ...input.metadata,
+    annotations: stampUser(input.metadata.annotations, {
+      user: ctx.user,
+      existing,
+      specChanged,
+      kind: "routes",
+      name,
+    }),
+  });
+  if (specChanged) route.metadata.generation += 1;
+  route.spec = input.spec;
+  route.status = await standaloneRouteStatus(tx, route, ctx, "none");
+  tx.put(route);
+  return route;
 }
 
 function checkExistence(
@@ -207,7 +284,7 @@ async function writeConfiguration(
     name,
     namespace,
     labels: { ...service.metadata.labels, [Labels.service]: name },
-    annotations: service.metadata.annotations,
+    annotations: propagatedAnnotations(service.metadata.annotations),
   };
   return upsertConfiguration(tx, existing, meta, template, service, ctx);
 }
@@ -290,12 +367,18 @@ async function mintRevision(
     [Labels.configurationGeneration]: String(config.metadata.generation),
   };
   if (owner) labels[Labels.service] = owner.metadata.name;
+  // Knative: a revision's creator is whoever last changed its Configuration.
+  const modifier = config.metadata.annotations?.[Annotations.lastModifier];
+  const annotations = {
+    ...template.metadata.annotations,
+    ...(modifier !== undefined ? { [Annotations.creator]: modifier } : {}),
+  };
   const revision: Revision = {
     apiVersion: API_VERSION,
     kind: "Revision",
     metadata: newMeta(name, namespace, {
       labels,
-      annotations: template.metadata.annotations,
+      annotations,
       ownerReferences: [ownerRef(config)],
     }),
     spec: template.spec,
@@ -378,6 +461,10 @@ async function writeRoute(
         status: {},
       };
   route.metadata.labels = { ...service.metadata.labels, [Labels.service]: name };
+  // As Knative's MakeRoute: the Service's annotations, but kubectl's apply record.
+  const annotations = propagatedAnnotations(service.metadata.annotations);
+  if (annotations) route.metadata.annotations = annotations;
+  else delete route.metadata.annotations;
   if (existing && canonicalJson(existing.spec.traffic) !== canonicalJson(traffic))
     route.metadata.generation += 1;
   route.spec = { traffic };

@@ -40,6 +40,20 @@ export async function deleteConfiguration(tx: Tx, namespace: string, name: strin
   tx.delete("configurations", namespace, name);
 }
 
+/** A stand-alone Route; a Service's own goes with its Service. */
+export async function deleteRoute(tx: Tx, namespace: string, name: string): Promise<void> {
+  const route = await tx.get("routes", namespace, name);
+  if (!route) throw notFound("routes", namespace, name);
+  const owner = controllerOf(route);
+  if (owner) {
+    throw new ForbiddenError(
+      `route "${name}" is owned by ${owner.kind} "${owner.name}"; delete the ${owner.kind} instead`,
+      { kind: "routes", name },
+    );
+  }
+  tx.delete("routes", namespace, name);
+}
+
 export async function deleteRevision(tx: Tx, namespace: string, name: string): Promise<void> {
   const rev = await tx.get("revisions", namespace, name);
   if (!rev) throw notFound("revisions", namespace, name);

@@ -7,7 +7,7 @@
  * nothing.
  */
 import { canonicalJson } from "../model/index.ts";
-import type { Configuration, Revision } from "../model/types.ts";
+import type { Configuration, Revision, Route } from "../model/types.ts";
 import { Labels } from "../model/types.ts";
 import type { Tx } from "../store/store.ts";
 import { controllerOf, isRevisionReady } from "./objects.ts";
@@ -118,4 +118,51 @@ export async function refreshStatusesFor(
     changed.push("services");
   }
   return { changed };
+}
+
+/**
+ * The status of a stand-alone Route (Knative's RouteCreation: one no Service
+ * owns), from the Configurations and Revisions its traffic names. `depend`
+ * "none" reads snapshots (a user's write never conflicts on them; the
+ * scaler recomputes from the write's own event).
+ */
+export async function standaloneRouteStatus(
+  tx: Tx,
+  route: Route,
+  ctx: RefreshContext,
+  depend: "object" | "none" = "object",
+): Promise<Route["status"]> {
+  const { namespace } = route.metadata;
+  const configs = new Map<string, Configuration>();
+  const revisions = new Map<string, Revision>();
+  const readRevision = async (name: string | undefined) => {
+    if (name === undefined || revisions.has(name)) return;
+    const rev = await tx.get("revisions", namespace, name, { depend });
+    if (rev) revisions.set(name, rev);
+  };
+  for (const t of route.spec.traffic) {
+    if (t.configurationName !== undefined && !configs.has(t.configurationName)) {
+      const config = await tx.get("configurations", namespace, t.configurationName, { depend });
+      if (config) configs.set(t.configurationName, config);
+      await readRevision(config?.status.latestReadyRevisionName);
+    }
+    await readRevision(t.revisionName);
+  }
+  return routeStatus(route, (n) => configs.get(n), { ...ctx, revision: (n) => revisions.get(n) });
+}
+
+/** Recompute and stage a stand-alone Route's status; true when it changed. */
+export async function refreshRouteStatus(
+  tx: Tx,
+  namespace: string,
+  name: string,
+  ctx: RefreshContext,
+): Promise<boolean> {
+  const existing = await tx.get("routes", namespace, name);
+  if (!existing || controllerOf(existing)) return false;
+  const next = structuredClone(existing);
+  next.status = await standaloneRouteStatus(tx, next, ctx);
+  if (canonicalJson(next.status) === canonicalJson(existing.status)) return false;
+  tx.put(next);
+  return true;
 }

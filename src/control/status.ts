@@ -99,11 +99,20 @@ export function routeStatus(
           message: `Configuration "${target.configurationName}" referenced in traffic not found.`,
         });
       } else if (!revisionName) {
-        problems.push({
-          status: "Unknown",
-          reason: "RevisionMissing",
-          message: `Configuration "${target.configurationName}" is waiting for a Revision to become ready.`,
-        });
+        // Knative's errUnreadyConfiguration: a failed latest revision fails the Route.
+        problems.push(
+          conditionOf(config, "Ready")?.status === "False"
+            ? {
+                status: "False",
+                reason: "RevisionMissing",
+                message: `Configuration "${target.configurationName}" does not have any ready Revision.`,
+              }
+            : {
+                status: "Unknown",
+                reason: "RevisionMissing",
+                message: `Configuration "${target.configurationName}" is waiting for a Revision to become ready.`,
+              },
+        );
       }
     } else if (revisionName) {
       const rev = ctx.revision(revisionName);
@@ -114,11 +123,19 @@ export function routeStatus(
           message: `Revision "${revisionName}" referenced in traffic not found.`,
         });
       } else if (conditionOf(rev, "Ready")?.status !== "True" && !everReady(rev)) {
-        problems.push({
-          status: "Unknown",
-          reason: "RevisionMissing",
-          message: `Revision "${revisionName}" referenced in traffic is not ready yet.`,
-        });
+        problems.push(
+          conditionOf(rev, "Ready")?.status === "False"
+            ? {
+                status: "False",
+                reason: "RevisionMissing",
+                message: `Revision "${revisionName}" failed to become ready.`,
+              }
+            : {
+                status: "Unknown",
+                reason: "RevisionMissing",
+                message: `Revision "${revisionName}" is not yet ready.`,
+              },
+        );
       }
     }
     resolved.push({ ...target, ...(revisionName ? { revisionName } : {}) });

@@ -10,6 +10,7 @@ import {
   type Issues,
   item,
   readArray,
+  readBool,
   readInt,
   readObject,
   readString,
@@ -18,7 +19,7 @@ import {
 import type { ModelLimits } from "./limits.ts";
 import { checkDns1123Label } from "./names.ts";
 import { readResources } from "./resources.ts";
-import type { Container, ContainerPort, HTTPGetAction, Probe } from "./types.ts";
+import type { Container, ContainerPort, HTTPGetAction, Probe, SecurityContext } from "./types.ts";
 
 /** Knative's default serving port (the PORT env var). */
 export const DEFAULT_PORT = 8080;
@@ -40,7 +41,7 @@ export function servingProtocol(container: Pick<Container, "ports">): "http1" | 
  */
 export function effectiveReadinessProbe(container: Pick<Container, "readinessProbe">): Probe {
   const p = container.readinessProbe;
-  if (p === undefined || (p.tcpSocket === undefined && p.httpGet === undefined)) {
+  if (p === undefined || (!p.tcpSocket && !p.httpGet && !p.exec)) {
     return { ...p, tcpSocket: {} };
   }
   return p;
@@ -57,14 +58,14 @@ export const CONTAINER_SHAPE = {
     "ports",
     "resources",
     "readinessProbe",
+    "livenessProbe",
     "imagePullPolicy",
+    "securityContext",
   ] as const,
   unsupported: {
-    livenessProbe: "Skiff replaces crashed instances by itself; use readinessProbe",
     startupProbe: "use readinessProbe",
     envFrom: 'list variables under "env"',
     volumeMounts: "revisions are stateless; /tmp is writable",
-    securityContext: "",
     lifecycle: "",
     stdin: "",
     stdinOnce: "",
@@ -82,10 +83,58 @@ export const PORT_SHAPE = {
   unsupported: { hostPort: "Skiff assigns host ports itself", hostIP: "" },
 };
 
+/** Knative's allowed container securityContext, the parts a Docker host can honour. */
+export const SECURITY_CONTEXT_SHAPE = {
+  known: ["runAsUser", "runAsGroup", "runAsNonRoot"] as const,
+  unsupported: {
+    privileged: "containers never run privileged",
+    capabilities: "Skiff drops every capability (NET_BIND_SERVICE is added for a port below 1024)",
+    allowPrivilegeEscalation: "Skiff always sets no-new-privileges",
+    procMount: "",
+    seLinuxOptions: "",
+    windowsOptions: "",
+    appArmorProfile: "",
+    seccompProfile: "Docker's default seccomp profile applies",
+    readOnlyRootFilesystem: "",
+  },
+};
+
+/** Largest uid/gid Kubernetes accepts. */
+const MAX_ID = 2 ** 31 - 1;
+
+function readSecurityContext(
+  value: unknown,
+  field: string,
+  issues: Issues,
+): SecurityContext | undefined {
+  const obj = readObject(value, field, issues, SECURITY_CONTEXT_SHAPE);
+  if (obj === undefined) return undefined;
+  const before = issues.count;
+  const out: SecurityContext = {};
+  const user = readInt(obj.runAsUser, child(field, "runAsUser"), issues, { min: 0, max: MAX_ID });
+  if (user !== undefined) out.runAsUser = user;
+  const group = readInt(obj.runAsGroup, child(field, "runAsGroup"), issues, {
+    min: 0,
+    max: MAX_ID,
+  });
+  if (group !== undefined) out.runAsGroup = group;
+  const nonRoot = readBool(obj.runAsNonRoot, child(field, "runAsNonRoot"), issues);
+  if (nonRoot !== undefined) out.runAsNonRoot = nonRoot;
+  if (nonRoot === true && user === 0) {
+    issues.add(
+      child(field, "runAsUser"),
+      "runAsNonRoot is true, so runAsUser cannot be 0 (root); give a non-zero uid",
+      "FieldValueForbidden",
+    );
+  }
+  return issues.count === before ? out : undefined;
+}
+
 export const PROBE_SHAPE = {
   known: [
     "tcpSocket",
     "httpGet",
+    "exec",
     "initialDelaySeconds",
     "periodSeconds",
     "timeoutSeconds",
@@ -93,7 +142,6 @@ export const PROBE_SHAPE = {
     "failureThreshold",
   ] as const,
   unsupported: {
-    exec: "use httpGet or tcpSocket",
     grpc: "use httpGet or tcpSocket",
     terminationGracePeriodSeconds: "",
   },
@@ -116,11 +164,11 @@ function readPorts(value: unknown, field: string, issues: Issues): ContainerPort
     const at = item(field, i);
     const obj = readObject(raw, at, issues, PORT_SHAPE, { required: true });
     if (obj === undefined) return;
-    const containerPort = readInt(obj.containerPort, child(at, "containerPort"), issues, {
-      required: true,
-      min: 1,
-      max: 65535,
-    });
+    // Knative: a port given by name only (`name: h2c`) serves on the default 8080.
+    const containerPort =
+      obj.containerPort === undefined || obj.containerPort === null || obj.containerPort === 0
+        ? DEFAULT_PORT
+        : readInt(obj.containerPort, child(at, "containerPort"), issues, { min: 1, max: 65535 });
     const name = readString(obj.name, child(at, "name"), issues);
     if (name !== undefined && name !== "" && name !== "http1" && name !== "h2c") {
       issues.add(
@@ -175,8 +223,25 @@ function readProbe(value: unknown, field: string, issues: Issues, port: number):
   const probe: Probe = {};
   const hasTcp = obj.tcpSocket !== undefined && obj.tcpSocket !== null;
   const hasHttp = obj.httpGet !== undefined && obj.httpGet !== null;
-  if (hasTcp && hasHttp) {
-    issues.add(field, 'set at most one of "tcpSocket" and "httpGet"', "FieldValueForbidden");
+  const hasExec = obj.exec !== undefined && obj.exec !== null;
+  if (Number(hasTcp) + Number(hasHttp) + Number(hasExec) > 1) {
+    issues.add(
+      field,
+      'set at most one of "tcpSocket", "httpGet" and "exec"',
+      "FieldValueForbidden",
+    );
+  }
+  if (hasExec) {
+    const at = child(field, "exec");
+    const exec = readObject(obj.exec, at, issues, { known: ["command"] });
+    const command = readStringList(exec?.command, child(at, "command"), issues);
+    if (exec !== undefined && (command === undefined || command.length === 0)) {
+      issues.add(
+        child(at, "command"),
+        'required: the command to run in the container, e.g. ["/bin/check"]',
+        "FieldValueRequired",
+      );
+    } else if (command !== undefined) probe.exec = { command };
   }
   if (hasTcp) {
     const at = child(field, "tcpSocket");
@@ -294,6 +359,14 @@ export function readContainer(
   const port = servingPort({ ports });
   const probe = readProbe(obj.readinessProbe, child(field, "readinessProbe"), issues, port);
   if (probe !== undefined) c.readinessProbe = probe;
+  const liveness = readProbe(obj.livenessProbe, child(field, "livenessProbe"), issues, port);
+  if (liveness !== undefined) c.livenessProbe = liveness;
+  const security = readSecurityContext(
+    obj.securityContext,
+    child(field, "securityContext"),
+    issues,
+  );
+  if (security !== undefined && Object.keys(security).length > 0) c.securityContext = security;
   const pull = readString(obj.imagePullPolicy, child(field, "imagePullPolicy"), issues);
   if (pull !== undefined) {
     if (pull === "Always" || pull === "IfNotPresent" || pull === "Never") c.imagePullPolicy = pull;

@@ -41,18 +41,23 @@ export function tagUrl(
 }
 
 /**
- * The status form of a traffic list. A latestRevision target whose latest
- * ready revision is not known yet keeps no revisionName: callers report
- * RoutesReady/AllTrafficAssigned as not ready until every target has one.
+ * The status form of a traffic list, shaped as Knative's
+ * GetRevisionTrafficTargets reports it: every target flattened to a
+ * revisionName (no configurationName), `latestRevision` and `percent` always
+ * present, a `url` on tagged targets, and targets naming the same tag,
+ * revision and latestRevision merged into one. A latestRevision target whose
+ * latest ready revision is not known yet keeps no revisionName: callers
+ * report the Route as not ready until every target has one.
  */
 export function resolveTraffic(
   traffic: readonly TrafficTarget[],
   opts: ResolveTrafficOptions,
 ): TrafficTarget[] {
   const scheme = opts.scheme ?? "http";
-  return traffic.map((t) => {
-    const out: TrafficTarget = {};
-    if (t.tag !== undefined) out.tag = t.tag;
+  const out: TrafficTarget[] = [];
+  for (const t of traffic) {
+    const target: TrafficTarget = {};
+    if (t.tag !== undefined) target.tag = t.tag;
     // Targets that already carry a revisionName (pinned, or resolved by the caller) keep it.
     let revisionName = t.revisionName;
     if (revisionName === undefined) {
@@ -61,14 +66,23 @@ export function resolveTraffic(
           ? opts.latestReadyFor(t.configurationName)
           : opts.latestReadyRevisionName;
     }
-    if (revisionName !== undefined) out.revisionName = revisionName;
-    if (t.configurationName !== undefined) out.configurationName = t.configurationName;
-    out.latestRevision = t.latestRevision ?? t.revisionName === undefined;
-    out.percent = t.percent ?? 0;
+    if (revisionName !== undefined) target.revisionName = revisionName;
+    target.latestRevision = t.latestRevision ?? t.revisionName === undefined;
+    target.percent = t.percent ?? 0;
     if (t.tag !== undefined)
-      out.url = tagUrl(t.tag, opts.name, opts.namespace, opts.domain, scheme);
-    return out;
-  });
+      target.url = tagUrl(t.tag, opts.name, opts.namespace, opts.domain, scheme);
+    const same =
+      revisionName !== undefined &&
+      out.find(
+        (o) =>
+          o.tag === target.tag &&
+          o.revisionName === revisionName &&
+          o.latestRevision === target.latestRevision,
+      );
+    if (same) same.percent = (same.percent ?? 0) + target.percent;
+    else out.push(target);
+  }
+  return out;
 }
 
 /** True when every target has a concrete revision (nothing waits for a first ready revision). */

@@ -30,6 +30,12 @@ export const Annotations = {
   noGc: "serving.knative.dev/no-gc",
   /** Set by Skiff on Revisions when they were last routed (RFC 3339). */
   routingStateModified: "serving.knative.dev/routingStateModified",
+  /** Who created a Service, Configuration or Route (set by the API from the token; immutable). */
+  creator: "serving.knative.dev/creator",
+  /** Who last changed its spec (set by the API from the token). */
+  lastModifier: "serving.knative.dev/lastModifier",
+  /** kubectl's client-side apply record: Knative keeps it on the Service only. */
+  lastApplied: "kubectl.kubernetes.io/last-applied-configuration",
 } as const;
 
 export interface OwnerReference {
@@ -76,12 +82,24 @@ export interface HTTPGetAction {
 export interface Probe {
   tcpSocket?: { port?: number };
   httpGet?: HTTPGetAction;
+  /** A command run inside the container; exit status 0 is success. */
+  exec?: { command: string[] };
   initialDelaySeconds?: number;
   /** 0 means Knative's aggressive probing until first ready. */
   periodSeconds?: number;
   timeoutSeconds?: number;
   successThreshold?: number;
   failureThreshold?: number;
+}
+
+/** Knative's allowed subset of a container's securityContext that Skiff honours. */
+export interface SecurityContext {
+  /** The uid the process runs as (Docker's User). */
+  runAsUser?: number;
+  /** The primary gid. */
+  runAsGroup?: number;
+  /** Refuse to start when the process would run as root (uid 0). */
+  runAsNonRoot?: boolean;
 }
 
 export interface ResourceList {
@@ -101,8 +119,11 @@ export interface Container {
   ports?: ContainerPort[];
   resources?: { limits?: ResourceList; requests?: ResourceList };
   readinessProbe?: Probe;
+  /** Failing failureThreshold times in a row restarts the instance. */
+  livenessProbe?: Probe;
   /** As in Kubernetes (unset: Always for ":latest" or untagged images, else IfNotPresent). */
   imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
+  securityContext?: SecurityContext;
 }
 
 /** One ES module of a worker, as written by the user. */

@@ -9,6 +9,7 @@
  * so `get -o yaml | edit | apply` round-trips. metadata.resourceVersion is
  * returned for optimistic concurrency.
  */
+import { randomInt } from "node:crypto";
 import { ValidationError } from "../errors.ts";
 import { child, Issues, readObject, readString } from "./fields.ts";
 import { type ModelLimitsInput, resolveLimits } from "./limits.ts";
@@ -48,11 +49,15 @@ export interface ParsedConfiguration {
   spec: { template: RevisionTemplate };
 }
 
+export interface ParsedRoute {
+  metadata: ParsedMetadata;
+  spec: { traffic: TrafficTarget[] };
+}
+
 const ROOT_SHAPE = { known: ["apiVersion", "kind", "metadata", "spec"], ignored: ["status"] };
 
 export const META_SHAPE = {
-  known: ["name", "namespace", "labels", "annotations", "resourceVersion"] as const,
-  unsupported: { generateName: "give the name in metadata.name" },
+  known: ["name", "generateName", "namespace", "labels", "annotations", "resourceVersion"] as const,
   ignored: [
     "uid",
     "generation",
@@ -66,7 +71,23 @@ export const META_SHAPE = {
   ],
 };
 
-type Kind = "Service" | "Configuration";
+type Kind = "Service" | "Configuration" | "Route";
+
+/** What Kubernetes appends to a generateName: 5 characters that never spell words. */
+const GENERATED_ALPHABET = "bcdfghjklmnpqrstvwxz2456789";
+const GENERATED_LENGTH = 5;
+
+/**
+ * A name from metadata.generateName, as the Kubernetes API server makes one:
+ * the prefix (cut so the result fits) and 5 random characters. A clash with
+ * an existing object is a 409 like any other create.
+ */
+function generatedName(prefix: string): string {
+  let suffix = "";
+  for (let i = 0; i < GENERATED_LENGTH; i++)
+    suffix += GENERATED_ALPHABET[randomInt(GENERATED_ALPHABET.length)];
+  return prefix.slice(0, MAX_OWNER_NAME - GENERATED_LENGTH) + suffix;
+}
 
 function readEnvelope(
   input: unknown,
@@ -100,6 +121,7 @@ function readEnvelope(
   const limits = resolveLimits(ctx.limits);
   const meta = readObject(root.metadata, "metadata", issues, META_SHAPE);
   const bodyName = readString(meta?.name, "metadata.name", issues);
+  const generateName = readString(meta?.generateName, "metadata.generateName", issues);
   let name: string | undefined;
   if (bodyName !== undefined && ctx.name !== undefined && bodyName !== ctx.name) {
     issues.add(
@@ -107,17 +129,22 @@ function readEnvelope(
       `"${bodyName}" does not match the name in the URL ("${ctx.name}"); a ${kind} cannot be renamed`,
     );
   } else {
-    name = bodyName ?? ctx.name;
+    name = bodyName || ctx.name || (generateName ? generatedName(generateName) : undefined);
+    const field = bodyName || ctx.name ? "metadata.name" : "metadata.generateName";
     if (name === undefined) {
-      issues.add("metadata.name", `required: every ${kind} needs a name`, "FieldValueRequired");
+      issues.add(
+        "metadata.name",
+        `required: every ${kind} needs a name (or a metadata.generateName prefix)`,
+        "FieldValueRequired",
+      );
     } else {
       const bad = checkDns1035Label(name);
       if (bad !== undefined) {
-        issues.add("metadata.name", bad);
+        issues.add(field, bad);
         name = undefined;
       } else if (name.length > MAX_OWNER_NAME) {
         issues.add(
-          "metadata.name",
+          field,
           `must be no more than ${MAX_OWNER_NAME} characters so that revision names like "${name.slice(0, 10)}...-00001" fit in 63 (got ${name.length})`,
           "FieldValueTooLong",
         );
@@ -192,6 +219,26 @@ export function parseService(input: unknown, ctx: ParseContext): ParsedService {
     }
   }
   if (issues.count > 0 || result === undefined) fail(issues, "Service", ctx, name);
+  return result;
+}
+
+/** Parses a stand-alone Route body (Knative's RouteCreation). Throws ValidationError with every cause. */
+export function parseRoute(input: unknown, ctx: ParseContext): ParsedRoute {
+  const issues = new Issues();
+  const limits = resolveLimits(ctx.limits);
+  const envelope = readEnvelope(input, "Route", ctx, issues);
+  const name = envelope?.metadata?.name;
+  let result: ParsedRoute | undefined;
+  if (envelope !== undefined) {
+    const spec = readObject(envelope.root.spec, "spec", issues, { known: ["traffic"] });
+    const traffic = readTraffic(spec?.traffic, "spec.traffic", issues, {
+      owner: "route",
+      name,
+      maxTargets: limits.maxTrafficTargets,
+    });
+    if (envelope.metadata && traffic) result = { metadata: envelope.metadata, spec: { traffic } };
+  }
+  if (issues.count > 0 || result === undefined) fail(issues, "Route", ctx, name);
   return result;
 }
 

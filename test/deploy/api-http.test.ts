@@ -172,9 +172,9 @@ describe("status codes", () => {
     expect(now.spec.template.spec.containers[0].env[0].value).toBe("first");
   });
 
-  it("writing a route is 403: routes change through their service", async () => {
+  it("writing a service's route is 403: it changes through its service", async () => {
     const r = await api.call("PUT", api.ns("routes", "base"), { spec: { traffic: [] } });
-    expectStatus(r, 403, "Forbidden", /managed by its Service/);
+    expectStatus(r, 403, "Forbidden", /owned by Service "base"/);
   });
 
   it("creating a revision directly is 403", async () => {
@@ -268,8 +268,8 @@ describe("deletes", () => {
     expect((await api.call("GET", api.ns("revisions", "gone-00001"))).status).toBe(404);
   });
 
-  it("deleting a route directly is 403", async () => {
+  it("deleting a service's route directly is 403", async () => {
     const r = await api.call("DELETE", api.ns("routes", "base"));
-    expectStatus(r, 403, "Forbidden", /managed by its Service/);
+    expectStatus(r, 403, "Forbidden", /owned by Service "base"/);
   });
 });

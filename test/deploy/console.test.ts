@@ -522,7 +522,9 @@ describe.skipIf(!haveChromium)("console in headless Chromium", () => {
     const p = await loggedIn(secrets.editor!);
     const card = p.locator('article.service[data-service="default/evil"]');
     await card.locator("details.annotations summary").click();
-    expect(await card.locator("dd").textContent()).toBe(XSS);
+    // The note's value (creator and lastModifier, set by the API, are listed too).
+    const note = card.locator('dt:text-is("example.com/note") + dd');
+    expect(await note.textContent()).toBe(XSS);
     expect(await card.locator("dd script, dd img").count()).toBe(0);
     // Runs in the page: globalThis is its window (the test's tsconfig has no DOM types).
     expect(

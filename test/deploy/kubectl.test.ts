@@ -324,6 +324,54 @@ describe.skipIf(!present)("kubectl against the deploy API", () => {
     await kubectl("delete", "ksvc", "ssa");
   });
 
+  it("TestRouteCreation with kubectl: apply a Configuration and a Route, then apply a changed Route; creator is the token's identity", async () => {
+    const file = join(dir, "byo.yaml");
+    const route = (percent: number) => `apiVersion: serving.knative.dev/v1
+kind: Configuration
+metadata:
+  name: byo
+spec:
+  template:
+    spec:
+      containers:
+        - image: ghcr.io/knative/helloworld-go:latest
+---
+apiVersion: serving.knative.dev/v1
+kind: Route
+metadata:
+  name: byo-route
+spec:
+  traffic:
+    - configurationName: byo
+      percent: ${percent}
+    - revisionName: byo-00001
+      percent: ${100 - percent}
+      tag: pinned
+`;
+    writeFileSync(file, route(100));
+    const created = await kubectl("apply", "-f", file);
+    expect(created).toMatch(/configuration\.serving\.knative\.dev\/byo created/);
+    expect(created).toMatch(/route\.serving\.knative\.dev\/byo-route created/);
+    writeFileSync(file, route(60));
+    expect(await kubectl("apply", "-f", file)).toMatch(
+      /route\.serving\.knative\.dev\/byo-route configured/,
+    );
+    expect(
+      await kubectl("get", "rt", "byo-route", "-o", "jsonpath={.spec.traffic[0].percent}"),
+    ).toBe("60");
+    expect(
+      await kubectl(
+        "get",
+        "rt",
+        "byo-route",
+        "-o",
+        "jsonpath={.metadata.annotations.serving\\.knative\\.dev/creator}",
+      ),
+    ).toBe("skiff:admin");
+    expect(await kubectl("delete", "rt", "byo-route")).toMatch(/deleted/);
+    expect(await kubectl("delete", "kcfg", "byo")).toMatch(/deleted/);
+  });
+
   it("delete --dry-run=server deletes nothing (DeleteOptions in the body)", async () => {
     expect(await kubectl("delete", "ksvc", "hello", "--dry-run=server")).toMatch(
       /"hello" deleted \(server dry run\)/,

@@ -105,12 +105,7 @@ describe("walkthrough routing", () => {
     expect(answer.body).toBe("Hello World! (hello-00001)");
     const route = (await api.call("GET", api.ns("routes", "hello"))).json;
     expect(route.status.traffic).toEqual([
-      {
-        revisionName: "hello-00001",
-        configurationName: "hello",
-        latestRevision: true,
-        percent: 100,
-      },
+      { revisionName: "hello-00001", latestRevision: true, percent: 100 },
     ]);
     expect(ready(route)).toBe("True");
   });

@@ -7,7 +7,7 @@
  */
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,6 +31,30 @@ const built = new Map<string, Promise<string>>();
 /** The hello/autoscale test image, built at most once per process; resolves to its tag. */
 export function helloImage(docker: Docker = new Docker()): Promise<string> {
   return buildOnce(docker, HELLO);
+}
+
+/** The hello image running as root (USER 0), for runAsNonRoot tests; built once per process. */
+export function helloRootImage(docker: Docker = new Docker()): Promise<string> {
+  let pending = built.get("hello-root");
+  if (!pending) {
+    pending = helloImage(docker).then((hello) => ensureRootVariant(docker, hello));
+    built.set("hello-root", pending);
+    pending.catch(() => built.delete("hello-root"));
+  }
+  return pending;
+}
+
+async function ensureRootVariant(docker: Docker, hello: string): Promise<string> {
+  const tag = `skiff-test/hello-root:${hello.split(":").at(-1)}`;
+  if (await exists(docker, tag)) return tag;
+  const work = await mkdtemp(join(tmpdir(), "skiff-image-hello-root-"));
+  try {
+    await writeFile(join(work, "Dockerfile"), `FROM ${hello}\nUSER 0:0\n`);
+    await buildIn(docker, work, ["Dockerfile"], tag, "hello-root");
+    return tag;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 /** A reference that is certainly not present locally (for "image not found" tests). */
@@ -67,22 +91,32 @@ async function ensureBuilt(docker: Docker, recipe: ImageRecipe): Promise<string>
   try {
     await run("gcc", [...CFLAGS, "-o", join(work, recipe.name), join(dir, `${recipe.name}.c`)]);
     await copyFile(join(dir, "Dockerfile"), join(work, "Dockerfile"));
-    const stream = await docker.buildImage(
-      { context: work, src: ["Dockerfile", recipe.name] },
-      { t: tag, rm: true, forcerm: true, labels: { "skiff.test-image": recipe.name } },
-    );
-    const output = await new Promise<Array<{ error?: string }>>((resolve, reject) => {
-      docker.modem.followProgress(stream, (err: Error | null, out: Array<{ error?: string }>) =>
-        err ? reject(err) : resolve(out),
-      );
-    });
-    const failed = output.find((line) => line.error);
-    if (failed) throw new Error(`docker build of ${tag} failed: ${failed.error}`);
-    if (!(await exists(docker, tag))) throw new Error(`docker build of ${tag} produced no image`);
+    await buildIn(docker, work, ["Dockerfile", recipe.name], tag, recipe.name);
     return tag;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+async function buildIn(
+  docker: Docker,
+  context: string,
+  src: string[],
+  tag: string,
+  label: string,
+): Promise<void> {
+  const stream = await docker.buildImage(
+    { context, src },
+    { t: tag, rm: true, forcerm: true, labels: { "skiff.test-image": label } },
+  );
+  const output = await new Promise<Array<{ error?: string }>>((resolve, reject) => {
+    docker.modem.followProgress(stream, (err: Error | null, out: Array<{ error?: string }>) =>
+      err ? reject(err) : resolve(out),
+    );
+  });
+  const failed = output.find((line) => line.error);
+  if (failed) throw new Error(`docker build of ${tag} failed: ${failed.error}`);
+  if (!(await exists(docker, tag))) throw new Error(`docker build of ${tag} produced no image`);
 }
 
 async function exists(docker: Docker, ref: string): Promise<boolean> {

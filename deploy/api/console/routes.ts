@@ -13,7 +13,7 @@ import { bodyLimit } from "hono/body-limit";
 import { apply as mergePatch } from "json-merge-patch";
 import { NotFoundError, TooLargeError, UnavailableError } from "../../../src/errors.ts";
 import { isDns1123Label } from "../../../src/model/index.ts";
-import { allowed, authorize } from "../access.ts";
+import { allowed, authorize, userName } from "../access.ts";
 import { toSkiffError } from "../status.ts";
 import type { Principal, TokenStore } from "../token.ts";
 import { userView, type WriteDeps, writeObject } from "../write.ts";
@@ -217,6 +217,7 @@ export function registerConsole(app: Hono, options: ConsoleOptions): void {
           mode: "replace",
           dryRun: false,
           via: `console (${p.kind === "admin" ? "admin token" : `token ${p.name}`})`,
+          user: userName(p),
         });
       } catch (err) {
         const e = toSkiffError(err);

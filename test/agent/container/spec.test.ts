@@ -6,8 +6,10 @@ import {
   buildCreateOptions,
   buildEnv,
   type CreateContext,
+  dockerUser,
   type InstanceSpecInput,
   InstanceSpecSchema,
+  nonRootProblem,
   parseWith,
 } from "../../../agent/container/spec.ts";
 import { ValidationError } from "../../../src/errors.ts";
@@ -186,6 +188,30 @@ describe("docker create options", () => {
     expect(low?.CapAdd).toEqual(["NET_BIND_SERVICE"]);
     const extra = buildCreateOptions(spec(), { ...ctx, capAdd: ["cap_chown"] }).HostConfig;
     expect(extra?.CapAdd).toEqual(["CHOWN"]);
+  });
+
+  test("securityContext becomes Docker's User; runAsNonRoot is checked against the image's USER", () => {
+    const withSc = (securityContext: Record<string, unknown>) =>
+      spec({ container: { image: "x", securityContext } });
+    expect(buildCreateOptions(spec(), ctx).User).toBeUndefined();
+    expect(buildCreateOptions(withSc({ runAsUser: 2020 }), ctx).User).toBe("2020");
+    expect(buildCreateOptions(withSc({ runAsUser: 2020, runAsGroup: 7 }), ctx).User).toBe("2020:7");
+    // A group alone keeps the image's user.
+    expect(
+      buildCreateOptions(withSc({ runAsGroup: 7 }), { ...ctx, imageUser: "65532:65532" }).User,
+    ).toBe("65532:7");
+    expect(dockerUser(withSc({ runAsGroup: 7 }).container)).toBe("0:7");
+
+    const nonRoot = withSc({ runAsNonRoot: true }).container;
+    expect(nonRootProblem(nonRoot, "")).toMatch(/will run as root/);
+    expect(nonRootProblem(nonRoot, "root")).toMatch(/will run as root/);
+    expect(nonRootProblem(nonRoot, "0:0")).toMatch(/will run as root/);
+    expect(nonRootProblem(nonRoot, "nobody")).toMatch(/non-numeric user \(nobody\)/);
+    expect(nonRootProblem(nonRoot, "65532:65532")).toBeUndefined();
+    expect(nonRootProblem(withSc({ runAsNonRoot: true, runAsUser: 5 }).container, "")).toBe(
+      undefined,
+    );
+    expect(nonRootProblem(withSc({ runAsUser: 0 }).container, "")).toBeUndefined();
   });
 
   test("labels carry cluster, owner, instance and the whole spec for adoption", () => {

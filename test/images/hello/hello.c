@@ -20,6 +20,8 @@
  *   /connect?port=N  text: "connected" or "failed: <errno text>" for a TCP connect
  *                from inside the container to its own 127.0.0.1:N (isolation tests)
  *
+ * `hello check PATH` (an exec probe): GET 127.0.0.1:$PORT PATH, exit 0 on 200, else 1.
+ *
  * SIGTERM: stop accepting, let in-flight requests finish, exit 0.
  * HTTP/1.1 with keep-alive, one thread per connection.
  */
@@ -361,7 +363,25 @@ static void on_term(int sig) {
   terminating = 1;
 }
 
+/* `hello check PATH`: exit 0 when GET PATH on this container's own port answers 200. */
+static int check_path(const char *path) {
+  struct sockaddr_in addr = {0};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((uint16_t)env_long("PORT", 8080));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) return 1;
+  char req[512];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+  if (write(fd, req, (size_t)n) != n) return 1;
+  char buf[64] = {0};
+  ssize_t got = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  return got > 12 && strncmp(buf + 8, " 200", 4) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 3 && strcmp(argv[1], "check") == 0) return check_path(argv[2]);
   g_argc = argc;
   g_argv = argv;
   clock_gettime(CLOCK_MONOTONIC, &started);

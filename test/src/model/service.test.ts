@@ -6,6 +6,7 @@ import {
   parseConfiguration,
   parseScaling,
   parseService,
+  servingProtocol,
 } from "../../../src/model/index.ts";
 import { causesOf, expectCause } from "./support.ts";
 
@@ -180,11 +181,23 @@ describe("metadata", () => {
       'must be a string (got the number 1); quote it: "1"',
     );
   });
-  it("generateName is not supported", () => {
+  it("generateName completes a missing name with 5 characters, as the Kubernetes API server does", () => {
+    const body = { ...service(), metadata: { generateName: "hello-" } };
+    const a = parseService(body, ctx).metadata.name;
+    const b = parseService(body, ctx).metadata.name;
+    expect(a).toMatch(/^hello-[bcdfghjklmnpqrstvwxz2456789]{5}$/);
+    expect(a).not.toBe(b);
+    // A given name wins; a long prefix is cut so revision names still fit.
+    expect(
+      parseService({ ...service(), metadata: { name: "x", generateName: "h-" } }, ctx).metadata
+        .name,
+    ).toBe("x");
+    const long = parseService({ ...service(), metadata: { generateName: "a".repeat(80) } }, ctx);
+    expect(long.metadata.name).toHaveLength(57);
     expectCause(
-      failService({ ...service(), metadata: { name: "hello", generateName: "h-" } }),
+      failService({ ...service(), metadata: { generateName: "Bad_" } }),
       "metadata.generateName",
-      "not supported",
+      "",
     );
   });
   it("annotations over the size limit are refused", () => {
@@ -382,11 +395,16 @@ describe("container", () => {
       'unknown field; did you mean "image"?',
     );
   });
-  it("livenessProbe is not supported, with a hint", () => {
+  it("livenessProbe is read like readinessProbe (httpGet, tcpSocket or exec)", () => {
+    const probe = { httpGet: { path: "/healthz" }, periodSeconds: 1, failureThreshold: 3 };
+    expect(
+      parseService(service({ livenessProbe: probe }), ctx).spec.template.spec.containers?.[0]
+        ?.livenessProbe,
+    ).toEqual(probe);
     expectCause(
-      failService(service({ livenessProbe: {} })),
-      `${C0}.livenessProbe`,
-      "use readinessProbe",
+      failService(service({ livenessProbe: { httpGet: { port: 9999 } } })),
+      `${C0}.livenessProbe.httpGet.port`,
+      "serving port",
     );
   });
   it("env names must be valid", () => {
@@ -456,6 +474,36 @@ describe("container", () => {
       '"http1"',
     );
   });
+  it("a port given by name only serves on 8080 (Knative's TestProtocols)", () => {
+    for (const name of ["h2c", "http1"]) {
+      const c = parseService(service({ ports: [{ name }] }), ctx).spec.template.spec
+        .containers?.[0];
+      expect(c?.ports).toEqual([{ containerPort: 8080, name }]);
+      expect(servingProtocol(c!)).toBe(name);
+    }
+  });
+  it("securityContext: runAsUser, runAsGroup and runAsNonRoot as Knative allows them", () => {
+    const sc = { runAsUser: 1000, runAsGroup: 3000, runAsNonRoot: true };
+    expect(
+      parseService(service({ securityContext: sc }), ctx).spec.template.spec.containers?.[0]
+        ?.securityContext,
+    ).toEqual(sc);
+    expectCause(
+      failService(service({ securityContext: { runAsNonRoot: true, runAsUser: 0 } })),
+      `${C0}.securityContext.runAsUser`,
+      "cannot be 0",
+    );
+    expectCause(
+      failService(service({ securityContext: { privileged: true } })),
+      `${C0}.securityContext.privileged`,
+      "never run privileged",
+    );
+    expectCause(
+      failService(service({ securityContext: { runAsUser: -1 } })),
+      `${C0}.securityContext.runAsUser`,
+      "",
+    );
+  });
   it("cpu and memory limits must be quantities", () => {
     const c = failService(service({ resources: { limits: { cpu: "lots", memory: "1XB" } } }));
     expectCause(c, `${C0}.resources.limits.cpu`, "not a CPU quantity");
@@ -506,11 +554,20 @@ describe("container", () => {
     expectCause(c, `${C0}.readinessProbe.periodSeconds`, "between 0 and 3600");
     expectCause(c, `${C0}.readinessProbe.failureThreshold`, "between 1 and 100");
   });
-  it("exec probes are not supported", () => {
+  it("exec probes need a command and exclude the other handlers", () => {
+    expect(
+      parseService(service({ readinessProbe: { exec: { command: ["/check", "-q"] } } }), ctx).spec
+        .template.spec.containers?.[0]?.readinessProbe,
+    ).toEqual({ exec: { command: ["/check", "-q"] } });
     expectCause(
-      failService(service({ readinessProbe: { exec: { command: ["true"] } } })),
-      `${C0}.readinessProbe.exec`,
-      "use httpGet or tcpSocket",
+      failService(service({ readinessProbe: { exec: { command: [] } } })),
+      `${C0}.readinessProbe.exec.command`,
+      "required",
+    );
+    expectCause(
+      failService(service({ livenessProbe: { exec: { command: ["/check"] }, tcpSocket: {} } })),
+      `${C0}.livenessProbe`,
+      'at most one of "tcpSocket", "httpGet" and "exec"',
     );
   });
   it("an httpGet probe without a path is stored with path /", () => {
