@@ -11,6 +11,7 @@ import type { MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Registry } from "prom-client";
+import type { ImagesConfig } from "../../src/config/images.ts";
 import type { NamespaceQuota } from "../../src/control/apply.ts";
 import { TooLargeError, UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logging.ts";
@@ -51,6 +52,8 @@ export interface ApiOptions {
   /** The cluster's autoscaler settings, which bound the autoscaling annotations (e.g. allowZeroInitialScale). */
   scaling?: ScalingDefaults;
   registry: Registry;
+  /** Image registries: a new revision's tag is resolved to a digest on the listed ones. */
+  images?: ImagesConfig;
   logger?: Logger;
   /** Bounds of `?watch=true` streams (defaults: DEFAULT_WATCH_LIMITS). */
   watch?: Partial<WatchLimits>;
@@ -142,6 +145,7 @@ export function createApiApp(options: ApiOptions): Hono {
     limits: options.limits,
     scaling: options.scaling,
     quotaOf: options.quotaOf,
+    images: options.images,
   };
   registerResourceRoutes(app, { ...writes, watches });
   registerTokenRoutes(app, options.tokens, logger);

@@ -5,6 +5,8 @@
  * routes and the web console's traffic changes both go through here, so a
  * console write is validated, bounded and logged exactly like an API write.
  */
+
+import type { ImagesConfig } from "../../src/config/images.ts";
 import {
   applyConfiguration,
   applyService,
@@ -15,6 +17,7 @@ import type { Logger } from "../../src/logging.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
 import type { Resource } from "../../src/model/types.ts";
 import type { Store } from "../../src/store/store.ts";
+import { resolveTemplateImage } from "./image-digest.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
 
 export interface WriteDeps {
@@ -25,6 +28,8 @@ export interface WriteDeps {
   limits: WriteLimits;
   scaling?: ScalingDefaults | undefined;
   quotaOf?: ((namespace: string) => NamespaceQuota | undefined) | undefined;
+  /** Registries whose tags a new revision's image is resolved against (absent: none). */
+  images?: ImagesConfig | undefined;
 }
 
 export interface WriteRequest {
@@ -57,13 +62,17 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
   let result: Resource;
   if (plural === "services") {
     const { parsed, worker } = await prepareService(body, prepare);
+    const image = await resolveTemplateImage(parsed.spec.template, deps.images);
     result = (
-      await deps.store.transact((tx) => applyService(tx, parsed, { ...ctx, worker }), { dryRun })
+      await deps.store.transact((tx) => applyService(tx, parsed, { ...ctx, worker, image }), {
+        dryRun,
+      })
     ).value;
   } else {
     const { parsed, worker } = await prepareConfiguration(body, prepare);
+    const image = await resolveTemplateImage(parsed.spec.template, deps.images);
     result = (
-      await deps.store.transact((tx) => applyConfiguration(tx, parsed, { ...ctx, worker }), {
+      await deps.store.transact((tx) => applyConfiguration(tx, parsed, { ...ctx, worker, image }), {
         dryRun,
       })
     ).value;
