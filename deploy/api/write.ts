@@ -10,12 +10,14 @@ import type { ImagesConfig } from "../../src/config/images.ts";
 import {
   applyConfiguration,
   applyService,
+  type ImageResolution,
   type NamespaceQuota,
   type WriteMode,
 } from "../../src/control/apply.ts";
 import type { Logger } from "../../src/logging.ts";
+import { templatesEqual } from "../../src/model/index.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
-import type { Resource } from "../../src/model/types.ts";
+import type { Resource, RevisionTemplate } from "../../src/model/types.ts";
 import type { Store } from "../../src/store/store.ts";
 import { resolveTemplateImage } from "./image-digest.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
@@ -62,7 +64,7 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
   let result: Resource;
   if (plural === "services") {
     const { parsed, worker } = await prepareService(body, prepare);
-    const image = await resolveTemplateImage(parsed.spec.template, deps.images);
+    const image = await resolveIfNew(deps, namespace, parsed.metadata.name, parsed.spec.template);
     result = (
       await deps.store.transact((tx) => applyService(tx, parsed, { ...ctx, worker, image }), {
         dryRun,
@@ -70,7 +72,7 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
     ).value;
   } else {
     const { parsed, worker } = await prepareConfiguration(body, prepare);
-    const image = await resolveTemplateImage(parsed.spec.template, deps.images);
+    const image = await resolveIfNew(deps, namespace, parsed.metadata.name, parsed.spec.template);
     result = (
       await deps.store.transact((tx) => applyConfiguration(tx, parsed, { ...ctx, worker, image }), {
         dryRun,
@@ -89,6 +91,22 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
     mode === "create" ? "created" : "updated",
   );
   return result;
+}
+
+/**
+ * The image's digest for a template that will mint a revision; a write that
+ * leaves the template as it is (a traffic change) asks no registry.
+ */
+async function resolveIfNew(
+  deps: WriteDeps,
+  namespace: string,
+  name: string,
+  template: RevisionTemplate,
+): Promise<ImageResolution | undefined> {
+  if (!deps.images || Object.keys(deps.images.registries).length === 0) return undefined;
+  const current = await deps.store.get("configurations", namespace, name);
+  if (current && templatesEqual(current.spec.template, template)) return undefined;
+  return resolveTemplateImage(template, deps.images);
 }
 
 /** What a user may PATCH: identity, labels, annotations, resourceVersion and spec. */
