@@ -23,6 +23,7 @@ import { authenticate, principalOf, requireAdmin } from "./access.ts";
 import type { ConsoleSources } from "./console/data.ts";
 import { registerConsole } from "./console/routes.ts";
 import { registerDiscoveryRoutes } from "./discovery.ts";
+import { registerLogRoutes } from "./logs.ts";
 import { registerOpenApiRoutes } from "./openapi.ts";
 import type { WriteLimits } from "./prepare.ts";
 import { registerResourceRoutes } from "./resource-routes.ts";
@@ -149,6 +150,15 @@ export function createApiApp(options: ApiOptions): Hono {
   };
   registerResourceRoutes(app, { ...writes, watches });
   registerTokenRoutes(app, options.tokens, logger);
+  if (options.consoleSources) {
+    registerLogRoutes(app, {
+      store,
+      redis: options.consoleSources.redis,
+      prefix: options.consoleSources.prefix,
+      logger,
+      shutdown: options.shutdown,
+    });
+  }
   registerConsole(app, {
     ...writes,
     tokens: options.tokens,
