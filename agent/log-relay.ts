@@ -8,13 +8,13 @@
  */
 import type Docker from "dockerode";
 import type { Redis } from "ioredis";
+import { MAX_LINE_CHARS } from "../src/fleet/log-limits.ts";
 import {
   type LogLine,
   type LogReply,
   type LogRequest,
   logChannels,
   logRequestSchema,
-  MAX_LINE_CHARS,
 } from "../src/fleet/logs.ts";
 import type { InstanceStatus } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";

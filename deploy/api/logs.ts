@@ -11,12 +11,12 @@ import type { Hono } from "hono";
 import type { Redis } from "ioredis";
 import { BadRequestError, NotFoundError, TooManyRequestsError } from "../../src/errors.ts";
 import { fleetKeys } from "../../src/fleet/keys.ts";
+import { MAX_TAIL_LINES } from "../../src/fleet/log-limits.ts";
 import {
   type LogReply,
   type LogRequest,
   logChannels,
   logReplySchema,
-  MAX_TAIL_LINES,
 } from "../../src/fleet/logs.ts";
 import type { Logger } from "../../src/logging.ts";
 import { Labels } from "../../src/model/types.ts";

@@ -7,6 +7,7 @@
  * stored: logs stay where the instances run.
  */
 import { z } from "zod";
+import { MAX_TAIL_LINES } from "./log-limits.ts";
 
 export function logChannels(prefix: string) {
   return {
@@ -14,11 +15,6 @@ export function logChannels(prefix: string) {
     reply: (id: string) => `${prefix}fleet:logs:${id}`,
   };
 }
-
-/** Lines per instance a request may ask for (the tail; following adds new ones). */
-export const MAX_TAIL_LINES = 1_000;
-/** Longer lines are cut (a log line is not a transfer channel). */
-export const MAX_LINE_CHARS = 8_192;
 
 export const logRequestSchema = z.object({
   id: z.string().regex(/^[a-zA-Z0-9-]{8,64}$/),

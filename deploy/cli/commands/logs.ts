@@ -1,7 +1,7 @@
 /** `skiff logs SERVICE [--revision R] [--follow]`: its instances' output, through the agents. */
 import type { Command } from "commander";
 import { UsageError } from "../../../src/errors.ts";
-import { MAX_TAIL_LINES } from "../../../src/fleet/logs.ts";
+import { MAX_TAIL_LINES } from "../../../src/fleet/log-limits.ts";
 import type { ClientFactory } from "../client.ts";
 
 export function registerLogsCommand(program: Command, client: ClientFactory): void {
