@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import type { ClientFactory } from "../client.ts";
 import { registerApplyCommand } from "./apply.ts";
+import { registerDeployCommand } from "./deploy.ts";
 import { registerLogsCommand } from "./logs.ts";
 import { registerRevisionCommands } from "./revision.ts";
 import { registerRouteCommands } from "./route.ts";
@@ -13,4 +14,5 @@ export function registerResourceCommands(program: Command, client: ClientFactory
   registerRevisionCommands(program, client);
   registerRouteCommands(program, client);
   registerLogsCommand(program, client);
+  registerDeployCommand(program, client);
 }
