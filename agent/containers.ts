@@ -6,7 +6,9 @@
  * carry their spec in labels) and supervised from their next exit on.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
+import { CONTAINER_MISSING, PULLING_IMAGE } from "../src/control/revision-health.ts";
 import type { Logger } from "../src/logging.ts";
+import { getCondition } from "../src/model/index.ts";
 import { Labels, type Revision } from "../src/model/types.ts";
 import {
   type AdoptResult,
@@ -46,13 +48,20 @@ export function containerSpecFor(instanceId: string, revision: Revision): Instan
       message: `revision ${revision.metadata.name} has no container`,
     });
   }
+  // Knative's tag-to-digest resolution: the digest recorded when the revision
+  // was created is what runs, wherever the tag points now.
+  const pinned = revision.status.containerStatuses?.[0]?.imageDigest;
+  const missing = getCondition(revision.status.conditions, "ContainerHealthy");
+  if (!pinned && missing?.status === "False" && missing.reason === CONTAINER_MISSING) {
+    throw new InstanceError({ reason: CONTAINER_MISSING, message: missing.message ?? "" });
+  }
   const labels = revision.metadata.labels ?? {};
   const spec: InstanceSpecInput = {
     instanceId,
     namespace: revision.metadata.namespace,
     configuration: labels[Labels.configuration] ?? revision.metadata.name,
     revision: revision.metadata.name,
-    container,
+    container: pinned ? { ...container, image: pinned } : container,
     containerConcurrency: revision.spec.containerConcurrency,
     timeoutSeconds: revision.spec.timeoutSeconds,
   };
@@ -89,6 +98,12 @@ export class ContainerDriver {
     this.runtime.setMaxListeners(0);
     this.runtime.on("exit", (e) => this.#onExit(e));
     this.runtime.on("readiness", (e) => this.#onReadiness(e));
+    this.runtime.on("pulling", (e) => {
+      const inst = this.#byId.get(e.instanceId);
+      if (inst && !inst.stopping) {
+        this.#sink.starting(inst, { reason: PULLING_IMAGE, message: e.message });
+      }
+    });
     this.runtime.on("warning", (err) => this.#log.warn({ err }, "container runtime warning"));
     this.runtime.on("standby", (e) => {
       if (e.change === "resumed") this.#resumes?.inc();

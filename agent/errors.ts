@@ -24,6 +24,8 @@ export type FailureReason =
   | "RevisionNotFound"
   | "RuntimeMismatch"
   | "RuntimeUnavailable"
+  // The revision's image tag could not be resolved to a digest when it was created.
+  | "ContainerMissing"
   // The isolate runtime.
   | "ArtifactMissing"
   | "WorkerStalled"

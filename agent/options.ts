@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { agentSection } from "../src/config/agent.ts";
+import { imagesSection } from "../src/config/images.ts";
 import type { SkiffConfig } from "../src/config.ts";
 import {
   domainSchema,
@@ -33,6 +34,8 @@ export const AgentOptionsSchema = agentSection.safeExtend({
   urlScheme: urlSchemeSchema,
   logger: loggerSchema.optional(),
   registry: registrySchema.optional(),
+  /** The cluster's image registries (config `images`): where missing images are pulled from. */
+  images: imagesSection.prefault({}),
 });
 
 export type AgentOptionsInput = z.input<typeof AgentOptionsSchema>;
@@ -49,6 +52,7 @@ export function agentOptionsFromConfig(config: SkiffConfig): AgentOptionsInput {
     redisPrefix: config.redisPrefix,
     domain: config.domain,
     urlScheme: config.urlScheme,
+    images: config.images,
   };
   // Only what is set: unset optional settings keep the agent's own choice.
   for (const [key, value] of Object.entries(config.agent)) {

@@ -41,7 +41,8 @@ export async function openContainerDriver(
     startupTimeoutMs: o.startupTimeoutMs,
     standby: o.containerStandby,
     ...(o.portRange ? { portRange: o.portRange } : {}),
-    ...(o.imageRegistry ? { registry: o.imageRegistry } : {}),
+    registries: o.images.registries,
+    pullTimeoutMs: o.images.pullTimeoutMs,
     ...(o.containerFirewall ? { firewall: o.containerFirewall } : {}),
   });
   if (!(await runtime.available())) {

@@ -5,10 +5,12 @@
  */
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
+import Docker from "dockerode";
 import { Hono } from "hono";
 import { UnavailableError } from "../src/errors.ts";
 import { handleShutdownSignals } from "../src/signals.ts";
 import { Agent } from "./agent.ts";
+import { LogRelay } from "./log-relay.ts";
 import type { AgentOptionsInput } from "./options.ts";
 
 export interface StartAgentOptions extends AgentOptionsInput {
@@ -44,6 +46,24 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Runni
   const { handleSignals = false, ...agentOptions } = options;
   const agent = new Agent(agentOptions);
   await agent.start();
+  // `skiff logs`: this agent's containers' output, on request over Redis.
+  const logs = agent.runtimes.includes("container")
+    ? new LogRelay({
+        agentId: agent.id,
+        redis: agent.fleet.redis,
+        prefix: agent.options.redisPrefix,
+        docker: new Docker({ socketPath: agent.options.dockerSocket }),
+        instances: () => agent.instances(),
+        logger: agent.log,
+      })
+    : undefined;
+  try {
+    await logs?.start();
+  } catch (err) {
+    await logs?.close();
+    await agent.stop();
+    throw err;
+  }
   const { host, port } = agent.options;
   const server = serve({ fetch: createAgentApp(agent).fetch, hostname: host, port });
   try {
@@ -54,6 +74,7 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Runni
       );
     });
   } catch (err) {
+    await logs?.close();
     await agent.stop();
     throw err;
   }
@@ -65,6 +86,7 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Runni
   const stop = () => {
     stopping ??= (async () => {
       signals?.detach();
+      await logs?.close();
       await agent.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

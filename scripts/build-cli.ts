@@ -92,6 +92,8 @@ export async function buildCli(): Promise<BuiltCli> {
     minifySyntax: true,
     logLevel: "error",
     plugins: [serverModulesOutside, lazyBuiltins],
+    // `skiff deploy` loads wrangler from node_modules when it runs: 15 MB, and not bundleable.
+    external: ["wrangler"],
     // commander is CommonJS: its require() of node built-ins needs a real require.
     banner: {
       js: 'const require = process.getBuiltinModule("node:module").createRequire(import.meta.url);',

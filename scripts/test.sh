@@ -18,6 +18,9 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# The registry tests run Debian's registry with htpasswd users (apache2-utils).
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 # The web console's browser test drives Debian's chromium with playwright-core.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ "${#need_apt[@]}" -gt 0 ]; then

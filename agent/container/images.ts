@@ -1,24 +1,32 @@
 /**
  * Finds the image an instance runs. A local image is always used as is; a
- * missing one is pulled only when a registry is configured, is the image's
- * registry, and answers. Otherwise the caller gets a clear ImageNotFound at once
- * instead of a pull that hangs on an unreachable network.
+ * missing one is pulled from the registry its reference names, only when that
+ * registry is listed in the cluster's images.registries (with its
+ * credentials) and answers. Otherwise the caller gets a clear ImageNotFound at
+ * once instead of a pull that hangs on an unreachable network. One pull per
+ * reference at a time; every start waiting on it hears its progress.
  */
 import type Docker from "dockerode";
+import { isLoopbackRegistry, parseImageRef } from "../../src/images/reference.ts";
 import { InstanceError } from "../errors.ts";
 import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 
-export interface RegistryConfig {
-  /** Registry host[:port] as it appears in image references ("docker.io" for Docker Hub). */
-  address: string;
-  username?: string;
-  password?: string;
-  /** Talk plain HTTP to the registry (reachability check only; the engine decides for pulls). */
-  insecure?: boolean;
+export interface RegistryAccess {
+  username?: string | undefined;
+  password?: string | undefined;
+  /** Plain HTTP for the reachability check (loopback registries always are). */
+  insecure?: boolean | undefined;
+}
+
+export interface ImageResolverOptions {
+  /** By registry host as in image references ("docker.io" for Docker Hub). */
+  registries: Readonly<Record<string, RegistryAccess>>;
   /** Give up a pull after this long. */
   pullTimeoutMs: number;
   /** Give up the reachability check after this long. */
   reachTimeoutMs: number;
+  /** What a pull has done so far, for each start waiting on it (about once a second). */
+  onProgress?: (instanceId: string, message: string) => void;
 }
 
 export interface ResolvedImage {
@@ -30,58 +38,80 @@ export interface ResolvedImage {
   user?: string;
 }
 
-/** The registry host of a reference: the first path part when it looks like a host. */
-export function registryOf(ref: string): string {
-  const first = ref.split("/")[0] ?? "";
-  if (ref.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost")) {
-    return first;
-  }
-  return "docker.io";
+interface Pull {
+  done: Promise<void>;
+  waiters: Set<string>;
 }
+
+interface ProgressEvent {
+  id?: string;
+  status?: string;
+  progressDetail?: { current?: number; total?: number };
+}
+
+const PROGRESS_EVERY_MS = 1_000;
+
+/** The statuses of a layer in the engine's pull stream (others are about the whole image). */
+const LAYER_STATUSES = new Set([
+  "Pulling fs layer",
+  "Waiting",
+  "Downloading",
+  "Verifying Checksum",
+  "Download complete",
+  "Extracting",
+  "Pull complete",
+  "Already exists",
+]);
 
 export class ImageResolver {
   readonly #docker: Docker;
-  readonly #registry: RegistryConfig | undefined;
-  readonly #pulls = new Map<string, Promise<void>>();
+  readonly #o: ImageResolverOptions;
+  readonly #pulls = new Map<string, Pull>();
 
-  constructor(docker: Docker, registry: RegistryConfig | undefined) {
+  constructor(docker: Docker, options: ImageResolverOptions) {
     this.#docker = docker;
-    this.#registry = registry;
+    this.#o = options;
   }
 
   /** The local image for `ref`, pulling first when allowed; rejects with InstanceError. */
   async resolve(instanceId: string, ref: string): Promise<ResolvedImage> {
     const local = await this.#inspect(ref);
     if (local) return local;
-    const registry = this.#registry;
     const fail = (reason: "ImageNotFound" | "ImagePullFailed", message: string, cause?: unknown) =>
       new InstanceError({ reason, message }, { instanceId, cause });
-    if (!registry) {
-      throw fail("ImageNotFound", `image ${ref} not found locally and no registry configured`);
-    }
-    const host = registryOf(ref);
-    if (host !== registry.address) {
+    const parsed = parseImageRef(ref);
+    if (!parsed) throw fail("ImageNotFound", `image ${ref} is not a valid image reference`);
+    const host = parsed.registry;
+    const access = this.#o.registries[host];
+    if (!access) {
+      const listed = Object.keys(this.#o.registries);
       throw fail(
         "ImageNotFound",
-        `image ${ref} not found locally and its registry ${host} is not the configured registry ${registry.address}`,
+        `image ${ref} not found locally and its registry ${host} is not in images.registries (${listed.length ? listed.join(", ") : "none listed"}): add it to the cluster config, or load the image on every agent host (docker load)`,
       );
     }
-    const reach = await this.#reachable(registry);
+    const reach = await this.#reachable(host, access);
     if (reach !== true) {
       throw fail(
         "ImageNotFound",
-        `image ${ref} not found locally and registry ${registry.address} is unreachable (${reach})`,
+        `image ${ref} not found locally and registry ${host} is unreachable (${reach})`,
       );
     }
     let pull = this.#pulls.get(ref);
     if (!pull) {
-      pull = this.#pull(ref, registry).finally(() => this.#pulls.delete(ref));
+      const waiters = new Set<string>();
+      const done = this.#pull(ref, host, access, waiters).finally(() => this.#pulls.delete(ref));
+      pull = { done, waiters };
       this.#pulls.set(ref, pull);
     }
+    pull.waiters.add(instanceId);
+    this.#o.onProgress?.(instanceId, `pulling image ${ref}`);
     try {
-      await pull;
+      await pull.done;
     } catch (err) {
       throw fail("ImagePullFailed", `pulling image ${ref} failed: ${dockerMessage(err)}`, err);
+    } finally {
+      pull.waiters.delete(instanceId);
     }
     const pulled = await this.#inspect(ref);
     if (!pulled) throw fail("ImagePullFailed", `image ${ref} is still missing after a pull`);
@@ -99,11 +129,15 @@ export class ImageResolver {
   }
 
   /** true, or why not. Any HTTP answer from /v2/ (even 401) means it is there. */
-  async #reachable(registry: RegistryConfig): Promise<true | string> {
-    const host = registry.address === "docker.io" ? "registry-1.docker.io" : registry.address;
-    const url = `${registry.insecure ? "http" : "https"}://${host}/v2/`;
+  async #reachable(host: string, access: RegistryAccess): Promise<true | string> {
+    const base = host === "docker.io" ? "registry-1.docker.io" : host;
+    const plain = access.insecure === true || isLoopbackRegistry(host);
+    const url = `${plain ? "http" : "https"}://${base}/v2/`;
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(registry.reachTimeoutMs) });
+      const res = await fetch(url, {
+        signal: AbortSignal.timeout(this.#o.reachTimeoutMs),
+        redirect: "manual",
+      });
       await res.body?.cancel();
       return true;
     } catch (err) {
@@ -111,21 +145,37 @@ export class ImageResolver {
     }
   }
 
-  async #pull(ref: string, registry: RegistryConfig): Promise<void> {
+  async #pull(ref: string, host: string, access: RegistryAccess, waiters: Set<string>) {
     const auth =
-      registry.username === undefined
+      access.username === undefined
         ? undefined
-        : {
-            username: registry.username,
-            password: registry.password ?? "",
-            serveraddress: registry.address,
-          };
+        : { username: access.username, password: access.password ?? "", serveraddress: host };
     const stream = await this.#docker.pull(ref, auth ? { authconfig: auth } : {});
+    const layers = new Map<string, { current: number; total: number; done: boolean }>();
+    let last = Date.now();
+    const onEvent = (e: ProgressEvent) => {
+      if (!e.id || !e.status || !LAYER_STATUSES.has(e.status)) return;
+      const layer = layers.get(e.id) ?? { current: 0, total: 0, done: false };
+      layers.set(e.id, layer);
+      if (e.status === "Downloading" && e.progressDetail?.total) {
+        layer.current = e.progressDetail.current ?? 0;
+        layer.total = e.progressDetail.total;
+      }
+      if (e.status === "Pull complete" || e.status === "Already exists") {
+        layer.done = true;
+        layer.current = layer.total;
+      }
+      const now = Date.now();
+      if (now - last < PROGRESS_EVERY_MS) return;
+      last = now;
+      const message = pullProgress(ref, [...layers.values()]);
+      for (const id of waiters) this.#o.onProgress?.(id, message);
+    };
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-        reject(new Error(`no result within ${registry.pullTimeoutMs} ms`));
-      }, registry.pullTimeoutMs);
+        reject(new Error(`no result within ${this.#o.pullTimeoutMs} ms (images.pullTimeoutMs)`));
+      }, this.#o.pullTimeoutMs);
       this.#docker.modem.followProgress(
         stream,
         (err: Error | null, output: Array<{ error?: string }>) => {
@@ -135,7 +185,21 @@ export class ImageResolver {
           else if (failed) reject(new Error(failed.error));
           else resolve();
         },
+        onEvent,
       );
     });
   }
+}
+
+/** "pulling image X: 2 of 3 layers, 12.5 of 40.0 MB" */
+function pullProgress(
+  ref: string,
+  layers: Array<{ current: number; total: number; done: boolean }>,
+): string {
+  const done = layers.filter((l) => l.done).length;
+  const mb = (n: number) => (n / 1e6).toFixed(1);
+  const current = layers.reduce((s, l) => s + l.current, 0);
+  const total = layers.reduce((s, l) => s + l.total, 0);
+  const bytes = total > 0 ? `, ${mb(current)} of ${mb(total)} MB` : "";
+  return `pulling image ${ref}: ${done} of ${layers.length} layers${bytes}`;
 }

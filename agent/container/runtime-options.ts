@@ -62,17 +62,25 @@ export const ContainerRuntimeOptionsSchema = z.object({
     .string()
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)
     .default("skiff-"),
-  /** Pull missing images from here; without it only local images are used. */
-  registry: z
-    .object({
-      address: z.string().min(1),
-      username: z.string().optional(),
-      password: z.string().optional(),
-      insecure: z.boolean().default(false),
-      pullTimeoutMs: z.number().int().positive().default(300_000),
-      reachTimeoutMs: z.number().int().positive().default(2_000),
-    })
-    .optional(),
+  /**
+   * Registries missing images are pulled from, by host as in image references
+   * ("docker.io" for Docker Hub), with their credentials; an image on any other
+   * registry must be present locally.
+   */
+  registries: z
+    .record(
+      z.string(),
+      z.object({
+        username: z.string().optional(),
+        password: z.string().optional(),
+        insecure: z.boolean().optional(),
+      }),
+    )
+    .default({}),
+  /** Give up a pull after this long. */
+  pullTimeoutMs: z.number().int().positive().default(300_000),
+  /** Give up the registry's reachability check (before a pull) after this long. */
+  reachTimeoutMs: z.number().int().positive().default(2_000),
   /** SIGTERM -> SIGKILL grace on stop; default: the revision's timeoutSeconds (Knative). */
   stopGraceSeconds: z.number().int().min(0).optional(),
   /** A container not ready within this long is removed and start() fails. */

@@ -98,6 +98,8 @@ export interface RuntimeEvents {
   readiness: [ReadinessEvent];
   /** Something went wrong in the background (events stream lost, removal failed). */
   warning: [Error];
+  /** A start waits for an image pull: what it has pulled so far (at most about once a second). */
+  pulling: [{ instanceId: string; message: string }];
   /** A standby was paused, resumed or removed (the count changed). */
   standby: [{ change: "paused" | "resumed" | "removed"; containerId: string; reason?: string }];
 }

@@ -87,7 +87,12 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
       docker: this.docker,
       emitter: this,
       ports: new PortAllocator(o.dataAddress, o.portRange),
-      images: new ImageResolver(this.docker, o.registry),
+      images: new ImageResolver(this.docker, {
+        registries: o.registries,
+        pullTimeoutMs: o.pullTimeoutMs,
+        reachTimeoutMs: o.reachTimeoutMs,
+        onProgress: (instanceId, message) => this.emit("pulling", { instanceId, message }),
+      }),
       closed: () => this.#closed,
     };
     const ctx = base as RuntimeContext;

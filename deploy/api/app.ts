@@ -11,6 +11,7 @@ import type { MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Registry } from "prom-client";
+import type { ImagesConfig } from "../../src/config/images.ts";
 import type { NamespaceQuota } from "../../src/control/apply.ts";
 import { TooLargeError, UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logging.ts";
@@ -22,6 +23,7 @@ import { authenticate, principalOf, requireAdmin } from "./access.ts";
 import type { ConsoleSources } from "./console/data.ts";
 import { registerConsole } from "./console/routes.ts";
 import { registerDiscoveryRoutes } from "./discovery.ts";
+import { registerLogRoutes } from "./logs.ts";
 import type { NamespaceStore } from "./namespaces.ts";
 import { registerOpenApiRoutes } from "./openapi.ts";
 import type { WriteLimits } from "./prepare.ts";
@@ -54,6 +56,8 @@ export interface ApiOptions {
   /** The cluster's autoscaler settings, which bound the autoscaling annotations (e.g. allowZeroInitialScale). */
   scaling?: ScalingDefaults;
   registry: Registry;
+  /** Image registries: a new revision's tag is resolved to a digest on the listed ones. */
+  images?: ImagesConfig;
   logger?: Logger;
   /** Bounds of `?watch=true` streams (defaults: DEFAULT_WATCH_LIMITS). */
   watch?: Partial<WatchLimits>;
@@ -148,9 +152,19 @@ export function createApiApp(options: ApiOptions): Hono {
     limits: options.limits,
     scaling: options.scaling,
     quotaOf: options.quotaOf,
+    images: options.images,
   };
   registerResourceRoutes(app, { ...writes, watches, bodyLimitBytes: options.bodyLimitBytes });
   registerTokenRoutes(app, options.tokens, logger);
+  if (options.consoleSources) {
+    registerLogRoutes(app, {
+      store,
+      redis: options.consoleSources.redis,
+      prefix: options.consoleSources.prefix,
+      logger,
+      shutdown: options.shutdown,
+    });
+  }
   registerConsole(app, {
     ...writes,
     tokens: options.tokens,

@@ -80,6 +80,7 @@ export async function startApiServer(options: StartApiOptions): Promise<ApiServe
     bodyLimitBytes: config.api.bodyLimitBytes,
     limits: config.limits,
     scaling: config.autoscaler,
+    images: config.images,
     registry,
     logger,
     watch: config.api.watch,

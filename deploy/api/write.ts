@@ -5,19 +5,24 @@
  * routes and the web console's traffic changes both go through here, so a
  * console write is validated, bounded and logged exactly like an API write.
  */
+
+import type { ImagesConfig } from "../../src/config/images.ts";
 import {
   applyConfiguration,
   applyRoute,
   applyService,
+  type ImageResolution,
   type NamespaceQuota,
   type WriteMode,
 } from "../../src/control/apply.ts";
 import type { ManagedFieldsEntry } from "../../src/control/managed-fields.ts";
 import type { Logger } from "../../src/logging.ts";
+import { templatesEqual } from "../../src/model/index.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";
-import type { Resource } from "../../src/model/types.ts";
+import type { Resource, RevisionTemplate } from "../../src/model/types.ts";
 import { parseRoute } from "../../src/model/validate.ts";
 import type { Store } from "../../src/store/store.ts";
+import { resolveTemplateImage } from "./image-digest.ts";
 import { prepareConfiguration, prepareService, type WriteLimits } from "./prepare.ts";
 
 export interface WriteDeps {
@@ -28,6 +33,8 @@ export interface WriteDeps {
   limits: WriteLimits;
   scaling?: ScalingDefaults | undefined;
   quotaOf?: ((namespace: string) => NamespaceQuota | undefined) | undefined;
+  /** Registries whose tags a new revision's image is resolved against (absent: none). */
+  images?: ImagesConfig | undefined;
 }
 
 export interface WriteRequest {
@@ -68,16 +75,20 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
   let result: Resource;
   if (plural === "services") {
     const { parsed, worker } = await prepareService(body, prepare);
+    const image = await resolveIfNew(deps, namespace, parsed.metadata.name, parsed.spec.template);
     result = (
-      await deps.store.transact((tx) => applyService(tx, parsed, { ...ctx, worker }), { dryRun })
+      await deps.store.transact((tx) => applyService(tx, parsed, { ...ctx, worker, image }), {
+        dryRun,
+      })
     ).value;
   } else if (plural === "routes") {
     const parsed = parseRoute(body, prepare);
     result = (await deps.store.transact((tx) => applyRoute(tx, parsed, ctx), { dryRun })).value;
   } else {
     const { parsed, worker } = await prepareConfiguration(body, prepare);
+    const image = await resolveIfNew(deps, namespace, parsed.metadata.name, parsed.spec.template);
     result = (
-      await deps.store.transact((tx) => applyConfiguration(tx, parsed, { ...ctx, worker }), {
+      await deps.store.transact((tx) => applyConfiguration(tx, parsed, { ...ctx, worker, image }), {
         dryRun,
       })
     ).value;
@@ -94,6 +105,22 @@ export async function writeObject(deps: WriteDeps, req: WriteRequest): Promise<R
     mode === "create" ? "created" : "updated",
   );
   return result;
+}
+
+/**
+ * The image's digest for a template that will mint a revision; a write that
+ * leaves the template as it is (a traffic change) asks no registry.
+ */
+async function resolveIfNew(
+  deps: WriteDeps,
+  namespace: string,
+  name: string,
+  template: RevisionTemplate,
+): Promise<ImageResolution | undefined> {
+  if (!deps.images || Object.keys(deps.images.registries).length === 0) return undefined;
+  const current = await deps.store.get("configurations", namespace, name);
+  if (current && templatesEqual(current.spec.template, template)) return undefined;
+  return resolveTemplateImage(template, deps.images);
 }
 
 /** What a user may PATCH: identity, labels, annotations, resourceVersion and spec. */

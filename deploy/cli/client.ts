@@ -6,6 +6,7 @@
  */
 import type { Command } from "commander";
 import { SkiffError, type StatusLike, UnavailableError } from "../../src/errors.ts";
+import type { LogLine } from "../../src/fleet/logs.ts";
 import type { Plural, ResourceOf } from "../../src/model/types.ts";
 import { type HttpResponse, httpRequest, readLines, readText } from "./http.ts";
 
@@ -132,6 +133,33 @@ export class ApiClient {
       for await (const line of readLines(res)) {
         yield JSON.parse(line) as WatchEvent<ResourceOf<P>>;
       }
+    })();
+  }
+
+  /**
+   * A service's instance logs (the API's NDJSON stream of LogLine), ending
+   * when the agents have answered or, with follow, when the caller aborts.
+   */
+  async logs(
+    service: string,
+    options: { revision?: string; follow: boolean; tailLines?: number; signal?: AbortSignal },
+  ): Promise<AsyncIterable<LogLine>> {
+    const query = new URLSearchParams({ follow: String(options.follow) });
+    if (options.revision) query.set("revision", options.revision);
+    if (options.tailLines !== undefined) query.set("tailLines", String(options.tailLines));
+    const path = `/apis/skiff.dev/v1/namespaces/${encodeURIComponent(this.namespace)}/services/${encodeURIComponent(service)}/logs?${query}`;
+    const connectMs = this.options.timeoutMs ?? 30_000;
+    const signal = options.signal ?? new AbortController().signal;
+    const res = await this.#send("GET", path, undefined, signal, connectMs);
+    if (!/ndjson/.test(res.headers["content-type"] ?? "")) {
+      const text = await readText(res).catch((err) => {
+        throw this.#unreachable(err, connectMs);
+      });
+      this.#parse("GET", path, res, text);
+      throw new Error(`GET ${path}: expected a log stream`);
+    }
+    return (async function* () {
+      for await (const line of readLines(res)) yield JSON.parse(line) as LogLine;
     })();
   }
 

@@ -103,6 +103,8 @@ export function describeRevision(r: Revision): string {
     `Timeout:     ${r.spec.timeoutSeconds}s`,
     `Instances:   ${r.status.actualReplicas ?? 0} ready / ${r.status.desiredReplicas ?? 0} desired`,
   ];
+  const digest = r.status.containerStatuses?.[0]?.imageDigest ?? r.status.imageDigest;
+  if (c && digest) lines.push(`Digest:      ${digest}`);
   if (env.length) lines.push(`Env:         ${env.map((e) => `${e.name}=${e.value}`).join(", ")}`);
   const ann = Object.entries(r.metadata.annotations ?? {});
   if (ann.length) lines.push(`Annotations: ${ann.map(([k, v]) => `${k}=${v}`).join(", ")}`);

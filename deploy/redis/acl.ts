@@ -209,7 +209,8 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
       { pattern: "metrics:gateways", access: "R", why: "the console's request rates" },
       { pattern: "metrics:gw:*", access: "R", why: "the console's request rates (counters)" },
     ],
-    channels: ["events"],
+    // skiff logs: requests to the agents, their answers on one channel per request.
+    channels: ["events", "fleet:logs", "fleet:logs:*"],
     commands: [...STORE_COMMANDS_WRITE, "exists", "hgetall", "zrange", "hsetnx", "hexists"],
   },
 ];

@@ -96,21 +96,6 @@ export const agentSection = z
       })
       .refine((r) => r.min <= r.max, "min must not exceed max")
       .optional(),
-    imageRegistry: z
-      .object({
-        address: setting(z.string().min(1), {
-          description: "Pull missing images from this registry; without it only local images run.",
-          flags: agent("--image-registry <address>"),
-        }),
-        username: setting(z.string().optional(), { description: "The registry's user." }),
-        password: setting(z.string().optional(), {
-          description: "The registry's password.",
-        }),
-        insecure: setting(z.boolean().optional(), {
-          description: "Talk plain HTTP to the registry.",
-        }),
-      })
-      .optional(),
     containerFirewall: z
       .object({
         blockCidrs: setting(z.array(z.cidrv4("use IPv4 CIDRs such as 10.0.0.0/24")), {

@@ -8,6 +8,7 @@ import { agentSection } from "./agent.ts";
 import { apiSection, limitsSection, quotasSection } from "./api.ts";
 import { autoscalerSection } from "./autoscaler.ts";
 import { gatewaySection } from "./gateway.ts";
+import { imagesSection } from "./images.ts";
 import { everyCommand, setting } from "./meta.ts";
 import { scalerSection } from "./scaler.ts";
 import { domainSchema, redisPrefixSchema, redisUrlSchema, urlSchemeSchema } from "./values.ts";
@@ -55,6 +56,10 @@ export const configSchema = z.object({
   }),
   agent: setting(agentSection.prefault({}), {
     description: "The node agent (`skiff agent`, and the one in `skiff up`).",
+  }),
+  images: setting(imagesSection.prefault({}), {
+    description:
+      "Image registries: which ones images may be pulled from, their credentials, and the pull and tag-resolution timeouts.",
   }),
   autoscaler: setting(autoscalerSection.prefault({}), {
     description:

@@ -37,6 +37,7 @@ import type { Tx } from "../store/store.ts";
 import { type ManagedFieldsEntry, setManagedFields } from "./managed-fields.ts";
 import { compactRecord, controllerOf, newMeta, ownerRef } from "./objects.ts";
 import { standaloneRouteStatus } from "./refresh.ts";
+import { CONTAINER_MISSING } from "./revision-health.ts";
 import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
 import { propagatedAnnotations, stampUser } from "./user-info.ts";
 
@@ -57,11 +58,21 @@ export interface NamespaceQuota {
   artifactBytes: number;
 }
 
+/**
+ * The template image's tag resolved to a digest before the write (a
+ * Revision records it in status.containerStatuses), or why it could not be.
+ */
+export type ImageResolution =
+  | { name: string; imageDigest: string; error?: undefined }
+  | { name: string; error: string; imageDigest?: undefined };
+
 export interface ApplyContext {
   mode: WriteMode;
   domain: string;
   scheme: string;
   worker?: CompiledWorker;
+  /** Absent: the image runs by its reference as given (not on a listed registry, or a worker). */
+  image?: ImageResolution | undefined;
   /** Absent: no limits. */
   quota?: NamespaceQuota;
   /** A server-side apply's new field ownership for the written object (absent: kept as stored). */
@@ -394,15 +405,32 @@ async function mintRevision(
     revision.status.workerArtifact = artifact;
     tx.putArtifact(namespace, name, ctx.worker.code);
   }
+  const at = revision.metadata.creationTimestamp;
   revision.status.conditions = [
     {
       type: "Ready",
       status: "Unknown",
       reason: "Deploying",
       message: "Waiting for the first instance to pass readiness.",
-      lastTransitionTime: revision.metadata.creationTimestamp,
+      lastTransitionTime: at,
     },
   ];
+  if (ctx.image?.imageDigest && !template.spec.worker) {
+    revision.status.containerStatuses = [
+      { name: ctx.image.name, imageDigest: ctx.image.imageDigest },
+    ];
+  } else if (ctx.image?.error && !template.spec.worker) {
+    // As Knative: the revision exists, failed; deploy again once the image is there.
+    const failed = {
+      status: "False" as const,
+      reason: CONTAINER_MISSING,
+      message: ctx.image.error,
+    };
+    revision.status.conditions = [
+      { type: "ContainerHealthy", ...failed, lastTransitionTime: at },
+      { type: "Ready", ...failed, lastTransitionTime: at },
+    ];
+  }
   tx.put(revision);
   return revision;
 }

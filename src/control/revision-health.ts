@@ -30,6 +30,12 @@ import type { Store, Tx } from "../store/store.ts";
 import { isRevisionReady } from "./objects.ts";
 import { type RefreshContext, refreshStatusesFor } from "./refresh.ts";
 
+/** Knative's reason when a revision's image cannot be fetched or resolved to a digest. */
+export const CONTAINER_MISSING = "ContainerMissing";
+
+/** The reason an agent reports while a start waits for its image to be pulled. */
+export const PULLING_IMAGE = "PullingImage";
+
 export type RevisionHealth =
   | { ready: true /** The image digest that ran (containers). */; imageDigest?: string }
   | {
@@ -37,7 +43,9 @@ export type RevisionHealth =
       condition: "ContainerHealthy" | "ResourcesAvailable";
       reason: string;
       message: string;
-    };
+    }
+  /** Nothing ready or failed yet, but under way (an image pull): shown while never ready. */
+  | { ready: "pending"; reason: string; message: string };
 
 export interface RevisionHealthContext extends RefreshContext {
   /** Keep a failure on a serving revision at least this long (default 0). */
@@ -79,7 +87,12 @@ export function withRevisionHealth(
   let conditions = rev.status.conditions;
   const wasReady = isRevisionReady(existing);
 
-  if (health.ready) {
+  if (health.ready === "pending") {
+    if (wasReady) return { outcome: "unchanged" };
+    const progress = { status: "Unknown" as const, reason: health.reason, message: health.message };
+    conditions = setCondition(conditions, { type: "ResourcesAvailable", ...progress }, now);
+    conditions = setCondition(conditions, { type: "Ready", ...progress }, now);
+  } else if (health.ready) {
     const hold = ctx.holdFailureMs ?? 0;
     if (wasReady && hold > 0) {
       for (const type of ["ContainerHealthy", "ResourcesAvailable"]) {
@@ -189,6 +202,11 @@ export function deriveRevisionHealth(
     out.health = newest.imageDigest
       ? { ready: true, imageDigest: newest.imageDigest }
       : { ready: true };
+  } else {
+    const pulling = reports.find((r) => r.phase === "starting" && r.reason === PULLING_IMAGE);
+    if (pulling) {
+      out.health = { ready: "pending", reason: PULLING_IMAGE, message: pulling.message ?? "" };
+    }
   }
   return out;
 }

@@ -255,6 +255,8 @@ export interface Revision {
     workerArtifact?: WorkerArtifact;
     /** The image digest actually run (containers). */
     imageDigest?: string;
+    /** The container's image tag resolved to a digest (name@sha256:...) when the revision was created. */
+    containerStatuses?: Array<{ name: string; imageDigest?: string }>;
   };
 }
 

@@ -2,6 +2,8 @@
 import type { Command } from "commander";
 import type { ClientFactory } from "../client.ts";
 import { registerApplyCommand } from "./apply.ts";
+import { registerDeployCommand } from "./deploy.ts";
+import { registerLogsCommand } from "./logs.ts";
 import { registerRevisionCommands } from "./revision.ts";
 import { registerRouteCommands } from "./route.ts";
 import { registerServiceCommands } from "./service.ts";
@@ -11,4 +13,6 @@ export function registerResourceCommands(program: Command, client: ClientFactory
   registerServiceCommands(program, client);
   registerRevisionCommands(program, client);
   registerRouteCommands(program, client);
+  registerLogsCommand(program, client);
+  registerDeployCommand(program, client);
 }

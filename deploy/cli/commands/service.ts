@@ -48,7 +48,7 @@ function serviceFlags(cmd: Command): Command {
     .option("-o, --output <format>", "print the result as json or yaml");
 }
 
-interface CommonWriteOpts {
+export interface CommonWriteOpts {
   wait?: boolean;
   waitTimeout?: string;
   output?: string;
@@ -135,7 +135,7 @@ export function registerServiceCommands(program: Command, client: ClientFactory)
 }
 
 /** Read-modify-write with the resourceVersion; re-read and retry on a 409 race. */
-async function updateWithRetry(
+export async function updateWithRetry(
   api: ApiClient,
   name: string,
   change: (m: ServiceManifest) => ServiceManifest,
@@ -163,7 +163,7 @@ async function updateWithRetry(
   }
 }
 
-async function reportWrite(
+export async function reportWrite(
   api: ApiClient,
   svc: Service,
   verb: string,

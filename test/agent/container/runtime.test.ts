@@ -140,25 +140,25 @@ describe("ContainerRuntime.start", () => {
     const image = missingImage();
     const err = await startFailure(rt.start(h.spec({ container: { image } })));
     expect(err.failure.reason).toBe("ImageNotFound");
-    expect(err.message).toBe(`image ${image} not found locally and no registry configured`);
+    expect(err.message).toBe(
+      `image ${image} not found locally and its registry docker.io is not in images.registries (none listed): add it to the cluster config, or load the image on every agent host (docker load)`,
+    );
     expect(await h.containers()).toEqual([]);
   });
 
-  test("does not pull from a registry that is not the image's, and says which one it would need", async () => {
-    const rt = h.runtime({ registry: { address: "127.0.0.1:1", insecure: true } });
+  test("does not pull from a registry that is not listed, and says which ones are", async () => {
+    const rt = h.runtime({ registries: { "127.0.0.1:1": {} } });
     const image = missingImage();
     const err = await startFailure(rt.start(h.spec({ container: { image } })));
     expect(err.failure.reason).toBe("ImageNotFound");
     expect(err.message).toBe(
-      `image ${image} not found locally and its registry docker.io is not the configured registry 127.0.0.1:1`,
+      `image ${image} not found locally and its registry docker.io is not in images.registries (127.0.0.1:1): add it to the cluster config, or load the image on every agent host (docker load)`,
     );
   });
 
   test("reports an unreachable configured registry quickly instead of hanging in a pull", async () => {
     // Nothing listens on 127.0.0.1:1: the reachability check fails at once.
-    const rt = h.runtime({
-      registry: { address: "127.0.0.1:1", insecure: true, reachTimeoutMs: 1_000 },
-    });
+    const rt = h.runtime({ registries: { "127.0.0.1:1": {} }, reachTimeoutMs: 1_000 });
     const image = "127.0.0.1:1/skiff/absent:1";
     const err = await startFailure(rt.start(h.spec({ container: { image } })));
     expect(err.failure.reason).toBe("ImageNotFound");

@@ -1,6 +1,5 @@
 /** Pure parts of the container runtime: quantities, spec validation, env and create options. */
 import { describe, expect, test } from "vitest";
-import { registryOf } from "../../../agent/container/images.ts";
 import { ContainerRuntime } from "../../../agent/container/runtime.ts";
 import {
   buildCreateOptions,
@@ -13,6 +12,7 @@ import {
   parseWith,
 } from "../../../agent/container/spec.ts";
 import { ValidationError } from "../../../src/errors.ts";
+import { isLoopbackRegistry, parseImageRef, registryOf } from "../../../src/images/reference.ts";
 
 const ctx: CreateContext = {
   name: "skiff-i1",
@@ -60,6 +60,37 @@ describe("image references", () => {
     expect(registryOf("library/nginx")).toBe("docker.io");
     expect(registryOf("registry.example.com/team/app:2")).toBe("registry.example.com");
     expect(registryOf("localhost:5000/app")).toBe("localhost:5000");
+  });
+
+  test("normalises references as Docker does: library/, latest, a digest that pins", () => {
+    const digest = `sha256:${"a".repeat(64)}`;
+    expect(parseImageRef("nginx")).toEqual({
+      registry: "docker.io",
+      repository: "library/nginx",
+      tag: "latest",
+      digest: undefined,
+    });
+    expect(parseImageRef("127.0.0.1:5000/team/app:v2")).toEqual({
+      registry: "127.0.0.1:5000",
+      repository: "team/app",
+      tag: "v2",
+      digest: undefined,
+    });
+    expect(parseImageRef(`ghcr.io/org/app:1@${digest}`)).toMatchObject({ tag: "1", digest });
+    expect(parseImageRef("index.docker.io/me/app")?.registry).toBe("docker.io");
+    for (const bad of ["UPPER/case", "app@sha256:short", "a/../b", "app:bad tag"]) {
+      expect(parseImageRef(bad)).toBeUndefined();
+    }
+    expect(["127.0.0.1:5000", "localhost", "[::1]:5000"].map(isLoopbackRegistry)).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    expect(["ghcr.io", "10.0.0.1:5000", "127.example"].map(isLoopbackRegistry)).toEqual([
+      false,
+      false,
+      false,
+    ]);
   });
 });
 

@@ -72,7 +72,9 @@ describe("supervise", () => {
     );
     expect(status.failure).toEqual({
       reason: "ImageNotFound",
-      message: `image ${image} not found locally and no registry configured`,
+      message: expect.stringMatching(
+        /^image \S+ not found locally and its registry docker\.io is not in images\.registries/,
+      ),
     });
     await sup.stop();
     expect(sup.status.state).toBe("stopped");

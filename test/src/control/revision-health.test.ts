@@ -111,6 +111,31 @@ describe("reportRevisionHealth", () => {
     expect(cond(service, "ConfigurationsReady")?.message).toContain("image x not found locally");
   });
 
+  test("an image pull under way shows on ResourcesAvailable and Ready (Unknown) until the first instance is ready", async () => {
+    const rev = await deploy("pulling");
+    const pulling: RevisionHealth = {
+      ready: "pending",
+      reason: "PullingImage",
+      message: "pulling image r.example/app:1: 1 of 3 layers, 2.0 of 9.0 MB",
+    };
+    await reportRevisionHealth(store, "default", rev, pulling, ctx);
+    const r = await store.get("revisions", "default", rev);
+    for (const type of ["ResourcesAvailable", "Ready"]) {
+      expect(cond(r, type)).toMatchObject({
+        status: "Unknown",
+        reason: "PullingImage",
+        message: pulling.message,
+      });
+    }
+    const service = await store.get("services", "default", "pulling");
+    expect(cond(service, "Ready")?.status).toBe("Unknown");
+    await reportRevisionHealth(store, "default", rev, { ready: true }, ctx);
+    expect(cond(await store.get("revisions", "default", rev), "Ready")?.status).toBe("True");
+    // Once it served, a pull for another instance does not make it look unready.
+    const again = await reportRevisionHealth(store, "default", rev, pulling, ctx);
+    expect(again).toEqual({ outcome: "unchanged" });
+  });
+
   test("a failure after readiness shows on ContainerHealthy only; Ready stays True", async () => {
     const rev = await deploy("flaky");
     await reportRevisionHealth(store, "default", rev, { ready: true }, ctx);
@@ -266,6 +291,15 @@ describe("deriveRevisionHealth (pure: the instance reports of live agents)", () 
     expect(deriveRevisionHealth([inst("i1", "a", { phase: "starting" })], ctx).health).toBe(
       undefined,
     );
+  });
+
+  test("an instance waiting for its image pull makes the revision pending with the pull's progress", () => {
+    const message = "pulling image r.example/app:1: 0 of 2 layers, 1.0 of 4.0 MB";
+    const out = deriveRevisionHealth(
+      [inst("i1", "a", { phase: "starting", reason: "PullingImage", message })],
+      ctx,
+    );
+    expect(out.health).toEqual({ ready: "pending", reason: "PullingImage", message });
   });
 
   test("a ready instance makes the revision ready, with the newest ready instance's digest", () => {

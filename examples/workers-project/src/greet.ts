@@ -1,0 +1,3 @@
+export function greet(greeting: string, who: string): string {
+  return `${greeting}, ${who}! (bundled by wrangler)`;
+}

@@ -1,0 +1,159 @@
+/**
+ * `skiff logs` through `skiff up` in this process: the API asks the agent
+ * holding a service's container instances for their output (over Redis),
+ * streams it as NDJSON, follows new lines, and keeps tenants apart (a token
+ * of another namespace is refused). The CLI prints the same lines.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Docker from "dockerode";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startUp, type Up } from "../../deploy/up.ts";
+import type { LogLine } from "../../src/fleet/logs.ts";
+import { silentLogger } from "../../src/logging.ts";
+import { runCli } from "../support/cli.ts";
+import { helloImage } from "../support/images.ts";
+import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
+import { hit, removeContainers } from "./support.ts";
+
+const TOKEN = "logs-test-token-0123456789abcdef";
+const agentId = `logs-${process.pid}`;
+const stateDir = mkdtempSync(join(tmpdir(), "skiff-logs-up-"));
+const LOGS = "/apis/skiff.dev/v1/namespaces/default/services/talker/logs";
+let up: Up;
+
+function get(path: string, token = TOKEN, signal?: AbortSignal) {
+  return fetch(`${up.apiUrl}${path}`, {
+    headers: { authorization: `Bearer ${token}` },
+    ...(signal ? { signal } : {}),
+  });
+}
+
+const parse = (text: string): LogLine[] =>
+  text
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LogLine);
+
+beforeAll(async () => {
+  const image = await helloImage(new Docker());
+  up = await startUp({
+    stateDir,
+    env: {},
+    logger: silentLogger,
+    overrides: {
+      redisUrl: redisUrl(),
+      redisPrefix: uniquePrefix("logs"),
+      // Plain HTTP on loopback: the test talks to the API with fetch.
+      api: { port: 0, token: TOKEN, tls: { enabled: false } },
+      gateway: { port: 0, adminPort: 0 },
+      agent: { id: agentId, port: 0, heartbeatIntervalMs: 250, heartbeatTtlMs: 1500 },
+      scaler: { port: 0, leaseMs: 1000, resyncIntervalMs: 2000 },
+    },
+  });
+  const res = await fetch(`${up.apiUrl}/apis/serving.knative.dev/v1/namespaces/default/services`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      apiVersion: "serving.knative.dev/v1",
+      kind: "Service",
+      metadata: { name: "talker" },
+      spec: { template: { spec: { containers: [{ image }] } } },
+    }),
+  });
+  expect(res.status).toBe(201);
+  await waitFor(
+    "talker Ready",
+    async () => {
+      const r = await get("/apis/serving.knative.dev/v1/namespaces/default/revisions/talker-00001");
+      const rev = (await r.json()) as {
+        status: { conditions?: { type: string; status: string }[] };
+      };
+      return rev.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+    },
+    60_000,
+    100,
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await up?.close();
+  await removeContainers([agentId]);
+  rmSync(stateDir, { recursive: true, force: true });
+}, 60_000);
+
+describe("skiff logs", () => {
+  it("returns the instances' recent output, attributed to instance and revision (API and CLI)", async () => {
+    const res = await get(LOGS);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("application/x-ndjson");
+    const lines = parse(await res.text());
+    const started = lines.find((l) => l.text.startsWith("hello: listening on"));
+    expect(started).toMatchObject({
+      agent: agentId,
+      revision: "talker-00001",
+      stream: "stdout",
+      text: expect.stringContaining("(revision talker-00001)"),
+    });
+    expect(started?.instance).toMatch(/^talker-00001-/);
+    expect(Date.parse(started?.time ?? "")).toBeGreaterThan(0);
+    // Bounded and checked: a revision of another service, a tail beyond the maximum.
+    expect((await get(`${LOGS}?revision=nope-00001`)).status).toBe(404);
+    expect((await get(`${LOGS}?tailLines=100000`)).status).toBe(400);
+    // The CLI prints the same lines.
+    const cli = await runCli(["logs", "talker", "--tail", "20"], {
+      env: { SKIFF_API_URL: up.apiUrl, SKIFF_TOKEN: TOKEN },
+    });
+    expect(cli.stderr).toBe("");
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/^talker-00001-\S+ stdout: hello: listening on /m);
+  }, 60_000);
+
+  it("follows: a line written after the request arrives on the open stream", async () => {
+    const abort = new AbortController();
+    const res = await get(`${LOGS}?follow=true&tailLines=0`, TOKEN, abort.signal);
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    // The instance logs this on stderr, then exits (and is restarted).
+    const crash = hit(up.gatewayUrl, "talker.default.localhost", "/crash?code=3").catch(
+      () => undefined,
+    );
+    let text = "";
+    const line = await waitFor(
+      "the crash line on the follow stream",
+      async () => {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`stream ended: ${text}`);
+        text += new TextDecoder().decode(value);
+        return parse(text.slice(0, text.lastIndexOf("\n") + 1)).find((l) =>
+          l.text.includes("crash requested"),
+        );
+      },
+      30_000,
+    );
+    expect(line).toMatchObject({ stream: "stderr", revision: "talker-00001" });
+    abort.abort();
+    await crash;
+  }, 60_000);
+
+  it("a token of another namespace is refused", async () => {
+    const tokenRes = await fetch(`${up.apiUrl}/apis/skiff.dev/v1/tokens`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        apiVersion: "skiff.dev/v1",
+        kind: "Token",
+        metadata: { name: "other-team" },
+        spec: { role: "view", namespaces: ["other"] },
+      }),
+    });
+    const other = ((await tokenRes.json()) as { status: { token: string } }).status.token;
+    const refused = await get(LOGS, other);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { message: string }).message).toContain(
+      'cannot get resource "services/log" in API group "skiff.dev" in the namespace "default"',
+    );
+  }, 60_000);
+});
