@@ -914,7 +914,13 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
           if (p.probeStartedAt !== started || !this.#live(p)) return;
           const now = performance.now();
           const wall = now - started;
-          const cpu = (p.cpuMs() ?? p.probeCpuMs) - p.probeCpuMs;
+          // CPU burnt since the last sign of progress (or the probe's start):
+          // one task holding the thread, not a backlog of short ones.
+          const from =
+            p.progressAt !== undefined && p.progressAt > started && p.progressCpuMs !== undefined
+              ? Math.max(p.probeCpuMs, p.progressCpuMs)
+              : p.probeCpuMs;
+          const cpu = (p.cpuMs() ?? from) - from;
           // Requests kept running within the window: the probe waits its turn
           // behind a backlog (a starved host or a throttled cgroup), no request
           // holds the thread. A spinner's last beat ages out within stallMs.

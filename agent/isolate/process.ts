@@ -117,6 +117,9 @@ export class WorkerdProcess {
   killReason: string | undefined;
   /** When the router last said JS ran (a progress beat, with in-flight tracking on). */
   progressAt: number | undefined;
+  /** The process's CPU time (ms) at about progressAt (sampled at most every 10 ms). */
+  progressCpuMs: number | undefined;
+  #progressSampledAt = Number.NEGATIVE_INFINITY;
   /** A probe started at this time has not answered yet. */
   probeStartedAt: number | undefined;
   /** The process's CPU time (ms) when that probe started. */
@@ -227,10 +230,8 @@ export class WorkerdProcess {
 
   /** `b <rev>` when a revision gets its first request in flight, `i <rev>` when its last one ends. */
   #track(message: string): void {
-    if (message === "p") {
-      this.progressAt = performance.now();
-      return;
-    }
+    this.#progress();
+    if (message === "p") return;
     const revision = message.slice(2);
     if (message.startsWith("b ")) this.busy.set(revision, Date.now());
     else if (message.startsWith("i ")) this.busy.delete(revision);
@@ -241,6 +242,20 @@ export class WorkerdProcess {
       if (n > 0) this.loading.set(revision, n);
       else this.loading.delete(revision);
     }
+  }
+
+  /**
+   * JS ran in the router (a beat, a request or a load starting or ending):
+   * the thread is not held. The CPU clock read here is what the watchdog
+   * counts a stall's CPU from, so a process working through a backlog on a
+   * starved host (short tasks, each a sign of progress) never adds up to one.
+   */
+  #progress(): void {
+    const now = performance.now();
+    this.progressAt = now;
+    if (now - this.#progressSampledAt < 10) return;
+    this.#progressSampledAt = now;
+    this.progressCpuMs = this.cpuMs();
   }
 
   /** Revisions with requests in flight, most recently busy first. */

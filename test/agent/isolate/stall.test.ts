@@ -148,6 +148,35 @@ describe("WorkerdPool watchdog", () => {
     ).toBeGreaterThan(0);
   });
 
+  it("does not kill a process working through a backlog of isolate loads on a throttled CPU share", async (ctx) => {
+    // A burst of cold revisions on a busy host (bench/zero-burst saw 9 false
+    // kills in one burst): each load is legitimate startup work, but the probe
+    // waits behind all of them, and their CPU added up since the probe's start
+    // passed the load budget. A stall is CPU burnt since the last sign of
+    // progress, which every load's start and end is.
+    pool = new WorkerdPool({
+      processes: 1,
+      // A tenth of a core (the namespace's cgroup): every load takes ten times its CPU in wall time.
+      sandbox: { cpuMillis: 100 },
+      watchdog: { intervalMs: 50, stallMs: 150, loadCpuMs: 200 },
+    });
+    await pool.start();
+    await pool.register("default/first-00001", { code: hello("first") });
+    // Without cgroups nothing throttles the process: the case cannot be made here.
+    if (!pool.cgroupOf("default")) ctx.skip();
+    const events: string[] = [];
+    pool.on("stall", (e) => events.push(`stall: ${e.reason}`));
+    pool.on("exit", (e) => events.push(`exit: ${e.reason}`));
+    // About 10-20 ms of CPU each at full speed: startup work well within the budget.
+    const busyModule = (i: number) =>
+      `let x = 0; for (let i = 0; i < 4e6; i++) x = (x + i * ${i}) % 1000003;\nexport default { fetch() { return new Response("busy ${i} " + x); } };`;
+    const keys = Array.from({ length: 30 }, (_, i) => `default/busy-${i}-00001`);
+    for (const [i, key] of keys.entries()) await pool.register(key, { code: busyModule(i) });
+    const results = await Promise.all(keys.map((key) => pool!.load(key)));
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect(events).toEqual([]);
+  }, 120_000);
+
   it("queues a request that arrives during a stall and answers it after the restart", async () => {
     pool = new WorkerdPool({ processes: 1, watchdog: SNAPPY });
     await pool.start();
