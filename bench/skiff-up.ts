@@ -27,6 +27,8 @@ export interface SkiffUp {
   api: Api;
   /** Run the CLI; wall time and exit code (never throws on a non-zero exit). */
   cli(args: string[]): Promise<{ ms: number; code: number; out: string }>;
+  /** Everything `up` printed so far (its log, at `logLevel`). */
+  output(): string;
   /** Stop `up` (SIGTERM, waits for its exit) and remove the private folders. */
   stop(): Promise<void>;
 }
@@ -38,6 +40,8 @@ export interface SkiffUpOptions {
   config: Record<string, unknown>;
   /** Run the container runtime too (Docker); default false: `--no-containers`. */
   containers?: boolean;
+  /** `SKIFF_LOG_LEVEL` of `up`; default warn. */
+  logLevel?: string;
 }
 
 export async function startSkiffUp(options: SkiffUpOptions): Promise<SkiffUp> {
@@ -57,7 +61,7 @@ export async function startSkiffUp(options: SkiffUpOptions): Promise<SkiffUp> {
     HOME: home,
     XDG_CONFIG_HOME: join(home, ".config"),
     SKIFF_STATE_DIR: stateDir,
-    SKIFF_LOG_LEVEL: "warn",
+    SKIFF_LOG_LEVEL: options.logLevel ?? "warn",
     SKIFF_CONFIG: configFile,
     SKIFF_GATEWAY_ADMIN_PORT: String(ports.gatewayAdmin),
     SKIFF_AGENT_PORT: String(ports.agent),
@@ -112,6 +116,7 @@ export async function startSkiffUp(options: SkiffUpOptions): Promise<SkiffUp> {
     ports,
     api: { url: settings.apiUrl, token: settings.token },
     cli: (cliArgs) => runCli(env, cliArgs),
+    output: () => out,
     async stop() {
       stopping = true;
       if (child.exitCode === null && child.signalCode === null) {
