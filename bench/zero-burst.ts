@@ -467,6 +467,9 @@ try {
   ];
   const body = `## From zero, throughput and the KPA step (\`node bench/zero-burst.ts\`)
 
+\`node bench/zero-burst.ts [--duration 8] [--trials 2] [--step-seconds 20]\` (part of
+\`npm run bench\`; about 3.5 minutes; needs Docker).
+
 ${figureTable(rows)}
 
 ${new Date().toISOString().slice(0, 10)}, ${availableParallelism()} cores, load average ${loadBefore.toFixed(1)} at the start
