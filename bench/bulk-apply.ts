@@ -11,15 +11,14 @@
  *
  * Writes its block of BENCHMARKS.md. Everything runs on 127.0.0.1.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { createServer } from "node:net";
-import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { buildCli } from "../scripts/build-cli.ts";
+import { type Api, allReady, get, type SkiffUp, services, startSkiffUp } from "./skiff-up.ts";
 import { figureTable, writeBenchmarkBlock } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -38,32 +37,13 @@ const LOAD_RPS = Number(values["load-rps"]);
 /** Open-loop requests beyond this many in flight are not sent (counted as skipped). */
 const LOAD_MAX_IN_FLIGHT = 256;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const BIN = join(ROOT, "bin", "skiff.js");
 /** Bounds of the background load: it stops at whichever comes first. */
 const LOAD_MAX_MS = 300_000;
 const LOAD_MAX_REQUESTS = 2_000_000;
 /** A size not all Ready within this is reported as such (the goal is far below). */
 const READY_TIMEOUT_MS = 240_000;
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
-
-const home = mkdtempSync(join(tmpdir(), "skiff-bench-bulk-"));
-const ports = {
-  api: await freePort(),
-  gateway: await freePort(),
-  gatewayAdmin: await freePort(),
-  agent: await freePort(),
-  scaler: await freePort(),
-};
-const configFile = join(home, "config.json");
-// Room for the largest size in one namespace (the default quota is 100
-// services), and a host sized for it as an operator would: by default an
+// A host sized for the largest size as an operator would: by default an
 // isolate instance requests 10m CPU, so a 2-core agent places 200 at once
 // (InsufficientCapacity for the rest until others scale to zero), and a
 // namespace's workerd processes share 1 GB. Idle isolates cost no CPU.
@@ -74,89 +54,6 @@ const HOST = {
     isolateSandbox: { memoryMb: 8_192 },
   },
 };
-writeFileSync(
-  configFile,
-  JSON.stringify({ quotas: { services: 5000, revisions: 10000 }, ...HOST }),
-);
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  HOME: home,
-  XDG_CONFIG_HOME: join(home, ".config"),
-  SKIFF_STATE_DIR: join(home, "state"),
-  SKIFF_LOG_LEVEL: "warn",
-  SKIFF_CONFIG: configFile,
-  SKIFF_GATEWAY_ADMIN_PORT: String(ports.gatewayAdmin),
-  SKIFF_AGENT_PORT: String(ports.agent),
-  SKIFF_SCALER_PORT: String(ports.scaler),
-};
-for (const k of ["SKIFF_API_URL", "SKIFF_TOKEN", "SKIFF_TOKEN_FILE", "SKIFF_CONFIG_FILE"]) {
-  delete env[k];
-}
-
-async function startUp(): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      "up",
-      "--api-port",
-      String(ports.api),
-      "--gateway-port",
-      String(ports.gateway),
-      "--no-containers",
-      "--no-api-tls",
-    ],
-    { env, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  child.stdout!.on("data", (d) => {
-    out += d;
-  });
-  child.stderr!.on("data", (d) => {
-    out += d;
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`skiff up did not start:\n${out}`)), 60_000);
-    child.stdout!.on("data", () => {
-      if (/Skiff is up/.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`skiff up exited (${code}):\n${out}`)));
-  });
-  // Its later output, for when it fails mid-run.
-  child.once("exit", (code, signal) => {
-    if (!stopping) console.error(`skiff up exited (${code ?? signal}):\n${out.slice(-4000)}`);
-  });
-  return child;
-}
-
-let stopping = false;
-
-async function stopUp(child: ChildProcess): Promise<void> {
-  stopping = true;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await exited;
-}
-
-/** Run the CLI; resolves with wall time and exit code (never throws on a non-zero exit). */
-function cli(args: string[]): Promise<{ ms: number; code: number; out: string }> {
-  const t0 = performance.now();
-  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout.on("data", (d) => {
-    out += d;
-  });
-  child.stderr.on("data", (d) => {
-    out += d;
-  });
-  return new Promise((resolve) =>
-    child.once("exit", (code) => resolve({ ms: performance.now() - t0, code: code ?? -1, out })),
-  );
-}
 
 function manifest(namespace: string, prefix: string, n: number): string {
   const docs: string[] = [];
@@ -175,50 +72,6 @@ spec:
 `);
   }
   return docs.join("---\n");
-}
-
-interface Api {
-  url: string;
-  token: string;
-}
-
-async function get(api: Api, path: string): Promise<unknown> {
-  const res = await fetch(`${api.url}${path}`, {
-    headers: { authorization: `Bearer ${api.token}` },
-  });
-  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
-  return path === "/metrics" ? res.text() : res.json();
-}
-
-interface Listed {
-  metadata: { name: string };
-  status?: { url?: string; conditions?: { type: string; status: string }[] };
-}
-
-async function services(api: Api, namespace: string): Promise<Listed[]> {
-  const list = (await get(
-    api,
-    `/apis/serving.knative.dev/v1/namespaces/${namespace}/services`,
-  )) as {
-    items: Listed[];
-  };
-  return list.items;
-}
-
-const isReady = (s: Listed) =>
-  s.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
-
-/** Poll until all `n` services of the namespace are Ready; ms since `t0`, or undefined on timeout. */
-async function allReady(api: Api, namespace: string, n: number, t0: number) {
-  const deadline = performance.now() + READY_TIMEOUT_MS;
-  let ready = 0;
-  while (performance.now() < deadline) {
-    ready = (await services(api, namespace)).filter(isReady).length;
-    if (ready >= n) return { ms: performance.now() - t0, ready };
-    // Listing n services is itself work for the API: poll less often when n is large.
-    await new Promise((r) => setTimeout(r, Math.max(100, n)));
-  }
-  return { ms: undefined, ready };
 }
 
 async function storeCounters(api: Api): Promise<{ attempts: number; committed: number }> {
@@ -242,7 +95,7 @@ function backgroundLoad(hosts: string[], rps: number) {
   const one = (host: string) =>
     new Promise<boolean>((resolve) => {
       const req = request(
-        { host: "127.0.0.1", port: ports.gateway, path: "/", headers: { host }, agent: false },
+        { host: "127.0.0.1", port: up.ports.gateway, path: "/", headers: { host }, agent: false },
         (res) => {
           res.resume();
           res.once("end", () => resolve(res.statusCode === 200));
@@ -297,13 +150,13 @@ interface SizeResult {
 
 async function applyAndWait(api: Api, n: number, busy: boolean, tag: string): Promise<SizeResult> {
   const namespace = `${tag}-${n}`;
-  const file = join(home, `${namespace}.yaml`);
+  const file = join(up.home, `${namespace}.yaml`);
   writeFileSync(file, manifest(namespace, "w", n));
   const before = await storeCounters(api);
   const t0 = performance.now();
-  const applied = await cli(["apply", "-f", file]);
+  const applied = await up.cli(["apply", "-f", file]);
   const failedDocs = (applied.out.match(/^error|failed/gim) ?? []).length;
-  const done = await allReady(api, namespace, n, t0);
+  const done = await allReady(api, namespace, n, t0, READY_TIMEOUT_MS);
   const after = await storeCounters(api);
   const committed = after.committed - before.committed;
   const result: SizeResult = {
@@ -326,20 +179,23 @@ const s = (v: number | undefined) =>
 const loadBefore = loadavg()[0] ?? 0;
 
 await buildCli();
-const up = await startUp();
+const up: SkiffUp = await startSkiffUp({
+  label: "bulk",
+  // Room for the largest size in one namespace (the default quota is 100 services).
+  config: { quotas: { services: 5000, revisions: 10000 }, ...HOST },
+});
 try {
-  const settings = JSON.parse(readFileSync(join(home, ".config", "skiff", "cli.json"), "utf8"));
-  const api: Api = { url: settings.apiUrl, token: settings.token };
+  const api: Api = up.api;
 
   // Baseline: 100 on the idle cluster.
   const idle = await applyAndWait(api, 100, false, "idle");
 
   // The busy cluster: SERVING services already serving, with steady traffic.
-  const servingFile = join(home, "serving.yaml");
+  const servingFile = join(up.home, "serving.yaml");
   writeFileSync(servingFile, manifest("serving", "s", SERVING));
-  const served = await cli(["apply", "-f", servingFile]);
+  const served = await up.cli(["apply", "-f", servingFile]);
   if (served.code !== 0) throw new Error(`serving apply failed:\n${served.out}`);
-  await allReady(api, "serving", SERVING, performance.now());
+  await allReady(api, "serving", SERVING, performance.now(), READY_TIMEOUT_MS);
   const hosts = (await services(api, "serving")).map((x) => new URL(x.status?.url ?? "").host);
   const load = backgroundLoad(hosts, LOAD_RPS);
   const busy: SizeResult[] = [];
@@ -398,6 +254,5 @@ concurrently 8 times" (issue 15); test/deploy/api-busy.test.ts reproduces that a
     console.log(body);
   }
 } finally {
-  await stopUp(up);
-  rmSync(home, { recursive: true, force: true });
+  await up.stop();
 }
