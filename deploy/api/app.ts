@@ -22,6 +22,7 @@ import type { Store } from "../../src/store/store.ts";
 import { authenticate, principalOf, requireAdmin } from "./access.ts";
 import type { ConsoleSources } from "./console/data.ts";
 import { registerConsole } from "./console/routes.ts";
+import { registerDescribeRoutes } from "./describe.ts";
 import { registerDiscoveryRoutes } from "./discovery.ts";
 import { registerLogRoutes } from "./logs.ts";
 import type { NamespaceStore } from "./namespaces.ts";
@@ -164,6 +165,7 @@ export function createApiApp(options: ApiOptions): Hono {
       logger,
       shutdown: options.shutdown,
     });
+    registerDescribeRoutes(app, { store, sources: options.consoleSources, logger });
   }
   registerConsole(app, {
     ...writes,

@@ -9,7 +9,11 @@
 import type { Redis } from "ioredis";
 import { createFleet } from "../../../src/fleet/fleet.ts";
 import { parseRevisionRef } from "../../../src/fleet/keys.ts";
-import type { InstancePhase, RuntimeKind } from "../../../src/fleet/types.ts";
+import type {
+  InstanceFailureReport,
+  InstancePhase,
+  RuntimeKind,
+} from "../../../src/fleet/types.ts";
 import type { Logger } from "../../../src/logging.ts";
 import type {
   Condition,
@@ -76,6 +80,11 @@ export interface InstanceView {
   phase: InstancePhase;
   reason: string | undefined;
   message: string | undefined;
+  restarts: number;
+  /** ms since epoch the phase was entered. */
+  since: number;
+  /** The last failure that was the revision's own (kept for the instance's life). */
+  lastFailure: InstanceFailureReport | undefined;
 }
 
 export interface HostView {
@@ -217,6 +226,9 @@ export async function readHosts(
         phase: s.phase,
         reason: s.reason,
         message: s.message,
+        restarts: s.restarts,
+        since: s.since,
+        lastFailure: s.lastFailure,
       }));
     if (namespaces !== undefined && instances.length === 0) return;
     hosts.push({
