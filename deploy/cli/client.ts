@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import { SkiffError, type StatusLike, UnavailableError } from "../../src/errors.ts";
 import type { LogLine } from "../../src/fleet/logs.ts";
 import type { Plural, ResourceOf } from "../../src/model/types.ts";
+import type { ServiceDescription } from "../api/describe.ts";
 import { type HttpResponse, httpRequest, readLines, readText } from "./http.ts";
 
 export interface ClientOptions {
@@ -134,6 +135,12 @@ export class ApiClient {
         yield JSON.parse(line) as WatchEvent<ResourceOf<P>>;
       }
     })();
+  }
+
+  /** A service's instances per host and its recent events (the API's describe subresource). */
+  async serviceDescription(service: string): Promise<ServiceDescription> {
+    const path = `/apis/skiff.dev/v1/namespaces/${encodeURIComponent(this.namespace)}/services/${encodeURIComponent(service)}/describe`;
+    return (await this.request("GET", path)) as ServiceDescription;
   }
 
   /**

@@ -1,6 +1,7 @@
 /** What people read: the list tables and `describe` pages of Services, Revisions and Routes. */
 import type { Revision, Route, Service, TrafficTarget } from "../../src/model/types.ts";
 import { Labels } from "../../src/model/types.ts";
+import type { InstanceDescription, ServiceDescription } from "../api/describe.ts";
 import { age, conditionSummary, readyCell, reasonCell, table } from "./output.ts";
 
 /** A Revision's generation of its Configuration (newest first when sorted descending). */
@@ -64,7 +65,15 @@ export function routeTable(items: Route[]): string {
   );
 }
 
-export function describeService(svc: Service, revisions: Revision[]): string {
+/**
+ * `details`: the API's instances and events, or why they could not be read
+ * (the page still shows what the Service itself says).
+ */
+export function describeService(
+  svc: Service,
+  revisions: Revision[],
+  details: ServiceDescription | { error: string },
+): string {
   const lines = [
     `Name:       ${svc.metadata.name}`,
     `Namespace:  ${svc.metadata.namespace}`,
@@ -84,7 +93,82 @@ export function describeService(svc: Service, revisions: Revision[]): string {
     );
   }
   lines.push("", "Conditions:", ...conditionLines(svc));
+  if ("error" in details) {
+    lines.push("", `Instances:  unavailable: ${details.error}`);
+    return `${lines.join("\n")}\n`;
+  }
+  lines.push("", "Instances:", ...instanceLines(details));
+  lines.push("", "Events:");
+  if (details.events.length === 0) lines.push("  <none>");
+  else {
+    const rows = details.events.map((e) => [
+      age(e.time),
+      e.object,
+      e.type,
+      e.status,
+      e.reason ?? "",
+      oneLine(e.message ?? ""),
+    ]);
+    lines.push(indent(table(["AGE", "OBJECT", "TYPE", "STATUS", "REASON", "MESSAGE"], rows)));
+  }
   return `${lines.join("\n")}\n`;
+}
+
+/** Per revision, per host (id and data address), one line per instance. */
+function instanceLines(d: ServiceDescription): string[] {
+  const lines: string[] = [];
+  for (const r of d.revisions) {
+    if (r.hosts.length === 0) {
+      lines.push(`  ${r.name}: none`);
+      continue;
+    }
+    lines.push(`  ${r.name}:`);
+    for (const h of r.hosts) {
+      const where = `${h.id}${h.address ? ` (${h.address})` : ""}${h.live ? "" : " [not reporting]"}`;
+      lines.push(`    host ${where}:`);
+      const rows = h.instances.map(instanceRow);
+      for (const row of table(
+        ["INSTANCE", "PHASE", "RUNTIME", "SINCE", "RESTARTS", "LAST FAILURE"],
+        rows,
+      )
+        .trimEnd()
+        .split("\n")) {
+        lines.push(`      ${row}`);
+      }
+    }
+  }
+  return lines;
+}
+
+function instanceRow(i: InstanceDescription): string[] {
+  const phase = i.reason ? `${i.phase} (${i.reason})` : i.phase;
+  const f = i.lastFailure;
+  return [
+    i.id,
+    phase,
+    i.runtime,
+    age(i.since),
+    String(i.restarts),
+    // The first line only: the whole message (with its last log lines) is in the events.
+    f ? `${age(f.at)} ago ${f.reason}: ${f.message.split("\n")[0]}` : "",
+  ];
+}
+
+/** A table cell: a multi-line message (a crash's last log lines) joined with " | ". */
+function oneLine(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(" | ");
+}
+
+function indent(text: string): string {
+  return text
+    .trimEnd()
+    .split("\n")
+    .map((l) => `  ${l}`)
+    .join("\n");
 }
 
 export function describeRevision(r: Revision): string {

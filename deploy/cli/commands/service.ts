@@ -122,7 +122,9 @@ export function registerServiceCommands(program: Command, client: ClientFactory)
 
   service
     .command("describe <name>")
-    .description("show a Service: URL, revisions, traffic and conditions")
+    .description(
+      "show a Service: URL, revisions, traffic, conditions, instances per host and recent events",
+    )
     .option("-o, --output <format>", "json or yaml")
     .action(async (name: string, opts: { output?: string }, cmd: Command) => {
       const api = client(cmd);
@@ -130,7 +132,11 @@ export function registerServiceCommands(program: Command, client: ClientFactory)
       const format = parseOutput(opts.output);
       if (format !== "table") return printObject(svc, format);
       const revisions = await api.list("revisions", { labelSelector: `${Labels.service}=${name}` });
-      process.stdout.write(describeService(svc, revisions));
+      // The Service is shown even when its instances cannot be read (an API without the fleet's Redis).
+      const details = await api
+        .serviceDescription(name)
+        .catch((err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }));
+      process.stdout.write(describeService(svc, revisions, details));
     });
 }
 
