@@ -199,6 +199,5 @@ describe("skiff service describe", () => {
       /Instance\/talker-00001-\S+\s+ContainerHealthy\s+False\s+ExitCode3\s+container exited with code 3; last log lines: \| .*crash requested/,
     );
     expect(out).toMatch(/Service\/talker\s+Ready\s+True/);
-    process.stdout.write(out);
   }, 60_000);
 });
