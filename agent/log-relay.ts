@@ -1,8 +1,10 @@
 /**
- * Answers `skiff logs` requests (src/fleet/logs.ts) for the container
- * instances this agent holds: reads their output from the Docker engine
- * (stdout and stderr, the last `tailLines`, then new lines while following)
- * and publishes it in batches on the request's reply channel. Bounded: at most
+ * Answers `skiff logs` requests (src/fleet/logs.ts) for the instances this
+ * agent holds: containers' output read from the Docker engine (stdout and
+ * stderr), workers' console lines from memory (isolate-logs.ts: one stream per
+ * revision, which all its isolate instances here share), the last
+ * `tailLines`, then new lines while following, published in batches on the
+ * request's reply channel. Bounded: at most
  * MAX_REQUESTS requests at once, lines cut at MAX_LINE_CHARS, every stream
  * closed at the request's deadline or as soon as nobody listens any more.
  */
@@ -20,12 +22,16 @@ import type { InstanceStatus } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
 import { RedisSubscriber } from "../src/redis/subscriber.ts";
 import { labelKeys } from "./container/spec.ts";
+import type { IsolateLogs, WorkerLogLine } from "./isolate-logs.ts";
 
 export interface LogRelayOptions {
   agentId: string;
   redis: Redis;
   prefix: string;
-  docker: Docker;
+  /** Absent: no containers here. */
+  docker?: Docker | undefined;
+  /** Absent: no isolates here. */
+  isolateLogs?: IsolateLogs | undefined;
   /** What the agent holds now (only these instances' containers are read). */
   instances: () => InstanceStatus[];
   logger: Logger;
@@ -78,7 +84,9 @@ export class LogRelay {
       .instances()
       .filter(
         (i) =>
-          i.runtime === "container" && i.namespace === request.namespace && wanted.has(i.revision),
+          (i.runtime === "container" ? this.#o.docker : this.#o.isolateLogs) !== undefined &&
+          i.namespace === request.namespace &&
+          wanted.has(i.revision),
       );
     if (held.length === 0) return; // Only agents holding instances answer.
     const reply = logChannels(this.#o.prefix).reply(request.id);
@@ -108,12 +116,19 @@ export class LogRelay {
       else timer ??= setTimeout(() => void flush(), BATCH_MS);
     };
     try {
-      const containers = await this.#containers(request.namespace, held);
-      await Promise.all(
-        containers.map((c) => this.#read(c, request, abort.signal, push).catch(() => {})),
-      );
+      const containers = this.#o.docker
+        ? await this.#containers(
+            request.namespace,
+            held.filter((i) => i.runtime === "container"),
+          )
+        : [];
+      const workers = this.#workers(held.filter((i) => i.runtime === "isolate"));
+      await Promise.all([
+        ...containers.map((c) => this.#read(c, request, abort.signal, push).catch(() => {})),
+        ...workers.map((w) => this.#readWorker(w, request, abort.signal, push)),
+      ]);
       await flush();
-      await publish({ agent, end: true, instances: containers.length });
+      await publish({ agent, end: true, instances: containers.length + workers.length });
     } finally {
       clearTimeout(deadline);
       clearTimeout(timer);
@@ -121,11 +136,54 @@ export class LogRelay {
     }
   }
 
+  /** One stream per held worker revision (its instances here share one isolate registration). */
+  #workers(held: InstanceStatus[]): { instance: string; revision: string; key: string }[] {
+    const byRevision = new Map<string, { instance: string; revision: string; key: string }>();
+    for (const i of held) {
+      if (!byRevision.has(i.revision)) {
+        byRevision.set(i.revision, {
+          instance: i.id,
+          revision: i.revision,
+          key: `${i.namespace}/${i.revision}`,
+        });
+      }
+    }
+    return [...byRevision.values()];
+  }
+
+  async #readWorker(
+    w: { instance: string; revision: string; key: string },
+    request: LogRequest,
+    signal: AbortSignal,
+    push: (line: LogLine) => void,
+  ): Promise<void> {
+    const logs = this.#o.isolateLogs;
+    if (!logs || signal.aborted) return;
+    const base = { agent: this.#o.agentId, instance: w.instance, revision: w.revision };
+    const send = (l: WorkerLogLine) =>
+      push({ ...base, stream: l.stream, time: l.time, text: l.text });
+    for (const l of logs.tail(w.key, request.tailLines)) send(l);
+    if (!request.follow) return;
+    await new Promise<void>((resolve) => {
+      const stop = logs.follow(w.key, send);
+      signal.addEventListener(
+        "abort",
+        () => {
+          stop();
+          resolve();
+        },
+        { once: true },
+      );
+    });
+  }
+
   /** This agent's containers of the held instances. */
   async #containers(namespace: string, held: InstanceStatus[]) {
     const k = this.#keys;
     const ids = new Map(held.map((i) => [i.id, i.revision]));
-    const list = await this.#o.docker.listContainers({
+    const docker = this.#o.docker;
+    if (!docker) return [];
+    const list = await docker.listContainers({
       all: true,
       filters: {
         label: [
@@ -149,7 +207,9 @@ export class LogRelay {
     push: (line: LogLine) => void,
   ): Promise<void> {
     if (signal.aborted) return;
-    const container = this.#o.docker.getContainer(c.id);
+    const docker = this.#o.docker;
+    if (!docker) return;
+    const container = docker.getContainer(c.id);
     const base = { agent: this.#o.agentId, instance: c.instance, revision: c.revision };
     const frames = new FrameReader((stream, text) => {
       const match = /^(\d{4}-\d\d-\d\dT[\d:.]+Z) (.*)$/s.exec(text);

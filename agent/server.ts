@@ -10,6 +10,7 @@ import { Hono } from "hono";
 import { UnavailableError } from "../src/errors.ts";
 import { handleShutdownSignals } from "../src/signals.ts";
 import { Agent } from "./agent.ts";
+import { IsolateLogs } from "./isolate-logs.ts";
 import { LogRelay } from "./log-relay.ts";
 import type { AgentOptionsInput } from "./options.ts";
 
@@ -46,17 +47,20 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Runni
   const { handleSignals = false, ...agentOptions } = options;
   const agent = new Agent(agentOptions);
   await agent.start();
-  // `skiff logs`: this agent's containers' output, on request over Redis.
-  const logs = agent.runtimes.includes("container")
-    ? new LogRelay({
-        agentId: agent.id,
-        redis: agent.fleet.redis,
-        prefix: agent.options.redisPrefix,
-        docker: new Docker({ socketPath: agent.options.dockerSocket }),
-        instances: () => agent.instances(),
-        logger: agent.log,
-      })
-    : undefined;
+  // `skiff logs`: this agent's containers' output and workers' console lines, on request over Redis.
+  const containers = agent.runtimes.includes("container");
+  const logs =
+    containers || agent.pool
+      ? new LogRelay({
+          agentId: agent.id,
+          redis: agent.fleet.redis,
+          prefix: agent.options.redisPrefix,
+          docker: containers ? new Docker({ socketPath: agent.options.dockerSocket }) : undefined,
+          isolateLogs: agent.pool ? IsolateLogs.of(agent.pool) : undefined,
+          instances: () => agent.instances(),
+          logger: agent.log,
+        })
+      : undefined;
   try {
     await logs?.start();
   } catch (err) {

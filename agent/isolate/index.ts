@@ -18,5 +18,6 @@ export {
   type SpawnEvent,
   WorkerdPool,
   type WorkerdPoolEvents,
+  type WorkerLogEvent,
 } from "./pool.ts";
 export type { LoadResult } from "./process.ts";

@@ -117,6 +117,13 @@ export interface LogEvent {
   line: string;
 }
 
+/** A worker's console line ("{ns}/{rev}" of this pool, checked against the process's namespace). */
+export interface WorkerLogEvent {
+  revision: string;
+  stream: "stdout" | "stderr";
+  text: string;
+}
+
 export interface WorkerdPoolEvents {
   stall: [IsolateEvent];
   exit: [IsolateEvent];
@@ -124,6 +131,7 @@ export interface WorkerdPoolEvents {
   recycle: [IsolateEvent];
   spawn: [SpawnEvent];
   log: [LogEvent];
+  workerLog: [WorkerLogEvent];
   /** Something went wrong that the pool worked around (nothing was lost). */
   warning: [{ message: string }];
 }
@@ -845,6 +853,13 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       onLog: (stream, line) => {
         if (this.listenerCount("log") > 0)
           this.emit("log", { slot: slot.id, pid: p.pid, stream, line });
+      },
+      onWorkerLog: (revision, stream, text) => {
+        // A process serves one namespace: a mark naming another one is forged.
+        if (!revision.startsWith(`${group.namespace}/`) || this.listenerCount("workerLog") === 0) {
+          return;
+        }
+        this.emit("workerLog", { revision, stream, text });
       },
       onForbidden: () => this.#metrics?.forbidden.inc(),
     });

@@ -46,6 +46,8 @@ export interface WorkerdProcessOptions {
   /** Joined right after spawn, before workerd reads its config or loads any worker. */
   cgroup?: Cgroup;
   onLog?: (stream: "stdout" | "stderr", line: string) => void;
+  /** A worker's console line, marked with its revision by the router (unchecked: any in the process). */
+  onWorkerLog?: (revision: string, stream: "stdout" | "stderr", text: string) => void;
   /** A request was refused for lack of the gateway secret. */
   onForbidden?: () => void;
 }
@@ -57,6 +59,9 @@ export interface ExitInfo {
 
 const STDERR_TAIL = 30;
 const MAX_LINE = 64 * 1024;
+
+/** What the router puts before a worker's console line: "\u001eskiff:{ns}/{rev}\u001f" (router.js CONSOLE_SOURCE). */
+export const WORKER_LOG_MARK = "\u001eskiff:";
 
 /** util-linux's setpriv, where present (Debian's util-linux is essential). */
 const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
@@ -184,12 +189,12 @@ export class WorkerdProcess {
     onLines(this.child.stdout, (line) => {
       if (line === `${options.token} f`) options.onForbidden?.();
       else if (line.startsWith(prefix)) this.#track(line.slice(prefix.length));
-      else options.onLog?.("stdout", line);
+      else this.#output(options, "stdout", line);
     });
     onLines(this.child.stderr, (line) => {
       this.stderrTail.push(line.length > 500 ? line.slice(0, 500) : line);
       if (this.stderrTail.length > STDERR_TAIL) this.stderrTail.shift();
-      options.onLog?.("stderr", line);
+      this.#output(options, "stderr", line);
     });
     this.ready = new Promise<void>((resolve, reject) => {
       const listening = new Set<string>();
@@ -256,6 +261,23 @@ export class WorkerdProcess {
     if (now - this.#progressSampledAt < 10) return;
     this.#progressSampledAt = now;
     this.progressCpuMs = this.cpuMs();
+  }
+
+  /** A line of output: a worker's console line (the router's mark), or workerd's own. */
+  #output(options: WorkerdProcessOptions, stream: "stdout" | "stderr", line: string): void {
+    if (line.startsWith(WORKER_LOG_MARK) && options.onWorkerLog) {
+      const end = line.indexOf("\u001f", WORKER_LOG_MARK.length);
+      if (end > 0) {
+        const text = line.slice(end + 1);
+        options.onWorkerLog(
+          line.slice(WORKER_LOG_MARK.length, end),
+          stream,
+          text.startsWith(" ") ? text.slice(1) : text,
+        );
+        return;
+      }
+    }
+    options.onLog?.(stream, line);
   }
 
   /** Revisions with requests in flight, most recently busy first. */

@@ -123,7 +123,24 @@ async function fetchCode(env, revision) {
  * (a top-level throw shows) without calling the revision's own handler.
  */
 const PROBE_MODULE = "skiff-main.js";
-const PROBE_SOURCE = (main) => `import * as revision from "./${main}";
+const CONSOLE_MODULE = "skiff-console.js";
+/**
+ * Runs before the worker's own modules: its console lines carry the revision
+ * (after a record separator the agent looks for, see WORKER_LOG_MARK in
+ * process.ts), so that `skiff logs` can tell whose they are. The worker's own
+ * mark comes first on every line it logs; the pool also drops a mark naming
+ * another namespace than the process's.
+ */
+const CONSOLE_SOURCE = (
+  revision,
+) => `const mark = ${JSON.stringify(`\u001eskiff:${revision}\u001f`)};
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  const original = console[level].bind(console);
+  console[level] = (...args) => original(mark, ...args);
+}
+`;
+const PROBE_SOURCE = (main) => `import "./${CONSOLE_MODULE}";
+import * as revision from "./${main}";
 export { default } from "./${main}";
 export const SkiffProbe = {
   async fetch(request, env) {
@@ -142,12 +159,16 @@ export const SkiffProbe = {
 };
 `;
 
-function workerCode(env, code) {
+function workerCode(env, code, revision) {
   return {
     compatibilityDate: code.compatibilityDate,
     compatibilityFlags: code.compatibilityFlags,
     mainModule: PROBE_MODULE,
-    modules: { ...code.modules, [PROBE_MODULE]: PROBE_SOURCE(code.mainModule) },
+    modules: {
+      ...code.modules,
+      [CONSOLE_MODULE]: CONSOLE_SOURCE(revision),
+      [PROBE_MODULE]: PROBE_SOURCE(code.mainModule),
+    },
     env: code.env,
     // null: fetch() and connect() throw inside the worker.
     globalOutbound: code.network === "internet" ? env.INTERNET : null,
@@ -170,13 +191,13 @@ async function stubFor(env, revision) {
     return env.LOADER.get(name, async () => {
       const code = await fetchCode(env, revision);
       if (code === null) throw new Error(`revision ${revision} is no longer registered`);
-      return workerCode(env, code);
+      return workerCode(env, code, revision);
     });
   }
   const code = await firstLoad(env, revision);
   if (code === null) return null;
   loaded.set(revision, code.loaderName);
-  return env.LOADER.get(code.loaderName, () => workerCode(env, code));
+  return env.LOADER.get(code.loaderName, () => workerCode(env, code, revision));
 }
 
 function shortMessage(err) {

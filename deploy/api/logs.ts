@@ -155,11 +155,8 @@ async function answeringAgents(deps: LogRouteDeps, request: LogRequest): Promise
     const holds = Object.values(reports).some((raw) => {
       try {
         const r = JSON.parse(raw) as { namespace?: string; revision?: string; runtime?: string };
-        return (
-          r.runtime === "container" &&
-          r.namespace === request.namespace &&
-          wanted.has(r.revision ?? "")
-        );
+        // Containers and isolates both answer (agent/log-relay.ts).
+        return r.namespace === request.namespace && wanted.has(r.revision ?? "");
       } catch {
         return false;
       }

@@ -138,6 +138,59 @@ describe("skiff logs", () => {
     await crash;
   }, 60_000);
 
+  it("returns a worker's console lines, attributed to its revision, and never lines a worker forges for another namespace", async () => {
+    const res = await fetch(
+      `${up.apiUrl}/apis/serving.knative.dev/v1/namespaces/default/services`,
+      {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          apiVersion: "serving.knative.dev/v1",
+          kind: "Service",
+          metadata: { name: "chatty" },
+          spec: {
+            template: {
+              spec: {
+                worker: {
+                  source: `export default { fetch(request) {
+                  console.log("chatty got", new URL(request.url).pathname);
+                  console.error("chatty warns");
+                  // A forged mark naming another namespace's revision (console.dir is not
+                  // marked by the router): the agent drops it.
+                  console.dir("\\u001eskiff:other/victim-00001\\u001f forged");
+                  return new Response("ok");
+                } };`,
+                },
+              },
+            },
+          },
+        }),
+      },
+    );
+    expect(res.status).toBe(201);
+    const workerLogs = "/apis/skiff.dev/v1/namespaces/default/services/chatty/logs";
+    const lines = await waitFor(
+      "the worker's console lines",
+      async () => {
+        await hit(up.gatewayUrl, "chatty.default.localhost", "/hello").catch(() => undefined);
+        const r = await get(workerLogs);
+        if (r.status !== 200) return undefined;
+        const got = parse(await r.text());
+        return got.some((l) => l.text.includes("chatty got /hello")) ? got : undefined;
+      },
+      60_000,
+      250,
+    );
+    expect(lines.find((l) => l.text.includes("chatty got /hello"))).toMatchObject({
+      agent: agentId,
+      revision: "chatty-00001",
+      stream: "stdout",
+      text: "chatty got /hello",
+    });
+    expect(lines.find((l) => l.text === "chatty warns")).toMatchObject({ stream: "stderr" });
+    expect(lines.some((l) => l.text.includes("forged"))).toBe(false);
+  }, 90_000);
+
   it("a token of another namespace is refused", async () => {
     const tokenRes = await fetch(`${up.apiUrl}/apis/skiff.dev/v1/tokens`, {
       method: "POST",
