@@ -12,7 +12,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Registry } from "prom-client";
 import type { ImagesConfig } from "../../src/config/images.ts";
-import type { NamespaceQuota } from "../../src/control/apply.ts";
+import type { NamespaceQuota } from "../../src/control/quota.ts";
 import { TooLargeError, UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logging.ts";
 import { silentLogger } from "../../src/logging.ts";

@@ -5,7 +5,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import type { SkiffConfig } from "../../src/config.ts";
-import type { NamespaceQuota } from "../../src/control/apply.ts";
+import type { NamespaceQuota } from "../../src/control/quota.ts";
 import { UnavailableError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logging.ts";
 import { createLogger } from "../../src/logging.ts";

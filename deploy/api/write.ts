@@ -12,10 +12,10 @@ import {
   applyRoute,
   applyService,
   type ImageResolution,
-  type NamespaceQuota,
   type WriteMode,
 } from "../../src/control/apply.ts";
 import type { ManagedFieldsEntry } from "../../src/control/managed-fields.ts";
+import type { NamespaceQuota } from "../../src/control/quota.ts";
 import type { Logger } from "../../src/logging.ts";
 import { templatesEqual } from "../../src/model/index.ts";
 import type { ScalingDefaults } from "../../src/model/scaling.ts";

@@ -19,7 +19,6 @@ import {
   type ParsedMetadata as ParsedMeta,
   type ParsedRoute,
   type ParsedService,
-  revisionNameFor,
   templatesEqual,
 } from "../model/index.ts";
 import type {
@@ -30,33 +29,18 @@ import type {
   Route,
   Service,
   TrafficTarget,
-  WorkerArtifact,
 } from "../model/types.ts";
-import { Annotations, API_VERSION, Labels } from "../model/types.ts";
+import { API_VERSION, Labels } from "../model/types.ts";
 import type { Tx } from "../store/store.ts";
 import { type ManagedFieldsEntry, setManagedFields } from "./managed-fields.ts";
 import { compactRecord, controllerOf, newMeta, ownerRef } from "./objects.ts";
+import { type NamespaceQuota, quotaExceeded } from "./quota.ts";
 import { standaloneRouteStatus } from "./refresh.ts";
-import { CONTAINER_MISSING } from "./revision-health.ts";
+import { mintRevision } from "./revision-mint.ts";
 import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
 import { propagatedAnnotations, stampUser } from "./user-info.ts";
 
 export type WriteMode = "create" | "replace";
-
-/**
- * Limits of one namespace. Checked inside the write's transaction against
- * collections it reads (so the commit fails and re-runs if another write
- * changed them meanwhile): two concurrent creates cannot both take the last
- * slot.
- */
-export interface NamespaceQuota {
-  /** Services in the namespace. */
-  services: number;
-  /** Revisions kept in the namespace (old ones go with revision GC or `skiff revision delete`). */
-  revisions: number;
-  /** Bytes of worker artifacts (compiled bundles) kept in the namespace. */
-  artifactBytes: number;
-}
 
 /**
  * The template image's tag resolved to a digest before the write (a
@@ -79,21 +63,6 @@ export interface ApplyContext {
   managedFields?: ManagedFieldsEntry[];
   /** The caller's identity for the creator/lastModifier annotations (absent: internal write). */
   user?: string;
-}
-
-/** The 403 of a quota: which, its limit, the use, and how to raise it. */
-function quotaExceeded(
-  namespace: string,
-  quota: keyof NamespaceQuota,
-  limit: number,
-  used: number,
-  requested: number,
-  advice: string,
-): ForbiddenError {
-  return new ForbiddenError(
-    `exceeded quota ${quota} in namespace "${namespace}": requested ${requested}, used ${used}, limited to ${limit}; ${advice}, or raise quotas.${quota} (or quotas.namespaces.${namespace}.${quota}) in the cluster config`,
-    { kind: quota === "services" ? "services" : "revisions" },
-  );
 }
 
 /** Apply a Service write. Returns the stored Service (resourceVersion filled at commit). */
@@ -338,135 +307,6 @@ async function upsertConfiguration(
   );
   tx.put(config);
   return config;
-}
-
-async function mintRevision(
-  tx: Tx,
-  config: Configuration,
-  previous: Configuration | undefined,
-  owner: Service | undefined,
-  ctx: ApplyContext,
-): Promise<Revision> {
-  const { namespace } = config.metadata;
-  const template = config.spec.template;
-  const chosen = template.metadata.name;
-  const field = "spec.template.metadata.name";
-  if (chosen && previous?.spec.template.metadata.name === chosen) {
-    throw ValidationError.of(
-      [
-        {
-          field,
-          message: `"${chosen}" names the current revision, but the template changed; give the new template a new name (or remove the name to get ${revisionNameFor(config.metadata.name, config.metadata.generation)})`,
-        },
-      ],
-      { kind: owner ? "services" : "configurations", name: config.metadata.name },
-    );
-  }
-  const name = chosen ?? revisionNameFor(config.metadata.name, config.metadata.generation);
-  if (ctx.quota) await checkRevisionQuota(tx, namespace, ctx.quota, ctx.worker?.bytes ?? 0);
-  if (await tx.get("revisions", namespace, name)) {
-    throw new AlreadyExistsError(
-      chosen
-        ? `revision "${name}" already exists; choose another ${field}`
-        : `revision "${name}" already exists (a previous template was given that name); set ${field} to a new name`,
-      { kind: "revisions", name },
-    );
-  }
-  const labels: Record<string, string> = {
-    ...template.metadata.labels,
-    [Labels.configuration]: config.metadata.name,
-    [Labels.configurationGeneration]: String(config.metadata.generation),
-  };
-  if (owner) labels[Labels.service] = owner.metadata.name;
-  // Knative: a revision's creator is whoever last changed its Configuration.
-  const modifier = config.metadata.annotations?.[Annotations.lastModifier];
-  const annotations = {
-    ...template.metadata.annotations,
-    ...(modifier !== undefined ? { [Annotations.creator]: modifier } : {}),
-  };
-  const revision: Revision = {
-    apiVersion: API_VERSION,
-    kind: "Revision",
-    metadata: newMeta(name, namespace, {
-      labels,
-      annotations,
-      ownerReferences: [ownerRef(config)],
-    }),
-    spec: template.spec,
-    status: {
-      observedGeneration: 1,
-      conditions: [],
-    },
-  };
-  if (template.spec.worker) {
-    // Our bug: the API compiles every worker template (deploy/api/prepare.ts) before it applies.
-    if (!ctx.worker) throw new Error("internal: worker template without a compiled bundle");
-    const artifact: WorkerArtifact = { sha256: ctx.worker.sha256, bytes: ctx.worker.bytes };
-    revision.status.workerArtifact = artifact;
-    tx.putArtifact(namespace, name, ctx.worker.code);
-  }
-  const at = revision.metadata.creationTimestamp;
-  revision.status.conditions = [
-    {
-      type: "Ready",
-      status: "Unknown",
-      reason: "Deploying",
-      message: "Waiting for the first instance to pass readiness.",
-      lastTransitionTime: at,
-    },
-  ];
-  if (ctx.image?.imageDigest && !template.spec.worker) {
-    revision.status.containerStatuses = [
-      { name: ctx.image.name, imageDigest: ctx.image.imageDigest },
-    ];
-  } else if (ctx.image?.error && !template.spec.worker) {
-    // As Knative: the revision exists, failed; deploy again once the image is there.
-    const failed = {
-      status: "False" as const,
-      reason: CONTAINER_MISSING,
-      message: ctx.image.error,
-    };
-    revision.status.conditions = [
-      { type: "ContainerHealthy", ...failed, lastTransitionTime: at },
-      { type: "Ready", ...failed, lastTransitionTime: at },
-    ];
-  }
-  tx.put(revision);
-  return revision;
-}
-
-/** One more revision (with `bytes` of artifact) must fit the namespace's quota. */
-async function checkRevisionQuota(
-  tx: Tx,
-  namespace: string,
-  quota: NamespaceQuota,
-  bytes: number,
-): Promise<void> {
-  // Bounds, not snapshots: revisions created (or changing status) elsewhere in
-  // the namespace do not invalidate this write unless a quota is really reached.
-  const count = await tx.count("revisions", namespace, { atMost: quota.revisions - 1 });
-  if (count + 1 > quota.revisions) {
-    throw quotaExceeded(
-      namespace,
-      "revisions",
-      quota.revisions,
-      count,
-      1,
-      "delete old revisions (skiff revision delete NAME) or lower the revision GC's retention",
-    );
-  }
-  if (bytes === 0) return;
-  const used = await tx.artifactBytes(namespace, { atMost: quota.artifactBytes - bytes });
-  if (used + bytes > quota.artifactBytes) {
-    throw quotaExceeded(
-      namespace,
-      "artifactBytes",
-      quota.artifactBytes,
-      used,
-      bytes,
-      "delete old worker revisions (skiff revision delete NAME) or make the bundle smaller",
-    );
-  }
 }
 
 async function writeRoute(
