@@ -10,36 +10,21 @@ import { type CacheChange, ObjectCache } from "../../scaler/cache.ts";
 import { applyService } from "../../src/control/apply.ts";
 import { silentLogger } from "../../src/logging.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
+import { watchInFlight } from "../support/in-flight.ts";
 import { redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
 const DOMAIN = "example.test";
 let store: RedisStore;
 let cache: ObjectCache;
-let readsInFlight = 0;
-let mostReads = 0;
+let reads: ReturnType<typeof watchInFlight<RedisStore>>;
 const changes: Array<{ change: CacheChange; cachedThen: unknown }> = [];
 
 beforeAll(async () => {
   store = await createRedisStore({ url: redisUrl(), prefix: uniquePrefix("cache") });
   // The real store, its reads counted.
-  const counted = new Proxy(store, {
-    get(target, key) {
-      if (key === "get") {
-        return async (...args: Parameters<RedisStore["get"]>) => {
-          mostReads = Math.max(mostReads, ++readsInFlight);
-          try {
-            return await target.get(...args);
-          } finally {
-            readsInFlight--;
-          }
-        };
-      }
-      const value = Reflect.get(target, key, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-  cache = new ObjectCache({ store: counted, resyncIntervalMs: 600_000, logger: silentLogger });
+  reads = watchInFlight(store, "get");
+  cache = new ObjectCache({ store: reads.proxy, resyncIntervalMs: 600_000, logger: silentLogger });
   cache.listen({
     onChange(change) {
       if (change.kind === "revisions") {
@@ -77,7 +62,7 @@ describe("ObjectCache", () => {
     await waitFor("every revision cached", () =>
       names.every((n) => cache.revisions.has(`default/${n}-00001`)),
     );
-    expect(mostReads).toBeGreaterThan(1);
+    expect(reads.most()).toBeGreaterThan(1);
     for (const { change, cachedThen } of changes) expect(cachedThen).toBe(change.after);
     // What the cache holds is what the store holds.
     for (const n of names) {

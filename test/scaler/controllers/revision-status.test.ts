@@ -19,6 +19,7 @@ import type { InstanceStatus } from "../../../src/fleet/types.ts";
 import { getCondition } from "../../../src/model/index.ts";
 import type { Revision } from "../../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../../src/store/index.ts";
+import { watchInFlight } from "../../support/in-flight.ts";
 import { redisUrl, uniquePrefix } from "../../support/redis.ts";
 import { waitFor } from "../../support/wait.ts";
 
@@ -223,26 +224,9 @@ describe("RevisionStatusController", () => {
     for (let i = 0; i < 12; i++) names.push(await deploy(`many-${i}`));
     // The same controller over the same real store, its transactions counted.
     await stop();
-    let inFlight = 0;
-    let most = 0;
-    const counted = new Proxy(store, {
-      get(target, key) {
-        if (key === "transact") {
-          return async (...args: Parameters<RedisStore["transact"]>) => {
-            most = Math.max(most, ++inFlight);
-            try {
-              return await target.transact(...args);
-            } finally {
-              inFlight--;
-            }
-          };
-        }
-        const value = Reflect.get(target, key, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const writes = watchInFlight(store, "transact");
     ({ controller, stop } = await startRevisionStatus({
-      store: counted,
+      store: writes.proxy,
       fleet,
       domain: DOMAIN,
       scheme: "http",
@@ -257,6 +241,6 @@ describe("RevisionStatusController", () => {
     for (const name of names) {
       await waitFor(`${name} Ready`, async () => (await cond(name, "Ready"))?.status === "True");
     }
-    expect(most).toBeGreaterThan(1);
+    expect(writes.most()).toBeGreaterThan(1);
   });
 });
