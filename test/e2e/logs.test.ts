@@ -9,12 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startUp, type Up } from "../../deploy/up.ts";
+import type { Up } from "../../deploy/up.ts";
 import type { LogLine } from "../../src/fleet/logs.ts";
-import { silentLogger } from "../../src/logging.ts";
 import { runCli } from "../support/cli.ts";
 import { helloImage } from "../support/images.ts";
-import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { startTestUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
 import { hit, removeContainers } from "./support.ts";
 
@@ -39,19 +38,11 @@ const parse = (text: string): LogLine[] =>
 
 beforeAll(async () => {
   const image = await helloImage(new Docker());
-  up = await startUp({
-    stateDir,
-    env: {},
-    logger: silentLogger,
-    overrides: {
-      redisUrl: redisUrl(),
-      redisPrefix: uniquePrefix("logs"),
-      // Plain HTTP on loopback: the test talks to the API with fetch.
-      api: { port: 0, token: TOKEN, tls: { enabled: false } },
-      gateway: { port: 0, adminPort: 0 },
-      agent: { id: agentId, port: 0, heartbeatIntervalMs: 250, heartbeatTtlMs: 1500 },
-      scaler: { port: 0, leaseMs: 1000, resyncIntervalMs: 2000 },
-    },
+  up = await startTestUp({
+    stateDir: stateDir,
+    name: "logs",
+    token: TOKEN,
+    agent: { id: agentId },
   });
   const res = await fetch(`${up.apiUrl}/apis/serving.knative.dev/v1/namespaces/default/services`, {
     method: "POST",

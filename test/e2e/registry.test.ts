@@ -11,11 +11,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startUp, type Up } from "../../deploy/up.ts";
-import { silentLogger } from "../../src/logging.ts";
+import type { Up } from "../../deploy/up.ts";
 import { helloImage } from "../support/images.ts";
-import { redisUrl, uniquePrefix } from "../support/redis.ts";
 import { pushVariant, startRegistry, type TestRegistry } from "../support/registry.ts";
+import { startTestUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
 import { removeContainers } from "./support.ts";
 
@@ -82,18 +81,12 @@ async function readyRevision(name: string) {
 beforeAll(async () => {
   hello = await helloImage(docker);
   [registry, guarded] = await Promise.all([startRegistry(), startRegistry()]);
-  up = await startUp({
-    stateDir,
-    env: {},
-    logger: silentLogger,
-    overrides: {
-      redisUrl: redisUrl(),
-      redisPrefix: uniquePrefix("registry"),
-      // Plain HTTP on loopback: the test talks to the API with fetch.
-      api: { port: 0, token: TOKEN, tls: { enabled: false } },
-      gateway: { port: 0, adminPort: 0 },
-      agent: { id: agentId, port: 0, heartbeatIntervalMs: 250, heartbeatTtlMs: 1500 },
-      scaler: { port: 0, leaseMs: 1000, resyncIntervalMs: 2000 },
+  up = await startTestUp({
+    stateDir: stateDir,
+    name: "registry",
+    token: TOKEN,
+    agent: { id: agentId },
+    config: {
       images: {
         registries: {
           [registry.host]: registry.user,

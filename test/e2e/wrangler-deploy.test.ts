@@ -9,10 +9,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startUp, type Up } from "../../deploy/up.ts";
-import { silentLogger } from "../../src/logging.ts";
+import type { Up } from "../../deploy/up.ts";
 import { runCli } from "../support/cli.ts";
-import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { startTestUp } from "../support/up.ts";
 import { hit } from "./support.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -23,24 +22,15 @@ let up: Up;
 let env: Record<string, string>;
 
 beforeAll(async () => {
-  up = await startUp({
+  up = await startTestUp({
     stateDir: join(temp, "state"),
-    env: {},
-    logger: silentLogger,
-    overrides: {
-      redisUrl: redisUrl(),
-      redisPrefix: uniquePrefix("wrangler"),
-      // Plain HTTP on loopback: the test talks to the API with fetch.
-      api: { port: 0, token: TOKEN, tls: { enabled: false } },
-      gateway: { port: 0, adminPort: 0 },
-      agent: {
-        id: `wrangler-${process.pid}`,
-        port: 0,
-        containers: false,
-        isolateProcesses: 1,
-        isolateStateDir: join(temp, "isolate"),
-      },
-      scaler: { port: 0, leaseMs: 1000, resyncIntervalMs: 2000 },
+    name: "wrangler",
+    token: TOKEN,
+    agent: {
+      id: `wrangler-${process.pid}`,
+      containers: false,
+      isolateProcesses: 1,
+      isolateStateDir: join(temp, "isolate"),
     },
   });
   env = { SKIFF_API_URL: up.apiUrl, SKIFF_TOKEN: TOKEN };
