@@ -47,7 +47,9 @@ export function createUpstreamAgents(
 ): UpstreamAgents {
   const agentOptions = {
     keepAliveTimeout: UPSTREAM_KEEPALIVE_MS,
-    keepAliveMaxTimeout: 60_000,
+    // Also the most an instance's own `Keep-Alive: timeout=N` hint may stretch it
+    // to: an isolate's recycle hand-over relies on no connection idling longer.
+    keepAliveMaxTimeout: UPSTREAM_KEEPALIVE_MS,
     pipelining: 1,
     headersTimeout: 0,
     bodyTimeout: 0,
