@@ -34,7 +34,7 @@ import { API_VERSION, Labels } from "../model/types.ts";
 import type { Tx } from "../store/store.ts";
 import { type ManagedFieldsEntry, setManagedFields } from "./managed-fields.ts";
 import { compactRecord, controllerOf, newMeta, ownerRef } from "./objects.ts";
-import { type NamespaceQuota, quotaExceeded } from "./quota.ts";
+import { checkServicesQuota, type NamespaceQuota } from "./quota.ts";
 import { standaloneRouteStatus } from "./refresh.ts";
 import { mintRevision } from "./revision-mint.ts";
 import { configurationStatus, routeStatus, type StatusContext, serviceStatus } from "./status.ts";
@@ -75,19 +75,13 @@ export async function applyService(
   const existing = await tx.get("services", namespace, name);
   checkExistence("services", existing, input.metadata, ctx.mode);
   if (!existing && ctx.quota) {
-    // A bound, not a snapshot: other services created meanwhile do not
-    // invalidate this write unless the quota is really reached.
-    const used = await tx.count("services", namespace, { atMost: ctx.quota.services - 1 });
-    if (used + 1 > ctx.quota.services) {
-      throw quotaExceeded(
-        namespace,
-        "services",
-        ctx.quota.services,
-        used,
-        1,
-        "delete a service (skiff service delete NAME)",
-      );
-    }
+    await checkServicesQuota(
+      tx,
+      "services",
+      namespace,
+      ctx.quota,
+      "delete a service (skiff service delete NAME)",
+    );
   }
 
   const service: Service = existing
@@ -172,17 +166,7 @@ export async function applyRoute(tx: Tx, input: ParsedRoute, ctx: ApplyContext):
     );
   }
   if (!existing && ctx.quota) {
-    const used = await tx.count("routes", namespace, { atMost: ctx.quota.services - 1 });
-    if (used + 1 > ctx.quota.services) {
-      throw quotaExceeded(
-        namespace,
-        "services",
-        ctx.quota.services,
-        used,
-        1,
-        "delete a service or route",
-      );
-    }
+    await checkServicesQuota(tx, "routes", namespace, ctx.quota, "delete a service or route");
   }
   const specChanged = !!existing && canonicalJson(existing.spec) !== canonicalJson(input.spec);
   const route: Route = existing

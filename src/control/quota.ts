@@ -23,7 +23,7 @@ export interface NamespaceQuota {
 }
 
 /** The 403 of a quota: which, its limit, the use, and how to raise it. */
-export function quotaExceeded(
+function quotaExceeded(
   namespace: string,
   quota: keyof NamespaceQuota,
   limit: number,
@@ -35,6 +35,25 @@ export function quotaExceeded(
     `exceeded quota ${quota} in namespace "${namespace}": requested ${requested}, used ${used}, limited to ${limit}; ${advice}, or raise quotas.${quota} (or quotas.namespaces.${namespace}.${quota}) in the cluster config`,
     { kind: quota === "services" ? "services" : "revisions" },
   );
+}
+
+/**
+ * One more of `counted` (Services, or Routes: each stand-alone Route counts
+ * as a service) must fit the namespace's services quota. A bound, not a
+ * snapshot: others created meanwhile do not invalidate this write unless the
+ * quota is really reached.
+ */
+export async function checkServicesQuota(
+  tx: Tx,
+  counted: "services" | "routes",
+  namespace: string,
+  quota: NamespaceQuota,
+  advice: string,
+): Promise<void> {
+  const used = await tx.count(counted, namespace, { atMost: quota.services - 1 });
+  if (used + 1 > quota.services) {
+    throw quotaExceeded(namespace, "services", quota.services, used, 1, advice);
+  }
 }
 
 /** One more revision (with `bytes` of artifact) must fit the namespace's quota. */
