@@ -75,24 +75,24 @@ export function createUpstreamAgents(
     return h2c;
   };
 
+  /** Whether origin's hand-over still runs (an ended one is forgotten). */
+  const handingOver = (origin: string): boolean => {
+    const until = handovers.get(origin);
+    if (until === undefined) return false;
+    if (now() < until) return true;
+    handovers.delete(origin);
+    return false;
+  };
+
   return {
     agentFor,
     routeFor(protocol, origin) {
       if (protocol !== "http1") return { dispatcher: agentFor(protocol), reset: false };
-      if (handovers.size === 0) return keepAlive;
-      const until = handovers.get(origin);
-      if (until === undefined) return keepAlive;
-      if (now() >= until) {
-        handovers.delete(origin);
-        return keepAlive;
-      }
+      if (handovers.size === 0 || !handingOver(origin)) return keepAlive;
       oneUse ??= new Agent(agentOptions);
       return { dispatcher: oneUse, reset: true };
     },
-    handingOver(origin) {
-      const until = handovers.get(origin);
-      return until !== undefined && now() < until;
-    },
+    handingOver,
     draining(origin, ms) {
       if (!Number.isFinite(ms) || ms < 0) return;
       const until = now() + Math.min(ms, MAX_HANDOVER_MS) + HANDOVER_MARGIN_MS;

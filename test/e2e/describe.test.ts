@@ -15,7 +15,7 @@ import type { ServiceDescription } from "../../deploy/api/describe.ts";
 import type { Up } from "../../deploy/up.ts";
 import { runCli } from "../support/cli.ts";
 import { helloImage } from "../support/images.ts";
-import { startTestUp } from "../support/up.ts";
+import { createServiceReady, startTestUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
 import { hit, removeContainers } from "./support.ts";
 
@@ -58,35 +58,18 @@ beforeAll(async () => {
     token: TOKEN,
     agent: { id: agentId },
   });
-  const res = await fetch(`${up.apiUrl}/apis/serving.knative.dev/v1/namespaces/default/services`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Service",
-      metadata: { name: "talker" },
-      // One instance stays up, so that the crash below is seen on it.
-      spec: {
-        template: {
-          metadata: { annotations: { "autoscaling.knative.dev/min-scale": "1" } },
-          spec: { containers: [{ image }] },
-        },
+  await createServiceReady(up, TOKEN, {
+    apiVersion: "serving.knative.dev/v1",
+    kind: "Service",
+    metadata: { name: "talker" },
+    // One instance stays up, so that the crash below is seen on it.
+    spec: {
+      template: {
+        metadata: { annotations: { "autoscaling.knative.dev/min-scale": "1" } },
+        spec: { containers: [{ image }] },
       },
-    }),
-  });
-  expect(res.status).toBe(201);
-  await waitFor(
-    "talker Ready",
-    async () => {
-      const r = await get("/apis/serving.knative.dev/v1/namespaces/default/revisions/talker-00001");
-      const rev = (await r.json()) as {
-        status: { conditions?: { type: string; status: string }[] };
-      };
-      return rev.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
     },
-    60_000,
-    100,
-  );
+  });
 }, 120_000);
 
 afterAll(async () => {

@@ -7,6 +7,7 @@
 import { startUp, type Up } from "../../deploy/up.ts";
 import { silentLogger } from "../../src/logging.ts";
 import { redisUrl, uniquePrefix } from "./redis.ts";
+import { waitFor } from "./wait.ts";
 
 export function startTestUp(options: {
   stateDir: string;
@@ -32,4 +33,34 @@ export function startTestUp(options: {
       ...options.config,
     },
   });
+}
+
+/** POST a Service into `default` through the API, then wait until its first revision is Ready. */
+export async function createServiceReady(
+  up: Up,
+  token: string,
+  service: { metadata: { name: string } } & Record<string, unknown>,
+): Promise<void> {
+  const api = `${up.apiUrl}/apis/serving.knative.dev/v1/namespaces/default`;
+  const auth = { authorization: `Bearer ${token}` };
+  const res = await fetch(`${api}/services`, {
+    method: "POST",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify(service),
+  });
+  if (res.status !== 201)
+    throw new Error(`creating the service: ${res.status} ${await res.text()}`);
+  const revision = `${service.metadata.name}-00001`;
+  await waitFor(
+    `${revision} Ready`,
+    async () => {
+      const r = await fetch(`${api}/revisions/${revision}`, { headers: auth });
+      const rev = (await r.json()) as {
+        status: { conditions?: { type: string; status: string }[] };
+      };
+      return rev.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
+    },
+    60_000,
+    100,
+  );
 }
