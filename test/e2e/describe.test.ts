@@ -81,11 +81,15 @@ afterAll(async () => {
 describe("skiff service describe", () => {
   it("API: instances per host with phase, runtime, restarts and last failure; events newest first", async () => {
     const ready = await waitFor(
-      "a ready instance reported",
+      "a ready instance reported, and the Service's Ready written",
       async () => {
         const d = await describeApi();
         const inst = d.revisions[0]?.hosts[0]?.instances[0];
-        return inst?.phase === "ready" ? d : undefined;
+        // The scaler writes the Service's status after the Revision's: wait for both.
+        const serviceReady = d.events.some(
+          (e) => e.object === "Service/talker" && e.type === "Ready" && e.status === "True",
+        );
+        return inst?.phase === "ready" && serviceReady ? d : undefined;
       },
       30_000,
       100,
