@@ -24,6 +24,7 @@ import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import {
   agentArgs,
   answered,
+  gatewayArgs,
   hit,
   killContainers,
   leadingScaler,
@@ -89,23 +90,7 @@ beforeAll(async () => {
   const a = agent(agentA, "127.0.0.1");
   agentBProc = agent(agentB, "127.0.0.2");
   const gw = [1, 2].map((i) =>
-    spawnSkiff(
-      `gateway-${i}`,
-      [
-        "gateway",
-        "--id",
-        `e2e-gw${i}-${suffix}`,
-        "--port",
-        "0",
-        "--admin-port",
-        "0",
-        "--resync-interval",
-        "1000",
-        "--agent-check-interval",
-        "250",
-      ],
-      env,
-    ),
+    spawnSkiff(`gateway-${i}`, gatewayArgs(`e2e-gw${i}-${suffix}`), env),
   );
   const sc = [1, 2].map((i) =>
     spawnSkiff(`scaler-${i}`, ["scaler", "--id", `e2e-s${i}-${suffix}`, ...SCALER_FLAGS], env),

@@ -26,7 +26,14 @@ import {
   type TestNetwork,
 } from "../support/netns.ts";
 import { waitFor } from "../support/wait.ts";
-import { agentArgs, outputs, type Proc, spawnSkiff, stopAllProcesses } from "./support.ts";
+import {
+  agentArgs,
+  gatewayArgs,
+  outputs,
+  type Proc,
+  spawnSkiff,
+  stopAllProcesses,
+} from "./support.ts";
 
 const unavailable = netnsUnavailable();
 const REDIS_PORT = 6390;
@@ -213,21 +220,7 @@ beforeAll(async () => {
   );
   const gateway = spawnSkiff(
     "gateway",
-    [
-      "gateway",
-      "--id",
-      `netns-gw-${suffix}`,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--admin-port",
-      "0",
-      "--resync-interval",
-      "1000",
-      "--agent-check-interval",
-      "250",
-    ],
+    [...gatewayArgs(`netns-gw-${suffix}`), "--host", "127.0.0.1"],
     env(),
     onCore,
   );

@@ -135,6 +135,27 @@ export function agentArgs(id: string, address: string, ttlMs = 1_500): string[] 
   ];
 }
 
+/**
+ * `skiff gateway` arguments as the fleet tests run it: ephemeral ports, a
+ * resync every second and agents checked every 250 ms (so a dead agent's
+ * endpoints go quickly).
+ */
+export function gatewayArgs(id: string): string[] {
+  return [
+    "gateway",
+    "--id",
+    id,
+    "--port",
+    "0",
+    "--admin-port",
+    "0",
+    "--resync-interval",
+    "1000",
+    "--agent-check-interval",
+    "250",
+  ];
+}
+
 export interface ScalerProc {
   proc: Proc;
   adminUrl: string;

@@ -29,6 +29,7 @@ import { connectRedis } from "../../src/redis/connect.ts";
 import { gatewayKeys } from "../../src/traffic/keys.ts";
 import {
   agentArgs,
+  gatewayArgs,
   leadingScaler,
   outputs,
   type Proc,
@@ -93,21 +94,7 @@ function startAgent(id: string, address: string): Proc {
 async function startGateway(i: number): Promise<void> {
   const proc = spawnSkiff(
     `gateway-${i + 1}`,
-    [
-      "gateway",
-      "--id",
-      gatewayIds[i]!,
-      "--port",
-      "0",
-      "--admin-port",
-      "0",
-      "--resync-interval",
-      "1000",
-      "--agent-check-interval",
-      "250",
-      "--slot-lease",
-      String(SLOT_LEASE_MS),
-    ],
+    [...gatewayArgs(gatewayIds[i]!), "--slot-lease", String(SLOT_LEASE_MS)],
     env,
   );
   const url = (await proc.waitFor(/Skiff gateway \S+ serving on (\S+)/))[1]!;
