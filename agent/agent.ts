@@ -28,6 +28,7 @@ import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { Fleet } from "../src/fleet/fleet.ts";
+import { MAX_REPORTED_STANDBYS } from "../src/fleet/schemas.ts";
 import type { InstanceStatus, RuntimeKind } from "../src/fleet/types.ts";
 import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
@@ -43,7 +44,7 @@ import { InstanceLifecycle } from "./instance-lifecycle.ts";
 import { type InstancePhaseDeps, instanceSink } from "./instance-phase.ts";
 import type { WorkerdPool } from "./isolate/index.ts";
 import { IsolateDriver } from "./isolates.ts";
-import { type AgentMetrics, agentMetrics, capacityGauge } from "./metrics.ts";
+import { type AgentMetrics, agentMetrics, capacityGauge, isolateStandbysGauge } from "./metrics.ts";
 import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
 import { type ReconcileReason, SerialRunner } from "./reconcile.ts";
 import { createWorkerdPool, openContainerDriver, startWorkerdPool } from "./runtimes.ts";
@@ -213,7 +214,10 @@ export class Agent {
         sink,
         metrics: this.#metrics,
         logger: this.log,
+        standby: o.isolateStandby,
       });
+      const isolates = this.#isolates;
+      isolateStandbysGauge(this.registry, () => isolates.standbyRevisions().length);
       this.#lifecycle = new InstanceLifecycle({
         ...phase,
         options: o,
@@ -330,7 +334,13 @@ export class Agent {
       heartbeatIntervalMs: o.heartbeatIntervalMs,
       instances: this.#instances,
       runtimes: () => this.#runtimes,
-      standbys: () => this.#containers?.standbyRevisions() ?? [],
+      // The record holds MAX_REPORTED_STANDBYS: containers' first (a resume saves the
+      // most there), then the isolates' newest.
+      standbys: () =>
+        [
+          ...(this.#containers?.standbyRevisions() ?? []),
+          ...(this.#isolates?.standbyRevisions().reverse() ?? []),
+        ].slice(0, MAX_REPORTED_STANDBYS),
       serving: () => this.#state === "running" || this.#state === "starting",
       draining: () => this.#state === "draining",
       onRejoined: () => {

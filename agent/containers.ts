@@ -7,6 +7,7 @@
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import { CONTAINER_MISSING, PULLING_IMAGE } from "../src/control/revision-health.ts";
+import { MAX_REPORTED_STANDBYS } from "../src/fleet/schemas.ts";
 import type { Logger } from "../src/logging.ts";
 import { getCondition } from "../src/model/index.ts";
 import { Labels, type Revision } from "../src/model/types.ts";
@@ -35,9 +36,6 @@ export interface ContainerDriverOptions {
   /** Reap dead agents' containers of this cluster (orphans.ts); none: never reaped. */
   orphans?: Pick<OrphanReaperOptions, "isAlive" | "graceMs">;
 }
-
-/** At most this many revisions are reported as held in standby (the agent record stays small). */
-export const MAX_REPORTED_STANDBYS = 64;
 
 /** The runtime contract's view of a Revision: what one of its containers runs. */
 export function containerSpecFor(instanceId: string, revision: Revision): InstanceSpecInput {

@@ -83,15 +83,19 @@ export class InstanceLifecycle {
     );
     for (const id of plan.stop) {
       const inst = instances.get(id);
-      // No longer desired (a scale-down): a ready container may stay as a paused standby.
+      // No longer desired (a scale-down): a ready instance may stay as a standby.
       if (inst) void this.#stopInstance(inst, { standby: true });
     }
     for (const d of plan.start) this.#startInstance(d);
     // Failures that may have gone away (revision created late, room freed) are retried now and then.
     if (reasons.some((r) => r !== "message" && r !== "event")) {
-      void containers
-        ?.pruneStandbys(async (ns, rev) => (await this.#readRevision(ns, rev)) !== undefined)
-        .catch((err: unknown) => log.warn({ err }, "pruning standbys failed"));
+      const exists = async (ns: string, rev: string) =>
+        (await this.#readRevision(ns, rev)) !== undefined;
+      for (const driver of [containers, this.#d.isolates]) {
+        void driver
+          ?.pruneStandbys(exists)
+          .catch((err: unknown) => log.warn({ err }, "pruning standbys failed"));
+      }
       void containers
         ?.reapOrphans()
         .catch((err: unknown) => log.warn({ err }, "reaping orphaned containers failed"));
@@ -223,10 +227,10 @@ export class InstanceLifecycle {
       // Only an instance that was routable has requests to drain.
       const drainMs = inst.drainOnStop ? d.options.drainDelayMs : 0;
       try {
-        if (inst.desired.runtime === "container") {
-          const standby = options.standby === true && inst.drainOnStop;
+        const standby = options.standby === true && inst.drainOnStop;
+        if (inst.desired.runtime === "container")
           await d.containers?.stop(inst, drainMs, { standby });
-        } else await d.isolates?.stop(inst, drainMs);
+        else await d.isolates?.stop(inst, drainMs, { standby });
       } catch (err) {
         d.log.warn({ err, instance: inst.id }, "stopping instance failed");
       }

@@ -9,6 +9,16 @@
  * to processes of their own and they are republished there, or, after
  * repeated stalls, stay out for the back-off period. A process that exits
  * takes out what it served until it is back.
+ *
+ * Standbys: when a scale-down stops a revision's last instance, its
+ * registration (and so its isolate, already built in its process) is kept for
+ * `standby.retentionMs`, unpublished. The next instance of the revision then
+ * starts without reading its bundle or building its isolate again (a load
+ * that finds it in place), and the agent reports the revision among its
+ * standbys so that placement prefers this host. The workerd loader never
+ * evicts an isolate before its process recycles, so a standby costs no memory
+ * the process would not hold anyway; what it keeps is its namespace's
+ * processes running through the retention.
  */
 import type { Logger } from "../src/logging.ts";
 import { Labels, type Revision } from "../src/model/types.ts";
@@ -18,12 +28,20 @@ import type { Instance, InstanceSink } from "./instance.ts";
 import type { IsolateEvent, SpawnEvent, WorkerdPool } from "./isolate/index.ts";
 import type { AgentMetrics } from "./metrics.ts";
 
+export interface IsolateStandbyOptions {
+  /** How long a standby is kept; 0 turns standbys off. */
+  retentionMs: number;
+  /** At most this many (the oldest goes first); 0 turns standbys off. */
+  maxStandbys: number;
+}
+
 export interface IsolateDriverOptions {
   pool: WorkerdPool;
   store: Pick<Store, "getArtifact">;
   sink: InstanceSink;
   metrics: AgentMetrics;
   logger: Logger;
+  standby?: IsolateStandbyOptions;
 }
 
 interface Registration {
@@ -57,6 +75,11 @@ export class IsolateDriver {
   readonly #refusalTimers = new Map<Instance, NodeJS.Timeout>();
   /** Loads of a revision's bundle in progress, shared by concurrent starts. */
   readonly #loading = new Map<string, Promise<void>>();
+  readonly #standby: IsolateStandbyOptions;
+  /** Revision keys kept as standbys (no instance), oldest first, with their expiry timer. */
+  readonly #standbys = new Map<string, NodeJS.Timeout>();
+  /** Parks in progress (the routers told to stop answering): a start waits for its revision's. */
+  readonly #parking = new Map<string, Promise<void>>();
 
   constructor(options: IsolateDriverOptions) {
     this.pool = options.pool;
@@ -64,6 +87,7 @@ export class IsolateDriver {
     this.#sink = options.sink;
     this.#metrics = options.metrics;
     this.#log = options.logger;
+    this.#standby = options.standby ?? { retentionMs: 0, maxStandbys: 0 };
     this.pool.on("stall", (e) => this.#onStall(e));
     this.pool.on("exit", (e) => this.#onDown(e));
     this.pool.on("hang", (e) =>
@@ -89,6 +113,7 @@ export class IsolateDriver {
     inst.timeoutSeconds = revision.spec.timeoutSeconds;
     inst.containerConcurrency = revision.spec.containerConcurrency;
     this.#metrics.starts.inc({ runtime: "isolate" });
+    if (this.#endStandby(key)) this.#metrics.isolateResumes.inc();
     // A concurrent stop of the last instance may unregister while we wait: load again then.
     let reg = this.#registrations.get(key);
     for (let i = 0; !reg && i < 3; i++) {
@@ -111,6 +136,8 @@ export class IsolateDriver {
     }
     reg.instances.add(inst);
     if (inst.stopping) return this.#release(inst);
+    // A park told to the routers after this load would hide the instance again.
+    await this.#parking.get(key);
     // Evaluate the module before publishing (also makes the first request warm).
     const loaded = await this.pool.load(key).catch((err: Error) => ({
       ok: false,
@@ -301,15 +328,31 @@ export class IsolateDriver {
 
   /**
    * The endpoint is withdrawn already; in-flight requests keep their isolate
-   * even after unregistering, so the wait only lets gateways notice.
+   * even after unregistering, so the wait only lets gateways notice. With
+   * `standby` (a scale-down), a ready instance's revision may stay loaded.
    */
-  async stop(inst: Instance, drainMs: number): Promise<void> {
+  async stop(inst: Instance, drainMs: number, options: { standby?: boolean } = {}): Promise<void> {
     const wait = Math.min(drainMs, inst.timeoutSeconds * 1000);
     if (wait > 0 && inst.endpoint) await new Promise((r) => setTimeout(r, wait));
-    this.#release(inst);
+    this.#release(inst, options.standby === true);
   }
 
-  #release(inst: Instance): void {
+  /** Revision keys ("namespace/revision") held as standbys, oldest first. */
+  standbyRevisions(): string[] {
+    return [...this.#standbys.keys()];
+  }
+
+  /** Drop the standbys of revisions that no longer exist (`exists` asks the store). */
+  async pruneStandbys(
+    exists: (namespace: string, revision: string) => Promise<boolean>,
+  ): Promise<void> {
+    for (const key of [...this.#standbys.keys()]) {
+      const slash = key.indexOf("/");
+      if (!(await exists(key.slice(0, slash), key.slice(slash + 1)))) this.#dropStandby(key);
+    }
+  }
+
+  #release(inst: Instance, standby = false): void {
     clearTimeout(this.#refusalTimers.get(inst));
     this.#refusalTimers.delete(inst);
     const key = inst.revisionKey;
@@ -317,7 +360,46 @@ export class IsolateDriver {
     const reg = this.#registrations.get(key);
     if (!reg) return;
     reg.instances.delete(inst);
-    if (reg.instances.size === 0) {
+    if (reg.instances.size > 0) return;
+    const { retentionMs, maxStandbys } = this.#standby;
+    // Only a revision that served (not one refused after stalls) is worth keeping.
+    const keep =
+      standby &&
+      retentionMs > 0 &&
+      maxStandbys > 0 &&
+      inst.endpoint !== undefined &&
+      this.pool.refusedUntil(key) === undefined;
+    if (!keep) {
+      this.#registrations.delete(key);
+      this.pool.unregister(key);
+      return;
+    }
+    const timer = setTimeout(() => this.#dropStandby(key), retentionMs);
+    timer.unref();
+    this.#standbys.set(key, timer);
+    const parking = this.pool.park(key).finally(() => {
+      if (this.#parking.get(key) === parking) this.#parking.delete(key);
+    });
+    this.#parking.set(key, parking);
+    for (const oldest of this.#standbys.keys()) {
+      if (this.#standbys.size <= maxStandbys) break;
+      this.#dropStandby(oldest);
+    }
+  }
+
+  /** The revision starts again: its standby (if any) becomes its registration. */
+  #endStandby(key: string): boolean {
+    const timer = this.#standbys.get(key);
+    if (timer === undefined) return false;
+    clearTimeout(timer);
+    this.#standbys.delete(key);
+    return true;
+  }
+
+  #dropStandby(key: string): void {
+    if (!this.#endStandby(key)) return;
+    const reg = this.#registrations.get(key);
+    if (reg && reg.instances.size === 0) {
       this.#registrations.delete(key);
       this.pool.unregister(key);
     }

@@ -8,6 +8,7 @@ export interface AgentMetrics {
   failures: Counter<"runtime" | "reason">;
   coldStart: Histogram<"runtime">;
   reconcile: Histogram;
+  isolateResumes: Counter;
 }
 
 function existing<T>(registry: Registry, name: string): T | undefined {
@@ -68,7 +69,27 @@ export function agentMetrics(
         buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
         registers: [registry],
       }),
+    isolateResumes:
+      existing(registry, "skiff_agent_isolate_resumes_total") ??
+      new Counter({
+        name: "skiff_agent_isolate_resumes_total",
+        help: "Isolate instances started from a standby (the revision's isolate still loaded)",
+        registers: [registry],
+      }),
   };
+}
+
+/** `skiff_agent_isolate_standbys`, read at scrape time. */
+export function isolateStandbysGauge(registry: Registry, count: () => number): void {
+  if (existing(registry, "skiff_agent_isolate_standbys")) return;
+  new Gauge({
+    name: "skiff_agent_isolate_standbys",
+    help: "Worker revisions at zero whose isolate this agent keeps loaded (not instances: no endpoint, not capacity)",
+    registers: [registry],
+    collect() {
+      this.set(count());
+    },
+  });
 }
 
 /**

@@ -360,6 +360,20 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     return true;
   }
 
+  /**
+   * Stop answering a revision's requests but keep its code registered and its
+   * isolate loaded: a later load() brings it back at once (an isolate
+   * standby). Resolves once every process that loaded it was told.
+   */
+  async park(revisionKey: string): Promise<void> {
+    const key = this.#key(revisionKey);
+    if (!this.#registry.has(key)) return;
+    const told = [...this.#processes.values()]
+      .filter(({ p }) => p.alive && p.loaded.has(key))
+      .map(({ p }) => p.park(key).catch(() => {}));
+    await Promise.all(told);
+  }
+
   isRegistered(revisionKey: string): boolean {
     return this.#registry.has(revisionKey);
   }

@@ -343,6 +343,11 @@ export class WorkerdProcess {
     return response.statusCode === 200;
   }
 
+  /** Tell the router to stop serving a revision but keep its isolate for a later load (a standby). */
+  async park(revision: string): Promise<void> {
+    await this.#post(`/park?revision=${encodeURIComponent(revision)}`);
+  }
+
   /** Tell the router to stop serving a revision it has loaded. */
   async forget(revision: string): Promise<void> {
     await this.#post(`/forget?revision=${encodeURIComponent(revision)}`);

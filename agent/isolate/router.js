@@ -21,6 +21,12 @@
 
 /** revision -> loader name, once its code was fetched successfully here. */
 const loaded = new Map();
+/**
+ * revision -> loader name of a parked revision (an isolate standby): it
+ * answers no request, but a load brings it back without fetching its code or
+ * building its isolate again.
+ */
+const parked = new Map();
 /** revision -> in-flight first fetch of its code (concurrent cold requests share it). */
 const pending = new Map();
 /** revision -> requests in flight. */
@@ -186,6 +192,8 @@ function firstLoad(env, revision) {
 }
 
 async function stubFor(env, revision) {
+  // A standby answers like a revision this process does not serve (only a load unparks it).
+  if (parked.has(revision)) return null;
   const name = loaded.get(revision);
   if (name !== undefined) {
     return env.LOADER.get(name, async () => {
@@ -287,6 +295,11 @@ async function load(env, revision) {
   if (refusal !== undefined) {
     return Response.json({ ok: false, kind: "refused", message: refusal.message });
   }
+  const name = parked.get(revision);
+  if (name !== undefined) {
+    parked.delete(revision);
+    loaded.set(revision, name);
+  }
   // Tracked like a request: a module that spins at top level is named by the stall.
   enter(env, revision);
   // A load (isolate creation, module evaluation) gets the startup CPU budget.
@@ -347,6 +360,15 @@ export const control = {
     if (url.pathname === "/forget") {
       // The loader never evicts, but an unregistered revision must stop answering.
       loaded.delete(revision);
+      parked.delete(revision);
+      return new Response(null, { status: 204 });
+    }
+    if (url.pathname === "/park") {
+      const name = loaded.get(revision);
+      if (name !== undefined) {
+        loaded.delete(revision);
+        parked.set(revision, name);
+      }
       return new Response(null, { status: 204 });
     }
     if (url.pathname === "/load") return load(env, revision);

@@ -138,6 +138,17 @@ export const agentSection = z
       defaultText: "one per core",
       flags: agent("--isolate-processes <n>"),
     }),
+    isolateStandby: z
+      .object({
+        retentionMs: setting(msSchema(0).default(300_000), {
+          description:
+            "A worker revision scaled down to zero keeps its isolate loaded (no CPU; memory its namespace's processes hold until they recycle anyway) this long, so its next instance starts without building it again and placement prefers this agent; 0: off.",
+        }),
+        maxStandbys: setting(z.number().int().min(0).default(256), {
+          description: "Isolate standbys kept at most (the oldest goes first); 0: off.",
+        }),
+      })
+      .prefault({}),
     isolateStateDir: setting(z.string().min(1).optional(), {
       description:
         "Where the isolate pool keeps its config and pid file (lets a restart stop strays).",

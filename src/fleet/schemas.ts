@@ -27,6 +27,9 @@ const segment = z.string().regex(SEGMENT, segmentMessage);
 
 export const runtimeKindSchema = z.enum(["container", "isolate"]) satisfies z.ZodType<RuntimeKind>;
 
+/** At most this many revisions are reported as held in standby (the agent record stays small). */
+export const MAX_REPORTED_STANDBYS = 64;
+
 export const agentRecordSchema = z.object({
   id: fleetId,
   address: z.string().min(1),
@@ -40,7 +43,7 @@ export const agentRecordSchema = z.object({
   startedAt: z.string(),
   heartbeatAt: z.number(),
   draining: z.boolean().optional(),
-  standbys: z.array(z.string().max(300)).max(64).optional(),
+  standbys: z.array(z.string().max(300)).max(MAX_REPORTED_STANDBYS).optional(),
   version: z.string(),
 }) satisfies z.ZodType<AgentRecord>;
 

@@ -20,7 +20,12 @@ let agent: Agent;
 beforeAll(async () => {
   env = await agentTestEnv("agi");
   // No Docker needed for isolates; the pool watchdog at its default (150 ms stall).
-  agent = await env.startAgent({ containers: false, address: "127.0.0.2" });
+  agent = await env.startAgent({
+    containers: false,
+    address: "127.0.0.2",
+    // Short enough for the standby test to see one expire.
+    isolateStandby: { retentionMs: 2_000 },
+  });
 });
 afterAll(() => env?.cleanup());
 
@@ -78,6 +83,56 @@ describe("isolate instances", () => {
     await waitFor("the report to go", async () =>
       (await env.fleet.readInstanceStatuses(env.agentId)).every((r) => r.id !== id),
     );
+  });
+
+  test("scale to zero keeps the worker as a standby (listed on the agent record, answering nothing); the next instance starts from it; it is dropped after its retention", async () => {
+    const rev = await env.createService(workerService("standby", "Standby"));
+    const name = rev.metadata.name;
+    const first = await env.desire(name, "isolate");
+    const ep = await oneEndpoint(name);
+    expect((await call(ep)).status).toBe(200);
+    await env.undesire(first);
+    await waitFor(
+      "the endpoint to be withdrawn",
+      async () => (await env.endpoints(name)).length === 0,
+    );
+    // Parked: a request that still reaches its process is refused like an unknown revision.
+    await waitFor("the revision to stop answering", async () => (await call(ep)).status === 404);
+    await waitFor("the agent record to list the standby", async () =>
+      (await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
+    );
+    expect(await agent.registry.getSingleMetricAsString("skiff_agent_isolate_standbys")).toMatch(
+      /skiff_agent_isolate_standbys [1-9]/,
+    );
+    const resumes = async () =>
+      Number(
+        /skiff_agent_isolate_resumes_total (\d+)/.exec(
+          await agent.registry.getSingleMetricAsString("skiff_agent_isolate_resumes_total"),
+        )?.[1],
+      );
+    const before = await resumes();
+
+    const second = await env.desire(name, "isolate");
+    const again = await oneEndpoint(name, ep.readyAt);
+    expect(again.instanceId).toBe(second);
+    expect((await call(again)).body).toBe(`Hello Standby! revision=${name} service=standby`);
+    expect(await resumes()).toBe(before + 1);
+
+    await env.undesire(second);
+    await waitFor("the standby again", async () =>
+      (await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
+    );
+    // After the retention (2 s here) it is unregistered: gone from the record, and a later
+    // instance is a fresh start, not a resume.
+    await waitFor(
+      "the standby to expire",
+      async () => !(await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
+    );
+    const resumed = await resumes();
+    const third = await env.desire(name, "isolate");
+    expect((await call(await oneEndpoint(name, again.readyAt))).status).toBe(200);
+    expect(await resumes()).toBe(resumed);
+    await env.undesire(third);
   });
 
   test("two instances of one revision share the registration; stopping one keeps the other serving", async () => {
