@@ -56,6 +56,11 @@ export function scalerMetrics(registry: Registry) {
       help: "Activation signals received from gateways (a request waits for a revision at zero)",
       registers: [registry],
     }),
+    fastActivations: new Counter({
+      name: "skiff_scaler_fast_activation_instances_total",
+      help: "Instances placed for an activation from the last pass's view, before the full pass",
+      registers: [registry],
+    }),
     heldPasses: new Counter({
       name: "skiff_scaler_held_passes_total",
       help: "Scaling passes that changed nothing because some agent had no heartbeat record within agentGraceMs of a leader change or a Redis reconnect (presumed alive, not back yet)",

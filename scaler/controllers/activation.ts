@@ -51,6 +51,11 @@ export class Activation {
     this.#sub = undefined;
   }
 
+  /** The signals received since the last take(), left in place. */
+  peek(): ReadonlySet<string> {
+    return this.#signals;
+  }
+
   /** The signals received since the last call. */
   take(): Set<string> {
     const signalled = new Set(this.#signals);

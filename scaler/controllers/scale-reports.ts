@@ -89,6 +89,13 @@ export interface ScaleReportDeps {
   canWrite(): boolean;
   /** The snapshot of the last pass, per revision (updated here). */
   state: Map<string, RevisionScaleState>;
+  /**
+   * Per revision, the resourceVersion and report a pass last found would
+   * change nothing (updated here): the same again is skipped without cloning
+   * and comparing the revision, which with many revisions held the event loop
+   * for milliseconds at every pass (an activation's included).
+   */
+  unchanged: Map<string, string>;
 }
 
 /** Report on each revision: snapshot, gauges, and its status (written only when something changed). */
@@ -134,7 +141,12 @@ export async function reportScale(
     }
     m.observed.set({ ...labels, window: "stable" }, decision.stableAvg);
     m.observed.set({ ...labels, window: "panic" }, decision.panicAvg);
-    if (scaledRevision(rev, report)) writes.push({ ref, ...labels, report });
+    const memo = `${rev.metadata.resourceVersion}\u0000${JSON.stringify(report)}`;
+    if (d.unchanged.get(ref) === memo) continue;
+    if (scaledRevision(rev, report)) {
+      d.unchanged.delete(ref);
+      writes.push({ ref, ...labels, report });
+    } else d.unchanged.set(ref, memo);
   }
   // Different objects: a few in flight at once, so a thousand new revisions
   // cost a thousand round trips divided by the width, not in a row.

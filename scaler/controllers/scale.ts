@@ -40,6 +40,7 @@ import { planScale, type RevisionWant } from "../plan.ts";
 import { Activation } from "./activation.ts";
 import { AgentGrace } from "./agent-grace.ts";
 import { DesiredSets, deletedRevisions, readPlaced } from "./desired-sets.ts";
+import { type LastView, planActivation, viewAfter } from "./fast-activation.ts";
 import { type GuardDeps, guarded } from "./guard.ts";
 import { RevisionAutoscalers } from "./revision-autoscalers.ts";
 import { routingStates } from "./routing-states.ts";
@@ -79,7 +80,12 @@ export class ScaleController {
   readonly #problems: PlacementProblemLog;
 
   readonly #state = new Map<string, RevisionScaleState>();
+  readonly #unchanged = new Map<string, string>();
   #loads = new Map<string, RevisionLoad>();
+  /** What the last pass saw and placed: where an activation is placed before the next. */
+  #last: LastView | undefined;
+  /** Something other than an activation asked for a pass since the last one. */
+  #fullPassWanted = false;
 
   readonly #tick: Coalescer;
   readonly #scrape: Coalescer;
@@ -104,17 +110,28 @@ export class ScaleController {
       metrics: deps.metrics,
       logger: deps.logger,
       listening: () => !this.#stopped,
+      // The signalled revisions are placed from the last view; a full pass only if that cannot.
       onSignal: () => void this.#tick.trigger(),
     });
     this.#grace = new AgentGrace({
       agentGraceMs: this.#o.agentGraceMs,
       logger: deps.logger,
       // A pass right after the grace prunes whoever is still missing.
-      onEnd: () => void this.#tick.trigger(),
+      onEnd: () => void this.#fullPass(),
     });
     this.#desiredSets = new DesiredSets(deps.writer, deps.metrics, deps.logger);
     this.#problems = new PlacementProblemLog(deps.metrics, deps.logger);
-    this.#tick = new Coalescer(guarded(deps, "tick", () => this.#pass()));
+    this.#tick = new Coalescer(
+      guarded(deps, "tick", async () => {
+        const full = this.#fullPassWanted;
+        this.#fullPassWanted = false;
+        // An activation alone needs no full pass when the last view placed it: the
+        // next tick's pass takes the signal (and an immediate one would hold the
+        // event loop while the gateway waits for the instance, in `skiff up`).
+        if ((await this.#placeActivated()) && !full) return;
+        await this.#pass();
+      }),
+    );
     this.#scrape = new Coalescer(guarded(deps, "scrape", () => this.#read()));
     deps.cache.listen({
       onChange: (c) => this.#onChange(c),
@@ -135,21 +152,21 @@ export class ScaleController {
     await this.#activation.subscribe();
     if (this.#stopped) return this.#teardown();
     this.#unsubscribeAgents = await this.#d.fleet.subscribe("agents", () => {
-      void this.#tick.trigger();
+      void this.#fullPass();
     });
     if (this.#stopped) return this.#teardown();
 
     // The first pass builds every autoscaler from what is placed; reads start after it.
-    await this.#tick.trigger();
+    await this.#fullPass();
     await this.#scrape.trigger();
     if (this.#stopped) return this.#teardown();
-    const every = (ms: number, c: Coalescer) => {
-      const t = setInterval(() => void c.trigger(), ms);
+    const every = (ms: number, run: () => unknown) => {
+      const t = setInterval(() => void run(), ms);
       t.unref();
       this.#timers.push(t);
     };
-    every(o.scrapeIntervalMs, this.#scrape);
-    every(o.autoscaler.tickInterval, this.#tick);
+    every(o.scrapeIntervalMs, () => this.#scrape.trigger());
+    every(o.autoscaler.tickInterval, () => this.#fullPass());
   }
 
   /** Stop acting at once (no write starts after this), then release everything. */
@@ -184,7 +201,7 @@ export class ScaleController {
 
   /** Run a scaling pass now and wait for it. */
   tickNow(): Promise<void> {
-    return this.#tick.trigger();
+    return this.#fullPass();
   }
 
   /** Read the gateways' counters now and wait for it. */
@@ -203,7 +220,7 @@ export class ScaleController {
     if (c.kind !== "revisions" || this.#stopped) return;
     // A new revision is placed now, not at the next tick: deploy to Ready
     // waits on nothing but the instance's own start.
-    if (c.after && !c.before) void this.#tick.trigger();
+    if (c.after && !c.before) void this.#fullPass();
     if (!c.after) this.#forget(c.ref);
   }
 
@@ -217,6 +234,7 @@ export class ScaleController {
   #forget(ref: string): void {
     this.#autoscalers.delete(ref);
     this.#state.delete(ref);
+    this.#unchanged.delete(ref);
     removeRevisionGauges(this.#d.metrics, ref);
   }
 
@@ -230,6 +248,53 @@ export class ScaleController {
   }
 
   // ---- the scaling pass ----------------------------------------------------
+
+  #fullPass(): Promise<void> {
+    this.#fullPassWanted = true;
+    return this.#tick.trigger();
+  }
+
+  /**
+   * Signalled revisions with nothing placed get their first instances from the
+   * last view (fast-activation.ts). True when every signalled revision is
+   * placed now (or was already): no full pass is needed for them.
+   */
+  async #placeActivated(): Promise<boolean> {
+    const now = Date.now();
+    const maxAgeMs = 2 * this.#o.autoscaler.tickInterval;
+    const signalled = this.#activation.peek();
+    const last = this.#last;
+    if (signalled.size === 0 || !last || now - last.atMs > maxAgeMs || !this.#canWrite()) {
+      return false;
+    }
+    const add = planActivation({
+      last,
+      signalled,
+      scaling: (ref) => {
+        const rev = this.#d.cache.revisions.get(ref);
+        const s = this.#autoscalers.get(ref);
+        if (!rev || !s) return undefined;
+        return { namespace: rev.metadata.namespace, revision: rev.metadata.name, s };
+      },
+      maxAgeMs,
+      nowMs: now,
+      newId: (revision) => `${revision}-${randomBytes(4).toString("hex")}`,
+    });
+    const placedRefs = new Set(last.placed.map((i) => i.revision));
+    for (const d of add.values()) for (const i of d) placedRefs.add(`${i.namespace}/${i.revision}`);
+    const handled = [...signalled].every((ref) => placedRefs.has(ref));
+    if (add.size === 0) return handled;
+    await this.#desiredSets.apply(add, new Map());
+    this.#d.metrics.fastActivations.inc([...add.values()].flat().length);
+    this.#log.debug(
+      { instances: [...add.values()].flat().map((d) => d.id) },
+      "placed at activation",
+    );
+    const { agents, placed } = last;
+    const requestsOf = (ref: string) => this.#autoscalers.get(ref)?.needs.requests;
+    this.#last = viewAfter(agents, placed, { add, remove: new Map() }, requestsOf, now);
+    return handled;
+  }
 
   async #pass(): Promise<void> {
     const started = performance.now();
@@ -291,6 +356,7 @@ export class ScaleController {
       nowMs: now,
     });
     await this.#desiredSets.apply(plan.add, plan.remove);
+    this.#last = viewAfter(view.agents, placed, plan, (ref) => wants.get(ref)?.requests, now);
     this.#problems.note(plan.problems);
 
     await reportScale(
@@ -301,6 +367,7 @@ export class ScaleController {
         log: this.#log,
         canWrite: () => this.#canWrite(),
         state: this.#state,
+        unchanged: this.#unchanged,
       },
       { decisions, revisions: cache.revisions, plan, routing, loads: this.#loads },
     );

@@ -147,12 +147,23 @@ describe("scale to zero and back", () => {
   }, 40_000);
 
   it("a request to a worker revision at zero is held, activates it, and is served", async () => {
+    const fast = async () =>
+      Number(
+        /skiff_scaler_fast_activation_instances_total (\d+)/.exec(
+          await scaler.registry.getSingleMetricAsString(
+            "skiff_scaler_fast_activation_instances_total",
+          ),
+        )?.[1],
+      );
+    const fastBefore = await fast();
     const t0 = performance.now();
     const answer = await hit(gateway.url, serviceHost("cold"));
     const ms = performance.now() - t0;
     console.log(`cold start from zero through the gateway (isolate): ${ms.toFixed(0)} ms`);
     expect(answer.status).toBe(200);
     expect(answer.body).toBe("Hello World! (cold-00001)");
+    // Placed from the last pass's view at the signal, not after a full pass.
+    expect(await fast()).toBe(fastBefore + 1);
     const active = await waitFor("cold-00001 active", async () => {
       const r = await revision("cold-00001");
       return condition(r, "Active")?.status === "True" ? r : undefined;
