@@ -11,6 +11,9 @@
  * (c) KPA step: 0 -> 100 concurrent clients on a container revision with
  *     target 10 (each request sleeps 100 ms): when its ready endpoints (the
  *     fleet's endpoint table, what gateways route to) reach 1, 5 and 10.
+ * (d) One worker revision from zero at a time, warm agent (its namespace's
+ *     workerd processes run for another revision): request to response over
+ *     a keep-alive connection, beside warm requests to that other revision.
  *
  *   node bench/zero-burst.ts [--duration 8] [--trials 2] [--step-seconds 20]
  *
@@ -66,6 +69,9 @@ const BURST_TIMEOUT_MS = 30_000;
 const KNATIVE_P95_MS = 22_000;
 const UP_LOG = join(tmpdir(), "skiff-bench-zero-burst-up.log");
 const PANIC_WINDOW_MS = 6_000;
+const ONE_BY_ONE = 20;
+/** What limits the one-by-one figure, from profiling (BENCHMARKS.md says how). */
+const ONE_BY_ONE_LIMIT = "see below";
 
 const HELLO_WORKER = 'export default { fetch: () => new Response("Hello World!\\n") };';
 
@@ -117,7 +123,8 @@ const up = await stage("up", () =>
     containers: true,
     logLevel: "info",
     config: {
-      autoscaler: { allowZeroInitialScale: true },
+      // The grace: the served-once revisions of (d) reach zero soon after their 6 s window.
+      autoscaler: { allowZeroInitialScale: true, scaleToZeroGracePeriod: "1s" },
       // 100 isolates and 25+ containers on one 2-core host: room for them in
       // the agent's accounting (idle instances cost no CPU).
       agent: {
@@ -333,11 +340,44 @@ async function step(): Promise<Step> {
   return { at, changes, maxReady, sent, failed, statuses: [...statuses] };
 }
 
+interface OneByOne {
+  cold: Summary;
+  warm: Summary;
+  failed: number;
+}
+
+/**
+ * Each of ONE_BY_ONE revisions at zero (services `{prefix}-{i}` of namespace
+ * "one"), one after another, beside warm requests to a running one.
+ */
+async function oneByOne(prefix: string): Promise<OneByOne> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const cold: number[] = [];
+  const warm: number[] = [];
+  let failed = 0;
+  for (let i = 0; i < 5; i++) await hit(hostOf("one", "warm"), "/", agent); // connection, JIT
+  for (let i = 0; i < ONE_BY_ONE; i++) {
+    const w = await hit(hostOf("one", "warm"), "/", agent);
+    const c = await hit(hostOf("one", `${prefix}-${i}`), "/", agent);
+    warm.push(w.ms);
+    cold.push(c.ms);
+    if (!w.ok || !c.ok) failed++;
+  }
+  agent.destroy();
+  return { cold: summarize(cold), warm: summarize(warm), failed };
+}
+
 try {
   const docs: string[] = [];
   const zero = { "autoscaling.knative.dev/initial-scale": "0" };
   for (let i = 0; i < WORKERS; i++) docs.push(service("zw", `w-${i}`, "worker", image, zero));
   for (let i = 0; i < CONTAINERS; i++) docs.push(service("zc", `c-${i}`, "container", image, zero));
+  docs.push(service("one", "warm", "worker", image, {}));
+  // Served once, then scaled to zero (a 6 s window and the 1 s grace of this up's config)...
+  const quick = { "autoscaling.knative.dev/window": "6s" };
+  for (let i = 0; i < ONE_BY_ONE; i++) docs.push(service("one", `o-${i}`, "worker", image, quick));
+  // ... and never served (initial-scale 0): the first request also builds the isolate.
+  for (let i = 0; i < ONE_BY_ONE; i++) docs.push(service("one", `n-${i}`, "worker", image, zero));
   docs.push(service("tput", "worker", "worker", image, {}));
   docs.push(service("tput", "container", "container", image, {}));
   docs.push(
@@ -356,6 +396,7 @@ try {
     for (const [ns, n] of [
       ["zw", WORKERS],
       ["zc", CONTAINERS],
+      ["one", 2 * ONE_BY_ONE + 1],
       ["tput", 2],
       ["step", 1],
     ] as const) {
@@ -367,10 +408,27 @@ try {
   const placed = await Promise.all([
     ...Array.from({ length: WORKERS }, (_, i) => endpoints("zw", `w-${i}`)),
     ...Array.from({ length: CONTAINERS }, (_, i) => endpoints("zc", `c-${i}`)),
+    ...Array.from({ length: ONE_BY_ONE }, (_, i) => endpoints("one", `n-${i}`)),
     endpoints("step", "step"),
   ]);
   const notZero = placed.filter((n) => n > 0).length;
   if (notZero > 0) throw new Error(`${notZero} revisions not at zero before the burst`);
+
+  // The revisions served once are at zero again once their endpoints are gone.
+  await stage("one-to-zero", async () => {
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      const left = await Promise.all(
+        Array.from({ length: ONE_BY_ONE }, (_, i) => endpoints("one", `o-${i}`)),
+      );
+      if (left.every((n) => n === 0)) break;
+      if (performance.now() > deadline) throw new Error("o-*: not at zero within 60 s");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  });
+  const one = await stage("one-by-one", () => oneByOne("o"));
+  const first = await stage("one-by-one-first", () => oneByOne("n"));
+  console.log(JSON.stringify({ one, first }));
 
   epochs.cold = Date.now();
   const cold = await stage("burst-cold", burst);
@@ -410,7 +468,12 @@ try {
   console.log(JSON.stringify({ wanted }));
   console.log(JSON.stringify({ kpa }));
 
-  const ms = (v: number) => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${Math.round(v)} ms`);
+  const ms = (v: number) =>
+    v >= 1000
+      ? `${(v / 1000).toFixed(2)} s`
+      : v >= 10
+        ? `${Math.round(v)} ms`
+        : `${v.toFixed(1)} ms`;
   const dist = (s: Summary) => `p50 ${ms(s.p50)}, p95 ${ms(s.p95)}, max ${ms(s.max)}`;
   const burstRow = (kind: Kind, goalMs: number) => {
     const n = kind === "workers" ? WORKERS : CONTAINERS;
@@ -436,7 +499,19 @@ try {
   const tputRatio = workerRps / containerRps;
   const t10 = kpa.at[10];
   const kpaMet = t10 !== undefined && t10 <= PANIC_WINDOW_MS && kpa.failed === 0;
+  const oneMet = one.cold.p50 <= 10 && one.failed === 0 && first.failed === 0;
   const rows = [
+    {
+      figure:
+        "worker revision from zero through the gateway, warm agent (one at a time, keep-alive connection)",
+      baseline: `a warm request to a running worker revision of the same namespace, same connection: p50 ${ms(one.warm.p50)}`,
+      skiff: `served before, then scaled to zero: p50 ${ms(one.cold.p50)}, p95 ${ms(one.cold.p95)}, max ${ms(one.cold.max)}; ${one.failed} of ${ONE_BY_ONE} failed. Never served yet (initial-scale 0, the isolate is built too): p50 ${ms(first.cold.p50)}, p95 ${ms(first.cold.p95)}; ${first.failed} failed`,
+      ratio: `${(one.cold.p50 / one.warm.p50).toFixed(1)}x warm`,
+      goal: "p50 <= 10 ms",
+      met: oneMet,
+      limit: oneMet ? undefined : ONE_BY_ONE_LIMIT,
+      trials: ONE_BY_ONE,
+    },
     burstRow("workers", 1_000),
     burstRow("containers", 5_000),
     {
