@@ -2,11 +2,11 @@
  * Placing an activated revision before the full pass. A request waits at a
  * gateway for a revision with nothing placed; a full pass first reads the
  * whole fleet from Redis (agents, desired sets, reports, endpoints,
- * activation keys: several round trips, longer with more revisions). The last
- * pass's view (what it read, plus what it placed) is enough to place the first
- * instances at once; the full pass that follows reads everything again and
- * corrects whatever the view missed (an agent died, a revision changed), as it
- * would anyway. Pure: the controller holds the view and writes the plan.
+ * activation keys: several round trips, longer with more revisions). What the
+ * last pass left placed, with the agents' records read again (liveness,
+ * draining, standbys: placement weighs them), is enough to place the first
+ * instances at once; the next full pass reads everything again and corrects
+ * whatever that missed. Pure: the controller holds the view and writes the plan.
  */
 import type { AgentRecord } from "../../src/fleet/types.ts";
 import type { PlacedInstance, ResourceRequests } from "../placement.ts";

@@ -267,8 +267,12 @@ export class ScaleController {
     if (signalled.size === 0 || !last || now - last.atMs > maxAgeMs || !this.#canWrite()) {
       return false;
     }
+    // The agents as they are now (one read): which ones live, drain, or hold a
+    // standby of the revision changes between passes, and placement weighs it.
+    const { live } = await this.#d.fleet.listAgents();
+    if (!this.#canWrite()) return false;
     const add = planActivation({
-      last,
+      last: { ...last, agents: live },
       signalled,
       scaling: (ref) => {
         const rev = this.#d.cache.revisions.get(ref);
@@ -290,7 +294,8 @@ export class ScaleController {
       { instances: [...add.values()].flat().map((d) => d.id) },
       "placed at activation",
     );
-    const { agents, placed } = last;
+    const { placed } = last;
+    const agents = live;
     const requestsOf = (ref: string) => this.#autoscalers.get(ref)?.needs.requests;
     this.#last = viewAfter(agents, placed, { add, remove: new Map() }, requestsOf, now);
     return handled;
