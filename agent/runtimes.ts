@@ -39,6 +39,7 @@ export async function openContainerDriver(
     dataAddress: o.address,
     socketPath: o.dockerSocket,
     startupTimeoutMs: o.startupTimeoutMs,
+    startConcurrency: o.containerStartConcurrency,
     standby: o.containerStandby,
     ...(o.portRange ? { portRange: o.portRange } : {}),
     registries: o.images.registries,

@@ -3,8 +3,10 @@
  * the runtime's event emitter, and each other. The facade (runtime.ts) wires
  * them once in its constructor; no part calls another before that is done.
  */
+
 import type { EventEmitter } from "node:events";
 import type Docker from "dockerode";
+import type { LimitFunction } from "p-limit";
 import type { ContainerEvents } from "./events.ts";
 import type { ExitWatcher } from "./exits.ts";
 import type { ImageResolver } from "./images.ts";
@@ -33,6 +35,8 @@ export interface RuntimeContext {
   readiness: ReadinessProber;
   standbys: StandbyPool;
   stopper: Stopper;
+  /** At most `startConcurrency` container creates and starts in flight. */
+  startGate: LimitFunction;
   /** Whether close() was called. */
   closed(): boolean;
 }

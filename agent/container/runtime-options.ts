@@ -85,6 +85,13 @@ export const ContainerRuntimeOptionsSchema = z.object({
   stopGraceSeconds: z.number().int().min(0).optional(),
   /** A container not ready within this long is removed and start() fails. */
   startupTimeoutMs: z.number().int().positive().default(60_000),
+  /**
+   * Containers created and started at once (readiness waits are not
+   * counted): Docker serialises much of a start (network namespace, veth,
+   * iptables), so a burst started all at once finishes no sooner and holds
+   * the host's CPU from everything else meanwhile (isolate loads included).
+   */
+  startConcurrency: z.number().int().min(1).max(256).default(4),
   /** Probe period until first ready (Knative: 50 ms; tens of ms keeps cold starts short). */
   probeIntervalMs: z.number().int().min(1).max(1_000).default(10),
   /** Per-probe timeout unless the probe sets timeoutSeconds. */

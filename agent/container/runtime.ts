@@ -26,6 +26,7 @@
  */
 import { EventEmitter } from "node:events";
 import Docker from "dockerode";
+import pLimit from "p-limit";
 import { SkiffError, UnavailableError } from "../../src/errors.ts";
 import { InstanceError } from "../errors.ts";
 import { adoptContainers } from "./adoption.ts";
@@ -94,6 +95,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
         onProgress: (instanceId, message) => this.emit("pulling", { instanceId, message }),
       }),
       closed: () => this.#closed,
+      startGate: pLimit(o.startConcurrency),
     };
     const ctx = base as RuntimeContext;
     ctx.owned = new OwnedContainers(ctx);

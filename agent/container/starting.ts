@@ -46,46 +46,13 @@ export class ColdStarter {
     }
     ctx.standbys.trimIfMemoryTight();
     const t1 = performance.now();
-    let t: Tracked;
-    let t2: number;
+    let started: { t: Tracked; t2: number } | undefined;
     // A published port someone took since the check, or a bridge removed under
     // us (its last user shut down): try again with a new port / a new bridge.
-    for (let attempt = 1; ; attempt++) {
-      const port = await ctx.ports.allocate();
-      let containerId: string;
-      try {
-        containerId = await this.#create(spec, image, port);
-      } catch (err) {
-        ctx.ports.release(port);
-        throw err;
-      }
-      t = ctx.table.track(
-        spec,
-        containerId,
-        { host: ctx.options.dataAddress, port, protocol: protocolOf(spec.container) },
-        "starting",
-      );
-      t.imageId = image.id;
-      t2 = performance.now();
-      try {
-        await ctx.docker.getContainer(containerId).start();
-        break;
-      } catch (err) {
-        if (t.state === "stopping") {
-          await t.stopping;
-          throwIfInterrupted(t);
-        }
-        await ctx.table.discard(t);
-        const retry = isPortTaken(err) || isNetworkGone(err);
-        if (isNetworkGone(err)) ctx.network.invalidate();
-        if (!retry || attempt >= 3) {
-          throw new InstanceError(
-            { reason: "StartFailed", message: `container failed to start: ${dockerMessage(err)}` },
-            { instanceId: id, cause: err },
-          );
-        }
-      }
+    for (let attempt = 1; !started; attempt++) {
+      started = await ctx.startGate(() => this.#createAndStart(spec, image, attempt));
     }
+    const { t, t2 } = started;
     const t3 = performance.now();
     await ctx.exits.checkAlive(t); // learns the pid, for probing inside the container's netns
     const target = ctx.readiness.target(t);
@@ -113,6 +80,50 @@ export class ColdStarter {
         totalMs: elapsed(t0, t4),
       },
     };
+  }
+
+  /** One attempt (in a slot of the start gate): undefined when it should be tried again. */
+  async #createAndStart(
+    spec: InstanceSpec,
+    image: ResolvedImage,
+    attempt: number,
+  ): Promise<{ t: Tracked; t2: number } | undefined> {
+    const ctx = this.#ctx;
+    const port = await ctx.ports.allocate();
+    let containerId: string;
+    try {
+      containerId = await this.#create(spec, image, port);
+    } catch (err) {
+      ctx.ports.release(port);
+      throw err;
+    }
+    const t = ctx.table.track(
+      spec,
+      containerId,
+      { host: ctx.options.dataAddress, port, protocol: protocolOf(spec.container) },
+      "starting",
+    );
+    t.imageId = image.id;
+    const t2 = performance.now();
+    try {
+      await ctx.docker.getContainer(containerId).start();
+      return { t, t2 };
+    } catch (err) {
+      if (t.state === "stopping") {
+        await t.stopping;
+        throwIfInterrupted(t);
+      }
+      await ctx.table.discard(t);
+      const retry = isPortTaken(err) || isNetworkGone(err);
+      if (isNetworkGone(err)) ctx.network.invalidate();
+      if (!retry || attempt >= 3) {
+        throw new InstanceError(
+          { reason: "StartFailed", message: `container failed to start: ${dockerMessage(err)}` },
+          { instanceId: spec.instanceId, cause: err },
+        );
+      }
+      return undefined;
+    }
   }
 
   async #create(spec: InstanceSpec, image: ResolvedImage, port: number): Promise<string> {

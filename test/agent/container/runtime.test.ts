@@ -135,6 +135,37 @@ describe("ContainerRuntime.start", () => {
     expect(infos.map((i) => i.port)).toEqual(["8080", "8080"]);
   });
 
+  test("with startConcurrency 1, concurrent starts create and start their containers one after another", async () => {
+    const rt = h.runtime({ startConcurrency: 1 });
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const started = await Promise.all([h.spec(), h.spec(), h.spec()].map((s) => rt.start(s)));
+    const ids = new Set(started.map((s) => s.containerId));
+    // Docker's own record of when each container was created and started.
+    const stream = await h.docker.getEvents({
+      since,
+      until: Math.ceil(Date.now() / 1000) + 1,
+      filters: { type: ["container"], event: ["create", "start"] },
+    });
+    let text = "";
+    for await (const chunk of stream as AsyncIterable<Buffer>) text += chunk.toString();
+    const events = text
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { id: string; Action: string; timeNano: number })
+      .filter((e) => ids.has(e.id))
+      .sort((a, b) => a.timeNano - b.timeNano);
+    // Never two at once: each container is started before the next is created.
+    expect(events.map((e) => e.Action)).toEqual([
+      "create",
+      "start",
+      "create",
+      "start",
+      "create",
+      "start",
+    ]);
+    for (let i = 0; i < events.length; i += 2) expect(events[i]?.id).toBe(events[i + 1]?.id);
+  });
+
   test("rejects a missing image at once with a readable ImageNotFound message and creates nothing", async () => {
     const rt = h.runtime();
     const image = missingImage();
