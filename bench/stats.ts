@@ -37,7 +37,8 @@ export interface FigureRow {
   /** Skiff / baseline, or whatever ratio the goal is stated in. */
   ratio: string;
   goal: string;
-  met: boolean;
+  /** "context": a row with no goal of its own (shown as "-" and its note). */
+  met: boolean | "context";
   /** What keeps the figure from its goal (shown when not met), or a note. */
   limit?: string;
   trials: number | string;
@@ -50,7 +51,12 @@ export function figureTable(rows: readonly FigureRow[]): string {
   const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
   const lines = rows.map((r) => {
     const met = r.met ? "yes" : `**no**${r.limit ? `: ${r.limit}` : ""}`;
-    const metCell = r.met && r.limit ? `yes (${r.limit})` : met;
+    const metCell =
+      r.met === "context"
+        ? `-${r.limit ? ` (${r.limit})` : ""}`
+        : r.met && r.limit
+          ? `yes (${r.limit})`
+          : met;
     return `| ${[r.figure, r.baseline, r.skiff, r.ratio, r.goal, metCell, String(r.trials)].map(cell).join(" | ")} |`;
   });
   return [FIGURE_TABLE_HEADER, ...lines].join("\n");

@@ -70,8 +70,9 @@ const KNATIVE_P95_MS = 22_000;
 const UP_LOG = join(tmpdir(), "skiff-bench-zero-burst-up.log");
 const PANIC_WINDOW_MS = 6_000;
 const ONE_BY_ONE = 20;
-/** What limits the one-by-one figure, from profiling (BENCHMARKS.md says how). */
-const ONE_BY_ONE_LIMIT = "see below";
+/** What limits the one-by-one figure, from profiling (BENCHMARKS.md has the breakdown). */
+const ONE_BY_ONE_LIMIT =
+  "the activation path's hops through Redis (gateway signal, scaler placement, the agent's desired-set and Revision reads, its start from the standby, the endpoint's publish and the gateway's read) on a host whose 2 cores run all of it and the load; see the breakdown below the table";
 
 const HELLO_WORKER = 'export default { fetch: () => new Response("Hello World!\\n") };';
 
@@ -524,7 +525,7 @@ try {
       limit:
         tputRatio >= 0.8
           ? undefined
-          : "not profiled in this run; the worker path is gateway -> workerd (one process per namespace, CPU share sandbox.cpuMillis) -> isolate, the container path gateway -> a native C server",
+          : "workerd's CPU per request: through the router and loader ~3x a static worker's (bench/isolate-request-cost.ts, ~230-250 µs against ~80), and a namespace's processes share one core (sandbox.cpuMillis 1000); the container path is a native C server",
       trials: `${TRIALS} x ${DURATION_S} s each, interleaved, mean (worker ${tw.map(Math.round).join(", ")}; container ${tc.map(Math.round).join(", ")})`,
     },
     {

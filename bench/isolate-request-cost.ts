@@ -1,0 +1,180 @@
+/**
+ * What one request to a worker revision costs workerd, and where: the same
+ * hello module served (a) by a workerd process with a static one-worker
+ * config (the floor: no router, no loader) and (b) through the agent's pool
+ * (the router worker checks the gateway secret and the revision header, then
+ * calls the revision's isolate, which workerd's WorkerLoader holds), with and
+ * without in-flight tracking. Each runs alone under autocannon -c16 (a 1 s
+ * warm-up, then `--seconds`), straight to workerd on 127.0.0.1 (no gateway);
+ * the figure is workerd's CPU (utime + stime from /proc) per request.
+ *
+ *   node bench/isolate-request-cost.ts [--seconds 4] [--trials 2]
+ *
+ * Writes its block of BENCHMARKS.md. Context for zero-burst's throughput row
+ * (worker revision against the same app as a container).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { GATEWAY_AUTH_HEADER, WorkerdPool } from "../agent/isolate/index.ts";
+import { figureTable, writeBenchmarkBlock } from "./stats.ts";
+
+interface AutocannonResult {
+  requests: { average: number; total: number };
+  non2xx: number;
+  errors: number;
+}
+type Autocannon = (
+  options: Record<string, unknown>,
+  done: (err: Error | null, result: AutocannonResult) => void,
+) => unknown;
+// autocannon ships no types; this is the part of its API used here.
+const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
+
+const { values } = parseArgs({
+  options: { seconds: { type: "string", default: "4" }, trials: { type: "string", default: "2" } },
+});
+const SECONDS = Number(values.seconds);
+const TRIALS = Number(values.trials);
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const HELLO = 'export default { fetch() { return new Response("Hello World!\\n"); } };';
+const loadBefore = loadavg()[0] ?? 0;
+
+/** utime + stime of the processes, in ms (clock ticks of 10 ms). */
+function cpuMs(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // exited
+    }
+  }
+  return ticks * 10;
+}
+
+interface Run {
+  rps: number;
+  cpuUs: number;
+  failed: number;
+}
+
+function cannon(url: string, headers: Record<string, string>, duration: number) {
+  return new Promise<AutocannonResult>((resolve, reject) => {
+    autocannon({ url, headers, connections: 16, duration }, (err, r) =>
+      err ? reject(err) : resolve(r),
+    );
+  });
+}
+
+async function measure(url: string, headers: Record<string, string>, pids: () => number[]) {
+  await cannon(url, headers, 1);
+  const before = cpuMs(pids());
+  const r = await cannon(url, headers, SECONDS);
+  const cpu = cpuMs(pids()) - before;
+  return {
+    rps: r.requests.average,
+    cpuUs: (cpu * 1000) / Math.max(1, r.requests.total),
+    failed: r.non2xx + r.errors,
+  };
+}
+
+async function staticWorker(): Promise<Run> {
+  const dir = await mkdtemp(join(tmpdir(), "skiff-bench-request-cost-"));
+  const binary = createRequire(import.meta.url).resolve("workerd/bin/workerd");
+  let child: ChildProcess | undefined;
+  try {
+    await writeFile(join(dir, "worker.js"), HELLO);
+    await writeFile(
+      join(dir, "config.capnp"),
+      `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [ (name = "main", worker = (modules = [(name = "worker.js", esModule = embed "worker.js")], compatibilityDate = "2025-09-01")) ],
+  sockets = [ (name = "http", address = "127.0.0.1:0", http = (), service = "main") ],
+);
+`,
+    );
+    child = spawn(binary, ["serve", join(dir, "config.capnp"), "--control-fd", "3"], {
+      stdio: ["ignore", "ignore", "inherit", "pipe"],
+      cwd: dir,
+      env: {},
+    });
+    const [chunk] = (await once(child.stdio[3] as NodeJS.ReadableStream, "data")) as [Buffer];
+    const port = (JSON.parse(chunk.toString().split("\n")[0] ?? "{}") as { port: number }).port;
+    const pid = child.pid as number;
+    return await measure(`http://127.0.0.1:${port}/`, {}, () => [pid]);
+  } finally {
+    child?.kill("SIGKILL");
+    if (child) await once(child, "exit");
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function throughPool(trackInFlight: boolean): Promise<Run> {
+  const pool = new WorkerdPool({ processes: 1, trackInFlight });
+  await pool.start();
+  try {
+    await pool.register("bench/hello", { code: HELLO, env: {} });
+    const loaded = await pool.load("bench/hello");
+    if (!loaded.ok) throw new Error(`the hello revision did not load: ${loaded.message}`);
+    const ep = pool.endpointFor("bench/hello");
+    const headers = {
+      [ep.header.name]: ep.header.value,
+      [GATEWAY_AUTH_HEADER]: pool.gatewaySecret,
+    };
+    return await measure(`http://127.0.0.1:${ep.port}/`, headers, () => pool.pids());
+  } finally {
+    await pool.stop();
+  }
+}
+
+const runs = { static: [] as Run[], tracked: [] as Run[], untracked: [] as Run[] };
+for (let t = 0; t < TRIALS; t++) {
+  runs.static.push(await staticWorker());
+  runs.tracked.push(await throughPool(true));
+  runs.untracked.push(await throughPool(false));
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const of = (rs: Run[]) => ({
+  rps: median(rs.map((r) => r.rps)),
+  cpuUs: median(rs.map((r) => r.cpuUs)),
+  failed: rs.reduce((n, r) => n + r.failed, 0),
+});
+const s = of(runs.static);
+const tracked = of(runs.tracked);
+const untracked = of(runs.untracked);
+console.log(JSON.stringify({ runs }));
+
+const us = (v: number) => `${Math.round(v)} µs`;
+const rows = [
+  {
+    figure:
+      "workerd CPU per request of a worker revision (hello, autocannon -c16 straight to workerd)",
+    baseline: `the same module in a static one-worker workerd: ${us(s.cpuUs)} (${Math.round(s.rps)} req/s)`,
+    skiff: `through the pool's router and loader: ${us(tracked.cpuUs)} (${Math.round(tracked.rps)} req/s); without in-flight tracking ${us(untracked.cpuUs)} (${Math.round(untracked.rps)} req/s); ${tracked.failed + untracked.failed + s.failed} failed`,
+    ratio: `${(tracked.cpuUs / s.cpuUs).toFixed(2)}x the static worker's CPU`,
+    goal: "- (context for zero-burst's worker throughput row)",
+    met: "context" as const,
+    limit:
+      "the router's hop (secret and revision checks, a Request copy, the cross-isolate call into the loader's isolate) is what a per-namespace, dynamically loaded design costs over a static worker",
+    trials: `${TRIALS} x ${SECONDS} s each, interleaved, median`,
+  },
+];
+const body = `## Isolate request cost (\`node bench/isolate-request-cost.ts\`)
+
+\`node bench/isolate-request-cost.ts [--seconds 4] [--trials 2]\` (part of \`npm run bench\`; about
+${Math.round((TRIALS * 3 * (SECONDS + 2)) / 10) * 10} seconds).
+
+${figureTable(rows)}
+
+${new Date().toISOString().slice(0, 10)}, ${availableParallelism()} cores, load average ${loadBefore.toFixed(1)} at the start; workerd alone
+on the machine's cores with autocannon (no gateway, no cgroup limit: \`new WorkerdPool\` without a sandbox).`;
+await writeBenchmarkBlock(join(ROOT, "BENCHMARKS.md"), "isolate-request-cost", body);
+console.log(body);
