@@ -11,6 +11,9 @@
  * (c) KPA step: 0 -> 100 concurrent clients on a container revision with
  *     target 10 (each request sleeps 100 ms): when its ready endpoints (the
  *     fleet's endpoint table, what gateways route to) reach 1, 5 and 10.
+ * (e) The containers' baseline: as many `docker run -d -p 127.0.0.1:P:8080`
+ *     of the same image at once as the burst has container services, each
+ *     to its first answer (Docker's own throughput on this host).
  * (d) One worker revision from zero at a time, warm agent (its namespace's
  *     workerd processes run for another revision): request to response over
  *     a keep-alive connection, beside warm requests to that other revision.
@@ -19,6 +22,7 @@
  *
  * Writes its block of BENCHMARKS.md. Every load is bounded in time and count.
  */
+import { execFile } from "node:child_process";
 import type { EventEmitter } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
@@ -30,6 +34,7 @@ import { parseArgs } from "node:util";
 import { buildCli } from "../scripts/build-cli.ts";
 import { fleetKeys } from "../src/fleet/keys.ts";
 import { connectRedis } from "../src/redis/connect.ts";
+import { freePort } from "../src/redis/server.ts";
 import { helloImage } from "../test/support/images.ts";
 import { allReady, startSkiffUp } from "./skiff-up.ts";
 import { figureTable, type Summary, summarize, writeBenchmarkBlock } from "./stats.ts";
@@ -341,6 +346,71 @@ async function step(): Promise<Step> {
   return { at, changes, maxReady, sent, failed, statuses: [...statuses] };
 }
 
+/** `docker` with its arguments; resolves with stdout, rejects with stderr. */
+function docker(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile("docker", args, (err, stdout, stderr) =>
+      err
+        ? reject(new Error(`docker ${args[0]}: ${stderr.trim() || err.message}`))
+        : resolve(stdout),
+    ),
+  );
+}
+
+/** ms from `t0` to the first 200 on 127.0.0.1:port, or undefined after BURST_TIMEOUT_MS. */
+async function firstOk(port: number, t0: number): Promise<number | undefined> {
+  while (performance.now() - t0 < BURST_TIMEOUT_MS) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = request(
+        { host: "127.0.0.1", port, path: "/", agent: false, timeout: 1_000 },
+        (res) => {
+          res.resume();
+          res.once("end", () => resolve(res.statusCode === 200));
+        },
+      );
+      req.once("timeout", () => req.destroy());
+      req.once("error", () => resolve(false));
+      req.end();
+    });
+    if (ok) return performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return undefined;
+}
+
+/** CONTAINERS `docker run`s of the hello image at once, each to its first answer; removed after. */
+async function dockerRunBurst(): Promise<Summary & { failed: number }> {
+  const label = `skiff-bench=zero-burst-${process.pid}`;
+  const ports = await Promise.all(Array.from({ length: CONTAINERS }, () => freePort()));
+  const t0 = performance.now();
+  try {
+    const times = await Promise.all(
+      ports.map(async (port) => {
+        const run = docker([
+          "run",
+          "-d",
+          "--rm",
+          "--label",
+          label,
+          "-p",
+          `127.0.0.1:${port}:8080`,
+          image,
+        ]);
+        const ms = await firstOk(port, t0);
+        await run.catch(() => undefined);
+        return ms;
+      }),
+    );
+    const ok = times.filter((t): t is number => t !== undefined);
+    return { ...summarize(ok), failed: times.length - ok.length };
+  } finally {
+    const ids = (await docker(["ps", "-aq", "--filter", `label=${label}`]))
+      .split(/\s+/)
+      .filter(Boolean);
+    if (ids.length > 0) await docker(["rm", "-f", ...ids]).catch(() => undefined);
+  }
+}
+
 interface OneByOne {
   cold: Summary;
   warm: Summary;
@@ -431,6 +501,9 @@ try {
   const first = await stage("one-by-one-first", () => oneByOne("n"));
   console.log(JSON.stringify({ one, first }));
 
+  const dockerRuns = await stage("docker-run-burst", dockerRunBurst);
+  console.log(JSON.stringify({ dockerRuns }));
+
   epochs.cold = Date.now();
   const cold = await stage("burst-cold", burst);
   epochs.warm = Date.now();
@@ -483,14 +556,14 @@ try {
     const met = c.p95 <= goalMs && f === 0;
     return {
       figure: `${n} ${kind === "workers" ? "worker" : "container"} services at zero, all hit at once with the ${kind === "workers" ? `${CONTAINERS} containers` : `${WORKERS} workers`} (through the gateway)`,
-      baseline: `Knative (published) ~22 s p95 for 100; the same burst warm, same run: ${dist(warm[kind])}`,
+      baseline: `Knative (published) ~22 s p95 for 100; the same burst warm, same run: ${dist(warm[kind])}${kind === "containers" ? `; ${CONTAINERS} \`docker run -p\` of the image at once, same run: ${dist(dockerRuns)}${dockerRuns.failed > 0 ? ` (${dockerRuns.failed} no answer in ${BURST_TIMEOUT_MS / 1000} s)` : ""}` : ""}`,
       skiff: `${dist(c)}; ${f} of ${n} failed; instance ready (endpoint table) ${dist(cold.instanceReady[kind])}, ${cold.instanceReady[kind].none} with none`,
-      ratio: `${(c.p95 / KNATIVE_P95_MS).toFixed(3)}x Knative p95; ${(c.p95 / warm[kind].p95).toFixed(1)}x warm p95`,
+      ratio: `${(c.p95 / KNATIVE_P95_MS).toFixed(3)}x Knative p95; ${(c.p95 / warm[kind].p95).toFixed(1)}x warm p95${kind === "containers" ? `; ${(c.p95 / dockerRuns.p95).toFixed(2)}x docker run's p95` : ""}`,
       goal: `p95 <= ${goalMs / 1000} s; zero failures`,
       met,
       limit: met
         ? undefined
-        : `${f > 0 ? `${f} failed (${cold.failed[kind].statuses.join(", ")}); ` : ""}instances ready late (endpoint p95 ${ms(cold.instanceReady[kind].p95)} after the burst); ${kind === "workers" ? `the agent's stall watchdog restarted ${coldTroubles.stalledRestarts} workerd processes (with the isolates each held) during the burst` : "container instances came ready a few at a time (see below)"}${coldTroubles.lostLeader > 0 ? `; the scaler lost its lease ${coldTroubles.lostLeader}x` : ""}`,
+        : `${f > 0 ? `${f} failed (${cold.failed[kind].statuses.join(", ")}); ` : ""}instances ready late (endpoint p95 ${ms(cold.instanceReady[kind].p95)} after the burst); ${kind === "workers" ? `isolate loads (a new isolate each, serialised per workerd process) on a host also starting the containers; the stall watchdog restarted ${coldTroubles.stalledRestarts} workerd processes` : `Docker's own pace: ${CONTAINERS} plain \`docker run\`s at once reach p95 ${ms(dockerRuns.p95)} here`}${coldTroubles.lostLeader > 0 ? `; the scaler lost its lease ${coldTroubles.lostLeader}x` : ""}`,
       trials: 1,
     };
   };
@@ -544,7 +617,7 @@ try {
   const body = `## From zero, throughput and the KPA step (\`node bench/zero-burst.ts\`)
 
 \`node bench/zero-burst.ts [--duration 8] [--trials 2] [--step-seconds 20]\` (part of
-\`npm run bench\`; about 3.5 minutes; needs Docker).
+\`npm run bench\`; about 4 minutes; needs Docker).
 
 ${figureTable(rows)}
 
