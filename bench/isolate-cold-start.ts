@@ -15,13 +15,13 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { promisify } from "node:util";
 import { Pool, request } from "undici";
 import { GATEWAY_AUTH_HEADER, WorkerdPool } from "../agent/isolate/index.ts";
+import { prepareStaticWorkerd } from "./static-workerd.ts";
 import { type Summary, summarize } from "./stats.ts";
 
 const N_COLD = 50;
@@ -284,31 +284,13 @@ async function throughput(trackInFlight: boolean) {
 
 /** A fresh workerd with a static config, spawn -> listening -> first response. */
 async function rawFloor() {
-  const dir = await mkdtemp(join(tmpdir(), "skiff-bench-raw-"));
-  const binary = createRequire(import.meta.url).resolve("workerd/bin/workerd");
-  await writeFile(join(dir, "worker.js"), helloCode(0).replace("env.NAME", '"raw"'));
-  await writeFile(
-    join(dir, "config.capnp"),
-    `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [ (name = "main", worker = (modules = [(name = "worker.js", esModule = embed "worker.js")], compatibilityDate = "2025-09-01")) ],
-  sockets = [ (name = "http", address = "127.0.0.1:0", http = (), service = "main") ],
-);
-`,
-  );
+  const workerd = await prepareStaticWorkerd(helloCode(0).replace("env.NAME", '"raw"'));
   const listening: number[] = [];
   const total: number[] = [];
   try {
     for (let i = 0; i < N_RAW; i++) {
       const t0 = performance.now();
-      const child = spawn(binary, ["serve", join(dir, "config.capnp"), "--control-fd", "3"], {
-        stdio: ["ignore", "ignore", "inherit", "pipe"],
-        cwd: dir,
-        env: {},
-      });
-      const control = child.stdio[3] as NodeJS.ReadableStream;
-      const [chunk] = (await once(control, "data")) as [Buffer];
-      const port = (JSON.parse(chunk.toString().split("\n")[0]!) as { port: number }).port;
+      const { child, port } = await workerd.spawn();
       listening.push(performance.now() - t0);
       const res = await request(`http://127.0.0.1:${port}/`);
       await res.body.text();
@@ -317,7 +299,7 @@ const config :Workerd.Config = (
       await once(child, "exit");
     }
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await workerd.remove();
   }
   return { listening: summarize(listening), total: summarize(total) };
 }

@@ -13,16 +13,16 @@
  * Writes its block of BENCHMARKS.md. Context for zero-burst's throughput row
  * (worker revision against the same app as a container).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { GATEWAY_AUTH_HEADER, WorkerdPool } from "../agent/isolate/index.ts";
+import { prepareStaticWorkerd } from "./static-workerd.ts";
 import { figureTable, writeBenchmarkBlock } from "./stats.ts";
 
 interface AutocannonResult {
@@ -87,33 +87,17 @@ async function measure(url: string, headers: Record<string, string>, pids: () =>
 }
 
 async function staticWorker(): Promise<Run> {
-  const dir = await mkdtemp(join(tmpdir(), "skiff-bench-request-cost-"));
-  const binary = createRequire(import.meta.url).resolve("workerd/bin/workerd");
+  const workerd = await prepareStaticWorkerd(HELLO);
   let child: ChildProcess | undefined;
   try {
-    await writeFile(join(dir, "worker.js"), HELLO);
-    await writeFile(
-      join(dir, "config.capnp"),
-      `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [ (name = "main", worker = (modules = [(name = "worker.js", esModule = embed "worker.js")], compatibilityDate = "2025-09-01")) ],
-  sockets = [ (name = "http", address = "127.0.0.1:0", http = (), service = "main") ],
-);
-`,
-    );
-    child = spawn(binary, ["serve", join(dir, "config.capnp"), "--control-fd", "3"], {
-      stdio: ["ignore", "ignore", "inherit", "pipe"],
-      cwd: dir,
-      env: {},
-    });
-    const [chunk] = (await once(child.stdio[3] as NodeJS.ReadableStream, "data")) as [Buffer];
-    const port = (JSON.parse(chunk.toString().split("\n")[0] ?? "{}") as { port: number }).port;
+    const started = await workerd.spawn();
+    child = started.child;
     const pid = child.pid as number;
-    return await measure(`http://127.0.0.1:${port}/`, {}, () => [pid]);
+    return await measure(`http://127.0.0.1:${started.port}/`, {}, () => [pid]);
   } finally {
     child?.kill("SIGKILL");
     if (child) await once(child, "exit");
-    await rm(dir, { recursive: true, force: true });
+    await workerd.remove();
   }
 }
 

@@ -9,7 +9,13 @@ import { fileURLToPath } from "node:url";
 
 const dir = fileURLToPath(new URL(".", import.meta.url));
 /** Files in bench/ that are helpers, not benchmarks. */
-const HELPERS = new Set(["run.ts", "stats.ts", "floor-proxy.ts", "skiff-up.ts"]);
+const HELPERS = new Set([
+  "run.ts",
+  "stats.ts",
+  "floor-proxy.ts",
+  "skiff-up.ts",
+  "static-workerd.ts",
+]);
 const all = readdirSync(dir)
   .filter((f) => f.endsWith(".ts") && !HELPERS.has(f))
   .map((f) => f.slice(0, -3))

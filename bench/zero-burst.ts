@@ -598,7 +598,7 @@ try {
       limit:
         tputRatio >= 0.8
           ? undefined
-          : "workerd's CPU per request: through the router and loader ~3x a static worker's (bench/isolate-request-cost.ts, ~230-250 µs against ~80), and a namespace's processes share one core (sandbox.cpuMillis 1000); the container path is a native C server",
+          : "workerd's CPU per request: through the router and loader 3-4x a static worker's (bench/isolate-request-cost.ts), and a namespace's processes share one core (sandbox.cpuMillis 1000); the container path is a native C server",
       trials: `${TRIALS} x ${DURATION_S} s each, interleaved, mean (worker ${tw.map(Math.round).join(", ")}; container ${tc.map(Math.round).join(", ")})`,
     },
     {
