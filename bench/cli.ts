@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { buildCli } from "../scripts/build-cli.ts";
-import { type Summary, summarize } from "./stats.ts";
+import { figureTable, type Summary, summarize, writeBenchmarkBlock } from "./stats.ts";
 
 const { values } = parseArgs({
   options: { n: { type: "string", default: "20" }, deploys: { type: "string", default: "8" } },
@@ -321,6 +321,32 @@ ${fast.phaseLines.map((l) => `- ${l}`).join("\n")}
   (--no-wait above), the isolate's start and the status writes (agent, then scaler).
 `;
   await writeFile(new URL("./RESULTS-cli.md", import.meta.url), report);
+  // The goal rows again, in BENCHMARKS.md (its summary collects every benchmark's rows).
+  const rows = [
+    {
+      figure: "CLI start: `skiff service list` against a running API",
+      baseline: `\`node -e 0\` ${ms(floor.p50)} ms`,
+      skiff: `${ms(list.p50)} ms`,
+      ratio: `${(list.p50 / floor.p50).toFixed(2)}x`,
+      goal: "<= 150 ms",
+      met: list.p50 <= 150,
+      trials: N,
+    },
+    {
+      figure: "deploy to Ready: `skiff service create --source` of a worker, CLI wall time",
+      baseline: `the write alone (--no-wait) ${ms(write.p50)} ms`,
+      skiff: `${ms(dep.p50)} ms; Ready ${ms(ready.p50)} ms after the write (goal <= 200 ms)`,
+      ratio: `${(dep.p50 / write.p50).toFixed(2)}x`,
+      goal: "<= 500 ms",
+      met: dep.p50 <= 500 && ready.p50 <= 200,
+      trials: DEPLOYS,
+    },
+  ];
+  await writeBenchmarkBlock(
+    join(ROOT, "BENCHMARKS.md"),
+    "cli",
+    `## The CLI (\`node bench/cli.ts\`; details in bench/RESULTS-cli.md)\n\n${figureTable(rows)}\n\n${date}, load average ${loadBefore.toFixed(1)} at the start.`,
+  );
   console.log(report);
 } finally {
   await stopUp(up);

@@ -35,7 +35,7 @@ import Docker from "dockerode";
 import { PortAllocator } from "../agent/container/ports.ts";
 import { ContainerRuntime, type StartTimings } from "../agent/container/runtime.ts";
 import { helloImage } from "../test/support/images.ts";
-import { quantile } from "./stats.ts";
+import { figureTable, quantile, writeBenchmarkBlock } from "./stats.ts";
 
 const { values } = parseArgs({ options: { n: { type: "string", default: "10" } } });
 const N = Number(values.n);
@@ -353,6 +353,28 @@ cost is creating the network namespace and its veth at start.
       null,
       2,
     )}\n`,
+  );
+  const goalRow = (name: string, skiffMs: number[], max: number) => {
+    const r = p50(skiffMs) / p50(cli);
+    return {
+      figure: name,
+      baseline: `${dockerRun}: p50 ${fmt(p50(cli))} ms`,
+      skiff: `p50 ${fmt(p50(skiffMs))} ms`,
+      ratio: `${r.toFixed(2)}x`,
+      goal: `<= ${max}x`,
+      met: r <= max,
+      trials: `${N}, interleaved`,
+    };
+  };
+  await writeBenchmarkBlock(
+    join(dirname(out), "..", "BENCHMARKS.md"),
+    "container-cold-start",
+    `## Container cold start (\`node bench/container-cold-start.ts\`; details in bench/RESULTS-container.md)\n\n${figureTable(
+      [
+        goalRow("container resume from a paused standby", resume, 0.3),
+        goalRow("container revision from zero, no standby", skiff, 1.0),
+      ],
+    )}\n\n${new Date().toISOString().slice(0, 10)}.`,
   );
   process.stdout.write(`\n${md}\nwritten to ${out}\n`);
 }
