@@ -167,12 +167,16 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
   };
 }
 
-/** A Service running the hello test image. */
+/**
+ * A Service running the hello test image: `extra` merged into its template's
+ * spec, `container` into its container.
+ */
 export function helloService(
   name: string,
   image: string,
   env: Record<string, string> = {},
   extra: Record<string, unknown> = {},
+  container: Record<string, unknown> = {},
 ) {
   return {
     apiVersion: "serving.knative.dev/v1",
@@ -184,7 +188,11 @@ export function helloService(
           timeoutSeconds: 30,
           ...extra,
           containers: [
-            { image, env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })) },
+            {
+              image,
+              env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
+              ...container,
+            },
           ],
         },
       },

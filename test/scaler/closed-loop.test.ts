@@ -14,6 +14,7 @@ import type { RunningAgent } from "../../agent/server.ts";
 import type { Gateway } from "../../gateway/server.ts";
 import type { RunningScaler } from "../../scaler/server.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
+import { helloService } from "../agent/support.ts";
 import { startTestApi, type TestApi } from "../support/api.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
@@ -82,22 +83,6 @@ async function atZero(rev: string): Promise<RevisionJson | undefined> {
   return r;
 }
 
-function containerService(name: string) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          timeoutSeconds: 30,
-          containers: [{ image, env: [{ name: "TARGET", value: "Container" }] }],
-        },
-      },
-    },
-  };
-}
-
 beforeAll(async () => {
   image = await helloImage(docker);
   redis = connect();
@@ -115,7 +100,7 @@ beforeAll(async () => {
   await scaler.whenLeading();
   // Deployed together so that they reach zero together.
   await create(workerService("cold"));
-  await create(containerService("box"));
+  await create(helloService("box", image, { TARGET: "Container" }));
 }, 120_000);
 
 afterAll(async () => {

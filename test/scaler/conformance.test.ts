@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningAgent } from "../../agent/server.ts";
 import type { Gateway } from "../../gateway/server.ts";
 import type { RunningScaler } from "../../scaler/server.ts";
+import { helloService } from "../agent/support.ts";
 import { startTestApi, type TestApi } from "../support/api.ts";
 import { helloImage, helloRootImage, missingImage } from "../support/images.ts";
 import { connect, uniquePrefix } from "../support/redis.ts";
@@ -103,40 +104,12 @@ function route(name: string, traffic: unknown[], resourceVersion?: string) {
   };
 }
 
-/** A Service running the hello test image with `container` merged into its container. */
-function containerService(
-  name: string,
-  image: string,
-  env: Record<string, string> = {},
-  container: Record<string, unknown> = {},
-) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          timeoutSeconds: 30,
-          containers: [
-            {
-              image,
-              env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
-              ...container,
-            },
-          ],
-        },
-      },
-    },
-  };
-}
-
 /** Create a container Service and wait until its host serves. */
 async function serving(name: string, container: Record<string, unknown>) {
   const r = await api.call(
     "POST",
     api.ns("services"),
-    containerService(name, await helloImage(), {}, container),
+    helloService(name, await helloImage(), {}, {}, container),
   );
   expect(r.status, r.text).toBe(201);
   await waitCondition("services", name, "Ready", "True");
@@ -260,11 +233,7 @@ describe("a failing latest revision (errorcondition_test.go)", () => {
   }
 
   it("TestContainerErrorMsg: a missing image fails the Route and the Service's RoutesReady", async () => {
-    const r = await api.call(
-      "POST",
-      api.ns("services"),
-      containerService("noimage", missingImage()),
-    );
+    const r = await api.call("POST", api.ns("services"), helloService("noimage", missingImage()));
     expect(r.status, r.text).toBe(201);
     const rev = await waitCondition("revisions", "noimage-00001", "Ready", "False");
     expect(condition(rev, "Ready")?.reason).toBe("ImageNotFound");
@@ -276,7 +245,7 @@ describe("a failing latest revision (errorcondition_test.go)", () => {
     const r = await api.call(
       "POST",
       api.ns("services"),
-      containerService("exiting", image, { EXIT_ON_START: "5" }),
+      helloService("exiting", image, { EXIT_ON_START: "5" }),
     );
     expect(r.status, r.text).toBe(201);
     const rev = await waitCondition("revisions", "exiting-00001", "Ready", "False");
@@ -313,9 +282,10 @@ describe("the runtime contract (test/conformance/runtime)", () => {
     const r = await api.call(
       "POST",
       api.ns("services"),
-      containerService(
+      helloService(
         "rootimage",
         await helloRootImage(),
+        {},
         {},
         {
           securityContext: { runAsNonRoot: true },
