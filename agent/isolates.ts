@@ -135,6 +135,8 @@ export class IsolateDriver {
       );
     }
     reg.instances.add(inst);
+    // A stop of the revision's last other instance meanwhile may have made it a standby.
+    this.#endStandby(key);
     if (inst.stopping) return this.#release(inst);
     // A park told to the routers after this load would hide the instance again.
     await this.#parking.get(key);
@@ -374,6 +376,7 @@ export class IsolateDriver {
       this.pool.unregister(key);
       return;
     }
+    this.#endStandby(key);
     const timer = setTimeout(() => this.#dropStandby(key), retentionMs);
     timer.unref();
     this.#standbys.set(key, timer);
