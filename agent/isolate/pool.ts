@@ -1202,21 +1202,23 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
       // for the replacement still starting, which then backs off by itself.
       if (!this.#install(slot, next, slot.current === undefined ? undefined : old)) return;
       this.#metrics?.restarts.inc({ reason: why });
+      const revisions = old.inFlight();
+      // Both processes accept on the shared socket during the hand-over; the
+      // old one tells gateways to stop reusing connections to it, from before
+      // the recycle is announced.
+      const handover = this.options.recycleHandoverMs;
+      if (old.alive) slot.draining.add(old);
+      if (old.alive && handover > 0) await old.drainAt(Date.now() + handover).catch(() => {});
       this.emit("recycle", {
         type: "recycle",
         slot: slot.id,
         namespace: slot.group.namespace,
         pid: old.pid,
         reason,
-        revisions: old.inFlight(),
+        revisions,
         at: new Date(),
       });
       if (!old.alive) return;
-      slot.draining.add(old);
-      // Both processes accept on the shared socket during the hand-over; the
-      // old one tells gateways to stop reusing connections to it.
-      const handover = this.options.recycleHandoverMs;
-      if (handover > 0) await old.drainAt(Date.now() + handover).catch(() => {});
       // SIGTERM: workerd stops accepting, finishes in-flight requests, exits.
       this.#later(handover, () => {
         old.kill("SIGTERM", "recycle");
