@@ -26,6 +26,8 @@ export interface ListeningSocket {
 // CommonJS, run with `node -e`: argv[1] is JSON [host, ports].
 const HELPER = `
 const net = require("node:net");
+// The agent went away mid-handshake: nobody will take the sockets, so do not linger.
+process.once("disconnect", () => process.exit(0));
 const [host, ports] = JSON.parse(process.argv[1]);
 let left = ports.length;
 ports.forEach((port, index) => {
