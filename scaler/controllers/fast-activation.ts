@@ -13,17 +13,15 @@ import type { PlacedInstance, ResourceRequests } from "../placement.ts";
 import { planScale, type RevisionWant, type ScalePlan } from "../plan.ts";
 import type { RevisionScaling } from "./revision-autoscalers.ts";
 
-/** What the last pass saw and left placed. */
+/** What the last pass left placed (plus what was placed at activations since). */
 export interface LastView {
-  agents: readonly AgentRecord[];
   placed: readonly PlacedInstance[];
   /** Date.now() of the pass. */
   atMs: number;
 }
 
-/** The view after a pass applied its plan: its removals gone, its additions placed. */
+/** The view after a plan was applied: its removals gone, its additions placed. */
 export function viewAfter(
-  agents: readonly AgentRecord[],
   placed: readonly PlacedInstance[],
   plan: Pick<ScalePlan, "add" | "remove">,
   requestsOf: (ref: string) => ResourceRequests | undefined,
@@ -39,33 +37,47 @@ export function viewAfter(
         after.push({ id: d.id, agentId, revision: ref, requests, ready: false, since: nowMs });
     }
   }
-  return { agents, placed: after, atMs: nowMs };
+  return { placed: after, atMs: nowMs };
+}
+
+/**
+ * The signalled revisions ("{ns}/{rev}") the last view has nothing placed of:
+ * the ones to place now. Undefined when there is no view, or it is older
+ * than `maxAgeMs` (the full pass places then).
+ */
+export function unplacedSignals(
+  last: LastView | undefined,
+  signalled: ReadonlySet<string>,
+  nowMs: number,
+  maxAgeMs: number,
+): string[] | undefined {
+  if (!last || nowMs - last.atMs > maxAgeMs) return undefined;
+  const placed = new Set(last.placed.map((i) => i.revision));
+  return [...signalled].filter((ref) => !placed.has(ref));
 }
 
 export interface ActivationInput {
-  last: LastView | undefined;
-  /** Revisions ("{ns}/{rev}") gateways asked for since the last pass. */
-  signalled: ReadonlySet<string>;
+  /** The agents as they are now (liveness, draining, standbys). */
+  agents: readonly AgentRecord[];
+  last: LastView;
+  /** Revisions to place (unplacedSignals). */
+  refs: readonly string[];
   /** A revision's scaling, once a pass built its autoscaler (else undefined: the pass places it). */
   scaling(ref: string): { namespace: string; revision: string; s: RevisionScaling } | undefined;
-  /** A view older than this is not trusted: the full pass places. */
-  maxAgeMs: number;
   nowMs: number;
   newId(revision: string): string;
 }
 
 /**
- * Instances to add for signalled revisions that had nothing placed in the
- * last view: max(1, activation-scale, min-scale), within max-scale.
+ * Instances to add for `refs`: max(1, activation-scale, min-scale), within
+ * max-scale; `handled` when every one of them got its instances' placement.
  */
-export function planActivation(input: ActivationInput): ScalePlan["add"] {
-  const { last } = input;
-  const none = new Map<string, never[]>();
-  if (!last || input.nowMs - last.atMs > input.maxAgeMs) return none;
-  const placedRefs = new Set(last.placed.map((i) => i.revision));
+export function planActivation(input: ActivationInput): {
+  add: ScalePlan["add"];
+  handled: boolean;
+} {
   const wants = new Map<string, RevisionWant>();
-  for (const ref of input.signalled) {
-    if (placedRefs.has(ref)) continue;
+  for (const ref of input.refs) {
     const known = input.scaling(ref);
     if (!known) continue;
     const { settings, needs } = known.s;
@@ -79,12 +91,16 @@ export function planActivation(input: ActivationInput): ScalePlan["add"] {
       requests: needs.requests,
     });
   }
-  if (wants.size === 0) return none;
-  return planScale({
-    agents: last.agents,
-    placed: last.placed,
-    wants,
-    newId: input.newId,
-    nowMs: input.nowMs,
-  }).add;
+  const add =
+    wants.size === 0
+      ? new Map<string, never[]>()
+      : planScale({
+          agents: input.agents,
+          placed: input.last.placed,
+          wants,
+          newId: input.newId,
+          nowMs: input.nowMs,
+        }).add;
+  const got = new Set([...add.values()].flat().map((d) => `${d.namespace}/${d.revision}`));
+  return { add, handled: input.refs.every((ref) => got.has(ref)) };
 }

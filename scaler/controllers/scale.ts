@@ -40,7 +40,7 @@ import { planScale, type RevisionWant } from "../plan.ts";
 import { Activation } from "./activation.ts";
 import { AgentGrace } from "./agent-grace.ts";
 import { DesiredSets, deletedRevisions, readPlaced } from "./desired-sets.ts";
-import { type LastView, planActivation, viewAfter } from "./fast-activation.ts";
+import { type LastView, planActivation, unplacedSignals, viewAfter } from "./fast-activation.ts";
 import { type GuardDeps, guarded } from "./guard.ts";
 import { RevisionAutoscalers } from "./revision-autoscalers.ts";
 import { routingStates } from "./routing-states.ts";
@@ -261,43 +261,36 @@ export class ScaleController {
    */
   async #placeActivated(): Promise<boolean> {
     const now = Date.now();
-    const maxAgeMs = 2 * this.#o.autoscaler.tickInterval;
     const signalled = this.#activation.peek();
     const last = this.#last;
-    if (signalled.size === 0 || !last || now - last.atMs > maxAgeMs || !this.#canWrite()) {
-      return false;
-    }
+    if (signalled.size === 0 || !this.#canWrite()) return false;
+    const refs = unplacedSignals(last, signalled, now, 2 * this.#o.autoscaler.tickInterval);
+    if (refs === undefined || !last) return false;
+    if (refs.length === 0) return true;
     // The agents as they are now (one read): which ones live, drain, or hold a
     // standby of the revision changes between passes, and placement weighs it.
     const { live } = await this.#d.fleet.listAgents();
     if (!this.#canWrite()) return false;
-    const add = planActivation({
-      last: { ...last, agents: live },
-      signalled,
+    const { add, handled } = planActivation({
+      agents: live,
+      last,
+      refs,
       scaling: (ref) => {
         const rev = this.#d.cache.revisions.get(ref);
         const s = this.#autoscalers.get(ref);
         if (!rev || !s) return undefined;
         return { namespace: rev.metadata.namespace, revision: rev.metadata.name, s };
       },
-      maxAgeMs,
       nowMs: now,
       newId: (revision) => `${revision}-${randomBytes(4).toString("hex")}`,
     });
-    const placedRefs = new Set(last.placed.map((i) => i.revision));
-    for (const d of add.values()) for (const i of d) placedRefs.add(`${i.namespace}/${i.revision}`);
-    const handled = [...signalled].every((ref) => placedRefs.has(ref));
     if (add.size === 0) return handled;
     await this.#desiredSets.apply(add, new Map());
-    this.#d.metrics.fastActivations.inc([...add.values()].flat().length);
-    this.#log.debug(
-      { instances: [...add.values()].flat().map((d) => d.id) },
-      "placed at activation",
-    );
-    const { placed } = last;
-    const agents = live;
+    const added = [...add.values()].flat();
+    this.#d.metrics.fastActivations.inc(added.length);
+    this.#log.debug({ instances: added.map((d) => d.id) }, "placed at activation");
     const requestsOf = (ref: string) => this.#autoscalers.get(ref)?.needs.requests;
-    this.#last = viewAfter(agents, placed, { add, remove: new Map() }, requestsOf, now);
+    this.#last = viewAfter(last.placed, { add, remove: new Map() }, requestsOf, now);
     return handled;
   }
 
@@ -361,7 +354,7 @@ export class ScaleController {
       nowMs: now,
     });
     await this.#desiredSets.apply(plan.add, plan.remove);
-    this.#last = viewAfter(view.agents, placed, plan, (ref) => wants.get(ref)?.requests, now);
+    this.#last = viewAfter(placed, plan, (ref) => wants.get(ref)?.requests, now);
     this.#problems.note(plan.problems);
 
     await reportScale(

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import {
   type LastView,
   planActivation,
+  unplacedSignals,
   viewAfter,
 } from "../../scaler/controllers/fast-activation.ts";
 import type { RevisionScaling } from "../../scaler/controllers/revision-autoscalers.ts";
@@ -44,30 +45,30 @@ let n = 0;
 const newId = (rev: string) => `${rev}-${++n}`;
 const NOW = 100_000;
 
+/** What a fast activation would add: the signalled revisions the view lacks, placed on `agents`. */
 function plan(
   last: LastView | undefined,
   signalled: string[],
   known = new Map<string, RevisionScaling>(),
+  agents: AgentRecord[] = [agent("a"), agent("c", ["container"])],
 ) {
+  const refs = unplacedSignals(last, new Set(signalled), NOW, 4_000);
+  if (refs === undefined || !last) return new Map();
   return planActivation({
+    agents,
     last,
-    signalled: new Set(signalled),
+    refs,
     scaling: (ref) => {
       const s = known.get(ref);
       return s ? { namespace: "default", revision: ref.slice("default/".length), s } : undefined;
     },
-    maxAgeMs: 4_000,
     nowMs: NOW,
     newId,
-  });
+  }).add;
 }
 
 describe("planActivation", () => {
-  const view: LastView = {
-    agents: [agent("a"), agent("c", ["container"])],
-    placed: [],
-    atMs: NOW - 1_000,
-  };
+  const view: LastView = { placed: [], atMs: NOW - 1_000 };
 
   it("places one instance of a signalled revision with nothing placed, on an agent offering its runtime", () => {
     const add = plan(view, ["default/x"], new Map([["default/x", scaling()]]));
@@ -102,15 +103,28 @@ describe("planActivation", () => {
         }),
       ],
     ]);
-    const view2 = { ...view, agents: [agent("a"), agent("b")] };
-    expect([...plan(view2, ["default/x"], known).values()].flat()).toHaveLength(2);
+    const twoAgents = [agent("a"), agent("b")];
+    expect([...plan(view, ["default/x"], known, twoAgents).values()].flat()).toHaveLength(2);
+  });
+});
+
+describe("planActivation's handled", () => {
+  it("is true only when every revision it was given got placed", () => {
+    const last: LastView = { placed: [], atMs: NOW };
+    const scalingOf = (ref: string) =>
+      ref === "default/x" ? { namespace: "default", revision: "x", s: scaling() } : undefined;
+    const run = (refs: string[]) =>
+      planActivation({ agents: [agent("a")], last, refs, scaling: scalingOf, nowMs: NOW, newId })
+        .handled;
+    expect(run(["default/x"])).toBe(true);
+    // No autoscaler yet for "new": the full pass must place it.
+    expect(run(["default/x", "default/new"])).toBe(false);
   });
 });
 
 describe("viewAfter", () => {
   it("drops the plan's removals and adds its additions, with their requests", () => {
     const after = viewAfter(
-      [agent("a")],
       [inst("x-1", "a", "x"), inst("y-1", "a", "y")],
       {
         add: new Map([
