@@ -24,17 +24,16 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
-import { request } from "node:http";
 import { cpus, release, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import Docker from "dockerode";
 import { PortAllocator } from "../agent/container/ports.ts";
 import { ContainerRuntime, type StartTimings } from "../agent/container/runtime.ts";
 import { helloImage } from "../test/support/images.ts";
+import { firstResponse } from "./first-response.ts";
 import { figureTable, quantile, writeBenchmarkBlock } from "./stats.ts";
 
 const { values } = parseArgs({ options: { n: { type: "string", default: "10" } } });
@@ -46,34 +45,6 @@ const NETWORK = `skiff-${CLUSTER}`;
 const OWNER = `bench-${RUN}`;
 const BENCH_LABEL = `skiff.bench=${RUN}`;
 const docker = new Docker();
-
-/** One GET; resolves with the status, or 0 when nothing answers yet. */
-function getStatus(port: number, path = "/"): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request({
-      host: ADDRESS,
-      port,
-      path,
-      agent: false,
-      headers: { connection: "close" },
-    });
-    req.once("response", (res) => {
-      res.resume();
-      res.once("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.once("error", () => resolve(0));
-    req.setTimeout(2_000, () => req.destroy());
-    req.end();
-  });
-}
-
-async function firstResponse(port: number, t0: number, timeoutMs = 20_000): Promise<number> {
-  while (performance.now() - t0 < timeoutMs) {
-    if ((await getStatus(port)) === 200) return performance.now() - t0;
-    await sleep(5);
-  }
-  throw new Error(`no response on ${ADDRESS}:${port} within ${timeoutMs} ms`);
-}
 
 function run(cmd: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -25,6 +25,7 @@ const HELPERS = new Set([
   "floor-proxy.ts",
   "skiff-up.ts",
   "static-workerd.ts",
+  "first-response.ts",
 ]);
 /** The default run: each figure benchmark with trials that keep the whole near 10 minutes. */
 const QUICK: [string, string[]][] = [

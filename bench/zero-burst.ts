@@ -36,6 +36,7 @@ import { fleetKeys } from "../src/fleet/keys.ts";
 import { connectRedis } from "../src/redis/connect.ts";
 import { freePort } from "../src/redis/server.ts";
 import { helloImage } from "../test/support/images.ts";
+import { firstResponse } from "./first-response.ts";
 import { allReady, startSkiffUp } from "./skiff-up.ts";
 import { figureTable, type Summary, summarize, writeBenchmarkBlock } from "./stats.ts";
 
@@ -357,27 +358,6 @@ function docker(args: string[]): Promise<string> {
   );
 }
 
-/** ms from `t0` to the first 200 on 127.0.0.1:port, or undefined after BURST_TIMEOUT_MS. */
-async function firstOk(port: number, t0: number): Promise<number | undefined> {
-  while (performance.now() - t0 < BURST_TIMEOUT_MS) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const req = request(
-        { host: "127.0.0.1", port, path: "/", agent: false, timeout: 1_000 },
-        (res) => {
-          res.resume();
-          res.once("end", () => resolve(res.statusCode === 200));
-        },
-      );
-      req.once("timeout", () => req.destroy());
-      req.once("error", () => resolve(false));
-      req.end();
-    });
-    if (ok) return performance.now() - t0;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return undefined;
-}
-
 /** CONTAINERS `docker run`s of the hello image at once, each to its first answer; removed after. */
 async function dockerRunBurst(): Promise<Summary & { failed: number }> {
   const label = `skiff-bench=zero-burst-${process.pid}`;
@@ -396,7 +376,10 @@ async function dockerRunBurst(): Promise<Summary & { failed: number }> {
           `127.0.0.1:${port}:8080`,
           image,
         ]);
-        const ms = await firstOk(port, t0);
+        const ms = await firstResponse(port, t0, {
+          timeoutMs: BURST_TIMEOUT_MS,
+          everyMs: 10,
+        }).catch(() => undefined);
         await run.catch(() => undefined);
         return ms;
       }),
