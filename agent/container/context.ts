@@ -3,7 +3,6 @@
  * the runtime's event emitter, and each other. The facade (runtime.ts) wires
  * them once in its constructor; no part calls another before that is done.
  */
-
 import type { EventEmitter } from "node:events";
 import type Docker from "dockerode";
 import type { LimitFunction } from "p-limit";
