@@ -12,6 +12,7 @@
  * cluster's), never this agent's own.
  */
 import type { Redis } from "ioredis";
+import { UnavailableError } from "../src/errors.ts";
 import { fleetId } from "../src/fleet/schemas.ts";
 import type { Logger } from "../src/logging.ts";
 import type { ContainerRuntime } from "./container/index.ts";
@@ -33,7 +34,7 @@ export function heartbeatAlive(redis: Redis, agentKey: (id: string) => string) {
     // A label that is no valid agent id names nothing we can check: leave it alone.
     if (!fleetId.safeParse(agentId).success) return true;
     // Commands would wait in the offline queue: an unreachable Redis tells nothing.
-    if (redis.status !== "ready") throw new Error(`Redis is ${redis.status}`);
+    if (redis.status !== "ready") throw new UnavailableError(`Redis is ${redis.status}`);
     return (await redis.exists(agentKey(agentId))) === 1;
   };
 }

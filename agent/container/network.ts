@@ -12,6 +12,7 @@
  * that a network with containers attached cannot be removed.
  */
 import type Docker from "dockerode";
+import { UnavailableError } from "../../src/errors.ts";
 import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 import { BridgeFirewall } from "./firewall.ts";
 
@@ -92,13 +93,15 @@ export class ClusterNetwork {
     } catch (err) {
       // 409: someone else created it a moment ago; anything else is a real failure.
       if (dockerStatus(err) !== 409) {
-        throw new Error(`cannot create Docker network ${this.name}: ${dockerMessage(err)}`, {
-          cause: err,
-        });
+        throw new UnavailableError(
+          `cannot create Docker network ${this.name}: ${dockerMessage(err)}`,
+          { cause: err },
+        );
       }
     }
     const chosen = await this.#find();
-    if (!chosen) throw new Error(`Docker network ${this.name} vanished right after its creation`);
+    if (!chosen)
+      throw new UnavailableError(`Docker network ${this.name} vanished right after its creation`);
     if (created && created !== chosen) {
       // We lost a creation race: our twin is unused, remove it so that the name stays unique.
       await this.#docker

@@ -356,7 +356,8 @@ export class WorkerdProcess {
   /** Load a revision's isolate (its module is evaluated, its handler not called). */
   async load(revision: string): Promise<LoadResult> {
     const { status, body } = await this.#post(`/load?revision=${encodeURIComponent(revision)}`);
-    if (status !== 200) throw new Error(`workerd control answered ${status}`);
+    if (status !== 200)
+      throw new UnavailableError(`workerd control answered ${status}: ${body.slice(0, 200)}`);
     return JSON.parse(body) as LoadResult;
   }
 

@@ -163,7 +163,9 @@ export class ApiClient {
         throw this.#unreachable(err, connectMs);
       });
       this.#parse("GET", path, res, text);
-      throw new Error(`GET ${path}: expected a log stream`);
+      throw new UnavailableError(
+        `GET ${path}: the API answered no log stream (is it older than this CLI?)`,
+      );
     }
     return (async function* () {
       for await (const line of readLines(res)) yield JSON.parse(line) as LogLine;

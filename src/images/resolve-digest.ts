@@ -6,6 +6,7 @@
  * revision then pulls and runs, even if the tag moves later.
  */
 import { createHash } from "node:crypto";
+import { type ErrorCode, SkiffError } from "../errors.ts";
 import { type ImageRef, isLoopbackRegistry } from "./reference.ts";
 
 export interface ResolveOptions {
@@ -16,13 +17,18 @@ export interface ResolveOptions {
   timeoutMs: number;
 }
 
+const FAILURE_CODES = {
+  "not-found": "NOT_FOUND",
+  unauthorized: "UNAUTHORIZED",
+  unreachable: "UNAVAILABLE",
+  registry: "UNAVAILABLE",
+} as const satisfies Record<string, ErrorCode>;
+
 /** Why a tag could not be resolved; the message is what the Revision shows. */
-export class DigestResolveError extends Error {
-  readonly kind: "not-found" | "unauthorized" | "unreachable" | "registry";
-  constructor(kind: DigestResolveError["kind"], message: string, options?: ErrorOptions) {
-    super(message, options);
+export class DigestResolveError extends SkiffError {
+  constructor(failure: keyof typeof FAILURE_CODES, message: string, options?: { cause?: unknown }) {
+    super(FAILURE_CODES[failure], message, options);
     this.name = "DigestResolveError";
-    this.kind = kind;
   }
 }
 
