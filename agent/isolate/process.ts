@@ -20,7 +20,7 @@ const TICKS_PER_SECOND = 100;
 /** What the router answers when asked to load a revision without running it. */
 export interface LoadResult {
   ok: boolean;
-  kind: "loaded" | "module-error" | "code-unavailable" | "unknown-revision" | "refused";
+  kind: "loaded" | "resumed" | "module-error" | "code-unavailable" | "unknown-revision" | "refused";
   message: string;
   position?: string;
 }

@@ -297,8 +297,11 @@ async function load(env, revision) {
   }
   const name = parked.get(revision);
   if (name !== undefined) {
+    // A standby's module was evaluated and served before it was parked: its
+    // isolate is back at once, without the probe's cross-isolate call.
     parked.delete(revision);
     loaded.set(revision, name);
+    return Response.json({ ok: true, kind: "resumed", message: "" });
   }
   // Tracked like a request: a module that spins at top level is named by the stall.
   enter(env, revision);
