@@ -48,6 +48,7 @@ import { type AgentMetrics, agentMetrics, capacityGauge, isolateStandbysGauge } 
 import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
 import { type ReconcileReason, SerialRunner } from "./reconcile.ts";
 import { createWorkerdPool, openContainerDriver, startWorkerdPool } from "./runtimes.ts";
+import { watchWakes } from "./wakes.ts";
 
 export type AgentState = "new" | "starting" | "running" | "draining" | "stopped";
 
@@ -78,6 +79,8 @@ export class Agent {
   /** For the Redis-dependent background work: quiet while Redis is away. */
   #redisLog: Logger;
   #watch: FleetWatch | undefined;
+  /** Ends the subscription to wake notices (src/fleet/wake.ts). */
+  #unwatchWakes: (() => Promise<void>) | undefined;
   /** What Redis says about this host and its instances (set once the fleet handle exists). */
   #mirror: FleetMirror | undefined;
   #reconciled = false;
@@ -247,6 +250,17 @@ export class Agent {
         intervalMs: o.resyncIntervalMs,
         logger: this.#redisLog,
       });
+      const lifecycle = this.#lifecycle;
+      this.#unwatchWakes = await watchWakes({
+        fleet: this.#fleet,
+        agentId: this.id,
+        isolates,
+        canStart: () => this.#state === "running" && lifecycle.hasRoom(),
+        startHeld: (d, heldUntil) => lifecycle.startHeld(d, heldUntil),
+        onHoldEnded: () => void this.#runner.trigger("event"),
+        metrics: this.#metrics,
+        log: this.log,
+      });
       this.log.info(
         { address: o.address, runtimes: this.#runtimes, capacity: this.capacity },
         "agent started",
@@ -298,6 +312,7 @@ export class Agent {
   async #teardown(options: { deregister?: boolean } = {}): Promise<void> {
     this.#mirror?.stopHeartbeat();
     this.#redisHealth?.close();
+    await this.#unwatchWakes?.().catch(() => {});
     await this.#watch?.stop().catch(() => {});
     await this.#pool?.stop().catch((err: unknown) => this.log.warn({ err }, "pool stop failed"));
     await this.#containers?.close().catch(() => {});

@@ -77,9 +77,19 @@ export class InstanceLifecycle {
   /** Apply one pass: start and stop so that what the agent holds becomes `desired`. */
   reconcile(desired: readonly DesiredInstance[], reasons: ReconcileReason[]): void {
     const { instances, containers, log } = this.#d;
+    const now = Date.now();
+    const wanted = new Map(desired.map((d) => [d.id, d]));
+    for (const inst of instances.values()) {
+      // The scaler adopted a woken instance: from now on it is an instance like any other.
+      if (inst.heldUntil !== undefined && wanted.has(inst.id)) inst.heldUntil = undefined;
+    }
     const plan = planReconcile(
       desired,
-      [...instances.values()].map((i) => ({ id: i.id, stopping: i.stopping })),
+      [...instances.values()].map((i) => ({
+        id: i.id,
+        stopping: i.stopping,
+        held: i.heldUntil !== undefined && i.heldUntil > now,
+      })),
     );
     for (const id of plan.stop) {
       const inst = instances.get(id);
@@ -99,7 +109,6 @@ export class InstanceLifecycle {
       void containers
         ?.reapOrphans()
         .catch((err: unknown) => log.warn({ err }, "reaping orphaned containers failed"));
-      const wanted = new Map(desired.map((d) => [d.id, d]));
       for (const inst of [...instances.values()]) {
         const d = wanted.get(inst.id);
         if (d && inst.phase === "failed" && inst.retryable && !inst.stopping) {
@@ -120,10 +129,27 @@ export class InstanceLifecycle {
     await Promise.all(all.map((inst) => this.#stopInstance(inst)));
   }
 
+  /** Free room for one more instance (the agent's maxInstances). */
+  hasRoom(): boolean {
+    let active = 0;
+    for (const i of this.#d.instances.values()) if (!i.stopping) active++;
+    return active < this.#d.capacity.maxInstances;
+  }
+
+  /**
+   * Start an instance no desired set names yet (a wake, src/fleet/wake.ts):
+   * kept until `heldUntil` unless the scaler adopts it by then.
+   */
+  startHeld(desired: DesiredInstance, heldUntil: number): void {
+    if (this.#d.instances.has(desired.id)) return;
+    this.#startInstance(desired, undefined, heldUntil);
+  }
+
   /** `previous`: a failed instance retried; it keeps its report until the outcome differs. */
-  #startInstance(desired: DesiredInstance, previous?: Instance): void {
+  #startInstance(desired: DesiredInstance, previous?: Instance, heldUntil?: number): void {
     const { instances, capacity } = this.#d;
     const inst = newInstance(desired);
+    if (heldUntil !== undefined) inst.heldUntil = heldUntil;
     if (previous) {
       inst.chain = previous.chain;
       inst.reported = previous.reported;

@@ -42,6 +42,11 @@ export interface Instance {
   /** performance.now() of the decision to start (cold start metric). */
   startedAt: number;
   coldStartRecorded: boolean;
+  /**
+   * Woken ahead of the scaler (src/fleet/wake.ts): kept though not desired
+   * until this time (ms since epoch); cleared once a desired set names it.
+   */
+  heldUntil?: number;
   /** Bounds the drain on stop (the revision's timeoutSeconds). */
   timeoutSeconds: number;
   /** The revision's hard per-instance limit, copied onto the endpoint. */

@@ -339,6 +339,11 @@ export class IsolateDriver {
     this.#release(inst, options.standby === true);
   }
 
+  /** Whether the revision ("namespace/revision") is held as a standby now. */
+  hasStandby(key: string): boolean {
+    return this.#standbys.has(key);
+  }
+
   /** Revision keys ("namespace/revision") held as standbys, oldest first. */
   standbyRevisions(): string[] {
     return [...this.#standbys.keys()];

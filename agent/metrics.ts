@@ -9,6 +9,7 @@ export interface AgentMetrics {
   coldStart: Histogram<"runtime">;
   reconcile: Histogram;
   isolateResumes: Counter;
+  wakes: Counter<"outcome">;
 }
 
 function existing<T>(registry: Registry, name: string): T | undefined {
@@ -74,6 +75,14 @@ export function agentMetrics(
       new Counter({
         name: "skiff_agent_isolate_resumes_total",
         help: "Isolate instances started from a standby (the revision's isolate still loaded)",
+        registers: [registry],
+      }),
+    wakes:
+      existing(registry, "skiff_agent_wakes_total") ??
+      new Counter({
+        name: "skiff_agent_wakes_total",
+        help: "Wakes of a standby at a gateway's notice, ahead of the scaler (src/fleet/wake.ts), by outcome: started, or claimed first by another agent or the scaler",
+        labelNames: ["outcome"] as const,
         registers: [registry],
       }),
   };

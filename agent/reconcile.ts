@@ -79,6 +79,8 @@ export interface ActualInstance {
   id: string;
   /** Being stopped already (its stop finishes on its own). */
   stopping: boolean;
+  /** Woken ahead of the scaler and within its hold: not stopped for being undesired. */
+  held?: boolean;
 }
 
 export interface ReconcilePlan {
@@ -96,7 +98,7 @@ export function planReconcile(
   const want = new Map(desired.map((d) => [d.id, d]));
   const have = new Map(actual.map((a) => [a.id, a]));
   const plan: ReconcilePlan = { start: [], stop: [], waiting: [] };
-  for (const a of actual) if (!want.has(a.id) && !a.stopping) plan.stop.push(a.id);
+  for (const a of actual) if (!want.has(a.id) && !a.stopping && !a.held) plan.stop.push(a.id);
   for (const d of want.values()) {
     const a = have.get(d.id);
     if (!a) plan.start.push(d);

@@ -6,17 +6,21 @@
  * expires after `ttlMs`; requests still waiting then signal again (a reminder
  * in case the scaler missed the first). When the revision's first endpoint
  * appears, the gateways that held requests delete the key, so the next time
- * it is at zero the signal goes out at once.
+ * it is at zero the signal goes out at once. The same ref goes out on
+ * `{p}fleet:wake` for the agents: one holding the revision's isolate standby
+ * starts it without waiting for the scaler (src/fleet/wake.ts).
  */
 import type { Redis } from "ioredis";
+import { fleetKeys } from "../src/fleet/keys.ts";
 import type { Logger } from "../src/logging.ts";
 import { luaScript } from "../src/redis/script.ts";
 import { type GatewayKeys, gatewayKeys } from "../src/traffic/keys.ts";
 
-/** KEYS: [activate key]  ARGV: [gateway id, ttl ms, channel, ref] */
+/** KEYS: [activate key]  ARGV: [gateway id, ttl ms, channel, ref, wake channel] */
 const ACTIVATE = luaScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('PUBLISH', ARGV[3], ARGV[4])
+  redis.call('PUBLISH', ARGV[5], ARGV[4])
   return 1
 end
 return 0
@@ -33,6 +37,7 @@ export interface ActivatorOptions {
 export class Activator {
   readonly #redis: Redis;
   readonly #keys: GatewayKeys;
+  readonly #wakeChannel: string;
   readonly #gw: string;
   readonly #ttlMs: number;
   readonly #log: Logger;
@@ -42,6 +47,7 @@ export class Activator {
   constructor(options: ActivatorOptions) {
     this.#redis = options.redis;
     this.#keys = gatewayKeys(options.prefix);
+    this.#wakeChannel = fleetKeys(options.prefix).channels.wake;
     this.#gw = options.gatewayId;
     this.#ttlMs = options.ttlMs;
     this.#log = options.logger;
@@ -57,7 +63,7 @@ export class Activator {
     ACTIVATE.run(
       this.#redis,
       [this.#keys.activate(namespace, revision)],
-      [this.#gw, String(this.#ttlMs), this.#keys.activateChannel, ref],
+      [this.#gw, String(this.#ttlMs), this.#keys.activateChannel, ref, this.#wakeChannel],
     ).then(
       (won) => {
         if (won === 1) this.#log.info({ revision: ref }, "asked the scaler to activate revision");

@@ -111,7 +111,7 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
       { pattern: "metrics:gateways", access: "RW", why: "gateways that publish counters" },
       { pattern: "cluster", access: "R", why: "cluster id and gateway secret" },
     ],
-    channels: ["routing", "fleet:endpoints", "fleet:agents", "activate", "slots"],
+    channels: ["routing", "fleet:endpoints", "fleet:agents", "fleet:wake", "activate", "slots"],
     commands: [
       "get",
       "set",
@@ -146,6 +146,11 @@ export const ROLE_GRANTS: readonly RoleGrant[] = [
       { pattern: "fleet:endpoints:*", access: "RW", why: "ready endpoints it publishes" },
       { pattern: "fleet:endpoint-revisions", access: "RW", why: "index of the above" },
       { pattern: "fleet:agent-endpoints:*", access: "RW", why: "its endpoint index" },
+      {
+        pattern: "fleet:wake:*",
+        access: "RW",
+        why: "claims the wake of its isolate standby (SET NX)",
+      },
       ...STORE_KEYS("R"),
       { pattern: "artifact:*", access: "R", why: "worker bundles" },
       { pattern: "cluster", access: "R", why: "cluster id (agent id, labels) and secret" },

@@ -6,9 +6,13 @@
  * last pass left placed, with the agents' records read again (liveness,
  * draining, standbys: placement weighs them), is enough to place the first
  * instances at once; the next full pass reads everything again and corrects
- * whatever that missed. Pure: the controller holds the view and writes the plan.
+ * whatever that missed. An agent that claimed the wake of its isolate
+ * standby (src/fleet/wake.ts) has started the instance already: placement
+ * adopts it when the agent may hold it (live, not draining, runs isolates).
+ * Pure: the controller holds the view and writes the plan.
  */
-import type { AgentRecord } from "../../src/fleet/types.ts";
+import type { AgentRecord, DesiredInstance } from "../../src/fleet/types.ts";
+import type { WakeClaim } from "../../src/fleet/wake.ts";
 import type { PlacedInstance, ResourceRequests } from "../placement.ts";
 import { planScale, type RevisionWant, type ScalePlan } from "../plan.ts";
 import type { RevisionScaling } from "./revision-autoscalers.ts";
@@ -66,6 +70,8 @@ export interface ActivationInput {
   scaling(ref: string): { namespace: string; revision: string; s: RevisionScaling } | undefined;
   nowMs: number;
   newId(revision: string): string;
+  /** Wakes agents claimed (settleWakes), by ref. */
+  claims?: ReadonlyMap<string, WakeClaim>;
 }
 
 /**
@@ -77,10 +83,37 @@ export function planActivation(input: ActivationInput): {
   handled: boolean;
 } {
   const wants = new Map<string, RevisionWant>();
+  const adopted = new Map<string, DesiredInstance[]>();
+  const placed = [...input.last.placed];
   for (const ref of input.refs) {
     const known = input.scaling(ref);
     if (!known) continue;
     const { settings, needs } = known.s;
+    const claim = input.claims?.get(ref);
+    const agent = claim && input.agents.find((a) => a.id === claim.agentId);
+    if (
+      claim &&
+      agent &&
+      !agent.draining &&
+      needs.runtime === "isolate" &&
+      agent.runtimes.includes("isolate")
+    ) {
+      const d: DesiredInstance = {
+        id: claim.instanceId,
+        namespace: known.namespace,
+        revision: known.revision,
+        runtime: "isolate",
+      };
+      adopted.set(agent.id, [...(adopted.get(agent.id) ?? []), d]);
+      placed.push({
+        id: d.id,
+        agentId: agent.id,
+        revision: ref,
+        requests: needs.requests,
+        ready: false,
+        since: input.nowMs,
+      });
+    }
     let desired = Math.max(1, settings.activationScale, settings.minScale);
     if (settings.maxScale > 0) desired = Math.min(desired, settings.maxScale);
     wants.set(ref, {
@@ -91,16 +124,12 @@ export function planActivation(input: ActivationInput): {
       requests: needs.requests,
     });
   }
-  const add =
+  const add: ScalePlan["add"] =
     wants.size === 0
-      ? new Map<string, never[]>()
-      : planScale({
-          agents: input.agents,
-          placed: input.last.placed,
-          wants,
-          newId: input.newId,
-          nowMs: input.nowMs,
-        }).add;
+      ? new Map()
+      : planScale({ agents: input.agents, placed, wants, newId: input.newId, nowMs: input.nowMs })
+          .add;
+  for (const [agentId, list] of adopted) add.set(agentId, [...list, ...(add.get(agentId) ?? [])]);
   const got = new Set([...add.values()].flat().map((d) => `${d.namespace}/${d.revision}`));
   return { add, handled: input.refs.every((ref) => got.has(ref)) };
 }

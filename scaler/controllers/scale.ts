@@ -23,11 +23,12 @@
  * the changes (fenced by the lease), report desired/actual/Active on each
  * revision.
  */
-import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import type { DesiredWriter } from "../../src/fleet/desired.ts";
 import type { Fleet } from "../../src/fleet/fleet.ts";
+import { newInstanceId, parseRevisionRef } from "../../src/fleet/keys.ts";
+import { settleWakes } from "../../src/fleet/wake.ts";
 import type { Logger } from "../../src/logging.ts";
 import { Coalescer } from "../../src/redis/resync.ts";
 import type { RedisStore } from "../../src/store/index.ts";
@@ -269,12 +270,24 @@ export class ScaleController {
     if (refs.length === 0) return true;
     // The agents as they are now (one read): which ones live, drain, or hold a
     // standby of the revision changes between passes, and placement weighs it.
-    const { live } = await this.#d.fleet.listAgents();
+    // And who woke them: an agent may have started an instance from its standby.
+    const [{ live }, claims] = await Promise.all([
+      this.#d.fleet.listAgents(),
+      settleWakes(
+        this.#d.redis,
+        this.#d.fleet.keys,
+        refs.flatMap((ref) => {
+          const parsed = parseRevisionRef(ref);
+          return parsed ? [{ ref, ...parsed }] : [];
+        }),
+      ),
+    ]);
     if (!this.#canWrite()) return false;
     const { add, handled } = planActivation({
       agents: live,
       last,
       refs,
+      claims,
       scaling: (ref) => {
         const rev = this.#d.cache.revisions.get(ref);
         const s = this.#autoscalers.get(ref);
@@ -282,7 +295,7 @@ export class ScaleController {
         return { namespace: rev.metadata.namespace, revision: rev.metadata.name, s };
       },
       nowMs: now,
-      newId: (revision) => `${revision}-${randomBytes(4).toString("hex")}`,
+      newId: newInstanceId,
     });
     if (add.size === 0) return handled;
     await this.#desiredSets.apply(add, new Map());
@@ -350,7 +363,7 @@ export class ScaleController {
       placed,
       wants,
       remove,
-      newId: (revision) => `${revision}-${randomBytes(4).toString("hex")}`,
+      newId: newInstanceId,
       nowMs: now,
     });
     await this.#desiredSets.apply(plan.add, plan.remove);

@@ -26,7 +26,7 @@ import { type FleetKeys, fleetKeys } from "./keys.ts";
 import * as reports from "./reports.ts";
 import type { AgentRecord, DesiredInstance, Endpoint, InstanceStatus } from "./types.ts";
 
-export type FleetChannel = "desired" | "endpoints" | "instances" | "agents";
+export type FleetChannel = "desired" | "endpoints" | "instances" | "agents" | "wake";
 
 export interface FleetOptions {
   /** redis:// URL; the fleet owns (and closes) this connection. */

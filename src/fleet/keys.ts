@@ -14,12 +14,18 @@
  *                                              published (no TTL), so that its own resync, its
  *                                              deregistration and the pruning of a dead agent
  *                                              find them without scanning every revision
+ *   {p}fleet:wake:{ns}:{rev}           STRING  "{agentId} {instanceId}" (an agent claimed the wake
+ *                                              of its standby, SET NX) or "scaler" (the scaler
+ *                                              placed it first); PX 5 s (src/fleet/wake.ts)
  *
  *   channel {p}fleet:desired           agent id whose desired set changed
  *   channel {p}fleet:endpoints         "{ns}/{rev}" whose endpoints changed
  *   channel {p}fleet:instances         agent id whose instance reports changed
  *   channel {p}fleet:agents            agent id that joined, left or changed
+ *   channel {p}fleet:wake              "{ns}/{rev}" asked for at zero (a gateway publishes it
+ *                                      with its activation signal, gateway/activation.ts)
  */
+import { randomBytes } from "node:crypto";
 
 export interface FleetKeys {
   agent(id: string): string;
@@ -30,11 +36,14 @@ export interface FleetKeys {
   endpointRevisions: string;
   /** Added with the agent: index of one agent's published endpoints. */
   agentEndpoints(agentId: string): string;
+  /** Who woke a revision at zero (src/fleet/wake.ts). */
+  wake(namespace: string, revision: string): string;
   channels: {
     desired: string;
     endpoints: string;
     instances: string;
     agents: string;
+    wake: string;
   };
 }
 
@@ -48,13 +57,20 @@ export function fleetKeys(prefix: string): FleetKeys {
     endpoints: (ns, rev) => `${p}endpoints:${ns}:${rev}`,
     endpointRevisions: `${p}endpoint-revisions`,
     agentEndpoints: (agentId) => `${p}agent-endpoints:${agentId}`,
+    wake: (ns, rev) => `${p}wake:${ns}:${rev}`,
     channels: {
       desired: `${p}desired`,
       endpoints: `${p}endpoints`,
       instances: `${p}instances`,
       agents: `${p}agents`,
+      wake: `${p}wake`,
     },
   };
+}
+
+/** A new instance of `revision`: its name plus 8 random hex digits, unique across the fleet. */
+export function newInstanceId(revision: string): string {
+  return `${revision}-${randomBytes(4).toString("hex")}`;
 }
 
 /** "{ns}/{rev}": how a revision is named in channels and sets. */

@@ -122,6 +122,48 @@ describe("planActivation's handled", () => {
   });
 });
 
+describe("planActivation with a woken standby", () => {
+  const last: LastView = { placed: [], atMs: NOW };
+  const run = (agents: AgentRecord[], annotations: Record<string, string> = {}) =>
+    planActivation({
+      agents,
+      last,
+      refs: ["default/x"],
+      scaling: (ref) =>
+        ref === "default/x"
+          ? { namespace: "default", revision: "x", s: scaling(annotations) }
+          : undefined,
+      nowMs: NOW,
+      newId,
+      claims: new Map([["default/x", { agentId: "b", instanceId: "x-woken" }]]),
+    });
+
+  it("adopts the instance the claiming agent started instead of placing a new one", () => {
+    const { add, handled } = run([agent("a"), agent("b")]);
+    expect(handled).toBe(true);
+    expect([...add.entries()]).toEqual([
+      ["b", [{ id: "x-woken", namespace: "default", revision: "x", runtime: "isolate" }]],
+    ]);
+  });
+
+  it("places the rest of max(activation-scale, min-scale) beside the adopted one", () => {
+    const { add } = run([agent("a"), agent("b")], { "autoscaling.knative.dev/min-scale": "2" });
+    const ids = [...add.values()].flat().map((d) => d.id);
+    expect(ids).toHaveLength(2);
+    expect(ids).toContain("x-woken");
+  });
+
+  it("passes over a claim of a draining or unknown agent: placement decides as without it", () => {
+    for (const agents of [[agent("a"), { ...agent("b"), draining: true }], [agent("a")]]) {
+      const { add, handled } = run(agents);
+      expect(handled).toBe(true);
+      const placed = [...add.values()].flat();
+      expect(placed).toHaveLength(1);
+      expect(placed[0]?.id).not.toBe("x-woken");
+    }
+  });
+});
+
 describe("viewAfter", () => {
   it("drops the plan's removals and adds its additions, with their requests", () => {
     const after = viewAfter(
