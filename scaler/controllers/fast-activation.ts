@@ -16,6 +16,7 @@ import type { WakeClaim } from "../../src/fleet/wake.ts";
 import type { PlacedInstance, ResourceRequests } from "../placement.ts";
 import { planScale, type RevisionWant, type ScalePlan } from "../plan.ts";
 import type { RevisionScaling } from "./revision-autoscalers.ts";
+import { adoptWake } from "./wake-adoption.ts";
 
 /** What the last pass left placed (plus what was placed at activations since). */
 export interface LastView {
@@ -89,30 +90,24 @@ export function planActivation(input: ActivationInput): {
     const known = input.scaling(ref);
     if (!known) continue;
     const { settings, needs } = known.s;
-    const claim = input.claims?.get(ref);
-    const agent = claim && input.agents.find((a) => a.id === claim.agentId);
-    if (
-      claim &&
-      agent &&
-      !agent.draining &&
-      needs.runtime === "isolate" &&
-      agent.runtimes.includes("isolate")
-    ) {
-      const d: DesiredInstance = {
-        id: claim.instanceId,
+    const woken = adoptWake(
+      input.claims?.get(ref),
+      input.agents,
+      ref,
+      {
         namespace: known.namespace,
         revision: known.revision,
-        runtime: "isolate",
-      };
-      adopted.set(agent.id, [...(adopted.get(agent.id) ?? []), d]);
-      placed.push({
-        id: d.id,
-        agentId: agent.id,
-        revision: ref,
+        runtime: needs.runtime,
         requests: needs.requests,
-        ready: false,
-        since: input.nowMs,
-      });
+      },
+      input.nowMs,
+    );
+    if (woken) {
+      adopted.set(woken.placed.agentId, [
+        ...(adopted.get(woken.placed.agentId) ?? []),
+        woken.desired,
+      ]);
+      placed.push(woken.placed);
     }
     let desired = Math.max(1, settings.activationScale, settings.minScale);
     if (settings.maxScale > 0) desired = Math.min(desired, settings.maxScale);

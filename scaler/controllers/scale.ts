@@ -52,6 +52,7 @@ import {
   removeRevisionGauges,
   reportScale,
 } from "./scale-reports.ts";
+import { adoptWakes } from "./wake-adoption.ts";
 
 export interface ScaleControllerDeps extends GuardDeps {
   options: ScalerOptions;
@@ -358,6 +359,16 @@ export class ScaleController {
       });
     }
 
+    // Revisions brought up from nothing: an agent may have woken one already.
+    const adopted = await adoptWakes(
+      { redis: this.#d.redis, keys: this.#d.fleet.keys },
+      [...wants].filter(
+        ([ref, w]) => w.runtime === "isolate" && w.desired > 0 && !placedByRev.get(ref),
+      ),
+      view.agents,
+      now,
+    );
+    placed.push(...[...adopted.values()].flatMap((list) => list.map((a) => a.placed)));
     const plan = planScale({
       agents: view.agents,
       placed,
@@ -366,6 +377,9 @@ export class ScaleController {
       newId: newInstanceId,
       nowMs: now,
     });
+    for (const [agentId, list] of adopted) {
+      plan.add.set(agentId, [...list.map((a) => a.desired), ...(plan.add.get(agentId) ?? [])]);
+    }
     await this.#desiredSets.apply(plan.add, plan.remove);
     this.#last = viewAfter(placed, plan, (ref) => wants.get(ref)?.requests, now);
     this.#problems.note(plan.problems);

@@ -140,15 +140,32 @@ describe("scale to zero and back", () => {
           ),
         )?.[1],
       );
+    const woken = async () => {
+      let n = 0;
+      for (const a of agents) {
+        const text = await a.agent.registry.getSingleMetricAsString("skiff_agent_wakes_total");
+        n += Number(/skiff_agent_wakes_total\{outcome="started"\} (\d+)/.exec(text)?.[1] ?? 0);
+      }
+      return n;
+    };
     const fastBefore = await fast();
+    const wokenBefore = await woken();
     const t0 = performance.now();
     const answer = await hit(gateway.url, serviceHost("cold"));
     const ms = performance.now() - t0;
     console.log(`cold start from zero through the gateway (isolate): ${ms.toFixed(0)} ms`);
     expect(answer.status).toBe(200);
     expect(answer.body).toBe("Hello World! (cold-00001)");
-    // Placed from the last pass's view at the signal, not after a full pass.
+    // Placed from the last pass's view at the signal, not after a full pass...
     expect(await fast()).toBe(fastBefore + 1);
+    // ... as the instance the agent holding its isolate standby woke on the gateway's notice,
+    // adopted by the scaler: one instance, no second one placed beside it.
+    expect(await woken()).toBe(wokenBefore + 1);
+    const [one] = await fleet.readEndpoints("default", "cold-00001");
+    const desired = (await Promise.all(agents.map((a) => fleet.readDesired(a.agent.id))))
+      .flat()
+      .filter((d) => d.revision === "cold-00001");
+    expect(desired.map((d) => d.id)).toEqual([one?.instanceId]);
     const active = await waitFor("cold-00001 active", async () => {
       const r = await revision("cold-00001");
       return condition(r, "Active")?.status === "True" ? r : undefined;
