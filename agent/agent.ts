@@ -34,6 +34,7 @@ import { type FleetWatch, watchFleet } from "../src/fleet/watch.ts";
 import { createLogger, type Logger } from "../src/logging.ts";
 import { redisUpGauge } from "../src/metrics.ts";
 import type { RedisHealth } from "../src/redis/health.ts";
+import { Coalescer } from "../src/redis/resync.ts";
 import { createRedisStore, type RedisStore } from "../src/store/index.ts";
 import { connectAgent, logRedisFailure } from "./connection.ts";
 import type { ContainerDriver } from "./containers.ts";
@@ -46,7 +47,7 @@ import type { WorkerdPool } from "./isolate/index.ts";
 import { IsolateDriver } from "./isolates.ts";
 import { type AgentMetrics, agentMetrics, capacityGauge, isolateStandbysGauge } from "./metrics.ts";
 import { type AgentOptions, type AgentOptionsInput, parseAgentOptions } from "./options.ts";
-import { type ReconcileReason, SerialRunner } from "./reconcile.ts";
+import type { ReconcileReason } from "./reconcile.ts";
 import { createWorkerdPool, openContainerDriver, startWorkerdPool } from "./runtimes.ts";
 import { watchWakes } from "./wakes.ts";
 
@@ -72,7 +73,8 @@ export class Agent {
   readonly #instances = new Map<string, Instance>();
   /** Starts, retries and stops them (set once the runtimes exist). */
   #lifecycle: InstanceLifecycle | undefined;
-  readonly #runner: SerialRunner;
+  /** Reconcile passes, one at a time; a burst of triggers becomes one more pass with all their reasons. */
+  readonly #runner: Coalescer<Set<ReconcileReason>>;
   readonly #metrics: AgentMetrics;
   /** Redis reachable or not; one log line per change (src/redis/health.ts). */
   #redisHealth: RedisHealth | undefined;
@@ -100,9 +102,20 @@ export class Agent {
     );
     capacityGauge(this.registry, this.capacity);
     redisUpGauge(this.registry, () => this.redisUp);
-    this.#runner = new SerialRunner(
-      (reasons) => this.#reconcile(reasons),
-      (err) => this.#redisFailure(err, "reconcile pass failed", "error"),
+    this.#runner = new Coalescer(
+      async (reasons) => {
+        try {
+          await this.#reconcile([...reasons]);
+        } catch (err) {
+          this.#redisFailure(err, "reconcile pass failed", "error");
+        }
+      },
+      {
+        merge: (waiting, next) => {
+          for (const r of next) waiting.add(r);
+          return waiting;
+        },
+      },
     );
   }
 
@@ -145,7 +158,7 @@ export class Agent {
 
   /** Run a reconcile pass now and wait for it. */
   reconcileNow(): Promise<void> {
-    return this.#runner.trigger("manual");
+    return this.#trigger("manual");
   }
 
   /** Wait until instance writes in progress are done (tests). */
@@ -231,7 +244,7 @@ export class Agent {
         store: this.#store,
         removeReport: (inst) => this.#mirror?.removeReport(inst) ?? inst.chain,
         running: () => this.#state === "running",
-        onStopped: () => void this.#runner.trigger("event"),
+        onStopped: () => void this.#trigger("event"),
       });
 
       await this.#lifecycle.adopt();
@@ -244,9 +257,9 @@ export class Agent {
         channel: "desired",
         filter: (m) => m === this.id,
         onMessage: () => {
-          void this.#runner.trigger("message");
+          void this.#trigger("message");
         },
-        resync: (reason) => this.#runner.trigger(reason),
+        resync: (reason) => this.#trigger(reason),
         intervalMs: o.resyncIntervalMs,
         logger: this.#redisLog,
       });
@@ -257,7 +270,7 @@ export class Agent {
         isolates,
         canStart: () => this.#state === "running" && lifecycle.hasRoom(),
         startHeld: (d, heldUntil) => lifecycle.startHeld(d, heldUntil),
-        onHoldEnded: () => void this.#runner.trigger("event"),
+        onHoldEnded: () => void this.#trigger("event"),
         metrics: this.#metrics,
         log: this.log,
       });
@@ -290,7 +303,8 @@ export class Agent {
     this.#state = "draining";
     this.log.info({ instances: this.#instances.size }, "agent draining");
     await this.#watch?.stop();
-    await this.#runner.stop();
+    // Passes from here on find the agent draining and change nothing.
+    await this.#runner.idle();
     // Announce the draining record so that the scaler places nothing new here.
     await this.#mirror
       ?.announceDrain()
@@ -362,13 +376,17 @@ export class Agent {
         if (this.#state !== "running") return;
         // Taken for dead (and pruned) meanwhile: put endpoints and reports back.
         this.log.warn("heartbeat found the agent record expired; rejoined the fleet");
-        void this.#runner.trigger("event");
+        void this.#trigger("event");
       },
       onFailure: (err, msg, instance) => this.#redisFailure(err, msg, "warn", instance),
     });
   }
 
   // ---- reconcile -----------------------------------------------------------
+
+  #trigger(reason: ReconcileReason): Promise<void> {
+    return this.#runner.trigger(new Set([reason]));
+  }
 
   async #reconcile(reasons: ReconcileReason[]): Promise<void> {
     const fleet = this.#fleet;

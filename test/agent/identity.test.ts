@@ -1,9 +1,8 @@
 /** Agent identity and the reconcile loop's pure parts. */
 import { describe, expect, test } from "vitest";
 import { agentId, offeredRuntimes } from "../../agent/identity.ts";
-import { planReconcile, type ReconcileReason, SerialRunner } from "../../agent/reconcile.ts";
+import { planReconcile } from "../../agent/reconcile.ts";
 import { ID_PATTERN } from "../../src/fleet/schemas.ts";
-import { waitFor } from "../support/wait.ts";
 
 describe("agentId", () => {
   test("a given id is used as is", () => {
@@ -63,53 +62,10 @@ describe("planReconcile", () => {
     );
     expect(plan).toEqual({ start: [], stop: [], waiting: ["a"] });
   });
-});
 
-describe("SerialRunner", () => {
-  test("never runs two passes at once and coalesces triggers that arrive during a pass", async () => {
-    let running = 0;
-    let maxRunning = 0;
-    const passes: ReconcileReason[][] = [];
-    // Each pass holds until the test releases it, so the triggers below surely arrive during the first.
-    const release = Promise.withResolvers<void>();
-    const runner = new SerialRunner(
-      async (reasons) => {
-        running++;
-        maxRunning = Math.max(maxRunning, running);
-        passes.push(reasons);
-        await release.promise;
-        running--;
-      },
-      () => {},
-    );
-    const first = runner.trigger("start");
-    await waitFor("the first pass running", () => passes.length === 1);
-    const later = [
-      runner.trigger("message"),
-      runner.trigger("message"),
-      runner.trigger("interval"),
-    ];
-    release.resolve();
-    await Promise.all([first, ...later]);
-    expect(maxRunning).toBe(1);
-    expect(passes).toEqual([["start"], ["message", "interval"]]);
-    await runner.stop();
-  });
-
-  test("a pass that throws is reported and does not stop later passes", async () => {
-    const errors: unknown[] = [];
-    let n = 0;
-    const runner = new SerialRunner(
-      async () => {
-        n++;
-        if (n === 1) throw new Error("boom");
-      },
-      (err) => errors.push(err),
-    );
-    await runner.trigger("start");
-    await runner.trigger("manual");
-    expect(n).toBe(2);
-    expect(errors).toHaveLength(1);
-    await runner.stop();
+  test("a woken instance within its hold is not stopped for being undesired; past it, it is", () => {
+    const held = planReconcile([], [{ id: "w", stopping: false, held: true }]);
+    expect(held.stop).toEqual([]);
+    expect(planReconcile([], [{ id: "w", stopping: false, held: false }]).stop).toEqual(["w"]);
   });
 });
