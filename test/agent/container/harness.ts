@@ -6,7 +6,6 @@
  * whatever state the test left behind.
  */
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import Docker from "dockerode";
 import {
   ContainerRuntime,
@@ -14,6 +13,7 @@ import {
 } from "../../../agent/container/runtime.ts";
 import type { InstanceSpecInput } from "../../../agent/container/spec.ts";
 import { helloImage } from "../../support/images.ts";
+import { waitFor as poll } from "../../support/wait.ts";
 
 export interface Harness {
   docker: Docker;
@@ -108,19 +108,13 @@ export async function createHarness(label: string): Promise<Harness> {
   };
 }
 
-/** Poll until `check` returns a value other than undefined/false, or fail after `timeoutMs`. */
-export async function waitFor<T>(
+/** The shared poll, with the defaults this suite was written against (10 s, every 20 ms). */
+export function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = 10_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
+  return poll(what, check, timeoutMs, 20);
 }
 
 /** One request without connection reuse (instances come and go between requests). */
