@@ -22,6 +22,7 @@ import type { DesiredInstance, Endpoint } from "../../src/fleet/types.ts";
 import { silentLogger } from "../../src/logging.ts";
 import type { Revision } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
+import { type Manifest, serviceManifest } from "../support/fixtures.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -177,56 +178,26 @@ export function helloService(
   env: Record<string, string> = {},
   extra: Record<string, unknown> = {},
   container: Record<string, unknown> = {},
-) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          timeoutSeconds: 30,
-          ...extra,
-          containers: [
-            {
-              image,
-              env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
-              ...container,
-            },
-          ],
-        },
-      },
-    },
-  };
+): Manifest {
+  return serviceManifest(name, { image, env, container, spec: { timeoutSeconds: 30, ...extra } });
 }
 
 /** A worker Service: answers TARGET and K_REVISION from its env; `?spin` loops forever. */
-export function workerService(name: string, target: string) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          timeoutSeconds: 30,
-          worker: {
-            language: "typescript",
-            source: [
-              "export default {",
-              "  fetch(request: Request, env: Record<string, string>): Response {",
-              "    const url = new URL(request.url);",
-              '    if (url.searchParams.has("spin")) for (;;) {}',
-              '    return new Response("Hello " + env.TARGET + "! revision=" + env.K_REVISION + " service=" + env.K_SERVICE);',
-              "  },",
-              "};",
-            ].join("\n"),
-            env: [{ name: "TARGET", value: target }],
-          },
-        },
-      },
-    },
-  };
+export function workerService(name: string, target: string): Manifest {
+  return serviceManifest(name, {
+    language: "typescript",
+    worker: [
+      "export default {",
+      "  fetch(request: Request, env: Record<string, string>): Response {",
+      "    const url = new URL(request.url);",
+      '    if (url.searchParams.has("spin")) for (;;) {}',
+      '    return new Response("Hello " + env.TARGET + "! revision=" + env.K_REVISION + " service=" + env.K_SERVICE);',
+      "  },",
+      "};",
+    ].join("\n"),
+    env: { TARGET: target },
+    spec: { timeoutSeconds: 30 },
+  });
 }
 
 export { waitFor };

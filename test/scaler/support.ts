@@ -6,6 +6,7 @@ import { type Gateway, startGateway } from "../../gateway/server.ts";
 import { type RunningScaler, type StartScalerOptions, startScaler } from "../../scaler/server.ts";
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/control/routing.ts";
 import { createLogger, type Logger, silentLogger } from "../../src/logging.ts";
+import { type Manifest, serviceManifest } from "../support/fixtures.ts";
 import { redisUrl } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -91,32 +92,21 @@ export function startTestGateway(prefix: string): Promise<Gateway> {
 export function workerService(
   name: string,
   options: { target?: string; annotations?: Record<string, string> } = {},
-) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        ...(options.annotations ? { metadata: { annotations: options.annotations } } : {}),
-        spec: {
-          timeoutSeconds: 30,
-          worker: {
-            source: [
-              "export default {",
-              "  async fetch(request, env) {",
-              "    const ms = Number(new URL(request.url).searchParams.get('sleep') ?? 0);",
-              "    if (ms > 0) await new Promise((r) => setTimeout(r, ms));",
-              "    return new Response('Hello ' + env.TARGET + '! (' + env.K_REVISION + ')');",
-              "  },",
-              "};",
-            ].join("\n"),
-            env: [{ name: "TARGET", value: options.target ?? "World" }],
-          },
-        },
-      },
-    },
-  };
+): Manifest {
+  return serviceManifest(name, {
+    worker: [
+      "export default {",
+      "  async fetch(request, env) {",
+      "    const ms = Number(new URL(request.url).searchParams.get('sleep') ?? 0);",
+      "    if (ms > 0) await new Promise((r) => setTimeout(r, ms));",
+      "    return new Response('Hello ' + env.TARGET + '! (' + env.K_REVISION + ')');",
+      "  },",
+      "};",
+    ].join("\n"),
+    env: { TARGET: options.target ?? "World" },
+    annotations: options.annotations,
+    spec: { timeoutSeconds: 30 },
+  });
 }
 
 /** Every published host -> its entry. */

@@ -5,6 +5,7 @@ import { type ApiServer, startApiServer } from "../../deploy/api/server.ts";
 import { parseConfig } from "../../src/config.ts";
 import { type Logger, silentLogger } from "../../src/logging.ts";
 import { createRegistry } from "../../src/metrics.ts";
+import { type Manifest, serviceManifest } from "./fixtures.ts";
 import { redisUrl, uniquePrefix } from "./redis.ts";
 
 export const BASE = "/apis/serving.knative.dev/v1";
@@ -110,30 +111,14 @@ export async function createToken(
   return r.json.status.token as string;
 }
 
-/** A minimal valid Service body. */
+/** A minimal valid Service body: Knative's helloworld-go saying Hello World. */
 export function serviceBody(
   name: string,
   extra: { env?: Record<string, string>; traffic?: unknown[] } = {},
-) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          containers: [
-            {
-              image: "ghcr.io/knative/helloworld-go:latest",
-              env: Object.entries(extra.env ?? { TARGET: "World" }).map(([n, v]) => ({
-                name: n,
-                value: v,
-              })),
-            },
-          ],
-        },
-      },
-      ...(extra.traffic ? { traffic: extra.traffic } : {}),
-    },
-  };
+): Manifest {
+  return serviceManifest(name, {
+    image: "ghcr.io/knative/helloworld-go:latest",
+    env: extra.env ?? { TARGET: "World" },
+    traffic: extra.traffic,
+  });
 }
