@@ -13,10 +13,8 @@ import Docker from "dockerode";
 import { Agent } from "../../agent/agent.ts";
 import { GATEWAY_AUTH_HEADER } from "../../agent/isolate/index.ts";
 import type { AgentOptionsInput } from "../../agent/options.ts";
-import { prepareService } from "../../deploy/api/prepare.ts";
 import { startRevisionStatus } from "../../scaler/controllers/revision-status.ts";
 import { clusterKey } from "../../src/cluster.ts";
-import { applyService } from "../../src/control/apply.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
 import type { DesiredInstance, Endpoint } from "../../src/fleet/types.ts";
 import { silentLogger } from "../../src/logging.ts";
@@ -24,6 +22,7 @@ import type { Revision } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
 import { type Manifest, serviceManifest } from "../support/fixtures.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import { deployService } from "../support/store.ts";
 import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "example.test";
@@ -117,15 +116,7 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
       return agent;
     },
     async createService(body) {
-      const { parsed, worker } = await prepareService(body, {
-        namespace: "default",
-        name: undefined,
-        limits: { maxWorkerSourceBytes: 1024 * 1024 },
-      });
-      const { value: service } = await store.transact((tx) =>
-        applyService(tx, parsed, { mode: "create", domain: DOMAIN, scheme: "http", worker }),
-      );
-      const name = service.status.latestCreatedRevisionName as string;
+      const name = await deployService(store, body, { domain: DOMAIN });
       return (await store.get("revisions", "default", name)) as Revision;
     },
     revision: (name) => store.get("revisions", "default", name),
