@@ -13,6 +13,7 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServiceDescription } from "../../deploy/api/describe.ts";
 import type { Up } from "../../deploy/up.ts";
+import { apiClient, createToken } from "../support/api.ts";
 import { runCli } from "../support/cli.ts";
 import { helloImage } from "../support/images.ts";
 import { createServiceReady, startTestUp } from "../support/up.ts";
@@ -35,20 +36,8 @@ async function describeApi(token = TOKEN): Promise<ServiceDescription> {
   return (await res.json()) as ServiceDescription;
 }
 
-async function token(name: string, namespaces: string[]): Promise<string> {
-  const res = await fetch(`${up.apiUrl}/apis/skiff.dev/v1/tokens`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      apiVersion: "skiff.dev/v1",
-      kind: "Token",
-      metadata: { name },
-      spec: { role: "view", namespaces },
-    }),
-  });
-  expect(res.status).toBe(201);
-  return ((await res.json()) as { status: { token: string } }).status.token;
-}
+const token = (name: string, namespaces: string[]): Promise<string> =>
+  createToken(apiClient(up.apiUrl, TOKEN), name, "view", namespaces);
 
 beforeAll(async () => {
   const image = await helloImage(new Docker());

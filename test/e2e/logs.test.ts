@@ -11,6 +11,7 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Up } from "../../deploy/up.ts";
 import type { LogLine } from "../../src/fleet/logs.ts";
+import { apiClient, createToken } from "../support/api.ts";
 import { runCli } from "../support/cli.ts";
 import { helloImage } from "../support/images.ts";
 import { createServiceReady, startTestUp } from "../support/up.ts";
@@ -166,17 +167,7 @@ describe("skiff logs", () => {
   }, 90_000);
 
   it("a token of another namespace is refused", async () => {
-    const tokenRes = await fetch(`${up.apiUrl}/apis/skiff.dev/v1/tokens`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        apiVersion: "skiff.dev/v1",
-        kind: "Token",
-        metadata: { name: "other-team" },
-        spec: { role: "view", namespaces: ["other"] },
-      }),
-    });
-    const other = ((await tokenRes.json()) as { status: { token: string } }).status.token;
+    const other = await createToken(apiClient(up.apiUrl, TOKEN), "other-team", "view", ["other"]);
     const refused = await get(LOGS, other);
     expect(refused.status).toBe(403);
     expect(((await refused.json()) as { message: string }).message).toContain(

@@ -41,6 +41,7 @@ import {
   total,
   waitUntil,
 } from "../e2e/support.ts";
+import { apiClient, createToken } from "../support/api.ts";
 import { serviceManifest } from "../support/fixtures.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { type RedisServer, startRedisServer } from "../support/redis-server.ts";
@@ -248,17 +249,7 @@ async function writeMarkers(tag: string, n: number): Promise<string[]> {
   const names: string[] = [];
   for (let i = 0; i < n; i++) {
     const name = `marker-${tag}-${i}`;
-    const res = await fetch(`${apiUrl}/apis/skiff.dev/v1/tokens`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        apiVersion: "skiff.dev/v1",
-        kind: "Token",
-        metadata: { name },
-        spec: { role: "view", namespaces: ["default"] },
-      }),
-    });
-    expect(res.status, await res.text()).toBe(201);
+    await createToken(apiClient(apiUrl, token), name, "view", ["default"]);
     names.push(name);
   }
   return names;

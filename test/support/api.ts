@@ -11,9 +11,7 @@ import { redisUrl, uniquePrefix } from "./redis.ts";
 export const BASE = "/apis/serving.knative.dev/v1";
 export const TOKEN = "test-token-0123456789abcdef";
 
-export interface TestApi extends ApiServer {
-  prefix: string;
-  token: string;
+export interface ApiClient {
   /** Call the API; JSON bodies by default, or raw text with a content type. */
   call(
     method: string,
@@ -21,6 +19,11 @@ export interface TestApi extends ApiServer {
     body?: unknown,
     headers?: Record<string, string>,
   ): Promise<Reply>;
+}
+
+export interface TestApi extends ApiServer, ApiClient {
+  prefix: string;
+  token: string;
   ns(plural: string, name?: string, namespace?: string): string;
 }
 
@@ -59,13 +62,20 @@ export async function startTestApi(
     logger: options.logger ?? silentLogger,
     registry: createRegistry({ component: "api" }),
   });
-  const tlsAgent = server.ca ? new Agent({ connect: { ca: server.ca } }) : undefined;
   return {
     ...server,
+    ...apiClient(server.url, token, server.ca),
     prefix,
     token,
     ns: (plural, name, namespace = "default") =>
       `${BASE}/namespaces/${namespace}/${plural}${name ? `/${name}` : ""}`,
+  };
+}
+
+/** Calls to the deploy API at `url` as `token`: startTestApi's, or one a `skiff up` or process started; over TLS it trusts `ca` alone. */
+export function apiClient(url: string, token: string, ca?: string): ApiClient {
+  const tlsAgent = ca ? new Agent({ connect: { ca } }) : undefined;
+  return {
     async call(method, path, body, headers = {}) {
       const h: Record<string, string> = { authorization: `Bearer ${token}`, ...headers };
       let payload: string | Uint8Array | undefined;
@@ -80,8 +90,8 @@ export async function startTestApi(
       const init = { method, headers: h, body: payload ?? null };
       // Over TLS: trust the API's generated CA (and nothing else) for these calls.
       const res = tlsAgent
-        ? await undiciFetch(new URL(path, server.url), { ...init, dispatcher: tlsAgent })
-        : await fetch(new URL(path, server.url), init);
+        ? await undiciFetch(new URL(path, url), { ...init, dispatcher: tlsAgent })
+        : await fetch(new URL(path, url), init);
       const text = await res.text();
       let json: unknown;
       try {
@@ -96,7 +106,7 @@ export async function startTestApi(
 
 /** A namespaced token made through the API (what `skiff token create` does); its secret. */
 export async function createToken(
-  api: TestApi,
+  api: ApiClient,
   name: string,
   role: "view" | "edit",
   namespaces: string[],

@@ -6,8 +6,11 @@
  */
 import { startUp, type Up } from "../../deploy/up.ts";
 import { silentLogger } from "../../src/logging.ts";
+import { apiClient, BASE } from "./api.ts";
 import { redisUrl, uniquePrefix } from "./redis.ts";
 import { waitFor } from "./wait.ts";
+
+const DEFAULT_NS = `${BASE}/namespaces/default`;
 
 export function startTestUp(options: {
   stateDir: string;
@@ -41,21 +44,14 @@ export async function createServiceReady(
   token: string,
   service: { metadata: { name: string } } & Record<string, unknown>,
 ): Promise<void> {
-  const api = `${up.apiUrl}/apis/serving.knative.dev/v1/namespaces/default`;
-  const auth = { authorization: `Bearer ${token}` };
-  const res = await fetch(`${api}/services`, {
-    method: "POST",
-    headers: { ...auth, "content-type": "application/json" },
-    body: JSON.stringify(service),
-  });
-  if (res.status !== 201)
-    throw new Error(`creating the service: ${res.status} ${await res.text()}`);
+  const api = apiClient(up.apiUrl, token);
+  const res = await api.call("POST", `${DEFAULT_NS}/services`, service);
+  if (res.status !== 201) throw new Error(`creating the service: ${res.status} ${res.text}`);
   const revision = `${service.metadata.name}-00001`;
   await waitFor(
     `${revision} Ready`,
     async () => {
-      const r = await fetch(`${api}/revisions/${revision}`, { headers: auth });
-      const rev = (await r.json()) as {
+      const rev = (await api.call("GET", `${DEFAULT_NS}/revisions/${revision}`)).json as {
         status: { conditions?: { type: string; status: string }[] };
       };
       return rev.status.conditions?.some((c) => c.type === "Ready" && c.status === "True");
