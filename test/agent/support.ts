@@ -20,6 +20,7 @@ import type { DesiredInstance, Endpoint } from "../../src/fleet/types.ts";
 import { silentLogger } from "../../src/logging.ts";
 import type { Revision } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
+import { containersOf, removeContainers } from "../support/containers.ts";
 import { type Manifest, serviceManifest } from "../support/fixtures.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import { deployService } from "../support/store.ts";
@@ -98,9 +99,6 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
     ...extra,
   });
 
-  const ownerContainers = (owner = agentId) =>
-    docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
-
   return {
     prefix,
     store,
@@ -129,20 +127,10 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
       await fleet.removeDesired(agent, [instanceId]);
     },
     endpoints: (revision) => fleet.readEndpoints("default", revision),
-    ownerContainers,
+    ownerContainers: (owner = agentId) => containersOf(owner),
     async cleanup() {
       await Promise.all(agents.splice(0).map((a) => a.stop().catch(() => {})));
-      for (const owner of owners) {
-        const left = await ownerContainers(owner).catch(() => []);
-        await Promise.all(
-          left.map((c) =>
-            docker
-              .getContainer(c.Id)
-              .remove({ force: true })
-              .catch(() => {}),
-          ),
-        );
-      }
+      await removeContainers(owners);
       // The install's bridge, when an agent stopped without a chance to remove it.
       const redis = connect();
       const clusterId = await redis.hget(clusterKey(prefix), "id").finally(() => redis.quit());

@@ -19,6 +19,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.ts";
+import { removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import {
@@ -31,7 +32,6 @@ import {
   type Proc,
   published,
   readyByAgent,
-  removeContainers,
   runningContainers,
   type ScalerProc,
   scalerTicks,

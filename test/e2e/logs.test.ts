@@ -13,10 +13,11 @@ import type { Up } from "../../deploy/up.ts";
 import type { LogLine } from "../../src/fleet/logs.ts";
 import { apiClient, createToken } from "../support/api.ts";
 import { runCli } from "../support/cli.ts";
+import { removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { createServiceReady, startTestUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
-import { hit, removeContainers } from "./support.ts";
+import { hit } from "./support.ts";
 
 const TOKEN = "logs-test-token-0123456789abcdef";
 const agentId = `logs-${process.pid}`;

@@ -12,12 +12,12 @@ import { join } from "node:path";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Up } from "../../deploy/up.ts";
+import { removeContainers } from "../support/containers.ts";
 import { serviceManifest } from "../support/fixtures.ts";
 import { helloImage } from "../support/images.ts";
 import { pushVariant, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { startTestUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
-import { removeContainers } from "./support.ts";
 
 const docker = new Docker();
 const TOKEN = "registry-test-token-0123456789";

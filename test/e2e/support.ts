@@ -14,6 +14,7 @@ import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/con
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import type { Endpoint } from "../../src/fleet/types.ts";
 import { CLI, watchOutput } from "../support/cli.ts";
+import { containersOf } from "../support/containers.ts";
 import { inNetns } from "../support/netns.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -182,26 +183,6 @@ export async function scalerTicks(adminUrl: string): Promise<number> {
 // ---------------------------------------------------------------- docker
 
 const docker = new Docker();
-
-/** Containers an agent started (label skiff.owner), running or not. */
-export async function containersOf(agentId: string): Promise<Docker.ContainerInfo[]> {
-  return docker.listContainers({
-    all: true,
-    filters: { label: [`skiff.owner=${agentId}`] },
-  });
-}
-
-/** Remove every container the given agents started. */
-export async function removeContainers(agentIds: string[]): Promise<void> {
-  for (const id of agentIds) {
-    for (const c of await containersOf(id).catch(() => [])) {
-      await docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => {});
-    }
-  }
-}
 
 /** Running containers of a revision that the given agents started. */
 export async function runningContainers(agentIds: string[], revision: string): Promise<number> {

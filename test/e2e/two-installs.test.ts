@@ -14,13 +14,13 @@ import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
 import { runCli } from "../support/cli.ts";
+import { containersOf, removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import {
   hit,
   outputs,
   type Proc,
   published,
-  removeContainers,
   spawnSkiff,
   step,
   stopAllProcesses,
@@ -113,10 +113,7 @@ async function skiff(i: Install, ...args: string[]): Promise<string> {
 
 /** id -> start time and restart count of the containers an agent owns. */
 async function containers(agentId: string): Promise<Record<string, string>> {
-  const list = await docker.listContainers({
-    all: true,
-    filters: { label: [`skiff.owner=${agentId}`] },
-  });
+  const list = await containersOf(agentId);
   const out: Record<string, string> = {};
   for (const c of list) {
     const info = await docker.getContainer(c.Id).inspect();

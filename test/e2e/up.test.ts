@@ -20,20 +20,11 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis } from "../../src/redis/connect.ts";
 import { runCli, watchOutput } from "../support/cli.ts";
+import { containersOf, removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
-import {
-  containersOf,
-  hit,
-  type Proc,
-  published,
-  removeContainers,
-  spawnSkiff,
-  step,
-  stopAllProcesses,
-  tally,
-} from "./support.ts";
+import { hit, type Proc, published, spawnSkiff, step, stopAllProcesses, tally } from "./support.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const WORKER = join(ROOT, "examples", "workers", "hello.ts");

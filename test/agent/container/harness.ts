@@ -12,6 +12,7 @@ import {
   type ContainerRuntimeOptions,
 } from "../../../agent/container/runtime.ts";
 import type { InstanceSpecInput } from "../../../agent/container/spec.ts";
+import { containersOf, removeContainers } from "../../support/containers.ts";
 import { helloImage } from "../../support/images.ts";
 import { waitFor as poll } from "../../support/wait.ts";
 
@@ -39,8 +40,6 @@ export async function createHarness(label: string): Promise<Harness> {
   const runtimes: ContainerRuntime[] = [];
   const networks = new Set<string>();
   let n = 0;
-  const containers = () =>
-    docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
   return {
     docker,
     owner,
@@ -70,7 +69,7 @@ export async function createHarness(label: string): Promise<Harness> {
         },
       };
     },
-    containers,
+    containers: () => containersOf(owner),
     async exists(containerId) {
       try {
         await docker.getContainer(containerId).inspect();
@@ -81,15 +80,7 @@ export async function createHarness(label: string): Promise<Harness> {
     },
     async cleanup() {
       await Promise.all(runtimes.splice(0).map((rt) => rt.close()));
-      const left = await containers();
-      await Promise.all(
-        left.map((c) =>
-          docker
-            .getContainer(c.Id)
-            .remove({ force: true })
-            .catch(() => {}),
-        ),
-      );
+      await removeContainers([owner]);
       // Only the bridges this file's runtimes made (unique names); a race may have made two.
       for (const name of networks) {
         const nets = await docker.listNetworks({ filters: { name: [name] } });

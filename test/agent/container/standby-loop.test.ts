@@ -23,6 +23,7 @@ import {
   waitRouted,
 } from "../../scaler/support.ts";
 import { startTestApi, type TestApi } from "../../support/api.ts";
+import { containersOf, removeContainers } from "../../support/containers.ts";
 import { helloImage } from "../../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../../support/redis.ts";
 
@@ -38,9 +39,6 @@ let scaler: RunningScaler | undefined;
 let redis: Redis;
 let fleet: Fleet;
 let image: string;
-
-const containersOf = (owner: string) =>
-  docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
 
 beforeAll(async () => {
   image = await helloImage(docker);
@@ -61,14 +59,7 @@ afterAll(async () => {
   await scaler?.stop();
   await gateway?.close(500);
   await Promise.all(agents.map((a) => a.stop()));
-  for (const owner of [A, Z]) {
-    for (const c of await containersOf(owner).catch(() => [])) {
-      await docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => {});
-    }
-  }
+  await removeContainers([A, Z]);
   await api?.close();
   await fleet?.close();
   redis?.disconnect();
