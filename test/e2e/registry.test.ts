@@ -6,24 +6,19 @@
  * moved tag leaves the existing revision on its digest, and wrong credentials
  * or a missing tag give the revision a clear ContainerMissing condition.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Up } from "../../deploy/up.ts";
-import { removeContainers } from "../support/containers.ts";
 import { serviceManifest } from "../support/fixtures.ts";
 import { helloImage } from "../support/images.ts";
 import { pushVariant, startRegistry, type TestRegistry } from "../support/registry.ts";
-import { startTestUp } from "../support/up.ts";
+import { fileUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
 
 const docker = new Docker();
 const TOKEN = "registry-test-token-0123456789";
 const BASE = "/apis/serving.knative.dev/v1/namespaces/default";
-const agentId = `registry-${process.pid}`;
-const stateDir = mkdtempSync(join(tmpdir(), "skiff-registry-up-"));
+const install = fileUp("registry", TOKEN);
 
 let registry: TestRegistry;
 /** The same kind of registry, configured with a wrong password. */
@@ -65,27 +60,19 @@ async function readyRevision(name: string) {
 beforeAll(async () => {
   hello = await helloImage(docker);
   [registry, guarded] = await Promise.all([startRegistry(), startRegistry()]);
-  up = await startTestUp({
-    stateDir: stateDir,
-    name: "registry",
-    token: TOKEN,
-    agent: { id: agentId },
-    config: {
-      images: {
-        registries: {
-          [registry.host]: registry.user,
-          [guarded.host]: { username: guarded.user.username, password: "not-the-password" },
-        },
+  up = await install.start({
+    images: {
+      registries: {
+        [registry.host]: registry.user,
+        [guarded.host]: { username: guarded.user.username, password: "not-the-password" },
       },
     },
   });
 }, 120_000);
 
 afterAll(async () => {
-  await up?.close();
-  await removeContainers([agentId]);
+  await install.close();
   await Promise.all([registry?.stop(), guarded?.stop()]);
-  rmSync(stateDir, { recursive: true, force: true });
 }, 60_000);
 
 describe("images from a registry", () => {
