@@ -6,8 +6,7 @@
  * restarts, both serve throughout, and the second does not redirect the CLI
  * settings the first wrote (they share one private XDG_CONFIG_HOME here).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
@@ -16,6 +15,7 @@ import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
 import { runCli } from "../support/cli.ts";
 import { containersOf, removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
+import { tempDirs } from "../support/temp.ts";
 import {
   hit,
   outputs,
@@ -29,14 +29,9 @@ import {
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 const docker = new Docker();
-const temp: string[] = [];
-const tempDir = (label: string) => {
-  const d = mkdtempSync(join(tmpdir(), `skiff-two-${label}-`));
-  temp.push(d);
-  return d;
-};
+const temp = tempDirs("skiff-two");
 /** Shared by both: the first writes cli.json, the second must leave it alone. */
-const configHome = tempDir("xdg");
+const configHome = temp.make("xdg");
 
 interface Install {
   name: string;
@@ -53,9 +48,9 @@ interface Install {
 function install(name: string): Install {
   return {
     name,
-    stateDir: tempDir(`state-${name}`),
+    stateDir: temp.make(`state-${name}`),
     env: {
-      HOME: tempDir(`home-${name}`),
+      HOME: temp.make(`home-${name}`),
       XDG_CONFIG_HOME: configHome,
       REDIS_URL: "",
       SKIFF_TOKEN: "",
@@ -161,7 +156,7 @@ afterAll(async () => {
       r.disconnect();
     } catch {}
   }
-  for (const d of temp) rmSync(d, { recursive: true, force: true });
+  temp.removeAll();
 }, 90_000);
 
 /** The steps the tests build on: each test runs the ones it needs (once in all). */

@@ -11,9 +11,8 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
@@ -23,23 +22,19 @@ import { runCli, watchOutput } from "../support/cli.ts";
 import { containersOf, removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import { tempDirs } from "../support/temp.ts";
 import { waitFor } from "../support/wait.ts";
 import { hit, type Proc, published, spawnSkiff, step, stopAllProcesses, tally } from "./support.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 
-const temp: string[] = [];
-const tempDir = (label: string) => {
-  const dir = mkdtempSync(join(tmpdir(), `skiff-e2e-${label}-`));
-  temp.push(dir);
-  return dir;
-};
+const temp = tempDirs("skiff-e2e");
 
 /** The environment of a clean machine: no Redis, token or config from the developer's shell. */
 const clean = {
   // Never the developer's own ~/.config or ~/.local/state.
-  HOME: tempDir("home"),
+  HOME: temp.make("home"),
   REDIS_URL: "",
   SKIFF_TOKEN: "",
   SKIFF_API_URL: "",
@@ -83,12 +78,12 @@ afterAll(async () => {
   await stopAllProcesses();
   await removeContainers(agentIds);
   for (const dir of stateDirs) await shutdownStateRedis(dir);
-  for (const dir of temp) rmSync(dir, { recursive: true, force: true });
+  temp.removeAll();
 }, 90_000);
 
 /** A config file for `up`: every listener on an OS-chosen port, the given agent id. */
 function upConfig(agentId: string, extra = ""): string {
-  const file = join(tempDir("config"), "skiff.yaml");
+  const file = join(temp.make("config"), "skiff.yaml");
   writeFileSync(
     file,
     [
@@ -113,8 +108,8 @@ function upArgs(stateDir: string, agentId: string, ...extra: string[]): string[]
 // Alone (-t), a test also runs the steps it builds on: more time than the default.
 describe("the walkthrough with skiff up", { timeout: 90_000 }, () => {
   const agentId = `e2e-up-${randomBytes(3).toString("hex")}`;
-  const stateDir = tempDir("state");
-  const configHome = tempDir("xdg");
+  const stateDir = temp.make("state");
+  const configHome = temp.make("xdg");
   const cliEnv = { ...clean, SKIFF_CONFIG_FILE: join(configHome, "skiff", "cli.json") };
   let up: Proc;
   let gateway: string;
@@ -280,10 +275,10 @@ describe("skiff up on a machine without Docker", () => {
     const agentId = `e2e-nodocker-${randomBytes(3).toString("hex")}`;
     const prefix = uniquePrefix("e2e-up");
     agentIds.push(agentId);
-    const configHome = tempDir("xdg");
+    const configHome = temp.make("xdg");
     const up = spawnSkiff(
       "up-no-docker",
-      upArgs(tempDir("state"), agentId, "--docker-socket", "/nonexistent/docker.sock"),
+      upArgs(temp.make("state"), agentId, "--docker-socket", "/nonexistent/docker.sock"),
       {
         ...clean,
         // The run's Redis this time (REDIS_URL given: no private redis-server).
@@ -334,8 +329,8 @@ describe("skiff up on a machine without Docker", () => {
 
 describe("skiff up without redis-server: the in-process store", () => {
   const agentId = `e2e-mem-${randomBytes(3).toString("hex")}`;
-  const stateDir = tempDir("state-mem");
-  const configHome = tempDir("xdg");
+  const stateDir = temp.make("state-mem");
+  const configHome = temp.make("xdg");
   const cliEnv = { ...clean, SKIFF_CONFIG_FILE: join(configHome, "skiff", "cli.json") };
   const args = upArgs(stateDir, agentId);
   // No redis-server on PATH (nothing is: node is started by its full path).
@@ -419,13 +414,13 @@ describe("npm start and a terminal's Ctrl-C", () => {
 
   /** `npm start` in its own process group (as a terminal runs a foreground job). */
   async function npmStart(label: string) {
-    const stateDir = tempDir(`state-${label}`);
+    const stateDir = temp.make(`state-${label}`);
     const child = spawn("npm", ["start", "--", "--no-containers", "--state-dir", stateDir], {
       cwd: ROOT,
       env: {
         ...terminalEnv(),
         ...clean,
-        XDG_CONFIG_HOME: tempDir("xdg"),
+        XDG_CONFIG_HOME: temp.make("xdg"),
         SKIFF_LOG_LEVEL: "info",
         SKIFF_API_PORT: "0",
         SKIFF_GATEWAY_PORT: "0",
