@@ -7,12 +7,11 @@
  * settings the first wrote (they share one private XDG_CONFIG_HOME here).
  */
 import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
-import { runCli } from "../support/cli.ts";
+import { HELLO_WORKER, runCli } from "../support/cli.ts";
 import { containersOf, removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { tempDirs } from "../support/temp.ts";
@@ -26,8 +25,6 @@ import {
   stopAllProcesses,
 } from "./support.ts";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 const docker = new Docker();
 const temp = tempDirs("skiff-two");
 /** Shared by both: the first writes cli.json, the second must leave it alone. */
@@ -170,7 +167,7 @@ const deployed = step(async () => {
   const minOne = ["--scale-min", "1"];
   for (const i of [a, b]) {
     const target = `TARGET=${i.name.toUpperCase()}`;
-    await skiff(i, "service", "create", "w", "--source", WORKER, "--env", target, ...minOne);
+    await skiff(i, "service", "create", "w", "--source", HELLO_WORKER, "--env", target, ...minOne);
     if (image)
       await skiff(i, "service", "create", "c", "--image", image, "--env", target, ...minOne);
   }

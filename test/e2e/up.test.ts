@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis } from "../../src/redis/connect.ts";
-import { runCli, watchOutput } from "../support/cli.ts";
+import { HELLO_WORKER, runCli, watchOutput } from "../support/cli.ts";
 import { containersOf, removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
@@ -27,7 +27,6 @@ import { waitFor } from "../support/wait.ts";
 import { hit, type Proc, published, spawnSkiff, step, stopAllProcesses, tally } from "./support.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 
 const temp = tempDirs("skiff-e2e");
 
@@ -250,7 +249,7 @@ describe("the walkthrough with skiff up", { timeout: 90_000 }, () => {
 
   it("a worker service from examples/workers/hello.ts answers through the same gateway", async () => {
     const started = Date.now();
-    await skiff("service", "create", "hello-ts", "--source", WORKER, "--env", "TARGET=Skiff");
+    await skiff("service", "create", "hello-ts", "--source", HELLO_WORKER, "--env", "TARGET=Skiff");
     console.log(`service create hello-ts (worker) until Ready: ${Date.now() - started} ms`);
     await published(redis, "skiff:", "hello-ts.default.localhost", ["hello-ts-00001"]);
     expect(await hit(gateway, "hello-ts.default.localhost")).toEqual({
@@ -310,7 +309,7 @@ describe("skiff up on a machine without Docker", () => {
       expect.objectContaining({ type: "Ready", status: "False", reason: "RuntimeUnavailable" }),
     );
 
-    const worker = await runCli(["service", "create", "w", "--source", WORKER], { env });
+    const worker = await runCli(["service", "create", "w", "--source", HELLO_WORKER], { env });
     expect(worker.code, worker.stderr).toBe(0);
     const gateway = up.output().match(/Gateway:\s+(\S+)/)![1]!;
     const redis = connect();
@@ -355,7 +354,7 @@ describe("skiff up without redis-server: the in-process store", () => {
 
     // `service create` waits for Ready, and a Route is Ready only once the
     // scaler has published its traffic: the gateway serves right away.
-    await skiff(up, "service", "create", "w", "--source", WORKER, "--env", "TARGET=Memory");
+    await skiff(up, "service", "create", "w", "--source", HELLO_WORKER, "--env", "TARGET=Memory");
     expect(await hit(gateway, "w.default.localhost")).toEqual({
       status: 200,
       body: "Hello Memory!",

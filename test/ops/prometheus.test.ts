@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { runCli, type ServerProcess, startCliServer } from "../support/cli.ts";
+import { HELLO_WORKER, runCli, type ServerProcess, startCliServer } from "../support/cli.ts";
 import { freePort } from "../support/redis-server.ts";
 import { tempDirs } from "../support/temp.ts";
 import { waitFor } from "../support/wait.ts";
@@ -23,7 +23,6 @@ import { waitFor } from "../support/wait.ts";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SHIPPED = join(ROOT, "deploy", "prometheus");
 const DASHBOARD = join(ROOT, "deploy", "grafana", "skiff.json");
-const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 const SERVICE = "ops-hello";
 const HOST = `${SERVICE}.default.localhost`;
 const REVISION = `${SERVICE}-00001`;
@@ -141,7 +140,7 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 beforeAll(async () => {
   skiff = await startSkiff();
   const created = await runCli(
-    ["service", "create", SERVICE, "--source", WORKER, "--env", "TARGET=Ops"],
+    ["service", "create", SERVICE, "--source", HELLO_WORKER, "--env", "TARGET=Ops"],
     { env: { SKIFF_API_URL: skiff.apiUrl, SKIFF_TOKEN: skiff.token, SKIFF_CA_FILE: skiff.caFile } },
   );
   expect(created.code, `${created.stdout}\n${created.stderr}\n${skiff.proc.output()}`).toBe(0);

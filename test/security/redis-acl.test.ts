@@ -24,11 +24,10 @@ import {
   spawnSkiff,
   stopAllProcesses,
 } from "../e2e/support.ts";
-import { runCli } from "../support/cli.ts";
+import { HELLO_WORKER, runCli } from "../support/cli.ts";
 import { waitFor } from "../support/wait.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 const PREFIX = "skiff:";
 
 const passwords = Object.fromEntries(
@@ -153,7 +152,7 @@ describe("each component with its own restricted Redis user", () => {
         "create",
         "acl",
         "--source",
-        WORKER,
+        HELLO_WORKER,
         "--env",
         "TARGET=ACL",
         "--api-url",
@@ -282,7 +281,7 @@ describe("each component with its own restricted Redis user", () => {
   it("scale to zero, activation and a hard concurrency limit (slots) work too, and a graceful stop of every component, with no denial", async () => {
     const env = { ...envFor("api"), SKIFF_CONFIG_FILE: "/nonexistent" };
     const created = await runCli(
-      ["service", "create", "limited", "--source", WORKER, "--env", "TARGET=Slots"].concat([
+      ["service", "create", "limited", "--source", HELLO_WORKER, "--env", "TARGET=Slots"].concat([
         "--concurrency-limit",
         "1",
         "--api-url",
