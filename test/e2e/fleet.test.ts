@@ -34,6 +34,8 @@ import {
   readyByAgent,
   runningContainers,
   type ScalerProc,
+  SHORT_WINDOWS,
+  scalerArgs,
   scalerTicks,
   spawnSkiff,
   startLoad,
@@ -56,20 +58,6 @@ const env = {
   SKIFF_API_URL: "",
   SKIFF_CONFIG: "",
 };
-const SCALER_FLAGS = [
-  "--port",
-  "0",
-  "--stable-window",
-  "6s",
-  "--scale-to-zero-grace",
-  "3s",
-  "--tick-interval",
-  "500ms",
-  "--lease",
-  "1500",
-  "--resync-interval",
-  "2000",
-];
 
 let redis: Redis;
 let image: string;
@@ -93,7 +81,11 @@ beforeAll(async () => {
     spawnSkiff(`gateway-${i}`, gatewayArgs(`e2e-gw${i}-${suffix}`), env),
   );
   const sc = [1, 2].map((i) =>
-    spawnSkiff(`scaler-${i}`, ["scaler", "--id", `e2e-s${i}-${suffix}`, ...SCALER_FLAGS], env),
+    spawnSkiff(
+      `scaler-${i}`,
+      scalerArgs("--id", `e2e-s${i}-${suffix}`, ...SHORT_WINDOWS, "--resync-interval", "2000"),
+      env,
+    ),
   );
   procs.push(api, a, agentBProc, ...gw, ...sc);
   apiUrl = (await api.waitFor(/Skiff API listening on (\S+)/))[1]!;

@@ -31,6 +31,7 @@ import {
   gatewayArgs,
   outputs,
   type Proc,
+  scalerArgs,
   spawnSkiff,
   stopAllProcesses,
 } from "./support.ts";
@@ -226,21 +227,7 @@ beforeAll(async () => {
   );
   const scaler = spawnSkiff(
     "scaler",
-    [
-      "scaler",
-      "--id",
-      `netns-s-${suffix}`,
-      "--port",
-      "0",
-      "--stable-window",
-      "6s",
-      "--tick-interval",
-      "500ms",
-      "--lease",
-      "1500",
-      "--resync-interval",
-      "2000",
-    ],
+    scalerArgs("--id", `netns-s-${suffix}`, "--stable-window", "6s", "--resync-interval", "2000"),
     env(),
     onCore,
   );

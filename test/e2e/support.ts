@@ -157,6 +157,29 @@ export function gatewayArgs(id: string): string[] {
   ];
 }
 
+/** The lease of a scaler run with scalerArgs: a dead leader's standby takes over within it. */
+export const SCALER_LEASE_MS = 1_500;
+
+/**
+ * `skiff scaler` arguments as the fleet tests run it: an ephemeral admin port,
+ * decisions every 500 ms and a short lease; `flags` add to them.
+ */
+export function scalerArgs(...flags: string[]): string[] {
+  return [
+    "scaler",
+    "--port",
+    "0",
+    "--tick-interval",
+    "500ms",
+    "--lease",
+    String(SCALER_LEASE_MS),
+    ...flags,
+  ];
+}
+
+/** Knative's shortest stable window and a 3 s scale-to-zero grace: a scale to zero a test can wait out. */
+export const SHORT_WINDOWS = ["--stable-window", "6s", "--scale-to-zero-grace", "3s"];
+
 export interface ScalerProc {
   proc: Proc;
   adminUrl: string;

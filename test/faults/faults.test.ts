@@ -34,7 +34,10 @@ import {
   outputs,
   type Proc,
   readyByAgent,
+  SCALER_LEASE_MS,
   type ScalerProc,
+  SHORT_WINDOWS,
+  scalerArgs,
   scalerTicks,
   spawnSkiff,
   stopAllProcesses,
@@ -59,7 +62,6 @@ const STEADY = "steady.default.localhost";
 const LIMITED = "limited.default.localhost";
 const ELASTIC = "elastic.default.localhost";
 const AGENT_TTL_MS = 1_500;
-const LEASE_MS = 1_500;
 const SLOT_LEASE_MS = 2_000;
 
 let dir: string;
@@ -105,25 +107,15 @@ async function startGateway(i: number): Promise<void> {
 async function startScaler(i: number): Promise<void> {
   const proc = spawnSkiff(
     `scaler-${i + 1}`,
-    [
-      "scaler",
+    scalerArgs(
       "--id",
       scalerIds[i]!,
-      "--port",
-      "0",
-      "--stable-window",
-      "6s",
-      "--scale-to-zero-grace",
-      "3s",
-      "--tick-interval",
-      "500ms",
-      "--lease",
-      String(LEASE_MS),
+      ...SHORT_WINDOWS,
       "--agent-grace",
       String(AGENT_TTL_MS),
       "--resync-interval",
       "2000",
-    ],
+    ),
     env,
   );
   const adminUrl = (await proc.waitFor(/health and metrics at (\S+)/))[1]!;
@@ -510,12 +502,12 @@ describe("faults survived, under bounded load", () => {
       succeeded: c.succeeded,
       failed: c.failed,
       recoveryMs,
-      recovered: `the standby leads (lease ${LEASE_MS} ms)`,
+      recovered: `the standby leads (lease ${SCALER_LEASE_MS} ms)`,
       notes: `desired instances seen every 100 ms through the handover and 6 passes after: ${JSON.stringify([...seen])} (before: ${count(before)})`,
     });
     expectNoFailures(c);
     expect([...seen]).toEqual([count(before)]);
-    expect(recoveryMs).toBeLessThan(LEASE_MS + 3_000);
+    expect(recoveryMs).toBeLessThan(SCALER_LEASE_MS + 3_000);
     await startScaler(i);
   }, 60_000);
 

@@ -21,6 +21,7 @@ import {
   outputs,
   type Proc,
   published,
+  scalerArgs,
   spawnSkiff,
   stopAllProcesses,
 } from "../e2e/support.ts";
@@ -100,19 +101,7 @@ beforeAll(async () => {
   );
   const scaler = spawnSkiff(
     "scaler",
-    [
-      "scaler",
-      "--port",
-      "0",
-      "--tick-interval",
-      "500ms",
-      "--lease",
-      "1500",
-      "--stable-window",
-      "6s",
-      "--scale-to-zero-grace",
-      "2s",
-    ],
+    scalerArgs("--stable-window", "6s", "--scale-to-zero-grace", "2s"),
     envFor("scaler"),
   );
   procs.push(api, agent, gateway, scaler);
