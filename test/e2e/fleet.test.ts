@@ -25,6 +25,7 @@ import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import {
   agentArgs,
   answered,
+  apiArgs,
   gatewayArgs,
   hit,
   killContainers,
@@ -74,7 +75,7 @@ function agent(id: string, address: string): Proc {
 beforeAll(async () => {
   redis = connect();
   image = await helloImage();
-  const api = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
+  const api = spawnSkiff("api", apiArgs(token), env);
   const a = agent(agentA, "127.0.0.1");
   agentBProc = agent(agentB, "127.0.0.2");
   const gw = [1, 2].map((i) =>

@@ -28,6 +28,7 @@ import {
 import { waitFor } from "../support/wait.ts";
 import {
   agentArgs,
+  apiArgs,
   gatewayArgs,
   outputs,
   type Proc,
@@ -213,12 +214,7 @@ beforeAll(async () => {
   );
 
   const onCore = core().netns;
-  const api = spawnSkiff(
-    "api",
-    ["api", "--host", "127.0.0.1", "--port", "0", "--no-tls", "--token", token],
-    env(),
-    onCore,
-  );
+  const api = spawnSkiff("api", apiArgs(token, "--host", "127.0.0.1"), env(), onCore);
   const gateway = spawnSkiff(
     "gateway",
     [...gatewayArgs(`netns-gw-${suffix}`), "--host", "127.0.0.1"],

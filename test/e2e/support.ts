@@ -110,6 +110,11 @@ export function step<T>(run: () => Promise<T>): () => Promise<T> {
   };
 }
 
+/** `skiff api` arguments as the fleet tests run it: an ephemeral port, plain HTTP, this admin token; `flags` add to them. */
+export function apiArgs(token: string, ...flags: string[]): string[] {
+  return ["api", "--port", "0", "--no-tls", "--token", token, ...flags];
+}
+
 /**
  * `skiff agent` arguments as the fleet tests run it: on its own loopback
  * address, heartbeat every 250 ms with a record living `ttlMs`.

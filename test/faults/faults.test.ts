@@ -29,6 +29,7 @@ import { connectRedis } from "../../src/redis/connect.ts";
 import { gatewayKeys } from "../../src/traffic/keys.ts";
 import {
   agentArgs,
+  apiArgs,
   gatewayArgs,
   leadingScaler,
   outputs,
@@ -301,7 +302,7 @@ beforeAll(async () => {
     SKIFF_API_URL: "",
     SKIFF_CONFIG: "",
   };
-  const api = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
+  const api = spawnSkiff("api", apiArgs(token), env);
   startAgent(agentA, "127.0.0.1");
   startAgent(agentB, "127.0.0.2");
   await Promise.all([startGateway(0), startGateway(1), startScaler(0), startScaler(1)]);

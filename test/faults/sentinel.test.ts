@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import { connectRedis } from "../../src/redis/connect.ts";
 import {
+  apiArgs,
   outputs,
   type Proc,
   scalerArgs,
@@ -200,7 +201,7 @@ beforeAll(async () => {
     SKIFF_API_URL: "",
     SKIFF_CONFIG: "",
   };
-  const apiProc = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
+  const apiProc = spawnSkiff("api", apiArgs(token), env);
   const agent = spawnSkiff(
     "agent",
     [

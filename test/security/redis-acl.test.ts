@@ -17,6 +17,7 @@ import { ACL_ROLES, type AclRole, aclUserName, generateAcl } from "../../deploy/
 import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
 import { type RedisServer, startRedisServer } from "../../src/redis/server.ts";
 import {
+  apiArgs,
   hit,
   outputs,
   type Proc,
@@ -67,11 +68,7 @@ beforeAll(async () => {
   admin = connectRedis(server.url);
   await admin.acl("LOG", "RESET");
 
-  const api = spawnSkiff(
-    "api",
-    ["api", "--port", "0", "--no-tls", "--token", token],
-    envFor("api"),
-  );
+  const api = spawnSkiff("api", apiArgs(token), envFor("api"));
   const agent = spawnSkiff(
     "agent",
     [
