@@ -5,9 +5,11 @@ import { type RunningAgent, startAgent } from "../../agent/server.ts";
 import { type Gateway, startGateway } from "../../gateway/server.ts";
 import { type RunningScaler, type StartScalerOptions, startScaler } from "../../scaler/server.ts";
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/control/routing.ts";
+import type { Fleet } from "../../src/fleet/fleet.ts";
 import { createLogger, type Logger, silentLogger } from "../../src/logging.ts";
+import { startTestApi, type TestApi } from "../support/api.ts";
 import { type Manifest, serviceManifest } from "../support/fixtures.ts";
-import { redisUrl } from "../support/redis.ts";
+import { fleetOn, redisUrl } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "localhost";
@@ -70,6 +72,62 @@ export function startTestAgent(
     registry: new Registry(),
     ...extra,
   });
+}
+
+export interface TestCluster {
+  /** A plain connection and a Fleet on the cluster's prefix, for what tests read. */
+  redis: Redis;
+  fleet: Fleet;
+  api: TestApi;
+  /** The agents started so far; a test may push more, stop() stops them too. */
+  agents: RunningAgent[];
+  gateway: Gateway;
+  scaler: RunningScaler;
+  /** Stop every part, the last started first. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The closed loop in this process over one prefix, as the loop tests run it:
+ * the deploy API, the agents (id -> options, started together), a gateway and
+ * a scaler that leads by the time this resolves. A part that fails to start
+ * stops the ones before it.
+ */
+export async function startTestCluster(
+  prefix: string,
+  options: {
+    api?: Omit<Parameters<typeof startTestApi>[0], "prefix">;
+    agents: Record<string, Parameters<typeof startTestAgent>[2]>;
+    scaler?: StartScalerOptions;
+  },
+): Promise<TestCluster> {
+  const { fleet, redis, close } = fleetOn(prefix);
+  const agents: RunningAgent[] = [];
+  let api: TestApi | undefined;
+  let gateway: Gateway | undefined;
+  let scaler: RunningScaler | undefined;
+  const stop = async () => {
+    await scaler?.stop();
+    await gateway?.close(500);
+    await Promise.all(agents.map((a) => a.stop()));
+    await api?.close();
+    await close();
+  };
+  try {
+    api = await startTestApi({ ...options.api, prefix });
+    const started = await Promise.allSettled(
+      Object.entries(options.agents).map(([id, extra]) => startTestAgent(prefix, id, extra)),
+    );
+    for (const s of started) if (s.status === "fulfilled") agents.push(s.value);
+    for (const s of started) if (s.status === "rejected") throw s.reason;
+    gateway = await startTestGateway(prefix);
+    scaler = await startTestScaler(prefix, options.scaler);
+    await scaler.whenLeading();
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
+  }
+  return { redis, fleet, api, agents, gateway, scaler, stop };
 }
 
 export function startTestGateway(prefix: string): Promise<Gateway> {
