@@ -8,7 +8,10 @@
  * cleanup that force-removes the file's containers.
  */
 
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
 import { Agent } from "../../agent/agent.ts";
 import { GATEWAY_AUTH_HEADER } from "../../agent/isolate/index.ts";
@@ -42,6 +45,8 @@ export interface AgentTestEnv {
   agentId: string;
   /** Options for an agent of this file (merge your own on top). */
   agentOptions(extra?: AgentOptionsInput): AgentOptionsInput;
+  /** The part of them an agent process takes as JSON (spawnAgentProcess): no logger, secret or domain. */
+  processOptions: AgentOptionsInput;
   startAgent(extra?: AgentOptionsInput): Promise<Agent>;
   /** Create a Service (and its first Revision) as the deploy API would; returns the revision. */
   createService(body: Record<string, unknown>): Promise<Revision>;
@@ -80,8 +85,7 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
     gatewaySecrets.set(options.id as string, options.gatewaySecret as string);
     return options;
   };
-  const agentOptionsOf = (extra: AgentOptionsInput): AgentOptionsInput => ({
-    gatewaySecret,
+  const processOptions: AgentOptionsInput = {
     redisUrl: redisUrl(),
     redisPrefix: prefix,
     id: agentId,
@@ -92,8 +96,12 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
     heartbeatTtlMs: 1_000,
     resyncIntervalMs: 1_000,
     drainDelayMs: 100,
-    startupTimeoutMs: 15_000,
     restartBackoff: { initialMs: 500, maxMs: 5_000 },
+  };
+  const agentOptionsOf = (extra: AgentOptionsInput): AgentOptionsInput => ({
+    gatewaySecret,
+    ...processOptions,
+    startupTimeoutMs: 15_000,
     domain: DOMAIN,
     logger: silentLogger,
     ...extra,
@@ -106,6 +114,7 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
     docker,
     agentId,
     agentOptions,
+    processOptions,
     async startAgent(extra = {}) {
       const agent = new Agent(agentOptions(extra));
       if (extra.id) owners.add(extra.id);
@@ -180,6 +189,57 @@ export function workerService(name: string, target: string): Manifest {
 }
 
 export { waitFor };
+
+const AGENT_SCRIPT = fileURLToPath(new URL("./agent-process.ts", import.meta.url));
+
+export interface AgentProcess {
+  child: ChildProcess;
+  /** Where the agent serves (its READY line). */
+  url: string;
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+}
+
+/**
+ * An agent as a process of its own (agent-process.ts), for tests that kill it
+ * or signal it; `detached` gives it its own process group, so that killing the
+ * group takes its workerd along. Resolves once it serves; fails with its output
+ * if it exits first, or is killed after 20 s without serving.
+ */
+export async function spawnAgentProcess(
+  options: AgentOptionsInput,
+  detached = false,
+): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [AGENT_SCRIPT, JSON.stringify(options)], {
+    stdio: ["ignore", "pipe", "pipe"],
+    detached,
+  });
+  const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+  let output = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      try {
+        process.kill(detached ? -(child.pid as number) : (child.pid as number), "SIGKILL");
+      } catch {}
+      reject(new Error(`agent did not start:\n${output}`));
+    }, 20_000);
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      const m = /^READY (\S+)\n/m.exec(output);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    exited.then(([code, signal]) => {
+      clearTimeout(timer);
+      reject(new Error(`agent exited (${code ?? signal}) before it was ready:\n${output}`));
+    }, reject);
+  });
+  return { child, url, exited };
+}
 
 /** One request to an endpoint as a gateway sends it (with the isolate header if any). */
 export async function call(

@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { Agent as HttpAgent, request } from "undici";
+import type { AgentOptionsInput } from "../../agent/options.ts";
 import { type RunningAgent, startAgent } from "../../agent/server.ts";
 import { type Gateway, startGateway } from "../../gateway/server.ts";
 import { type RunningScaler, type StartScalerOptions, startScaler } from "../../scaler/server.ts";
@@ -48,12 +49,9 @@ export function startTestScaler(
   });
 }
 
-export function startTestAgent(
-  prefix: string,
-  id: string,
-  extra: Parameters<typeof startAgent>[0] = {},
-): Promise<RunningAgent> {
-  return startAgent({
+/** The test agents' options that an agent process (spawnAgentProcess) takes too, as JSON. */
+export function testAgentOptions(prefix: string, id: string): AgentOptionsInput {
+  return {
     redisUrl: redisUrl(),
     redisPrefix: prefix,
     id,
@@ -65,9 +63,19 @@ export function startTestAgent(
     heartbeatTtlMs: 1_000,
     resyncIntervalMs: 1_000,
     drainDelayMs: 200,
+    domain: DOMAIN,
+  };
+}
+
+export function startTestAgent(
+  prefix: string,
+  id: string,
+  extra: Parameters<typeof startAgent>[0] = {},
+): Promise<RunningAgent> {
+  return startAgent({
+    ...testAgentOptions(prefix, id),
     startupTimeoutMs: 15_000,
     restartBackoff: { initialMs: 500, maxMs: 5_000 },
-    domain: DOMAIN,
     logger: silentLogger,
     registry: new Registry(),
     ...extra,
