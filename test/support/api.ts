@@ -1,6 +1,7 @@
 /** A real deploy API on a free loopback port, over the run's Redis, with its own key prefix. */
 
 import { Agent, fetch as undiciFetch } from "undici";
+import { stringify } from "yaml";
 import { type ApiServer, startApiServer } from "../../deploy/api/server.ts";
 import { parseConfig } from "../../src/config.ts";
 import { type Logger, silentLogger } from "../../src/logging.ts";
@@ -131,4 +132,9 @@ export function serviceBody(
     env: extra.env ?? { TARGET: "World" },
     traffic: extra.traffic,
   });
+}
+
+/** serviceBody as YAML, the way kubectl and a server-side apply send it. */
+export function serviceYaml(name: string): string {
+  return stringify(serviceBody(name));
 }
