@@ -24,6 +24,7 @@ import type { TestApi } from "../../support/api.ts";
 import { containersOf, removeContainers } from "../../support/containers.ts";
 import { helloImage } from "../../support/images.ts";
 import { uniquePrefix } from "../../support/redis.ts";
+import { helloService } from "../support.ts";
 
 const prefix = uniquePrefix("standby-loop");
 const docker = new Docker();
@@ -56,19 +57,8 @@ afterAll(async () => {
 
 describe("scale from zero with a paused standby", () => {
   it("lands on the agent holding the standby and resumes the same container", async () => {
-    const r = await api.call("POST", api.ns("services"), {
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Service",
-      metadata: { name: "paused" },
-      spec: {
-        template: {
-          spec: {
-            timeoutSeconds: 30,
-            containers: [{ image, env: [{ name: "TARGET", value: "Paused" }] }],
-          },
-        },
-      },
-    });
+    const svc = helloService("paused", image, { TARGET: "Paused" });
+    const r = await api.call("POST", api.ns("services"), svc);
     expect(r.status, r.text).toBe(201);
     await waitRouted(redis, prefix, gateway, serviceHost("paused"), undefined, 30_000);
     expect((await hit(gateway.url, serviceHost("paused"))).body).toBe("Hello Paused!\n");
