@@ -386,6 +386,16 @@ export async function hit(
   return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
 }
 
+/** Whether a process with this pid exists (kill(pid, 0); an unreaped zombie still does). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function host(service: string, namespace = "default", tag?: string): string {
   return tag ? `${tag}-${service}.${namespace}.${DOMAIN}` : `${service}.${namespace}.${DOMAIN}`;
 }
