@@ -44,6 +44,21 @@ async function instanceContainers(instanceId: string) {
   });
 }
 
+/** The hello container probed for readiness on /healthz (its /healthz/fail makes it fail). */
+const PROBED = { readinessProbe: { httpGet: { path: "/healthz" } } };
+
+/** Two probed instances of a new Service, once both are published: the pair a gateway test fails one of. */
+async function twoProbedInstances(service: string, extra: Record<string, unknown> = {}) {
+  const rev = await env.createService(helloService(service, image, {}, extra, PROBED));
+  const name = rev.metadata.name;
+  const ids = [await env.desire(name, "container"), await env.desire(name, "container")];
+  const eps = await waitFor("two endpoints", async () => {
+    const list = await env.endpoints(name);
+    return list.length === 2 ? list : undefined;
+  });
+  return { name, ids, eps: eps as [Endpoint, Endpoint] };
+}
+
 async function resumes(): Promise<number> {
   const text = await agent.registry.getSingleMetricAsString("skiff_agent_container_resumes_total");
   return Number(/skiff_agent_container_resumes_total (\d+)/.exec(text)?.[1] ?? 0);
@@ -313,10 +328,7 @@ describe("container instances", () => {
 
   test("an instance whose readiness probe starts failing is withdrawn within the probe's window, left running, and republished once it passes again", async () => {
     // Default probe cadence (1 s period, failureThreshold 3): no periodSeconds given.
-    const svc = helloService("unready", image);
-    const c0 = svc.spec.template.spec.containers[0] as Record<string, unknown>;
-    c0.readinessProbe = { httpGet: { path: "/healthz" } };
-    const rev = await env.createService(svc);
+    const rev = await env.createService(helloService("unready", image, {}, {}, PROBED));
     const name = rev.metadata.name;
     const id = await env.desire(name, "container");
     const first = await oneEndpoint(name);
@@ -381,16 +393,7 @@ describe("container instances", () => {
 
 describe("an instance that goes unready behind a gateway", () => {
   test("two instances, one fails its readiness probe under load: no request fails or waits past its timeout, and the gateway stops sending to it", async () => {
-    const svc = helloService("twin", image);
-    const c0 = svc.spec.template.spec.containers[0] as Record<string, unknown>;
-    c0.readinessProbe = { httpGet: { path: "/healthz" } };
-    const rev = await env.createService(svc);
-    const name = rev.metadata.name;
-    const ids = [await env.desire(name, "container"), await env.desire(name, "container")];
-    const eps = await waitFor("two endpoints", async () => {
-      const list = await env.endpoints(name);
-      return list.length === 2 ? list : undefined;
-    });
+    const { name, ids, eps } = await twoProbedInstances("twin");
     const scaler = new TestScaler(env.prefix);
     const gw = await startTestGateway(env.prefix);
     try {
@@ -415,7 +418,7 @@ describe("an instance that goes unready behind a gateway", () => {
       };
       const load = Promise.all([caller(), caller(), caller(), caller()]);
 
-      const [sick, well] = eps as [Endpoint, Endpoint];
+      const [sick, well] = eps;
       const failedAt = performance.now();
       await call(sick, "/healthz/fail");
       await waitFor("the sick endpoint to be withdrawn", async () => {
@@ -460,19 +463,10 @@ describe("an instance that goes unready behind a gateway", () => {
 
 describe("a hung instance behind a gateway", () => {
   test("two instances, one freezes (docker pause: connections accepted, never answered): no request waits past timeoutSeconds, and the frozen one is withdrawn by its probe", async () => {
-    const svc = helloService("frozen", image, {}, { timeoutSeconds: 5 });
-    const c0 = svc.spec.template.spec.containers[0] as Record<string, unknown>;
-    c0.readinessProbe = { httpGet: { path: "/healthz" } };
-    const rev = await env.createService(svc);
-    const name = rev.metadata.name;
-    const ids = [await env.desire(name, "container"), await env.desire(name, "container")];
-    const eps = await waitFor("two endpoints", async () => {
-      const list = await env.endpoints(name);
-      return list.length === 2 ? list : undefined;
-    });
+    const { name, ids, eps } = await twoProbedInstances("frozen", { timeoutSeconds: 5 });
     const scaler = new TestScaler(env.prefix);
     const gw = await startTestGateway(env.prefix);
-    const [sick, well] = eps as [Endpoint, Endpoint];
+    const [sick, well] = eps;
     const [sickContainer] = await instanceContainers(sick.instanceId);
     try {
       await scaler.route("default", "frozen", [

@@ -4,19 +4,22 @@
  * it adopts them instead of leaking or duplicating them. SIGTERM drains and
  * deregisters.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { helloImage } from "../support/images.ts";
-import { redisUrl } from "../support/redis.ts";
 import { alive } from "./isolate/support.ts";
-import { type AgentTestEnv, agentTestEnv, call, helloService, waitFor } from "./support.ts";
-
-const SCRIPT = fileURLToPath(new URL("./agent-process.ts", import.meta.url));
+import {
+  type AgentProcess,
+  type AgentTestEnv,
+  agentTestEnv,
+  call,
+  helloService,
+  spawnAgentProcess,
+  waitFor,
+} from "./support.ts";
 
 let env: AgentTestEnv;
 let image: string;
@@ -31,54 +34,12 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-interface AgentProcess {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<[number | null, NodeJS.Signals | null]>;
-}
-
-/** Start the agent process and wait for its READY line. */
+/** Start the agent process (killed at the end if still running). */
 async function spawnAgent(): Promise<AgentProcess> {
-  const options = {
-    redisUrl: redisUrl(),
-    redisPrefix: env.prefix,
-    id: env.agentId,
-    address: "127.0.0.1",
-    port: 0,
-    isolateProcesses: 1,
-    heartbeatIntervalMs: 200,
-    heartbeatTtlMs: 1_000,
-    resyncIntervalMs: 1_000,
-    drainDelayMs: 100,
-    restartBackoff: { initialMs: 500, maxMs: 5_000 },
-  };
-  const child = spawn(process.execPath, [SCRIPT, JSON.stringify(options)], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-  exited.then(() => children.delete(child));
-  let output = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent did not start:\n${output}`)), 20_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const m = /^READY (\S+)$/m.exec(output);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    void exited.then(([code, signal]) => {
-      clearTimeout(timer);
-      reject(new Error(`agent exited (${code ?? signal}) before it was ready:\n${output}`));
-    });
-  });
-  return { child, url, exited };
+  const agent = await spawnAgentProcess(env.processOptions);
+  children.add(agent.child);
+  void agent.exited.then(() => children.delete(agent.child));
+  return agent;
 }
 
 /** Instances' containers; a paused standby (a stopped instance kept for a resume) is none. */

@@ -8,21 +8,25 @@
  * cleanup that force-removes the file's containers.
  */
 
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
 import { Agent } from "../../agent/agent.ts";
 import { GATEWAY_AUTH_HEADER } from "../../agent/isolate/index.ts";
 import type { AgentOptionsInput } from "../../agent/options.ts";
-import { prepareService } from "../../deploy/api/prepare.ts";
 import { startRevisionStatus } from "../../scaler/controllers/revision-status.ts";
 import { clusterKey } from "../../src/cluster.ts";
-import { applyService } from "../../src/control/apply.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
 import type { DesiredInstance, Endpoint } from "../../src/fleet/types.ts";
 import { silentLogger } from "../../src/logging.ts";
 import type { Revision } from "../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
+import { containersOf, removeContainers } from "../support/containers.ts";
+import { type Manifest, serviceManifest } from "../support/fixtures.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import { deployService } from "../support/store.ts";
 import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "example.test";
@@ -41,6 +45,8 @@ export interface AgentTestEnv {
   agentId: string;
   /** Options for an agent of this file (merge your own on top). */
   agentOptions(extra?: AgentOptionsInput): AgentOptionsInput;
+  /** The part of them an agent process takes as JSON (spawnAgentProcess): no logger, secret or domain. */
+  processOptions: AgentOptionsInput;
   startAgent(extra?: AgentOptionsInput): Promise<Agent>;
   /** Create a Service (and its first Revision) as the deploy API would; returns the revision. */
   createService(body: Record<string, unknown>): Promise<Revision>;
@@ -79,8 +85,7 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
     gatewaySecrets.set(options.id as string, options.gatewaySecret as string);
     return options;
   };
-  const agentOptionsOf = (extra: AgentOptionsInput): AgentOptionsInput => ({
-    gatewaySecret,
+  const processOptions: AgentOptionsInput = {
     redisUrl: redisUrl(),
     redisPrefix: prefix,
     id: agentId,
@@ -91,15 +96,16 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
     heartbeatTtlMs: 1_000,
     resyncIntervalMs: 1_000,
     drainDelayMs: 100,
-    startupTimeoutMs: 15_000,
     restartBackoff: { initialMs: 500, maxMs: 5_000 },
+  };
+  const agentOptionsOf = (extra: AgentOptionsInput): AgentOptionsInput => ({
+    gatewaySecret,
+    ...processOptions,
+    startupTimeoutMs: 15_000,
     domain: DOMAIN,
     logger: silentLogger,
     ...extra,
   });
-
-  const ownerContainers = (owner = agentId) =>
-    docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
 
   return {
     prefix,
@@ -108,6 +114,7 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
     docker,
     agentId,
     agentOptions,
+    processOptions,
     async startAgent(extra = {}) {
       const agent = new Agent(agentOptions(extra));
       if (extra.id) owners.add(extra.id);
@@ -116,15 +123,7 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
       return agent;
     },
     async createService(body) {
-      const { parsed, worker } = await prepareService(body, {
-        namespace: "default",
-        name: undefined,
-        limits: { maxWorkerSourceBytes: 1024 * 1024 },
-      });
-      const { value: service } = await store.transact((tx) =>
-        applyService(tx, parsed, { mode: "create", domain: DOMAIN, scheme: "http", worker }),
-      );
-      const name = service.status.latestCreatedRevisionName as string;
+      const name = await deployService(store, body, { domain: DOMAIN });
       return (await store.get("revisions", "default", name)) as Revision;
     },
     revision: (name) => store.get("revisions", "default", name),
@@ -137,20 +136,10 @@ export async function agentTestEnv(label: string): Promise<AgentTestEnv> {
       await fleet.removeDesired(agent, [instanceId]);
     },
     endpoints: (revision) => fleet.readEndpoints("default", revision),
-    ownerContainers,
+    ownerContainers: (owner = agentId) => containersOf(owner),
     async cleanup() {
       await Promise.all(agents.splice(0).map((a) => a.stop().catch(() => {})));
-      for (const owner of owners) {
-        const left = await ownerContainers(owner).catch(() => []);
-        await Promise.all(
-          left.map((c) =>
-            docker
-              .getContainer(c.Id)
-              .remove({ force: true })
-              .catch(() => {}),
-          ),
-        );
-      }
+      await removeContainers(owners);
       // The install's bridge, when an agent stopped without a chance to remove it.
       const redis = connect();
       const clusterId = await redis.hget(clusterKey(prefix), "id").finally(() => redis.quit());
@@ -177,59 +166,80 @@ export function helloService(
   env: Record<string, string> = {},
   extra: Record<string, unknown> = {},
   container: Record<string, unknown> = {},
-) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          timeoutSeconds: 30,
-          ...extra,
-          containers: [
-            {
-              image,
-              env: Object.entries(env).map(([k, v]) => ({ name: k, value: v })),
-              ...container,
-            },
-          ],
-        },
-      },
-    },
-  };
+): Manifest {
+  return serviceManifest(name, { image, env, container, spec: { timeoutSeconds: 30, ...extra } });
 }
 
 /** A worker Service: answers TARGET and K_REVISION from its env; `?spin` loops forever. */
-export function workerService(name: string, target: string) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          timeoutSeconds: 30,
-          worker: {
-            language: "typescript",
-            source: [
-              "export default {",
-              "  fetch(request: Request, env: Record<string, string>): Response {",
-              "    const url = new URL(request.url);",
-              '    if (url.searchParams.has("spin")) for (;;) {}',
-              '    return new Response("Hello " + env.TARGET + "! revision=" + env.K_REVISION + " service=" + env.K_SERVICE);',
-              "  },",
-              "};",
-            ].join("\n"),
-            env: [{ name: "TARGET", value: target }],
-          },
-        },
-      },
-    },
-  };
+export function workerService(name: string, target: string): Manifest {
+  return serviceManifest(name, {
+    language: "typescript",
+    worker: [
+      "export default {",
+      "  fetch(request: Request, env: Record<string, string>): Response {",
+      "    const url = new URL(request.url);",
+      '    if (url.searchParams.has("spin")) for (;;) {}',
+      '    return new Response("Hello " + env.TARGET + "! revision=" + env.K_REVISION + " service=" + env.K_SERVICE);',
+      "  },",
+      "};",
+    ].join("\n"),
+    env: { TARGET: target },
+    spec: { timeoutSeconds: 30 },
+  });
 }
 
 export { waitFor };
+
+const AGENT_SCRIPT = fileURLToPath(new URL("./agent-process.ts", import.meta.url));
+
+export interface AgentProcess {
+  child: ChildProcess;
+  /** Where the agent serves (its READY line). */
+  url: string;
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+}
+
+/**
+ * An agent as a process of its own (agent-process.ts), for tests that kill it
+ * or signal it; `detached` gives it its own process group, so that killing the
+ * group takes its workerd along. Resolves once it serves; fails with its output
+ * if it exits first, or is killed after 20 s without serving.
+ */
+export async function spawnAgentProcess(
+  options: AgentOptionsInput,
+  detached = false,
+): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [AGENT_SCRIPT, JSON.stringify(options)], {
+    stdio: ["ignore", "pipe", "pipe"],
+    detached,
+  });
+  const exited = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+  let output = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      try {
+        process.kill(detached ? -(child.pid as number) : (child.pid as number), "SIGKILL");
+      } catch {}
+      reject(new Error(`agent did not start:\n${output}`));
+    }, 20_000);
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      const m = /^READY (\S+)\n/m.exec(output);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    exited.then(([code, signal]) => {
+      clearTimeout(timer);
+      reject(new Error(`agent exited (${code ?? signal}) before it was ready:\n${output}`));
+    }, reject);
+  });
+  return { child, url, exited };
+}
 
 /** One request to an endpoint as a gateway sends it (with the isolate header if any). */
 export async function call(

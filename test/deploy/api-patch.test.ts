@@ -4,7 +4,7 @@
  * --server-side): field managers, conflicts, force.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serviceBody, startTestApi, type TestApi } from "../support/api.ts";
+import { serviceBody, serviceYaml, startTestApi, type TestApi } from "../support/api.ts";
 
 let api: TestApi;
 beforeAll(async () => {
@@ -142,19 +142,7 @@ describe("server-side apply (application/apply-patch+yaml)", () => {
   });
 
   it("YAML bodies apply too, and a re-apply of the same configuration changes nothing", async () => {
-    const yaml = `apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: ssa
-spec:
-  template:
-    spec:
-      containers:
-        - image: ghcr.io/knative/helloworld-go:latest
-          env:
-            - name: TARGET
-              value: World
-`;
+    const yaml = serviceYaml("ssa");
     const r = await api.call("PATCH", `${api.ns("services", "ssa")}?fieldManager=alice`, yaml, {
       "content-type": "application/apply-patch+yaml",
     });

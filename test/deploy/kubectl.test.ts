@@ -9,7 +9,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeKubeconfig } from "../../deploy/kubeconfig.ts";
-import { createToken, serviceBody, startTestApi, type TestApi, TOKEN } from "../support/api.ts";
+import {
+  createToken,
+  serviceBody,
+  serviceYaml,
+  startTestApi,
+  type TestApi,
+  TOKEN,
+} from "../support/api.ts";
 import { waitFor } from "../support/wait.ts";
 
 const KUBECTL = "/usr/bin/kubectl";
@@ -74,19 +81,7 @@ async function kubectl(...args: string[]): Promise<string> {
   return r.stdout;
 }
 
-const SERVICE = `apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: hello
-spec:
-  template:
-    spec:
-      containers:
-        - image: ghcr.io/knative/helloworld-go:latest
-          env:
-            - name: TARGET
-              value: World
-`;
+const SERVICE = serviceYaml("hello");
 
 describe.skipIf(!present)("kubectl against the deploy API", () => {
   it("applies a Knative Service from a file (default validation)", async () => {

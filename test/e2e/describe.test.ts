@@ -6,22 +6,20 @@
  * another namespace is refused, a namespaced token does not see host
  * addresses. The CLI prints the same.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServiceDescription } from "../../deploy/api/describe.ts";
 import type { Up } from "../../deploy/up.ts";
+import { apiClient, createToken } from "../support/api.ts";
 import { runCli } from "../support/cli.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 import { helloImage } from "../support/images.ts";
-import { createServiceReady, startTestUp } from "../support/up.ts";
+import { createServiceReady, fileUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
-import { hit, removeContainers } from "./support.ts";
+import { hit } from "./support.ts";
 
 const TOKEN = "describe-test-token-0123456789abcdef";
-const agentId = `describe-${process.pid}`;
-const stateDir = mkdtempSync(join(tmpdir(), "skiff-describe-up-"));
+const install = fileUp("describe", TOKEN);
+const agentId = install.agentId;
 const DESCRIBE = "/apis/skiff.dev/v1/namespaces/default/services/talker/describe";
 let up: Up;
 
@@ -35,48 +33,23 @@ async function describeApi(token = TOKEN): Promise<ServiceDescription> {
   return (await res.json()) as ServiceDescription;
 }
 
-async function token(name: string, namespaces: string[]): Promise<string> {
-  const res = await fetch(`${up.apiUrl}/apis/skiff.dev/v1/tokens`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      apiVersion: "skiff.dev/v1",
-      kind: "Token",
-      metadata: { name },
-      spec: { role: "view", namespaces },
-    }),
-  });
-  expect(res.status).toBe(201);
-  return ((await res.json()) as { status: { token: string } }).status.token;
-}
+const token = (name: string, namespaces: string[]): Promise<string> =>
+  createToken(apiClient(up.apiUrl, TOKEN), name, "view", namespaces);
 
 beforeAll(async () => {
-  const image = await helloImage(new Docker());
-  up = await startTestUp({
-    stateDir: stateDir,
-    name: "describe",
-    token: TOKEN,
-    agent: { id: agentId },
-  });
-  await createServiceReady(up, TOKEN, {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name: "talker" },
-    // One instance stays up, so that the crash below is seen on it.
-    spec: {
-      template: {
-        metadata: { annotations: { "autoscaling.knative.dev/min-scale": "1" } },
-        spec: { containers: [{ image }] },
-      },
-    },
-  });
+  up = await install.start();
+  await createServiceReady(
+    up,
+    TOKEN,
+    serviceManifest("talker", {
+      image: await helloImage(),
+      // One instance stays up, so that the crash below is seen on it.
+      annotations: { "autoscaling.knative.dev/min-scale": "1" },
+    }),
+  );
 }, 120_000);
 
-afterAll(async () => {
-  await up?.close();
-  await removeContainers([agentId]);
-  rmSync(stateDir, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => install.close(), 60_000);
 
 describe("skiff service describe", () => {
   it("API: instances per host with phase, runtime, restarts and last failure; events newest first", async () => {

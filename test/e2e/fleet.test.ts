@@ -19,11 +19,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.ts";
+import { removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import {
   agentArgs,
   answered,
+  apiArgs,
   gatewayArgs,
   hit,
   killContainers,
@@ -31,9 +33,10 @@ import {
   type Proc,
   published,
   readyByAgent,
-  removeContainers,
   runningContainers,
   type ScalerProc,
+  SHORT_WINDOWS,
+  scalerArgs,
   scalerTicks,
   spawnSkiff,
   startLoad,
@@ -56,20 +59,6 @@ const env = {
   SKIFF_API_URL: "",
   SKIFF_CONFIG: "",
 };
-const SCALER_FLAGS = [
-  "--port",
-  "0",
-  "--stable-window",
-  "6s",
-  "--scale-to-zero-grace",
-  "3s",
-  "--tick-interval",
-  "500ms",
-  "--lease",
-  "1500",
-  "--resync-interval",
-  "2000",
-];
 
 let redis: Redis;
 let image: string;
@@ -86,14 +75,18 @@ function agent(id: string, address: string): Proc {
 beforeAll(async () => {
   redis = connect();
   image = await helloImage();
-  const api = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
+  const api = spawnSkiff("api", apiArgs(token), env);
   const a = agent(agentA, "127.0.0.1");
   agentBProc = agent(agentB, "127.0.0.2");
   const gw = [1, 2].map((i) =>
     spawnSkiff(`gateway-${i}`, gatewayArgs(`e2e-gw${i}-${suffix}`), env),
   );
   const sc = [1, 2].map((i) =>
-    spawnSkiff(`scaler-${i}`, ["scaler", "--id", `e2e-s${i}-${suffix}`, ...SCALER_FLAGS], env),
+    spawnSkiff(
+      `scaler-${i}`,
+      scalerArgs("--id", `e2e-s${i}-${suffix}`, ...SHORT_WINDOWS, "--resync-interval", "2000"),
+      env,
+    ),
   );
   procs.push(api, a, agentBProc, ...gw, ...sc);
   apiUrl = (await api.waitFor(/Skiff API listening on (\S+)/))[1]!;

@@ -4,22 +4,20 @@
  * streams it as NDJSON, follows new lines, and keeps tenants apart (a token
  * of another namespace is refused). The CLI prints the same lines.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Up } from "../../deploy/up.ts";
 import type { LogLine } from "../../src/fleet/logs.ts";
+import { apiClient, createToken } from "../support/api.ts";
 import { runCli } from "../support/cli.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 import { helloImage } from "../support/images.ts";
-import { createServiceReady, startTestUp } from "../support/up.ts";
+import { createServiceReady, fileUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
-import { hit, removeContainers } from "./support.ts";
+import { hit } from "./support.ts";
 
 const TOKEN = "logs-test-token-0123456789abcdef";
-const agentId = `logs-${process.pid}`;
-const stateDir = mkdtempSync(join(tmpdir(), "skiff-logs-up-"));
+const install = fileUp("logs", TOKEN);
+const agentId = install.agentId;
 const LOGS = "/apis/skiff.dev/v1/namespaces/default/services/talker/logs";
 let up: Up;
 
@@ -37,26 +35,11 @@ const parse = (text: string): LogLine[] =>
     .map((l) => JSON.parse(l) as LogLine);
 
 beforeAll(async () => {
-  const image = await helloImage(new Docker());
-  up = await startTestUp({
-    stateDir: stateDir,
-    name: "logs",
-    token: TOKEN,
-    agent: { id: agentId },
-  });
-  await createServiceReady(up, TOKEN, {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name: "talker" },
-    spec: { template: { spec: { containers: [{ image }] } } },
-  });
+  up = await install.start();
+  await createServiceReady(up, TOKEN, serviceManifest("talker", { image: await helloImage() }));
 }, 120_000);
 
-afterAll(async () => {
-  await up?.close();
-  await removeContainers([agentId]);
-  rmSync(stateDir, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => install.close(), 60_000);
 
 describe("skiff logs", () => {
   it("returns the instances' recent output, attributed to instance and revision (API and CLI)", async () => {
@@ -166,17 +149,7 @@ describe("skiff logs", () => {
   }, 90_000);
 
   it("a token of another namespace is refused", async () => {
-    const tokenRes = await fetch(`${up.apiUrl}/apis/skiff.dev/v1/tokens`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        apiVersion: "skiff.dev/v1",
-        kind: "Token",
-        metadata: { name: "other-team" },
-        spec: { role: "view", namespaces: ["other"] },
-      }),
-    });
-    const other = ((await tokenRes.json()) as { status: { token: string } }).status.token;
+    const other = await createToken(apiClient(up.apiUrl, TOKEN), "other-team", "view", ["other"]);
     const refused = await get(LOGS, other);
     expect(refused.status).toBe(403);
     expect(((await refused.json()) as { message: string }).message).toContain(

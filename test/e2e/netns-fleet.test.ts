@@ -28,9 +28,11 @@ import {
 import { waitFor } from "../support/wait.ts";
 import {
   agentArgs,
+  apiArgs,
   gatewayArgs,
   outputs,
   type Proc,
+  scalerArgs,
   spawnSkiff,
   stopAllProcesses,
 } from "./support.ts";
@@ -212,12 +214,7 @@ beforeAll(async () => {
   );
 
   const onCore = core().netns;
-  const api = spawnSkiff(
-    "api",
-    ["api", "--host", "127.0.0.1", "--port", "0", "--no-tls", "--token", token],
-    env(),
-    onCore,
-  );
+  const api = spawnSkiff("api", apiArgs(token, "--host", "127.0.0.1"), env(), onCore);
   const gateway = spawnSkiff(
     "gateway",
     [...gatewayArgs(`netns-gw-${suffix}`), "--host", "127.0.0.1"],
@@ -226,21 +223,7 @@ beforeAll(async () => {
   );
   const scaler = spawnSkiff(
     "scaler",
-    [
-      "scaler",
-      "--id",
-      `netns-s-${suffix}`,
-      "--port",
-      "0",
-      "--stable-window",
-      "6s",
-      "--tick-interval",
-      "500ms",
-      "--lease",
-      "1500",
-      "--resync-interval",
-      "2000",
-    ],
+    scalerArgs("--id", `netns-s-${suffix}`, "--stable-window", "6s", "--resync-interval", "2000"),
     env(),
     onCore,
   );

@@ -6,23 +6,19 @@
  * moved tag leaves the existing revision on its digest, and wrong credentials
  * or a missing tag give the revision a clear ContainerMissing condition.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Up } from "../../deploy/up.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 import { helloImage } from "../support/images.ts";
 import { pushVariant, startRegistry, type TestRegistry } from "../support/registry.ts";
-import { startTestUp } from "../support/up.ts";
+import { fileUp } from "../support/up.ts";
 import { waitFor } from "../support/wait.ts";
-import { removeContainers } from "./support.ts";
 
 const docker = new Docker();
 const TOKEN = "registry-test-token-0123456789";
 const BASE = "/apis/serving.knative.dev/v1/namespaces/default";
-const agentId = `registry-${process.pid}`;
-const stateDir = mkdtempSync(join(tmpdir(), "skiff-registry-up-"));
+const install = fileUp("registry", TOKEN);
 
 let registry: TestRegistry;
 /** The same kind of registry, configured with a wrong password. */
@@ -40,23 +36,6 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
   const json = await res.json();
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
   return json;
-}
-
-function service(name: string, image: string, env: Record<string, string> = {}) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          containers: [
-            { image, env: Object.entries(env).map(([name, value]) => ({ name, value })) },
-          ],
-        },
-      },
-    },
-  };
 }
 
 const condition = (obj: { status: { conditions?: Array<{ type: string }> } }, type: string) =>
@@ -81,34 +60,26 @@ async function readyRevision(name: string) {
 beforeAll(async () => {
   hello = await helloImage(docker);
   [registry, guarded] = await Promise.all([startRegistry(), startRegistry()]);
-  up = await startTestUp({
-    stateDir: stateDir,
-    name: "registry",
-    token: TOKEN,
-    agent: { id: agentId },
-    config: {
-      images: {
-        registries: {
-          [registry.host]: registry.user,
-          [guarded.host]: { username: guarded.user.username, password: "not-the-password" },
-        },
+  up = await install.start({
+    images: {
+      registries: {
+        [registry.host]: registry.user,
+        [guarded.host]: { username: guarded.user.username, password: "not-the-password" },
       },
     },
   });
 }, 120_000);
 
 afterAll(async () => {
-  await up?.close();
-  await removeContainers([agentId]);
+  await install.close();
   await Promise.all([registry?.stop(), guarded?.stop()]);
-  rmSync(stateDir, { recursive: true, force: true });
 }, 60_000);
 
 describe("images from a registry", () => {
   it("deploys by tag: the revision records the digest, the agent pulls and runs it; a moved tag leaves it be", async () => {
     const ref = `${registry.host}/skiff/hello:v1`;
     const first = await pushVariant(docker, registry, hello, ref);
-    await call("POST", "/services", service("pulled", ref));
+    await call("POST", "/services", serviceManifest("pulled", { image: ref }));
     const rev1 = await readyRevision("pulled-00001");
     const pinned = `${registry.host}/skiff/hello@${first}`;
     expect(rev1.status.containerStatuses).toEqual([
@@ -121,7 +92,11 @@ describe("images from a registry", () => {
     // The tag moves: the existing revision keeps its digest, a new one gets the new bytes.
     const second = await pushVariant(docker, registry, hello, ref);
     expect(second).not.toBe(first);
-    await call("PUT", "/services/pulled", service("pulled", ref, { WHO: "second" }));
+    await call(
+      "PUT",
+      "/services/pulled",
+      serviceManifest("pulled", { image: ref, env: { WHO: "second" } }),
+    );
     const rev2 = await readyRevision("pulled-00002");
     expect(rev2.status.containerStatuses[0].imageDigest).toBe(
       `${registry.host}/skiff/hello@${second}`,
@@ -134,7 +109,7 @@ describe("images from a registry", () => {
   it("wrong credentials: the revision fails with ContainerMissing naming the refusal", async () => {
     const ref = `${guarded.host}/skiff/hello:v1`;
     await pushVariant(docker, guarded, hello, ref);
-    await call("POST", "/services", service("refused", ref));
+    await call("POST", "/services", serviceManifest("refused", { image: ref }));
     const rev = await call("GET", "/revisions/refused-00001");
     expect(rev.status.containerStatuses).toBeUndefined();
     for (const type of ["Ready", "ContainerHealthy"]) {
@@ -154,7 +129,7 @@ describe("images from a registry", () => {
 
   it("a missing tag: the revision fails with ContainerMissing naming the tag", async () => {
     const ref = `${registry.host}/skiff/hello:no-such-tag`;
-    await call("POST", "/services", service("untagged", ref));
+    await call("POST", "/services", serviceManifest("untagged", { image: ref }));
     const rev = await call("GET", "/revisions/untagged-00001");
     expect(condition(rev, "Ready")).toMatchObject({
       status: "False",

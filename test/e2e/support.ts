@@ -14,6 +14,7 @@ import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/con
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import type { Endpoint } from "../../src/fleet/types.ts";
 import { CLI, watchOutput } from "../support/cli.ts";
+import { containersOf } from "../support/containers.ts";
 import { inNetns } from "../support/netns.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -109,6 +110,11 @@ export function step<T>(run: () => Promise<T>): () => Promise<T> {
   };
 }
 
+/** `skiff api` arguments as the fleet tests run it: an ephemeral port, plain HTTP, this admin token; `flags` add to them. */
+export function apiArgs(token: string, ...flags: string[]): string[] {
+  return ["api", "--port", "0", "--no-tls", "--token", token, ...flags];
+}
+
 /**
  * `skiff agent` arguments as the fleet tests run it: on its own loopback
  * address, heartbeat every 250 ms with a record living `ttlMs`.
@@ -156,6 +162,29 @@ export function gatewayArgs(id: string): string[] {
   ];
 }
 
+/** The lease of a scaler run with scalerArgs: a dead leader's standby takes over within it. */
+export const SCALER_LEASE_MS = 1_500;
+
+/**
+ * `skiff scaler` arguments as the fleet tests run it: an ephemeral admin port,
+ * decisions every 500 ms and a short lease; `flags` add to them.
+ */
+export function scalerArgs(...flags: string[]): string[] {
+  return [
+    "scaler",
+    "--port",
+    "0",
+    "--tick-interval",
+    "500ms",
+    "--lease",
+    String(SCALER_LEASE_MS),
+    ...flags,
+  ];
+}
+
+/** Knative's shortest stable window and a 3 s scale-to-zero grace: a scale to zero a test can wait out. */
+export const SHORT_WINDOWS = ["--stable-window", "6s", "--scale-to-zero-grace", "3s"];
+
 export interface ScalerProc {
   proc: Proc;
   adminUrl: string;
@@ -182,26 +211,6 @@ export async function scalerTicks(adminUrl: string): Promise<number> {
 // ---------------------------------------------------------------- docker
 
 const docker = new Docker();
-
-/** Containers an agent started (label skiff.owner), running or not. */
-export async function containersOf(agentId: string): Promise<Docker.ContainerInfo[]> {
-  return docker.listContainers({
-    all: true,
-    filters: { label: [`skiff.owner=${agentId}`] },
-  });
-}
-
-/** Remove every container the given agents started. */
-export async function removeContainers(agentIds: string[]): Promise<void> {
-  for (const id of agentIds) {
-    for (const c of await containersOf(id).catch(() => [])) {
-      await docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => {});
-    }
-  }
-}
 
 /** Running containers of a revision that the given agents started. */
 export async function runningContainers(agentIds: string[], revision: string): Promise<number> {

@@ -6,37 +6,29 @@
  * restarts, both serve throughout, and the second does not redirect the CLI
  * settings the first wrote (they share one private XDG_CONFIG_HOME here).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
-import { runCli } from "../support/cli.ts";
+import { HELLO_WORKER, runCli } from "../support/cli.ts";
+import { containersOf, removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
+import { tempDirs } from "../support/temp.ts";
 import {
   hit,
   outputs,
   type Proc,
   published,
-  removeContainers,
   spawnSkiff,
   step,
   stopAllProcesses,
 } from "./support.ts";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 const docker = new Docker();
-const temp: string[] = [];
-const tempDir = (label: string) => {
-  const d = mkdtempSync(join(tmpdir(), `skiff-two-${label}-`));
-  temp.push(d);
-  return d;
-};
+const temp = tempDirs("skiff-two");
 /** Shared by both: the first writes cli.json, the second must leave it alone. */
-const configHome = tempDir("xdg");
+const configHome = temp.make("xdg");
 
 interface Install {
   name: string;
@@ -53,9 +45,9 @@ interface Install {
 function install(name: string): Install {
   return {
     name,
-    stateDir: tempDir(`state-${name}`),
+    stateDir: temp.make(`state-${name}`),
     env: {
-      HOME: tempDir(`home-${name}`),
+      HOME: temp.make(`home-${name}`),
       XDG_CONFIG_HOME: configHome,
       REDIS_URL: "",
       SKIFF_TOKEN: "",
@@ -113,10 +105,7 @@ async function skiff(i: Install, ...args: string[]): Promise<string> {
 
 /** id -> start time and restart count of the containers an agent owns. */
 async function containers(agentId: string): Promise<Record<string, string>> {
-  const list = await docker.listContainers({
-    all: true,
-    filters: { label: [`skiff.owner=${agentId}`] },
-  });
+  const list = await containersOf(agentId);
   const out: Record<string, string> = {};
   for (const c of list) {
     const info = await docker.getContainer(c.Id).inspect();
@@ -164,7 +153,7 @@ afterAll(async () => {
       r.disconnect();
     } catch {}
   }
-  for (const d of temp) rmSync(d, { recursive: true, force: true });
+  temp.removeAll();
 }, 90_000);
 
 /** The steps the tests build on: each test runs the ones it needs (once in all). */
@@ -178,7 +167,7 @@ const deployed = step(async () => {
   const minOne = ["--scale-min", "1"];
   for (const i of [a, b]) {
     const target = `TARGET=${i.name.toUpperCase()}`;
-    await skiff(i, "service", "create", "w", "--source", WORKER, "--env", target, ...minOne);
+    await skiff(i, "service", "create", "w", "--source", HELLO_WORKER, "--env", target, ...minOne);
     if (image)
       await skiff(i, "service", "create", "c", "--image", image, "--env", target, ...minOne);
   }

@@ -11,44 +11,29 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRedis } from "../../src/redis/connect.ts";
-import { runCli, watchOutput } from "../support/cli.ts";
+import { HELLO_WORKER, runCli, watchOutput } from "../support/cli.ts";
+import { containersOf, removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import { tempDirs } from "../support/temp.ts";
 import { waitFor } from "../support/wait.ts";
-import {
-  containersOf,
-  hit,
-  type Proc,
-  published,
-  removeContainers,
-  spawnSkiff,
-  step,
-  stopAllProcesses,
-  tally,
-} from "./support.ts";
+import { hit, type Proc, published, spawnSkiff, step, stopAllProcesses, tally } from "./support.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 
-const temp: string[] = [];
-const tempDir = (label: string) => {
-  const dir = mkdtempSync(join(tmpdir(), `skiff-e2e-${label}-`));
-  temp.push(dir);
-  return dir;
-};
+const temp = tempDirs("skiff-e2e");
 
 /** The environment of a clean machine: no Redis, token or config from the developer's shell. */
 const clean = {
   // Never the developer's own ~/.config or ~/.local/state.
-  HOME: tempDir("home"),
+  HOME: temp.make("home"),
   REDIS_URL: "",
   SKIFF_TOKEN: "",
   SKIFF_API_URL: "",
@@ -92,12 +77,12 @@ afterAll(async () => {
   await stopAllProcesses();
   await removeContainers(agentIds);
   for (const dir of stateDirs) await shutdownStateRedis(dir);
-  for (const dir of temp) rmSync(dir, { recursive: true, force: true });
+  temp.removeAll();
 }, 90_000);
 
 /** A config file for `up`: every listener on an OS-chosen port, the given agent id. */
 function upConfig(agentId: string, extra = ""): string {
-  const file = join(tempDir("config"), "skiff.yaml");
+  const file = join(temp.make("config"), "skiff.yaml");
   writeFileSync(
     file,
     [
@@ -122,8 +107,8 @@ function upArgs(stateDir: string, agentId: string, ...extra: string[]): string[]
 // Alone (-t), a test also runs the steps it builds on: more time than the default.
 describe("the walkthrough with skiff up", { timeout: 90_000 }, () => {
   const agentId = `e2e-up-${randomBytes(3).toString("hex")}`;
-  const stateDir = tempDir("state");
-  const configHome = tempDir("xdg");
+  const stateDir = temp.make("state");
+  const configHome = temp.make("xdg");
   const cliEnv = { ...clean, SKIFF_CONFIG_FILE: join(configHome, "skiff", "cli.json") };
   let up: Proc;
   let gateway: string;
@@ -264,7 +249,7 @@ describe("the walkthrough with skiff up", { timeout: 90_000 }, () => {
 
   it("a worker service from examples/workers/hello.ts answers through the same gateway", async () => {
     const started = Date.now();
-    await skiff("service", "create", "hello-ts", "--source", WORKER, "--env", "TARGET=Skiff");
+    await skiff("service", "create", "hello-ts", "--source", HELLO_WORKER, "--env", "TARGET=Skiff");
     console.log(`service create hello-ts (worker) until Ready: ${Date.now() - started} ms`);
     await published(redis, "skiff:", "hello-ts.default.localhost", ["hello-ts-00001"]);
     expect(await hit(gateway, "hello-ts.default.localhost")).toEqual({
@@ -289,10 +274,10 @@ describe("skiff up on a machine without Docker", () => {
     const agentId = `e2e-nodocker-${randomBytes(3).toString("hex")}`;
     const prefix = uniquePrefix("e2e-up");
     agentIds.push(agentId);
-    const configHome = tempDir("xdg");
+    const configHome = temp.make("xdg");
     const up = spawnSkiff(
       "up-no-docker",
-      upArgs(tempDir("state"), agentId, "--docker-socket", "/nonexistent/docker.sock"),
+      upArgs(temp.make("state"), agentId, "--docker-socket", "/nonexistent/docker.sock"),
       {
         ...clean,
         // The run's Redis this time (REDIS_URL given: no private redis-server).
@@ -324,7 +309,7 @@ describe("skiff up on a machine without Docker", () => {
       expect.objectContaining({ type: "Ready", status: "False", reason: "RuntimeUnavailable" }),
     );
 
-    const worker = await runCli(["service", "create", "w", "--source", WORKER], { env });
+    const worker = await runCli(["service", "create", "w", "--source", HELLO_WORKER], { env });
     expect(worker.code, worker.stderr).toBe(0);
     const gateway = up.output().match(/Gateway:\s+(\S+)/)![1]!;
     const redis = connect();
@@ -343,8 +328,8 @@ describe("skiff up on a machine without Docker", () => {
 
 describe("skiff up without redis-server: the in-process store", () => {
   const agentId = `e2e-mem-${randomBytes(3).toString("hex")}`;
-  const stateDir = tempDir("state-mem");
-  const configHome = tempDir("xdg");
+  const stateDir = temp.make("state-mem");
+  const configHome = temp.make("xdg");
   const cliEnv = { ...clean, SKIFF_CONFIG_FILE: join(configHome, "skiff", "cli.json") };
   const args = upArgs(stateDir, agentId);
   // No redis-server on PATH (nothing is: node is started by its full path).
@@ -369,7 +354,7 @@ describe("skiff up without redis-server: the in-process store", () => {
 
     // `service create` waits for Ready, and a Route is Ready only once the
     // scaler has published its traffic: the gateway serves right away.
-    await skiff(up, "service", "create", "w", "--source", WORKER, "--env", "TARGET=Memory");
+    await skiff(up, "service", "create", "w", "--source", HELLO_WORKER, "--env", "TARGET=Memory");
     expect(await hit(gateway, "w.default.localhost")).toEqual({
       status: 200,
       body: "Hello Memory!",
@@ -428,13 +413,13 @@ describe("npm start and a terminal's Ctrl-C", () => {
 
   /** `npm start` in its own process group (as a terminal runs a foreground job). */
   async function npmStart(label: string) {
-    const stateDir = tempDir(`state-${label}`);
+    const stateDir = temp.make(`state-${label}`);
     const child = spawn("npm", ["start", "--", "--no-containers", "--state-dir", stateDir], {
       cwd: ROOT,
       env: {
         ...terminalEnv(),
         ...clean,
-        XDG_CONFIG_HOME: tempDir("xdg"),
+        XDG_CONFIG_HOME: temp.make("xdg"),
         SKIFF_LOG_LEVEL: "info",
         SKIFF_API_PORT: "0",
         SKIFF_GATEWAY_PORT: "0",

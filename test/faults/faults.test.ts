@@ -29,18 +29,23 @@ import { connectRedis } from "../../src/redis/connect.ts";
 import { gatewayKeys } from "../../src/traffic/keys.ts";
 import {
   agentArgs,
+  apiArgs,
   gatewayArgs,
   leadingScaler,
   outputs,
   type Proc,
   readyByAgent,
+  SCALER_LEASE_MS,
   type ScalerProc,
+  SHORT_WINDOWS,
+  scalerArgs,
   scalerTicks,
   spawnSkiff,
   stopAllProcesses,
   total,
   waitUntil,
 } from "../e2e/support.ts";
+import { apiClient, createToken } from "../support/api.ts";
 import { serviceManifest } from "../support/fixtures.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { type RedisServer, startRedisServer } from "../support/redis-server.ts";
@@ -58,7 +63,6 @@ const STEADY = "steady.default.localhost";
 const LIMITED = "limited.default.localhost";
 const ELASTIC = "elastic.default.localhost";
 const AGENT_TTL_MS = 1_500;
-const LEASE_MS = 1_500;
 const SLOT_LEASE_MS = 2_000;
 
 let dir: string;
@@ -104,25 +108,15 @@ async function startGateway(i: number): Promise<void> {
 async function startScaler(i: number): Promise<void> {
   const proc = spawnSkiff(
     `scaler-${i + 1}`,
-    [
-      "scaler",
+    scalerArgs(
       "--id",
       scalerIds[i]!,
-      "--port",
-      "0",
-      "--stable-window",
-      "6s",
-      "--scale-to-zero-grace",
-      "3s",
-      "--tick-interval",
-      "500ms",
-      "--lease",
-      String(LEASE_MS),
+      ...SHORT_WINDOWS,
       "--agent-grace",
       String(AGENT_TTL_MS),
       "--resync-interval",
       "2000",
-    ],
+    ),
     env,
   );
   const adminUrl = (await proc.waitFor(/health and metrics at (\S+)/))[1]!;
@@ -248,17 +242,7 @@ async function writeMarkers(tag: string, n: number): Promise<string[]> {
   const names: string[] = [];
   for (let i = 0; i < n; i++) {
     const name = `marker-${tag}-${i}`;
-    const res = await fetch(`${apiUrl}/apis/skiff.dev/v1/tokens`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        apiVersion: "skiff.dev/v1",
-        kind: "Token",
-        metadata: { name },
-        spec: { role: "view", namespaces: ["default"] },
-      }),
-    });
-    expect(res.status, await res.text()).toBe(201);
+    await createToken(apiClient(apiUrl, token), name, "view", ["default"]);
     names.push(name);
   }
   return names;
@@ -318,7 +302,7 @@ beforeAll(async () => {
     SKIFF_API_URL: "",
     SKIFF_CONFIG: "",
   };
-  const api = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
+  const api = spawnSkiff("api", apiArgs(token), env);
   startAgent(agentA, "127.0.0.1");
   startAgent(agentB, "127.0.0.2");
   await Promise.all([startGateway(0), startGateway(1), startScaler(0), startScaler(1)]);
@@ -519,12 +503,12 @@ describe("faults survived, under bounded load", () => {
       succeeded: c.succeeded,
       failed: c.failed,
       recoveryMs,
-      recovered: `the standby leads (lease ${LEASE_MS} ms)`,
+      recovered: `the standby leads (lease ${SCALER_LEASE_MS} ms)`,
       notes: `desired instances seen every 100 ms through the handover and 6 passes after: ${JSON.stringify([...seen])} (before: ${count(before)})`,
     });
     expectNoFailures(c);
     expect([...seen]).toEqual([count(before)]);
-    expect(recoveryMs).toBeLessThan(LEASE_MS + 3_000);
+    expect(recoveryMs).toBeLessThan(SCALER_LEASE_MS + 3_000);
     await startScaler(i);
   }, 60_000);
 

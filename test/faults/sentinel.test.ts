@@ -23,7 +23,15 @@ import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fleetKeys } from "../../src/fleet/keys.ts";
 import { connectRedis } from "../../src/redis/connect.ts";
-import { outputs, type Proc, spawnSkiff, stopAllProcesses, waitUntil } from "../e2e/support.ts";
+import {
+  apiArgs,
+  outputs,
+  type Proc,
+  scalerArgs,
+  spawnSkiff,
+  stopAllProcesses,
+  waitUntil,
+} from "../e2e/support.ts";
 import { serviceManifest } from "../support/fixtures.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { freePort } from "../support/redis-server.ts";
@@ -193,7 +201,7 @@ beforeAll(async () => {
     SKIFF_API_URL: "",
     SKIFF_CONFIG: "",
   };
-  const apiProc = spawnSkiff("api", ["api", "--port", "0", "--no-tls", "--token", token], env);
+  const apiProc = spawnSkiff("api", apiArgs(token), env);
   const agent = spawnSkiff(
     "agent",
     [
@@ -218,21 +226,7 @@ beforeAll(async () => {
     ["gateway", "--port", "0", "--admin-port", "0", "--resync-interval", "1000"],
     env,
   );
-  const scaler = spawnSkiff(
-    "scaler",
-    [
-      "scaler",
-      "--port",
-      "0",
-      "--tick-interval",
-      "500ms",
-      "--lease",
-      "1500",
-      "--agent-grace",
-      "1500",
-    ],
-    env,
-  );
+  const scaler = spawnSkiff("scaler", scalerArgs("--agent-grace", "1500"), env);
   procs.push(apiProc, agent, gateway, scaler);
   apiUrl = (await apiProc.waitFor(/Skiff API listening on (\S+)/))[1]!;
   gatewayUrl = (await gateway.waitFor(/Skiff gateway \S+ serving on (\S+)/))[1]!;

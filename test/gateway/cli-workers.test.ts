@@ -7,21 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startCliServer } from "../support/cli.ts";
 import { redisUrl, uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
-import { type Backend, hit, host, startBackend, TestScaler } from "./support.ts";
+import { type Backend, hit, host, processExists, startBackend, TestScaler } from "./support.ts";
 
 const prefix = uniquePrefix("gw-cli-workers");
 const scaler = new TestScaler(prefix);
 let backend: Backend;
 let cli: ServerProcess | undefined;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Child pids of a process (Linux /proc). */
 async function childrenOf(pid: number): Promise<number[]> {
@@ -86,7 +77,7 @@ describe("skiff gateway --workers", () => {
     cli.child.kill("SIGTERM");
     expect(await slow).toMatchObject({ status: 200, body: "hello\n" });
     expect(await exited).toBe(0);
-    for (const pid of workers) expect(alive(pid)).toBe(false);
+    for (const pid of workers) expect(processExists(pid)).toBe(false);
   });
 
   it("refuses a bad --workers value with the flag's name", async () => {

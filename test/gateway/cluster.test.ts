@@ -12,7 +12,14 @@ import { freePort } from "../../src/redis/server.ts";
 import { gatewayKeys } from "../../src/traffic/keys.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
-import { type Backend, host, startBackend, TestScaler, testGatewayOptions } from "./support.ts";
+import {
+  type Backend,
+  host,
+  processExists,
+  startBackend,
+  TestScaler,
+  testGatewayOptions,
+} from "./support.ts";
 
 const prefix = uniquePrefix("gw-cluster");
 const scaler = new TestScaler(prefix);
@@ -28,15 +35,6 @@ async function fresh(url: string, path = "/"): Promise<{ status: number; body: s
     return { status: res.statusCode, body: await res.body.text() };
   } finally {
     await agent.close();
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -104,7 +102,7 @@ describe("gateway workers", () => {
       const w = cluster.workers[1];
       return w?.ready && w.pid !== victim && cluster.restarts === 1;
     });
-    expect(alive(victim)).toBe(false);
+    expect(processExists(victim)).toBe(false);
     for (let i = 0; i < 10; i++) expect((await fresh(cluster.url)).status).toBe(200);
     const text = await (await fetch(`${cluster.adminUrl}/metrics`)).text();
     expect(text).toMatch(/^skiff_gateway_worker_restarts_total 1$/m);
@@ -123,7 +121,7 @@ describe("gateway workers", () => {
     await waitFor("the slow requests at the backend", () => backend.inflight >= 8);
     await own.close(5_000);
     for (const r of await Promise.all(slow)) expect(r).toEqual({ status: 200, body: "hello\n" });
-    for (const pid of pids) expect(alive(pid)).toBe(false);
+    for (const pid of pids) expect(processExists(pid)).toBe(false);
     await expect(fresh(own.url)).rejects.toThrow();
   });
 

@@ -13,6 +13,7 @@ import { WorkerdPool } from "../../agent/isolate/index.ts";
 import type { Gateway } from "../../gateway/server.ts";
 import { ensureClusterIdentity } from "../../src/cluster.ts";
 import { gatewayKeys } from "../../src/traffic/keys.ts";
+import { removeContainers } from "../support/containers.ts";
 import { helloImage } from "../support/images.ts";
 import { connect, uniquePrefix } from "../support/redis.ts";
 import { hit, host, startTestGateway, TestScaler } from "./support.ts";
@@ -45,18 +46,7 @@ describe("container instances", () => {
 
   afterAll(async () => {
     await runtime?.close();
-    const left = await docker.listContainers({
-      all: true,
-      filters: { label: [`skiff.owner=${owner}`] },
-    });
-    await Promise.all(
-      left.map((c) =>
-        docker
-          .getContainer(c.Id)
-          .remove({ force: true })
-          .catch(() => {}),
-      ),
-    );
+    await removeContainers([owner]);
   });
 
   it("holds requests for a revision at zero, and serves them from the container the scaler starts on the signal", async () => {

@@ -53,15 +53,6 @@ export async function startBackend(
   handler?: Handler,
   host = "127.0.0.1",
 ): Promise<Backend> {
-  const sockets = new Set<Socket>();
-  const backend = {
-    host,
-    port: 0,
-    inflight: 0,
-    maxInflight: 0,
-    hits: 0,
-    seen: [],
-  } as unknown as Backend;
   const server = createServer((req, res) => {
     backend.hits++;
     backend.inflight++;
@@ -81,20 +72,38 @@ export async function startBackend(
       res.end(JSON.stringify({ name, headers: req.headers, url: req.url }));
     }
   });
+  // Requests only come once it listens, when `backend` is set.
+  const backend = await listenBackend(server, host);
+  return backend;
+}
+
+/**
+ * `server` listening on an ephemeral port of `host`, as a Backend with its
+ * counters at zero (the server's handlers count); close() ends open
+ * connections first, so that it never waits on a client.
+ */
+export async function listenBackend(server: Server, host: string): Promise<Backend> {
+  const sockets = new Set<Socket>();
   server.on("connection", (s: Socket) => {
     sockets.add(s);
     s.once("close", () => sockets.delete(s));
   });
   server.listen(0, host);
   await once(server, "listening");
-  backend.port = (server.address() as AddressInfo).port;
-  backend.server = server;
-  backend.close = () =>
-    new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    });
-  return backend;
+  return {
+    host,
+    port: (server.address() as AddressInfo).port,
+    inflight: 0,
+    maxInflight: 0,
+    hits: 0,
+    seen: [],
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 // ---------------------------------------------------------------- the scaler's part
@@ -375,6 +384,16 @@ export async function hit(
     bodyTimeout: 60_000,
   });
   return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
+}
+
+/** Whether a process with this pid exists (kill(pid, 0); an unreaped zombie still does). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function host(service: string, namespace = "default", tag?: string): string {

@@ -6,9 +6,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer } from "node:http";
-import { type AddressInfo, connect, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { Backend } from "./support.ts";
+import { type Backend, listenBackend } from "./support.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -72,22 +72,10 @@ export function frameReader(onFrame: (opcode: number, payload: Buffer) => void) 
 
 /** An echo server: every text frame comes back; close is answered with close. */
 export async function startWebSocketEcho(host = "127.0.0.1"): Promise<Backend> {
-  const sockets = new Set<Duplex>();
   const server = createServer((_req, res) => res.end("websocket only\n"));
-  const backend = {
-    host,
-    port: 0,
-    inflight: 0,
-    maxInflight: 0,
-    hits: 0,
-    seen: [],
-    server,
-  } as unknown as Backend;
   server.on("upgrade", (req, socket: Duplex) => {
     backend.hits++;
     backend.seen.push(req.headers);
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
     const key = req.headers["sec-websocket-key"];
     if (req.headers.upgrade?.toLowerCase() !== "websocket" || typeof key !== "string") {
@@ -107,14 +95,8 @@ export async function startWebSocketEcho(host = "127.0.0.1"): Promise<Backend> {
       }),
     );
   });
-  server.listen(0, host);
-  await once(server, "listening");
-  backend.port = (server.address() as AddressInfo).port;
-  backend.close = () =>
-    new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    });
+  // Upgrades only come once it listens, when `backend` is set.
+  const backend = await listenBackend(server, host);
   return backend;
 }
 

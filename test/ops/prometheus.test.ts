@@ -9,21 +9,20 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { runCli, type ServerProcess, startCliServer } from "../support/cli.ts";
+import { HELLO_WORKER, runCli, type ServerProcess, startCliServer } from "../support/cli.ts";
 import { freePort } from "../support/redis-server.ts";
+import { tempDirs } from "../support/temp.ts";
 import { waitFor } from "../support/wait.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const SHIPPED = join(ROOT, "deploy", "prometheus");
 const DASHBOARD = join(ROOT, "deploy", "grafana", "skiff.json");
-const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 const SERVICE = "ops-hello";
 const HOST = `${SERVICE}.default.localhost`;
 const REVISION = `${SERVICE}-00001`;
@@ -38,12 +37,7 @@ if (!prometheusBinary) {
   );
 }
 
-const temp: string[] = [];
-const tempDir = (label: string) => {
-  const dir = mkdtempSync(join(tmpdir(), `skiff-ops-${label}-`));
-  temp.push(dir);
-  return dir;
-};
+const temp = tempDirs("skiff-ops");
 
 interface Skiff {
   proc: ServerProcess;
@@ -61,7 +55,7 @@ let prometheus: ChildProcess | undefined;
 
 /** `skiff up` on OS-chosen ports, isolates only, scale-to-zero shortened so a cold start fits the test. */
 async function startSkiff(): Promise<Skiff> {
-  const config = join(tempDir("config"), "skiff.yaml");
+  const config = join(temp.make("config"), "skiff.yaml");
   writeFileSync(
     config,
     [
@@ -72,11 +66,11 @@ async function startSkiff(): Promise<Skiff> {
       "autoscaler: { tickInterval: 500ms, stableWindow: 6s, scaleToZeroGracePeriod: 1s }",
     ].join("\n"),
   );
-  const state = tempDir("state");
+  const state = temp.make("state");
   const proc = startCliServer(["up", "--no-containers", "--state-dir", state, "--config", config], {
     // Never the developer's own ~/.config or ~/.local/state, Redis or token.
-    HOME: tempDir("home"),
-    XDG_CONFIG_HOME: tempDir("xdg"),
+    HOME: temp.make("home"),
+    XDG_CONFIG_HOME: temp.make("xdg"),
     REDIS_URL: "",
     SKIFF_TOKEN: "",
     SKIFF_CONFIG: "",
@@ -146,7 +140,7 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 beforeAll(async () => {
   skiff = await startSkiff();
   const created = await runCli(
-    ["service", "create", SERVICE, "--source", WORKER, "--env", "TARGET=Ops"],
+    ["service", "create", SERVICE, "--source", HELLO_WORKER, "--env", "TARGET=Ops"],
     { env: { SKIFF_API_URL: skiff.apiUrl, SKIFF_TOKEN: skiff.token, SKIFF_CA_FILE: skiff.caFile } },
   );
   expect(created.code, `${created.stdout}\n${created.stderr}\n${skiff.proc.output()}`).toBe(0);
@@ -164,7 +158,7 @@ afterAll(async () => {
   }
   // SIGTERM: `up` stops its workerd processes and its private redis-server.
   await skiff?.proc.kill("SIGTERM");
-  for (const dir of temp) rmSync(dir, { recursive: true, force: true });
+  temp.removeAll();
 }, 60_000);
 
 describe("traffic and a cold start", () => {
@@ -351,7 +345,7 @@ describe.skipIf(!prometheusBinary)(
       );
 
     beforeAll(async () => {
-      const dir = tempDir("prometheus");
+      const dir = temp.make("prometheus");
       const config = derivedConfig(dir);
       const port = await freePort();
       promUrl = `http://127.0.0.1:${port}`;

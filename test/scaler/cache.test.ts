@@ -5,16 +5,15 @@
  * cache holds it.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { prepareService } from "../../deploy/api/prepare.ts";
 import { type CacheChange, ObjectCache } from "../../scaler/cache.ts";
-import { applyService } from "../../src/control/apply.ts";
 import { silentLogger } from "../../src/logging.ts";
 import { createRedisStore, type RedisStore } from "../../src/store/index.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 import { watchInFlight } from "../support/in-flight.ts";
 import { redisUrl, uniquePrefix } from "../support/redis.ts";
+import { deployService } from "../support/store.ts";
 import { waitFor } from "../support/wait.ts";
 
-const DOMAIN = "example.test";
 let store: RedisStore;
 let cache: ObjectCache;
 let reads: ReturnType<typeof watchInFlight<RedisStore>>;
@@ -41,18 +40,7 @@ afterAll(async () => {
 });
 
 async function create(name: string): Promise<void> {
-  const { parsed } = await prepareService(
-    {
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Service",
-      metadata: { name },
-      spec: { template: { spec: { containers: [{ image: "example/hello:1" }] } } },
-    },
-    { namespace: "default", name: undefined, limits: { maxWorkerSourceBytes: 1 << 20 } },
-  );
-  await store.transact((tx) =>
-    applyService(tx, parsed, { mode: "create", domain: DOMAIN, scheme: "http" }),
-  );
+  await deployService(store, serviceManifest(name, { image: "example/hello:1" }));
 }
 
 describe("ObjectCache", () => {

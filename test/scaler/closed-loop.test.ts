@@ -13,19 +13,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningAgent } from "../../agent/server.ts";
 import type { Gateway } from "../../gateway/server.ts";
 import type { RunningScaler } from "../../scaler/server.ts";
-import { Fleet } from "../../src/fleet/fleet.ts";
+import type { Fleet } from "../../src/fleet/fleet.ts";
 import { helloService } from "../agent/support.ts";
-import { startTestApi, type TestApi } from "../support/api.ts";
+import type { TestApi } from "../support/api.ts";
 import { helloImage } from "../support/images.ts";
-import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import { uniquePrefix } from "../support/redis.ts";
 import {
   hit,
   routingSummary,
   SHORT_AUTOSCALER,
   serviceHost,
-  startTestAgent,
-  startTestGateway,
-  startTestScaler,
+  startTestCluster,
+  type TestCluster,
   waitFor,
   waitRouted,
   workerService,
@@ -40,6 +39,7 @@ let scaler: RunningScaler;
 let redis: Redis;
 let fleet: Fleet;
 let image: string;
+let cluster: TestCluster;
 
 interface Condition {
   type: string;
@@ -85,32 +85,22 @@ async function atZero(rev: string): Promise<RevisionJson | undefined> {
 
 beforeAll(async () => {
   image = await helloImage(docker);
-  redis = connect();
-  fleet = new Fleet({ url: redisUrl(), prefix });
-  // The cluster allows initial-scale 0 (Knative's allow-zero-initial-scale).
-  api = await startTestApi({ prefix, config: { autoscaler: { allowZeroInitialScale: true } } });
-  agents = await Promise.all([
-    startTestAgent(prefix, "loop-a", { containers: true, address: "127.0.0.1" }),
-    startTestAgent(prefix, "loop-b", { address: "127.0.0.2" }),
-  ]);
-  gateway = await startTestGateway(prefix);
-  scaler = await startTestScaler(prefix, {
-    autoscaler: { ...SHORT_AUTOSCALER, allowZeroInitialScale: true },
+  cluster = await startTestCluster(prefix, {
+    // The cluster allows initial-scale 0 (Knative's allow-zero-initial-scale).
+    api: { config: { autoscaler: { allowZeroInitialScale: true } } },
+    agents: {
+      "loop-a": { containers: true, address: "127.0.0.1" },
+      "loop-b": { address: "127.0.0.2" },
+    },
+    scaler: { autoscaler: { ...SHORT_AUTOSCALER, allowZeroInitialScale: true } },
   });
-  await scaler.whenLeading();
+  ({ api, agents, gateway, scaler, redis, fleet } = cluster);
   // Deployed together so that they reach zero together.
   await create(workerService("cold"));
   await create(helloService("box", image, { TARGET: "Container" }));
 }, 120_000);
 
-afterAll(async () => {
-  await scaler?.stop();
-  await gateway?.close(500);
-  await Promise.all(agents.map((a) => a.stop()));
-  await api?.close();
-  await fleet?.close();
-  redis?.disconnect();
-});
+afterAll(() => cluster?.stop());
 
 describe("scale to zero and back", () => {
   it("a new revision starts once, serves, and with no traffic goes to zero with NoTraffic", async () => {

@@ -6,20 +6,16 @@
  */
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunningAgent } from "../../agent/server.ts";
 import type { Gateway } from "../../gateway/server.ts";
-import type { RunningScaler } from "../../scaler/server.ts";
 import { helloService } from "../agent/support.ts";
-import { startTestApi, type TestApi } from "../support/api.ts";
+import type { TestApi } from "../support/api.ts";
 import { helloImage, helloRootImage, missingImage } from "../support/images.ts";
-import { connect, uniquePrefix } from "../support/redis.ts";
+import { uniquePrefix } from "../support/redis.ts";
 import {
   hit,
-  SHORT_AUTOSCALER,
   serviceHost,
-  startTestAgent,
-  startTestGateway,
-  startTestScaler,
+  startTestCluster,
+  type TestCluster,
   waitFor,
   waitRouted,
   workerService,
@@ -27,27 +23,18 @@ import {
 
 const prefix = uniquePrefix("conformance");
 let api: TestApi;
-let agent: RunningAgent;
 let gateway: Gateway;
-let scaler: RunningScaler;
 let redis: Redis;
+let cluster: TestCluster;
 
 beforeAll(async () => {
-  redis = connect();
-  api = await startTestApi({ prefix });
-  agent = await startTestAgent(prefix, "conformance-agent", { containers: true });
-  gateway = await startTestGateway(prefix);
-  scaler = await startTestScaler(prefix, { autoscaler: SHORT_AUTOSCALER });
-  await scaler.whenLeading();
+  cluster = await startTestCluster(prefix, {
+    agents: { "conformance-agent": { containers: true } },
+  });
+  ({ api, gateway, redis } = cluster);
 }, 60_000);
 
-afterAll(async () => {
-  await scaler?.stop();
-  await gateway?.close(500);
-  await agent?.stop();
-  await api?.close();
-  redis?.disconnect();
-});
+afterAll(() => cluster?.stop());
 
 // biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON
 type Obj = Record<string, any>;

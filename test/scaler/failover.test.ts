@@ -9,35 +9,34 @@
  * Leases and heartbeats are short here (lease 1 s, agent TTL 1 s) and the
  * autoscaler windows shortened (support.ts); times are logged, not asserted.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningAgent } from "../../agent/server.ts";
 import type { Gateway } from "../../gateway/server.ts";
 import type { RunningScaler } from "../../scaler/server.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
+import { spawnAgentProcess } from "../agent/support.ts";
 import { startTestApi, type TestApi } from "../support/api.ts";
 import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
 import { killWorkerdOf } from "../support/workerd.ts";
 import {
-  DOMAIN,
   hit,
   serviceHost,
   startTestAgent,
   startTestGateway,
   startTestScaler,
+  testAgentOptions,
   waitFor,
   waitRouted,
   workerService,
 } from "./support.ts";
 
-const AGENT_SCRIPT = fileURLToPath(new URL("../agent/agent-process.ts", import.meta.url));
 const prefix = uniquePrefix("scaler-failover");
 let api: TestApi;
 let agentA: RunningAgent;
@@ -50,44 +49,12 @@ let fleet: Fleet;
 
 /** Agent B in its own process group, so SIGKILL takes its workerd with it. */
 async function spawnAgentB(): Promise<ChildProcess> {
-  const options = {
-    redisUrl: redisUrl(),
-    redisPrefix: prefix,
-    id: "failover-b",
-    address: "127.0.0.2",
-    port: 0,
-    containers: false,
-    isolateProcesses: 1,
-    isolateStateDir: stateDir,
-    heartbeatIntervalMs: 200,
-    heartbeatTtlMs: 1_000,
-    resyncIntervalMs: 1_000,
-    drainDelayMs: 200,
-    domain: DOMAIN,
-  };
-  const child = spawn(process.execPath, [AGENT_SCRIPT, JSON.stringify(options)], {
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  let output = "";
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent B did not start:\n${output}`)), 20_000);
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      if (/^READY /m.test(output)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`agent B exited (${code ?? signal}) before it was ready:\n${output}`));
-    });
-  });
-  return child;
+  const options = testAgentOptions(prefix, "failover-b");
+  const agent = await spawnAgentProcess(
+    { ...options, address: "127.0.0.2", isolateStateDir: stateDir },
+    true,
+  );
+  return agent.child;
 }
 
 function killAgentB(): Promise<unknown> | undefined {

@@ -14,6 +14,7 @@ import {
   startLeaderElection,
 } from "../../scaler/leader.ts";
 import { connect, uniquePrefix } from "../support/redis.ts";
+import { waitFor } from "../support/wait.ts";
 
 interface Contender {
   id: string;
@@ -59,14 +60,6 @@ function contender(key: string, id: string, over: Partial<LeaderElectionOptions>
   return c;
 }
 
-async function waitFor(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("leader election", () => {
@@ -75,7 +68,7 @@ describe("leader election", () => {
     const key = `${uniquePrefix("leader")}lease`;
     const a = contender(key, "a");
     const b = contender(key, "b");
-    await waitFor("a leader", () => a.election.isLeader || b.election.isLeader);
+    await waitFor("a leader", () => a.election.isLeader || b.election.isLeader, 10_000);
     const [leader, standby] = a.election.isLeader ? [a, b] : [b, a];
     // Several lease periods: renewals keep it, the standby never gets in.
     await sleep(2_000);
@@ -89,12 +82,12 @@ describe("leader election", () => {
     log = [];
     const key = `${uniquePrefix("leader")}lease`;
     const a = contender(key, "a");
-    await waitFor("a elected", () => a.election.isLeader);
+    await waitFor("a elected", () => a.election.isLeader, 10_000);
     const b = contender(key, "b");
     await sleep(300);
     expect(b.election.isLeader).toBe(false);
     await a.election.stop({ release: false }); // a crash: the lease runs out on its own
-    await waitFor("b elected", () => b.election.isLeader);
+    await waitFor("b elected", () => b.election.isLeader, 10_000);
     expect(await b.redis.get(key)).toBe(b.election.leadership!.value);
     expect(b.elected[0]!.fencingToken).toBeGreaterThan(a.elected[0]!.fencingToken);
   });
@@ -103,10 +96,10 @@ describe("leader election", () => {
     log = [];
     const key = `${uniquePrefix("leader")}lease`;
     const a = contender(key, "a");
-    await waitFor("a elected", () => a.election.isLeader);
+    await waitFor("a elected", () => a.election.isLeader, 10_000);
     const b = contender(key, "b");
     a.redis.disconnect(); // its renewals now fail
-    await waitFor("b elected", () => b.election.isLeader);
+    await waitFor("b elected", () => b.election.isLeader, 10_000);
     expect(a.deposed).toEqual(["expired"]);
     expect(a.election.isLeader).toBe(false);
     expect(log).toEqual(["a:elected", "a:deposed:expired", "b:elected"]);
@@ -116,7 +109,7 @@ describe("leader election", () => {
     log = [];
     const key = `${uniquePrefix("leader")}lease`;
     const a = contender(key, "a", { leaseMs: 30_000, renewEveryMs: 100, retryEveryMs: 100 });
-    await waitFor("a elected", () => a.election.isLeader);
+    await waitFor("a elected", () => a.election.isLeader, 10_000);
     const first = a.elected[0]!;
     await a.redis.del(key);
     await waitFor("a deposed", () => a.deposed.length > 0, 5_000);
@@ -130,7 +123,7 @@ describe("leader election", () => {
     log = [];
     const key = `${uniquePrefix("leader")}lease`;
     const a = contender(key, "a", { leaseMs: 30_000, renewEveryMs: 100, retryEveryMs: 100 });
-    await waitFor("a elected", () => a.election.isLeader);
+    await waitFor("a elected", () => a.election.isLeader, 10_000);
     await a.redis.set(key, "someone-else", "PX", 60_000);
     await waitFor("a deposed", () => a.deposed.length > 0, 5_000);
     expect(a.deposed).toEqual(["lost"]);
@@ -144,7 +137,7 @@ describe("leader election", () => {
     const key = `${uniquePrefix("leader")}lease`;
     const opts = { leaseMs: 60_000, renewEveryMs: 100, retryEveryMs: 100 };
     const a = contender(key, "a", opts);
-    await waitFor("a elected", () => a.election.isLeader);
+    await waitFor("a elected", () => a.election.isLeader, 10_000);
     const b = contender(key, "b", opts);
     await sleep(300);
     expect(b.election.isLeader).toBe(false);

@@ -13,23 +13,22 @@
  * restart, as a CPU-starved host would be, while the test asks the scaler for
  * passes; it is resumed well within the grace.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningScaler } from "../../scaler/server.ts";
 import { Fleet } from "../../src/fleet/fleet.ts";
+import { spawnAgentProcess } from "../agent/support.ts";
 import { startTestApi, type TestApi } from "../support/api.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import { type RedisServer, startRedisServer } from "../support/redis-server.ts";
 import { killWorkerdOf } from "../support/workerd.ts";
-import { DOMAIN, startTestScaler, waitFor, workerService } from "./support.ts";
+import { startTestScaler, testAgentOptions, waitFor, workerService } from "./support.ts";
 
-const AGENT_SCRIPT = fileURLToPath(new URL("../agent/agent-process.ts", import.meta.url));
 const prefix = uniquePrefix("scaler-redis-restart");
 const AGENT_ID = "restart-a";
 const TTL_MS = 1_000;
@@ -42,44 +41,12 @@ let scaler: RunningScaler;
 let fleet: Fleet;
 
 async function spawnAgent(url: string): Promise<ChildProcess> {
-  const options = {
-    redisUrl: url,
-    redisPrefix: prefix,
-    id: AGENT_ID,
-    address: "127.0.0.1",
-    port: 0,
-    containers: false,
-    isolateProcesses: 1,
-    isolateStateDir: stateDir,
-    heartbeatIntervalMs: 200,
-    heartbeatTtlMs: TTL_MS,
-    resyncIntervalMs: 1_000,
-    drainDelayMs: 200,
-    domain: DOMAIN,
-  };
-  const child = spawn(process.execPath, [AGENT_SCRIPT, JSON.stringify(options)], {
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
-  });
-  let output = "";
-  child.stderr?.on("data", (c: Buffer) => {
-    output += c.toString();
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent did not start:\n${output}`)), 20_000);
-    child.stdout?.on("data", (c: Buffer) => {
-      output += c.toString();
-      if (/^READY /m.test(output)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`agent exited (${code ?? signal}):\n${output}`));
-    });
-  });
-  return child;
+  const options = testAgentOptions(prefix, AGENT_ID);
+  const agent = await spawnAgentProcess(
+    { ...options, redisUrl: url, heartbeatTtlMs: TTL_MS, isolateStateDir: stateDir },
+    true,
+  );
+  return agent.child;
 }
 
 beforeAll(async () => {

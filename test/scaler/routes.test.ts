@@ -16,18 +16,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningAgent } from "../../agent/server.ts";
 import type { Gateway } from "../../gateway/server.ts";
 import type { RunningScaler } from "../../scaler/server.ts";
-import { Fleet } from "../../src/fleet/fleet.ts";
-import { startTestApi, type TestApi } from "../support/api.ts";
+import type { Fleet } from "../../src/fleet/fleet.ts";
+import type { TestApi } from "../support/api.ts";
 import { missingImage } from "../support/images.ts";
-import { connect, redisUrl, uniquePrefix } from "../support/redis.ts";
+import { uniquePrefix } from "../support/redis.ts";
 import {
   hit,
   routingSummary,
   SHORT_AUTOSCALER,
   serviceHost,
-  startTestAgent,
-  startTestGateway,
-  startTestScaler,
+  startTestCluster,
+  type TestCluster,
   waitFor,
   waitRouted,
   workerService,
@@ -42,34 +41,27 @@ let redis: Redis;
 /** The scaler's warnings, as JSON lines. */
 const scalerLines: string[] = [];
 let fleet: Fleet;
+let cluster: TestCluster;
 
 beforeAll(async () => {
-  redis = connect();
-  fleet = new Fleet({ url: redisUrl(), prefix });
-  api = await startTestApi({ prefix });
-  agent = await startTestAgent(prefix, "routes-agent", { containers: true });
-  gateway = await startTestGateway(prefix);
-  scaler = await startTestScaler(prefix, {
-    logger: pino({ level: "warn" }, { write: (line: string) => void scalerLines.push(line) }),
-    autoscaler: { ...SHORT_AUTOSCALER, maxScaleLimit: 10 },
-    gc: {
-      retainSinceCreateTime: 0,
-      retainSinceLastActiveTime: 0,
-      minNonActiveRevisions: 0,
-      maxNonActiveRevisions: 0,
+  cluster = await startTestCluster(prefix, {
+    agents: { "routes-agent": { containers: true } },
+    scaler: {
+      logger: pino({ level: "warn" }, { write: (line: string) => void scalerLines.push(line) }),
+      autoscaler: { ...SHORT_AUTOSCALER, maxScaleLimit: 10 },
+      gc: {
+        retainSinceCreateTime: 0,
+        retainSinceLastActiveTime: 0,
+        minNonActiveRevisions: 0,
+        maxNonActiveRevisions: 0,
+      },
     },
   });
-  await scaler.whenLeading();
+  ({ api, gateway, scaler, redis, fleet } = cluster);
+  agent = cluster.agents[0]!;
 });
 
-afterAll(async () => {
-  await scaler?.stop();
-  await gateway?.close(500);
-  await agent?.stop();
-  await api?.close();
-  await fleet?.close();
-  redis?.disconnect();
-});
+afterAll(() => cluster?.stop());
 
 async function patchTraffic(name: string, traffic: unknown[]) {
   const r = await api.call(

@@ -1,12 +1,16 @@
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { Agent as HttpAgent, request } from "undici";
+import type { AgentOptionsInput } from "../../agent/options.ts";
 import { type RunningAgent, startAgent } from "../../agent/server.ts";
 import { type Gateway, startGateway } from "../../gateway/server.ts";
 import { type RunningScaler, type StartScalerOptions, startScaler } from "../../scaler/server.ts";
 import { parseRoutingEntry, type RoutingEntry, routingKeys } from "../../src/control/routing.ts";
+import type { Fleet } from "../../src/fleet/fleet.ts";
 import { createLogger, type Logger, silentLogger } from "../../src/logging.ts";
-import { redisUrl } from "../support/redis.ts";
+import { startTestApi, type TestApi } from "../support/api.ts";
+import { type Manifest, serviceManifest } from "../support/fixtures.ts";
+import { fleetOn, redisUrl } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
 
 export const DOMAIN = "localhost";
@@ -45,12 +49,9 @@ export function startTestScaler(
   });
 }
 
-export function startTestAgent(
-  prefix: string,
-  id: string,
-  extra: Parameters<typeof startAgent>[0] = {},
-): Promise<RunningAgent> {
-  return startAgent({
+/** The test agents' options that an agent process (spawnAgentProcess) takes too, as JSON. */
+export function testAgentOptions(prefix: string, id: string): AgentOptionsInput {
+  return {
     redisUrl: redisUrl(),
     redisPrefix: prefix,
     id,
@@ -62,13 +63,79 @@ export function startTestAgent(
     heartbeatTtlMs: 1_000,
     resyncIntervalMs: 1_000,
     drainDelayMs: 200,
+    domain: DOMAIN,
+  };
+}
+
+export function startTestAgent(
+  prefix: string,
+  id: string,
+  extra: Parameters<typeof startAgent>[0] = {},
+): Promise<RunningAgent> {
+  return startAgent({
+    ...testAgentOptions(prefix, id),
     startupTimeoutMs: 15_000,
     restartBackoff: { initialMs: 500, maxMs: 5_000 },
-    domain: DOMAIN,
     logger: silentLogger,
     registry: new Registry(),
     ...extra,
   });
+}
+
+export interface TestCluster {
+  /** A plain connection and a Fleet on the cluster's prefix, for what tests read. */
+  redis: Redis;
+  fleet: Fleet;
+  api: TestApi;
+  /** The agents started so far; a test may push more, stop() stops them too. */
+  agents: RunningAgent[];
+  gateway: Gateway;
+  scaler: RunningScaler;
+  /** Stop every part, the last started first. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The closed loop in this process over one prefix, as the loop tests run it:
+ * the deploy API, the agents (id -> options, started together), a gateway and
+ * a scaler that leads by the time this resolves. A part that fails to start
+ * stops the ones before it.
+ */
+export async function startTestCluster(
+  prefix: string,
+  options: {
+    api?: Omit<Parameters<typeof startTestApi>[0], "prefix">;
+    agents: Record<string, Parameters<typeof startTestAgent>[2]>;
+    scaler?: StartScalerOptions;
+  },
+): Promise<TestCluster> {
+  const { fleet, redis, close } = fleetOn(prefix);
+  const agents: RunningAgent[] = [];
+  let api: TestApi | undefined;
+  let gateway: Gateway | undefined;
+  let scaler: RunningScaler | undefined;
+  const stop = async () => {
+    await scaler?.stop();
+    await gateway?.close(500);
+    await Promise.all(agents.map((a) => a.stop()));
+    await api?.close();
+    await close();
+  };
+  try {
+    api = await startTestApi({ ...options.api, prefix });
+    const started = await Promise.allSettled(
+      Object.entries(options.agents).map(([id, extra]) => startTestAgent(prefix, id, extra)),
+    );
+    for (const s of started) if (s.status === "fulfilled") agents.push(s.value);
+    for (const s of started) if (s.status === "rejected") throw s.reason;
+    gateway = await startTestGateway(prefix);
+    scaler = await startTestScaler(prefix, options.scaler);
+    await scaler.whenLeading();
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
+  }
+  return { redis, fleet, api, agents, gateway, scaler, stop };
 }
 
 export function startTestGateway(prefix: string): Promise<Gateway> {
@@ -91,32 +158,21 @@ export function startTestGateway(prefix: string): Promise<Gateway> {
 export function workerService(
   name: string,
   options: { target?: string; annotations?: Record<string, string> } = {},
-) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        ...(options.annotations ? { metadata: { annotations: options.annotations } } : {}),
-        spec: {
-          timeoutSeconds: 30,
-          worker: {
-            source: [
-              "export default {",
-              "  async fetch(request, env) {",
-              "    const ms = Number(new URL(request.url).searchParams.get('sleep') ?? 0);",
-              "    if (ms > 0) await new Promise((r) => setTimeout(r, ms));",
-              "    return new Response('Hello ' + env.TARGET + '! (' + env.K_REVISION + ')');",
-              "  },",
-              "};",
-            ].join("\n"),
-            env: [{ name: "TARGET", value: options.target ?? "World" }],
-          },
-        },
-      },
-    },
-  };
+): Manifest {
+  return serviceManifest(name, {
+    worker: [
+      "export default {",
+      "  async fetch(request, env) {",
+      "    const ms = Number(new URL(request.url).searchParams.get('sleep') ?? 0);",
+      "    if (ms > 0) await new Promise((r) => setTimeout(r, ms));",
+      "    return new Response('Hello ' + env.TARGET + '! (' + env.K_REVISION + ')');",
+      "  },",
+      "};",
+    ].join("\n"),
+    env: { TARGET: options.target ?? "World" },
+    annotations: options.annotations,
+    spec: { timeoutSeconds: 30 },
+  });
 }
 
 /** Every published host -> its entry. */

@@ -19,7 +19,15 @@ import {
   TestScaler,
 } from "../gateway/support.ts";
 import { uniquePrefix } from "../support/redis.ts";
-import { rawRequest, type SharedRouter, startSharedRouter } from "./gateway-raw.ts";
+import {
+  HOST_A,
+  REV_A,
+  REV_B,
+  rawRequest,
+  routeTwoTenants,
+  type SharedRouter,
+  startSharedRouter,
+} from "./gateway-raw.ts";
 
 const prefix = uniquePrefix("sec-host");
 const scaler = new TestScaler(prefix);
@@ -28,11 +36,8 @@ let router: SharedRouter;
 let container: Backend;
 let secret: string;
 
-const HOST_A = "app.tenant-a.localhost";
 const HOST_B = "vault.tenant-b.localhost";
 const HOST_C = "web.tenant-c.localhost";
-const REV_A = "tenant-a/app-00001";
-const REV_B = "tenant-b/vault-00001";
 
 beforeAll(async () => {
   await scaler.agent();
@@ -41,17 +46,8 @@ beforeAll(async () => {
   // No clusterSecret option: the gateway reads the install's secret from Redis.
   gw = await startTestGateway(prefix);
   secret = (await ensureClusterIdentity(scaler.redis, prefix)).secret;
-  await scaler.route("tenant-a", "app", [{ revision: "app-00001", percent: 100 }]);
-  await scaler.route("tenant-b", "vault", [{ revision: "vault-00001", percent: 100 }]);
+  await routeTwoTenants(scaler, router);
   await scaler.route("tenant-c", "web", [{ revision: "web-00001", percent: 100 }]);
-  await scaler.endpoint("tenant-a", "app-00001", router, {
-    runtime: "isolate",
-    header: { name: "x-skiff-revision", value: REV_A },
-  });
-  await scaler.endpoint("tenant-b", "vault-00001", router, {
-    runtime: "isolate",
-    header: { name: "x-skiff-revision", value: REV_B },
-  });
   await scaler.endpoint("tenant-c", "web-00001", container);
   await gw.resync();
 });

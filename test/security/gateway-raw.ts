@@ -6,6 +6,7 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { type AddressInfo, connect, type Socket } from "node:net";
+import type { TestScaler } from "../gateway/support.ts";
 
 export interface RawConnection {
   socket: Socket;
@@ -138,4 +139,24 @@ export async function startSharedRouter(): Promise<SharedRouter> {
         server.close(() => resolve());
       }),
   };
+}
+
+/** Tenant a's app: the host an attacker knows, and its revision as the router's header names it. */
+export const HOST_A = "app.tenant-a.localhost";
+export const REV_A = "tenant-a/app-00001";
+/** Tenant b's vault revision: what no request for tenant a may reach. */
+export const REV_B = "tenant-b/vault-00001";
+
+/** Route tenant a's app and tenant b's vault to isolate endpoints on one shared router, as one workerd serves two namespaces. */
+export async function routeTwoTenants(scaler: TestScaler, router: SharedRouter): Promise<void> {
+  await scaler.route("tenant-a", "app", [{ revision: "app-00001", percent: 100 }]);
+  await scaler.route("tenant-b", "vault", [{ revision: "vault-00001", percent: 100 }]);
+  await scaler.endpoint("tenant-a", "app-00001", router, {
+    runtime: "isolate",
+    header: { name: "x-skiff-revision", value: REV_A },
+  });
+  await scaler.endpoint("tenant-b", "vault-00001", router, {
+    runtime: "isolate",
+    header: { name: "x-skiff-revision", value: REV_B },
+  });
 }

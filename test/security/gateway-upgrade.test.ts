@@ -15,7 +15,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Gateway } from "../../gateway/server.ts";
 import { hit, startTestGateway, TestScaler } from "../gateway/support.ts";
 import { uniquePrefix } from "../support/redis.ts";
-import { rawConnect, type SharedRouter, startSharedRouter } from "./gateway-raw.ts";
+import {
+  HOST_A,
+  REV_A,
+  REV_B,
+  rawConnect,
+  routeTwoTenants,
+  type SharedRouter,
+  startSharedRouter,
+} from "./gateway-raw.ts";
 
 const prefix = uniquePrefix("sec-upgrade");
 const scaler = new TestScaler(prefix);
@@ -23,24 +31,11 @@ const SECRET = "test-cluster-secret-0123456789abcdef";
 let gw: Gateway;
 let router: SharedRouter;
 
-const HOST_A = "app.tenant-a.localhost";
-const REV_A = "tenant-a/app-00001";
-const REV_B = "tenant-b/vault-00001";
-
 beforeAll(async () => {
   await scaler.agent();
   router = await startSharedRouter();
   gw = await startTestGateway(prefix, { clusterSecret: SECRET });
-  await scaler.route("tenant-a", "app", [{ revision: "app-00001", percent: 100 }]);
-  await scaler.route("tenant-b", "vault", [{ revision: "vault-00001", percent: 100 }]);
-  await scaler.endpoint("tenant-a", "app-00001", router, {
-    runtime: "isolate",
-    header: { name: "x-skiff-revision", value: REV_A },
-  });
-  await scaler.endpoint("tenant-b", "vault-00001", router, {
-    runtime: "isolate",
-    header: { name: "x-skiff-revision", value: REV_B },
-  });
+  await routeTwoTenants(scaler, router);
   await gw.resync();
 });
 

@@ -17,18 +17,19 @@ import { ACL_ROLES, type AclRole, aclUserName, generateAcl } from "../../deploy/
 import { connectRedis, quitRedis } from "../../src/redis/connect.ts";
 import { type RedisServer, startRedisServer } from "../../src/redis/server.ts";
 import {
+  apiArgs,
   hit,
   outputs,
   type Proc,
   published,
+  scalerArgs,
   spawnSkiff,
   stopAllProcesses,
 } from "../e2e/support.ts";
-import { runCli } from "../support/cli.ts";
+import { HELLO_WORKER, runCli } from "../support/cli.ts";
 import { waitFor } from "../support/wait.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const WORKER = join(ROOT, "examples", "workers", "hello.ts");
 const PREFIX = "skiff:";
 
 const passwords = Object.fromEntries(
@@ -67,11 +68,7 @@ beforeAll(async () => {
   admin = connectRedis(server.url);
   await admin.acl("LOG", "RESET");
 
-  const api = spawnSkiff(
-    "api",
-    ["api", "--port", "0", "--no-tls", "--token", token],
-    envFor("api"),
-  );
+  const api = spawnSkiff("api", apiArgs(token), envFor("api"));
   const agent = spawnSkiff(
     "agent",
     [
@@ -101,19 +98,7 @@ beforeAll(async () => {
   );
   const scaler = spawnSkiff(
     "scaler",
-    [
-      "scaler",
-      "--port",
-      "0",
-      "--tick-interval",
-      "500ms",
-      "--lease",
-      "1500",
-      "--stable-window",
-      "6s",
-      "--scale-to-zero-grace",
-      "2s",
-    ],
+    scalerArgs("--stable-window", "6s", "--scale-to-zero-grace", "2s"),
     envFor("scaler"),
   );
   procs.push(api, agent, gateway, scaler);
@@ -153,7 +138,7 @@ describe("each component with its own restricted Redis user", () => {
         "create",
         "acl",
         "--source",
-        WORKER,
+        HELLO_WORKER,
         "--env",
         "TARGET=ACL",
         "--api-url",
@@ -282,7 +267,7 @@ describe("each component with its own restricted Redis user", () => {
   it("scale to zero, activation and a hard concurrency limit (slots) work too, and a graceful stop of every component, with no denial", async () => {
     const env = { ...envFor("api"), SKIFF_CONFIG_FILE: "/nonexistent" };
     const created = await runCli(
-      ["service", "create", "limited", "--source", WORKER, "--env", "TARGET=Slots"].concat([
+      ["service", "create", "limited", "--source", HELLO_WORKER, "--env", "TARGET=Slots"].concat([
         "--concurrency-limit",
         "1",
         "--api-url",

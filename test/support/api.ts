@@ -1,18 +1,18 @@
 /** A real deploy API on a free loopback port, over the run's Redis, with its own key prefix. */
 
 import { Agent, fetch as undiciFetch } from "undici";
+import { stringify } from "yaml";
 import { type ApiServer, startApiServer } from "../../deploy/api/server.ts";
 import { parseConfig } from "../../src/config.ts";
 import { type Logger, silentLogger } from "../../src/logging.ts";
 import { createRegistry } from "../../src/metrics.ts";
+import { type Manifest, serviceManifest } from "./fixtures.ts";
 import { redisUrl, uniquePrefix } from "./redis.ts";
 
 export const BASE = "/apis/serving.knative.dev/v1";
 export const TOKEN = "test-token-0123456789abcdef";
 
-export interface TestApi extends ApiServer {
-  prefix: string;
-  token: string;
+export interface ApiClient {
   /** Call the API; JSON bodies by default, or raw text with a content type. */
   call(
     method: string,
@@ -20,6 +20,11 @@ export interface TestApi extends ApiServer {
     body?: unknown,
     headers?: Record<string, string>,
   ): Promise<Reply>;
+}
+
+export interface TestApi extends ApiServer, ApiClient {
+  prefix: string;
+  token: string;
   ns(plural: string, name?: string, namespace?: string): string;
 }
 
@@ -58,13 +63,20 @@ export async function startTestApi(
     logger: options.logger ?? silentLogger,
     registry: createRegistry({ component: "api" }),
   });
-  const tlsAgent = server.ca ? new Agent({ connect: { ca: server.ca } }) : undefined;
   return {
     ...server,
+    ...apiClient(server.url, token, server.ca),
     prefix,
     token,
     ns: (plural, name, namespace = "default") =>
       `${BASE}/namespaces/${namespace}/${plural}${name ? `/${name}` : ""}`,
+  };
+}
+
+/** Calls to the deploy API at `url` as `token`: startTestApi's, or one a `skiff up` or process started; over TLS it trusts `ca` alone. */
+export function apiClient(url: string, token: string, ca?: string): ApiClient {
+  const tlsAgent = ca ? new Agent({ connect: { ca } }) : undefined;
+  return {
     async call(method, path, body, headers = {}) {
       const h: Record<string, string> = { authorization: `Bearer ${token}`, ...headers };
       let payload: string | Uint8Array | undefined;
@@ -79,8 +91,8 @@ export async function startTestApi(
       const init = { method, headers: h, body: payload ?? null };
       // Over TLS: trust the API's generated CA (and nothing else) for these calls.
       const res = tlsAgent
-        ? await undiciFetch(new URL(path, server.url), { ...init, dispatcher: tlsAgent })
-        : await fetch(new URL(path, server.url), init);
+        ? await undiciFetch(new URL(path, url), { ...init, dispatcher: tlsAgent })
+        : await fetch(new URL(path, url), init);
       const text = await res.text();
       let json: unknown;
       try {
@@ -95,7 +107,7 @@ export async function startTestApi(
 
 /** A namespaced token made through the API (what `skiff token create` does); its secret. */
 export async function createToken(
-  api: TestApi,
+  api: ApiClient,
   name: string,
   role: "view" | "edit",
   namespaces: string[],
@@ -110,30 +122,19 @@ export async function createToken(
   return r.json.status.token as string;
 }
 
-/** A minimal valid Service body. */
+/** A minimal valid Service body: Knative's helloworld-go saying Hello World. */
 export function serviceBody(
   name: string,
   extra: { env?: Record<string, string>; traffic?: unknown[] } = {},
-) {
-  return {
-    apiVersion: "serving.knative.dev/v1",
-    kind: "Service",
-    metadata: { name },
-    spec: {
-      template: {
-        spec: {
-          containers: [
-            {
-              image: "ghcr.io/knative/helloworld-go:latest",
-              env: Object.entries(extra.env ?? { TARGET: "World" }).map(([n, v]) => ({
-                name: n,
-                value: v,
-              })),
-            },
-          ],
-        },
-      },
-      ...(extra.traffic ? { traffic: extra.traffic } : {}),
-    },
-  };
+): Manifest {
+  return serviceManifest(name, {
+    image: "ghcr.io/knative/helloworld-go:latest",
+    env: extra.env ?? { TARGET: "World" },
+    traffic: extra.traffic,
+  });
+}
+
+/** serviceBody as YAML, the way kubectl and a server-side apply send it. */
+export function serviceYaml(name: string): string {
+  return stringify(serviceBody(name));
 }

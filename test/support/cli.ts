@@ -4,6 +4,10 @@ import { fileURLToPath } from "node:url";
 import { inNetns } from "./netns.ts";
 
 export const CLI = fileURLToPath(new URL("../../bin/skiff.js", import.meta.url));
+/** The example worker the CLI tests deploy with `--source`. */
+export const HELLO_WORKER = fileURLToPath(
+  new URL("../../examples/workers/hello.ts", import.meta.url),
+);
 
 export interface CliResult {
   code: number;

@@ -15,8 +15,12 @@ export interface TemplateInput {
   image?: string;
   /** A worker revision from this source. */
   worker?: string;
+  /** The worker's source language (the API's default, JavaScript, when absent). */
+  language?: string;
   /** Environment of the container or worker, in this order. */
   env?: Record<string, string>;
+  /** Further fields of the container (readinessProbe, resources, ...). */
+  container?: Manifest;
   /** Template annotations (e.g. autoscaling.knative.dev/min-scale). */
   annotations?: Record<string, string>;
   containerConcurrency?: number;
@@ -34,8 +38,14 @@ export function template(t: TemplateInput = {}): Manifest {
       : { env: Object.entries(t.env).map(([name, value]) => ({ name, value })) };
   const runtime =
     t.worker === undefined
-      ? { containers: [{ image: t.image ?? DEFAULT_IMAGE, ...env }] }
-      : { worker: { source: t.worker, ...env } };
+      ? { containers: [{ image: t.image ?? DEFAULT_IMAGE, ...env, ...t.container }] }
+      : {
+          worker: {
+            ...(t.language === undefined ? {} : { language: t.language }),
+            source: t.worker,
+            ...env,
+          },
+        };
   return {
     ...(t.annotations === undefined ? {} : { metadata: { annotations: t.annotations } }),
     spec: {

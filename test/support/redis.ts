@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { inject } from "vitest";
+import { Fleet } from "../../src/fleet/fleet.ts";
 import { connectRedis } from "../../src/redis/connect.ts";
 
 export function redisUrl(): string {
@@ -15,4 +16,18 @@ export function uniquePrefix(label = "t"): string {
 
 export function connect(): Redis {
   return connectRedis(redisUrl(), { maxRetriesPerRequest: 2 });
+}
+
+/** A Fleet on `prefix` and a plain connection beside it, for the keys a test reads or changes itself. */
+export function fleetOn(prefix: string): { fleet: Fleet; redis: Redis; close(): Promise<void> } {
+  const fleet = new Fleet({ url: redisUrl(), prefix });
+  const redis = connect();
+  return {
+    fleet,
+    redis,
+    async close() {
+      await fleet.close();
+      redis.disconnect();
+    },
+  };
 }

@@ -6,14 +6,15 @@
  * whatever state the test left behind.
  */
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import Docker from "dockerode";
 import {
   ContainerRuntime,
   type ContainerRuntimeOptions,
 } from "../../../agent/container/runtime.ts";
 import type { InstanceSpecInput } from "../../../agent/container/spec.ts";
+import { containersOf, removeContainers } from "../../support/containers.ts";
 import { helloImage } from "../../support/images.ts";
+import { waitFor as poll } from "../../support/wait.ts";
 
 export interface Harness {
   docker: Docker;
@@ -39,8 +40,6 @@ export async function createHarness(label: string): Promise<Harness> {
   const runtimes: ContainerRuntime[] = [];
   const networks = new Set<string>();
   let n = 0;
-  const containers = () =>
-    docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
   return {
     docker,
     owner,
@@ -70,7 +69,7 @@ export async function createHarness(label: string): Promise<Harness> {
         },
       };
     },
-    containers,
+    containers: () => containersOf(owner),
     async exists(containerId) {
       try {
         await docker.getContainer(containerId).inspect();
@@ -81,15 +80,7 @@ export async function createHarness(label: string): Promise<Harness> {
     },
     async cleanup() {
       await Promise.all(runtimes.splice(0).map((rt) => rt.close()));
-      const left = await containers();
-      await Promise.all(
-        left.map((c) =>
-          docker
-            .getContainer(c.Id)
-            .remove({ force: true })
-            .catch(() => {}),
-        ),
-      );
+      await removeContainers([owner]);
       // Only the bridges this file's runtimes made (unique names); a race may have made two.
       for (const name of networks) {
         const nets = await docker.listNetworks({ filters: { name: [name] } });
@@ -108,19 +99,13 @@ export async function createHarness(label: string): Promise<Harness> {
   };
 }
 
-/** Poll until `check` returns a value other than undefined/false, or fail after `timeoutMs`. */
-export async function waitFor<T>(
+/** The shared poll, with the defaults this suite was written against (10 s, every 20 ms). */
+export function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = 10_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
+  return poll(what, check, timeoutMs, 20);
 }
 
 /** One request without connection reuse (instances come and go between requests). */

@@ -10,21 +10,21 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningAgent } from "../../../agent/server.ts";
 import type { Gateway } from "../../../gateway/server.ts";
-import type { RunningScaler } from "../../../scaler/server.ts";
-import { Fleet } from "../../../src/fleet/fleet.ts";
+import type { Fleet } from "../../../src/fleet/fleet.ts";
 import {
   hit,
-  SHORT_AUTOSCALER,
   serviceHost,
   startTestAgent,
-  startTestGateway,
-  startTestScaler,
+  startTestCluster,
+  type TestCluster,
   waitFor,
   waitRouted,
 } from "../../scaler/support.ts";
-import { startTestApi, type TestApi } from "../../support/api.ts";
+import type { TestApi } from "../../support/api.ts";
+import { containersOf, removeContainers } from "../../support/containers.ts";
 import { helloImage } from "../../support/images.ts";
-import { connect, redisUrl, uniquePrefix } from "../../support/redis.ts";
+import { uniquePrefix } from "../../support/redis.ts";
+import { helloService } from "../support.ts";
 
 const prefix = uniquePrefix("standby-loop");
 const docker = new Docker();
@@ -32,67 +32,36 @@ const suffix = prefix.replace(/[^a-z0-9]/gi, "").slice(-6);
 const A = `sbl-a-${suffix}`;
 const Z = `sbl-z-${suffix}`;
 let api: TestApi;
-const agents: RunningAgent[] = [];
-let gateway: Gateway | undefined;
-let scaler: RunningScaler | undefined;
+let agents: RunningAgent[];
+let gateway: Gateway;
 let redis: Redis;
 let fleet: Fleet;
 let image: string;
-
-const containersOf = (owner: string) =>
-  docker.listContainers({ all: true, filters: { label: [`skiff.owner=${owner}`] } });
+let cluster: TestCluster;
 
 beforeAll(async () => {
   image = await helloImage(docker);
-  redis = connect();
-  fleet = new Fleet({ url: redisUrl(), prefix });
-  api = await startTestApi({ prefix });
-  // Standbys whatever memory the shared machine has left.
-  const standby = { containerStandby: { minFreeMemoryBytes: 0 } };
-  agents.push(
-    await startTestAgent(prefix, Z, { containers: true, address: "127.0.0.2", ...standby }),
-  );
-  gateway = await startTestGateway(prefix);
-  scaler = await startTestScaler(prefix, { autoscaler: SHORT_AUTOSCALER });
-  await scaler.whenLeading();
+  cluster = await startTestCluster(prefix, {
+    agents: {
+      // Standbys whatever memory the shared machine has left.
+      [Z]: { containers: true, address: "127.0.0.2", containerStandby: { minFreeMemoryBytes: 0 } },
+    },
+  });
+  ({ api, agents, gateway, redis, fleet } = cluster);
 }, 120_000);
 
 afterAll(async () => {
-  await scaler?.stop();
-  await gateway?.close(500);
-  await Promise.all(agents.map((a) => a.stop()));
-  for (const owner of [A, Z]) {
-    for (const c of await containersOf(owner).catch(() => [])) {
-      await docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => {});
-    }
-  }
-  await api?.close();
-  await fleet?.close();
-  redis?.disconnect();
+  await cluster?.stop();
+  await removeContainers([A, Z]);
 });
 
 describe("scale from zero with a paused standby", () => {
   it("lands on the agent holding the standby and resumes the same container", async () => {
-    const r = await api.call("POST", api.ns("services"), {
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Service",
-      metadata: { name: "paused" },
-      spec: {
-        template: {
-          spec: {
-            timeoutSeconds: 30,
-            containers: [{ image, env: [{ name: "TARGET", value: "Paused" }] }],
-          },
-        },
-      },
-    });
+    const svc = helloService("paused", image, { TARGET: "Paused" });
+    const r = await api.call("POST", api.ns("services"), svc);
     expect(r.status, r.text).toBe(201);
-    const gw = gateway as Gateway;
-    await waitRouted(redis, prefix, gw, serviceHost("paused"), undefined, 30_000);
-    expect((await hit(gw.url, serviceHost("paused"))).body).toBe("Hello Paused!\n");
+    await waitRouted(redis, prefix, gateway, serviceHost("paused"), undefined, 30_000);
+    expect((await hit(gateway.url, serviceHost("paused"))).body).toBe("Hello Paused!\n");
     const [first] = await containersOf(Z);
     expect(first?.State).toBe("running");
 
@@ -119,7 +88,7 @@ describe("scale from zero with a paused standby", () => {
       40_000,
     );
 
-    const answer = await hit(gw.url, serviceHost("paused"));
+    const answer = await hit(gateway.url, serviceHost("paused"));
     expect(answer.status).toBe(200);
     expect(answer.body).toBe("Hello Paused!\n");
     const [ep] = await fleet.readEndpoints("default", "paused-00001");

@@ -8,19 +8,19 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { agentRecord, detectCapacity } from "../../../agent/identity.ts";
-import { prepareService } from "../../../deploy/api/prepare.ts";
 import {
   type RevisionStatusController,
   startRevisionStatus,
 } from "../../../scaler/controllers/revision-status.ts";
-import { applyService } from "../../../src/control/apply.ts";
 import { Fleet } from "../../../src/fleet/fleet.ts";
 import type { InstanceStatus } from "../../../src/fleet/types.ts";
 import { getCondition } from "../../../src/model/index.ts";
 import type { Revision } from "../../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../../src/store/index.ts";
+import { serviceManifest } from "../../support/fixtures.ts";
 import { watchInFlight } from "../../support/in-flight.ts";
 import { redisUrl, uniquePrefix } from "../../support/redis.ts";
+import { deployService } from "../../support/store.ts";
 import { waitFor } from "../../support/wait.ts";
 
 const DOMAIN = "example.test";
@@ -49,21 +49,8 @@ afterAll(async () => {
   await store?.close();
 });
 
-async function deploy(name: string): Promise<string> {
-  const { parsed } = await prepareService(
-    {
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Service",
-      metadata: { name },
-      spec: { template: { spec: { containers: [{ image: "example/hello:1" }] } } },
-    },
-    { namespace: "default", name: undefined, limits: { maxWorkerSourceBytes: 1 << 20 } },
-  );
-  const { value } = await store.transact((tx) =>
-    applyService(tx, parsed, { mode: "create", domain: DOMAIN, scheme: "http" }),
-  );
-  return value.status.latestCreatedRevisionName as string;
-}
+const deploy = (name: string): Promise<string> =>
+  deployService(store, serviceManifest(name, { image: "example/hello:1" }), { domain: DOMAIN });
 
 async function join(label: string): Promise<string> {
   const id = `test-rvs-${label}-${randomBytes(3).toString("hex")}`;

@@ -5,18 +5,18 @@
  */
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { prepareService } from "../../../deploy/api/prepare.ts";
 import { ObjectCache } from "../../../scaler/cache.ts";
 import { RoutesController } from "../../../scaler/controllers/routes.ts";
 import { scalerMetrics } from "../../../scaler/metrics.ts";
 import { RouteReconciler } from "../../../scaler/routes.ts";
-import { applyService } from "../../../src/control/apply.ts";
 import { reportRevisionHealth } from "../../../src/control/revision-health.ts";
 import { silentLogger } from "../../../src/logging.ts";
 import { createRegistry } from "../../../src/metrics.ts";
 import { getCondition } from "../../../src/model/index.ts";
 import { createRedisStore, type RedisStore } from "../../../src/store/index.ts";
+import { serviceManifest } from "../../support/fixtures.ts";
 import { connect, redisUrl, uniquePrefix } from "../../support/redis.ts";
+import { deployService } from "../../support/store.ts";
 import { waitFor } from "../../support/wait.ts";
 import { routingSummary } from "../support.ts";
 
@@ -57,16 +57,9 @@ afterAll(async () => {
 
 describe("RoutesController", () => {
   test("a revision turning Ready publishes its Route's tables and the Route turns Ready; deleting the Service removes them", async () => {
-    const { parsed } = await prepareService(
-      {
-        apiVersion: "serving.knative.dev/v1",
-        kind: "Service",
-        metadata: { name: "hello" },
-        spec: { template: { spec: { containers: [{ image: "example/hello:1" }] } } },
-      },
-      { namespace: "default", name: undefined, limits: { maxWorkerSourceBytes: 1 << 20 } },
-    );
-    await store.transact((tx) => applyService(tx, parsed, { mode: "create", ...ctx }));
+    await deployService(store, serviceManifest("hello", { image: "example/hello:1" }), {
+      domain: DOMAIN,
+    });
     await cache.resyncNow();
     expect(await routingSummary(redis, prefix)).toEqual({});
 

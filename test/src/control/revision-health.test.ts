@@ -1,7 +1,5 @@
 /** Revision health onto conditions, propagated to Configuration, Route and Service (real Redis store). */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { prepareService } from "../../../deploy/api/prepare.ts";
-import { applyService } from "../../../src/control/apply.ts";
 import {
   applyRevisionHealth,
   deriveRevisionHealth,
@@ -11,7 +9,9 @@ import {
 import type { InstanceStatus } from "../../../src/fleet/types.ts";
 import type { Revision } from "../../../src/model/types.ts";
 import { createRedisStore, type RedisStore } from "../../../src/store/index.ts";
+import { serviceManifest } from "../../support/fixtures.ts";
 import { redisUrl, uniquePrefix } from "../../support/redis.ts";
+import { deployService } from "../../support/store.ts";
 
 const ctx = { domain: "example.test", scheme: "http" };
 let store: RedisStore;
@@ -21,29 +21,12 @@ beforeAll(async () => {
 });
 afterAll(() => store?.close());
 
-async function deploy(name: string, target = "A", mode: "create" | "replace" = "create") {
-  const { parsed } = await prepareService(
-    {
-      apiVersion: "serving.knative.dev/v1",
-      kind: "Service",
-      metadata: { name },
-      spec: {
-        template: {
-          spec: {
-            containers: [{ image: "example/hello:1", env: [{ name: "TARGET", value: target }] }],
-          },
-        },
-      },
-    },
-    {
-      namespace: "default",
-      name: mode === "replace" ? name : undefined,
-      limits: { maxWorkerSourceBytes: 1 << 20 },
-    },
+const deploy = (name: string, target = "A", mode: "create" | "replace" = "create") =>
+  deployService(
+    store,
+    serviceManifest(name, { image: "example/hello:1", env: { TARGET: target } }),
+    { mode, domain: ctx.domain },
   );
-  const { value } = await store.transact((tx) => applyService(tx, parsed, { mode, ...ctx }));
-  return value.status.latestCreatedRevisionName as string;
-}
 
 const cond = (r: { status: { conditions?: { type: string }[] } } | undefined, type: string) =>
   r?.status.conditions?.find((c) => c.type === type) as

@@ -1,26 +1,15 @@
 /** The one desired-set writer (src/fleet/desired.ts), fenced and not, against the run's Redis. */
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, describe, expect, test } from "vitest";
 import { NotLeaderError, ValidationError } from "../../../src/errors.ts";
 import { DesiredWriter, writeDesired } from "../../../src/fleet/desired.ts";
-import { Fleet } from "../../../src/fleet/fleet.ts";
 import type { DesiredInstance } from "../../../src/fleet/types.ts";
-import { connect, redisUrl, uniquePrefix } from "../../support/redis.ts";
+import { fleetOn, uniquePrefix } from "../../support/redis.ts";
 
 const prefix = uniquePrefix("desired");
 const leaseKey = `${prefix}scaler:leader`;
-let fleet: Fleet;
-let raw: Redis;
-
-beforeAll(() => {
-  fleet = new Fleet({ url: redisUrl(), prefix });
-  raw = connect();
-});
-afterAll(async () => {
-  await fleet?.close();
-  raw?.disconnect();
-});
+const { fleet, redis: raw, close } = fleetOn(prefix);
+afterAll(close);
 
 const uid = () => randomBytes(3).toString("hex");
 const desired = (id: string): DesiredInstance => ({

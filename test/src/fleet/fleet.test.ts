@@ -1,27 +1,17 @@
 /** Fleet state operations against the run's real Redis (one key prefix for this file). */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, describe, expect, test } from "vitest";
 import { ValidationError } from "../../../src/errors.ts";
-import { Fleet, type FleetChannel } from "../../../src/fleet/fleet.ts";
+import type { FleetChannel } from "../../../src/fleet/fleet.ts";
 import type { AgentRecord, DesiredInstance, Endpoint } from "../../../src/fleet/types.ts";
 import { watchFleet } from "../../../src/fleet/watch.ts";
-import { connect, redisUrl, uniquePrefix } from "../../support/redis.ts";
+import { fleetOn, uniquePrefix } from "../../support/redis.ts";
 import { waitFor } from "../../support/wait.ts";
 
 const prefix = uniquePrefix("fleet");
-let fleet: Fleet;
-let raw: Redis;
-
-beforeAll(() => {
-  fleet = new Fleet({ url: redisUrl(), prefix });
-  raw = connect();
-});
-afterAll(async () => {
-  await fleet?.close();
-  raw?.disconnect();
-});
+const { fleet, redis: raw, close } = fleetOn(prefix);
+afterAll(close);
 
 const uid = () => randomBytes(3).toString("hex");
 
