@@ -8,6 +8,7 @@
  * turning its death into a readable reason.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { Client } from "undici";
 import { UnavailableError } from "../../src/errors.ts";
@@ -120,7 +121,7 @@ export class WorkerdProcess {
   exitInfo: ExitInfo | undefined;
   /** Why the pool killed it (stall, recycle, stop); undefined for a crash. */
   killReason: string | undefined;
-  /** When the router last said JS ran (a progress beat, with in-flight tracking on). */
+  /** When the router or a worker last said JS ran (a line of progress, with in-flight tracking on). */
   progressAt: number | undefined;
   /** The process's CPU time (ms) at about progressAt (sampled at most every 10 ms). */
   progressCpuMs: number | undefined;
@@ -136,6 +137,13 @@ export class WorkerdProcess {
   readonly namespace: string;
   #client: Client | undefined;
   readonly #token: string;
+  /**
+   * The line a worker's isolate writes when one of its requests starts or
+   * settles (router.js PROBE_SOURCE): random per process, held in a module
+   * of the isolate that the worker cannot read (the token never enters a
+   * worker's isolate).
+   */
+  readonly #progressLine = randomBytes(16).toString("hex");
 
   constructor(options: WorkerdProcessOptions) {
     this.id = options.id;
@@ -160,6 +168,7 @@ export class WorkerdProcess {
         SKIFF_PROCESS: options.id,
         SKIFF_NAMESPACE: options.namespace,
         SKIFF_GATEWAY_SECRET: options.gatewaySecret,
+        SKIFF_PROGRESS: this.#progressLine,
         // Set before it serves anything: no request reaches a refused revision meanwhile.
         SKIFF_REFUSED: JSON.stringify(options.refused ?? {}),
       },
@@ -187,7 +196,8 @@ export class WorkerdProcess {
     });
     const prefix = `${options.token} `;
     onLines(this.child.stdout, (line) => {
-      if (line === `${options.token} f`) options.onForbidden?.();
+      if (line === this.#progressLine) this.#progress();
+      else if (line === `${options.token} f`) options.onForbidden?.();
       else if (line.startsWith(prefix)) this.#track(line.slice(prefix.length));
       else this.#output(options, "stdout", line);
     });
@@ -250,10 +260,12 @@ export class WorkerdProcess {
   }
 
   /**
-   * JS ran in the router (a beat, a request or a load starting or ending):
-   * the thread is not held. The CPU clock read here is what the watchdog
-   * counts a stall's CPU from, so a process working through a backlog on a
-   * starved host (short tasks, each a sign of progress) never adds up to one.
+   * JS ran in the router (a beat, a request or a load starting or ending) or
+   * a worker's request started or settled: the thread is not held. The CPU
+   * clock read here is what the watchdog counts a stall's CPU from, so a
+   * process working through a backlog (short tasks, each a sign of progress:
+   * on a starved host, or a burst that workerd runs back to back without
+   * I/O) never adds up to one.
    */
   #progress(): void {
     const now = performance.now();
