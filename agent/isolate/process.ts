@@ -125,6 +125,13 @@ export class WorkerdProcess {
   progressAt: number | undefined;
   /** The process's CPU time (ms) at about progressAt (sampled at most every 10 ms). */
   progressCpuMs: number | undefined;
+  /**
+   * When the router itself last said JS ran: its lines carry the token, which
+   * no worker can read, so unlike a worker's they cannot be forged.
+   */
+  routerProgressAt: number | undefined;
+  /** The process's CPU time (ms) at about routerProgressAt. */
+  routerProgressCpuMs: number | undefined;
   #progressSampledAt = Number.NEGATIVE_INFINITY;
   /** A probe started at this time has not answered yet. */
   probeStartedAt: number | undefined;
@@ -141,7 +148,8 @@ export class WorkerdProcess {
    * The line a worker's isolate writes when one of its requests starts or
    * settles (router.js PROBE_SOURCE): random per process, held in a module
    * of the isolate that the worker cannot read (the token never enters a
-   * worker's isolate).
+   * worker's isolate). It can still make the wrapper write it; see
+   * routerProgressAt.
    */
   readonly #progressLine = randomBytes(16).toString("hex");
 
@@ -196,7 +204,7 @@ export class WorkerdProcess {
     });
     const prefix = `${options.token} `;
     onLines(this.child.stdout, (line) => {
-      if (line === this.#progressLine) this.#progress();
+      if (line === this.#progressLine) this.#progress(false);
       else if (line === `${options.token} f`) options.onForbidden?.();
       else if (line.startsWith(prefix)) this.#track(line.slice(prefix.length));
       else this.#output(options, "stdout", line);
@@ -245,7 +253,7 @@ export class WorkerdProcess {
 
   /** `b <rev>` when a revision gets its first request in flight, `i <rev>` when its last one ends. */
   #track(message: string): void {
-    this.#progress();
+    this.#progress(true);
     if (message === "p") return;
     const revision = message.slice(2);
     if (message.startsWith("b ")) this.busy.set(revision, Date.now());
@@ -267,12 +275,17 @@ export class WorkerdProcess {
    * on a starved host, or a burst that workerd runs back to back without
    * I/O) never adds up to one.
    */
-  #progress(): void {
+  #progress(fromRouter: boolean): void {
     const now = performance.now();
     this.progressAt = now;
-    if (now - this.#progressSampledAt < 10) return;
-    this.#progressSampledAt = now;
-    this.progressCpuMs = this.cpuMs();
+    if (now - this.#progressSampledAt >= 10) {
+      this.#progressSampledAt = now;
+      this.progressCpuMs = this.cpuMs();
+    }
+    if (fromRouter) {
+      this.routerProgressAt = now;
+      this.routerProgressCpuMs = this.progressCpuMs;
+    }
   }
 
   /** A line of output: a worker's console line (the router's mark), or workerd's own. */

@@ -171,8 +171,10 @@ for (const level of ["log", "info", "warn", "error", "debug"]) {
  *
  * `progress` is a secret of the process (not its TOKEN): a module-scoped
  * constant, written with console.log as it was before the worker's code ran.
- * A default export without a fetch method (a class) is exported as is,
- * without lines.
+ * A worker can still call this wrapper (it can import this module) to write
+ * lines while it spins; the watchdog bounds what that buys with
+ * `watchdog.backlogCpuMs`, counted from the router's own lines. A default
+ * export without a fetch method (a class) is exported as is, without lines.
  */
 const SAME_TASK_HOPS = 16;
 const PROBE_SOURCE = (main, progress) => `import { writeLine } from "./${CONSOLE_MODULE}";

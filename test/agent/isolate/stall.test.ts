@@ -350,6 +350,43 @@ describe("WorkerdPool watchdog under a backlog", () => {
   });
 });
 
+describe("WorkerdPool watchdog against a worker forging progress", () => {
+  it("stops a worker that writes progress lines while it spins once it used backlogCpuMs of CPU", async () => {
+    // The lines a worker's isolate writes as its requests start are the
+    // default export of its main module, which the worker can import and call
+    // as often as it likes: only the router's lines cannot be forged.
+    pool = new WorkerdPool({
+      processes: 1,
+      watchdog: { backlogCpuMs: 600, hangMs: 120_000 },
+    });
+    await pool.start();
+    const forger = "default/forger-00001";
+    await pool.register(forger, {
+      code: `import wrapper from "./skiff-main.js";
+export default { fetch(request, env, ctx) {
+  if (new URL(request.url).pathname !== "/spin") return new Response("idle");
+  // A forged start line every few ms of CPU.
+  for (let i = 1; ; i++) if (i % 1000000 === 0) wrapper.fetch(new Request("http://forged/"), env, ctx);
+} };`,
+    });
+    expect((await send(pool, forger)).body).toBe("idle");
+    const before = pool.stats()[0]!;
+    const stalled = once(pool, "stall") as Promise<[IsolateEvent]>;
+    const started = performance.now();
+    const spinning = send(pool, forger, { path: "/spin" }).then(
+      (a) => `answered ${a.status}`,
+      () => "lost",
+    );
+    const [event] = await stalled;
+    // 600 ms of CPU and a probe's check: far from the 120 s hang limit.
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(event.pid).toBe(before.pid);
+    expect(event.revisions).toEqual([forger]);
+    expect(event.reason).toMatch(/ms of CPU \(limit 600 ms of a backlog\)/);
+    expect(await spinning).toBe("lost");
+  });
+});
+
 describe("WorkerdPool watchdog at load", () => {
   it("names a module that spins at top level while loading, isolates it, then refuses to load it", async () => {
     pool = new WorkerdPool({ processes: 1, watchdog: SNAPPY, quarantine: { refuseAfter: 2 } });
