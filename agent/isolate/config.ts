@@ -4,7 +4,7 @@
  * no address: it is always the agent's descriptor (`--socket-fd http=3`). The
  * control socket (health probes, forget) is private to the agent, on an
  * ephemeral loopback port reported over `--control-fd`. Per-process values
- * (token, process id, namespace, gateway secret) come from the environment,
+ * (token, process id, namespace, gateway secret, progress line) come from the environment,
  * so one file serves all. The file holds no secret: processes of every
  * namespace (each its own uid) read it.
  */
@@ -54,6 +54,7 @@ const config :Workerd.Config = (
           (name = "PROCESS", fromEnvironment = "SKIFF_PROCESS"),
           (name = "NAMESPACE", fromEnvironment = "SKIFF_NAMESPACE"),
           (name = "GATEWAY_SECRET", fromEnvironment = "SKIFF_GATEWAY_SECRET"),
+          (name = "PROGRESS", fromEnvironment = "SKIFF_PROGRESS"),
           (name = "REFUSED", fromEnvironment = "SKIFF_REFUSED"),
         ],
         globalOutbound = "skiff-deny",

@@ -60,9 +60,15 @@ export const WorkerdPoolOptionsSchema = z.object({
       intervalMs: z.number().int().min(5).default(50),
       /**
        * A probe unanswered for this long while the process burned at least
-       * `cpuRatio` of it on CPU means the process is stalled (runaway CPU). A
-       * process that did not get the CPU (host contention) is starved, not stalled:
-       * it is left alone and nothing is blamed.
+       * `cpuRatio` of it on CPU since the last sign of progress (a line from
+       * the router, or from a worker's isolate when one of its requests starts
+       * or settles) means the process is stalled (runaway CPU). A process that
+       * did not get the CPU (host contention) is starved, not stalled: it is
+       * left alone and nothing is blamed. A spinning request is stopped about
+       * stallMs + intervalMs after it starts (250-450 ms measured with the
+       * defaults on a shared 2-core host), whether it runs alone or behind a
+       * backlog of other requests (those run first, each start a sign of
+       * progress; see `backlogCpuMs` for a worker that forges them).
        */
       stallMs: z.number().int().min(20).default(150),
       // A third: a process that had 50 ms of CPU (of a 150 ms window) and still did not answer a probe is spinning.
@@ -79,6 +85,20 @@ export const WorkerdPoolOptionsSchema = z.object({
        * still stopped, after this much CPU.
        */
       loadCpuMs: z.number().int().min(10).default(400),
+      /**
+       * workerd runs the requests that are ready one after another without
+       * polling for I/O (no probe answered, no response written) until all are
+       * done; only the lines the workers' isolates write as requests start and
+       * settle tell such a burst from one request spinning. A worker can forge
+       * those (it can call the wrapper that writes them), not the router's: a
+       * probe that waits while the process burns this much CPU since the
+       * router's last line is a stall all the same. It is the longest burst a
+       * process works through without answering (64 requests of 5 ms take
+       * 320 ms; a longer one is taken for a stall), and the longest a worker
+       * forging progress can hold its process (about 2.1-2.5 s with the
+       * defaults, on a full core).
+       */
+      backlogCpuMs: z.number().int().min(50).default(2_000),
       /** Unanswered this long without burning CPU: the process hangs; it is restarted, nobody blamed. */
       hangMs: z.number().int().min(100).default(30_000),
     })

@@ -918,13 +918,16 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
   /**
    * Health probes on the control socket. An unanswered probe is a stall only
    * once the process burned `stallMs * cpuRatio` of CPU on it (scaled down when
-   * its cgroup grants less than a core) and its router gave no progress beat
-   * for `stallMs`; a process that did not get the CPU, or kept serving
-   * other requests meanwhile (a backlog), is starved by the host, not stalled,
-   * and is left alone (up to `hangMs`).
+   * its cgroup grants less than a core) and gave no sign of progress (its
+   * router's lines, its workers' request starts and ends) for `stallMs`; a
+   * process that did not get the CPU, or kept serving other requests
+   * meanwhile (a backlog), is starved by the host, not stalled, and is left
+   * alone (up to `hangMs`), unless it burned `backlogCpuMs` since the
+   * router's last line (which no worker can forge).
    */
   #watch(slot: Slot, p: WorkerdProcess): void {
-    const { intervalMs, stallMs, cpuRatio, hangMs, loadCpuMs } = this.options.watchdog;
+    const { intervalMs, stallMs, cpuRatio, hangMs, loadCpuMs, backlogCpuMs } =
+      this.options.watchdog;
     const share = slot.group.cgroup ? Math.min(1, this.options.sandbox.cpuMillis / 1000) : 1;
     const cpuNeeded = stallMs * cpuRatio * share;
     let probes = 0;
@@ -943,22 +946,31 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
           if (p.probeStartedAt !== started || !this.#live(p)) return;
           const now = performance.now();
           const wall = now - started;
+          // The CPU clock at a sign of progress during the probe (or at its start).
+          const since = (at: number | undefined, cpuAt: number | undefined) =>
+            at !== undefined && at > started && cpuAt !== undefined
+              ? Math.max(p.probeCpuMs, cpuAt)
+              : p.probeCpuMs;
+          const from = since(p.progressAt, p.progressCpuMs);
+          const cpuNow = p.cpuMs() ?? from;
           // CPU burnt since the last sign of progress (or the probe's start):
           // one task holding the thread, not a backlog of short ones.
-          const from =
-            p.progressAt !== undefined && p.progressAt > started && p.progressCpuMs !== undefined
-              ? Math.max(p.probeCpuMs, p.progressCpuMs)
-              : p.probeCpuMs;
-          const cpu = (p.cpuMs() ?? from) - from;
+          const cpu = cpuNow - from;
+          // The same since the router's last line: a whole burst of requests.
+          const backlogCpu = cpuNow - since(p.routerProgressAt, p.routerProgressCpuMs);
           // Requests kept running within the window: the probe waits its turn
-          // behind a backlog (a starved host or a throttled cgroup), no request
-          // holds the thread. A spinner's last beat ages out within stallMs.
+          // behind a backlog (a starved host or a throttled cgroup, or a burst
+          // that workerd runs without I/O), no request holds the thread. A
+          // spinner's last line ages out within stallMs.
           const progressing = p.progressAt !== undefined && now - p.progressAt < stallMs;
           // Creating isolates is the platform's startup work: a larger budget,
           // an amount of work (a smaller CPU share makes it slower, not smaller).
           const budget = p.loading.size > 0 ? Math.max(cpuNeeded, loadCpuMs) : cpuNeeded;
-          if (cpu >= budget && !progressing) this.#onStall(slot, p, wall, cpu);
-          else if (wall >= hangMs) this.#onHang(slot, p, wall);
+          const backlogBudget = Math.max(budget, backlogCpuMs);
+          if (cpu >= budget && !progressing) this.#onStall(slot, p, wall, cpu, `${stallMs} ms`);
+          else if (backlogCpu >= backlogBudget) {
+            this.#onStall(slot, p, wall, backlogCpu, `${backlogBudget} ms of a backlog`);
+          } else if (wall >= hangMs) this.#onHang(slot, p, wall);
           else {
             if (!starved) this.#metrics?.starved.inc();
             starved = true;
@@ -995,7 +1007,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     return Math.floor((memoryMb * 2 ** 20 * 0.75) / this.options.processes);
   }
 
-  #onStall(slot: Slot, p: WorkerdProcess, wallMs: number, cpuMs: number): void {
+  #onStall(slot: Slot, p: WorkerdProcess, wallMs: number, cpuMs: number, limit: string): void {
     if (!this.#live(p)) return;
     const group = slot.group;
     const running = p.inFlight();
@@ -1003,7 +1015,7 @@ export class WorkerdPool extends EventEmitter<WorkerdPoolEvents> {
     p.kill("SIGKILL", "stall");
     this.#metrics?.restarts.inc({ reason: "stall" });
     const stallMs = this.options.watchdog.stallMs;
-    const measured = `unresponsive for ${Math.round(wallMs)} ms while using ${Math.round(cpuMs)} ms of CPU (limit ${stallMs} ms)`;
+    const measured = `unresponsive for ${Math.round(wallMs)} ms while using ${Math.round(cpuMs)} ms of CPU (limit ${limit})`;
     let revisions: string[];
     let refusedUntil: number | undefined;
     let reason: string;

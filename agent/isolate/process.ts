@@ -8,6 +8,7 @@
  * turning its death into a readable reason.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { Client } from "undici";
 import { UnavailableError } from "../../src/errors.ts";
@@ -120,10 +121,17 @@ export class WorkerdProcess {
   exitInfo: ExitInfo | undefined;
   /** Why the pool killed it (stall, recycle, stop); undefined for a crash. */
   killReason: string | undefined;
-  /** When the router last said JS ran (a progress beat, with in-flight tracking on). */
+  /** When the router or a worker last said JS ran (a line of progress, with in-flight tracking on). */
   progressAt: number | undefined;
   /** The process's CPU time (ms) at about progressAt (sampled at most every 10 ms). */
   progressCpuMs: number | undefined;
+  /**
+   * When the router itself last said JS ran: its lines carry the token, which
+   * no worker can read, so unlike a worker's they cannot be forged.
+   */
+  routerProgressAt: number | undefined;
+  /** The process's CPU time (ms) at about routerProgressAt. */
+  routerProgressCpuMs: number | undefined;
   #progressSampledAt = Number.NEGATIVE_INFINITY;
   /** A probe started at this time has not answered yet. */
   probeStartedAt: number | undefined;
@@ -136,6 +144,14 @@ export class WorkerdProcess {
   readonly namespace: string;
   #client: Client | undefined;
   readonly #token: string;
+  /**
+   * The line a worker's isolate writes when one of its requests starts or
+   * settles (router.js PROBE_SOURCE): random per process, held in a module
+   * of the isolate that the worker cannot read (the token never enters a
+   * worker's isolate). It can still make the wrapper write it; see
+   * routerProgressAt.
+   */
+  readonly #progressLine = randomBytes(16).toString("hex");
 
   constructor(options: WorkerdProcessOptions) {
     this.id = options.id;
@@ -160,6 +176,7 @@ export class WorkerdProcess {
         SKIFF_PROCESS: options.id,
         SKIFF_NAMESPACE: options.namespace,
         SKIFF_GATEWAY_SECRET: options.gatewaySecret,
+        SKIFF_PROGRESS: this.#progressLine,
         // Set before it serves anything: no request reaches a refused revision meanwhile.
         SKIFF_REFUSED: JSON.stringify(options.refused ?? {}),
       },
@@ -187,7 +204,8 @@ export class WorkerdProcess {
     });
     const prefix = `${options.token} `;
     onLines(this.child.stdout, (line) => {
-      if (line === `${options.token} f`) options.onForbidden?.();
+      if (line === this.#progressLine) this.#progress(false);
+      else if (line === `${options.token} f`) options.onForbidden?.();
       else if (line.startsWith(prefix)) this.#track(line.slice(prefix.length));
       else this.#output(options, "stdout", line);
     });
@@ -235,7 +253,7 @@ export class WorkerdProcess {
 
   /** `b <rev>` when a revision gets its first request in flight, `i <rev>` when its last one ends. */
   #track(message: string): void {
-    this.#progress();
+    this.#progress(true);
     if (message === "p") return;
     const revision = message.slice(2);
     if (message.startsWith("b ")) this.busy.set(revision, Date.now());
@@ -250,17 +268,24 @@ export class WorkerdProcess {
   }
 
   /**
-   * JS ran in the router (a beat, a request or a load starting or ending):
-   * the thread is not held. The CPU clock read here is what the watchdog
-   * counts a stall's CPU from, so a process working through a backlog on a
-   * starved host (short tasks, each a sign of progress) never adds up to one.
+   * JS ran in the router (a beat, a request or a load starting or ending) or
+   * a worker's request started or settled: the thread is not held. The CPU
+   * clock read here is what the watchdog counts a stall's CPU from, so a
+   * process working through a backlog (short tasks, each a sign of progress:
+   * on a starved host, or a burst that workerd runs back to back without
+   * I/O) never adds up to one.
    */
-  #progress(): void {
+  #progress(fromRouter: boolean): void {
     const now = performance.now();
     this.progressAt = now;
-    if (now - this.#progressSampledAt < 10) return;
-    this.#progressSampledAt = now;
-    this.progressCpuMs = this.cpuMs();
+    if (now - this.#progressSampledAt >= 10) {
+      this.#progressSampledAt = now;
+      this.progressCpuMs = this.cpuMs();
+    }
+    if (fromRouter) {
+      this.routerProgressAt = now;
+      this.routerProgressCpuMs = this.progressCpuMs;
+    }
   }
 
   /** A line of output: a worker's console line (the router's mark), or workerd's own. */

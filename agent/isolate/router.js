@@ -8,9 +8,10 @@
  * Bindings (see config.ts): LOADER, CODE, INTERNET, HEADER and AUTH_HEADER
  * (text), and from the process environment (so one config serves every
  * process): TOKEN, PROCESS, NAMESPACE (the only namespace this process
- * serves) and GATEWAY_SECRET (the cluster secret a request must carry in
+ * serves), GATEWAY_SECRET (the cluster secret a request must carry in
  * AUTH_HEADER: only gateways know it; it is removed before a worker sees the
- * request).
+ * request) and PROGRESS (the line a worker's isolate writes when one of its
+ * requests starts or settles, see PROBE_SOURCE).
  *
  * Busy/idle transitions per revision are written to stdout, prefixed with the
  * secret TOKEN, so that the agent knows which revisions had requests in flight
@@ -124,9 +125,10 @@ async function fetchCode(env, revision) {
 }
 
 /**
- * The isolate's main module re-exports the revision's module and adds a probe
- * entrypoint: loading the isolate through it evaluates the revision's module
- * (a top-level throw shows) without calling the revision's own handler.
+ * The isolate's main module (PROBE_SOURCE) exports the revision's handler and
+ * adds a probe entrypoint: loading the isolate through it evaluates the
+ * revision's module (a top-level throw shows) without calling the revision's
+ * own handler.
  */
 const PROBE_MODULE = "skiff-main.js";
 const CONSOLE_MODULE = "skiff-console.js";
@@ -140,14 +142,71 @@ const CONSOLE_MODULE = "skiff-console.js";
 const CONSOLE_SOURCE = (
   revision,
 ) => `const mark = ${JSON.stringify(`\u001eskiff:${revision}\u001f`)};
+// console.log as it was before any of the worker's code ran: the writer of
+// the progress lines (PROBE_SOURCE). It gives a worker nothing new: a newline
+// in what it logs already starts an unmarked line.
+export const writeLine = console.log.bind(console);
 for (const level of ["log", "info", "warn", "error", "debug"]) {
   const original = console[level].bind(console);
   console[level] = (...args) => original(mark, ...args);
 }
 `;
-const PROBE_SOURCE = (main) => `import "./${CONSOLE_MODULE}";
-import * as revision from "./${main}";
-export { default } from "./${main}";
+/**
+ * The isolate's main module. Its default export is the revision's own, its
+ * fetch wrapped (when `progress` is set: in-flight tracking on) to write
+ * `progress` as a line when a request starts, and when its promise settles in
+ * a later task (after an await on I/O, e.g. of the request's body).
+ *
+ * workerd runs the requests that are ready one after another without polling
+ * for I/O in between: in such a burst the router runs nothing (its requests
+ * all started before, and end after), Date.now() stands still (so no beat) and
+ * no probe is answered until the last one is done. These lines are the only
+ * sign that the thread is not held by one request: the watchdog counts a
+ * stall's CPU from the latest, so a burst of short requests never adds up to
+ * one, whether their CPU runs before their first await or after it.
+ *
+ * A promise that settles within SAME_TASK_HOPS microtasks of the handler's
+ * return (Skiff's bundles take 2-4: the user module's dynamic import) settled
+ * in the task its start line opened: no second line.
+ *
+ * `progress` is a secret of the process (not its TOKEN): a module-scoped
+ * constant, written with console.log as it was before the worker's code ran.
+ * A worker can still call this wrapper (it can import this module) to write
+ * lines while it spins; the watchdog bounds what that buys with
+ * `watchdog.backlogCpuMs`, counted from the router's own lines. A default
+ * export without a fetch method (a class) is exported as is, without lines.
+ */
+const SAME_TASK_HOPS = 16;
+const PROBE_SOURCE = (main, progress) => `import { writeLine } from "./${CONSOLE_MODULE}";
+import handler, * as revision from "./${main}";
+const progress = ${JSON.stringify(progress)};
+// Awaits, not queueMicrotask: workerd's costs several µs a call.
+async function after(hops, fn) {
+  for (let i = 0; i < hops; i++) await undefined;
+  fn();
+}
+async function settled(result, task) {
+  try {
+    await result;
+  } catch {}
+  if (task.over) writeLine(progress);
+}
+export default progress !== "" && handler !== null && typeof handler === "object" && typeof handler.fetch === "function"
+  ? {
+      fetch(request, env, ctx) {
+        writeLine(progress);
+        const result = handler.fetch(request, env, ctx);
+        if (result !== null && typeof result === "object" && typeof result.then === "function") {
+          const task = { over: false };
+          void settled(result, task);
+          void after(${SAME_TASK_HOPS}, () => {
+            task.over = true;
+          });
+        }
+        return result;
+      },
+    }
+  : handler;
 export const SkiffProbe = {
   async fetch(request, env) {
     try {
@@ -173,7 +232,7 @@ function workerCode(env, code, revision) {
     modules: {
       ...code.modules,
       [CONSOLE_MODULE]: CONSOLE_SOURCE(revision),
-      [PROBE_MODULE]: PROBE_SOURCE(code.mainModule),
+      [PROBE_MODULE]: PROBE_SOURCE(code.mainModule, env.TRACK === "1" ? env.PROGRESS : ""),
     },
     env: code.env,
     // null: fetch() and connect() throw inside the worker.

@@ -22,6 +22,8 @@ export async function send(
   revision: string,
   options: {
     path?: string;
+    method?: "GET" | "POST";
+    body?: string;
     headers?: Record<string, string>;
     fresh?: boolean;
     /** Retry once on a fresh connection when the socket closes before any answer. */
@@ -46,6 +48,8 @@ async function sendOnce(
   revision: string,
   options: {
     path?: string;
+    method?: "GET" | "POST";
+    body?: string;
     headers?: Record<string, string>;
     fresh?: boolean;
     auth?: string | null;
@@ -56,6 +60,8 @@ async function sendOnce(
   const auth = options.auth === undefined ? pool.gatewaySecret : options.auth;
   try {
     const res = await request(`http://${ep.host}:${ep.port}${options.path ?? "/"}`, {
+      method: options.method ?? "GET",
+      ...(options.body !== undefined ? { body: options.body } : {}),
       headers: {
         ...options.headers,
         [ep.header.name]: ep.header.value,
@@ -113,5 +119,17 @@ export function alive(pid: number): boolean {
     return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
+  }
+}
+
+/** CPU time (user + system, ms) of a process's main thread, which runs workerd's JavaScript; undefined once gone. */
+export function cpuMsOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime, in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
   }
 }
