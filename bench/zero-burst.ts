@@ -78,7 +78,7 @@ const PANIC_WINDOW_MS = 6_000;
 const ONE_BY_ONE = 20;
 /** What limits the one-by-one figure, from profiling (BENCHMARKS.md has the breakdown). */
 const ONE_BY_ONE_LIMIT =
-  "the activation path's hops through Redis (gateway signal, scaler placement, the agent's desired-set and Revision reads, its start from the standby, the endpoint's publish and the gateway's read) on a host whose 2 cores run all of it and the load; see the breakdown below the table";
+  "with the wake (the agent holding the standby starts it on the gateway's notice, no scaler hop) the endpoint is at the gateway ~6 ms after the request; the first request after the resume then pays ~4-6 ms for the worker's progress line (the watchdog's sign of a burst); on a host whose 2 cores run all of it; see the breakdown below the table";
 
 const HELLO_WORKER = 'export default { fetch: () => new Response("Hello World!\\n") };';
 
