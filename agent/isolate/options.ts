@@ -99,7 +99,11 @@ export const WorkerdPoolOptionsSchema = z.object({
        * defaults, on a full core).
        */
       backlogCpuMs: z.number().int().min(50).default(2_000),
-      /** Unanswered this long without burning CPU: the process hangs; it is restarted, nobody blamed. */
+      /**
+       * Unanswered this long and not taken for a stall (no CPU burnt, or a
+       * backlog's progress kept coming): the process hangs; it is restarted,
+       * nobody blamed. The bound on everything else.
+       */
       hangMs: z.number().int().min(100).default(30_000),
     })
     .prefault({}),
