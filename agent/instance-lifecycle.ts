@@ -131,9 +131,14 @@ export class InstanceLifecycle {
 
   /** Free room for one more instance (the agent's maxInstances). */
   hasRoom(): boolean {
+    return this.#active() < this.#d.capacity.maxInstances;
+  }
+
+  /** Instances held and not stopping: what counts against maxInstances. */
+  #active(): number {
     let active = 0;
     for (const i of this.#d.instances.values()) if (!i.stopping) active++;
-    return active < this.#d.capacity.maxInstances;
+    return active;
   }
 
   /**
@@ -169,8 +174,7 @@ export class InstanceLifecycle {
       inst.lastFailure = { condition: conditionForFailure(dead.reason), ...dead };
     }
     instances.set(inst.id, inst);
-    const active = [...instances.values()].filter((i) => !i.stopping).length;
-    if (active > capacity.maxInstances) {
+    if (this.#active() > capacity.maxInstances) {
       setPhase(this.#d, inst, "failed", {
         reason: "AgentFull",
         message: `agent ${this.#d.agentId} already runs its maximum of ${capacity.maxInstances} instances; place this one elsewhere`,

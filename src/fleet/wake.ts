@@ -53,11 +53,11 @@ export async function claimWake(
 const SETTLE = luaScript(`
 local out = {}
 for i, key in ipairs(KEYS) do
-  local v = redis.call('GET', KEYS[i])
+  local v = redis.call('GET', key)
   if v then
     out[i] = v
   else
-    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
     out[i] = false
   end
 end
