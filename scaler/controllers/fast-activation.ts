@@ -11,12 +11,12 @@
  * adopts it when the agent may hold it (live, not draining, runs isolates).
  * Pure: the controller holds the view and writes the plan.
  */
-import type { AgentRecord, DesiredInstance } from "../../src/fleet/types.ts";
+import type { AgentRecord } from "../../src/fleet/types.ts";
 import type { WakeClaim } from "../../src/fleet/wake.ts";
 import type { PlacedInstance, ResourceRequests } from "../placement.ts";
 import { planScale, type RevisionWant, type ScalePlan } from "../plan.ts";
 import type { RevisionScaling } from "./revision-autoscalers.ts";
-import { adoptWake } from "./wake-adoption.ts";
+import { type AdoptedWake, adoptWake, byAgent, withAdopted } from "./wake-adoption.ts";
 
 /** What the last pass left placed (plus what was placed at activations since). */
 export interface LastView {
@@ -84,7 +84,7 @@ export function planActivation(input: ActivationInput): {
   handled: boolean;
 } {
   const wants = new Map<string, RevisionWant>();
-  const adopted = new Map<string, DesiredInstance[]>();
+  const adopted: AdoptedWake[] = [];
   const placed = [...input.last.placed];
   for (const ref of input.refs) {
     const known = input.scaling(ref);
@@ -103,10 +103,7 @@ export function planActivation(input: ActivationInput): {
       input.nowMs,
     );
     if (woken) {
-      adopted.set(woken.placed.agentId, [
-        ...(adopted.get(woken.placed.agentId) ?? []),
-        woken.desired,
-      ]);
+      adopted.push(woken);
       placed.push(woken.placed);
     }
     let desired = Math.max(1, settings.activationScale, settings.minScale);
@@ -124,7 +121,7 @@ export function planActivation(input: ActivationInput): {
       ? new Map()
       : planScale({ agents: input.agents, placed, wants, newId: input.newId, nowMs: input.nowMs })
           .add;
-  for (const [agentId, list] of adopted) add.set(agentId, [...list, ...(add.get(agentId) ?? [])]);
+  withAdopted(add, byAgent(adopted));
   const got = new Set([...add.values()].flat().map((d) => `${d.namespace}/${d.revision}`));
   return { add, handled: input.refs.every((ref) => got.has(ref)) };
 }

@@ -52,7 +52,7 @@ import {
   removeRevisionGauges,
   reportScale,
 } from "./scale-reports.ts";
-import { adoptWakes } from "./wake-adoption.ts";
+import { adoptWakes, withAdopted } from "./wake-adoption.ts";
 
 export interface ScaleControllerDeps extends GuardDeps {
   options: ScalerOptions;
@@ -377,9 +377,7 @@ export class ScaleController {
       newId: newInstanceId,
       nowMs: now,
     });
-    for (const [agentId, list] of adopted) {
-      plan.add.set(agentId, [...list.map((a) => a.desired), ...(plan.add.get(agentId) ?? [])]);
-    }
+    withAdopted(plan.add, adopted);
     await this.#desiredSets.apply(plan.add, plan.remove);
     this.#last = viewAfter(placed, plan, (ref) => wants.get(ref)?.requests, now);
     this.#problems.note(plan.problems);

@@ -52,6 +52,24 @@ export function adoptWake(
   };
 }
 
+/** Group adopted wakes by agent (what `withAdopted` adds to a plan). */
+export function byAgent(wakes: readonly AdoptedWake[]): Map<string, AdoptedWake[]> {
+  const out = new Map<string, AdoptedWake[]>();
+  for (const a of wakes) out.set(a.placed.agentId, [...(out.get(a.placed.agentId) ?? []), a]);
+  return out;
+}
+
+/** A plan's additions with the adopted instances first on their agents. */
+export function withAdopted(
+  add: Map<string, DesiredInstance[]>,
+  adopted: ReadonlyMap<string, readonly AdoptedWake[]>,
+): Map<string, DesiredInstance[]> {
+  for (const [agentId, list] of adopted) {
+    add.set(agentId, [...list.map((a) => a.desired), ...(add.get(agentId) ?? [])]);
+  }
+  return add;
+}
+
 /** Settle the wakes of `wants` ("{ns}/{rev}" -> want) and adopt what placement may: by agent. */
 export async function adoptWakes(
   redis: { redis: Redis; keys: FleetKeys },
@@ -59,16 +77,13 @@ export async function adoptWakes(
   agents: readonly AgentRecord[],
   nowMs: number,
 ): Promise<Map<string, AdoptedWake[]>> {
-  const adopted = new Map<string, AdoptedWake[]>();
-  if (wants.length === 0) return adopted;
+  if (wants.length === 0) return new Map();
   const claims = await settleWakes(
     redis.redis,
     redis.keys,
     wants.map(([ref, w]) => ({ ref, namespace: w.namespace, revision: w.revision })),
   );
-  for (const [ref, w] of wants) {
-    const a = adoptWake(claims.get(ref), agents, ref, w, nowMs);
-    if (a) adopted.set(a.placed.agentId, [...(adopted.get(a.placed.agentId) ?? []), a]);
-  }
-  return adopted;
+  return byAgent(
+    wants.flatMap(([ref, w]) => adoptWake(claims.get(ref), agents, ref, w, nowMs) ?? []),
+  );
 }
