@@ -79,10 +79,23 @@ export class RevisionAutoscalers {
     this.#scaling.delete(ref);
   }
 
-  /** One value per revision for now (zero for a revision without load). */
+  /**
+   * One value per revision for now (zero for a revision without load), except
+   * for a revision at zero with no load: nothing runs to observe, so nothing
+   * is recorded (Knative's collector gets no data from a revision without
+   * pods). Its windows then restart at the first load, averaging over the
+   * seconds since instead of over the idle time before it: a step from zero
+   * to 100 clients is seen as 100 at the first tick, not as 100 / 6.
+   */
   recordAll(loads: ReadonlyMap<string, RevisionLoad>, now: number): void {
     for (const [ref, s] of this.#scaling) {
       const load = loads.get(ref);
+      const idle = !load || (load.concurrency === 0 && load.rps === 0);
+      if (idle && s.decision?.desired === 0) {
+        // Not a second to fill in later either: the gap is unknown, not idle.
+        delete s.lastSecond;
+        continue;
+      }
       record(s, now, load ? { concurrency: load.concurrency, rps: load.rps } : ZERO);
     }
   }
