@@ -10,10 +10,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
-import { Client } from "undici";
+import { Client, Pool } from "undici";
 import { UnavailableError } from "../../src/errors.ts";
 import type { Cgroup } from "./cgroup.ts";
 import { SOCKET_CONTROL, SOCKET_HTTP } from "./config.ts";
+
+/** Connections for probes and resumes (which do not wait behind loads) per workerd process. */
+const QUICK_CONNECTIONS = 8;
 
 /** Kernel clock ticks per second of /proc/PID/stat times (USER_HZ: 100 on every Linux port Node runs on). */
 const TICKS_PER_SECOND = 100;
@@ -142,7 +145,21 @@ export class WorkerdProcess {
   /** A stall was detected in it (its death is no crash). */
   stalled = false;
   readonly namespace: string;
+  /**
+   * Control requests in order, one at a time: a park is seen before a later
+   * load, and cold loads (isolate creation and module evaluation) run one
+   * after another, so each one's start and end are signs of progress to the
+   * watchdog, as their CPU adds up on a throttled share.
+   */
   #client: Client | undefined;
+  /**
+   * Probes and resumes of standbys: answered at once by the router, they
+   * must not queue behind cold loads (a wake of many standbys at once, a
+   * module whose top level awaits I/O).
+   */
+  #quick: Pool | undefined;
+  /** Revisions this agent parked here (a scheduling hint; the router decides what a load does). */
+  readonly #parked = new Set<string>();
   readonly #token: string;
   /**
    * The line a worker's isolate writes when one of its requests starts or
@@ -199,6 +216,7 @@ export class WorkerdProcess {
       this.child.once("close", (code, signal) => {
         this.exitInfo = { code, signal };
         this.#client?.destroy().catch(() => {});
+        this.#quick?.destroy().catch(() => {});
         resolve(this.exitInfo);
       });
     });
@@ -348,8 +366,18 @@ export class WorkerdProcess {
     }
   }
 
-  async #post(path: string): Promise<{ status: number; body: string }> {
-    const response = await this.#control().request({
+  #quickControl(): Pool {
+    if (this.controlPort === undefined) throw new Error("workerd control port not known yet");
+    this.#quick ??= new Pool(`http://127.0.0.1:${this.controlPort}`, {
+      connections: QUICK_CONNECTIONS,
+      pipelining: 1,
+      keepAliveTimeout: 10_000,
+    });
+    return this.#quick;
+  }
+
+  async #post(path: string, quick = false): Promise<{ status: number; body: string }> {
+    const response = await (quick ? this.#quickControl() : this.#control()).request({
       path,
       method: "POST",
       headers: { "x-skiff-token": this.#token },
@@ -359,7 +387,7 @@ export class WorkerdProcess {
 
   /** One health request on the control socket; true when it answered 200. */
   async probe(): Promise<boolean> {
-    const response = await this.#control().request({
+    const response = await this.#quickControl().request({
       path: "/health",
       method: "GET",
       headers: { "x-skiff-token": this.#token },
@@ -371,16 +399,23 @@ export class WorkerdProcess {
   /** Tell the router to stop serving a revision but keep its isolate for a later load (a standby). */
   async park(revision: string): Promise<void> {
     await this.#post(`/park?revision=${encodeURIComponent(revision)}`);
+    this.#parked.add(revision);
   }
 
   /** Tell the router to stop serving a revision it has loaded. */
   async forget(revision: string): Promise<void> {
+    this.#parked.delete(revision);
     await this.#post(`/forget?revision=${encodeURIComponent(revision)}`);
   }
 
   /** Load a revision's isolate (its module is evaluated, its handler not called). */
   async load(revision: string): Promise<LoadResult> {
-    const { status, body } = await this.#post(`/load?revision=${encodeURIComponent(revision)}`);
+    // A standby's resume is a lookup in the router: not behind the cold loads.
+    const resume = this.#parked.delete(revision);
+    const { status, body } = await this.#post(
+      `/load?revision=${encodeURIComponent(revision)}`,
+      resume,
+    );
     if (status !== 200)
       throw new UnavailableError(`workerd control answered ${status}: ${body.slice(0, 200)}`);
     return JSON.parse(body) as LoadResult;

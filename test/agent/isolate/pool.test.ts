@@ -360,4 +360,28 @@ describe("WorkerdPool namespaces", () => {
     // Loading did not call the handler.
     expect((await send(pool, "default/loads-00001")).body).toBe("1");
   });
+
+  it("resumes a standby while a cold load of the same process waits on its module's I/O", async () => {
+    // Skiff's bundles run the user's top level inside the load's probe
+    // request (__skiffInit), where it may await: here for 3 s.
+    const slow = keyOnSlot(pool, "default/slow-init", 0);
+    const standby = keyOnSlot(pool, "default/standby", 0);
+    await pool.register(standby, {
+      code: `export default { fetch() { return new Response("back"); } };`,
+    });
+    expect(await pool.load(standby)).toMatchObject({ ok: true, kind: "loaded" });
+    await pool.park(standby);
+    await pool.register(slow, {
+      code: `let ready = false;
+export async function __skiffInit() { await new Promise((r) => setTimeout(r, 3000)); ready = true; }
+export default { fetch() { return new Response(String(ready)); } };`,
+    });
+    const slowLoad = pool.load(slow).then((r) => `slow ${r.kind}`);
+    // Sent after it to the same process: not queued behind it.
+    const resume = pool.load(standby).then((r) => `standby ${r.kind}`);
+    expect(await Promise.race([slowLoad, resume])).toBe("standby resumed");
+    expect((await send(pool, standby)).body).toBe("back");
+    expect(await slowLoad).toBe("slow loaded");
+    expect((await send(pool, slow)).body).toBe("true");
+  });
 });
