@@ -36,6 +36,8 @@ export interface RevisionScaling {
   /** The last second (floor(ms / 1000)) a metric value was recorded for. */
   lastSecond?: number;
   decision?: Decision;
+  /** It ran a ready instance, or an agent held its standby, since this scaler knew it (warmup.ts). */
+  warmed?: boolean;
 }
 
 const ZERO: Observation = { concurrency: 0, rps: 0 };

@@ -38,6 +38,7 @@ import type { ScalerMetrics } from "../metrics.ts";
 import { GatewayMetricsSource, type RevisionLoad } from "../metrics-source.ts";
 import type { ScalerOptions } from "../options.ts";
 import { planScale, type RevisionWant } from "../plan.ts";
+import { createdMs, wantsWarmup } from "../warmup.ts";
 import { Activation } from "./activation.ts";
 import { AgentGrace } from "./agent-grace.ts";
 import { DesiredSets, deletedRevisions, readPlaced } from "./desired-sets.ts";
@@ -338,6 +339,7 @@ export class ScaleController {
 
     const wants = new Map<string, RevisionWant>();
     const decisions = new Map<string, RevisionDecision>();
+    const standbys = new Set(view.agents.flatMap((a) => a.standbys ?? []));
     for (const [ref, rev] of cache.revisions) {
       const ready = readyCount(view, ref);
       const load = this.#loads.get(ref);
@@ -350,10 +352,22 @@ export class ScaleController {
       });
       decisions.set(ref, { decision, ready, s });
       m.decisions.inc({ reason: decision.reason });
+      const standby = standbys.has(ref);
+      const warmup = wantsWarmup({
+        runtime: s.needs.runtime,
+        desired: decision.desired,
+        ready,
+        standby,
+        warmed: s.warmed === true,
+        createdMs: createdMs(rev),
+        nowMs: now,
+        windowMs: this.#o.isolateWarmupMs,
+      });
+      if (ready > 0 || standby) s.warmed = true;
       wants.set(ref, {
         namespace: rev.metadata.namespace,
         revision: rev.metadata.name,
-        desired: decision.desired,
+        desired: warmup ? 1 : decision.desired,
         runtime: s.needs.runtime,
         requests: s.needs.requests,
       });

@@ -117,6 +117,10 @@ export const scalerSection = z.object({
     description:
       "A revision started from zero that shows no ready instance this long goes back to zero.",
   }),
+  isolateWarmupMs: setting(msSchema(0, 86_400_000).default(300_000), {
+    description:
+      "A worker revision created at zero (initial-scale 0) gets one instance at once, stopped as soon as it is ready: its agent keeps the isolate as a standby, so the first request wakes it instead of building it (and a module that fails to load shows at deploy). Only revisions created within this long (a new leader does not warm older ones); 0: off.",
+  }),
   gc: gcSettingsSchema.prefault({}),
 });
 

@@ -16,6 +16,7 @@ import type { RunningScaler } from "../../scaler/server.ts";
 import type { Fleet } from "../../src/fleet/fleet.ts";
 import { helloService } from "../agent/support.ts";
 import type { TestApi } from "../support/api.ts";
+import { serviceManifest } from "../support/fixtures.ts";
 import { helloImage } from "../support/images.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import {
@@ -197,31 +198,70 @@ describe("scale to zero and back", () => {
 });
 
 describe("initial-scale 0", () => {
-  it("a revision with initial-scale 0 is Ready without ever starting an instance, and the first request starts it", async () => {
-    await create(
-      workerService("lazy", { annotations: { "autoscaling.knative.dev/initial-scale": "0" } }),
-    );
+  /** Service `name` Ready, with its first revision's status. */
+  async function readyAtZero(name: string): Promise<RevisionJson> {
     const svc = await waitFor(
-      "service lazy Ready",
+      `service ${name} Ready`,
       async () => {
-        const got = (await api.call("GET", api.ns("services", "lazy"))).json;
+        const got = (await api.call("GET", api.ns("services", name))).json;
         return got.status?.conditions?.find((c: Condition) => c.type === "Ready")?.status === "True"
           ? got
           : undefined;
       },
       15_000,
     );
-    expect(svc.status.latestReadyRevisionName).toBe("lazy-00001");
-    const rev = await revision("lazy-00001");
+    expect(svc.status.latestReadyRevisionName).toBe(`${name}-00001`);
+    const rev = await revision(`${name}-00001`);
     expect(condition(rev, "Active")).toMatchObject({ status: "False", reason: "NoTraffic" });
+    return rev;
+  }
+
+  it("a container revision with initial-scale 0 is Ready without ever starting an instance, and the first request starts it", async () => {
+    await create(
+      serviceManifest("lazybox", {
+        image,
+        env: { TARGET: "Lazy" },
+        annotations: { "autoscaling.knative.dev/initial-scale": "0" },
+      }),
+    );
+    const rev = await readyAtZero("lazybox");
     expect(rev.status.actualReplicas).toBe(0);
-    expect(await placedOn("lazy-00001")).toEqual({});
-    expect(await endpoints("lazy-00001")).toBe(0);
+    expect(await placedOn("lazybox-00001")).toEqual({});
+    expect(await endpoints("lazybox-00001")).toBe(0);
+
+    await waitRouted(redis, prefix, gateway, serviceHost("lazybox"));
+    const answer = await hit(gateway.url, serviceHost("lazybox"));
+    expect(answer).toMatchObject({ status: 200, body: "Hello Lazy!\n" });
+  }, 60_000);
+
+  it("a worker revision with initial-scale 0 is Ready, warmed once into a standby with nothing left running, and its first request wakes it", async () => {
+    await create(
+      workerService("lazy", { annotations: { "autoscaling.knative.dev/initial-scale": "0" } }),
+    );
+    await readyAtZero("lazy");
+    // The warm-up: one instance, stopped once ready; its agent keeps the isolate.
+    const holder = await waitFor(
+      "an agent holding lazy-00001's standby",
+      async () => {
+        for (const a of agents) {
+          const record = await fleet.getAgent(a.agent.id);
+          if (record?.standbys?.includes("default/lazy-00001")) return a;
+        }
+        return undefined;
+      },
+      15_000,
+    );
+    expect(
+      await waitFor("lazy-00001 at zero again", () => atZero("lazy-00001"), 15_000),
+    ).toBeTruthy();
 
     await waitRouted(redis, prefix, gateway, serviceHost("lazy"));
     const answer = await hit(gateway.url, serviceHost("lazy"));
     expect(answer).toMatchObject({ status: 200, body: "Hello World! (lazy-00001)" });
-  }, 30_000);
+    // Served by the standby's agent, woken without a build.
+    const served = await fleet.readEndpoints("default", "lazy-00001");
+    expect(served.map((e) => e.agentId)).toContain(holder.agent.id);
+  }, 45_000);
 });
 
 describe("scaling out under load", () => {
