@@ -1,26 +1,27 @@
 /**
- * Warm-up of worker revisions created at zero (initial-scale 0). Building an
- * isolate is most of a worker's cold start (a fresh isolate, its module
- * fetched and evaluated); a standby (an isolate kept loaded but unrouted)
- * is woken in a few milliseconds by the agent holding it. A revision scaled
- * down to zero leaves one behind; a revision never started has none, so its
- * first request, or a burst of many such revisions at once, waits for the
- * builds. The warm-up gives it one: one instance at creation, stopped as soon
- * as it is ready, whose isolate its agent keeps as it keeps any scaled-down
- * instance's. A module that fails to load shows on the revision at deploy,
- * not at its first request.
+ * Warm-up of revisions created at zero (initial-scale 0). A revision scaled
+ * down to zero leaves a standby behind on its agent: a worker's isolate kept
+ * loaded but unrouted (woken in a few milliseconds), a container paused
+ * (`docker pause`: no CPU, memory kept; resumed in tens of milliseconds
+ * where `docker run` takes a second or more). A revision never started has
+ * none, so its first request, or a burst of many such revisions at once,
+ * waits for whole builds or container starts. The warm-up gives it one: one
+ * instance at creation, stopped as soon as it is ready, which its agent keeps
+ * as it keeps any scaled-down instance (within the agent's standby limits:
+ * retention, count, free memory). A module that fails to load or an image
+ * that does not start shows on the revision at deploy, not at its first
+ * request.
  *
- * Pure: the scaling pass supplies what it observed. Only worker revisions
- * (a container warm-up would be a whole container start), only while the
- * autoscaler wants none, and only within `windowMs` of creation: a new
- * leader, which does not know which revisions it warmed before, does not
- * warm every idle revision of the cluster.
+ * Pure: the scaling pass supplies what it observed, and the window of the
+ * revision's runtime (`scaler.isolateWarmupMs`, `scaler.containerWarmupMs`).
+ * Only while the autoscaler wants none, and only within `windowMs` of
+ * creation: a new leader, which does not know which revisions it warmed
+ * before, does not warm every idle revision of the cluster.
  */
 import type { RuntimeKind } from "../src/fleet/types.ts";
 import type { Revision } from "../src/model/types.ts";
 
 export interface WarmupInput {
-  runtime: RuntimeKind;
   /** What the autoscaler wants now. */
   desired: number;
   /** Ready instances now. */
@@ -32,13 +33,21 @@ export interface WarmupInput {
   /** Creation time of the revision, ms since epoch (undefined: unknown, no warm-up). */
   createdMs: number | undefined;
   nowMs: number;
-  /** 0: warm-ups off. */
+  /** How long after creation a revision is warmed (its runtime's); 0: warm-ups off. */
   windowMs: number;
+}
+
+/** The warm-up window of a runtime's revisions. */
+export function warmupWindowMs(
+  runtime: RuntimeKind,
+  o: { isolateWarmupMs: number; containerWarmupMs: number },
+): number {
+  return runtime === "isolate" ? o.isolateWarmupMs : o.containerWarmupMs;
 }
 
 /** True when the revision should run one instance now for its warm-up. */
 export function wantsWarmup(input: WarmupInput): boolean {
-  if (input.runtime !== "isolate" || input.windowMs <= 0) return false;
+  if (input.windowMs <= 0) return false;
   if (input.warmed || input.standby || input.ready > 0 || input.desired > 0) return false;
   if (input.createdMs === undefined) return false;
   const age = input.nowMs - input.createdMs;

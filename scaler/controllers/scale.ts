@@ -38,7 +38,7 @@ import type { ScalerMetrics } from "../metrics.ts";
 import { GatewayMetricsSource, type RevisionLoad } from "../metrics-source.ts";
 import type { ScalerOptions } from "../options.ts";
 import { planScale, type RevisionWant } from "../plan.ts";
-import { createdMs, wantsWarmup } from "../warmup.ts";
+import { createdMs, wantsWarmup, warmupWindowMs } from "../warmup.ts";
 import { Activation } from "./activation.ts";
 import { AgentGrace } from "./agent-grace.ts";
 import { DesiredSets, deletedRevisions, readPlaced } from "./desired-sets.ts";
@@ -354,14 +354,13 @@ export class ScaleController {
       m.decisions.inc({ reason: decision.reason });
       const standby = standbys.has(ref);
       const warmup = wantsWarmup({
-        runtime: s.needs.runtime,
         desired: decision.desired,
         ready,
         standby,
         warmed: s.warmed === true,
         createdMs: createdMs(rev),
         nowMs: now,
-        windowMs: this.#o.isolateWarmupMs,
+        windowMs: warmupWindowMs(s.needs.runtime, this.#o),
       });
       if (ready > 0 || standby) s.warmed = true;
       wants.set(ref, {

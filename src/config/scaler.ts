@@ -121,6 +121,10 @@ export const scalerSection = z.object({
     description:
       "A worker revision created at zero (initial-scale 0) gets one instance at once, stopped as soon as it is ready: its agent keeps the isolate as a standby, so the first request wakes it instead of building it (and a module that fails to load shows at deploy). Only revisions created within this long (a new leader does not warm older ones); 0: off.",
   }),
+  containerWarmupMs: setting(msSchema(0, 86_400_000).default(300_000), {
+    description:
+      "A container revision created at zero (initial-scale 0) gets one instance at once, stopped as soon as it is ready: its agent keeps it paused as a standby (agent.containerStandby), so the first request resumes it instead of starting a container (and an image that does not start shows at deploy). Only revisions created within this long; 0: off (Knative's initial-scale 0: no instance until the first request).",
+  }),
   gc: gcSettingsSchema.prefault({}),
 });
 

@@ -90,7 +90,11 @@ beforeAll(async () => {
     // The cluster allows initial-scale 0 (Knative's allow-zero-initial-scale).
     api: { config: { autoscaler: { allowZeroInitialScale: true } } },
     agents: {
-      "loop-a": { containers: true, address: "127.0.0.1" },
+      "loop-a": {
+        containers: true,
+        address: "127.0.0.1",
+        containerStandby: { minFreeMemoryBytes: 0 },
+      },
       "loop-b": { address: "127.0.0.2" },
     },
     scaler: { autoscaler: { ...SHORT_AUTOSCALER, allowZeroInitialScale: true } },
@@ -216,7 +220,17 @@ describe("initial-scale 0", () => {
     return rev;
   }
 
-  it("a container revision with initial-scale 0 is Ready without ever starting an instance, and the first request starts it", async () => {
+  it("a container revision with initial-scale 0 is Ready, warmed once into a paused standby with nothing left running, and its first request resumes it", async () => {
+    const containerAgent = agents.find((a) => a.agent.id === "loop-a");
+    if (!containerAgent) throw new Error("no container agent");
+    const resumes = async () =>
+      Number(
+        /skiff_agent_container_resumes_total (\d+)/.exec(
+          await containerAgent.agent.registry.getSingleMetricAsString(
+            "skiff_agent_container_resumes_total",
+          ),
+        )?.[1] ?? 0,
+      );
     await create(
       serviceManifest("lazybox", {
         image,
@@ -224,14 +238,26 @@ describe("initial-scale 0", () => {
         annotations: { "autoscaling.knative.dev/initial-scale": "0" },
       }),
     );
-    const rev = await readyAtZero("lazybox");
-    expect(rev.status.actualReplicas).toBe(0);
-    expect(await placedOn("lazybox-00001")).toEqual({});
-    expect(await endpoints("lazybox-00001")).toBe(0);
+    await readyAtZero("lazybox");
+    // The warm-up (scaler/warmup.ts): one instance, stopped once ready; its agent pauses it.
+    await waitFor(
+      "loop-a holding lazybox-00001's paused standby",
+      async () =>
+        (await fleet.getAgent("loop-a"))?.standbys?.includes("default/lazybox-00001") || undefined,
+      30_000,
+    );
+    expect(
+      await waitFor("lazybox-00001 at zero again", () => atZero("lazybox-00001"), 15_000),
+    ).toBeTruthy();
+    const before = await resumes();
 
     await waitRouted(redis, prefix, gateway, serviceHost("lazybox"));
     const answer = await hit(gateway.url, serviceHost("lazybox"));
     expect(answer).toMatchObject({ status: 200, body: "Hello Lazy!\n" });
+    // Served by the paused container, resumed: no second container started.
+    expect(await resumes()).toBe(before + 1);
+    const served = await fleet.readEndpoints("default", "lazybox-00001");
+    expect(served.map((e) => e.agentId)).toEqual(["loop-a"]);
   }, 60_000);
 
   it("a worker revision with initial-scale 0 is Ready, warmed once into a standby with nothing left running, and its first request wakes it", async () => {

@@ -1,11 +1,10 @@
 /** wantsWarmup: which revisions created at zero run one instance for their standby. Pure. */
 import { describe, expect, it } from "vitest";
-import { createdMs, type WarmupInput, wantsWarmup } from "../../scaler/warmup.ts";
+import { createdMs, type WarmupInput, wantsWarmup, warmupWindowMs } from "../../scaler/warmup.ts";
 import type { Revision } from "../../src/model/types.ts";
 
 const NOW = Date.parse("2026-12-02T12:00:00Z");
 const fresh: WarmupInput = {
-  runtime: "isolate",
   desired: 0,
   ready: 0,
   standby: false,
@@ -16,7 +15,7 @@ const fresh: WarmupInput = {
 };
 
 describe("wantsWarmup", () => {
-  it("warms a worker revision created at zero a moment ago", () => {
+  it("warms a revision created at zero a moment ago", () => {
     expect(wantsWarmup(fresh)).toBe(true);
   });
 
@@ -30,15 +29,20 @@ describe("wantsWarmup", () => {
     expect(wantsWarmup({ ...fresh, desired: 2 })).toBe(false);
   });
 
-  it("never warms a container revision (a whole container start)", () => {
-    expect(wantsWarmup({ ...fresh, runtime: "container" })).toBe(false);
-  });
-
   it("warms only within the window of creation, and not at all when it is 0", () => {
     expect(wantsWarmup({ ...fresh, createdMs: NOW - 300_000 })).toBe(false);
     expect(wantsWarmup({ ...fresh, createdMs: NOW + 5_000 })).toBe(false);
     expect(wantsWarmup({ ...fresh, createdMs: undefined })).toBe(false);
     expect(wantsWarmup({ ...fresh, windowMs: 0 })).toBe(false);
+  });
+});
+
+describe("warmupWindowMs", () => {
+  it("is the window of the revision's runtime, so containers can be left cold on their own", () => {
+    const o = { isolateWarmupMs: 300_000, containerWarmupMs: 0 };
+    expect(warmupWindowMs("isolate", o)).toBe(300_000);
+    expect(warmupWindowMs("container", o)).toBe(0);
+    expect(wantsWarmup({ ...fresh, windowMs: warmupWindowMs("container", o) })).toBe(false);
   });
 });
 
