@@ -3,7 +3,8 @@
  * WITH containers (Docker), everything through its gateway on 127.0.0.1:
  *
  * (a) 100 worker services and 25 container services at zero (initial-scale 0;
- *     the workers were warmed once at deploy, scaler/warmup.ts),
+ *     each was warmed once at deploy, scaler/warmup.ts, so the agent holds
+ *     the workers' isolates and the containers, paused, as standbys),
  *     all hit at once: p50/p95/max per kind and failures; then, in the same
  *     run, the same burst again while they are warm (the ratio is the cold
  *     cost). Knative's published figure for 100 at once is ~22 s p95.
@@ -139,6 +140,9 @@ const up = await stage("up", () =>
         capacity: { cpuMillis: 40_000, maxInstances: 2_500 },
         isolateProcesses: 4,
         isolateSandbox: { memoryMb: 8_192 },
+        // Room for the 26 containers' paused standbys (their warm-ups' and the
+        // step's; 16 by default); the host has far more than the 1 GiB floor.
+        containerStandby: { maxStandbys: 32 },
       },
     },
   }),
@@ -459,9 +463,9 @@ try {
       if (r.ms === undefined) throw new Error(`${ns}: ${r.ready}/${n} Ready after 180 s`);
     }
   });
-  // At zero: no ready endpoint for any of them (initial-scale 0). The worker
-  // revisions ran one warm-up instance each (scaler/warmup.ts), stopped once
-  // ready: their agent keeps the isolates as standbys.
+  // At zero: no ready endpoint for any of them (initial-scale 0). Each ran one
+  // warm-up instance (scaler/warmup.ts), stopped once ready: the agent keeps
+  // the workers' isolates and the containers, paused, as standbys.
   const placedNow = () =>
     Promise.all([
       ...Array.from({ length: WORKERS }, (_, i) => endpoints("zw", `w-${i}`)),
@@ -476,6 +480,26 @@ try {
       if (notZero === 0) break;
       if (performance.now() > deadline) {
         throw new Error(`${notZero} revisions not at zero 60 s after they were Ready`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  });
+
+  // The containers' standbys: paused once drained, listed on the agent's record.
+  const containerStandbys = async () => {
+    let n = 0;
+    for (const id of await redis.zrange(keys.agents, "0", "-1")) {
+      const record = JSON.parse((await redis.get(keys.agent(id))) ?? "{}");
+      const held: string[] = record.standbys ?? [];
+      n += held.filter((r) => r.startsWith("zc/") || r.startsWith("step/")).length;
+    }
+    return n;
+  };
+  await stage("container-standbys", async () => {
+    const deadline = performance.now() + 60_000;
+    while ((await containerStandbys()) < CONTAINERS + 1) {
+      if (performance.now() > deadline) {
+        throw new Error(`${await containerStandbys()} of ${CONTAINERS + 1} container standbys`);
       }
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -559,7 +583,7 @@ try {
       met,
       limit: met
         ? undefined
-        : `${f > 0 ? `${f} failed (${cold.failed[kind].statuses.join(", ")}); ` : ""}instances ready late (endpoint p95 ${ms(cold.instanceReady[kind].p95)} after the burst); ${kind === "workers" ? `no isolate is built (each was warmed into a standby at deploy): the agent wakes 100 standbys, and their first requests share 4 workerd processes with the 25 container starts on 2 cores; the stall watchdog restarted ${coldTroubles.stalledRestarts} workerd processes` : `Docker's own pace: ${CONTAINERS} plain \`docker run\`s at once reach p95 ${ms(dockerRuns.p95)} here`}${coldTroubles.lostLeader > 0 ? `; the scaler lost its lease ${coldTroubles.lostLeader}x` : ""}`,
+        : `${f > 0 ? `${f} failed (${cold.failed[kind].statuses.join(", ")}); ` : ""}instances ready late (endpoint p95 ${ms(cold.instanceReady[kind].p95)} after the burst); ${kind === "workers" ? `no isolate is built (each was warmed into a standby at deploy): the agent wakes 100 standbys, and their first requests share 4 workerd processes with the 25 container resumes on 2 cores; the stall watchdog restarted ${coldTroubles.stalledRestarts} workerd processes` : `no container is started (each was warmed into a paused standby at deploy): the agent resumes 25 (docker unpause, rename, readiness probe) beside the 100 worker wakes on 2 cores`}${coldTroubles.lostLeader > 0 ? `; the scaler lost its lease ${coldTroubles.lostLeader}x` : ""}`,
       trials: 1,
     };
   };
@@ -622,7 +646,9 @@ ${new Date().toISOString().slice(0, 10)}, ${availableParallelism()} cores, load 
 one private \`skiff up\` with containers (Docker, the locally built hello image), its agent
 sized for the ${WORKERS + CONTAINERS} revisions. Services at zero are created with
 \`autoscaling.knative.dev/initial-scale: "0"\` (\`allowZeroInitialScale\`) and checked to have no
-ready endpoint before the burst; each burst request is on a fresh connection (timeout
+ready endpoint before the burst (each ran one warm-up instance at deploy, scaler/warmup.ts: the
+agent holds the workers' isolates and the containers, paused, as standbys, at most 32 containers
+here; a container with no standby starts at \`docker run\`'s pace, the baseline); each burst request is on a fresh connection (timeout
 ${BURST_TIMEOUT_MS / 1000} s). Stages (ms): ${JSON.stringify(stages)}.`;
   await writeBenchmarkBlock(join(ROOT, "BENCHMARKS.md"), "zero-burst", body);
   console.log(body);
