@@ -4,7 +4,8 @@
  *
  * - revision-autoscalers.ts: each revision's autoscaler (kpa.ts decides),
  *   built from what is placed after a takeover.
- * - activation.ts: the gateways' activation signals and keys.
+ * - activation.ts: the gateways' activation signals and keys;
+ *   activation-demand.ts: which of them count as a revision's activation.
  * - agent-grace.ts: no agent declared dead right after a leader change or a
  *   Redis reconnect; the pass holds the fleet as it is meanwhile.
  * - desired-sets.ts: what is placed, the pass's changes written, the sets of
@@ -40,6 +41,7 @@ import type { ScalerOptions } from "../options.ts";
 import { planScale, type RevisionWant } from "../plan.ts";
 import { createdMs, wantsWarmup, warmupWindowMs } from "../warmup.ts";
 import { Activation } from "./activation.ts";
+import { activationRequested } from "./activation-demand.ts";
 import { AgentGrace } from "./agent-grace.ts";
 import { DesiredSets, deletedRevisions, readPlaced } from "./desired-sets.ts";
 import { type LastView, planActivation, unplacedSignals, viewAfter } from "./fast-activation.ts";
@@ -346,8 +348,12 @@ export class ScaleController {
       const { decision, s } = this.#autoscalers.decide(ref, rev, now, {
         ready,
         placed: placedByRev.get(ref) ?? 0,
-        activationRequested:
-          ready === 0 && (signalled.has(ref) || keys.has(ref) || (load?.queued ?? 0) > 0),
+        activationRequested: activationRequested({
+          ready,
+          signalled: signalled.has(ref),
+          keyed: keys.has(ref),
+          queued: load?.queued ?? 0,
+        }),
         reachable: routing.has(ref),
       });
       decisions.set(ref, { decision, ready, s });

@@ -258,6 +258,17 @@ describe("initial-scale 0", () => {
     expect(await resumes()).toBe(before + 1);
     const served = await fleet.readEndpoints("default", "lazybox-00001");
     expect(served.map((e) => e.agentId)).toEqual(["loop-a"]);
+    // Ready before the scaler's next pass, it is still that pass's activation:
+    // the revision turns Active with the resumed instance kept, not scaled back
+    // to zero and started again.
+    await waitFor(
+      "lazybox-00001 Active",
+      async () =>
+        condition(await revision("lazybox-00001"), "Active")?.status === "True" || undefined,
+      15_000,
+    );
+    const kept = await fleet.readEndpoints("default", "lazybox-00001");
+    expect(kept.map((e) => e.instanceId)).toEqual(served.map((e) => e.instanceId));
   }, 60_000);
 
   it("a worker revision with initial-scale 0 is Ready, warmed once into a standby with nothing left running, and its first request wakes it", async () => {

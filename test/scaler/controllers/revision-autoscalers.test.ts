@@ -97,3 +97,27 @@ describe("RevisionAutoscalers.recordAll", () => {
     expect(d?.panicAvg).toBe(50);
   });
 });
+
+describe("RevisionAutoscalers.decide", () => {
+  it("a revision at zero whose activation a standby answered before the pass is held Active through the stable window, not scaled back to zero", () => {
+    const a = autoscalers();
+    const rev = revision({ "autoscaling.knative.dev/initial-scale": "0" });
+    let t = 1_000_000;
+    // Created at zero, idle past every grace.
+    for (let i = 0; i < 120; i++, t += 1_000) expect(tick(a, rev, t, NO_LOAD)).toBe(0);
+    const pass = (ready: number, activationRequested: boolean) => {
+      a.recordAll(NO_LOAD, t);
+      return a.decide(REF, rev, t, { ready, placed: ready, activationRequested, reachable: true })
+        .decision.desired;
+    };
+    // The gateway's signal; the resumed instance is ready by the pass, and no
+    // load has been reported yet.
+    expect(pass(1, true)).toBe(1);
+    // No further signal: held for the stable window (60 s), as after any activation.
+    for (let i = 0; i < 50; i++) {
+      t += 1_000;
+      expect(pass(1, false)).toBe(1);
+    }
+    expect(a.get(REF)?.decision?.state).toBe("Active");
+  });
+});
