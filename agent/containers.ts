@@ -223,6 +223,16 @@ export class ContainerDriver {
         this.#sink.starting(inst);
         return;
       case "ready":
+        // Where a start's time went (gate queue, create, docker start, readiness): for profiling bursts.
+        this.#log.debug(
+          {
+            instance: inst.id,
+            revision: inst.desired.revision,
+            resumed: s.instance.resumed ?? false,
+            ...s.instance.timings,
+          },
+          "container started",
+        );
         this.#sink.ready(
           inst,
           {

@@ -96,6 +96,9 @@ export class InstanceLifecycle {
       // No longer desired (a scale-down): a ready instance may stay as a standby.
       if (inst) void this.#stopInstance(inst, { standby: true });
     }
+    if (plan.start.length > 0) {
+      log.debug({ start: plan.start.map((d) => d.id), reasons }, "starting desired instances");
+    }
     for (const d of plan.start) this.#startInstance(d);
     // Failures that may have gone away (revision created late, room freed) are retried now and then.
     if (reasons.some((r) => r !== "message" && r !== "event")) {

@@ -12,6 +12,8 @@ export interface Endpoint {
 export interface StartTimings {
   /** Local image lookup (and pull, if any). */
   imageMs: number;
+  /** Waiting for a slot of the start gate (startConcurrency). */
+  queuedMs: number;
   /** Port allocation and docker create. */
   createMs: number;
   /** docker start. */

@@ -135,6 +135,7 @@ export class StandbyPool {
       resumed: true,
       timings: {
         imageMs: elapsed(t0, t1),
+        queuedMs: 0,
         createMs: 0,
         startMs: elapsed(t1, t2),
         readyMs: elapsed(t2, t3),

@@ -47,10 +47,15 @@ export class ColdStarter {
     ctx.standbys.trimIfMemoryTight();
     const t1 = performance.now();
     let started: { t: Tracked; t2: number } | undefined;
+    let queuedMs = 0;
     // A published port someone took since the check, or a bridge removed under
     // us (its last user shut down): try again with a new port / a new bridge.
     for (let attempt = 1; !started; attempt++) {
-      started = await ctx.startGate(() => this.#createAndStart(spec, image, attempt));
+      const queued = performance.now();
+      started = await ctx.startGate(() => {
+        queuedMs += performance.now() - queued;
+        return this.#createAndStart(spec, image, attempt);
+      });
     }
     const { t, t2 } = started;
     const t3 = performance.now();
@@ -74,7 +79,8 @@ export class ColdStarter {
       image,
       timings: {
         imageMs: elapsed(t0, t1),
-        createMs: elapsed(t1, t2),
+        queuedMs: elapsed(0, queuedMs),
+        createMs: elapsed(t1, t2) - elapsed(0, queuedMs),
         startMs: elapsed(t2, t3),
         readyMs: elapsed(t3, t4),
         totalMs: elapsed(t0, t4),
