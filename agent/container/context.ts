@@ -34,7 +34,7 @@ export interface RuntimeContext {
   readiness: ReadinessProber;
   standbys: StandbyPool;
   stopper: Stopper;
-  /** At most `startConcurrency` container creates and starts in flight. */
+  /** At most `startConcurrency` docker starts in flight (creates are not gated). */
   startGate: LimitFunction;
   /** Whether close() was called. */
   closed(): boolean;

@@ -86,7 +86,7 @@ export const ContainerRuntimeOptionsSchema = z.object({
   /** A container not ready within this long is removed and start() fails. */
   startupTimeoutMs: z.number().int().positive().default(60_000),
   /**
-   * Containers created and started at once (readiness waits are not
+   * Containers docker-started at once (creates and readiness waits are not
    * counted): Docker serialises much of a start (network namespace, veth,
    * iptables), so a burst started all at once finishes no sooner and holds
    * the host's CPU from everything else meanwhile (isolate loads included).

@@ -3,6 +3,11 @@
  * are there, create the container with a freshly allocated published port,
  * start it and wait for readiness, timing each step. A port taken meanwhile
  * or a bridge removed under us is retried; a failure leaves nothing behind.
+ *
+ * Only `docker start` waits for a slot of the start gate: a burst's creates
+ * (cheap for the engine, but slow to answer while it is busy starting others)
+ * all go at once, so a container is created by the time a slot frees and the
+ * gate's slots are spent on starts alone.
  */
 import { AlreadyExistsError } from "../../src/errors.ts";
 import { InstanceError } from "../errors.ts";
@@ -46,18 +51,14 @@ export class ColdStarter {
     }
     ctx.standbys.trimIfMemoryTight();
     const t1 = performance.now();
-    let started: { t: Tracked; t2: number } | undefined;
-    let queuedMs = 0;
+    let started: { t: Tracked; t2: number; queuedMs: number } | undefined;
     // A published port someone took since the check, or a bridge removed under
     // us (its last user shut down): try again with a new port / a new bridge.
     for (let attempt = 1; !started; attempt++) {
-      const queued = performance.now();
-      started = await ctx.startGate(() => {
-        queuedMs += performance.now() - queued;
-        return this.#createAndStart(spec, image, attempt);
-      });
+      started = await this.#createAndStart(spec, image, attempt);
     }
     const { t, t2 } = started;
+    const t2s = t2 + started.queuedMs; // its docker start began
     const t3 = performance.now();
     await ctx.exits.checkAlive(t); // learns the pid, for probing inside the container's netns
     const target = ctx.readiness.target(t);
@@ -79,21 +80,21 @@ export class ColdStarter {
       image,
       timings: {
         imageMs: elapsed(t0, t1),
-        queuedMs: elapsed(0, queuedMs),
-        createMs: elapsed(t1, t2) - elapsed(0, queuedMs),
-        startMs: elapsed(t2, t3),
+        queuedMs: elapsed(t2, t2s),
+        createMs: elapsed(t1, t2),
+        startMs: elapsed(t2s, t3),
         readyMs: elapsed(t3, t4),
         totalMs: elapsed(t0, t4),
       },
     };
   }
 
-  /** One attempt (in a slot of the start gate): undefined when it should be tried again. */
+  /** One attempt (its docker start in a slot of the start gate): undefined when it should be tried again. */
   async #createAndStart(
     spec: InstanceSpec,
     image: ResolvedImage,
     attempt: number,
-  ): Promise<{ t: Tracked; t2: number } | undefined> {
+  ): Promise<{ t: Tracked; t2: number; queuedMs: number } | undefined> {
     const ctx = this.#ctx;
     const port = await ctx.ports.allocate();
     let containerId: string;
@@ -111,9 +112,19 @@ export class ColdStarter {
     );
     t.imageId = image.id;
     const t2 = performance.now();
+    let queuedMs = 0;
     try {
-      await ctx.docker.getContainer(containerId).start();
-      return { t, t2 };
+      await ctx.startGate(async () => {
+        queuedMs = performance.now() - t2;
+        // Stopped while it waited for a slot: not started (stop() removes it).
+        if (t.state === "stopping") return;
+        await ctx.docker.getContainer(containerId).start();
+      });
+      if (t.state === "stopping") {
+        await t.stopping;
+        throwIfInterrupted(t);
+      }
+      return { t, t2, queuedMs };
     } catch (err) {
       if (t.state === "stopping") {
         await t.stopping;

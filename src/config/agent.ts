@@ -130,7 +130,7 @@ export const agentSection = z
       .prefault({}),
     containerStartConcurrency: setting(z.number().int().min(1).max(256).default(4), {
       description:
-        "Containers created and started at once (their readiness waits not counted): Docker serialises much of a start, so a burst all at once ends no sooner and holds the host's CPU from the rest meanwhile.",
+        "Containers docker-started at once (their creates and readiness waits not counted): Docker serialises much of a start, so a burst all at once ends no sooner and holds the host's CPU from the rest meanwhile.",
     }),
     startupTimeoutMs: setting(msSchema(100).default(60_000), {
       description:

@@ -1,4 +1,5 @@
 /** ContainerRuntime against the real Docker engine: start, contract, failures. */
+import Docker from "dockerode";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import type { ExitEvent, ReadinessEvent } from "../../../agent/container/runtime.ts";
 import { InstanceError } from "../../../agent/errors.ts";
@@ -12,6 +13,51 @@ beforeAll(async () => {
 });
 afterEach(() => h.cleanup());
 afterAll(() => h?.cleanup());
+
+/**
+ * A real engine whose container starts the test holds until release(): to see
+ * what the runtime does while its start slots are busy.
+ */
+function holdingStarts() {
+  const docker = new Docker();
+  const getContainer = docker.getContainer.bind(docker);
+  const held: (() => void)[] = [];
+  const heldIds: string[] = [];
+  let holding = true;
+  const engine = {
+    docker,
+    held,
+    /** The containers whose start is held. */
+    heldIds,
+    starts: 0,
+    inFlight: 0,
+    maxInFlight: 0,
+    release() {
+      holding = false;
+      for (const go of held.splice(0)) go();
+    },
+  };
+  docker.getContainer = (id: string) => {
+    const container = getContainer(id);
+    const start = container.start.bind(container);
+    container.start = (async (...args: unknown[]) => {
+      engine.starts++;
+      engine.inFlight++;
+      engine.maxInFlight = Math.max(engine.maxInFlight, engine.inFlight);
+      try {
+        if (holding) {
+          heldIds.push(id);
+          await new Promise<void>((go) => held.push(go));
+        }
+        return await (start as (...a: unknown[]) => Promise<unknown>)(...args);
+      } finally {
+        engine.inFlight--;
+      }
+    }) as typeof container.start;
+    return container;
+  };
+  return engine;
+}
 
 async function startFailure(promise: Promise<unknown>): Promise<InstanceError> {
   const err = await promise.then(
@@ -135,35 +181,47 @@ describe("ContainerRuntime.start", () => {
     expect(infos.map((i) => i.port)).toEqual(["8080", "8080"]);
   });
 
-  test("with startConcurrency 1, concurrent starts create and start their containers one after another", async () => {
-    const rt = h.runtime({ startConcurrency: 1 });
-    const since = Math.floor(Date.now() / 1000) - 1;
-    const started = await Promise.all([h.spec(), h.spec(), h.spec()].map((s) => rt.start(s)));
-    const ids = new Set(started.map((s) => s.containerId));
-    // Docker's own record of when each container was created and started.
-    const stream = await h.docker.getEvents({
-      since,
-      until: Math.ceil(Date.now() / 1000) + 1,
-      filters: { type: ["container"], event: ["create", "start"] },
+  test("with startConcurrency 1, a burst creates all its containers at once and docker-starts them one at a time", async () => {
+    const engine = holdingStarts();
+    const rt = h.runtime({ startConcurrency: 1, docker: engine.docker });
+    const starting = [h.spec(), h.spec(), h.spec()].map((s) => rt.start(s));
+    await waitFor("the first docker start, held", () => engine.held.length === 1);
+    // The one slot is taken, yet the other two containers are created already.
+    await waitFor("all three containers created", async () => (await h.containers()).length === 3);
+    expect(engine.held.length).toBe(1);
+    engine.release();
+    const started = await Promise.all(starting);
+    expect(engine.maxInFlight).toBe(1);
+    expect(engine.starts).toBe(3);
+    // Two of them waited for the slot the held start had.
+    expect(started.filter((s) => s.timings.queuedMs > 0).length).toBeGreaterThanOrEqual(2);
+    for (const s of started) expect((await get(`http://127.0.0.1:${s.port}/`)).status).toBe(200);
+  });
+
+  test("an instance stopped while its created container waits for a start slot is never started: Stopped, container removed", async () => {
+    const engine = holdingStarts();
+    const rt = h.runtime({ startConcurrency: 1, docker: engine.docker });
+    const specs = [h.spec(), h.spec()];
+    const starting = new Map(specs.map((s) => [s.instanceId, rt.start(s)]));
+    await waitFor("one docker start, held", () => engine.held.length === 1);
+    const created = await waitFor("both containers created", async () => {
+      const all = await h.containers();
+      return all.length === 2 && all;
     });
-    let text = "";
-    for await (const chunk of stream as AsyncIterable<Buffer>) text += chunk.toString();
-    const events = text
-      .trim()
-      .split("\n")
-      .map((line) => JSON.parse(line) as { id: string; Action: string; timeNano: number })
-      .filter((e) => ids.has(e.id))
-      .sort((a, b) => a.timeNano - b.timeNano);
-    // Never two at once: each container is started before the next is created.
-    expect(events.map((e) => e.Action)).toEqual([
-      "create",
-      "start",
-      "create",
-      "start",
-      "create",
-      "start",
-    ]);
-    for (let i = 0; i < events.length; i += 2) expect(events[i]?.id).toBe(events[i + 1]?.id);
+    // The one whose container waits for the slot (not the held start).
+    const waiting = created.find((c) => !engine.heldIds.includes(c.Id));
+    const id = waiting?.Labels["skiff.instance"];
+    if (!id) throw new Error("no container waiting for a slot");
+    await rt.stop(id, { graceSeconds: 1 });
+    expect((await h.containers()).map((c) => c.Id)).toEqual(engine.heldIds);
+    engine.release();
+    const err = await startFailure(starting.get(id)!);
+    expect(err.failure.reason).toBe("Stopped");
+    const other = specs.find((s) => s.instanceId !== id)!;
+    await starting.get(other.instanceId);
+    // Only the held start ever reached the engine.
+    expect(engine.starts).toBe(1);
+    expect(rt.get(id)).toBeUndefined();
   });
 
   test("rejects a missing image at once with a readable ImageNotFound message and creates nothing", async () => {
