@@ -67,6 +67,7 @@ export class ImageResolver {
   readonly #docker: Docker;
   readonly #o: ImageResolverOptions;
   readonly #pulls = new Map<string, Pull>();
+  readonly #inspecting = new Map<string, Promise<ResolvedImage | undefined>>();
 
   constructor(docker: Docker, options: ImageResolverOptions) {
     this.#docker = docker;
@@ -118,7 +119,21 @@ export class ImageResolver {
     return pulled;
   }
 
-  async #inspect(ref: string): Promise<ResolvedImage | undefined> {
+  /**
+   * One inspect per ref in flight: a burst of N starts of one revision asks
+   * the engine once, not N times while it is busy starting containers. Only
+   * an answer still coming is shared: a later start looks again.
+   */
+  #inspect(ref: string): Promise<ResolvedImage | undefined> {
+    let pending = this.#inspecting.get(ref);
+    if (!pending) {
+      pending = this.#inspectNow(ref).finally(() => this.#inspecting.delete(ref));
+      this.#inspecting.set(ref, pending);
+    }
+    return pending;
+  }
+
+  async #inspectNow(ref: string): Promise<ResolvedImage | undefined> {
     try {
       const info = await this.#docker.getImage(ref).inspect();
       return { id: info.Id, digest: info.RepoDigests?.[0], user: info.Config?.User ?? "" };

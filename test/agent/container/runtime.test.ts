@@ -224,6 +224,26 @@ describe("ContainerRuntime.start", () => {
     expect(rt.get(id)).toBeUndefined();
   });
 
+  test("a burst of starts of one image asks the engine for it once; a later start asks again", async () => {
+    const docker = new Docker();
+    const getImage = docker.getImage.bind(docker);
+    let inspects = 0;
+    docker.getImage = (name: string) => {
+      const image = getImage(name);
+      const inspect = image.inspect.bind(image);
+      image.inspect = ((...args: unknown[]) => {
+        inspects++;
+        return (inspect as (...a: unknown[]) => unknown)(...args);
+      }) as typeof image.inspect;
+      return image;
+    };
+    const rt = h.runtime({ docker });
+    await Promise.all([h.spec(), h.spec(), h.spec()].map((s) => rt.start(s)));
+    expect(inspects).toBe(1);
+    await rt.start(h.spec());
+    expect(inspects).toBe(2);
+  });
+
   test("rejects a missing image at once with a readable ImageNotFound message and creates nothing", async () => {
     const rt = h.runtime();
     const image = missingImage();
