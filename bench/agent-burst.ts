@@ -62,9 +62,25 @@ const ms = (x: number) => Math.round(x);
 const line = (s: Summary) =>
   `first ${ms(s.min)} ms, p50 ${ms(s.p50)} ms, last ${ms(s.max)} ms (n=${s.n})`;
 
-/** N `docker run`s at once, each to its first answer on its published port. */
-async function dockerRuns(image: string): Promise<number[]> {
+/**
+ * N `docker run`s at once, each to its first answer on its published port: on
+ * Docker's default bridge, or (`isolated`) on a user-defined bridge with
+ * inter-container traffic off, as Skiff runs its instances (network.ts).
+ */
+async function dockerRuns(image: string, isolated = false): Promise<number[]> {
   const label = `skiff-bench=agent-burst-${process.pid}`;
+  const network = `skiff-bench-agent-burst-${process.pid}`;
+  if (isolated) {
+    await docker([
+      "network",
+      "create",
+      "--label",
+      label,
+      "-o",
+      "com.docker.network.bridge.enable_icc=false",
+      network,
+    ]);
+  }
   const ports = await Promise.all(Array.from({ length: N }, () => freePort()));
   const t0 = performance.now();
   try {
@@ -76,6 +92,7 @@ async function dockerRuns(image: string): Promise<number[]> {
           "--rm",
           "--label",
           label,
+          ...(isolated ? ["--network", network] : []),
           "-p",
           `127.0.0.1:${port}:8080`,
           image,
@@ -90,6 +107,7 @@ async function dockerRuns(image: string): Promise<number[]> {
       .split(/\s+/)
       .filter(Boolean);
     if (ids.length > 0) await docker(["rm", "-f", ...ids]).catch(() => undefined);
+    if (isolated) await docker(["network", "rm", network]).catch(() => undefined);
   }
 }
 
@@ -139,18 +157,23 @@ const image = await helloImage(new Docker());
 const clusterId = `b${randomBytes(5).toString("hex")}`;
 for (let trial = 1; trial <= (values["no-runtime"] ? 0 : TRIALS); trial++) {
   const base = await dockerRuns(image);
+  const isolated = await dockerRuns(image, true);
   const skiff = await runtimeStarts(image, clusterId);
   const b = summarize(base);
+  const bi = summarize(isolated);
   const r = summarize(skiff.map((x) => x.ready));
   console.log(`trial ${trial}: ${N} at once`);
   console.log(`  docker run (first answer): ${line(b)}`);
+  console.log(`  docker run, ICC-off user-defined bridge: ${line(bi)}`);
   console.log(`  runtime ready:             ${line(r)}`);
   console.log(`  runtime first answer:      ${line(summarize(skiff.map((x) => x.answered)))}`);
-  console.log(`  last ready / last docker run: ${(r.max / b.max).toFixed(2)}x`);
+  console.log(
+    `  last ready / last docker run: ${(r.max / b.max).toFixed(2)}x; / last on such a bridge: ${(r.max / bi.max).toFixed(2)}x`,
+  );
   for (const x of [...skiff].sort((a, c) => a.ready - c.ready)) {
     const t = x.timings;
     console.log(
-      `    image ${ms(t.imageMs)} create ${ms(t.createMs)} start ${ms(t.startMs)} ready-wait ${ms(t.readyMs)} -> ready at ${ms(x.ready)} ms`,
+      `    image ${ms(t.imageMs)} queued ${ms(t.queuedMs)} create ${ms(t.createMs)} start ${ms(t.startMs)} ready-wait ${ms(t.readyMs)} -> ready at ${ms(x.ready)} ms`,
     );
   }
 }
