@@ -113,14 +113,15 @@ export class ColdStarter {
     t.imageId = image.id;
     const t2 = performance.now();
     let queuedMs = 0;
+    let skipped = false;
     try {
       await ctx.startGate(async () => {
         queuedMs = performance.now() - t2;
-        // Stopped while it waited for a slot: not started (stop() removes it).
-        if (t.state === "stopping") return;
-        await ctx.docker.getContainer(containerId).start();
+        // Stopped while it waited for a slot: never started (stop() removes it).
+        skipped = t.state === "stopping";
+        if (!skipped) await ctx.docker.getContainer(containerId).start();
       });
-      if (t.state === "stopping") {
+      if (skipped) {
         await t.stopping;
         throwIfInterrupted(t);
       }
