@@ -5,6 +5,8 @@
  * its agent's record is known to exist: an agent that died stops
  * heartbeating, its record expires without any message, and the periodic
  * check (every `agentCheckIntervalMs`) reads that and drops its endpoints.
+ * That check reads one record per agent, never a walk of the revisions: the
+ * cache counts the endpoints each agent holds as they are set.
  *
  * Endpoints are dropped only on evidence, a fresh read from Redis (or, per
  * request, a connection the instance refused: dispatcher suspects). Nothing
@@ -13,22 +15,22 @@
  * through a Redis outage.
  *
  * Reads go over one connection and are applied as their replies arrive, so a
- * later read always wins over an earlier one.
+ * later read always wins over an earlier one. The periodic resync re-reads
+ * only the pages of revisions whose endpoints changed (paged-resync.ts).
  */
 import type { Redis } from "ioredis";
+import { endpointsPrefix } from "../src/fleet/context.ts";
 import { parseEndpoints } from "../src/fleet/endpoints.ts";
 import { fleetKeys, parseRevisionRef } from "../src/fleet/keys.ts";
 import type { Endpoint } from "../src/fleet/types.ts";
 import type { Logger } from "../src/logging.ts";
+import { type FlatHash, PagedResync, readEndpointsPage } from "./paged-resync.ts";
 
 interface AgentState {
   alive: boolean;
   /** Largest PTTL seen for its record: about its heartbeat TTL. */
   ttlMs: number;
 }
-
-/** Revisions read per pipeline in a full resync. */
-const RESYNC_BATCH = 256;
 
 /** The grace an agent gets after Redis came back is its heartbeat TTL, at most this. */
 const MAX_REJOIN_GRACE_MS = 30_000;
@@ -43,12 +45,9 @@ export class FleetCache {
   /** Endpoints whose agent is alive, by "{ns}/{rev}": what routing uses. */
   readonly #usable = new Map<string, readonly Endpoint[]>();
   readonly #agents = new Map<string, AgentState>();
-  /**
-   * Each revision's hash as last read (fields and values joined), so a
-   * periodic resync that finds it unchanged parses nothing: with thousands of
-   * revisions the resync would otherwise churn megabytes every period.
-   */
-  readonly #rawText = new Map<string, string>();
+  /** Endpoints in #raw by agent id: the agents to check, without walking the revisions. */
+  readonly #onAgent = new Map<string, number>();
+  readonly #pages: PagedResync<{ refs: string[]; hashes: FlatHash[] }>;
   /** performance.now() when Redis last came back after an outage. */
   #backAt = Number.NEGATIVE_INFINITY;
 
@@ -57,6 +56,24 @@ export class FleetCache {
     this.#keys = fleetKeys(prefix);
     this.#log = logger;
     this.#onChange = onChange;
+    const keys = this.#keys;
+    const epPrefix = endpointsPrefix(keys);
+    this.#pages = new PagedResync({
+      read: (cursor, known) =>
+        readEndpointsPage(redis, keys.endpointRevisions, epPrefix, cursor, known),
+      apply: ({ refs, hashes }) => {
+        const members: string[] = [];
+        refs.forEach((ref, i) => {
+          if (!parseRevisionRef(ref)) return;
+          this.#setRaw(ref, record(hashes[i] ?? []));
+          members.push(ref);
+        });
+        return members;
+      },
+      held: () => this.#raw.keys(),
+      // Revisions no longer listed have no endpoints.
+      drop: (ref) => this.#setRaw(ref, {}),
+    });
   }
 
   get channels(): string[] {
@@ -100,50 +117,24 @@ export class FleetCache {
         this.#keys.endpoints(parsed.namespace, parsed.revision),
       );
       this.#setRaw(ref, hash);
+      this.#pages.noticed(ref);
       await this.#fetchUnknownAgents();
     } catch (err) {
       this.#log.warn({ err, revision: ref }, "reading endpoints failed; the next resync retries");
     }
   }
 
-  /** Re-read every revision's endpoints and every agent they run on. */
+  /** Re-read the endpoints of revisions that changed, and every agent they run on. */
   async resync(): Promise<void> {
-    const refs = await this.#redis.smembers(this.#keys.endpointRevisions);
-    const listed = new Set(refs);
-    const valid = refs.filter((ref) => parseRevisionRef(ref) !== undefined);
-    // In batches: thousands of replies held at once would be promoted to the
-    // old generation and grow the heap for good; a batch's die young.
-    for (let start = 0; start < valid.length; start += RESYNC_BATCH) {
-      const batch = valid.slice(start, start + RESYNC_BATCH);
-      const pipeline = this.#redis.pipeline();
-      for (const ref of batch) {
-        const parsed = parseRevisionRef(ref) as { namespace: string; revision: string };
-        pipeline.hgetall(this.#keys.endpoints(parsed.namespace, parsed.revision));
-      }
-      const replies = (await pipeline.exec()) ?? [];
-      replies.forEach(([err, hash], i) => {
-        const ref = batch[i] as string;
-        if (err) {
-          this.#log.warn({ err, revision: ref }, "reading endpoints failed");
-          return;
-        }
-        this.#setRaw(ref, hash as Record<string, string>);
-      });
-    }
-    // Revisions no longer listed have no endpoints.
-    for (const ref of [...this.#raw.keys()]) {
-      if (!listed.has(ref)) this.#setRaw(ref, {});
-    }
+    await this.#pages.pass();
     await this.checkAgents();
   }
 
   /** Re-read the record of every agent that has endpoints (the periodic liveness check). */
   async checkAgents(): Promise<void> {
-    const ids = new Set<string>();
-    for (const eps of this.#raw.values()) for (const ep of eps) ids.add(ep.agentId);
     // Forget agents nothing refers to.
-    for (const id of [...this.#agents.keys()]) if (!ids.has(id)) this.#agents.delete(id);
-    await this.refreshAgents([...ids]);
+    for (const id of this.#agents.keys()) if (!this.#onAgent.has(id)) this.#agents.delete(id);
+    await this.refreshAgents([...this.#onAgent.keys()]);
   }
 
   async refreshAgents(ids: string[]): Promise<void> {
@@ -177,24 +168,25 @@ export class FleetCache {
   }
 
   async #fetchUnknownAgents(): Promise<void> {
-    const unknown = new Set<string>();
-    for (const eps of this.#raw.values()) {
-      for (const ep of eps) if (!this.#agents.has(ep.agentId)) unknown.add(ep.agentId);
-    }
-    if (unknown.size > 0) await this.refreshAgents([...unknown]);
+    const unknown: string[] = [];
+    for (const id of this.#onAgent.keys()) if (!this.#agents.has(id)) unknown.push(id);
+    if (unknown.length > 0) await this.refreshAgents(unknown);
   }
 
   #setRaw(ref: string, hash: Record<string, string>): void {
-    let text = "";
-    for (const field in hash) text += `${field}\u0000${hash[field]}\u0000`;
-    if (this.#rawText.get(ref) === (text || undefined) && text !== "") return;
-    if (text === "") this.#rawText.delete(ref);
-    else this.#rawText.set(ref, text);
     // Sorted by instance id; a bad record is skipped with one log line, the rest still route.
     const endpoints = parseEndpoints(hash, this.#log, { revision: ref });
+    for (const ep of this.#raw.get(ref) ?? []) this.#count(ep.agentId, -1);
+    for (const ep of endpoints) this.#count(ep.agentId, 1);
     if (endpoints.length === 0) this.#raw.delete(ref);
     else this.#raw.set(ref, endpoints);
     this.#update(ref);
+  }
+
+  #count(agentId: string, delta: number): void {
+    const n = (this.#onAgent.get(agentId) ?? 0) + delta;
+    if (n === 0) this.#onAgent.delete(agentId);
+    else this.#onAgent.set(agentId, n);
   }
 
   #recompute(agents: Set<string>): void {
@@ -213,6 +205,13 @@ export class FleetCache {
     else this.#usable.set(ref, usable);
     this.#onChange(ref);
   }
+}
+
+/** HGETALL's flat reply as the object ioredis's hgetall gives. */
+function record(flat: FlatHash): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = flat[i + 1] as string;
+  return out;
 }
 
 function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {

@@ -1,4 +1,8 @@
-/** The gateway's endpoint cache reads the fleet's records through src/fleet's one reader. */
+/**
+ * The gateway's endpoint cache reads the fleet's records through src/fleet's
+ * one reader. Caches here subscribe to nothing: every write's notice is
+ * missed unless a test hands it over, and the resync must repair it.
+ */
 import { Writable } from "node:stream";
 import type { Redis } from "ioredis";
 import { pino } from "pino";
@@ -10,6 +14,7 @@ import { AGENT_ID, TestScaler } from "./support.ts";
 const prefix = uniquePrefix("gw-fleet-cache");
 const scaler = new TestScaler(prefix);
 let raw: Redis;
+const silent = pino({ level: "silent" });
 
 beforeAll(async () => {
   raw = connect();
@@ -44,5 +49,36 @@ describe("FleetCache", () => {
     expect(eps[0]?.agentId).toBe(AGENT_ID);
     expect(lines.filter((l) => l.field === "bad")).toHaveLength(1);
     expect(lines[0]?.revision).toBe("default/hello-00001");
+  });
+
+  test("an endpoint published, then withdrawn, with both notices missed, is seen by the next resync", async () => {
+    const cache = new FleetCache(raw, prefix, silent, () => {});
+    await cache.resync();
+    const id = await scaler.endpoint("default", "missed-00001", { host: "127.0.0.1", port: 20002 });
+    expect(cache.endpoints("default/missed-00001")).toEqual([]);
+    await cache.resync();
+    expect(cache.endpoints("default/missed-00001").map((e) => e.instanceId)).toEqual([id]);
+    await scaler.withdraw("default", "missed-00001", id);
+    await cache.resync();
+    expect(cache.endpoints("default/missed-00001")).toEqual([]);
+  });
+
+  test("an endpoint a notice withdrew, then put back as it was with its notice missed, routes again after the next resync", async () => {
+    const cache = new FleetCache(raw, prefix, silent, () => {});
+    const key = scaler.fleet.keys.endpoints("default", "aba-00001");
+    const first = await scaler.endpoint("default", "aba-00001", { host: "127.0.0.1", port: 20003 });
+    const second = await scaler.endpoint("default", "aba-00001", {
+      host: "127.0.0.1",
+      port: 20004,
+    });
+    await cache.resync();
+    const json = (await raw.hget(key, second)) as string;
+    await scaler.withdraw("default", "aba-00001", second);
+    await cache.refreshRevision("default/aba-00001");
+    expect(cache.endpoints("default/aba-00001").map((e) => e.instanceId)).toEqual([first]);
+    // Byte for byte what the last resync read, so only the notice tells the cache to look again.
+    await raw.hset(key, second, json);
+    await cache.resync();
+    expect(cache.endpoints("default/aba-00001").map((e) => e.instanceId)).toEqual([first, second]);
   });
 });
