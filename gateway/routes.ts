@@ -64,9 +64,7 @@ export function normalizeHost(header: string | undefined): string | undefined {
 }
 
 export class RouteTable {
-  #hosts = new Map<string, CompiledRoute>();
-  /** The stored JSON each entry was parsed from (when set from JSON). */
-  #json = new Map<string, string>();
+  readonly #hosts = new Map<string, CompiledRoute>();
 
   get size(): number {
     return this.#hosts.size;
@@ -76,55 +74,13 @@ export class RouteTable {
     return this.#hosts.get(host);
   }
 
+  /** Set or (undefined) remove a host's entry. */
   set(host: string, entry: RoutingEntry | undefined): void {
-    this.#json.delete(host);
     if (entry) this.#hosts.set(host, compileRoute(host, entry));
     else this.#hosts.delete(host);
   }
 
-  /**
-   * Replace everything from the stored JSON by host (a resync read the whole
-   * table): an entry whose JSON did not change is kept as it is, unparsed.
-   */
-  replaceAllJson(
-    all: Record<string, string>,
-    parse: (host: string, json: string) => RoutingEntry | undefined,
-  ): void {
-    const next = new Map<string, CompiledRoute>();
-    const json = new Map<string, string>();
-    for (const host in all) {
-      const text = all[host] as string;
-      const prev = this.#hosts.get(host);
-      if (prev && this.#json.get(host) === text) {
-        next.set(host, prev);
-        json.set(host, text);
-        continue;
-      }
-      const entry = parse(host, text);
-      if (!entry) continue;
-      next.set(host, compileRoute(host, entry));
-      json.set(host, text);
-    }
-    this.#hosts = next;
-    this.#json = json;
+  hosts(): IterableIterator<string> {
+    return this.#hosts.keys();
   }
-
-  /** Replace everything (a resync read the whole table). */
-  replaceAll(entries: Map<string, RoutingEntry>): void {
-    this.#json.clear();
-    const next = new Map<string, CompiledRoute>();
-    for (const [host, entry] of entries) {
-      const prev = this.#hosts.get(host);
-      next.set(host, prev && sameEntry(prev.entry, entry) ? prev : compileRoute(host, entry));
-    }
-    this.#hosts = next;
-  }
-
-  hosts(): string[] {
-    return [...this.#hosts.keys()];
-  }
-}
-
-function sameEntry(a: RoutingEntry, b: RoutingEntry): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
 }

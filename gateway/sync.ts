@@ -1,7 +1,8 @@
 /**
  * Keeping the gateway's memory in step with Redis: routing tables and
- * endpoints by pub/sub plus periodic resync (watch.ts), slot-freed notices to
- * the dispatchers, and the periodic check of the agents behind the endpoints.
+ * endpoints by pub/sub plus periodic resync (watch.ts; each resync re-reads
+ * only the pages that changed, paged-resync.ts), slot-freed notices to the
+ * dispatchers, and the periodic check of the agents behind the endpoints.
  * Agents are checked against Redis only: while it is away nothing is dropped.
  */
 import type { Redis } from "ioredis";
@@ -11,6 +12,7 @@ import type { Logger } from "../src/logging.ts";
 import type { RedisHealth } from "../src/redis/health.ts";
 import type { RevisionDispatcher } from "./dispatcher.ts";
 import type { FleetCache } from "./fleet-cache.ts";
+import { type FlatHash, PagedResync, readHashPage } from "./paged-resync.ts";
 import type { RouteTable } from "./routes.ts";
 import { watchChannels } from "./watch.ts";
 
@@ -47,10 +49,25 @@ export async function startRedisSync(o: RedisSyncOptions): Promise<RedisSync> {
     if (!entry) o.logger.warn({ host }, "ignoring malformed routing entry");
     return entry;
   };
+  const hostPages = new PagedResync<FlatHash>({
+    read: (cursor, known) => readHashPage(redis, rKeys.hosts, cursor, known),
+    apply(flat) {
+      const hosts: string[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const host = flat[i] as string;
+        routes.set(host, parseEntry(host, flat[i + 1] as string));
+        hosts.push(host);
+      }
+      return hosts;
+    },
+    held: () => routes.hosts(),
+    drop: (host) => routes.set(host, undefined),
+  });
   const refreshHost = async (host: string) => {
     try {
       const json = await redis.hget(rKeys.hosts, host);
       routes.set(host, json === null ? undefined : parseEntry(host, json));
+      hostPages.noticed(host);
     } catch (err) {
       redisLog.warn({ err, host }, "reading a routing entry failed; the next resync retries");
     }
@@ -69,7 +86,7 @@ export async function startRedisSync(o: RedisSyncOptions): Promise<RedisSync> {
       } else fleet.onMessage(channel, message);
     },
     async resync() {
-      routes.replaceAllJson(await redis.hgetall(rKeys.hosts), parseEntry);
+      await hostPages.pass();
       await fleet.resync();
       synced = true;
     },

@@ -10,6 +10,7 @@ import { type AddressInfo, connect as netConnect } from "node:net";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Gateway } from "../../gateway/server.ts";
+import { routingKeys } from "../../src/control/routing.ts";
 import { gatewayKeys, type RevisionCounters } from "../../src/traffic/keys.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import {
@@ -70,6 +71,26 @@ describe("routing", () => {
     expect(res.body).toContain("no such service");
     expect(res.body).toContain("unknown.default.localhost");
     expect(b.hits).toBe(before);
+  });
+
+  it("routes a host written with no notice once a resync ran, and forgets one removed with none", async () => {
+    const b = await backend("quiet");
+    await scaler.endpoint("default", "quiet-00001", b);
+    // Straight into the table, as a writer whose PUBLISH was lost would leave it.
+    const table = routingKeys(prefix).hosts;
+    const entry = {
+      namespace: "default",
+      service: "quiet",
+      targets: [
+        { revision: "quiet-00001", percent: 100, containerConcurrency: 0, timeoutSeconds: 30 },
+      ],
+    };
+    await scaler.redis.hset(table, host("quiet"), JSON.stringify(entry));
+    await gw.resync();
+    expect((await hit(gw.url, host("quiet"))).status).toBe(200);
+    await scaler.redis.hdel(table, host("quiet"));
+    await gw.resync();
+    expect((await hit(gw.url, host("quiet"))).status).toBe(404);
   });
 
   it("routes by Host ignoring port and case, and tag hosts only to their revision", async () => {
