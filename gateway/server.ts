@@ -223,17 +223,13 @@ export async function startGateway(input: GatewayOptionsInput = {}): Promise<Gat
     periodMs: options.publishPeriodMs,
     ttlMs: options.counterTtlMs,
     logger: redisLog,
-    source: {
-      *revisions() {
-        for (const d of dispatchers.values()) {
-          yield { ref: d.ref, stats: d.stats, instances: () => d.instances() };
-        }
-      },
-    },
+    // The dispatchers themselves, not an object made for each: with thousands
+    // of revisions every period would otherwise leave that much garbage.
+    source: { revisions: () => dispatchers.values() },
     onTick() {
-      for (const [ref, d] of dispatchers) {
+      for (const d of dispatchers.values()) {
         d.tick();
-        if (d.queued === 0 && d.stats.idleFor(IDLE_REVISION_MS)) dispatchers.delete(ref);
+        if (d.queued === 0 && d.stats.idleFor(IDLE_REVISION_MS)) dispatchers.delete(d.ref);
       }
     },
   });
