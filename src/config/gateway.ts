@@ -51,7 +51,8 @@ export const gatewaySection = z
       flags: gw("--counter-ttl <ms>"),
     }),
     resyncIntervalMs: setting(msSchema(100, 3_600_000).default(10_000), {
-      description: "Full (level-triggered) re-read of routing tables, endpoints and agents.",
+      description:
+        "Level-triggered resync of routing tables, endpoints and agents (a digest per page of 128; only changed pages are re-read).",
       flags: gw("--resync-interval <ms>"),
     }),
     agentCheckIntervalMs: setting(msSchema(50, 60_000).default(1_000), {
