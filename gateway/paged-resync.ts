@@ -89,7 +89,7 @@ export function readHashPage(
 ): Promise<PageReply<FlatHash>> {
   return HASH_PAGE.run(redis, [key], [cursor, String(PAGE_COUNT), known]).then((reply) => {
     const [next, digest, content] = reply as [string, string, FlatHash?];
-    return { next, digest, content };
+    return { next: String(next), digest, content };
   });
 }
 
@@ -106,7 +106,11 @@ export function readEndpointsPage(
     [cursor, String(PAGE_COUNT), endpointsPrefix, known],
   ).then((reply) => {
     const [next, digest, refs, hashes] = reply as [string, string, string[]?, FlatHash[]?];
-    return { next, digest, content: refs ? { refs, hashes: hashes ?? [] } : undefined };
+    return {
+      next: String(next),
+      digest,
+      content: refs ? { refs, hashes: hashes ?? [] } : undefined,
+    };
   });
 }
 
