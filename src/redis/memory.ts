@@ -128,17 +128,18 @@ end
 const REPLIES_LUA = `
 do
   local call, pcall_ = redis.call, redis.pcall
-  local function conv(v)
+  -- A nested array (SSCAN's members) comes over as a plain JS array: indexed from 0.
+  local function conv(v, nested)
     local t = type(v)
     if t == "number" then return math.tointeger(v) or v end
     if t ~= "userdata" then return v end
-    local out = {}
+    local out, base = {}, nested and 1 or 0
     for i = 1, #v do
-      local x = v[i]
+      local x = v[i - base]
       if x == nil or (type(x) == "userdata" and tostring(x) == "null") then
         out[i] = false
       else
-        out[i] = conv(x)
+        out[i] = conv(x, true)
       end
     end
     return out

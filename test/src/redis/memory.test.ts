@@ -46,6 +46,20 @@ describe("in-process Redis", () => {
     expect(await r.eval(`return redis.call("GET", "missing")`, 0)).toBeNull();
   });
 
+  it("gives scripts a nested array reply (SSCAN's members) indexed from 1, like Redis", async () => {
+    const r = fresh();
+    await r.sadd("s", "a", "b", "c");
+    const reply = await r.eval(
+      `local page = redis.call("SSCAN", KEYS[1], "0", "COUNT", "10")
+       local members = page[2]
+       table.sort(members)
+       return { page[1], #members, members[1], members[3] }`,
+      1,
+      "s",
+    );
+    expect(reply).toEqual(["0", 3, "a", "c"]);
+  });
+
   it("offers cjson to scripts, like Redis", async () => {
     const r = fresh();
     const doc = { a: 'x"y\n', n: 5, f: 1.5, t: true, nested: { list: [1, "two"] }, u: "é" };
