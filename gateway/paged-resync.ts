@@ -24,6 +24,13 @@
 import type { Redis } from "ioredis";
 import { luaScript } from "../src/redis/script.ts";
 
+/*
+ * The scanned key goes in ARGV, not KEYS: Redis checks a script's declared
+ * keys as if it wrote them, and the gateway may only read these (its ACL user,
+ * deploy/redis/acl.ts); each call inside is checked as the read it is. Like
+ * the fleet's scripts, these so target one Redis, not Redis Cluster.
+ */
+
 /** Members per SCAN page (a COUNT hint: Redis returns about this many). */
 export const PAGE_COUNT = 128;
 
@@ -34,26 +41,26 @@ export const PAGE_COUNT = 128;
 const DIGEST_FN = `local digest = redis.sha1hex or function(s) return s end`;
 
 /**
- * One page of a HASH. KEYS: the hash. ARGV: cursor, count, known digest.
+ * One page of a HASH. ARGV: the hash, cursor, count, known digest.
  * Returns {next cursor, digest} or, when the digest is not the known one,
  * {next cursor, digest, {field, value, ...}}.
  */
 const HASH_PAGE = luaScript(`${DIGEST_FN}
-local page = redis.call("HSCAN", KEYS[1], ARGV[1], "COUNT", ARGV[2])
+local page = redis.call("HSCAN", ARGV[1], ARGV[2], "COUNT", ARGV[3])
 local d = digest(table.concat(page[2], "\\0"))
-if d == ARGV[3] then return {page[1], d} end
+if d == ARGV[4] then return {page[1], d} end
 return {page[1], d, page[2]}
 `);
 
 /**
  * One page of the set of revisions with endpoints, with each one's endpoints
- * hash. KEYS: the set. ARGV: cursor, count, endpoints key prefix, known digest.
+ * hash. ARGV: the set, cursor, count, endpoints key prefix, known digest.
  * Returns {next cursor, digest} or {next cursor, digest, {ref, ...}, {{field,
  * value, ...}, ...}} (a ref that is not "{ns}/{rev}" gets an empty hash).
  */
 const ENDPOINTS_PAGE = luaScript(`${DIGEST_FN}
-local page = redis.call("SSCAN", KEYS[1], ARGV[1], "COUNT", ARGV[2])
-local refs, prefix = page[2], ARGV[3]
+local page = redis.call("SSCAN", ARGV[1], ARGV[2], "COUNT", ARGV[3])
+local refs, prefix = page[2], ARGV[4]
 local find, sub, concat = string.find, string.sub, table.concat
 local parts, hashes = {}, {}
 for i = 1, #refs do
@@ -67,7 +74,7 @@ for i = 1, #refs do
   parts[i] = ref .. "\\0" .. concat(h, "\\0")
 end
 local d = digest(concat(parts, "\\n"))
-if d == ARGV[4] then return {page[1], d} end
+if d == ARGV[5] then return {page[1], d} end
 return {page[1], d, refs, hashes}
 `);
 
@@ -87,7 +94,7 @@ export function readHashPage(
   cursor: string,
   known: string,
 ): Promise<PageReply<FlatHash>> {
-  return HASH_PAGE.run(redis, [key], [cursor, String(PAGE_COUNT), known]).then((reply) => {
+  return HASH_PAGE.run(redis, [], [key, cursor, String(PAGE_COUNT), known]).then((reply) => {
     const [next, digest, content] = reply as [string, string, FlatHash?];
     return { next: String(next), digest, content };
   });
@@ -102,8 +109,8 @@ export function readEndpointsPage(
 ): Promise<PageReply<{ refs: string[]; hashes: FlatHash[] }>> {
   return ENDPOINTS_PAGE.run(
     redis,
-    [refsKey],
-    [cursor, String(PAGE_COUNT), endpointsPrefix, known],
+    [],
+    [refsKey, cursor, String(PAGE_COUNT), endpointsPrefix, known],
   ).then((reply) => {
     const [next, digest, refs, hashes] = reply as [string, string, string[]?, FlatHash[]?];
     return {
