@@ -10,8 +10,10 @@
  * src/cluster.ts, including those inside Lua scripts. Redis 7 checks each
  * `redis.call` of a script against the caller's ACL too, so the patterns
  * cover the keys scripts build from prefixes passed in ARGV (undeclared keys:
- * gateway/slots.ts's `{p}slot-waiters:*:gw:*`, src/fleet/scripts.ts's agent,
- * endpoint and agent-endpoint keys, src/store/scripts.ts LIST's objects).
+ * gateway/slots.ts's `{p}slot-waiters:*:gw:*`, gateway/paged-resync.ts's
+ * scanned routing table, endpoint-revisions set and endpoint hashes,
+ * src/fleet/scripts.ts's agent, endpoint and agent-endpoint keys,
+ * src/store/scripts.ts LIST's objects).
  * test/security/redis-acl.test.ts runs every component under its user.
  *
  * Key access uses Redis 7 read/write key permissions (`%R~`, `%W~`, `%RW~`):
