@@ -8,8 +8,10 @@
  * garbage behind; a change costs the re-read of the pages holding it.
  *
  * Each script call reads one page (PAGE_COUNT members), so Redis is never
- * blocked for long (about 0.7 ms for 128 endpoint hashes, measured on Redis
- * 7.0); a full digest of 10,000 revisions in one call had blocked it 85 ms.
+ * blocked for long: on Redis 7.0 with 10,000 services a call took 0.2 ms
+ * (median) and at most 0.7 ms, 1.9 ms with four endpoints per revision; the
+ * whole resync 21-28 ms of Redis time. One digest of all 10,000 revisions in
+ * one call had blocked Redis 85 ms.
  *
  * A SCAN page is the same set of members for the same cursor as long as the
  * collection is unchanged (no rehash without a write), which is what lets a
