@@ -28,6 +28,8 @@ const MEMORY_MB = 256;
 
 const registry = new Registry();
 const events: IsolateEvent[] = [];
+/** When each slot's process came up listening (the pool's spawn events), by slot. */
+const listening = new Map<string, number>();
 let pool: WorkerdPool;
 
 const hello = (text: string) =>
@@ -44,6 +46,7 @@ beforeAll(async () => {
   for (const type of ["stall", "exit", "hang", "recycle"] as const) {
     pool.on(type, (e) => events.push(e));
   }
+  pool.on("spawn", (e) => listening.set(e.slot, Date.now()));
   await pool.start();
   await pool.register("alpha/spinner-00001", {
     code: `export default { fetch(request) {
@@ -166,7 +169,7 @@ describe("security: the workerd socket without a gateway", () => {
 });
 
 describe("security: a worker spinning on every request", () => {
-  it(`keeps its neighbours serving for ${SPIN_S} s: same process at most 1% failed and p50 under 2x baseline, other namespace no failures`, async () => {
+  it(`keeps its neighbours serving for ${SPIN_S} s: same process p50 under 2x baseline and failing only while a neighbour caught in the stall moves to a process of its own, other namespace no failures`, async () => {
     const alphaPid = pool.stats().find((s) => s.slot === "alpha/0")?.pid;
     expect(pool.endpointFor("alpha/spinner-00001").port).toBe(
       pool.endpointFor("alpha/neighbour-00001").port,
@@ -216,7 +219,21 @@ describe("security: a worker spinning on every request", () => {
     for (const e of stalls.slice(1)) expect(e.revisions).toEqual(["alpha/spinner-00001"]);
     expect(stalls.slice(1).every((e) => e.slot === "alpha/own:spinner-00001")).toBe(true);
     expect(refused.length).toBeGreaterThan(0);
-    expect(alphaFailed.length).toBeLessThanOrEqual(Math.floor(alpha.length * 0.01));
+    // A neighbour whose request was in flight at the first stall is moved to a
+    // process of its own (the pool cannot tell which of the two spun); until
+    // that process listens, the old endpoint refuses it, saying so. That window
+    // is the process's start, longer on a loaded machine; outside it, nothing
+    // of the neighbour fails.
+    const moved = stalls[0]?.revisions.includes("alpha/neighbour-00001") ?? false;
+    const ownUp = listening.get("alpha/own:neighbour-00001");
+    if (!moved) expect(alphaFailed).toEqual([]);
+    else {
+      expect(ownUp).toBeDefined();
+      for (const f of alphaFailed) {
+        expect(f.error).toContain("now runs in a workerd process of its own");
+        expect(f.at).toBeLessThanOrEqual(ownUp ?? 0);
+      }
+    }
     // The baseline is the neighbour's own p50 before the spinning; when the
     // shared machine got slower meanwhile (the other namespace's p50 in the same
     // window says so), that is the baseline instead.
