@@ -313,6 +313,10 @@ export class IsolateDriver {
   }
 
   #onSpawn(e: SpawnEvent): void {
+    // A fresh process holds no isolate: the standbys it held are loaded and
+    // parked again, or their next start would be a whole build (a burst of
+    // wakes then queues behind those builds, one at a time per process).
+    if (e.cause !== "start") void this.#reloadStandbys(e.slot);
     // Only a replacement (after a stall, hang or exit) or a revision's own new
     // process brings withdrawn revisions back (or moves them).
     if (e.cause === "start" || e.cause === "recycle") return;
@@ -325,6 +329,42 @@ export class IsolateDriver {
       if (inst.phase !== "ready" || inst.endpoint?.port !== this.pool.endpointFor(key).port) {
         this.#ready(inst);
       }
+    }
+  }
+
+  /**
+   * Load and park again, one at a time (a restart is no time for a burst of
+   * builds), the standbys whose process `slot` was replaced. A standby started
+   * or dropped meanwhile is left alone: the check and the park's registration
+   * happen in one turn after the load, so a start either ended the standby
+   * before (skipped) or waits for the park and unparks it.
+   */
+  async #reloadStandbys(slot: string): Promise<void> {
+    const keys = [...this.#standbys.keys()].filter(
+      (key) => this.pool.endpointFor(key).slot === slot && !this.#parking.has(key),
+    );
+    const count = this.#metrics.isolateStandbyReloads;
+    for (const key of keys) {
+      if (!this.#standbys.has(key) || this.pool.moving(key)) {
+        count.inc({ outcome: "skipped" });
+        continue;
+      }
+      const loaded = await this.pool.load(key).catch(() => undefined);
+      if (!loaded?.ok) {
+        // Its next start builds it (and reports a failure then): nothing is lost.
+        count.inc({ outcome: "failed" });
+        continue;
+      }
+      if (!this.#standbys.has(key) || this.#parking.has(key)) {
+        count.inc({ outcome: "skipped" });
+        continue;
+      }
+      const parking = this.pool.park(key).finally(() => {
+        if (this.#parking.get(key) === parking) this.#parking.delete(key);
+      });
+      this.#parking.set(key, parking);
+      await parking;
+      count.inc({ outcome: "parked" });
     }
   }
 

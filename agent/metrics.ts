@@ -9,6 +9,7 @@ export interface AgentMetrics {
   coldStart: Histogram<"runtime">;
   reconcile: Histogram;
   isolateResumes: Counter;
+  isolateStandbyReloads: Counter<"outcome">;
   wakes: Counter<"outcome">;
 }
 
@@ -75,6 +76,14 @@ export function agentMetrics(
       new Counter({
         name: "skiff_agent_isolate_resumes_total",
         help: "Isolate instances started from a standby (the revision's isolate still loaded)",
+        registers: [registry],
+      }),
+    isolateStandbyReloads:
+      existing(registry, "skiff_agent_isolate_standby_reloads_total") ??
+      new Counter({
+        name: "skiff_agent_isolate_standby_reloads_total",
+        help: "Isolate standbys loaded and parked again in the replacement of a workerd process that stalled, hung or exited (which lost them), by outcome: parked, or skipped (started or dropped meanwhile) or failed",
+        labelNames: ["outcome"] as const,
         registers: [registry],
       }),
     wakes:

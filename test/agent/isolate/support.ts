@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { Agent, request } from "undici";
 import { GATEWAY_AUTH_HEADER, type WorkerdPool } from "../../../agent/isolate/index.ts";
 import { rendezvousSlot } from "../../../agent/isolate/shard.ts";
+import { isReset } from "../../../gateway/upstream-errors.ts";
 
 export interface Answer {
   status: number;
@@ -35,10 +36,12 @@ export async function send(
   try {
     return await sendOnce(pool, revision, options);
   } catch (err) {
-    // A recycled process closes its idle keep-alive connections; a request that
-    // picked one at that instant fails before any response byte. The gateway
-    // retries that case once; tests of recycling opt in to do the same.
-    if (!options.retryClosed || (err as { code?: string }).code !== "UND_ERR_SOCKET") throw err;
+    // A recycled process closes its idle keep-alive connections, a killed one
+    // resets them; a request that met either fails before any response byte.
+    // The gateway retries such a reset once (an idempotent request without a
+    // body, gateway/attempt.ts); tests of recycling and restarts opt in to do the same.
+    const idempotent = (options.method ?? "GET") === "GET" && options.body === undefined;
+    if (!options.retryClosed || !idempotent || !isReset(err as Error)) throw err;
     return sendOnce(pool, revision, { ...options, fresh: true });
   }
 }
