@@ -7,14 +7,20 @@
  *
  * Created on first use and shared by every agent of the cluster on the engine.
  * Docker allows two networks of one name, so two agents racing to create it
- * may both succeed; everyone then settles on the same one (oldest, then lowest
- * id) and the loser removes its own spare. Removal is left to Docker's rule
+ * may both succeed; a creator that then sees another's network yields (see
+ * #findOrCreate), so that everyone settles on the same one. Removal is left to Docker's rule
  * that a network with containers attached cannot be removed.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type Docker from "dockerode";
 import { UnavailableError } from "../../src/errors.ts";
 import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 import { BridgeFirewall } from "./firewall.ts";
+
+/** Rounds of looking and creating before twins are taken as they are (the oldest). */
+const MAX_ROUNDS = 40;
+/** 20-70 ms: racers that yielded to each other do not meet again in step. */
+const jitter = () => 20 + Math.random() * 50;
 
 export interface ClusterNetworkOptions {
   name: string;
@@ -74,54 +80,78 @@ export class ClusterNetwork {
     return id;
   }
 
+  /**
+   * Docker can create two networks of one name when two creations race, and
+   * a creation that started first may become visible last. So a creator that
+   * sees anyone else's network beside its own right after creating yields:
+   * it removes its own and looks again. Whoever saw only its own network
+   * after its creation was first to be visible, and every later creator sees
+   * it. (Two that see each other both yield and try again, with jitter.)
+   */
   async #findOrCreate(): Promise<string> {
-    const existing = await this.#find();
-    if (existing) return existing;
-    let created: string | undefined;
-    try {
-      const net = await this.#docker.createNetwork({
-        Name: this.name,
-        Driver: "bridge",
-        CheckDuplicate: true,
-        Labels: this.#labels,
-        Options: {
-          // No traffic between containers over the bridge: tenants cannot reach each other.
-          "com.docker.network.bridge.enable_icc": "false",
-        },
-      });
-      created = net.id;
-    } catch (err) {
-      // 409: someone else created it a moment ago; anything else is a real failure.
-      if (dockerStatus(err) !== 409) {
+    for (let round = 0; ; round++) {
+      const found = await this.#list();
+      if (found.length === 1) return (found[0] as { Id: string }).Id;
+      if (found.length > 1) {
+        // Twins that outlive the rounds (left by an older agent): the oldest.
+        if (round >= MAX_ROUNDS) return (found[0] as { Id: string }).Id;
+        // A racer's twin on its way out: look again.
+        await sleep(jitter());
+        continue;
+      }
+      if (round >= MAX_ROUNDS) {
         throw new UnavailableError(
-          `cannot create Docker network ${this.name}: ${dockerMessage(err)}`,
-          { cause: err },
+          `cannot create Docker network ${this.name}: creations kept racing`,
         );
       }
-    }
-    const chosen = await this.#find();
-    if (!chosen)
-      throw new UnavailableError(`Docker network ${this.name} vanished right after its creation`);
-    if (created && created !== chosen) {
-      // We lost a creation race: our twin is unused, remove it so that the name stays unique.
+      let created: string | undefined;
+      try {
+        const net = await this.#docker.createNetwork({
+          Name: this.name,
+          Driver: "bridge",
+          CheckDuplicate: true,
+          Labels: this.#labels,
+          Options: {
+            // No traffic between containers over the bridge: tenants cannot reach each other.
+            "com.docker.network.bridge.enable_icc": "false",
+          },
+        });
+        created = net.id;
+      } catch (err) {
+        // 409: someone else created it a moment ago; anything else is a real failure.
+        if (dockerStatus(err) !== 409) {
+          throw new UnavailableError(
+            `cannot create Docker network ${this.name}: ${dockerMessage(err)}`,
+            { cause: err },
+          );
+        }
+        await sleep(jitter());
+        continue;
+      }
+      const after = await this.#list();
+      if (after.every((n) => n.Id === created)) return created;
       await this.#docker
         .getNetwork(created)
         .remove()
         .catch(() => {});
+      await sleep(jitter());
     }
-    return chosen;
   }
 
   /** The id of the network of that name (the oldest one, should a race have made two). */
   async #find(): Promise<string | undefined> {
+    return (await this.#list())[0]?.Id;
+  }
+
+  /** The networks of exactly that name, oldest first (then by id). */
+  async #list(): Promise<{ Id: string; Created?: string }[]> {
     const nets = await this.#docker.listNetworks({ filters: { name: [this.name] } });
-    const exact = nets
+    return nets
       .filter((n) => n.Name === this.name)
       .sort(
         (a, b) =>
           createdKey(a.Created).localeCompare(createdKey(b.Created)) || a.Id.localeCompare(b.Id),
       );
-    return exact[0]?.Id;
   }
 
   /**

@@ -118,16 +118,23 @@ describe("isolate instances", () => {
     expect((await call(again)).body).toBe(`Hello Standby! revision=${name} service=standby`);
     expect(await resumes()).toBe(before + 1);
 
+    // The record stops listing the standby while the second instance runs (read
+    // before that, it could still show the first one and end the waits below early).
+    await waitFor("the record without the standby", async () => {
+      const record = await env.fleet.getAgent(env.agentId);
+      return record !== undefined && !record.standbys?.includes(`default/${name}`);
+    });
     await env.undesire(second);
     await waitFor("the standby again", async () =>
       (await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
     );
     // After the retention (2 s here) it is unregistered: gone from the record, and a later
     // instance is a fresh start, not a resume.
-    await waitFor(
-      "the standby to expire",
-      async () => !(await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
-    );
+    // (A record missing for a moment, a heartbeat late on a loaded machine, says nothing.)
+    await waitFor("the standby to expire", async () => {
+      const record = await env.fleet.getAgent(env.agentId);
+      return record !== undefined && !record.standbys?.includes(`default/${name}`);
+    });
     const resumed = await resumes();
     const third = await env.desire(name, "isolate");
     expect((await call(await oneEndpoint(name, again.readyAt))).status).toBe(200);
