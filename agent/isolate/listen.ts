@@ -82,16 +82,20 @@ export function openListeningSockets(host: string, ports: number[]): Promise<Lis
         );
       }
     });
-    child.on("exit", () => {
-      const complete = ports.every((_, i) => sockets[i] !== undefined);
-      if (!failure && complete) {
+    child.on("exit", (code, signal) => {
+      const received = ports.filter((_, i) => sockets[i] !== undefined).length;
+      if (!failure && received === ports.length) {
         resolve(sockets);
         return;
       }
       for (const socket of sockets) socket?.handle.close();
+      // Say how it ended: a helper killed or out of descriptors leaves no stderr.
+      const ended = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       reject(
         failure ??
-          new UnavailableError(`cannot listen on ${host}: helper failed: ${stderr.trim() || "?"}`),
+          new UnavailableError(
+            `cannot listen on ${host}: the socket helper ${ended} after handing over ${received} of ${ports.length} sockets${stderr.trim() ? `: ${stderr.trim()}` : ""}`,
+          ),
       );
     });
   });
