@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Agent } from "../../agent/agent.ts";
+import { metricValue } from "../support/metrics.ts";
 import { type AgentTestEnv, agentTestEnv, call, waitFor, workerService } from "./support.ts";
 
 let env: AgentTestEnv;
@@ -16,12 +17,8 @@ beforeAll(async () => {
 });
 afterAll(() => env?.cleanup());
 
-const reloads = async (outcome: string) =>
-  Number(
-    new RegExp(`skiff_agent_isolate_standby_reloads_total\\{outcome="${outcome}"\\} (\\d+)`).exec(
-      await agent.registry.getSingleMetricAsString("skiff_agent_isolate_standby_reloads_total"),
-    )?.[1] ?? 0,
-  );
+const reloads = (outcome: string) =>
+  metricValue(agent.registry, "skiff_agent_isolate_standby_reloads_total", { outcome });
 
 describe("isolate standbys across a workerd restart", () => {
   test("a standby whose process died is loaded and parked again in its replacement: the next load there is a resume, and the next instance serves", async () => {

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Agent } from "../../agent/agent.ts";
+import { metricValue } from "../support/metrics.ts";
 import {
   type AgentTestEnv,
   agentTestEnv,
@@ -104,12 +105,7 @@ describe("isolate instances", () => {
     expect(await agent.registry.getSingleMetricAsString("skiff_agent_isolate_standbys")).toMatch(
       /skiff_agent_isolate_standbys [1-9]/,
     );
-    const resumes = async () =>
-      Number(
-        /skiff_agent_isolate_resumes_total (\d+)/.exec(
-          await agent.registry.getSingleMetricAsString("skiff_agent_isolate_resumes_total"),
-        )?.[1],
-      );
+    const resumes = () => metricValue(agent.registry, "skiff_agent_isolate_resumes_total");
     const before = await resumes();
 
     const second = await env.desire(name, "isolate");

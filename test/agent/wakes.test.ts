@@ -9,6 +9,7 @@ import type { Agent } from "../../agent/agent.ts";
 import { Activator } from "../../gateway/activation.ts";
 import { settleWakes, WAKE_TTL_MS } from "../../src/fleet/wake.ts";
 import { silentLogger } from "../../src/logging.ts";
+import { metricValue } from "../support/metrics.ts";
 import { connect } from "../support/redis.ts";
 import { type AgentTestEnv, agentTestEnv, call, waitFor, workerService } from "./support.ts";
 
@@ -51,12 +52,8 @@ function activate(revision: string): void {
   }).signal("default", revision);
 }
 
-const wakes = async (outcome: string) =>
-  Number(
-    new RegExp(`skiff_agent_wakes_total\\{outcome="${outcome}"\\} (\\d+)`).exec(
-      await agent.registry.getSingleMetricAsString("skiff_agent_wakes_total"),
-    )?.[1] ?? 0,
-  );
+const wakes = (outcome: string) =>
+  metricValue(agent.registry, "skiff_agent_wakes_total", { outcome });
 
 describe("waking a standby", () => {
   test("an activation signal starts the standby's instance with no desired set, and the claim names it; adopted by a desired set, it stays past the hold", async () => {

@@ -18,6 +18,7 @@ import { helloService } from "../agent/support.ts";
 import type { TestApi } from "../support/api.ts";
 import { serviceManifest } from "../support/fixtures.ts";
 import { helloImage } from "../support/images.ts";
+import { metricValue } from "../support/metrics.ts";
 import { uniquePrefix } from "../support/redis.ts";
 import {
   hit,
@@ -127,19 +128,11 @@ describe("scale to zero and back", () => {
   }, 40_000);
 
   it("a request to a worker revision at zero is held, activates it, and is served", async () => {
-    const fast = async () =>
-      Number(
-        /skiff_scaler_fast_activation_instances_total (\d+)/.exec(
-          await scaler.registry.getSingleMetricAsString(
-            "skiff_scaler_fast_activation_instances_total",
-          ),
-        )?.[1],
-      );
+    const fast = () => metricValue(scaler.registry, "skiff_scaler_fast_activation_instances_total");
     const woken = async () => {
       let n = 0;
       for (const a of agents) {
-        const text = await a.agent.registry.getSingleMetricAsString("skiff_agent_wakes_total");
-        n += Number(/skiff_agent_wakes_total\{outcome="started"\} (\d+)/.exec(text)?.[1] ?? 0);
+        n += await metricValue(a.agent.registry, "skiff_agent_wakes_total", { outcome: "started" });
       }
       return n;
     };
@@ -223,14 +216,8 @@ describe("initial-scale 0", () => {
   it("a container revision with initial-scale 0 is Ready, warmed once into a paused standby with nothing left running, and its first request resumes it", async () => {
     const containerAgent = agents.find((a) => a.agent.id === "loop-a");
     if (!containerAgent) throw new Error("no container agent");
-    const resumes = async () =>
-      Number(
-        /skiff_agent_container_resumes_total (\d+)/.exec(
-          await containerAgent.agent.registry.getSingleMetricAsString(
-            "skiff_agent_container_resumes_total",
-          ),
-        )?.[1] ?? 0,
-      );
+    const resumes = () =>
+      metricValue(containerAgent.agent.registry, "skiff_agent_container_resumes_total");
     await create(
       serviceManifest("lazybox", {
         image,

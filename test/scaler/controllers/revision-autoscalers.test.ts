@@ -44,12 +44,13 @@ function tick(
   t: number,
   loads: ReadonlyMap<string, RevisionLoad>,
   ready = 0,
+  activationRequested = loads.size > 0,
 ) {
   a.recordAll(loads, t);
   return a.decide(REF, rev, t, {
     ready,
     placed: ready,
-    activationRequested: loads.size > 0,
+    activationRequested,
     reachable: true,
   }).decision.desired;
 }
@@ -105,18 +106,13 @@ describe("RevisionAutoscalers.decide", () => {
     let t = 1_000_000;
     // Created at zero, idle past every grace.
     for (let i = 0; i < 120; i++, t += 1_000) expect(tick(a, rev, t, NO_LOAD)).toBe(0);
-    const pass = (ready: number, activationRequested: boolean) => {
-      a.recordAll(NO_LOAD, t);
-      return a.decide(REF, rev, t, { ready, placed: ready, activationRequested, reachable: true })
-        .decision.desired;
-    };
     // The gateway's signal; the resumed instance is ready by the pass, and no
     // load has been reported yet.
-    expect(pass(1, true)).toBe(1);
+    expect(tick(a, rev, t, NO_LOAD, 1, true)).toBe(1);
     // No further signal: held for the stable window (60 s), as after any activation.
     for (let i = 0; i < 50; i++) {
       t += 1_000;
-      expect(pass(1, false)).toBe(1);
+      expect(tick(a, rev, t, NO_LOAD, 1)).toBe(1);
     }
     expect(a.get(REF)?.decision?.state).toBe("Active");
   });
