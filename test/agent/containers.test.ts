@@ -9,6 +9,7 @@ import { ensureClusterIdentity } from "../../src/cluster.ts";
 import type { Endpoint } from "../../src/fleet/types.ts";
 import { hit, host, startTestGateway, TestScaler } from "../gateway/support.ts";
 import { helloImage, missingImage } from "../support/images.ts";
+import { metricValue } from "../support/metrics.ts";
 import { connect } from "../support/redis.ts";
 import {
   type AgentTestEnv,
@@ -59,10 +60,7 @@ async function twoProbedInstances(service: string, extra: Record<string, unknown
   return { name, ids, eps: eps as [Endpoint, Endpoint] };
 }
 
-async function resumes(): Promise<number> {
-  const text = await agent.registry.getSingleMetricAsString("skiff_agent_container_resumes_total");
-  return Number(/skiff_agent_container_resumes_total (\d+)/.exec(text)?.[1] ?? 0);
-}
+const resumes = () => metricValue(agent.registry, "skiff_agent_container_resumes_total");
 
 describe("container instances", () => {
   test("a desired instance starts, is published with a loopback address, answers with its revision and TARGET, and is withdrawn (kept as a paused standby) when no longer desired", async () => {
@@ -133,9 +131,7 @@ describe("container instances", () => {
     await waitFor("the agent record to list the standby", async () =>
       (await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
     );
-    expect(await agent.registry.getSingleMetricAsString("skiff_agent_container_standbys")).toMatch(
-      /skiff_agent_container_standbys [1-9]/,
-    );
+    expect(await metricValue(agent.registry, "skiff_agent_container_standbys")).toBeGreaterThan(0);
     const resumesBefore = await resumes();
 
     const second = await env.desire(name, "container");

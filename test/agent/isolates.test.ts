@@ -102,9 +102,7 @@ describe("isolate instances", () => {
     await waitFor("the agent record to list the standby", async () =>
       (await env.fleet.getAgent(env.agentId))?.standbys?.includes(`default/${name}`),
     );
-    expect(await agent.registry.getSingleMetricAsString("skiff_agent_isolate_standbys")).toMatch(
-      /skiff_agent_isolate_standbys [1-9]/,
-    );
+    expect(await metricValue(agent.registry, "skiff_agent_isolate_standbys")).toBeGreaterThan(0);
     const resumes = () => metricValue(agent.registry, "skiff_agent_isolate_resumes_total");
     const before = await resumes();
 

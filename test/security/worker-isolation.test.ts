@@ -21,6 +21,7 @@ import {
   WorkerdPool,
 } from "../../agent/isolate/index.ts";
 import { type Answer, send } from "../agent/isolate/support.ts";
+import { metricValue } from "../support/metrics.ts";
 import { waitFor } from "../support/wait.ts";
 
 const SPIN_S = 10;
@@ -146,12 +147,7 @@ describe("security: the workerd socket without a gateway", () => {
       console.log(`[forged header] ${attempt.tried} -> ${res.status} ${body.trim()}`);
       expect(res.status).toBe(403);
     }
-    const counted = async () =>
-      Number(
-        (await registry.getSingleMetricAsString("skiff_agent_isolate_forbidden_total")).match(
-          /skiff_agent_isolate_forbidden_total (\d+)/,
-        )?.[1] ?? 0,
-      );
+    const counted = () => metricValue(registry, "skiff_agent_isolate_forbidden_total");
     await waitFor(
       "every forged request counted",
       async () => (await counted()) === attempts.length,

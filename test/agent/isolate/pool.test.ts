@@ -7,6 +7,7 @@ import {
   WorkerdPool,
 } from "../../../agent/isolate/index.ts";
 import { ConflictError, ValidationError } from "../../../src/errors.ts";
+import { metricValue } from "../../support/metrics.ts";
 import { countingServer, keyOnSlot, send } from "./support.ts";
 
 // A loaded 2-core machine can pause workerd for a while: this file is not about
@@ -268,18 +269,14 @@ describe("WorkerdPool registry and sharding", () => {
 
   it("counts cold starts in the metrics registry", async () => {
     const registry = pool.options.metrics!;
-    const before = (
-      await registry.getSingleMetricAsString("skiff_isolate_cold_starts_total")
-    ).match(/skiff_isolate_cold_starts_total (\d+)/);
+    const coldStarts = () => metricValue(registry, "skiff_isolate_cold_starts_total");
+    const before = await coldStarts();
     await pool.register("default/metric-00001", {
       code: `export default { fetch() { return new Response("m"); } };`,
     });
     await send(pool, "default/metric-00001");
     await send(pool, "default/metric-00001");
-    const after = (await registry.getSingleMetricAsString("skiff_isolate_cold_starts_total")).match(
-      /skiff_isolate_cold_starts_total (\d+)/,
-    );
-    expect(Number(after?.[1])).toBe(Number(before?.[1]) + 1);
+    expect(await coldStarts()).toBe(before + 1);
   });
 });
 
@@ -289,12 +286,7 @@ describe("WorkerdPool gateway secret", () => {
   it("refuses a request without the gateway secret (or with a wrong one) with 403, counts it, and never lets the worker see the secret", async () => {
     await pool.register("default/secret-00001", { code: echoHeaders });
     const registry = pool.options.metrics!;
-    const count = async () =>
-      Number(
-        (await registry.getSingleMetricAsString("skiff_agent_isolate_forbidden_total")).match(
-          /skiff_agent_isolate_forbidden_total (\d+)/,
-        )?.[1] ?? 0,
-      );
+    const count = () => metricValue(registry, "skiff_agent_isolate_forbidden_total");
     const before = await count();
     const none = await send(pool, "default/secret-00001", { auth: null });
     const wrong = await send(pool, "default/secret-00001", { auth: "f".repeat(48) });
