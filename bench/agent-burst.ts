@@ -15,7 +15,6 @@
  *
  * Only 127.0.0.1 is talked to; every wait is bounded; everything started is removed.
  */
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
@@ -28,8 +27,8 @@ import type { StartedInstance } from "../agent/container/runtime-types.ts";
 import { buildCli } from "../scripts/build-cli.ts";
 import { fleetKeys } from "../src/fleet/keys.ts";
 import { connectRedis } from "../src/redis/connect.ts";
-import { freePort } from "../src/redis/server.ts";
 import { helloImage } from "../test/support/images.ts";
+import { dockerRuns } from "./docker-runs.ts";
 import { firstResponse } from "./first-response.ts";
 import { allReady, startSkiffUp } from "./skiff-up.ts";
 import { type Summary, summarize } from "./stats.ts";
@@ -48,68 +47,9 @@ const N = Number(values.instances);
 const TRIALS = Number(values.trials);
 const TIMEOUT_MS = 60_000;
 
-function docker(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile("docker", args, (err, stdout, stderr) =>
-      err
-        ? reject(new Error(`docker ${args[0]}: ${stderr.trim() || err.message}`))
-        : resolve(stdout),
-    ),
-  );
-}
-
 const ms = (x: number) => Math.round(x);
 const line = (s: Summary) =>
   `first ${ms(s.min)} ms, p50 ${ms(s.p50)} ms, last ${ms(s.max)} ms (n=${s.n})`;
-
-/**
- * N `docker run`s at once, each to its first answer on its published port: on
- * Docker's default bridge, or (`isolated`) on a user-defined bridge with
- * inter-container traffic off, as Skiff runs its instances (network.ts).
- */
-async function dockerRuns(image: string, isolated = false): Promise<number[]> {
-  const label = `skiff-bench=agent-burst-${process.pid}`;
-  const network = `skiff-bench-agent-burst-${process.pid}`;
-  if (isolated) {
-    await docker([
-      "network",
-      "create",
-      "--label",
-      label,
-      "-o",
-      "com.docker.network.bridge.enable_icc=false",
-      network,
-    ]);
-  }
-  const ports = await Promise.all(Array.from({ length: N }, () => freePort()));
-  const t0 = performance.now();
-  try {
-    return await Promise.all(
-      ports.map(async (port) => {
-        const run = docker([
-          "run",
-          "-d",
-          "--rm",
-          "--label",
-          label,
-          ...(isolated ? ["--network", network] : []),
-          "-p",
-          `127.0.0.1:${port}:8080`,
-          image,
-        ]);
-        const t = await firstResponse(port, t0, { timeoutMs: TIMEOUT_MS, everyMs: 10 });
-        await run;
-        return t;
-      }),
-    );
-  } finally {
-    const ids = (await docker(["ps", "-aq", "--filter", `label=${label}`]))
-      .split(/\s+/)
-      .filter(Boolean);
-    if (ids.length > 0) await docker(["rm", "-f", ...ids]).catch(() => undefined);
-    if (isolated) await docker(["network", "rm", network]).catch(() => undefined);
-  }
-}
 
 interface Timeline {
   resolved: number;
@@ -156,8 +96,10 @@ async function runtimeStarts(image: string, clusterId: string): Promise<Timeline
 const image = await helloImage(new Docker());
 const clusterId = `b${randomBytes(5).toString("hex")}`;
 for (let trial = 1; trial <= (values["no-runtime"] ? 0 : TRIALS); trial++) {
-  const base = await dockerRuns(image);
-  const isolated = await dockerRuns(image, true);
+  // Docker's pace on its default bridge, and on a bridge like Skiff's (ICC off).
+  const runs = { count: N, bench: "agent-burst", timeoutMs: TIMEOUT_MS };
+  const base = (await dockerRuns(image, runs)).times;
+  const isolated = (await dockerRuns(image, { ...runs, isolated: true })).times;
   const skiff = await runtimeStarts(image, clusterId);
   const b = summarize(base);
   const bi = summarize(isolated);

@@ -26,6 +26,7 @@ const HELPERS = new Set([
   "skiff-up.ts",
   "static-workerd.ts",
   "first-response.ts",
+  "docker-runs.ts",
 ]);
 /** The default run: each figure benchmark with trials that keep the whole near 10 minutes. */
 const QUICK: [string, string[]][] = [

@@ -24,7 +24,6 @@
  *
  * Writes its block of BENCHMARKS.md. Every load is bounded in time and count.
  */
-import { execFile } from "node:child_process";
 import type { EventEmitter } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
@@ -36,9 +35,8 @@ import { parseArgs } from "node:util";
 import { buildCli } from "../scripts/build-cli.ts";
 import { fleetKeys } from "../src/fleet/keys.ts";
 import { connectRedis } from "../src/redis/connect.ts";
-import { freePort } from "../src/redis/server.ts";
 import { helloImage } from "../test/support/images.ts";
-import { firstResponse } from "./first-response.ts";
+import { dockerRuns } from "./docker-runs.ts";
 import { allReady, startSkiffUp } from "./skiff-up.ts";
 import { figureTable, type Summary, summarize, writeBenchmarkBlock } from "./stats.ts";
 
@@ -352,51 +350,15 @@ async function step(): Promise<Step> {
   return { at, changes, maxReady, sent, failed, statuses: [...statuses] };
 }
 
-/** `docker` with its arguments; resolves with stdout, rejects with stderr. */
-function docker(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile("docker", args, (err, stdout, stderr) =>
-      err
-        ? reject(new Error(`docker ${args[0]}: ${stderr.trim() || err.message}`))
-        : resolve(stdout),
-    ),
-  );
-}
-
 /** CONTAINERS `docker run`s of the hello image at once, each to its first answer; removed after. */
 async function dockerRunBurst(): Promise<Summary & { failed: number }> {
-  const label = `skiff-bench=zero-burst-${process.pid}`;
-  const ports = await Promise.all(Array.from({ length: CONTAINERS }, () => freePort()));
-  const t0 = performance.now();
-  try {
-    const times = await Promise.all(
-      ports.map(async (port) => {
-        const run = docker([
-          "run",
-          "-d",
-          "--rm",
-          "--label",
-          label,
-          "-p",
-          `127.0.0.1:${port}:8080`,
-          image,
-        ]);
-        const ms = await firstResponse(port, t0, {
-          timeoutMs: BURST_TIMEOUT_MS,
-          everyMs: 10,
-        }).catch(() => undefined);
-        await run.catch(() => undefined);
-        return ms;
-      }),
-    );
-    const ok = times.filter((t): t is number => t !== undefined);
-    return { ...summarize(ok), failed: times.length - ok.length };
-  } finally {
-    const ids = (await docker(["ps", "-aq", "--filter", `label=${label}`]))
-      .split(/\s+/)
-      .filter(Boolean);
-    if (ids.length > 0) await docker(["rm", "-f", ...ids]).catch(() => undefined);
-  }
+  const { times, failed } = await dockerRuns(image, {
+    count: CONTAINERS,
+    bench: "zero-burst",
+    timeoutMs: BURST_TIMEOUT_MS,
+    tolerateFailures: true,
+  });
+  return { ...summarize(times), failed };
 }
 
 interface OneByOne {
