@@ -20,6 +20,7 @@
  * the process would not hold anyway; what it keeps is its namespace's
  * processes running through the retention.
  */
+import { InFlight } from "../src/in-flight.ts";
 import type { Logger } from "../src/logging.ts";
 import { Labels, type Revision } from "../src/model/types.ts";
 import type { Store } from "../src/store/store.ts";
@@ -74,7 +75,7 @@ export class IsolateDriver {
   readonly #registrations = new Map<string, Registration>();
   readonly #refusalTimers = new Map<Instance, NodeJS.Timeout>();
   /** Loads of a revision's bundle in progress, shared by concurrent starts. */
-  readonly #loading = new Map<string, Promise<void>>();
+  readonly #loading = new InFlight<void>();
   readonly #standby: IsolateStandbyOptions;
   /** Revision keys kept as standbys (no instance), oldest first, with their expiry timer. */
   readonly #standbys = new Map<string, NodeJS.Timeout>();
@@ -117,12 +118,7 @@ export class IsolateDriver {
     // A concurrent stop of the last instance may unregister while we wait: load again then.
     let reg = this.#registrations.get(key);
     for (let i = 0; !reg && i < 3; i++) {
-      let loading = this.#loading.get(key);
-      if (!loading) {
-        loading = this.#register(key, revision).finally(() => this.#loading.delete(key));
-        this.#loading.set(key, loading);
-      }
-      await loading;
+      await this.#loading.run(key, () => this.#register(key, revision));
       reg = this.#registrations.get(key);
     }
     if (!reg) {

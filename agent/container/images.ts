@@ -8,6 +8,7 @@
  */
 import type Docker from "dockerode";
 import { isLoopbackRegistry, parseImageRef } from "../../src/images/reference.ts";
+import { InFlight } from "../../src/in-flight.ts";
 import { InstanceError } from "../errors.ts";
 import { dockerMessage, dockerStatus } from "./docker-errors.ts";
 
@@ -67,7 +68,7 @@ export class ImageResolver {
   readonly #docker: Docker;
   readonly #o: ImageResolverOptions;
   readonly #pulls = new Map<string, Pull>();
-  readonly #inspecting = new Map<string, Promise<ResolvedImage | undefined>>();
+  readonly #inspecting = new InFlight<ResolvedImage | undefined>();
 
   constructor(docker: Docker, options: ImageResolverOptions) {
     this.#docker = docker;
@@ -125,12 +126,7 @@ export class ImageResolver {
    * an answer still coming is shared: a later start looks again.
    */
   #inspect(ref: string): Promise<ResolvedImage | undefined> {
-    let pending = this.#inspecting.get(ref);
-    if (!pending) {
-      pending = this.#inspectNow(ref).finally(() => this.#inspecting.delete(ref));
-      this.#inspecting.set(ref, pending);
-    }
-    return pending;
+    return this.#inspecting.run(ref, () => this.#inspectNow(ref));
   }
 
   async #inspectNow(ref: string): Promise<ResolvedImage | undefined> {
