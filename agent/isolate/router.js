@@ -250,17 +250,20 @@ function firstLoad(env, revision) {
   return promise;
 }
 
+/** The loader's isolate of a revision loaded here (built again should the loader have dropped it). */
+function reuse(env, revision, name) {
+  return env.LOADER.get(name, async () => {
+    const code = await fetchCode(env, revision);
+    if (code === null) throw new Error(`revision ${revision} is no longer registered`);
+    return workerCode(env, code, revision);
+  });
+}
+
 async function stubFor(env, revision) {
   // A standby answers like a revision this process does not serve (only a load unparks it).
   if (parked.has(revision)) return null;
   const name = loaded.get(revision);
-  if (name !== undefined) {
-    return env.LOADER.get(name, async () => {
-      const code = await fetchCode(env, revision);
-      if (code === null) throw new Error(`revision ${revision} is no longer registered`);
-      return workerCode(env, code, revision);
-    });
-  }
+  if (name !== undefined) return reuse(env, revision, name);
   const code = await firstLoad(env, revision);
   if (code === null) return null;
   loaded.set(revision, code.loaderName);
@@ -272,20 +275,39 @@ function shortMessage(err) {
   return text.length > 300 ? `${text.slice(0, 300)}...` : text;
 }
 
+/**
+ * A response on its way out. Only the router says a process is draining, and
+ * a worker must not be able to impersonate the router's error kinds: a
+ * worker's own marks are dropped.
+ */
+function finish(response, fromWorker) {
+  const headers = response.headers;
+  if (
+    drainingUntil === 0 &&
+    !(fromWorker && (headers.has(ERROR_HEADER) || headers.has(DRAINING_HEADER)))
+  ) {
+    return response;
+  }
+  const marked = new Response(response.body, response);
+  if (fromWorker) marked.headers.delete(ERROR_HEADER);
+  if (drainingUntil === 0) marked.headers.delete(DRAINING_HEADER);
+  else marked.headers.set(DRAINING_HEADER, String(Math.max(0, drainingUntil - Date.now())));
+  return marked;
+}
+
 export default {
-  async fetch(request, env) {
-    const response = await route(request, env);
-    if (drainingUntil === 0 && !response.headers.has(DRAINING_HEADER)) return response;
-    const marked = new Response(response.body, response);
-    // Only the router says a process is draining, never a worker's own answer.
-    if (drainingUntil === 0) marked.headers.delete(DRAINING_HEADER);
-    else marked.headers.set(DRAINING_HEADER, String(Math.max(0, drainingUntil - Date.now())));
-    return marked;
+  fetch(request, env) {
+    const response = route(request, env);
+    return response instanceof Response ? finish(response, false) : response;
   },
 };
 
-/** One request: the gateway secret, the revision, a refusal in force, its isolate. */
-async function route(request, env) {
+/**
+ * One request: the gateway secret, the revision, a refusal in force, its
+ * isolate. A router's own answer is a Response; a worker's comes as a promise
+ * (already finished). The warm path awaits nothing but the worker's answer.
+ */
+function route(request, env) {
   if (!sameSecret(request.headers.get(env.AUTH_HEADER), env.GATEWAY_SECRET)) {
     console.log(`${env.TOKEN} f`);
     return fail(
@@ -311,34 +333,86 @@ async function route(request, env) {
     });
   }
   enter(env, revision);
-  // The first request here creates the isolate: the startup CPU budget.
+  const name = loaded.get(revision);
+  if (name === undefined || parked.has(revision)) return routeCold(request, env, revision);
+  let stub;
+  try {
+    stub = reuse(env, revision, name);
+  } catch (err) {
+    leave(env, revision);
+    return fail(503, "code-unavailable", `could not load revision: ${shortMessage(err)}`);
+  }
+  return forward(request, env, revision, stub, false);
+}
+
+/** The first request here (it creates the isolate: the startup CPU budget), or a parked revision's. */
+async function routeCold(request, env, revision) {
   const cold = !loaded.has(revision) && env.TRACK === "1";
   if (cold) console.log(`${env.TOKEN} s ${revision}`);
+  let stub;
   try {
-    let stub;
-    try {
-      stub = await stubFor(env, revision);
-    } catch (err) {
-      return fail(503, "code-unavailable", `could not load revision: ${shortMessage(err)}`);
-    }
-    if (stub === null) {
-      return fail(404, "unknown-revision", `revision ${revision} is not registered on this node`);
-    }
+    stub = await stubFor(env, revision);
+  } catch (err) {
+    return failed(
+      env,
+      revision,
+      cold,
+      503,
+      "code-unavailable",
+      `could not load revision: ${shortMessage(err)}`,
+    );
+  }
+  if (stub === null) {
+    return failed(
+      env,
+      revision,
+      cold,
+      404,
+      "unknown-revision",
+      `revision ${revision} is not registered on this node`,
+    );
+  }
+  return forward(request, env, revision, stub, cold);
+}
+
+/** Tracking ends with the answer's head. */
+function settle(env, revision, cold) {
+  if (cold) console.log(`${env.TOKEN} e ${revision}`);
+  leave(env, revision);
+}
+
+/** The router's own answer to a request it tracked. */
+function failed(env, revision, cold, status, kind, message) {
+  settle(env, revision, cold);
+  return finish(fail(status, kind, message), false);
+}
+
+/** Hand the request to the revision's isolate, without the two internal headers. */
+function forward(request, env, revision, stub, cold) {
+  let answer;
+  try {
     const headers = new Headers(request.headers);
     headers.delete(env.HEADER);
     headers.delete(env.AUTH_HEADER);
-    const response = await stub.getEntrypoint().fetch(new Request(request, { headers }));
-    if (!response.headers.has(ERROR_HEADER)) return response;
-    // A worker must not be able to impersonate the router's error kinds.
-    const clean = new Response(response.body, response);
-    clean.headers.delete(ERROR_HEADER);
-    return clean;
+    answer = stub.getEntrypoint().fetch(new Request(request, { headers }));
   } catch (err) {
-    return fail(500, "worker-exception", `worker error: ${shortMessage(err)}`);
-  } finally {
-    if (cold) console.log(`${env.TOKEN} e ${revision}`);
-    leave(env, revision);
+    return failed(
+      env,
+      revision,
+      cold,
+      500,
+      "worker-exception",
+      `worker error: ${shortMessage(err)}`,
+    );
   }
+  return answer.then(
+    (response) => {
+      settle(env, revision, cold);
+      return finish(response, true);
+    },
+    (err) =>
+      failed(env, revision, cold, 500, "worker-exception", `worker error: ${shortMessage(err)}`),
+  );
 }
 
 /** Where a module failed, when V8 said: `worker.js:3:9`. */
