@@ -84,8 +84,7 @@ function sameSecret(given, expected) {
 /**
  * A progress beat, at most one per PROGRESS_MS of wall time: JS ran here. The
  * watchdog tells a thread held by one request (no beats) from a backlog on a
- * starved host (beats keep coming while the probe waits its turn). Date.now()
- * only moves between I/O events in workerd, which is all a beat needs.
+ * starved host (beats keep coming while the probe waits its turn).
  */
 const PROGRESS_MS = 25;
 let lastBeat = 0;
@@ -142,10 +141,11 @@ const CONSOLE_MODULE = "skiff-console.js";
 const CONSOLE_SOURCE = (
   revision,
 ) => `const mark = ${JSON.stringify(`\u001eskiff:${revision}\u001f`)};
-// console.log as it was before any of the worker's code ran: the writer of
-// the progress lines (PROBE_SOURCE). It gives a worker nothing new: a newline
-// in what it logs already starts an unmarked line.
+// console.log and Date.now as they were before any of the worker's code ran:
+// the writer of the progress lines and its clock (PROBE_SOURCE). They give a
+// worker nothing new: a newline in what it logs already starts an unmarked line.
 export const writeLine = console.log.bind(console);
+export const clock = Date.now;
 for (const level of ["log", "info", "warn", "error", "debug"]) {
   const original = console[level].bind(console);
   console[level] = (...args) => original(mark, ...args);
@@ -154,20 +154,26 @@ for (const level of ["log", "info", "warn", "error", "debug"]) {
 /**
  * The isolate's main module. Its default export is the revision's own, its
  * fetch wrapped (when `progress` is set: in-flight tracking on) to write
- * `progress` as a line when a request starts, and when its promise settles in
- * a later task (after an await on I/O, e.g. of the request's body).
+ * `progress` as a line when a request starts, and when its promise settles
+ * (after an await on I/O, e.g. of the request's body), at most one line per
+ * LINE_SPACING_MS of wall time.
  *
  * workerd runs the requests that are ready one after another without polling
  * for I/O in between: in such a burst the router runs nothing (its requests
- * all started before, and end after), Date.now() stands still (so no beat) and
- * no probe is answered until the last one is done. These lines are the only
- * sign that the thread is not held by one request: the watchdog counts a
- * stall's CPU from the latest, so a burst of short requests never adds up to
- * one, whether their CPU runs before their first await or after it.
+ * all started before, and end after; so no beat) and no probe is answered
+ * until the last one is done. These lines are the only sign that the thread
+ * is not held by one request: the watchdog counts a stall's CPU from the
+ * latest, so a burst of short requests never adds up to one, whether their
+ * CPU runs before their first await or after it.
  *
- * A promise that settles within SAME_TASK_HOPS microtasks of the handler's
- * return (Skiff's bundles take 2-4: the user module's dynamic import) settled
- * in the task its start line opened: no second line.
+ * Date.now() in workerd reads the clock (it moves within a request and within
+ * a burst), so the lines can be spaced by time: in a burst, the longest gap
+ * between two lines is one request's time plus LINE_SPACING_MS, against a
+ * stall window of `watchdog.stallMs` (150 ms by default) of wall time without
+ * a line. A line skipped can only make the latest line older: a request that
+ * spins is stopped no later than with a line per request. Each line is a
+ * write to a pipe that wakes the agent: one per request cost the process
+ * about 20-30 µs of CPU a request (bench/isolate-request-cost.ts).
  *
  * `progress` is a secret of the process (not its TOKEN): a module-scoped
  * constant, written with console.log as it was before the worker's code ran.
@@ -176,32 +182,31 @@ for (const level of ["log", "info", "warn", "error", "debug"]) {
  * `watchdog.backlogCpuMs`, counted from the router's own lines. A default
  * export without a fetch method (a class) is exported as is, without lines.
  */
-const SAME_TASK_HOPS = 16;
-const PROBE_SOURCE = (main, progress) => `import { writeLine } from "./${CONSOLE_MODULE}";
+const LINE_SPACING_MS = 5;
+const PROBE_SOURCE = (main, progress) => `import { writeLine, clock } from "./${CONSOLE_MODULE}";
 import handler, * as revision from "./${main}";
 const progress = ${JSON.stringify(progress)};
-// Awaits, not queueMicrotask: workerd's costs several µs a call.
-async function after(hops, fn) {
-  for (let i = 0; i < hops; i++) await undefined;
-  fn();
+let last = -Infinity;
+function line() {
+  const now = clock();
+  // (A clock set back writes at once.)
+  if (now - last < ${LINE_SPACING_MS} && now >= last) return;
+  last = now;
+  writeLine(progress);
 }
-async function settled(result, task) {
+async function settled(result) {
   try {
     await result;
   } catch {}
-  if (task.over) writeLine(progress);
+  line();
 }
 export default progress !== "" && handler !== null && typeof handler === "object" && typeof handler.fetch === "function"
   ? {
       fetch(request, env, ctx) {
-        writeLine(progress);
+        line();
         const result = handler.fetch(request, env, ctx);
         if (result !== null && typeof result === "object" && typeof result.then === "function") {
-          const task = { over: false };
-          void settled(result, task);
-          void after(${SAME_TASK_HOPS}, () => {
-            task.over = true;
-          });
+          void settled(result);
         }
         return result;
       },
