@@ -172,8 +172,8 @@ for (const level of ["log", "info", "warn", "error", "debug"]) {
  * stall window of `watchdog.stallMs` (150 ms by default) of wall time without
  * a line. A line skipped can only make the latest line older: a request that
  * spins is stopped no later than with a line per request. Each line is a
- * write to a pipe that wakes the agent: one per request cost the process
- * about 20-30 µs of CPU a request (bench/isolate-request-cost.ts).
+ * console.log, a write to a pipe that wakes the agent: about 20 µs of the
+ * process's CPU (BENCHMARKS.md, isolate request cost).
  *
  * `progress` is a secret of the process (not its TOKEN): a module-scoped
  * constant, written with console.log as it was before the worker's code ran.
