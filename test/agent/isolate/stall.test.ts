@@ -238,9 +238,8 @@ describe("WorkerdPool watchdog", () => {
 
 describe("WorkerdPool watchdog under a backlog", () => {
   // workerd runs requests that are ready one after another without polling
-  // for I/O in between: no probe is answered, no response written and
-  // Date.now() stands still (so the router sends no beat) until the whole
-  // batch is done. From outside, a batch looks like one request holding the
+  // for I/O in between: no probe is answered, no response written and the
+  // router runs nothing (so it sends no beat) until the whole batch is done. From outside, a batch looks like one request holding the
   // thread; bench/zero-burst lost about 50 requests a run to such false kills.
   it.each([
     { requests: 64, about: "5 ms", iterations: 1_200_000, method: "GET" as const },
