@@ -146,15 +146,26 @@ export class InstanceLifecycle {
 
   /**
    * Start an instance no desired set names yet (a wake, src/fleet/wake.ts):
-   * kept until `heldUntil` unless the scaler adopts it by then.
+   * kept until `heldUntil` unless the scaler adopts it by then. `revision`:
+   * read already (alongside the wake's claim), so the launch does not read it again.
    */
-  startHeld(desired: DesiredInstance, heldUntil: number): void {
+  startHeld(desired: DesiredInstance, heldUntil: number, revision?: Revision): void {
     if (this.#d.instances.has(desired.id)) return;
-    this.#startInstance(desired, undefined, heldUntil);
+    this.#startInstance(desired, undefined, heldUntil, revision);
+  }
+
+  /** A revision as the store holds it now (instances launch from it). */
+  readRevision(namespace: string, name: string): Promise<Revision | undefined> {
+    return this.#readRevision(namespace, name);
   }
 
   /** `previous`: a failed instance retried; it keeps its report until the outcome differs. */
-  #startInstance(desired: DesiredInstance, previous?: Instance, heldUntil?: number): void {
+  #startInstance(
+    desired: DesiredInstance,
+    previous?: Instance,
+    heldUntil?: number,
+    revision?: Revision,
+  ): void {
     const { instances, capacity } = this.#d;
     const inst = newInstance(desired);
     if (heldUntil !== undefined) inst.heldUntil = heldUntil;
@@ -186,13 +197,13 @@ export class InstanceLifecycle {
       return;
     }
     if (!previous) void this.#d.push(inst);
-    void this.#launch(inst);
+    void this.#launch(inst, revision);
   }
 
-  async #launch(inst: Instance): Promise<void> {
+  async #launch(inst: Instance, read?: Revision): Promise<void> {
     const { namespace, revision: name, runtime } = inst.desired;
     try {
-      const revision = await this.#readRevision(namespace, name);
+      const revision = read ?? (await this.#readRevision(namespace, name));
       if (inst.stopping) return;
       if (!revision) {
         throw new InstanceError(

@@ -11,6 +11,7 @@ import { newInstanceId, parseRevisionRef } from "../src/fleet/keys.ts";
 import type { DesiredInstance } from "../src/fleet/types.ts";
 import { claimWake, WAKE_TTL_MS } from "../src/fleet/wake.ts";
 import type { Logger } from "../src/logging.ts";
+import type { Revision } from "../src/model/types.ts";
 import type { IsolateDriver } from "./isolates.ts";
 import type { AgentMetrics } from "./metrics.ts";
 
@@ -20,7 +21,9 @@ export interface AgentWakesDeps {
   isolates: IsolateDriver;
   /** Running (not starting or draining) with room for one more instance. */
   canStart(): boolean;
-  startHeld(desired: DesiredInstance, heldUntil: number): void;
+  startHeld(desired: DesiredInstance, heldUntil: number, revision?: Revision): void;
+  /** The revision from the store (read alongside the claim: one round trip less before the start). */
+  readRevision(namespace: string, name: string): Promise<Revision | undefined>;
   /** A hold ended: a pass decides whether the instance stays. */
   onHoldEnded(): void;
   metrics: AgentMetrics;
@@ -41,12 +44,17 @@ export function watchWakes(d: AgentWakesDeps): Promise<() => Promise<void>> {
 
 async function wake(d: AgentWakesDeps, ref: { namespace: string; revision: string }) {
   const instanceId = newInstanceId(ref.revision);
-  if (!(await claimWake(d.fleet.redis, d.fleet.keys, ref, { agentId: d.agentId, instanceId }))) {
+  const [claimed, revision] = await Promise.all([
+    claimWake(d.fleet.redis, d.fleet.keys, ref, { agentId: d.agentId, instanceId }),
+    // A failed read only costs the head start: the launch reads it again.
+    d.readRevision(ref.namespace, ref.revision).catch(() => undefined),
+  ]);
+  if (!claimed) {
     d.metrics.wakes.inc({ outcome: "claimed-elsewhere" });
     return;
   }
   const heldUntil = Date.now() + WAKE_TTL_MS;
-  d.startHeld({ id: instanceId, ...ref, runtime: "isolate" }, heldUntil);
+  d.startHeld({ id: instanceId, ...ref, runtime: "isolate" }, heldUntil, revision);
   d.metrics.wakes.inc({ outcome: "started" });
   d.log.debug({ instance: instanceId, revision: ref.revision }, "woke a standby");
   setTimeout(d.onHoldEnded, WAKE_TTL_MS + 50).unref();
