@@ -103,7 +103,7 @@ export class InstanceLifecycle {
     // Failures that may have gone away (revision created late, room freed) are retried now and then.
     if (reasons.some((r) => r !== "message" && r !== "event")) {
       const exists = async (ns: string, rev: string) =>
-        (await this.#readRevision(ns, rev)) !== undefined;
+        (await this.readRevision(ns, rev)) !== undefined;
       for (const driver of [containers, this.#d.isolates]) {
         void driver
           ?.pruneStandbys(exists)
@@ -156,7 +156,7 @@ export class InstanceLifecycle {
 
   /** A revision as the store holds it now (instances launch from it). */
   readRevision(namespace: string, name: string): Promise<Revision | undefined> {
-    return this.#readRevision(namespace, name);
+    return this.#d.store.get("revisions", namespace, name);
   }
 
   /** `previous`: a failed instance retried; it keeps its report until the outcome differs. */
@@ -203,7 +203,7 @@ export class InstanceLifecycle {
   async #launch(inst: Instance, read?: Revision): Promise<void> {
     const { namespace, revision: name, runtime } = inst.desired;
     try {
-      const revision = read ?? (await this.#readRevision(namespace, name));
+      const revision = read ?? (await this.readRevision(namespace, name));
       if (inst.stopping) return;
       if (!revision) {
         throw new InstanceError(
@@ -249,10 +249,6 @@ export class InstanceLifecycle {
       if (!setPhase(this.#d, inst, "failed", failure, health)) return; // a retry that failed the same way
       this.#d.metrics.failures.inc({ runtime, reason: failure.reason });
     }
-  }
-
-  #readRevision(namespace: string, name: string): Promise<Revision | undefined> {
-    return this.#d.store.get("revisions", namespace, name);
   }
 
   #enterStopping(inst: Instance): void {
