@@ -218,6 +218,9 @@ export const SkiffProbe = {
       // Skiff's bundles defer the user's module to the first request (so that
       // Deno.env is filled first); __skiffInit runs it now.
       if (typeof revision.__skiffInit === "function") await revision.__skiffInit(env);
+      // An isolate's first console line costs milliseconds (workerd sets up
+      // its console then): paid here, at load, not by the first request.
+      if (progress !== "") line();
       return new Response("loaded");
     } catch (err) {
       return Response.json(
