@@ -78,7 +78,7 @@ const PANIC_WINDOW_MS = 6_000;
 const ONE_BY_ONE = 20;
 /** What limits the one-by-one figure, from profiling (BENCHMARKS.md has the breakdown). */
 const ONE_BY_ONE_LIMIT =
-  "with the wake (the agent holding the standby starts it on the gateway's notice, no scaler hop) the endpoint is at the gateway ~6 ms after the request; the first request after a quiet spell then takes 2-3x a warm one on this host (its threads woken, caches cold: a static workerd shows the same), with every component and the client on 2 cores; see the breakdown below the table";
+  "the wake's hops (gateway -> Redis -> agent, the claim, the standby's resume in workerd, the endpoint back through Redis: ~3 ms on a quiet host) and the resumed isolate's first request, with every component and the client on 2 cores; see the breakdown below the table";
 
 const HELLO_WORKER = 'export default { fetch: () => new Response("Hello World!\\n") };';
 
