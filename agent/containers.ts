@@ -120,6 +120,16 @@ export class ContainerDriver {
           },
         });
       }
+      if (!registry.getSingleMetric("skiff_agent_container_sandboxes")) {
+        new Gauge({
+          name: "skiff_agent_container_sandboxes",
+          help: "Network sandboxes started ahead of need and not yet given to an instance (agent.containerSandboxes)",
+          registers: [registry],
+          collect() {
+            this.set(runtime.readySandboxes());
+          },
+        });
+      }
       this.#resumes =
         (registry.getSingleMetric("skiff_agent_container_resumes_total") as Counter | undefined) ??
         new Counter({
@@ -139,9 +149,9 @@ export class ContainerDriver {
     return [...refs].sort().slice(0, MAX_REPORTED_STANDBYS);
   }
 
-  /** Remove every paused standby (the agent leaves for good). */
-  removeStandbys(): Promise<void> {
-    return this.runtime.removeStandbys();
+  /** Remove every paused standby and ready network sandbox (the agent leaves for good). */
+  async removeStandbys(): Promise<void> {
+    await Promise.all([this.runtime.removeStandbys(), this.runtime.removeSandboxes()]);
   }
 
   /**

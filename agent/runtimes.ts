@@ -41,6 +41,7 @@ export async function openContainerDriver(
     startupTimeoutMs: o.startupTimeoutMs,
     startConcurrency: o.containerStartConcurrency,
     standby: o.containerStandby,
+    sandboxes: o.containerSandboxes,
     ...(o.portRange ? { portRange: o.portRange } : {}),
     registries: o.images.registries,
     pullTimeoutMs: o.images.pullTimeoutMs,

@@ -60,7 +60,7 @@ function run(cmd: string, args: string[]): Promise<void> {
   });
 }
 
-async function skiffOnce(rt: ContainerRuntime, image: string, i: number) {
+async function skiffOnce(rt: ContainerRuntime, image: string, i: number | string) {
   const instanceId = `bench-${RUN}-${i}`;
   const t0 = performance.now();
   const started = await rt.start({
@@ -175,6 +175,16 @@ async function main(): Promise<void> {
     // The bench decides when a standby is made; the machine's free memory must not.
     standby: { minFreeMemoryBytes: 0 },
   });
+  // The same start without network sandboxes (agent.containerSandboxes.count 0).
+  const bare = new ContainerRuntime({
+    owner: OWNER,
+    clusterId: CLUSTER,
+    dataAddress: ADDRESS,
+    removeNetworkOnClose: false,
+    sandboxes: { count: 0 },
+  });
+  // As an agent's start does: adopt() fills the pool of sandboxes (refilled between rounds).
+  await rt.adopt();
   const floorPorts = new PortAllocator(ADDRESS, { min: 30000, max: 30999 });
   const version = await docker.version();
   const info = await docker.info();
@@ -183,6 +193,7 @@ async function main(): Promise<void> {
   // One untimed round to warm the engine, page cache and our code paths (the
   // first skiff start also creates the bridge, used by the floors too).
   await skiffOnce(rt, image, -1);
+  await skiffOnce(bare, image, "bare--1");
   await apiOnce(image, floorPorts);
   await cliOnce(image, floorPorts, "bridge");
   await cliOnce(image, floorPorts, "host");
@@ -190,6 +201,8 @@ async function main(): Promise<void> {
   await resumeOnce(rt, image, -1);
 
   const skiff: number[] = [];
+  const skiffBare: number[] = [];
+  let sandboxed = 0;
   const api: number[] = [];
   const cli: number[] = [];
   const host: number[] = [];
@@ -200,19 +213,23 @@ async function main(): Promise<void> {
     const r = await resumeOnce(rt, image, i);
     resume.push(r.ms);
     resumePhases.push(r.timings);
+    if (rt.readySandboxes() > 0) sandboxed++;
     const s = await skiffOnce(rt, image, i);
     skiff.push(s.ms);
     phases.push(s.timings);
+    skiffBare.push((await skiffOnce(bare, image, `bare-${i}`)).ms);
     api.push(await apiOnce(image, floorPorts));
     cli.push(await cliOnce(image, floorPorts, "bridge"));
     host.push(await cliOnce(image, floorPorts, "host"));
     process.stdout.write(
-      `run ${i + 1}/${N}: resume ${fmt(r.ms)} ms, skiff ${fmt(s.ms)} ms, api bridge ${fmt(api.at(-1)!)} ms, ` +
+      `run ${i + 1}/${N}: resume ${fmt(r.ms)} ms, skiff ${fmt(s.ms)} ms, skiff without sandbox ${fmt(skiffBare.at(-1)!)} ms, api bridge ${fmt(api.at(-1)!)} ms, ` +
         `cli bridge ${fmt(cli.at(-1)!)} ms, cli host ${fmt(host.at(-1)!)} ms\n`,
     );
   }
   await rt.removeStandbys();
+  await rt.removeSandboxes();
   await rt.close();
+  await bare.close();
   await docker
     .getNetwork(NETWORK)
     .remove()
@@ -245,7 +262,9 @@ Image: \`${image}\` (static C hello app, FROM scratch, ${(imageInfo.Size / 1024)
 Skiff and the two bridge floors: own network namespace on a bridge with inter-container
 traffic off, port 8080 published on ${ADDRESS}:P. The host floor: host networking, the app
 listening on ${ADDRESS}:P itself (how Skiff ran containers before). Runs interleaved
-(resume, skiff, api bridge, cli bridge, cli host) x ${N}, after one untimed warm-up round.
+(resume, skiff, skiff without sandbox, api bridge, cli bridge, cli host) x ${N}, after one untimed
+warm-up round. Skiff's runtime runs with its default network sandboxes (a ready one was there for
+${sandboxed} of the ${N} starts: the pool refills between rounds) and once more without any.
 Resume: the revision's previous instance was stopped with \`standby: true\` (docker pause after
 the drain, untimed); the timed start() finds the paused container of the same spec, unpauses
 it, renames it after the new instance, probes readiness, and the GET / follows.
@@ -254,7 +273,8 @@ p95 with n=${N} is the nearest-rank value.
 | path | n | p50 ms | p95 ms | min ms | max ms |
 | --- | --- | --- | --- | --- | --- |
 ${row("Skiff resume from a paused standby: start() + GET /", resume)}
-${row("Skiff ContainerRuntime.start() + GET / (bridge + published port), no standby", skiff)}
+${row("Skiff ContainerRuntime.start() + GET / (bridge + published port), no standby, a network sandbox ready", skiff)}
+${row("Skiff ContainerRuntime.start() + GET /, no standby, no network sandbox", skiffBare)}
 ${row("floor: dockerode create+start, same bridge + published port", api)}
 ${row("baseline: `docker run -d --network <bridge> -p 127.0.0.1:P:8080` CLI", cli)}
 ${row("baseline: `docker run -d --network host` CLI (no isolation)", host)}
@@ -263,6 +283,7 @@ Ratios of p50s, same run:
 - **resume from a paused standby / \`docker run\` with the same isolation (bridge + -p): ${goal(resume, cli, 0.3)}**
 - resume from a paused standby / \`docker run\` host networking: ${ratio(resume, host)}
 - **Skiff from zero, no standby / \`docker run\` with the same isolation (bridge + -p): ${goal(skiff, cli, 1.0)}**
+- Skiff without a network sandbox / \`docker run\` with the same isolation: ${ratio(skiffBare, cli)}
 - Skiff / dockerode floor with the same isolation: ${ratio(skiff, api)}
 - cost of isolation, \`docker run\` bridge + -p / \`docker run\` host: **${ratio(cli, host)}**
 - Skiff (isolated) / \`docker run\` host: ${ratio(skiff, host)}
@@ -330,7 +351,7 @@ cost is creating the network namespace and its veth at start.
     return {
       figure: name,
       baseline: `${dockerRun}: p50 ${fmt(p50(cli))} ms`,
-      skiff: `p50 ${fmt(p50(skiffMs))} ms`,
+      skiff: `p50 ${fmt(p50(skiffMs))} ms${skiffMs === skiff ? ` (a network sandbox ready for ${sandboxed} of ${N}; without sandboxes: p50 ${fmt(p50(skiffBare))} ms)` : ""}`,
       ratio: `${r.toFixed(2)}x`,
       goal: `<= ${max}x`,
       met: r <= max,

@@ -141,6 +141,8 @@ const up = await stage("up", () =>
         // Room for the 26 containers' paused standbys (their warm-ups' and the
         // step's; 16 by default); the host has far more than the 1 GiB floor.
         containerStandby: { maxStandbys: 32 },
+        // Network sandboxes ready for the KPA step's ~15 containers (8 by default).
+        containerSandboxes: { count: 16 },
       },
     },
   }),

@@ -17,7 +17,10 @@ export async function adoptContainers(ctx: RuntimeContext): Promise<AdoptResult>
   const warn = (message: string) => ctx.emitter.emit("warning", new Error(message));
   await ctx.events.open(); // subscribe first so that no exit falls between list and track
   const result: AdoptResult = { running: [], exited: [] };
-  for (const c of await owned.list()) {
+  const containers = await owned.list();
+  // First: an instance removed below takes its sandbox with it.
+  await ctx.sandboxes.adopt(containers);
+  for (const c of containers) {
     if (table.byContainer.has(c.Id) || ctx.standbys.get(c.Id)) continue;
     const labelled = owned.specFromLabels(c.Labels);
     const current = owned.instanceIdOf(c);
@@ -89,5 +92,6 @@ export async function adoptContainers(ctx: RuntimeContext): Promise<AdoptResult>
       ready,
     });
   }
+  ctx.sandboxes.fill();
   return result;
 }

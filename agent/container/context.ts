@@ -16,6 +16,7 @@ import type { PortAllocator } from "./ports.ts";
 import type { ReadinessProber } from "./readiness.ts";
 import type { RuntimeOptions } from "./runtime-options.ts";
 import type { RuntimeEvents } from "./runtime-types.ts";
+import type { SandboxPool } from "./sandboxes.ts";
 import type { StandbyPool } from "./standby-pool.ts";
 import type { Stopper } from "./stopping.ts";
 
@@ -33,6 +34,7 @@ export interface RuntimeContext {
   exits: ExitWatcher;
   readiness: ReadinessProber;
   standbys: StandbyPool;
+  sandboxes: SandboxPool;
   stopper: Stopper;
   /** At most `startConcurrency` docker starts in flight (creates are not gated). */
   startGate: LimitFunction;

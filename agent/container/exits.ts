@@ -57,6 +57,7 @@ export class ExitWatcher {
   /** A container of ours died: describe why, then report it (or hand it to start()/stop()). */
   async onDie(containerId: string, exitCodeHint: number | undefined): Promise<void> {
     const ctx = this.#ctx;
+    if (await ctx.sandboxes.onDie(containerId)) return;
     const standby = ctx.standbys.get(containerId);
     if (standby) {
       // Killed while paused (by hand, or the OOM killer): nothing to report, nothing to keep.

@@ -25,8 +25,17 @@ export class OwnedContainers {
     return `${o.namePrefix}${o.clusterId}-${instanceId}`;
   }
 
-  /** This owner's containers of this cluster (any state). */
-  list(extraLabels: string[] = []): Promise<Docker.ContainerInfo[]> {
+  /** This owner's instance containers of this cluster (any state; not its network sandboxes). */
+  async list(extraLabels: string[] = []): Promise<Docker.ContainerInfo[]> {
+    return (await this.#listAll(extraLabels)).filter((c) => !c.Labels[this.keys.role]);
+  }
+
+  /** This owner's network sandboxes (sandboxes.ts), any state. */
+  sandboxes(): Promise<Docker.ContainerInfo[]> {
+    return this.#listAll([`${this.keys.role}=sandbox`]);
+  }
+
+  #listAll(extraLabels: string[]): Promise<Docker.ContainerInfo[]> {
     const o = this.#ctx.options;
     return this.#ctx.docker.listContainers({
       all: true,
@@ -129,7 +138,10 @@ export class OwnedContainers {
     }
   }
 
-  /** Force-remove; gone already or being removed is fine, anything else a warning. */
+  /**
+   * Force-remove, and the network sandbox the container ran in with it; gone
+   * already or being removed is fine, anything else a warning.
+   */
   async remove(idOrName: string): Promise<void> {
     try {
       await this.#ctx.docker.getContainer(idOrName).remove({ force: true });
@@ -140,6 +152,7 @@ export class OwnedContainers {
         this.#warn(`removing container ${idOrName}: ${dockerMessage(err)}`);
       }
     }
+    await this.#ctx.sandboxes.released(idOrName);
   }
 
   /** Resolves once no container of this name or id exists (bounded: the create then fails). */

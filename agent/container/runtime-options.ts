@@ -129,6 +129,12 @@ export const ContainerRuntimeOptionsSchema = z.object({
    * and a later start() of the same spec under a new instance id resumes it.
    */
   standby: StandbyOptionsSchema,
+  /**
+   * Network sandboxes (sandboxes.ts) kept started ahead of need: a cold start
+   * of a container serving on the default port 8080 joins one instead of
+   * waiting for Docker's network setup. 0: off (also on hosts other than x86-64).
+   */
+  sandboxes: z.object({ count: z.number().int().min(0).max(256).default(8) }).prefault({}),
 });
 
 export type ContainerRuntimeOptions = z.input<typeof ContainerRuntimeOptionsSchema>;

@@ -20,7 +20,8 @@
  * the same agent (by labels). Restart policy is the caller's (see supervise.ts).
  *
  * This class is the facade; each idea is a module beside it: starting.ts (cold
- * starts), standby-pool.ts (paused standbys), readiness.ts (probing),
+ * starts), sandboxes.ts (network namespaces started ahead of need),
+ * standby-pool.ts (paused standbys), readiness.ts (probing),
  * exits.ts (exit watching), stopping.ts, adoption.ts, instances.ts (what is
  * tracked), owned.ts (this owner's containers on the engine).
  */
@@ -53,6 +54,7 @@ import type {
   StartedInstance,
   StopOptions,
 } from "./runtime-types.ts";
+import { SandboxPool } from "./sandboxes.ts";
 import { type InstanceSpecInput, InstanceSpecSchema, parseWith } from "./spec.ts";
 import { StandbyPool } from "./standby-pool.ts";
 import { ColdStarter } from "./starting.ts";
@@ -113,6 +115,7 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     ctx.exits = new ExitWatcher(ctx);
     ctx.readiness = new ReadinessProber(ctx);
     ctx.standbys = new StandbyPool(ctx);
+    ctx.sandboxes = new SandboxPool(ctx);
     ctx.stopper = new Stopper(ctx);
     this.#ctx = ctx;
     this.#starter = new ColdStarter(ctx);
@@ -210,6 +213,16 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     return this.#ctx.standbys.remove(which);
   }
 
+  /** Network sandboxes started and not yet given to an instance. */
+  readySandboxes(): number {
+    return this.#ctx.sandboxes.ready;
+  }
+
+  /** Remove the ready network sandboxes (the agent leaves for good; in-use ones go with their instances). */
+  removeSandboxes(): Promise<void> {
+    return this.#ctx.sandboxes.removeReady();
+  }
+
   /** Other agents' containers of this cluster, counted by owner (orphan reaping). */
   otherOwners(): Promise<Map<string, number>> {
     return this.#ctx.owned.otherOwners();
@@ -233,8 +246,9 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     this.#closed = true;
     const { events, standbys, table, network } = this.#ctx;
     events.close();
-    // Standbys stay paused for the next run to adopt (or remove).
+    // Standbys stay paused, and ready sandboxes running, for the next run to adopt (or remove).
     standbys.close();
+    await this.#ctx.sandboxes.close();
     for (const t of table.byId.values()) {
       clearTimeout(t.probeTimer);
       t.interrupt();

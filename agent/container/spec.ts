@@ -192,6 +192,10 @@ export function labelKeys(prefix: string) {
     address: `${prefix}address`,
     port: `${prefix}port`,
     spec: `${prefix}spec`,
+    /** "sandbox" on a network sandbox (sandboxes.ts); absent on instances. */
+    role: `${prefix}role`,
+    /** On an instance running in a network sandbox: the sandbox's container id. */
+    sandbox: `${prefix}sandbox`,
   };
 }
 
@@ -200,10 +204,12 @@ export interface CreateContext {
   image: string;
   /** The agent's data address: the published port is bound there. */
   address: string;
-  /** The host port published for the container's serving port. */
+  /** The host port published for the container's serving port (the sandbox's, in one). */
   port: number;
   /** The cluster's bridge network (id or name). */
   network: string;
+  /** A network sandbox's container id (sandboxes.ts): the instance joins its namespace and port. */
+  sandbox?: string;
   /** The image's USER, for a runAsGroup without runAsUser. */
   imageUser?: string;
   clusterId: string;
@@ -246,6 +252,7 @@ export function buildLabels(spec: InstanceSpec, ctx: CreateContext): Record<stri
     [k.revision]: spec.revision,
     [k.address]: ctx.address,
     [k.port]: String(ctx.port),
+    ...(ctx.sandbox ? { [k.sandbox]: ctx.sandbox } : {}),
     // The whole spec, so that adopt() can hand the agent back exactly what it started.
     [k.spec]: JSON.stringify(spec),
   };
@@ -276,7 +283,8 @@ export function buildCreateOptions(
     name: ctx.name,
     Image: ctx.image,
     Env: buildEnv(spec),
-    ExposedPorts: { [containerPort]: {} },
+    // In a sandbox the sandbox publishes the port (Docker refuses ports on a joined namespace).
+    ...(ctx.sandbox ? {} : { ExposedPorts: { [containerPort]: {} } }),
     // Kubernetes semantics: command replaces ENTRYPOINT (and drops CMD), args replace CMD.
     ...(c.command ? { Entrypoint: c.command } : {}),
     ...(c.args ? { Cmd: c.args } : {}),
@@ -290,8 +298,14 @@ export function buildCreateOptions(
       // Its own network namespace on the cluster's bridge (inter-container traffic
       // off): the host's 127.0.0.1 (Redis, admin ports, workerd) is not reachable.
       // Gateways reach it only through the port published on the data address.
-      NetworkMode: ctx.network,
-      PortBindings: { [containerPort]: [{ HostIp: ctx.address, HostPort: String(ctx.port) }] },
+      ...(ctx.sandbox
+        ? { NetworkMode: `container:${ctx.sandbox}` }
+        : {
+            NetworkMode: ctx.network,
+            PortBindings: {
+              [containerPort]: [{ HostIp: ctx.address, HostPort: String(ctx.port) }],
+            },
+          }),
       ...(memory ? { Memory: memory, MemorySwap: memory } : {}),
       ...(memoryRequest && (!memory || memoryRequest <= memory)
         ? { MemoryReservation: memoryRequest }

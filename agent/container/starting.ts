@@ -4,7 +4,9 @@
  * start it and wait for readiness, timing each step. A port taken meanwhile
  * or a bridge removed under us is retried; a failure leaves nothing behind.
  *
- * Only `docker start` waits for a slot of the start gate: a burst's creates
+ * A container serving on the default port joins a network sandbox started
+ * ahead of need when one is ready (sandboxes.ts): its start skips Docker's
+ * network setup. Only `docker start` waits for a slot of the start gate: a burst's creates
  * (cheap for the engine, but slow to answer while it is busy starting others)
  * all go at once, so a container is created by the time a slot frees and the
  * gate's slots are spent on starts alone.
@@ -18,7 +20,13 @@ import type { Tracked } from "./instances.ts";
 import { isNetworkGone, isPortTaken } from "./network.ts";
 import { throwIfInterrupted } from "./readiness.ts";
 import type { StartedInstance } from "./runtime-types.ts";
-import { buildCreateOptions, type InstanceSpec, nonRootProblem, protocolOf } from "./spec.ts";
+import {
+  buildCreateOptions,
+  declaredPort,
+  type InstanceSpec,
+  nonRootProblem,
+  protocolOf,
+} from "./spec.ts";
 
 export class ColdStarter {
   readonly #ctx: RuntimeContext;
@@ -30,6 +38,15 @@ export class ColdStarter {
   }
 
   async start(spec: InstanceSpec): Promise<StartedInstance> {
+    try {
+      return await this.#start(spec);
+    } finally {
+      // The gate may be idle now: top the sandboxes up for the next start.
+      this.#ctx.sandboxes.fill();
+    }
+  }
+
+  async #start(spec: InstanceSpec): Promise<StartedInstance> {
     const ctx = this.#ctx;
     const id = spec.instanceId;
     const t0 = performance.now();
@@ -96,14 +113,22 @@ export class ColdStarter {
     attempt: number,
   ): Promise<{ t: Tracked; t2: number; queuedMs: number } | undefined> {
     const ctx = this.#ctx;
-    const port = await ctx.ports.allocate();
+    // Only a first attempt joins a sandbox: a retry is for a port or a bridge that went wrong.
+    const sandbox = attempt === 1 ? ctx.sandboxes.take(declaredPort(spec.container)) : undefined;
+    const port = sandbox ? sandbox.port : await ctx.ports.allocate();
     let containerId: string;
     try {
-      containerId = await this.#create(spec, image, port);
+      containerId = await this.#create(spec, image, port, sandbox?.containerId);
     } catch (err) {
-      ctx.ports.release(port);
-      throw err;
+      if (!sandbox) {
+        ctx.ports.release(port);
+        throw err;
+      }
+      // The sandbox itself may be what failed (killed meanwhile): once more without one.
+      await ctx.sandboxes.discard(sandbox);
+      return undefined;
     }
+    if (sandbox) ctx.sandboxes.bind(containerId, sandbox);
     const t = ctx.table.track(
       spec,
       containerId,
@@ -144,7 +169,12 @@ export class ColdStarter {
     }
   }
 
-  async #create(spec: InstanceSpec, image: ResolvedImage, port: number): Promise<string> {
+  async #create(
+    spec: InstanceSpec,
+    image: ResolvedImage,
+    port: number,
+    sandbox: string | undefined,
+  ): Promise<string> {
     const ctx = this.#ctx;
     const o = ctx.options;
     const name = ctx.owned.containerName(spec.instanceId);
@@ -156,6 +186,7 @@ export class ColdStarter {
         address: o.dataAddress,
         port,
         network,
+        ...(sandbox ? { sandbox } : {}),
         ...(image.user !== undefined ? { imageUser: image.user } : {}),
         clusterId: o.clusterId,
         owner: o.owner,

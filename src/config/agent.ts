@@ -128,6 +128,14 @@ export const agentSection = z
         }),
       })
       .prefault({}),
+    containerSandboxes: z
+      .object({
+        count: setting(z.number().int().min(0).max(256).default(8), {
+          description:
+            "Network sandboxes kept started ahead of need: a cold start of a container serving on port 8080 joins one (its namespace and published port) instead of waiting for Docker's network setup (docker start ~600 -> ~200 ms here). Each sandbox serves one instance and is removed with it; each ready one holds a port and Docker's docker-proxy (~3 MiB). 0: off; x86-64 hosts only.",
+        }),
+      })
+      .prefault({}),
     containerStartConcurrency: setting(z.number().int().min(1).max(256).default(4), {
       description:
         "Containers docker-started at once (their creates and readiness waits not counted): Docker serialises much of a start, so a burst all at once ends no sooner and holds the host's CPU from the rest meanwhile.",

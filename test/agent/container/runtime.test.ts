@@ -237,7 +237,8 @@ describe("ContainerRuntime.start", () => {
       }) as typeof image.inspect;
       return image;
     };
-    const rt = h.runtime({ docker });
+    // No sandboxes: their pause image's inspect is not the revision's image.
+    const rt = h.runtime({ docker, sandboxes: { count: 0 } });
     await Promise.all([h.spec(), h.spec(), h.spec()].map((s) => rt.start(s)));
     expect(inspects).toBe(1);
     await rt.start(h.spec());

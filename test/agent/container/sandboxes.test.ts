@@ -1,0 +1,161 @@
+/** ContainerRuntime against the real Docker engine: network sandboxes started ahead of need. */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import type {
+  ContainerRuntime,
+  ContainerRuntimeOptions,
+  ExitEvent,
+} from "../../../agent/container/runtime.ts";
+import { sandboxesOf } from "../../support/containers.ts";
+import { createHarness, get, type Harness, waitFor } from "./harness.ts";
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness("nsb");
+});
+afterEach(() => h.cleanup());
+afterAll(() => h?.cleanup());
+
+const sandboxIds = async () => (await sandboxesOf(h.owner)).map((c) => c.Id).sort();
+const networkMode = async (containerId: string) =>
+  (await h.docker.getContainer(containerId).inspect()).HostConfig.NetworkMode;
+
+/** A runtime whose pool is full: `count` sandboxes ready (the first start fills it). */
+async function withReady(
+  count: number,
+  options: ContainerRuntimeOptions = {},
+): Promise<ContainerRuntime> {
+  const rt = h.runtime({ ...options, sandboxes: { count } });
+  // adopt() fills the pool, as an agent's start does.
+  await rt.adopt();
+  await waitFor(`${count} sandboxes ready`, () => rt.readySandboxes() === count, 20_000);
+  return rt;
+}
+
+describe("network sandboxes", () => {
+  test("a cold start joins a ready sandbox: it serves on the sandbox's published port", async () => {
+    const rt = await withReady(1);
+    const [sandbox] = await sandboxIds();
+    const spec = h.spec({}, { TARGET: "sandboxed" });
+    const started = await rt.start(spec);
+    expect(await networkMode(started.containerId)).toBe(`container:${sandbox}`);
+    const labels = (await h.docker.getContainer(sandbox as string).inspect()).Config.Labels;
+    expect(started.port).toBe(Number(labels["skiff.port"]));
+    const res = await get(`http://127.0.0.1:${started.port}/`);
+    expect(res.status).toBe(200);
+    expect(res.body).toContain("sandboxed");
+    // The pool is topped up for the next start: a new sandbox, never the one in use.
+    await waitFor("the pool refilled", () => rt.readySandboxes() === 1, 20_000);
+    expect(await sandboxIds()).toHaveLength(2);
+  });
+
+  test("stopping the instance removes its sandbox and frees its port", async () => {
+    const rt = await withReady(1);
+    const [sandbox] = await sandboxIds();
+    const spec = h.spec();
+    const started = await rt.start(spec);
+    await rt.stop(spec.instanceId, { graceSeconds: 1 });
+    expect(await h.exists(started.containerId)).toBe(false);
+    expect(await h.exists(sandbox as string)).toBe(false);
+    // Nothing listens on the port any more (the sandbox's docker-proxy went with it).
+    await expect(get(`http://127.0.0.1:${started.port}/`)).rejects.toThrow();
+  });
+
+  test("a container declaring another port starts on the bridge, without a sandbox", async () => {
+    const rt = await withReady(1);
+    const spec = h.spec({
+      container: { image: h.image, ports: [{ containerPort: 9090 }] },
+    });
+    const started = await rt.start(spec);
+    expect(await networkMode(started.containerId)).not.toMatch(/^container:/);
+    expect((await get(`http://127.0.0.1:${started.port}/`)).status).toBe(200);
+    expect(rt.readySandboxes()).toBe(1);
+  });
+
+  test("a sandbox killed under its instance takes the instance down: its exit is reported", async () => {
+    const rt = await withReady(1);
+    const [sandbox] = await sandboxIds();
+    const spec = h.spec();
+    const started = await rt.start(spec);
+    const exited = new Promise<ExitEvent>((resolve) => rt.once("exit", resolve));
+    await h.docker.getContainer(sandbox as string).kill();
+    const event = await exited;
+    expect(event.instanceId).toBe(spec.instanceId);
+    await waitFor("the instance and its sandbox removed", async () => {
+      const gone = !(await h.exists(started.containerId)) && !(await h.exists(sandbox as string));
+      return gone;
+    });
+  });
+
+  test("a sandbox killed under a paused standby drops the standby", async () => {
+    const rt = await withReady(1, { standby: { minFreeMemoryBytes: 0 } });
+    const [sandbox] = await sandboxIds();
+    const spec = h.spec();
+    const started = await rt.start(spec);
+    await rt.stop(spec.instanceId, { standby: true });
+    expect(rt.standbys()).toMatchObject([{ containerId: started.containerId }]);
+    await h.docker.getContainer(sandbox as string).kill();
+    await waitFor("the standby dropped", () => rt.standbys().length === 0);
+    await waitFor("its container removed", async () => !(await h.exists(started.containerId)));
+  });
+
+  test("a ready sandbox that dies leaves the pool and another takes its place", async () => {
+    const rt = await withReady(1);
+    const [dead] = await sandboxIds();
+    await h.docker.getContainer(dead as string).kill();
+    await waitFor("the dead one removed", async () => !(await h.exists(dead as string)));
+    await waitFor("a new one ready", () => rt.readySandboxes() === 1, 20_000);
+    const [fresh] = await sandboxIds();
+    expect(fresh).not.toBe(dead);
+    // The next start joins the live one.
+    const started = await rt.start(h.spec());
+    expect(await networkMode(started.containerId)).toBe(`container:${fresh}`);
+  });
+
+  test("the sandbox runs a pause loop as nobody, with no capabilities, on a read-only root", async () => {
+    await withReady(1);
+    const [sandbox] = await sandboxIds();
+    const info = await h.docker.getContainer(sandbox as string).inspect();
+    expect(info.State.Running).toBe(true);
+    expect(info.Config.User).toBe("65534:65534");
+    expect(info.HostConfig.CapDrop).toEqual(["ALL"]);
+    expect(info.HostConfig.ReadonlyRootfs).toBe(true);
+    expect(info.HostConfig.Privileged).toBe(false);
+    // Published on the data address only.
+    expect(Object.values(info.HostConfig.PortBindings ?? {}).flat()).toEqual([
+      expect.objectContaining({ HostIp: "127.0.0.1" }),
+    ]);
+  });
+
+  test("after a restart, an instance keeps its sandbox and ready ones are ready again", async () => {
+    const before = await withReady(1);
+    const spec = h.spec();
+    const started = await before.start(spec);
+    await waitFor("the pool refilled", () => before.readySandboxes() === 1, 20_000);
+    const sandboxes = await sandboxIds();
+    await before.close();
+
+    const after = h.runtime({ sandboxes: { count: 1 } });
+    const adopted = await after.adopt();
+    expect(adopted.running).toMatchObject([{ instanceId: spec.instanceId, port: started.port }]);
+    expect(after.readySandboxes()).toBe(1);
+    // Nothing started, nothing removed.
+    expect(await sandboxIds()).toEqual(sandboxes);
+    expect((await get(`http://127.0.0.1:${started.port}/`)).status).toBe(200);
+    // Its sandbox still goes with it.
+    await after.stop(spec.instanceId, { graceSeconds: 1 });
+    expect(await sandboxIds()).toHaveLength(1);
+  });
+
+  test("removeSandboxes removes the ready ones; count 0 starts none", async () => {
+    const rt = await withReady(2);
+    await rt.removeSandboxes();
+    expect(rt.readySandboxes()).toBe(0);
+    expect(await sandboxIds()).toEqual([]);
+
+    const off = h.runtime({ sandboxes: { count: 0 } });
+    await off.adopt();
+    const started = await off.start(h.spec());
+    expect(await networkMode(started.containerId)).not.toMatch(/^container:/);
+    expect(await sandboxIds()).toEqual([]);
+  });
+});
