@@ -32,6 +32,7 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import Docker from "dockerode";
 import { buildCli } from "../scripts/build-cli.ts";
 import { fleetKeys } from "../src/fleet/keys.ts";
 import { connectRedis } from "../src/redis/connect.ts";
@@ -75,6 +76,8 @@ const BURST_TIMEOUT_MS = 30_000;
 const KNATIVE_P95_MS = 22_000;
 const UP_LOG = join(tmpdir(), "skiff-bench-zero-burst-up.log");
 const PANIC_WINDOW_MS = 6_000;
+/** The agent's network sandboxes: room for the KPA step's ~15 containers (8 by default). */
+const SANDBOXES = 16;
 const ONE_BY_ONE = 20;
 /** What limits the one-by-one figure, from profiling (BENCHMARKS.md has the breakdown). */
 const ONE_BY_ONE_LIMIT =
@@ -141,8 +144,7 @@ const up = await stage("up", () =>
         // Room for the 26 containers' paused standbys (their warm-ups' and the
         // step's; 16 by default); the host has far more than the 1 GiB floor.
         containerStandby: { maxStandbys: 32 },
-        // Network sandboxes ready for the KPA step's ~15 containers (8 by default).
-        containerSandboxes: { count: 16 },
+        containerSandboxes: { count: SANDBOXES },
       },
     },
   }),
@@ -151,6 +153,7 @@ const redis = connectRedis(
   `redis://:${readFileSync(join(up.stateDir, "redis.password"), "utf8").trim()}@127.0.0.1:${readFileSync(join(up.stateDir, "redis.port"), "utf8").trim()}`,
 );
 const keys = fleetKeys("skiff:");
+const docker = new Docker();
 const endpoints = (ns: string, svc: string) => redis.hlen(keys.endpoints(ns, `${svc}-00001`));
 const hostOf = (ns: string, svc: string) => `${svc}.${ns}.localhost`;
 
@@ -469,6 +472,28 @@ try {
     }
   });
 
+  // The agent's network sandboxes refilled after the warm-ups' starts (each a
+  // docker start in the background): measured from a settled host, as in use.
+  const readySandboxes = async () => {
+    const owners = new Set(await redis.zrange(keys.agents, "0", "-1"));
+    const all = (await docker.listContainers({ all: true })).filter((c) =>
+      owners.has(c.Labels["skiff.owner"] ?? ""),
+    );
+    const bound = new Set(all.map((c) => c.Labels["skiff.sandbox"]).filter(Boolean));
+    return all.filter(
+      (c) => c.Labels["skiff.role"] === "sandbox" && c.State === "running" && !bound.has(c.Id),
+    ).length;
+  };
+  await stage("sandboxes", async () => {
+    const deadline = performance.now() + 60_000;
+    while ((await readySandboxes()) < SANDBOXES) {
+      if (performance.now() > deadline) {
+        throw new Error(`${await readySandboxes()} of ${SANDBOXES} network sandboxes ready`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  });
+
   // The revisions served once are at zero again once their endpoints are gone.
   await stage("one-to-zero", async () => {
     const deadline = performance.now() + 60_000;
@@ -612,7 +637,8 @@ sized for the ${WORKERS + CONTAINERS} revisions. Services at zero are created wi
 \`autoscaling.knative.dev/initial-scale: "0"\` (\`allowZeroInitialScale\`) and checked to have no
 ready endpoint before the burst (each ran one warm-up instance at deploy, scaler/warmup.ts: the
 agent holds the workers' isolates and the containers, paused, as standbys, at most 32 containers
-here; a container with no standby starts at \`docker run\`'s pace, the baseline); each burst request is on a fresh connection (timeout
+here; a container with no standby joins one of the agent's ${SANDBOXES} network sandboxes, 8 by default, waited for
+before the stages, agent/container/sandboxes.ts, or else starts at \`docker run\`'s pace, the baseline); each burst request is on a fresh connection (timeout
 ${BURST_TIMEOUT_MS / 1000} s). Stages (ms): ${JSON.stringify(stages)}.`;
   await writeBenchmarkBlock(join(ROOT, "BENCHMARKS.md"), "zero-burst", body);
   console.log(body);

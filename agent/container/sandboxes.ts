@@ -146,17 +146,28 @@ export class SandboxPool {
 
   /**
    * After an agent restart: sandboxes whose instance container still exists
-   * stay bound to it; running unbound ones are ready again; the rest go.
+   * stay bound to it; running unbound ones are ready again; the rest go. An
+   * instance whose sandbox is gone has lost its port: it is killed (adoption
+   * reports its exit).
    */
   async adopt(instances: Docker.ContainerInfo[]): Promise<void> {
     const { owned, ports } = this.#ctx;
     const keys = owned.keys;
+    const sandboxes = await owned.sandboxes();
+    const running = new Set(sandboxes.filter((c) => c.State === "running").map((c) => c.Id));
     const bound = new Map<string, string>();
     for (const c of instances) {
       const sandbox = c.Labels[keys.sandbox];
-      if (sandbox) bound.set(sandbox, c.Id);
+      if (!sandbox) continue;
+      bound.set(sandbox, c.Id);
+      if (!running.has(sandbox) && (c.State === "running" || c.State === "paused")) {
+        await this.#ctx.docker
+          .getContainer(c.Id)
+          .kill()
+          .catch(() => {});
+      }
     }
-    for (const c of await owned.sandboxes()) {
+    for (const c of sandboxes) {
       const port = Number(c.Labels[keys.port]);
       const instance = bound.get(c.Id);
       if (!Number.isInteger(port)) {

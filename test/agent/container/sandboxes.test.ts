@@ -146,6 +146,23 @@ describe("network sandboxes", () => {
     expect(await sandboxIds()).toHaveLength(1);
   });
 
+  test("after a restart, an instance whose sandbox is gone is reported exited, not adopted", async () => {
+    const before = await withReady(1);
+    const [sandbox] = await sandboxIds();
+    const spec = h.spec();
+    const started = await before.start(spec);
+    await before.close();
+    // Removed while no agent watched: the instance lost its published port.
+    await h.docker.getContainer(sandbox as string).remove({ force: true });
+
+    const after = h.runtime({ sandboxes: { count: 0 } });
+    const exited = new Promise<ExitEvent>((resolve) => after.once("exit", resolve));
+    const adopted = await after.adopt();
+    expect(adopted.running.filter((r) => r.ready)).toEqual([]);
+    expect((await exited).instanceId).toBe(spec.instanceId);
+    await waitFor("the instance removed", async () => !(await h.exists(started.containerId)));
+  });
+
   test("removeSandboxes removes the ready ones; count 0 starts none", async () => {
     const rt = await withReady(2);
     await rt.removeSandboxes();
