@@ -149,9 +149,9 @@ export class ContainerDriver {
     return [...refs].sort().slice(0, MAX_REPORTED_STANDBYS);
   }
 
-  /** Remove every paused standby and ready network sandbox (the agent leaves for good). */
-  async removeStandbys(): Promise<void> {
-    await Promise.all([this.runtime.removeStandbys(), this.runtime.removeSandboxes()]);
+  /** Remove every paused standby (the agent leaves for good). */
+  removeStandbys(): Promise<void> {
+    return this.runtime.removeStandbys();
   }
 
   /**

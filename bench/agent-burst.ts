@@ -98,7 +98,6 @@ async function runtimeStarts(
     );
   } finally {
     await Promise.all(ids.map((id) => rt.stop(id, { drainMs: 0 }).catch(() => undefined)));
-    await rt.removeSandboxes();
     await rt.close();
   }
 }

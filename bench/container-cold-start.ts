@@ -227,7 +227,6 @@ async function main(): Promise<void> {
     );
   }
   await rt.removeStandbys();
-  await rt.removeSandboxes();
   await rt.close();
   await bare.close();
   await docker

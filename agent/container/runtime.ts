@@ -218,11 +218,6 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
     return this.#ctx.sandboxes.ready;
   }
 
-  /** Remove the ready network sandboxes (the agent leaves for good; in-use ones go with their instances). */
-  removeSandboxes(): Promise<void> {
-    return this.#ctx.sandboxes.removeReady();
-  }
-
   /** Other agents' containers of this cluster, counted by owner (orphan reaping). */
   otherOwners(): Promise<Map<string, number>> {
     return this.#ctx.owned.otherOwners();
@@ -239,16 +234,19 @@ export class ContainerRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   /**
-   * Stop watching and probing. Containers keep running (a new runtime can
-   * adopt them); the bridge is removed only if no container is attached.
+   * Stop watching and probing. Instances keep running (a new runtime can
+   * adopt them), ready network sandboxes are removed; the bridge is removed
+   * only if no container is attached.
    */
   async close(): Promise<void> {
     this.#closed = true;
     const { events, standbys, table, network } = this.#ctx;
     events.close();
-    // Standbys stay paused, and ready sandboxes running, for the next run to adopt (or remove).
+    // Standbys stay paused for the next run to adopt (or remove). Ready sandboxes
+    // hold nothing worth keeping (the next run refills): removed, so an unused
+    // bridge can go below.
     standbys.close();
-    await this.#ctx.sandboxes.close();
+    await this.#ctx.sandboxes.removeReady();
     for (const t of table.byId.values()) {
       clearTimeout(t.probeTimer);
       t.interrupt();

@@ -15,8 +15,9 @@
  * The pool keeps `count` ready, refilled one at a time and only while no
  * instance start waits at the start gate (a refill never slows a burst). A
  * revision declaring another containerPort, or a host that is not x86-64,
- * starts as before. Ready sandboxes outlive a restart of the agent (adopt()
- * takes them back) and are removed when it leaves for good.
+ * starts as before. A bound sandbox outlives a restart of the agent with its
+ * instance (adopt() binds them again); ready ones are removed when the
+ * runtime closes (one left by a crash is adopted as ready).
  */
 import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
@@ -192,17 +193,12 @@ export class SandboxPool {
   }
 
   /**
-   * No more refills (one in progress removes what it made); resolves once it
-   * is done. Ready sandboxes keep running for the next run to adopt.
+   * No more refills (one in progress removes what it made), and the ready
+   * sandboxes removed (the runtime closes); bound ones go with their instances.
    */
-  async close(): Promise<void> {
+  async removeReady(): Promise<void> {
     this.#closed = true;
     await this.#filling;
-  }
-
-  /** Close, and remove the ready sandboxes (the agent leaves for good); bound ones go with their instances. */
-  async removeReady(): Promise<void> {
-    await this.close();
     const ready = this.#ready.splice(0);
     await Promise.all(ready.map((s) => this.#remove(s)));
   }

@@ -8,6 +8,7 @@ import type { Agent } from "../../agent/agent.ts";
 import { ensureClusterIdentity } from "../../src/cluster.ts";
 import type { Endpoint } from "../../src/fleet/types.ts";
 import { hit, host, startTestGateway, TestScaler } from "../gateway/support.ts";
+import { sandboxesOf } from "../support/containers.ts";
 import { helloImage, missingImage } from "../support/images.ts";
 import { metricValue } from "../support/metrics.ts";
 import { connect } from "../support/redis.ts";
@@ -559,6 +560,8 @@ describe("graceful stop", () => {
     expect(res.body).toContain("Slept for 1500 milliseconds.");
     await stopped;
     expect(await env.ownerContainers(id2)).toEqual([]);
+    // Its network sandboxes too (the one the instance ran in, and the ready ones).
+    expect(await sandboxesOf(id2)).toEqual([]);
     expect(await env.fleet.getAgent(id2)).toBeUndefined();
     expect(await env.fleet.readInstanceStatuses(id2)).toEqual([]);
     expect(instance).toBeTruthy();
