@@ -157,7 +157,8 @@ export class ColdStarter {
         throwIfInterrupted(t);
       }
       await ctx.table.discard(t);
-      const retry = isPortTaken(err) || isNetworkGone(err);
+      // A sandbox that died since it was taken fails the start too: once more without one.
+      const retry = isPortTaken(err) || isNetworkGone(err) || sandbox !== undefined;
       if (isNetworkGone(err)) ctx.network.invalidate();
       if (!retry || attempt >= 3) {
         throw new InstanceError(
