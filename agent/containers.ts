@@ -77,6 +77,7 @@ export class ContainerDriver {
   /** Instances by id, for the runtime's events. */
   readonly #byId = new Map<string, Instance>();
   readonly #resumes: Counter | undefined;
+  readonly #coldStarts: Counter<"sandbox"> | undefined;
   readonly #reaper: OrphanReaper | undefined;
 
   constructor(options: ContainerDriverOptions) {
@@ -130,6 +131,16 @@ export class ContainerDriver {
           },
         });
       }
+      this.#coldStarts =
+        (registry.getSingleMetric("skiff_agent_container_cold_starts_total") as
+          | Counter<"sandbox">
+          | undefined) ??
+        new Counter({
+          name: "skiff_agent_container_cold_starts_total",
+          help: "Container instances started as new containers (not resumed standbys), by sandbox: joined a ready network sandbox, or none was ready (many of those: raise agent.containerSandboxes.count)",
+          labelNames: ["sandbox"],
+          registers: [registry],
+        });
       this.#resumes =
         (registry.getSingleMetric("skiff_agent_container_resumes_total") as Counter | undefined) ??
         new Counter({
@@ -233,12 +244,16 @@ export class ContainerDriver {
         this.#sink.starting(inst);
         return;
       case "ready":
+        if (!s.instance.resumed) {
+          this.#coldStarts?.inc({ sandbox: s.instance.sandboxed ? "joined" : "none" });
+        }
         // Where a start's time went (gate queue, create, docker start, readiness): for profiling bursts.
         this.#log.debug(
           {
             instance: inst.id,
             revision: inst.desired.revision,
             resumed: s.instance.resumed ?? false,
+            sandboxed: s.instance.sandboxed ?? false,
             ...s.instance.timings,
           },
           "container started",

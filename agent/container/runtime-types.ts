@@ -30,6 +30,8 @@ export interface StartedInstance extends Endpoint {
   timings: StartTimings;
   /** A paused standby was resumed (no container created; timings.startMs is the unpause). */
   resumed?: boolean;
+  /** A new container joined a network sandbox (sandboxes.ts) instead of a namespace of its own. */
+  sandboxed?: boolean;
 }
 
 /** A paused container kept for a later start() of the same spec. */

@@ -95,6 +95,7 @@ export class ColdStarter {
       port: t.port,
       protocol: t.protocol,
       image,
+      ...(ctx.sandboxes.of(t.containerId) ? { sandboxed: true } : {}),
       timings: {
         imageMs: elapsed(t0, t1),
         queuedMs: elapsed(t2, t2s),

@@ -28,7 +28,9 @@ let image: string;
 beforeAll(async () => {
   env = await agentTestEnv("agc");
   image = await helloImage(env.docker);
-  agent = await env.startAgent();
+  // No network sandboxes: these tests pin an instance's own namespace on the bridge
+  // ("network sandboxes" below starts an agent with them).
+  agent = await env.startAgent({ containerSandboxes: { count: 0 } });
 });
 afterAll(() => env?.cleanup());
 
@@ -528,6 +530,35 @@ describe("a hung instance behind a gateway", () => {
       for (const id of ids) await env.undesire(id);
     }
   }, 90_000);
+});
+
+describe("network sandboxes", () => {
+  test("a cold start joins a ready sandbox: its endpoint is the sandbox's port, counted as joined", async () => {
+    const id3 = `${env.agentId}-n`;
+    const withPool = await env.startAgent({ id: id3, containerSandboxes: { count: 1 } });
+    const ready = () => metricValue(withPool.registry, "skiff_agent_container_sandboxes");
+    await waitFor("a sandbox ready", async () => (await ready()) === 1, 20_000);
+    const rev = await env.createService(helloService("joined", image, { TARGET: "Joined" }));
+    const name = rev.metadata.name;
+    const id = await env.desire(name, "container", id3);
+    const ep = await oneEndpoint(name);
+    expect((await call(ep)).body).toContain("Hello Joined!");
+    const [c] = await env.docker.listContainers({
+      all: true,
+      filters: { label: [`skiff.owner=${id3}`, `skiff.instance=${id}`] },
+    });
+    const sandbox = c?.Labels["skiff.sandbox"] as string;
+    expect(c?.HostConfig.NetworkMode).toBe(`container:${sandbox}`);
+    const sandboxLabels = (await env.docker.getContainer(sandbox).inspect()).Config.Labels;
+    expect(Number(sandboxLabels["skiff.port"])).toBe(ep.port);
+    const starts = (sandbox: string) =>
+      metricValue(withPool.registry, "skiff_agent_container_cold_starts_total", { sandbox });
+    expect(await starts("joined")).toBe(1);
+    expect(await starts("none")).toBe(0);
+    await env.undesire(id, id3);
+    await withPool.stop();
+    expect(await sandboxesOf(id3)).toEqual([]);
+  });
 });
 
 describe("graceful stop", () => {
