@@ -46,7 +46,15 @@ export async function createHarness(label: string): Promise<Harness> {
     clusterId,
     image,
     runtime(options = {}) {
-      const rt = new ContainerRuntime({ owner, clusterId, startupTimeoutMs: 15_000, ...options });
+      // No network sandboxes unless a test asks (sandboxes.test.ts): which start joins
+      // one would depend on how fast the pool refilled.
+      const rt = new ContainerRuntime({
+        owner,
+        clusterId,
+        startupTimeoutMs: 15_000,
+        sandboxes: { count: 0 },
+        ...options,
+      });
       runtimes.push(rt);
       networks.add(rt.networkName);
       return rt;

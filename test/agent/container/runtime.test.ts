@@ -237,8 +237,7 @@ describe("ContainerRuntime.start", () => {
       }) as typeof image.inspect;
       return image;
     };
-    // No sandboxes: their pause image's inspect is not the revision's image.
-    const rt = h.runtime({ docker, sandboxes: { count: 0 } });
+    const rt = h.runtime({ docker });
     await Promise.all([h.spec(), h.spec(), h.spec()].map((s) => rt.start(s)));
     expect(inspects).toBe(1);
     await rt.start(h.spec());

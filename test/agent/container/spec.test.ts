@@ -206,6 +206,16 @@ describe("docker create options", () => {
     });
   });
 
+  test("in a network sandbox: joins its namespace, publishes nothing itself, names it in a label", () => {
+    const opts = buildCreateOptions(spec(), { ...ctx, sandbox: "abc123" });
+    expect(opts.HostConfig?.NetworkMode).toBe("container:abc123");
+    expect(opts.HostConfig).not.toHaveProperty("PortBindings");
+    expect(opts).not.toHaveProperty("ExposedPorts");
+    expect(opts.Labels?.["skiff.sandbox"]).toBe("abc123");
+    // The endpoint it is reached at is the sandbox's port.
+    expect(opts.Labels?.["skiff.port"]).toBe("20001");
+  });
+
   test("drops every capability and adds back NET_BIND_SERVICE only for a port below 1024", () => {
     const high = buildCreateOptions(spec(), ctx).HostConfig;
     expect(high?.CapDrop).toEqual(["ALL"]);
