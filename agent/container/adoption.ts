@@ -56,7 +56,7 @@ export async function adoptContainers(ctx: RuntimeContext): Promise<AdoptResult>
               message:
                 "container was created but never started (the agent stopped while starting it)",
             }
-          : await ctx.exits.describeExit(c.Id, spec, undefined, false);
+          : await ctx.exits.describeExit(c.Id, spec, undefined, () => false);
       result.exited.push({
         instanceId: spec.instanceId,
         containerId: c.Id,

@@ -5,12 +5,16 @@
  * instance was running; start() and stop() handle the exits they meet.
  */
 import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { InstanceFailure } from "../errors.ts";
 import type { RuntimeContext } from "./context.ts";
 import { dockerStatus } from "./docker-errors.ts";
 import type { Tracked } from "./instances.ts";
 import { tailLogs } from "./logs.ts";
 import type { InstanceSpec } from "./spec.ts";
+
+/** How long a SIGKILLed container under a memory limit waits for Docker to say it was an OOM kill. */
+const OOM_SETTLE_MS = 500;
 
 export class ExitWatcher {
   readonly #ctx: RuntimeContext;
@@ -67,7 +71,7 @@ export class ExitWatcher {
     const t = ctx.table.byContainer.get(containerId);
     if (!t || t.dying || t.failure) return;
     t.dying = true;
-    const exit = await this.describeExit(containerId, t.spec, exitCodeHint, t.oomSeen);
+    const exit = await this.describeExit(containerId, t.spec, exitCodeHint, () => t.oomSeen);
     const failure: InstanceFailure = t.livenessFailure
       ? { ...exit, reason: "LivenessProbeFailed", message: t.livenessFailure }
       : exit;
@@ -90,17 +94,27 @@ export class ExitWatcher {
     containerId: string,
     spec: InstanceSpec,
     exitCodeHint: number | undefined,
-    oomSeen: boolean,
+    oomSeen: () => boolean,
   ): Promise<InstanceFailure> {
-    const [info, logs] = await Promise.all([
+    const inspect = () =>
       this.#ctx.docker
         .getContainer(containerId)
         .inspect()
-        .catch(() => undefined),
+        .catch(() => undefined);
+    const [info, logs] = await Promise.all([
+      inspect(),
       tailLogs(this.#ctx.docker, containerId, this.#ctx.options.logTailLines),
     ]);
     const exitCode = info?.State.ExitCode ?? exitCodeHint ?? -1;
-    const oomKilled = info?.State.OOMKilled === true || (oomSeen && exitCode === 137);
+    let oomKilled = info?.State.OOMKilled === true || (oomSeen() && exitCode === 137);
+    // Docker can tell of an OOM kill (its event, the state's flag) just after the
+    // exit: a SIGKILL under a memory limit waits a moment for it.
+    const limited = spec.container.resources?.limits?.memory !== undefined;
+    const deadline = performance.now() + OOM_SETTLE_MS;
+    while (!oomKilled && limited && exitCode === 137 && performance.now() < deadline) {
+      await sleep(25);
+      oomKilled = oomSeen() || (await inspect())?.State.OOMKilled === true;
+    }
     if (oomKilled) {
       const limit = spec.container.resources?.limits?.memory;
       return {
