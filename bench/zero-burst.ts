@@ -59,6 +59,7 @@ const { values } = parseArgs({
     duration: { type: "string", default: "8" },
     trials: { type: "string", default: "2" },
     "step-seconds": { type: "string", default: "20" },
+    sandboxes: { type: "string", default: "8" },
   },
 });
 const DURATION_S = Number(values.duration);
@@ -76,8 +77,8 @@ const BURST_TIMEOUT_MS = 30_000;
 const KNATIVE_P95_MS = 22_000;
 const UP_LOG = join(tmpdir(), "skiff-bench-zero-burst-up.log");
 const PANIC_WINDOW_MS = 6_000;
-/** The agent's network sandboxes: room for the KPA step's ~15 containers (8 by default). */
-const SANDBOXES = 16;
+/** The agent's network sandboxes (agent.containerSandboxes.count; 8 by default, as here). */
+const SANDBOXES = Number(values.sandboxes);
 const ONE_BY_ONE = 20;
 /** What limits the one-by-one figure, from profiling (BENCHMARKS.md has the breakdown). */
 const ONE_BY_ONE_LIMIT =
@@ -625,7 +626,7 @@ try {
   ];
   const body = `## From zero, throughput and the KPA step (\`node bench/zero-burst.ts\`)
 
-\`node bench/zero-burst.ts [--duration 8] [--trials 2] [--step-seconds 20]\` (part of
+\`node bench/zero-burst.ts [--duration 8] [--trials 2] [--step-seconds 20] [--sandboxes 8]\` (part of
 \`npm run bench\`; about 4 minutes; needs Docker).
 
 ${figureTable(rows)}
@@ -637,7 +638,7 @@ sized for the ${WORKERS + CONTAINERS} revisions. Services at zero are created wi
 \`autoscaling.knative.dev/initial-scale: "0"\` (\`allowZeroInitialScale\`) and checked to have no
 ready endpoint before the burst (each ran one warm-up instance at deploy, scaler/warmup.ts: the
 agent holds the workers' isolates and the containers, paused, as standbys, at most 32 containers
-here; a container with no standby joins one of the agent's ${SANDBOXES} network sandboxes, 8 by default, waited for
+here; a container with no standby joins one of the agent's ${SANDBOXES} network sandboxes (8 by default), waited for
 before the stages, agent/container/sandboxes.ts, or else starts at \`docker run\`'s pace, the baseline); each burst request is on a fresh connection (timeout
 ${BURST_TIMEOUT_MS / 1000} s). Stages (ms): ${JSON.stringify(stages)}.`;
   await writeBenchmarkBlock(join(ROOT, "BENCHMARKS.md"), "zero-burst", body);
