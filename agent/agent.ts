@@ -371,6 +371,7 @@ export class Agent {
           ...(this.#containers?.standbyRevisions() ?? []),
           ...(this.#isolates?.standbyRevisions().reverse() ?? []),
         ].slice(0, MAX_REPORTED_STANDBYS),
+      sandboxes: () => this.#containers?.readySandboxes() ?? 0,
       serving: () => this.#state === "running" || this.#state === "starting",
       draining: () => this.#state === "draining",
       onRejoined: () => {

@@ -160,6 +160,11 @@ export class ContainerDriver {
     return [...refs].sort().slice(0, MAX_REPORTED_STANDBYS);
   }
 
+  /** Network sandboxes ready for cold starts (the agent record reports them to placement). */
+  readySandboxes(): number {
+    return this.runtime.readySandboxes();
+  }
+
   /** Remove every paused standby (the agent leaves for good). */
   removeStandbys(): Promise<void> {
     return this.runtime.removeStandbys();

@@ -28,6 +28,8 @@ export interface FleetMirrorOptions {
   runtimes: () => RuntimeKind[];
   /** "ns/rev" of the paused standbys it holds (placement prefers this agent for them). */
   standbys: () => string[];
+  /** Network sandboxes ready for container starts (placement prefers this agent for those). */
+  sandboxes?: () => number;
   /** Whether endpoints may be published (the agent is starting or running). */
   serving: () => boolean;
   draining: () => boolean;
@@ -89,6 +91,8 @@ export class FleetMirror {
     });
     const standbys = draining ? [] : o.standbys();
     if (standbys.length) record.standbys = standbys;
+    const sandboxes = draining ? 0 : (o.sandboxes?.() ?? 0);
+    if (sandboxes > 0) record.sandboxes = sandboxes;
     return record;
   }
 

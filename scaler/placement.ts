@@ -10,7 +10,9 @@
  * goes to the agent with the fewest instances of this revision (spread across
  * hosts), then one that reports a paused standby of the revision (a start
  * there resumes it instead of creating a container; one placement per
- * reported standby), then the least loaded one (largest share of CPU, memory or instance
+ * reported standby), then, for a container revision, one that reports ready
+ * network sandboxes (a cold start there skips Docker's network setup; one
+ * placement per sandbox), then the least loaded one (largest share of CPU, memory or instance
  * slots in use), then the smallest id. Re-placing after an agent died is just
  * placing the missing count again without that agent.
  */
@@ -210,6 +212,11 @@ export function place(input: PlaceInput): Placement {
     offering.filter((a) => a.standbys?.includes(revision.key)).map((a) => a.id),
   );
   const hasStandby = (u: Usage) => (standby.has(u.agent.id) ? 1 : 0);
+  // Ready network sandboxes by agent, each good for one container start.
+  const sandboxes = new Map(
+    revision.runtime === "container" ? offering.map((a) => [a.id, a.sandboxes ?? 0]) : [],
+  );
+  const hasSandbox = (u: Usage) => ((sandboxes.get(u.agent.id) ?? 0) > 0 ? 1 : 0);
 
   let blocked: Usage[] = [];
   while (agentIds.length < count) {
@@ -222,11 +229,15 @@ export function place(input: PlaceInput): Placement {
       (a, b) =>
         a.mine - b.mine ||
         hasStandby(b) - hasStandby(a) ||
+        hasSandbox(b) - hasSandbox(a) ||
         load(a) - load(b) ||
         byId(a.agent.id, b.agent.id),
     );
     const best = fits[0]!;
-    standby.delete(best.agent.id);
+    // A resume uses no sandbox; a cold start uses one.
+    if (!standby.delete(best.agent.id) && sandboxes.has(best.agent.id)) {
+      sandboxes.set(best.agent.id, (sandboxes.get(best.agent.id) ?? 0) - 1);
+    }
     best.cpuMillis += revision.requests.cpuMillis;
     best.memoryBytes += revision.requests.memoryBytes;
     best.instances++;

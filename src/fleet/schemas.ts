@@ -44,6 +44,7 @@ export const agentRecordSchema = z.object({
   heartbeatAt: z.number(),
   draining: z.boolean().optional(),
   standbys: z.array(z.string().max(300)).max(MAX_REPORTED_STANDBYS).optional(),
+  sandboxes: z.number().int().nonnegative().optional(),
   version: z.string(),
 }) satisfies z.ZodType<AgentRecord>;
 

@@ -32,6 +32,11 @@ export interface AgentRecord {
    * (at most 64): placement prefers it, as a start there resumes the standby.
    */
   standbys?: string[];
+  /**
+   * Network sandboxes it has ready (agent/container/sandboxes.ts): a container
+   * started there skips Docker's network setup, so placement prefers it.
+   */
+  sandboxes?: number;
   version: string;
 }
 

@@ -538,6 +538,11 @@ describe("network sandboxes", () => {
     const withPool = await env.startAgent({ id: id3, containerSandboxes: { count: 1 } });
     const ready = () => metricValue(withPool.registry, "skiff_agent_container_sandboxes");
     await waitFor("a sandbox ready", async () => (await ready()) === 1, 20_000);
+    // Its record tells placement (the next heartbeat).
+    await waitFor(
+      "the agent record to report it",
+      async () => (await env.fleet.getAgent(id3))?.sandboxes === 1,
+    );
     const rev = await env.createService(helloService("joined", image, { TARGET: "Joined" }));
     const name = rev.metadata.name;
     const id = await env.desire(name, "container", id3);

@@ -92,6 +92,21 @@ describe("place", () => {
     expect(other.agentIds).toEqual(["a"]);
   });
 
+  it("prefers, among equally spread hosts, one reporting ready network sandboxes for a container start, once per sandbox", () => {
+    const busy = [inst("b", "default/other", { requests: { cpuMillis: 3000, memoryBytes: MIB } })];
+    const agents = [agent("a"), agent("b", { sandboxes: 1 })];
+    expect(place({ agents, current: busy, revision: rev(), count: 1 }).agentIds).toEqual(["b"]);
+    // Spread still comes first; its one sandbox used, b is the busier host again.
+    expect(place({ agents, current: busy, revision: rev(), count: 3 }).agentIds).toEqual([
+      "b",
+      "a",
+      "a",
+    ]);
+    // A worker revision has no use for them: the least loaded host.
+    const worker = rev("default/hello-00001", "isolate");
+    expect(place({ agents, current: busy, revision: worker, count: 1 }).agentIds).toEqual(["a"]);
+  });
+
   it("is deterministic: equal hosts are taken in id order, whatever the input order", () => {
     const agents = [agent("c"), agent("a"), agent("b")];
     const p1 = place({ agents, current: [], revision: rev(), count: 4 });
