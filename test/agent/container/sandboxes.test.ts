@@ -1,4 +1,5 @@
 /** ContainerRuntime against the real Docker engine: network sandboxes started ahead of need. */
+import Docker from "dockerode";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import type {
   ContainerRuntime,
@@ -109,6 +110,34 @@ describe("network sandboxes", () => {
     // The next start joins the live one.
     const started = await rt.start(h.spec());
     expect(await networkMode(started.containerId)).toBe(`container:${fresh}`);
+  });
+
+  test("a start whose sandbox died after it was taken runs without one", async () => {
+    const docker = new Docker();
+    const rt = await withReady(1, { docker });
+    const [sandbox] = await sandboxIds();
+    // The sandbox dies between the instance's create and its docker start: a real
+    // kill, put at that moment by wrapping the start (the race itself is too short
+    // to hit by chance).
+    const getContainer = docker.getContainer.bind(docker);
+    let killed = false;
+    docker.getContainer = (id: string) => {
+      const c = getContainer(id);
+      const start = c.start.bind(c);
+      c.start = (async (...args: unknown[]) => {
+        if (!killed && id !== sandbox) {
+          killed = true;
+          await getContainer(sandbox as string).kill();
+        }
+        return (start as (...a: unknown[]) => unknown)(...args);
+      }) as typeof c.start;
+      return c;
+    };
+    const spec = h.spec();
+    const started = await rt.start(spec);
+    expect(killed).toBe(true);
+    expect(await networkMode(started.containerId)).not.toMatch(/^container:/);
+    expect((await get(`http://127.0.0.1:${started.port}/`)).status).toBe(200);
   });
 
   test("the sandbox runs a pause loop as nobody, with no capabilities, on a read-only root", async () => {
