@@ -17,7 +17,7 @@
  * revision declaring another containerPort, or a host that is not x86-64,
  * starts as before. A bound sandbox outlives a restart of the agent with its
  * instance (adopt() binds them again); ready ones are removed when the
- * runtime closes (one left by a crash is adopted as ready).
+ * runtime closes, and any left unbound (a crash) by the next adopt().
  */
 import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
@@ -147,7 +147,8 @@ export class SandboxPool {
 
   /**
    * After an agent restart: sandboxes whose instance container still exists
-   * stay bound to it; running unbound ones are ready again; the rest go. An
+   * stay bound to it; the rest go, never handed out (an unbound one may have
+   * served an instance removed while no agent watched). An
    * instance whose sandbox is gone has lost its port: it is killed (adoption
    * reports its exit).
    */
@@ -178,7 +179,6 @@ export class SandboxPool {
       ports.reserve(port);
       const sandbox = { containerId: c.Id, port };
       if (instance) this.#byInstance.set(instance, sandbox);
-      else if (c.State === "running" && this.#ready.length < this.#count) this.#ready.push(sandbox);
       else await this.#remove(sandbox);
     }
   }

@@ -190,6 +190,18 @@ describe("network sandboxes", () => {
     await waitFor("the instance removed", async () => !(await h.exists(started.containerId)));
   });
 
+  test("after a crash, the next adopt removes unbound sandboxes: never handed out again", async () => {
+    // Never closed before the next runtime adopts: as after a crash.
+    const crashed = await withReady(1);
+    const [left] = await sandboxIds();
+    const after = h.runtime({ sandboxes: { count: 1 } });
+    await after.adopt();
+    await waitFor("the unbound sandbox removed", async () => !(await h.exists(left as string)));
+    const started = await after.start(h.spec());
+    expect(await networkMode(started.containerId)).not.toBe(`container:${left}`);
+    await crashed.close();
+  });
+
   test("count 0 starts none", async () => {
     const off = h.runtime({ sandboxes: { count: 0 } });
     await off.adopt();
