@@ -31,7 +31,11 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import Docker from "dockerode";
 import { PortAllocator } from "../agent/container/ports.ts";
-import { ContainerRuntime, type StartTimings } from "../agent/container/runtime.ts";
+import {
+  ContainerRuntime,
+  type ContainerRuntimeOptions,
+  type StartTimings,
+} from "../agent/container/runtime.ts";
 import { helloImage } from "../test/support/images.ts";
 import { firstResponse } from "./first-response.ts";
 import { figureTable, quantile, writeBenchmarkBlock } from "./stats.ts";
@@ -72,7 +76,7 @@ async function skiffOnce(rt: ContainerRuntime, image: string, i: number | string
   });
   const ms = await firstResponse(started.port, t0);
   await rt.stop(instanceId, { graceSeconds: 2 });
-  return { ms, timings: started.timings };
+  return { ms, timings: started.timings, sandboxed: started.sandboxed === true };
 }
 
 const RESUME_SPEC = {
@@ -167,22 +171,18 @@ const fmt = (x: number) => x.toFixed(1);
 
 async function main(): Promise<void> {
   const image = await helloImage(docker);
-  const rt = new ContainerRuntime({
-    owner: OWNER,
-    clusterId: CLUSTER,
-    dataAddress: ADDRESS,
-    removeNetworkOnClose: false,
-    // The bench decides when a standby is made; the machine's free memory must not.
-    standby: { minFreeMemoryBytes: 0 },
-  });
+  const runtime = (options: ContainerRuntimeOptions) =>
+    new ContainerRuntime({
+      owner: OWNER,
+      clusterId: CLUSTER,
+      dataAddress: ADDRESS,
+      removeNetworkOnClose: false,
+      ...options,
+    });
+  // The bench decides when a standby is made; the machine's free memory must not.
+  const rt = runtime({ standby: { minFreeMemoryBytes: 0 } });
   // The same start without network sandboxes (agent.containerSandboxes.count 0).
-  const bare = new ContainerRuntime({
-    owner: OWNER,
-    clusterId: CLUSTER,
-    dataAddress: ADDRESS,
-    removeNetworkOnClose: false,
-    sandboxes: { count: 0 },
-  });
+  const bare = runtime({ sandboxes: { count: 0 } });
   // As an agent's start does: adopt() fills the pool of sandboxes (refilled between rounds).
   await rt.adopt();
   const floorPorts = new PortAllocator(ADDRESS, { min: 30000, max: 30999 });
@@ -213,8 +213,8 @@ async function main(): Promise<void> {
     const r = await resumeOnce(rt, image, i);
     resume.push(r.ms);
     resumePhases.push(r.timings);
-    if (rt.readySandboxes() > 0) sandboxed++;
     const s = await skiffOnce(rt, image, i);
+    if (s.sandboxed) sandboxed++;
     skiff.push(s.ms);
     phases.push(s.timings);
     skiffBare.push((await skiffOnce(bare, image, `bare-${i}`)).ms);
