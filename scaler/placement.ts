@@ -234,8 +234,8 @@ export function place(input: PlaceInput): Placement {
         byId(a.agent.id, b.agent.id),
     );
     const best = fits[0]!;
-    // A resume uses no sandbox; a cold start uses one.
-    if (!standby.delete(best.agent.id) && sandboxes.has(best.agent.id)) {
+    // A resume uses no sandbox; a cold start uses one, if it has one left.
+    if (!standby.delete(best.agent.id) && hasSandbox(best)) {
       sandboxes.set(best.agent.id, (sandboxes.get(best.agent.id) ?? 0) - 1);
     }
     best.cpuMillis += revision.requests.cpuMillis;

@@ -136,10 +136,7 @@ export class SandboxPool {
     for (const [instance, sandbox] of this.#byInstance) {
       if (sandbox.containerId !== containerId) continue;
       // (A paused standby is killed too: its die drops it, exits.ts.)
-      await this.#ctx.docker
-        .getContainer(instance)
-        .kill()
-        .catch(() => {});
+      await this.#kill(instance);
       return true;
     }
     return false;
@@ -163,10 +160,7 @@ export class SandboxPool {
       if (!sandbox) continue;
       bound.set(sandbox, c.Id);
       if (!running.has(sandbox) && (c.State === "running" || c.State === "paused")) {
-        await this.#ctx.docker
-          .getContainer(c.Id)
-          .kill()
-          .catch(() => {});
+        await this.#kill(c.Id);
       }
     }
     for (const c of sandboxes) {
@@ -269,6 +263,14 @@ export class SandboxPool {
       ctx.ports.release(port);
       throw err;
     }
+  }
+
+  /** An instance that lost its sandbox: killed (its die is reported; gone already is fine). */
+  async #kill(instance: string): Promise<void> {
+    await this.#ctx.docker
+      .getContainer(instance)
+      .kill()
+      .catch(() => {});
   }
 
   async #remove(sandbox: Sandbox): Promise<void> {
